@@ -1,0 +1,18 @@
+//! dync's intermediate representation.
+//!
+//! A [`Graph`] of single-result [`Node`]s, each an [`Op`] with a static [`TensorType`]. The
+//! text form ([`print`], [`parse`]) reads like CLIF or MLIR and round-trips exactly;
+//! [`verify`] checks every invariant that passes and backends rely on.
+
+pub mod attrs;
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod ops;
+pub mod tensor;
+
+pub use dtype::DType;
+pub use error::{ParseError, ShapeError, VerifyError};
+pub use graph::{Graph, Node, NodeId};
+pub use ops::{Op, OpDef};
+pub use tensor::{Tensor, TensorData, TensorType};

@@ -1,0 +1,1 @@
+//! dync-runtime: what generated programs link. Grows with the backend.
