@@ -1,1 +1,44 @@
-fn main() {}
+//! The `dync` command line. Each subcommand lives in `cli/<name>.rs`; this file only parses
+//! arguments and maps errors to exit codes (0 ok, 1 error or unsupported model, 2 usage).
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cli;
+
+#[derive(Parser)]
+#[command(name = "dync", version, about = "An ahead-of-time compiler for dynamic-convolution CNNs")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check that every node of an ONNX model is supported.
+    Check(cli::check::Args),
+    /// Print a model's ops, parameters, MACs, inputs and outputs (or its IR).
+    Inspect(cli::inspect::Args),
+    /// Run a model (interpreter or JIT) on .npy inputs and write .npy outputs.
+    Run(cli::run::Args),
+    /// The DyNet model zoo: list the networks, export them as ONNX.
+    #[command(subcommand)]
+    Zoo(cli::zoo::Cmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Check(a) => cli::check::run(a),
+        Cmd::Inspect(a) => cli::inspect::run(a),
+        Cmd::Run(a) => cli::run::run(a),
+        Cmd::Zoo(c) => cli::zoo::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
