@@ -2,4 +2,12 @@
 //! external data, import into the IR with shape inference and constant folding, and writing
 //! ONNX (for the zoo).
 
+pub mod error;
+pub mod limits;
+pub mod load;
 pub mod proto;
+pub mod tensor;
+
+pub use error::{ErrorKind, ImportError};
+pub use limits::Limits;
+pub use load::{load_model, load_model_bytes, LoadedModel};
