@@ -11,3 +11,4 @@ pub mod tensor;
 pub use error::{ErrorKind, ImportError};
 pub use limits::Limits;
 pub use load::{load_model, load_model_bytes, LoadedModel};
+pub mod write;
