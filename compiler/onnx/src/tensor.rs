@@ -352,17 +352,19 @@ fn read_external(
     stored_bytes: usize,
     ctx: &TensorCtx,
 ) -> Result<TensorData, ErrorKind> {
-    let parsed = parse_external(&t.external_data);
-    let location = parsed
-        .as_ref()
-        .map(|r| r.location.clone())
+    // Named in errors even when the entries do not parse.
+    let location = t
+        .external_data
+        .iter()
+        .find(|e| e.key == "location")
+        .map(|e| e.value.clone())
         .unwrap_or_default();
     let err = |message: String| ErrorKind::ExternalData {
         tensor: t.name.clone(),
         path: location.clone(),
         message,
     };
-    let r = parsed.map_err(&err)?;
+    let r = parse_external(&t.external_data).map_err(&err)?;
     let base = ctx.base_dir.ok_or_else(|| {
         err("external data is not allowed for a model without a folder (loaded from memory)".into())
     })?;

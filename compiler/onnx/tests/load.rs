@@ -17,7 +17,13 @@ fn not_onnx_reason(e: &ImportError) -> &str {
     }
 }
 
-fn load_file(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf, Result<(), ImportError>) {
+fn load_file(
+    bytes: &[u8],
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Result<(), ImportError>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "model.onnx", bytes);
     let r = load_model(&path, &Limits::default()).map(|_| ());
@@ -44,12 +50,16 @@ fn empty_file_is_not_onnx_and_the_message_names_the_file() {
     assert!(not_onnx_reason(&e).contains("empty"));
     assert_eq!(e.path(), Some(path.as_path()));
     let msg = e.to_string();
-    assert!(msg.starts_with(&format!("{}: not an ONNX model", path.display())), "{msg}");
+    assert!(
+        msg.starts_with(&format!("{}: not an ONNX model", path.display())),
+        "{msg}"
+    );
 }
 
 #[test]
 fn other_formats_are_recognized() {
-    let mut npy = b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }".to_vec();
+    let mut npy =
+        b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }".to_vec();
     npy.extend_from_slice(&[b' '; 8]);
     npy.extend_from_slice(&1f32.to_le_bytes());
     let cases: &[(&[u8], &str)] = &[
@@ -90,7 +100,13 @@ fn load_everything(bytes: &[u8]) -> Result<(), ImportError> {
     for t in &m.graph.initializer {
         tensor_from_proto(t, &ctx)?;
     }
-    for v in m.graph.input.iter().chain(&m.graph.output).chain(&m.graph.value_info) {
+    for v in m
+        .graph
+        .input
+        .iter()
+        .chain(&m.graph.output)
+        .chain(&m.graph.value_info)
+    {
         value_info_type(v, &limits)?;
     }
     Ok(())
@@ -247,10 +263,25 @@ fn node_limit_counts_the_main_graph() {
     g.node = vec![node; 5];
     let bytes = encode(&model_with(g));
     let at = |max_nodes| {
-        load_model_bytes(&bytes, None, &Limits { max_nodes, ..Limits::default() }).map(|_| ())
+        load_model_bytes(
+            &bytes,
+            None,
+            &Limits {
+                max_nodes,
+                ..Limits::default()
+            },
+        )
+        .map(|_| ())
     };
     assert!(at(5).is_ok());
-    assert!(matches!(at(4).unwrap_err().kind(), ErrorKind::Limit { value: 5, limit: 4, .. }));
+    assert!(matches!(
+        at(4).unwrap_err().kind(),
+        ErrorKind::Limit {
+            value: 5,
+            limit: 4,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -283,7 +314,10 @@ fn file_size_limit_is_checked_before_reading() {
     let e = load_model(&path, &limits).unwrap_err();
     match e.kind() {
         ErrorKind::Limit { value, limit, .. } => {
-            assert_eq!((*value, *limit), (bytes.len() as u64, bytes.len() as u64 - 1))
+            assert_eq!(
+                (*value, *limit),
+                (bytes.len() as u64, bytes.len() as u64 - 1)
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -322,9 +356,14 @@ fn with_opsets(opsets: Vec<dync_onnx::proto::OperatorSetIdProto>) -> Result<i64,
 
 #[test]
 fn opset_of_the_default_domain_is_required_and_in_range() {
-    assert!(matches!(with_opsets(vec![]).unwrap_err().kind(), ErrorKind::MissingOpset));
     assert!(matches!(
-        with_opsets(vec![opset("com.microsoft", 1)]).unwrap_err().kind(),
+        with_opsets(vec![]).unwrap_err().kind(),
+        ErrorKind::MissingOpset
+    ));
+    assert!(matches!(
+        with_opsets(vec![opset("com.microsoft", 1)])
+            .unwrap_err()
+            .kind(),
         ErrorKind::MissingOpset
     ));
     for v in [MIN_OPSET - 1, MAX_OPSET + 1, -1, i64::MAX] {
@@ -333,7 +372,11 @@ fn opset_of_the_default_domain_is_required_and_in_range() {
             matches!(e.kind(), ErrorKind::UnsupportedOpset { version, .. } if *version == v),
             "{e}"
         );
-        assert!(e.to_string().contains(&format!("opset {v} of domain ai.onnx")), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("opset {v} of domain ai.onnx")),
+            "{e}"
+        );
     }
     for v in MIN_OPSET..=MAX_OPSET {
         assert_eq!(with_opsets(vec![opset("", v)]).unwrap(), v);
@@ -373,7 +416,10 @@ fn directories_fifos_and_missing_files_are_rejected() {
 
     // A FIFO without a writer: opening must not block, and it is not a regular file.
     let fifo = dir.path().join("fifo.onnx");
-    let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(st.success());
     let e = load_model(&fifo, &Limits::default()).unwrap_err();
     assert!(not_onnx_reason(&e).contains("not a regular file"));
