@@ -106,16 +106,8 @@ pub fn load_model(path: &Path, limits: &Limits) -> Result<LoadedModel, ImportErr
     if !meta.is_file() {
         return Err(at(ErrorKind::not_onnx("it is not a regular file")));
     }
-    limits::check(
-        || "the file size in bytes".into(),
-        meta.len(),
-        limits.max_file_bytes,
-    )
-    .map_err(at)?;
-    let bytes = read_capped(file, meta.len(), limits.max_file_bytes).map_err(|k| match k {
-        ReadCapped::Io(source) => io(source),
-        ReadCapped::Limit(k) => at(k),
-    })?;
+    limits::check(model_size, meta.len(), limits.max_file_bytes).map_err(at)?;
+    let bytes = read_capped(file, meta.len(), limits.max_file_bytes).map_err(io)?;
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -126,24 +118,20 @@ pub fn load_model(path: &Path, limits: &Limits) -> Result<LoadedModel, ImportErr
     Ok(m)
 }
 
-enum ReadCapped {
-    Io(std::io::Error),
-    Limit(ErrorKind),
-}
-
-/// Reads the whole file, failing if it grew past `max` since it was measured.
-fn read_capped(file: File, len: u64, max: u64) -> Result<Vec<u8>, ReadCapped> {
+/// Reads the whole file, at most `max + 1` bytes: a file that grew past the limit since it was
+/// measured is then caught by `load_model_bytes`'s size check.
+fn read_capped(file: File, len: u64, max: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     // `len <= max` was checked, so the reservation is bounded by the limit.
     bytes
         .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
-        .map_err(|e| ReadCapped::Io(std::io::Error::other(e)))?;
-    file.take(max.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(ReadCapped::Io)?;
-    limits::check(|| "the file size in bytes".into(), bytes.len() as u64, max)
-        .map_err(ReadCapped::Limit)?;
+        .map_err(std::io::Error::other)?;
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+fn model_size() -> String {
+    "the model size in bytes".into()
 }
 
 /// Decodes and checks an in-memory model. External data is read from `base_dir`; with `None`,
@@ -153,11 +141,7 @@ pub fn load_model_bytes(
     base_dir: Option<&Path>,
     limits: &Limits,
 ) -> Result<LoadedModel, ImportError> {
-    limits::check(
-        || "the model size in bytes".into(),
-        bytes.len() as u64,
-        limits.max_file_bytes,
-    )?;
+    limits::check(model_size, bytes.len() as u64, limits.max_file_bytes)?;
     let (model, graph, opset) = decode_model(bytes, limits)?;
     Ok(LoadedModel {
         path: None,

@@ -440,7 +440,10 @@ fn read_vec<T, const N: usize>(
     n: usize,
     conv: impl Fn([u8; N]) -> Result<T, String>,
 ) -> Result<Vec<T>, ReadError> {
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::new();
+    // An allocation failure is an error, not an abort.
+    out.try_reserve_exact(n)
+        .map_err(|e| ReadError::Io(std::io::Error::other(e)))?;
     let mut buf = vec![0u8; CHUNK_BYTES];
     let per_chunk = CHUNK_BYTES / N;
     let mut left = n;
