@@ -283,31 +283,20 @@ fn convert(t: &TensorProto, ctx: &TensorCtx) -> Result<Tensor, ErrorKind> {
 
 /// Data from a typed field, which must be the one that holds `elem` and have exactly `n` values.
 fn typed(t: &TensorProto, source: Source, elem: Elem, n: usize) -> Result<TensorData, String> {
-    let len = match source {
-        Source::Float => t.float_data.len(),
-        Source::Int32 => t.int32_data.len(),
-        Source::Int64 => t.int64_data.len(),
-        Source::Double => t.double_data.len(),
-        Source::Uint64 => t.uint64_data.len(),
-        Source::String => t.string_data.len(),
-        Source::Raw | Source::External => 0,
+    let len = match (elem, source) {
+        (Elem::F32, Source::Float) => t.float_data.len(),
+        (Elem::I64, Source::Int64) => t.int64_data.len(),
+        (Elem::I32 | Elem::I16 | Elem::U16 | Elem::I8 | Elem::U8 | Elem::Bool, Source::Int32) => {
+            t.int32_data.len()
+        }
+        _ => {
+            return Err(format!(
+                "{} cannot hold {} data",
+                source.name(),
+                type_name(t.data_type)
+            ))
+        }
     };
-    let fits = matches!(
-        (elem, source),
-        (Elem::F32, Source::Float)
-            | (Elem::I64, Source::Int64)
-            | (
-                Elem::I32 | Elem::I16 | Elem::U16 | Elem::I8 | Elem::U8 | Elem::Bool,
-                Source::Int32
-            )
-    );
-    if !fits {
-        return Err(format!(
-            "{} cannot hold {} data",
-            source.name(),
-            type_name(t.data_type)
-        ));
-    }
     if len != n {
         return Err(format!(
             "{} has {len} values, but the shape needs {n}",
