@@ -7,7 +7,11 @@ use std::process::ExitCode;
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "dync", version, about = "An ahead-of-time compiler for dynamic-convolution CNNs")]
+#[command(
+    name = "dync",
+    version,
+    about = "An ahead-of-time compiler for dynamic-convolution CNNs"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

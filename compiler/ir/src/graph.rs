@@ -180,6 +180,18 @@ impl Graph {
         dead.len()
     }
 
+    /// Multiply-accumulates performed by node `id`.
+    pub fn node_macs(&self, id: NodeId) -> u64 {
+        let operands = self.operands(id);
+        let tys: Vec<&TensorType> = operands.iter().map(|&o| &self.g[o].ty).collect();
+        self.g[id].op.macs(&tys, &self.g[id].ty)
+    }
+
+    /// Multiply-accumulates of the whole graph.
+    pub fn macs(&self) -> u64 {
+        self.g.node_indices().map(|n| self.node_macs(n)).fold(0, u64::saturating_add)
+    }
+
     /// Node ids in insertion order (not necessarily topological).
     pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.g.node_indices()
@@ -189,10 +201,54 @@ impl Graph {
         self.g.node_count()
     }
 
-    /// Nodes in a topological order (operands before users; ties broken by insertion order, so
-    /// the order is deterministic), or the id of a node on a cycle.
+    /// Nodes in a topological order (operands before users; among the nodes whose operands are
+    /// all placed, the earliest inserted comes first), or the id of a node on a cycle. The order
+    /// is therefore deterministic, and a graph inserted in topological order (as the parser
+    /// inserts the printed text) comes back in insertion order, which the text round trip needs.
     pub fn topo_order(&self) -> Result<Vec<NodeId>, NodeId> {
-        petgraph::algo::toposort(&self.g, None).map_err(|c| c.node_id())
+        use std::cmp::Reverse;
+        use std::collections::{BinaryHeap, HashMap};
+        let mut pending: HashMap<NodeId, usize> = HashMap::new();
+        let mut ready = BinaryHeap::new();
+        for n in self.g.node_indices() {
+            let k = self.g.edges_directed(n, Direction::Incoming).count();
+            if k == 0 {
+                ready.push(Reverse(n));
+            } else {
+                pending.insert(n, k);
+            }
+        }
+        let mut order = Vec::with_capacity(self.g.node_count());
+        while let Some(Reverse(n)) = ready.pop() {
+            order.push(n);
+            for e in self.g.edges_directed(n, Direction::Outgoing) {
+                if let Some(k) = pending.get_mut(&e.target()) {
+                    *k -= 1;
+                    if *k == 0 {
+                        pending.remove(&e.target());
+                        ready.push(Reverse(e.target()));
+                    }
+                }
+            }
+        }
+        match pending.keys().min() {
+            None => Ok(order),
+            // Every unplaced node has an unplaced operand; walking operands from one must
+            // revisit a node, and that node lies on a cycle.
+            Some(&start) => {
+                let mut seen = std::collections::HashSet::new();
+                let mut n = start;
+                while seen.insert(n) {
+                    n = self
+                        .g
+                        .neighbors_directed(n, Direction::Incoming)
+                        .filter(|p| pending.contains_key(p))
+                        .min()
+                        .unwrap_or(n);
+                }
+                Err(n)
+            }
+        }
     }
 
     /// The underlying petgraph graph, for algorithms (read-only).

@@ -11,4 +11,8 @@ pub mod tensor;
 pub use error::{ErrorKind, ImportError};
 pub use limits::Limits;
 pub use load::{load_model, load_model_bytes, LoadedModel};
+pub mod import;
+pub mod node;
+pub mod ops;
+pub mod registry;
 pub mod write;

@@ -2,6 +2,7 @@
 //! errors are printed by `main` with their full context chain.
 
 pub mod check;
+pub mod common;
 pub mod inspect;
 pub mod run;
 pub mod zoo;

@@ -1,13 +1,221 @@
-//! `dync run` (placeholder until implemented).
+//! `dync run MODEL [--engine interp] [--input [NAME=]FILE.npy]... [--output-dir DIR] [--seed S]
+//! [--compare REF.npy]`: runs the model and writes `DIR/<output>.npy` for every graph output
+//! (names sanitized to [A-Za-z0-9._-]). Inputs not given are seeded random tensors (the seed is
+//! printed). Input files fix the model's symbolic dims. Prints the top-5 classes of a
+//! classifier output; `--compare` reports max abs/rel error of the first output and exits 3 when
+//! it exceeds atol 1e-4 + rtol 1e-3.
 
+use super::common::{import_with_notes, npy_to_tensor, tensor_to_npy, ModelArgs};
+use anyhow::{bail, Context, Result};
+use dync_ir::{DType, Tensor, TensorData, TensorType};
+use dync_runtime::npy::{read_npy, sanitize_name, write_npy};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Largest .npy input dync reads (4 GiB).
+const MAX_INPUT_BYTES: u64 = 4 << 30;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The reference interpreter.
+    Interp,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The ONNX model.
-    pub model: std::path::PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, value_enum, default_value = "interp")]
+    pub engine: Engine,
+    /// An input as `NAME=FILE.npy`, or `FILE.npy` for the inputs in order.
+    #[arg(long, value_name = "[NAME=]FILE.npy")]
+    pub input: Vec<String>,
+    /// Where to write `<output>.npy` files.
+    #[arg(long, default_value = ".")]
+    pub output_dir: PathBuf,
+    /// Seed of the random inputs generated for inputs not given.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compare the first output with this .npy file.
+    #[arg(long, value_name = "REF.npy")]
+    pub compare: Option<PathBuf>,
 }
 
-pub fn run(_a: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn run(a: Args) -> Result<ExitCode> {
+    let m = a.model.load()?;
+    let input_names: Vec<String> = {
+        let inits: std::collections::HashSet<&str> = m
+            .graph
+            .initializer
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        m.graph
+            .input
+            .iter()
+            .filter(|v| !inits.contains(v.name.as_str()))
+            .map(|v| v.name.clone())
+            .collect()
+    };
+    let mut given: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (i, spec) in a.input.iter().enumerate() {
+        let (name, file) = match spec.split_once('=') {
+            Some((n, f)) if input_names.iter().any(|x| x == n) => (n.to_string(), f),
+            Some((n, _)) => {
+                bail!("--input {spec:?}: the model has no input {n:?} (inputs: {input_names:?})")
+            }
+            None => match input_names.get(i) {
+                Some(n) => (n.clone(), spec.as_str()),
+                None => bail!(
+                    "--input {spec:?}: the model has only {} inputs",
+                    input_names.len()
+                ),
+            },
+        };
+        let arr = read_npy(file.as_ref(), MAX_INPUT_BYTES)?;
+        let t = npy_to_tensor(arr).with_context(|| format!("input file {file}"))?;
+        if given.insert(name.clone(), t).is_some() {
+            bail!("input {name:?} is given twice");
+        }
+    }
+    let mut opts = a.model.options()?;
+    for (name, t) in &given {
+        opts.input_shapes
+            .entry(name.clone())
+            .or_insert_with(|| t.shape().to_vec());
+    }
+    let imp = import_with_notes(&m, &opts)?;
+    let g = &imp.graph;
+    let mut inputs = Vec::new();
+    let mut rng = SplitMix(a.seed);
+    let mut random_used = false;
+    for (name, id) in &g.inputs {
+        let ty = g.ty(*id);
+        let t = match given.remove(name) {
+            Some(t) => {
+                if t.ty() != *ty {
+                    bail!(
+                        "input {name:?}: the file holds {} but the model takes {ty}",
+                        t.ty()
+                    );
+                }
+                t
+            }
+            None => {
+                random_used = true;
+                random_tensor(ty, &mut rng)?
+            }
+        };
+        inputs.push(t);
+    }
+    if random_used {
+        eprintln!("note: random inputs with seed {} (standard normal)", a.seed);
+    }
+    let outputs = match a.engine {
+        Engine::Interp => dync_interp::run(g, &inputs)?,
+    };
+    std::fs::create_dir_all(&a.output_dir)
+        .with_context(|| format!("cannot create output directory {}", a.output_dir.display()))?;
+    for ((name, _), t) in g.outputs.iter().zip(&outputs) {
+        let path = a.output_dir.join(format!("{}.npy", sanitize_name(name)));
+        write_npy(&path, &tensor_to_npy(t))?;
+        println!("wrote {} {}", path.display(), t.ty());
+        print_top5(name, t);
+    }
+    if let Some(r) = &a.compare {
+        let want = npy_to_tensor(read_npy(r, MAX_INPUT_BYTES)?)
+            .with_context(|| format!("reference {}", r.display()))?;
+        let Some(got) = outputs.first() else {
+            bail!("the model has no output to compare")
+        };
+        return compare(got, &want, r);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the top-5 classes per sample of a [B, K] (or [B, K, 1, 1]) f32 output with K > 1.
+fn print_top5(name: &str, t: &Tensor) {
+    let s = t.shape();
+    let classes = match s {
+        [_, k] | [_, k, 1, 1] if *k > 1 => *k,
+        _ => return,
+    };
+    let Some(v) = t.as_f32() else { return };
+    for (b, row) in v.chunks(classes).enumerate() {
+        let mut idx: Vec<usize> = (0..classes).collect();
+        idx.sort_by(|&i, &j| row[j].total_cmp(&row[i]).then(i.cmp(&j)));
+        let top: Vec<String> = idx
+            .iter()
+            .take(5)
+            .map(|&i| format!("{i} ({:.4})", row[i]))
+            .collect();
+        println!("top-5 of {name:?}[{b}]: {}", top.join(", "));
+    }
+}
+
+fn compare(got: &Tensor, want: &Tensor, path: &std::path::Path) -> Result<ExitCode> {
+    if got.shape() != want.shape() {
+        bail!(
+            "{}: shape {:?} differs from the output's {:?}",
+            path.display(),
+            want.shape(),
+            got.shape()
+        );
+    }
+    let (Some(g), Some(w)) = (got.as_f32(), want.as_f32()) else {
+        bail!("--compare needs f32 tensors");
+    };
+    let (mut max_abs, mut max_rel, mut ok) = (0f32, 0f32, true);
+    for (&x, &y) in g.iter().zip(w) {
+        let d = (x - y).abs();
+        if !(d <= 1e-4 + 1e-3 * y.abs()) && !(x.is_nan() && y.is_nan()) {
+            ok = false;
+        }
+        max_abs = max_abs.max(d);
+        max_rel = max_rel.max(d / y.abs().max(f32::MIN_POSITIVE));
+    }
+    println!(
+        "compare with {}: max abs error {max_abs:e}, max rel error {max_rel:e}",
+        path.display()
+    );
+    if ok {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("mismatch: beyond atol 1e-4 + rtol 1e-3");
+        Ok(ExitCode::from(3))
+    }
+}
+
+/// SplitMix64: a tiny, well-known generator; enough for reproducible test inputs.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in (0, 1].
+    fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+    /// Standard normal by Box–Muller.
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.unit(), self.unit());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+}
+
+fn random_tensor(ty: &TensorType, rng: &mut SplitMix) -> Result<Tensor> {
+    let n = ty.numel()?;
+    let data = match ty.dtype {
+        DType::F32 => TensorData::F32((0..n).map(|_| rng.normal()).collect()),
+        DType::I64 => TensorData::I64((0..n).map(|_| (rng.next_u64() % 10) as i64).collect()),
+        DType::I32 => TensorData::I32((0..n).map(|_| (rng.next_u64() % 10) as i32).collect()),
+        DType::Bool => TensorData::Bool((0..n).map(|_| rng.next_u64() & 1 == 1).collect()),
+    };
+    Ok(Tensor::new(ty.shape.clone(), data)?)
 }
