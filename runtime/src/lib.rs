@@ -1,1 +1,2 @@
 //! dync-runtime: what generated programs link. Grows with the backend.
+pub mod npy;
