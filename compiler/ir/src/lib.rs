@@ -9,10 +9,16 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod ops;
+pub mod parse;
+pub mod print;
 pub mod tensor;
+pub mod verify;
 
 pub use dtype::DType;
 pub use error::{ParseError, ShapeError, VerifyError};
 pub use graph::{Graph, Node, NodeId};
 pub use ops::{Op, OpDef};
+pub use parse::parse;
+pub use print::{print, Numbering};
 pub use tensor::{Tensor, TensorData, TensorType};
+pub use verify::{print_with_errors, verify};

@@ -1,6 +1,7 @@
 //! `const`: a constant tensor (a weight, or a folded value). The text form prints small values
 //! inline and larger ones as `blob(<hash>)`; a graph parsed from `blob` text has the type but
-//! no data (`value == None`), which printing and verifying accept and executing rejects.
+//! no data (`value == None`) but keeps the printed hash (`blob_hash`), so that it prints back
+//! identically; printing and verifying accept such a const, executing rejects it.
 
 use super::{Arity, OpDef};
 use crate::attrs::{AttrReader, AttrWriter};
@@ -15,6 +16,9 @@ pub const INLINE_LIMIT: usize = 16;
 pub struct Const {
     pub ty: TensorType,
     pub value: Option<Arc<Tensor>>,
+    /// The content hash a data-less const was parsed with (`blob(<hash>)`); `None` when `value`
+    /// is present (the printer then hashes the value itself).
+    pub blob_hash: Option<u64>,
 }
 
 impl Const {
@@ -22,6 +26,7 @@ impl Const {
         Const {
             ty: t.ty(),
             value: Some(Arc::new(t)),
+            blob_hash: None,
         }
     }
 }
