@@ -8,9 +8,10 @@
 //! Everything else is an [`NpyError`] naming the file, never a panic: a bad magic string; an
 //! unknown version; a header longer than [`MAX_HEADER_LEN`] or than the file; a header that is
 //! not a dict literal with exactly the keys `descr`, `fortran_order` and `shape`; object (pickle)
-//! and structured dtypes and every other dtype; negative dims, a rank above [`MAX_RANK`], a shape
-//! whose nonzero dims times the itemsize exceed `isize::MAX` bytes; a data section shorter or longer than shape × itemsize; more
-//! than `max_bytes` of data (checked before anything is allocated); bool bytes other than 0 and 1.
+//! and structured dtypes and every other dtype; negative dims; a rank above [`MAX_RANK`]; a shape
+//! whose nonzero dims times the itemsize exceed `isize::MAX` bytes (as numpy requires); a data
+//! section shorter or longer than shape × itemsize; more than `max_bytes` of data (checked before
+//! anything is allocated); bool bytes other than 0 and 1; a path that is not a regular file.
 //!
 //! The header dict is parsed here rather than by npyz's header reader, which allocates the
 //! declared header length before reading it, overflows on large shapes (a panic in debug builds)
