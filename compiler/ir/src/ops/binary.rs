@@ -56,8 +56,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, ShapeErr
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i < r - a.len() { 1 } else { a[i - (r - a.len())] };
-        let db = if i < r - b.len() { 1 } else { b[i - (r - b.len())] };
+        let da = if i < r - a.len() {
+            1
+        } else {
+            a[i - (r - a.len())]
+        };
+        let db = if i < r - b.len() {
+            1
+        } else {
+            b[i - (r - b.len())]
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -81,7 +89,10 @@ impl OpDef for Binary {
         if a.dtype == DType::Bool {
             bail_shape!("{} is not defined on bool", self.kind.name());
         }
-        Ok(TensorType::new(a.dtype, broadcast_shapes(&a.shape, &b.shape)?))
+        Ok(TensorType::new(
+            a.dtype,
+            broadcast_shapes(&a.shape, &b.shape)?,
+        ))
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
         w.ident("kind", self.kind.name());

@@ -28,7 +28,10 @@ impl OpDef for Concat {
             }
             for (i, (&a, &b)) in t.shape.iter().zip(&first.shape).enumerate() {
                 if i != self.axis && a != b {
-                    bail_shape!("concat operands {first} and {t} differ outside axis {}", self.axis);
+                    bail_shape!(
+                        "concat operands {first} and {t} differ outside axis {}",
+                        self.axis
+                    );
                 }
             }
             total = total
@@ -44,6 +47,8 @@ impl OpDef for Concat {
         w.usize("axis", self.axis);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
-        Ok(Concat { axis: r.usize("axis")? })
+        Ok(Concat {
+            axis: r.usize("axis")?,
+        })
     }
 }

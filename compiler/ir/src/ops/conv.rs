@@ -64,7 +64,9 @@ impl OpDef for Conv {
         let (o, cg, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
         let g = self.group;
         if g == 0 || c % g != 0 || o % g != 0 {
-            bail_shape!("group {g} must be positive and divide input channels {c} and output channels {o}");
+            bail_shape!(
+                "group {g} must be positive and divide input channels {c} and output channels {o}"
+            );
         }
         if c / g != cg {
             bail_shape!("weight has {cg} input channels per group, input has {c}/{g}");
@@ -74,8 +76,22 @@ impl OpDef for Conv {
                 bail_shape!("bias must be f32[{o}], got {b}");
             }
         }
-        let oh = conv_out_dim(h, self.pads[0], self.pads[2], kh, self.strides[0], self.dilations[0])?;
-        let ow = conv_out_dim(wd, self.pads[1], self.pads[3], kw, self.strides[1], self.dilations[1])?;
+        let oh = conv_out_dim(
+            h,
+            self.pads[0],
+            self.pads[2],
+            kh,
+            self.strides[0],
+            self.dilations[0],
+        )?;
+        let ow = conv_out_dim(
+            wd,
+            self.pads[1],
+            self.pads[3],
+            kw,
+            self.strides[1],
+            self.dilations[1],
+        )?;
         Ok(TensorType::f32([n, o, oh, ow]))
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
@@ -94,8 +110,9 @@ impl OpDef for Conv {
     }
     fn macs(&self, inputs: &[&TensorType], out: &TensorType) -> u64 {
         let w = &inputs[1].shape;
-        let per_out: u64 = w[1..].iter().map(|&d| d as u64).product();
-        out.shape.iter().map(|&d| d as u64).product::<u64>() * per_out
+        let per_out = w[1..].iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
+        out.shape
+            .iter()
+            .fold(per_out, |a, &d| a.saturating_mul(d as u64))
     }
 }
-

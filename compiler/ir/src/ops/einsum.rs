@@ -63,7 +63,11 @@ impl EinsumSpec {
         };
         let terms: Vec<&str> = lhs.split(',').collect();
         if terms.len() != shapes.len() {
-            bail_shape!("einsum `{equation}` names {} operands, got {}", terms.len(), shapes.len());
+            bail_shape!(
+                "einsum `{equation}` names {} operands, got {}",
+                terms.len(),
+                shapes.len()
+            );
         }
         let mut sizes = BTreeMap::new();
         let mut inputs = Vec::new();
@@ -73,11 +77,18 @@ impl EinsumSpec {
             let (letters, ell) = split_term(term)?;
             let ell_dims = match ell {
                 Some(_) => shape.len().checked_sub(letters.len()).ok_or_else(|| {
-                    ShapeError::invalid(format!("einsum term `{term}` has more labels than rank {}", shape.len()))
+                    ShapeError::invalid(format!(
+                        "einsum term `{term}` has more labels than rank {}",
+                        shape.len()
+                    ))
                 })?,
                 None => {
                     if letters.len() != shape.len() {
-                        bail_shape!("einsum term `{term}` has {} labels, operand has rank {}", letters.len(), shape.len());
+                        bail_shape!(
+                            "einsum term `{term}` has {} labels, operand has rank {}",
+                            letters.len(),
+                            shape.len()
+                        );
                     }
                     0
                 }
@@ -92,7 +103,8 @@ impl EinsumSpec {
         for ((letters, ell, ell_dims), shape) in parsed.iter().zip(shapes) {
             let mut labels = letters.clone();
             if let Some(pos) = ell {
-                let priv_labels: Vec<char> = ELLIPSIS_LABELS[ell_rank - ell_dims..ell_rank].to_vec();
+                let priv_labels: Vec<char> =
+                    ELLIPSIS_LABELS[ell_rank - ell_dims..ell_rank].to_vec();
                 labels.splice(pos..pos, priv_labels);
             }
             for (&l, &d) in labels.iter().zip(shape.iter()) {
@@ -107,7 +119,9 @@ impl EinsumSpec {
                     continue;
                 }
                 match sizes.insert(l, d) {
-                    Some(prev) if prev != d => bail_shape!("einsum label `{l}` has sizes {prev} and {d}"),
+                    Some(prev) if prev != d => {
+                        bail_shape!("einsum label `{l}` has sizes {prev} and {d}")
+                    }
                     _ => {}
                 }
             }
@@ -152,7 +166,11 @@ impl EinsumSpec {
                 out
             }
         };
-        let spec = EinsumSpec { inputs, output, sizes };
+        let spec = EinsumSpec {
+            inputs,
+            output,
+            sizes,
+        };
         numel(&spec.out_shape())?;
         Ok(spec)
     }
@@ -163,7 +181,9 @@ impl EinsumSpec {
 
     /// Multiply-adds of a direct evaluation: the product of all label extents.
     pub fn macs(&self) -> u64 {
-        self.sizes.values().map(|&d| d as u64).product()
+        self.sizes
+            .values()
+            .fold(1u64, |a, &d| a.saturating_mul(d as u64))
     }
 }
 
@@ -177,7 +197,9 @@ impl OpDef for Einsum {
             want_f32(t, "einsum operand")?;
         }
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
-        Ok(TensorType::f32(EinsumSpec::new(&self.equation, &shapes)?.out_shape()))
+        Ok(TensorType::f32(
+            EinsumSpec::new(&self.equation, &shapes)?.out_shape(),
+        ))
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
         w.str("equation", &self.equation);
@@ -189,6 +211,8 @@ impl OpDef for Einsum {
     }
     fn macs(&self, inputs: &[&TensorType], _: &TensorType) -> u64 {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
-        EinsumSpec::new(&self.equation, &shapes).map(|s| s.macs()).unwrap_or(0)
+        EinsumSpec::new(&self.equation, &shapes)
+            .map(|s| s.macs())
+            .unwrap_or(0)
     }
 }

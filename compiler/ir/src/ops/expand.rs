@@ -29,6 +29,8 @@ impl OpDef for Expand {
         w.usizes("shape", &self.shape);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
-        Ok(Expand { shape: r.usizes("shape")? })
+        Ok(Expand {
+            shape: r.usizes("shape")?,
+        })
     }
 }

@@ -36,6 +36,8 @@ impl OpDef for Gather {
         w.usize("axis", self.axis);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
-        Ok(Gather { axis: r.usize("axis")? })
+        Ok(Gather {
+            axis: r.usize("axis")?,
+        })
     }
 }

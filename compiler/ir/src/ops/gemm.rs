@@ -19,7 +19,11 @@ pub struct Gemm {
 impl Gemm {
     /// (m, k, n) for operand shapes `a` and `b` (rank 2, checked by `infer`).
     pub fn mkn(&self, a: &[usize], b: &[usize]) -> (usize, usize, usize) {
-        let (m, k) = if self.trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
+        let (m, k) = if self.trans_a {
+            (a[1], a[0])
+        } else {
+            (a[0], a[1])
+        };
         let n = if self.trans_b { b[0] } else { b[1] };
         (m, k, n)
     }
@@ -39,7 +43,11 @@ impl OpDef for Gemm {
         let (m, k, n) = self.mkn(&a.shape, &b.shape);
         let kb = if self.trans_b { b.shape[1] } else { b.shape[0] };
         if k != kb {
-            bail_shape!("gemm inner dims differ: {a} x {b} (trans_a={}, trans_b={})", self.trans_a, self.trans_b);
+            bail_shape!(
+                "gemm inner dims differ: {a} x {b} (trans_a={}, trans_b={})",
+                self.trans_a,
+                self.trans_b
+            );
         }
         if let Some(c) = inputs.get(2) {
             want_f32(c, "gemm c")?;
@@ -65,6 +73,6 @@ impl OpDef for Gemm {
     }
     fn macs(&self, inputs: &[&TensorType], _: &TensorType) -> u64 {
         let (m, k, n) = self.mkn(&inputs[0].shape, &inputs[1].shape);
-        (m * k * n) as u64
+        (m as u64).saturating_mul(k as u64).saturating_mul(n as u64)
     }
 }

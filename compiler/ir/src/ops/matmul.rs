@@ -26,8 +26,16 @@ pub fn matmul_shape(a: &[usize], b: &[usize]) -> Result<MatMulShape, ShapeError>
     if a.is_empty() || b.is_empty() {
         bail_shape!("matmul operands must have rank >= 1, got {a:?} and {b:?}");
     }
-    let pa: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
-    let pb: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let pa: Vec<usize> = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let pb: Vec<usize> = if b.len() == 1 {
+        vec![b[0], 1]
+    } else {
+        b.to_vec()
+    };
     let (m, k) = (pa[pa.len() - 2], pa[pa.len() - 1]);
     let (k2, n) = (pb[pb.len() - 2], pb[pb.len() - 1]);
     if k != k2 {
@@ -42,7 +50,13 @@ pub fn matmul_shape(a: &[usize], b: &[usize]) -> Result<MatMulShape, ShapeError>
         out.push(n);
     }
     numel(&out)?;
-    Ok(MatMulShape { out, batch, m, k, n })
+    Ok(MatMulShape {
+        out,
+        batch,
+        m,
+        k,
+        n,
+    })
 }
 
 impl OpDef for MatMul {
@@ -53,7 +67,9 @@ impl OpDef for MatMul {
     fn infer(&self, inputs: &[&TensorType]) -> Result<TensorType, ShapeError> {
         want_f32(inputs[0], "matmul a")?;
         want_f32(inputs[1], "matmul b")?;
-        Ok(TensorType::f32(matmul_shape(&inputs[0].shape, &inputs[1].shape)?.out))
+        Ok(TensorType::f32(
+            matmul_shape(&inputs[0].shape, &inputs[1].shape)?.out,
+        ))
     }
     fn write_attrs(&self, _: &mut AttrWriter) {}
     fn read_attrs(_: &mut AttrReader) -> Result<Self, String> {
@@ -61,7 +77,11 @@ impl OpDef for MatMul {
     }
     fn macs(&self, inputs: &[&TensorType], _: &TensorType) -> u64 {
         match matmul_shape(&inputs[0].shape, &inputs[1].shape) {
-            Ok(s) => s.batch.iter().map(|&d| d as u64).product::<u64>() * (s.m * s.k * s.n) as u64,
+            Ok(s) => s
+                .batch
+                .iter()
+                .chain([&s.m, &s.k, &s.n])
+                .fold(1u64, |a, &d| a.saturating_mul(d as u64)),
             Err(_) => 0,
         }
     }

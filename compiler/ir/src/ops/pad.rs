@@ -49,17 +49,22 @@ impl OpDef for Pad {
         let x = inputs[0];
         let r = x.rank();
         if self.pads.len() != 2 * r {
-            bail_shape!("pad needs {} amounts for {x}, got {}", 2 * r, self.pads.len());
+            bail_shape!(
+                "pad needs {} amounts for {x}, got {}",
+                2 * r,
+                self.pads.len()
+            );
         }
         let mut shape = Vec::with_capacity(r);
         for i in 0..r {
             let (b, e) = (self.pads[i], self.pads[i + r]);
-            let d = x.shape[i] as i64;
+            let d = i64::try_from(x.shape[i])
+                .map_err(|_| ShapeError::Overflow(format!("dim {i} of {x}")))?;
             let out = d
                 .checked_add(b)
                 .and_then(|v| v.checked_add(e))
                 .ok_or_else(|| ShapeError::Overflow("pad".into()))?;
-            if out < 0 || (b < 0 && -b > d) || (e < 0 && -e > d) {
+            if out < 0 || b < -d || e < -d {
                 bail_shape!("pad amounts {b}, {e} crop more than extent {d} of dim {i}");
             }
             match self.mode {

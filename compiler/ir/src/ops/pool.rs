@@ -47,12 +47,29 @@ fn pooled(
 ) -> Result<TensorType, ShapeError> {
     want_f32(x, what)?;
     want_rank(x, 4, what)?;
-    if pads[0] >= kernel[0] || pads[2] >= kernel[0] || pads[1] >= kernel[1] || pads[3] >= kernel[1] {
+    if pads[0] >= kernel[0] || pads[2] >= kernel[0] || pads[1] >= kernel[1] || pads[3] >= kernel[1]
+    {
         // A window made only of padding has no defined value.
         bail_shape!("{what} pads {pads:?} must be smaller than the kernel {kernel:?}");
     }
-    let oh = pool_out_dim(x.shape[2], pads[0], pads[2], kernel[0], strides[0], dilations[0], ceil_mode)?;
-    let ow = pool_out_dim(x.shape[3], pads[1], pads[3], kernel[1], strides[1], dilations[1], ceil_mode)?;
+    let oh = pool_out_dim(
+        x.shape[2],
+        pads[0],
+        pads[2],
+        kernel[0],
+        strides[0],
+        dilations[0],
+        ceil_mode,
+    )?;
+    let ow = pool_out_dim(
+        x.shape[3],
+        pads[1],
+        pads[3],
+        kernel[1],
+        strides[1],
+        dilations[1],
+        ceil_mode,
+    )?;
     Ok(TensorType::f32([x.shape[0], x.shape[1], oh, ow]))
 }
 
@@ -71,7 +88,15 @@ impl OpDef for AvgPool {
         Arity::Exact(1)
     }
     fn infer(&self, inputs: &[&TensorType]) -> Result<TensorType, ShapeError> {
-        pooled("avg_pool input", inputs[0], self.kernel, self.strides, self.pads, [1, 1], self.ceil_mode)
+        pooled(
+            "avg_pool input",
+            inputs[0],
+            self.kernel,
+            self.strides,
+            self.pads,
+            [1, 1],
+            self.ceil_mode,
+        )
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
         w.usizes("kernel", &self.kernel);
@@ -106,7 +131,15 @@ impl OpDef for MaxPool {
         Arity::Exact(1)
     }
     fn infer(&self, inputs: &[&TensorType]) -> Result<TensorType, ShapeError> {
-        pooled("max_pool input", inputs[0], self.kernel, self.strides, self.pads, self.dilations, self.ceil_mode)
+        pooled(
+            "max_pool input",
+            inputs[0],
+            self.kernel,
+            self.strides,
+            self.pads,
+            self.dilations,
+            self.ceil_mode,
+        )
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
         w.usizes("kernel", &self.kernel);

@@ -20,7 +20,10 @@ impl OpDef for Reshape {
     fn infer(&self, inputs: &[&TensorType]) -> Result<TensorType, ShapeError> {
         let x = inputs[0];
         if numel(&self.shape)? != x.numel()? {
-            bail_shape!("cannot reshape {x} to {:?}: element counts differ", self.shape);
+            bail_shape!(
+                "cannot reshape {x} to {:?}: element counts differ",
+                self.shape
+            );
         }
         Ok(TensorType::new(x.dtype, self.shape.clone()))
     }

@@ -77,7 +77,10 @@ impl OpDef for Resize {
             bail_shape!("resize needs sizes and scales for each dim of {x}");
         }
         if self.scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            bail_shape!("resize scales {:?} must be positive and finite", self.scales);
+            bail_shape!(
+                "resize scales {:?} must be positive and finite",
+                self.scales
+            );
         }
         for (i, (&d, &o)) in x.shape.iter().zip(&self.sizes).enumerate() {
             if d == 0 && o > 0 {

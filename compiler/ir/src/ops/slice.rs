@@ -19,17 +19,17 @@ pub struct Slice {
 impl Slice {
     /// Extent of dim `i` after slicing, assuming the invariants checked by `infer`.
     pub fn out_dim(&self, i: usize) -> usize {
-        let (s, e, st) = (self.starts[i], self.ends[i], self.steps[i]);
-        if st > 0 {
-            if e <= s {
-                0
-            } else {
-                ((e - s - 1) / st + 1) as usize
-            }
-        } else if s <= e {
+        // i128: `-step` and `end - start` cannot overflow for any i64 inputs.
+        let (s, e, st) = (
+            self.starts[i] as i128,
+            self.ends[i] as i128,
+            self.steps[i] as i128,
+        );
+        let (span, step) = if st > 0 { (e - s, st) } else { (s - e, -st) };
+        if span <= 0 || step == 0 {
             0
         } else {
-            ((s - e - 1) / (-st) + 1) as usize
+            ((span - 1) / step + 1) as usize
         }
     }
 
@@ -64,7 +64,8 @@ impl OpDef for Slice {
         let mut shape = Vec::with_capacity(r);
         for i in 0..r {
             let (s, e, st) = (self.starts[i], self.ends[i], self.steps[i]);
-            let d = x.shape[i] as i64;
+            let d = i64::try_from(x.shape[i])
+                .map_err(|_| ShapeError::Overflow(format!("dim {i} of {x}")))?;
             let ok = if st > 0 {
                 (0..=d).contains(&s) && (0..=d).contains(&e)
             } else if st < 0 {

@@ -28,6 +28,8 @@ impl OpDef for Softmax {
         w.usize("axis", self.axis);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
-        Ok(Softmax { axis: r.usize("axis")? })
+        Ok(Softmax {
+            axis: r.usize("axis")?,
+        })
     }
 }

@@ -25,16 +25,25 @@ impl OpDef for Transpose {
         }
         for &p in &self.perm {
             if p >= x.rank() || seen[p] {
-                bail_shape!("perm {:?} is not a permutation of 0..{}", self.perm, x.rank());
+                bail_shape!(
+                    "perm {:?} is not a permutation of 0..{}",
+                    self.perm,
+                    x.rank()
+                );
             }
             seen[p] = true;
         }
-        Ok(TensorType::new(x.dtype, self.perm.iter().map(|&p| x.shape[p]).collect::<Vec<_>>()))
+        Ok(TensorType::new(
+            x.dtype,
+            self.perm.iter().map(|&p| x.shape[p]).collect::<Vec<_>>(),
+        ))
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
         w.usizes("perm", &self.perm);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
-        Ok(Transpose { perm: r.usizes("perm")? })
+        Ok(Transpose {
+            perm: r.usizes("perm")?,
+        })
     }
 }

@@ -11,13 +11,21 @@ use crate::tensor::TensorType;
 pub enum UnaryKind {
     Relu,
     /// max(x, alpha·x) for x < 0.
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
     Sigmoid,
     /// max(0, min(1, alpha·x + beta)).
-    HardSigmoid { alpha: f32, beta: f32 },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     /// x · max(0, min(1, x/6 + 1/2)).
     HardSwish,
-    Clip { min: f32, max: f32 },
+    Clip {
+        min: f32,
+        max: f32,
+    },
     Tanh,
     Exp,
     Log,
