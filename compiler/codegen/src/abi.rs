@@ -1,0 +1,98 @@
+//! The calling conventions of generated code, shared by the JIT and (later) AOT objects.
+//!
+//! Entry point (C ABI, symbol [`ENTRY_SYMBOL`]):
+//! `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8, workspace: *mut u8,
+//! ctx: *mut RtCtx) -> i32`.
+//! - `inputs[i]` points at graph input i (row-major, its declared dtype and shape, any
+//!   alignment); `outputs[j]` at a buffer for graph output j; outputs must not overlap inputs or
+//!   the workspace.
+//! - `workspace` holds at least `arena_bytes` (see [`crate::plan`]) bytes, 64-byte aligned.
+//! - `ctx` is reserved for the runtime (thread pool, micro-kernel table); it may be null.
+//! - Weights are in the module's read-only data object [`WEIGHTS_SYMBOL`] (64-byte aligned).
+//! - Returns 0 on success, otherwise a status `(kernel + 1) << 8 | fault` naming the kernel
+//!   (index into the model's kernel list, in execution order) and the [`Fault`].
+//!
+//! Kernels (one per IR node, internal): `fn(operand_0, ..., operand_n, result) -> i32` with one
+//! pointer per operand and one for the result; they return 0 or a [`Fault`] code.
+//!
+//! Transcendental functions that the lowering does not inline are calls to the `extern "C"`
+//! functions named in [`crate::libcalls`]; the JIT binds them in process, AOT objects will
+//! resolve them from the runtime library.
+
+use cranelift_codegen::ir::{types, AbiParam, Signature, Type};
+use cranelift_codegen::isa::CallConv;
+
+/// Symbol of the entry point.
+pub const ENTRY_SYMBOL: &str = "dync_entry";
+/// Symbol of the weights data object.
+pub const WEIGHTS_SYMBOL: &str = "dync_weights";
+/// Alignment of the weights object, of each weight in it, and of each arena buffer.
+pub const ALIGN: usize = 64;
+
+/// Why generated code stopped. The codes are stable: the AOT runtime prints [`Fault::message`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A gather index outside [-extent, extent).
+    IndexOutOfRange = 1,
+    /// Integer division by zero.
+    DivisionByZero = 2,
+    /// Integer arithmetic overflowed.
+    IntegerOverflow = 3,
+    /// Integer pow with a negative exponent.
+    NegativeExponent = 4,
+    /// Checked mode: a load or store fell outside its buffer (a compiler bug, caught).
+    OutOfBounds = 5,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] = [
+        Fault::IndexOutOfRange,
+        Fault::DivisionByZero,
+        Fault::IntegerOverflow,
+        Fault::NegativeExponent,
+        Fault::OutOfBounds,
+    ];
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    pub fn from_code(code: i32) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.code() == code)
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Fault::IndexOutOfRange => "index out of range",
+            Fault::DivisionByZero => "integer division by zero",
+            Fault::IntegerOverflow => "integer overflow",
+            Fault::NegativeExponent => "integer pow with a negative exponent",
+            Fault::OutOfBounds => "out-of-bounds memory access in generated code (checked mode)",
+        }
+    }
+}
+
+/// Splits a non-zero entry status into (kernel index, fault).
+pub fn decode_status(status: i32) -> Option<(usize, Fault)> {
+    let kernel = usize::try_from(status >> 8).ok()?.checked_sub(1)?;
+    Some((kernel, Fault::from_code(status & 0xff)?))
+}
+
+/// The largest number of kernels whose statuses fit the encoding.
+pub const MAX_KERNELS: usize = (i32::MAX >> 8) as usize - 1;
+
+/// The entry point's signature.
+pub fn entry_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend([AbiParam::new(ptr); 4]);
+    s.returns.push(AbiParam::new(types::I32));
+    s
+}
+
+/// A kernel's signature: `buffers` pointers (operands, then the result).
+pub fn kernel_signature(call_conv: CallConv, ptr: Type, buffers: usize) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), buffers));
+    s.returns.push(AbiParam::new(types::I32));
+    s
+}

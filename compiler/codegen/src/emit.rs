@@ -1,0 +1,255 @@
+//! Module emission: turns a verified graph into Cranelift functions and data in any
+//! `cranelift_module::Module` — the JIT now, object files (AOT) later, through the same code.
+//!
+//! Emits: the weights blob ([`abi::WEIGHTS_SYMBOL`], every live constant at its planned
+//! offset), one kernel per planned node (see [`crate::lower`]), and the entry point
+//! ([`abi::ENTRY_SYMBOL`], see [`crate::abi`]) that calls the kernels in plan order with
+//! pointers into inputs, outputs, weights and the arena, stops at the first non-zero kernel
+//! status, then performs the plan's output copies.
+//!
+//! Rejects graphs that do not verify, constants without data, and more kernels than the
+//! status encoding can name; a node that cannot be lowered is named in the error.
+
+use crate::abi::{self, ALIGN, MAX_KERNELS};
+use crate::error::{CodegenError, NodeRef};
+use crate::libcalls::MathFn;
+use crate::lower::{self, kernel::math_signature, kernel::Kernel};
+use crate::plan::{self, MemoryPlan, Storage};
+use crate::target::CodegenOptions;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, UserFuncName, Value};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{DataDescription, FuncId, Linkage, Module};
+use dync_ir::{Graph, Numbering, Op, TensorData, TensorType};
+use std::collections::HashMap;
+
+/// What emission produced: the entry function and everything a runtime needs to call it.
+#[derive(Clone, Debug)]
+pub struct EmittedModel {
+    pub entry: FuncId,
+    pub plan: MemoryPlan,
+    /// The node of each kernel, in execution order (to name the node of a failing status).
+    pub kernels: Vec<NodeRef>,
+    /// Graph inputs and outputs in signature order.
+    pub inputs: Vec<(String, TensorType)>,
+    pub outputs: Vec<(String, TensorType)>,
+}
+
+/// The `NodeRef` of node `id`.
+pub fn node_ref(g: &Graph, num: &Numbering, id: dync_ir::NodeId) -> NodeRef {
+    let n = g.node(id);
+    NodeRef {
+        value: num.number(id).unwrap_or(id.index()),
+        op: n.op.name(),
+        origin: n.origin.clone(),
+    }
+}
+
+/// Emits `g` into `module`; the caller finalizes the module.
+pub fn emit_model<M: Module>(module: &mut M, g: &Graph, opts: &CodegenOptions) -> Result<EmittedModel, CodegenError> {
+    dync_ir::verify(g).map_err(CodegenError::Verify)?;
+    let plan = plan::plan(g)?;
+    if plan.kernels.len() > MAX_KERNELS {
+        return Err(CodegenError::Overflow(format!("the kernel count {}", plan.kernels.len())));
+    }
+    let num = Numbering::new(g);
+    let module: &mut dyn Module = module;
+    let ptr = module.isa().pointer_type();
+    let call_conv = module.isa().default_call_conv();
+
+    let mut math = HashMap::new();
+    for f in MathFn::ALL {
+        let sig = math_signature(module, f);
+        let id = module
+            .declare_function(f.symbol(), Linkage::Import, &sig)
+            .map_err(|e| CodegenError::cranelift(f.symbol(), e))?;
+        math.insert(f, id);
+    }
+    let weights = emit_weights(module, g, &num, &plan)?;
+
+    let mut ctx = module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut kernel_ids = Vec::with_capacity(plan.kernels.len());
+    let mut kernels = Vec::with_capacity(plan.kernels.len());
+    for (i, &id) in plan.kernels.iter().enumerate() {
+        let node = g.node(id);
+        let nref = node_ref(g, &num, id);
+        let operands = g.operands(id);
+        let sig = abi::kernel_signature(call_conv, ptr, operands.len() + 1);
+        let name = format!("dync_kernel_{i}");
+        let fid = module
+            .declare_function(&name, Linkage::Local, &sig)
+            .map_err(|e| CodegenError::cranelift(&name, e))?;
+        ctx.func.signature = sig;
+        ctx.func.name = UserFuncName::user(0, fid.as_u32());
+        let tys = operands
+            .iter()
+            .map(|&o| (g.ty(o).clone(), matches!(plan.storage.get(&o), Some(Storage::Weight(_)))))
+            .collect();
+        let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let mut k = Kernel::new(b, (tys, node.ty.clone()), opts.checked, module, &math, name)?;
+        lower::lower(&mut k, &node.op, &nref)?;
+        k.finish();
+        module
+            .define_function(fid, &mut ctx)
+            .map_err(|e| CodegenError::cranelift(nref.to_string(), format!("{e:?}")))?;
+        module.clear_context(&mut ctx);
+        kernel_ids.push(fid);
+        kernels.push(nref);
+    }
+
+    let entry = emit_entry(module, g, &plan, &kernel_ids, weights, &mut fctx)?;
+    let sig_of = |list: &[(String, dync_ir::NodeId)]| list.iter().map(|(n, id)| (n.clone(), g.ty(*id).clone())).collect();
+    Ok(EmittedModel {
+        entry,
+        kernels,
+        inputs: sig_of(&g.inputs),
+        outputs: sig_of(&g.outputs),
+        plan,
+    })
+}
+
+/// Defines the weights blob (when there are weights).
+fn emit_weights(
+    module: &mut dyn Module,
+    g: &Graph,
+    num: &Numbering,
+    plan: &MemoryPlan,
+) -> Result<Option<cranelift_module::DataId>, CodegenError> {
+    if plan.weight_bytes == 0 {
+        return Ok(None);
+    }
+    let mut blob = Vec::new();
+    blob.try_reserve_exact(plan.weight_bytes)
+        .map_err(|_| CodegenError::Alloc(plan.weight_bytes))?;
+    blob.resize(plan.weight_bytes, 0u8);
+    for &(id, off) in &plan.weights {
+        let value = match &g.node(id).op {
+            Op::Const(c) => c.value.as_deref(),
+            _ => None,
+        }
+        .ok_or_else(|| CodegenError::lower(&node_ref(g, num, id), "constant has no data (its IR text elided the weights)"))?;
+        let bytes = tensor_bytes(value.data());
+        blob[off..off + bytes.len()].copy_from_slice(&bytes);
+    }
+    let id = module
+        .declare_data(abi::WEIGHTS_SYMBOL, Linkage::Local, false, false)
+        .map_err(|e| CodegenError::cranelift(abi::WEIGHTS_SYMBOL, e))?;
+    let mut d = DataDescription::new();
+    d.set_align(ALIGN as u64);
+    d.define(blob.into_boxed_slice());
+    module
+        .define_data(id, &d)
+        .map_err(|e| CodegenError::cranelift(abi::WEIGHTS_SYMBOL, e))?;
+    Ok(Some(id))
+}
+
+/// Little-endian bytes of tensor data (bool as one byte 0 or 1), the layout kernels read.
+pub fn tensor_bytes(d: &TensorData) -> Vec<u8> {
+    match d {
+        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Bool(v) => v.iter().map(|&x| u8::from(x)).collect(),
+    }
+}
+
+fn emit_entry(
+    module: &mut dyn Module,
+    g: &Graph,
+    plan: &MemoryPlan,
+    kernel_ids: &[FuncId],
+    weights: Option<cranelift_module::DataId>,
+    fctx: &mut FunctionBuilderContext,
+) -> Result<FuncId, CodegenError> {
+    let ptr = module.isa().pointer_type();
+    let sig = abi::entry_signature(module.isa().default_call_conv(), ptr);
+    let entry = module
+        .declare_function(abi::ENTRY_SYMBOL, Linkage::Export, &sig)
+        .map_err(|e| CodegenError::cranelift(abi::ENTRY_SYMBOL, e))?;
+    let mut ctx = module.make_context();
+    ctx.func.signature = sig;
+    ctx.func.name = UserFuncName::user(0, entry.as_u32());
+    let config = module.isa().frontend_config();
+    let err = |e: String| CodegenError::cranelift(abi::ENTRY_SYMBOL, e);
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+        let start = b.create_block();
+        b.append_block_params_for_function_params(start);
+        b.switch_to_block(start);
+        let p = b.block_params(start).to_vec();
+        let (inputs, outputs, workspace) = (p[0], p[1], p[2]);
+        let fail = b.create_block();
+        b.append_block_param(fail, types::I32);
+        b.set_cold_block(fail);
+        let wbase = match weights {
+            Some(w) => {
+                let gv = module.declare_data_in_func(w, b.func);
+                Some(b.ins().symbol_value(ptr, gv))
+            }
+            None => None,
+        };
+        let flags = MemFlagsData::new().with_notrap().with_readonly();
+        let mut cache: HashMap<Storage, Value> = HashMap::new();
+        let mut address = |b: &mut FunctionBuilder, st: Storage| -> Result<Value, CodegenError> {
+            if let Some(&v) = cache.get(&st) {
+                return Ok(v);
+            }
+            let imm = |n: usize| i64::try_from(n).map_err(|_| CodegenError::Overflow(format!("the offset {n}")));
+            let v = match st {
+                Storage::Input(i) => b.ins().load(ptr, flags, inputs, i32::try_from(i * 8).map_err(|_| err("too many inputs".into()))?),
+                Storage::Output(j) => b.ins().load(ptr, flags, outputs, i32::try_from(j * 8).map_err(|_| err("too many outputs".into()))?),
+                Storage::Arena(off) => b.ins().iadd_imm_s(workspace, imm(off)?),
+                Storage::Weight(off) => {
+                    let base = wbase.ok_or_else(|| err("a weight without a weights blob".into()))?;
+                    b.ins().iadd_imm_s(base, imm(off)?)
+                }
+            };
+            cache.insert(st, v);
+            Ok(v)
+        };
+        let storage_of = |id: dync_ir::NodeId| {
+            plan.storage
+                .get(&id)
+                .copied()
+                .ok_or_else(|| err(format!("node {} has no storage", id.index())))
+        };
+        for (i, (&id, &fid)) in plan.kernels.iter().zip(kernel_ids).enumerate() {
+            let mut args = Vec::new();
+            for o in g.operands(id) {
+                args.push(address(&mut b, storage_of(o)?)?);
+            }
+            args.push(address(&mut b, storage_of(id)?)?);
+            let fref = module.declare_func_in_func(fid, b.func);
+            let call = b.ins().call(fref, &args);
+            let status = b.inst_results(call)[0];
+            let bad = b.ins().icmp_imm_s(IntCC::NotEqual, status, 0);
+            let tag = i64::try_from(i + 1).map_err(|_| err("kernel index".into()))? << 8;
+            let code = b.ins().iadd_imm_s(status, tag);
+            let cont = b.create_block();
+            b.ins().brif(bad, fail, &[BlockArg::Value(code)], cont, &[]);
+            b.switch_to_block(cont);
+        }
+        for &(j, id) in &plan.copies {
+            let bytes = g.ty(id).bytes().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+            if bytes == 0 {
+                continue;
+            }
+            let dst = address(&mut b, Storage::Output(j))?;
+            let src = address(&mut b, storage_of(id)?)?;
+            let size = b.ins().iconst(ptr, i64::try_from(bytes).map_err(|_| CodegenError::Overflow("an output".into()))?);
+            b.call_memcpy(config, dst, src, size);
+        }
+        let zero = b.ins().iconst(types::I32, 0);
+        b.ins().return_(&[zero]);
+        b.switch_to_block(fail);
+        let code = b.block_params(fail)[0];
+        b.ins().return_(&[code]);
+        b.seal_all_blocks();
+        b.finalize(config);
+    }
+    module
+        .define_function(entry, &mut ctx)
+        .map_err(|e| err(format!("{e:?}")))?;
+    Ok(entry)
+}

@@ -1,0 +1,179 @@
+//! The JIT: compiles a graph into the current process with cranelift-jit and runs it.
+//!
+//! [`JitModel::run`] validates the inputs against the graph's signature (count, dtype, shape),
+//! allocates a 64-byte aligned arena of the planned size and the outputs, calls the entry point
+//! and turns a non-zero status into an error naming the failing node. The model's code and
+//! weights are freed when it is dropped.
+
+use crate::abi::{decode_status, Fault};
+use crate::emit::{emit_model, EmittedModel};
+use crate::error::CodegenError;
+use crate::libcalls::MathFn;
+use crate::target::{isa, CodegenOptions};
+use cranelift_jit::{JITBuilder, JITModule};
+use dync_ir::{DType, Graph, Tensor, TensorData, TensorType};
+
+type EntryFn = unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, *mut u8) -> i32;
+
+/// A graph compiled to native code in this process.
+pub struct JitModel {
+    /// Owns the code and data the entry point uses; `None` only while dropping.
+    module: Option<JITModule>,
+    entry: EntryFn,
+    model: EmittedModel,
+}
+
+/// One 64-byte aligned arena block.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u8; 64]);
+
+impl JitModel {
+    /// Compiles `graph` for the host.
+    pub fn compile(graph: &Graph, opts: &CodegenOptions) -> Result<JitModel, CodegenError> {
+        let isa = isa(opts, false)?;
+        let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+        for f in MathFn::ALL {
+            builder.symbol(f.symbol(), f.address());
+        }
+        let mut module = JITModule::new(builder);
+        let model = emit_model(&mut module, graph, opts)?;
+        module
+            .finalize_definitions()
+            .map_err(|e| CodegenError::cranelift("the JIT module", e))?;
+        let code = module.get_finalized_function(model.entry);
+        // SAFETY: `code` is the finalized entry function, emitted with the signature of
+        // `abi::entry_signature` in the host's default (C) calling convention.
+        let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
+        Ok(JitModel {
+            module: Some(module),
+            entry,
+            model,
+        })
+    }
+
+    /// Bytes of the activation arena.
+    pub fn arena_bytes(&self) -> usize {
+        self.model.plan.arena_bytes
+    }
+
+    /// Bytes of the weights blob.
+    pub fn weight_bytes(&self) -> usize {
+        self.model.plan.weight_bytes
+    }
+
+    /// Emission details: plan, kernels, signature.
+    pub fn emitted(&self) -> &EmittedModel {
+        &self.model
+    }
+
+    /// Runs the model on `inputs` (in graph input order); returns the outputs in graph output
+    /// order.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CodegenError> {
+        let sig = &self.model.inputs;
+        if inputs.len() != sig.len() {
+            return Err(CodegenError::InputCount {
+                expected: sig.len(),
+                got: inputs.len(),
+            });
+        }
+        for ((name, ty), t) in sig.iter().zip(inputs) {
+            if t.ty() != *ty {
+                return Err(CodegenError::Input {
+                    name: name.clone(),
+                    expected: ty.to_string(),
+                    got: t.ty().to_string(),
+                });
+            }
+        }
+        let in_ptrs: Vec<*const u8> = inputs.iter().map(|t| data_ptr(t.data())).collect();
+        let mut outs: Vec<TensorData> = Vec::with_capacity(self.model.outputs.len());
+        for (_, ty) in &self.model.outputs {
+            outs.push(alloc_data(ty)?);
+        }
+        let out_ptrs: Vec<*mut u8> = outs.iter_mut().map(data_ptr_mut).collect();
+        let blocks = self.model.plan.arena_bytes.div_ceil(64);
+        let mut arena: Vec<Block> = Vec::new();
+        arena
+            .try_reserve_exact(blocks)
+            .map_err(|_| CodegenError::Alloc(self.model.plan.arena_bytes))?;
+        arena.resize(blocks, Block([0; 64]));
+        // SAFETY: the pointers reference live buffers of exactly the sizes the entry point was
+        // compiled for (inputs checked above, outputs allocated from the declared types, the
+        // arena of the planned size, 64-byte aligned); outputs, inputs and arena are distinct
+        // allocations; `ctx` may be null.
+        let status = unsafe {
+            (self.entry)(
+                in_ptrs.as_ptr(),
+                out_ptrs.as_ptr(),
+                arena.as_mut_ptr().cast::<u8>(),
+                std::ptr::null_mut(),
+            )
+        };
+        if status != 0 {
+            return Err(self.status_error(status));
+        }
+        self.model
+            .outputs
+            .iter()
+            .zip(outs)
+            .map(|((_, ty), d)| Tensor::new(ty.shape.clone(), d).map_err(|e| CodegenError::Overflow(e.to_string())))
+            .collect()
+    }
+
+    fn status_error(&self, status: i32) -> CodegenError {
+        match decode_status(status).and_then(|(k, f)| Some((self.model.kernels.get(k)?, f))) {
+            Some((node, fault)) => CodegenError::Runtime {
+                node: node.clone(),
+                message: Fault::message(fault),
+            },
+            None => CodegenError::UnknownStatus(status),
+        }
+    }
+}
+
+impl Drop for JitModel {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: no code of this module runs anymore: `run` borrows `self` and has
+            // returned, and the entry pointer is dropped with `self`.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+fn alloc_data(ty: &TensorType) -> Result<TensorData, CodegenError> {
+    let n = ty.numel().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+    let bytes = n.saturating_mul(ty.dtype.size());
+    fn vec<T: Clone>(n: usize, v: T, bytes: usize) -> Result<Vec<T>, CodegenError> {
+        let mut out = Vec::new();
+        out.try_reserve_exact(n).map_err(|_| CodegenError::Alloc(bytes))?;
+        out.resize(n, v);
+        Ok(out)
+    }
+    Ok(match ty.dtype {
+        DType::F32 => TensorData::F32(vec(n, 0.0, bytes)?),
+        DType::I64 => TensorData::I64(vec(n, 0, bytes)?),
+        DType::I32 => TensorData::I32(vec(n, 0, bytes)?),
+        DType::Bool => TensorData::Bool(vec(n, false, bytes)?),
+    })
+}
+
+fn data_ptr(d: &TensorData) -> *const u8 {
+    match d {
+        TensorData::F32(v) => v.as_ptr().cast(),
+        TensorData::I64(v) => v.as_ptr().cast(),
+        TensorData::I32(v) => v.as_ptr().cast(),
+        TensorData::Bool(v) => v.as_ptr().cast(),
+    }
+}
+
+/// Generated code writes only 0 or 1 into bool outputs, so the `Vec<bool>` stays valid.
+fn data_ptr_mut(d: &mut TensorData) -> *mut u8 {
+    match d {
+        TensorData::F32(v) => v.as_mut_ptr().cast(),
+        TensorData::I64(v) => v.as_mut_ptr().cast(),
+        TensorData::I32(v) => v.as_mut_ptr().cast(),
+        TensorData::Bool(v) => v.as_mut_ptr().cast(),
+    }
+}

@@ -1,0 +1,27 @@
+//! dync's Cranelift backend.
+//!
+//! A verified [`dync_ir::Graph`] becomes native code: [`plan`] places every value (inputs in
+//! place, constants in a read-only weights blob, activations in one arena with buffer reuse,
+//! outputs written in place); [`lower`] turns each node into a kernel specialized on its static
+//! shapes (f32x4 SIMD with FMA where it pays, scalar tails); [`emit::emit_model`] emits kernels,
+//! weights and the C-ABI entry point ([`abi`]) into any `cranelift_module::Module`, which
+//! [`jit::JitModel`] uses in process today and AOT object emission will reuse.
+//!
+//! Generated code never reads or writes out of bounds by construction; data-dependent errors
+//! (gather indices, integer division by zero or overflow) stop it with a status naming the node,
+//! and the checked mode ([`CodegenOptions::checked`]) additionally verifies every access.
+
+pub mod abi;
+pub mod emit;
+pub mod error;
+pub mod jit;
+pub mod libcalls;
+pub(crate) mod lower;
+pub mod plan;
+pub mod target;
+
+pub use emit::{emit_model, EmittedModel};
+pub use error::{CodegenError, NodeRef};
+pub use jit::JitModel;
+pub use plan::{plan, MemoryPlan, Storage};
+pub use target::{CodegenOptions, Target};

@@ -1,0 +1,201 @@
+//! `conv`: direct 2-D convolution over NCHW f32 (weights [O, C/G, kh, kw], optional bias),
+//! for any groups, strides, dilations and pads.
+//!
+//! Structure: per image, group and block of up to [`OC_BLOCK`] output channels, output rows
+//! and columns split into runs with one static tap range each ([`super::window`]), so padding
+//! is never tested at run time. A register tile holds OC_BLOCK channels × [`VECS`] f32x4
+//! vectors of adjacent output columns (8 accumulators): per tap, the input vectors are loaded
+//! once (contiguous for stride 1, gathered lane by lane otherwise) and each channel's weight is
+//! broadcast and FMA'd into them. Column remainders use one vector, then scalar columns.
+//! Weights are read in their IR layout, so run-time (dynamic) weights work the same as
+//! constant ones; loads of constant weights may be hoisted.
+
+use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
+use super::pool::axes;
+use super::window::{Axis, Segment};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_frontend::Variable;
+use dync_ir::ops::Conv;
+
+/// Output channels per register tile.
+const OC_BLOCK: usize = 4;
+/// f32x4 vectors of output columns per register tile.
+const VECS: usize = 2;
+
+/// Static geometry of the node.
+struct Geo {
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    cg: usize,
+    og: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    ay: Axis,
+    ax: Axis,
+    bias: bool,
+}
+
+pub(crate) fn lower(k: &mut Kernel, op: &Conv) -> LResult {
+    let xs = k.shape(BufId::In(0));
+    let ws = k.shape(BufId::In(1));
+    let ys = k.shape(BufId::Out);
+    let [ay, ax] = axes(&xs, &ys, [ws[2], ws[3]], op.strides, op.pads, op.dilations);
+    let g = Geo {
+        c: xs[1],
+        h: xs[2],
+        w: xs[3],
+        o: ys[1],
+        cg: ws[1],
+        og: ys[1] / op.group,
+        kh: ws[2],
+        kw: ws[3],
+        oh: ys[2],
+        ow: ys[3],
+        ay,
+        ax,
+        bias: k.n_inputs() == 3,
+    };
+    if ys.iter().product::<usize>() == 0 {
+        return Ok(());
+    }
+    let (rows, cols) = (g.ay.segments(), g.ax.segments());
+    let full = g.og / OC_BLOCK;
+    let rem = g.og % OC_BLOCK;
+    k.loop_n(xs[0], |k, n| {
+        k.loop_n(op.group, |k, grp| {
+            let oc_grp = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
+            k.loop_n(full, |k, blk| {
+                let oc0 = k.mul_add(oc_grp, blk, as_i64(OC_BLOCK)?);
+                block(k, &g, &rows, &cols, n, grp, oc0, OC_BLOCK)
+            })?;
+            if rem > 0 {
+                let oc0 = k.add_imm(oc_grp, as_i64(full * OC_BLOCK)?);
+                block(k, &g, &rows, &cols, n, grp, oc0, rem)?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// All outputs of `nb` channels starting at `oc0` of image `n`, group `grp`.
+#[allow(clippy::too_many_arguments)]
+fn block(k: &mut Kernel, g: &Geo, rows: &[Segment], cols: &[Segment], n: Value, grp: Value, oc0: Value, nb: usize) -> LResult {
+    // Element offset of the group's first input channel of image n.
+    let xn = k.b.ins().imul_imm_s(n, as_i64(g.c * g.h * g.w)?);
+    let xg = k.b.ins().imul_imm_s(grp, as_i64(g.cg * g.h * g.w)?);
+    let xg = k.b.ins().iadd(xn, xg);
+    let yn = k.b.ins().imul_imm_s(n, as_i64(g.o * g.oh * g.ow)?);
+    let tile_w = VECS * LANES;
+    for rs in rows {
+        k.loop_range(rs.start, rs.end, 1, |k, oy| {
+            for cs in cols {
+                let len = cs.end - cs.start;
+                let wide_end = cs.start + len / tile_w * tile_w;
+                let vec_end = wide_end + (cs.end - wide_end) / LANES * LANES;
+                let t = TileAt { xg, yn, oc0, oy };
+                k.loop_range(cs.start, wide_end, tile_w, |k, ox| tile(k, g, rs, cs, &t, ox, nb, LANES, VECS))?;
+                k.loop_range(wide_end, vec_end, LANES, |k, ox| tile(k, g, rs, cs, &t, ox, nb, LANES, 1))?;
+                k.loop_range(vec_end, cs.end, 1, |k, ox| tile(k, g, rs, cs, &t, ox, nb, 1, 1))?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+struct TileAt {
+    xg: Value,
+    yn: Value,
+    oc0: Value,
+    oy: Value,
+}
+
+/// One register tile: `nb` channels × `vecs` vectors of `lanes` columns from column `ox`.
+#[allow(clippy::too_many_arguments)]
+fn tile(k: &mut Kernel, g: &Geo, rs: &Segment, cs: &Segment, t: &TileAt, ox: Value, nb: usize, lanes: usize, vecs: usize) -> LResult {
+    let ty = f32_type(lanes);
+    let taps = as_i64(g.kh * g.kw)?;
+    let mut accs: Vec<Vec<Variable>> = Vec::with_capacity(nb);
+    let mut w_base = Vec::with_capacity(nb);
+    for j in 0..nb {
+        let oc = k.add_imm(t.oc0, as_i64(j)?);
+        let init = if g.bias {
+            let b = k.load_movable(BufId::In(2), types::F32, oc);
+            k.splat(lanes, b)
+        } else {
+            k.fconst(lanes, 0.0)
+        };
+        accs.push((0..vecs).map(|_| k.var(ty, init)).collect());
+        w_base.push(k.b.ins().imul_imm_s(oc, as_i64(g.cg)? * taps));
+    }
+    // Column of tap 0 of the tile's first output: ox·sx − pad_left.
+    let col0 = k.b.ins().imul_imm_s(ox, as_i64(g.ax.stride)?);
+    let col0 = k.add_imm(col0, -as_i64(g.ax.pad_begin)?);
+    let (sx, dx) = (as_i64(g.ax.stride)?, as_i64(g.ax.dilation)?);
+    k.loop_n(g.cg, |k, ci| {
+        let plane = k.mul_add(t.xg, ci, as_i64(g.h * g.w)?);
+        let w_c: Vec<Value> = w_base.iter().map(|&b| k.mul_add(b, ci, taps)).collect();
+        k.repeat(rs.k_lo, rs.k_hi, 3, |k, ky| {
+            let r = k.b.ins().imul_imm_s(t.oy, as_i64(g.ay.stride)?);
+            let r = k.mul_add(r, ky, as_i64(g.ay.dilation)?);
+            let r = k.add_imm(r, -as_i64(g.ay.pad_begin)?);
+            let row = k.mul_add(plane, r, as_i64(g.w)?);
+            let base = k.b.ins().iadd(row, col0);
+            let kw = as_i64(g.kw)?;
+            let w_row: Vec<Value> = w_c.iter().map(|&b| k.mul_add(b, ky, kw)).collect();
+            for kx in cs.k_lo..cs.k_hi {
+                let kxo = as_i64(kx)? * dx;
+                let xv: Vec<Value> = (0..vecs)
+                    .map(|v| {
+                        let idx = k.add_imm(base, as_i64(v * LANES)? * sx + kxo);
+                        Ok(load_x(k, idx, lanes, sx))
+                    })
+                    .collect::<LResult<_>>()?;
+                for (j, &wr) in w_row.iter().enumerate() {
+                    let wi = k.add_imm(wr, as_i64(kx)?);
+                    let wv = k.load_movable(BufId::In(1), types::F32, wi);
+                    let wv = k.splat(lanes, wv);
+                    for (v, &x) in xv.iter().enumerate() {
+                        let a = k.b.use_var(accs[j][v]);
+                        let a = k.b.ins().fma(wv, x, a);
+                        k.b.def_var(accs[j][v], a);
+                    }
+                }
+            }
+            Ok(())
+        })
+    })?;
+    let y_row = k.b.ins().imul_imm_s(t.oy, as_i64(g.ow)?);
+    let y_row = k.b.ins().iadd(y_row, ox);
+    for (j, acc) in accs.iter().enumerate() {
+        let oc = k.add_imm(t.oc0, as_i64(j)?);
+        let yc = k.b.ins().imul_imm_s(oc, as_i64(g.oh * g.ow)?);
+        let yc = k.b.ins().iadd(yc, t.yn);
+        let yc = k.b.ins().iadd(yc, y_row);
+        for (v, &var) in acc.iter().enumerate() {
+            let idx = k.add_imm(yc, as_i64(v * LANES)?);
+            let val = k.b.use_var(var);
+            k.store(BufId::Out, idx, val);
+        }
+    }
+    Ok(())
+}
+
+/// `lanes` input values at columns idx, idx + sx, ...: one vector load for stride 1.
+fn load_x(k: &mut Kernel, idx: Value, lanes: usize, sx: i64) -> Value {
+    if lanes == 1 || sx == 1 {
+        return k.load_f32(BufId::In(0), idx, lanes, true);
+    }
+    let first = k.load(BufId::In(0), types::F32, idx);
+    let mut v = k.b.ins().splat(types::F32X4, first);
+    for l in 1..LANES {
+        let i = k.add_imm(idx, l as i64 * sx);
+        let s = k.load(BufId::In(0), types::F32, i);
+        v = k.b.ins().insertlane(v, s, l as u8);
+    }
+    v
+}

@@ -1,0 +1,412 @@
+//! The kernel builder: one Cranelift function for one IR node, with the primitives every
+//! lowering uses — buffers, bounds-checked (in checked mode) loads and stores, counted loops,
+//! faults, library calls and read-only tables.
+//!
+//! Invariants: element indices and byte offsets are I64 values; a kernel's result buffer never
+//! overlaps its operands (the memory plan guarantees it), so operand loads are `readonly`;
+//! loads and stores are `notrap` because every access is in bounds by construction — checked
+//! mode verifies exactly that, stopping with [`Fault::OutOfBounds`] before any access that is
+//! not. Loops run their body at least once (empty loops are not emitted).
+
+use crate::abi::Fault;
+use crate::error::CodegenError;
+use crate::libcalls::MathFn;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, Type, Value};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use cranelift_module::{DataDescription, FuncId, Module};
+use dync_ir::{DType, TensorType};
+use std::collections::HashMap;
+
+/// Result of a lowering step.
+pub(crate) type LResult<T = ()> = Result<T, CodegenError>;
+
+/// One buffer a kernel reads or writes.
+pub(crate) struct Buf {
+    pub ptr: Value,
+    pub ty: TensorType,
+    pub bytes: usize,
+    /// In the read-only weights blob (loads may be hoisted).
+    pub weight: bool,
+}
+
+/// A kernel's buffer: operand `i`, or the result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BufId {
+    In(usize),
+    Out,
+}
+
+/// Vector width of f32 code: 4 lanes (f32x4) or 1 (scalar).
+pub(crate) const LANES: usize = 4;
+
+/// The Cranelift type of `dtype` elements (bool is a byte holding 0 or 1).
+pub(crate) fn clif_type(dtype: DType) -> Type {
+    match dtype {
+        DType::F32 => types::F32,
+        DType::I64 => types::I64,
+        DType::I32 => types::I32,
+        DType::Bool => types::I8,
+    }
+}
+
+/// f32 values of `lanes` lanes.
+pub(crate) fn f32_type(lanes: usize) -> Type {
+    if lanes == 1 {
+        types::F32
+    } else {
+        types::F32X4
+    }
+}
+
+pub(crate) struct Kernel<'a> {
+    pub b: FunctionBuilder<'a>,
+    ins: Vec<Buf>,
+    out: Buf,
+    checked: bool,
+    /// Returns its i32 parameter (a fault code).
+    fail: Block,
+    module: &'a mut dyn Module,
+    math: &'a HashMap<MathFn, FuncId>,
+    /// Name prefix of the kernel, for the read-only tables it defines.
+    pub name: String,
+}
+
+impl<'a> Kernel<'a> {
+    /// Starts a kernel whose entry block receives one pointer per buffer (operands, result).
+    pub fn new(
+        mut b: FunctionBuilder<'a>,
+        tys: (Vec<(TensorType, bool)>, TensorType),
+        checked: bool,
+        module: &'a mut dyn Module,
+        math: &'a HashMap<MathFn, FuncId>,
+        name: String,
+    ) -> LResult<Self> {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        let fail = b.create_block();
+        b.append_block_param(fail, types::I32);
+        b.set_cold_block(fail);
+        b.switch_to_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let (in_tys, out_ty) = tys;
+        let mut bufs = Vec::with_capacity(in_tys.len());
+        for ((ty, weight), &ptr) in in_tys.into_iter().zip(&params) {
+            let bytes = ty.bytes().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+            bufs.push(Buf { ptr, ty, bytes, weight });
+        }
+        let out_ptr = *params.last().ok_or_else(|| CodegenError::cranelift(&name, "kernel without result"))?;
+        let out_bytes = out_ty.bytes().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+        Ok(Kernel {
+            b,
+            ins: bufs,
+            out: Buf {
+                ptr: out_ptr,
+                ty: out_ty,
+                bytes: out_bytes,
+                weight: false,
+            },
+            checked,
+            fail,
+            module,
+            math,
+            name,
+        })
+    }
+
+    pub fn buf(&self, id: BufId) -> &Buf {
+        match id {
+            BufId::In(i) => &self.ins[i],
+            BufId::Out => &self.out,
+        }
+    }
+
+    /// Shape of a buffer.
+    pub fn shape(&self, id: BufId) -> Vec<usize> {
+        self.buf(id).ty.shape.clone()
+    }
+
+    pub fn dtype(&self, id: BufId) -> DType {
+        self.buf(id).ty.dtype
+    }
+
+    pub fn n_inputs(&self) -> usize {
+        self.ins.len()
+    }
+
+    pub fn iconst(&mut self, v: i64) -> Value {
+        self.b.ins().iconst(types::I64, v)
+    }
+
+    /// `base + i·stride` (I64), folding the trivial cases.
+    pub fn mul_add(&mut self, base: Value, i: Value, stride: i64) -> Value {
+        match stride {
+            0 => base,
+            1 => self.b.ins().iadd(base, i),
+            s => {
+                let t = self.b.ins().imul_imm_s(i, s);
+                self.b.ins().iadd(base, t)
+            }
+        }
+    }
+
+    pub fn add_imm(&mut self, v: Value, imm: i64) -> Value {
+        if imm == 0 {
+            v
+        } else {
+            self.b.ins().iadd_imm_s(v, imm)
+        }
+    }
+
+    /// f32 constant of `lanes` lanes.
+    pub fn fconst(&mut self, lanes: usize, x: f32) -> Value {
+        let s = self.b.ins().f32const(x);
+        self.splat(lanes, s)
+    }
+
+    /// Broadcasts a scalar f32 to `lanes` lanes.
+    pub fn splat(&mut self, lanes: usize, s: Value) -> Value {
+        if lanes == 1 {
+            s
+        } else {
+            self.b.ins().splat(types::F32X4, s)
+        }
+    }
+
+    /// The address of byte `off` of `buf` for an access of `size` bytes; in checked mode,
+    /// first stops with `OutOfBounds` unless `0 <= off` and `off + size <= buf.bytes`.
+    fn addr(&mut self, id: BufId, off: Value, size: usize) -> Value {
+        let (ptr, bytes) = {
+            let buf = self.buf(id);
+            (buf.ptr, buf.bytes)
+        };
+        if self.checked {
+            match bytes.checked_sub(size).and_then(|lim| i64::try_from(lim).ok()) {
+                Some(limit) => {
+                    let bad = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, off, limit);
+                    self.fail_if(bad, Fault::OutOfBounds);
+                }
+                None => self.fail_now(Fault::OutOfBounds),
+            }
+        }
+        self.b.ins().iadd(ptr, off)
+    }
+
+    fn flags(&self, id: BufId, movable: bool) -> MemFlagsData {
+        let mut f = MemFlagsData::new().with_notrap();
+        if let BufId::In(i) = id {
+            f = f.with_readonly();
+            if movable && self.ins[i].weight && !self.checked {
+                f = f.with_can_move();
+            }
+        }
+        f
+    }
+
+    /// Loads a `ty` value at element `idx` of `id` (elements of the buffer's dtype).
+    pub fn load(&mut self, id: BufId, ty: Type, idx: Value) -> Value {
+        self.load_elem(id, ty, idx, false)
+    }
+
+    /// Like [`Kernel::load`], but the load may be hoisted when `id` is a weight: only for loads
+    /// that run unconditionally once their loop runs.
+    pub fn load_movable(&mut self, id: BufId, ty: Type, idx: Value) -> Value {
+        self.load_elem(id, ty, idx, true)
+    }
+
+    fn load_elem(&mut self, id: BufId, ty: Type, idx: Value, movable: bool) -> Value {
+        let esize = self.dtype(id).size() as i64;
+        let off = self.b.ins().imul_imm_s(idx, esize);
+        self.load_at(id, ty, off, movable)
+    }
+
+    /// Loads a `ty` value at byte offset `off` of `id`.
+    pub fn load_at(&mut self, id: BufId, ty: Type, off: Value, movable: bool) -> Value {
+        let a = self.addr(id, off, ty.bytes() as usize);
+        let f = self.flags(id, movable);
+        self.b.ins().load(ty, f, a, 0)
+    }
+
+    /// Stores `v` at element `idx` of `id`.
+    pub fn store(&mut self, id: BufId, idx: Value, v: Value) {
+        let esize = self.dtype(id).size() as i64;
+        let off = self.b.ins().imul_imm_s(idx, esize);
+        self.store_at(id, off, v);
+    }
+
+    /// Stores `v` at byte offset `off` of `id`.
+    pub fn store_at(&mut self, id: BufId, off: Value, v: Value) {
+        let ty = self.b.func.dfg.value_type(v);
+        let a = self.addr(id, off, ty.bytes() as usize);
+        let f = self.flags(id, false);
+        self.b.ins().store(f, v, a, 0);
+    }
+
+    /// f32 load of `lanes` lanes at element `idx`: a vector load when `contiguous`, otherwise
+    /// one scalar broadcast to all lanes (a stride-0, broadcast operand).
+    pub fn load_f32(&mut self, id: BufId, idx: Value, lanes: usize, contiguous: bool) -> Value {
+        if lanes > 1 && contiguous {
+            self.load(id, types::F32X4, idx)
+        } else {
+            let s = self.load(id, types::F32, idx);
+            self.splat(lanes, s)
+        }
+    }
+
+    /// Stops the kernel with `fault` when `cond` (an i8 truth value) is non-zero.
+    pub fn fail_if(&mut self, cond: Value, fault: Fault) {
+        let cont = self.b.create_block();
+        let code = self.b.ins().iconst(types::I32, i64::from(fault.code()));
+        self.b
+            .ins()
+            .brif(cond, self.fail, &[BlockArg::Value(code)], cont, &[]);
+        self.b.switch_to_block(cont);
+    }
+
+    /// Stops the kernel with `fault` unconditionally (code after it is unreachable but valid).
+    pub fn fail_now(&mut self, fault: Fault) {
+        let one = self.b.ins().iconst(types::I8, 1);
+        self.fail_if(one, fault);
+    }
+
+    /// Emits `body(i)` for i in 0..n.
+    pub fn loop_n(&mut self, n: usize, body: impl FnMut(&mut Self, Value) -> LResult) -> LResult {
+        self.loop_range(0, n, 1, body)
+    }
+
+    /// Emits `body(i)` for i = lo, lo + step, ... while i < hi (`step` > 0).
+    pub fn loop_range(
+        &mut self,
+        lo: usize,
+        hi: usize,
+        step: usize,
+        mut body: impl FnMut(&mut Self, Value) -> LResult,
+    ) -> LResult {
+        if lo >= hi || step == 0 {
+            return Ok(());
+        }
+        let (lo_i, hi_i, step_i) = (as_i64(lo)?, as_i64(hi)?, as_i64(step)?);
+        if hi - lo <= step {
+            let i = self.iconst(lo_i);
+            return body(self, i);
+        }
+        let header = self.b.create_block();
+        let exit = self.b.create_block();
+        let i = self.b.append_block_param(header, types::I64);
+        let start = self.iconst(lo_i);
+        self.b.ins().jump(header, &[BlockArg::Value(start)]);
+        self.b.switch_to_block(header);
+        body(self, i)?;
+        let next = self.b.ins().iadd_imm_s(i, step_i);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, hi_i);
+        self.b
+            .ins()
+            .brif(more, header, &[BlockArg::Value(next)], exit, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Emits `body(i)` for i in lo..hi: unrolled (i a constant) when there are at most
+    /// `unroll` iterations, otherwise as a loop.
+    pub fn repeat(&mut self, lo: usize, hi: usize, unroll: usize, mut body: impl FnMut(&mut Self, Value) -> LResult) -> LResult {
+        if hi.saturating_sub(lo) <= unroll {
+            for i in lo..hi {
+                let v = self.iconst(as_i64(i)?);
+                body(self, v)?;
+            }
+            Ok(())
+        } else {
+            self.loop_range(lo, hi, 1, body)
+        }
+    }
+
+    /// A variable of type `ty` holding `init`.
+    pub fn var(&mut self, ty: Type, init: Value) -> Variable {
+        let v = self.b.declare_var(ty);
+        self.b.def_var(v, init);
+        v
+    }
+
+    /// Calls the math library function `f` on f32 scalars.
+    pub fn call_math(&mut self, f: MathFn, args: &[Value]) -> LResult<Value> {
+        let id = *self
+            .math
+            .get(&f)
+            .ok_or_else(|| CodegenError::cranelift(&self.name, format!("{} not declared", f.symbol())))?;
+        let fref = self.module.declare_func_in_func(id, self.b.func);
+        let call = self.b.ins().call(fref, args);
+        self.b
+            .inst_results(call)
+            .first()
+            .copied()
+            .ok_or_else(|| CodegenError::cranelift(&self.name, "math call without result"))
+    }
+
+    /// Applies a math library function lane by lane.
+    pub fn call_math_lanes(&mut self, f: MathFn, args: &[Value], lanes: usize) -> LResult<Value> {
+        if lanes == 1 {
+            return self.call_math(f, args);
+        }
+        let mut out = None;
+        for l in 0..lanes as u8 {
+            let lane_args: Vec<Value> = args.iter().map(|&a| self.b.ins().extractlane(a, l)).collect();
+            let r = self.call_math(f, &lane_args)?;
+            out = Some(match out {
+                None => self.b.ins().splat(types::F32X4, r),
+                Some(v) => self.b.ins().insertlane(v, r, l),
+            });
+        }
+        out.ok_or_else(|| CodegenError::cranelift(&self.name, "zero lanes"))
+    }
+
+    /// Defines a read-only table holding `bytes` (16-byte aligned) and returns its address.
+    pub fn table(&mut self, bytes: Vec<u8>) -> LResult<Value> {
+        let id = self
+            .module
+            .declare_anonymous_data(false, false)
+            .map_err(|e| CodegenError::cranelift(&self.name, e))?;
+        let mut d = DataDescription::new();
+        d.set_align(16);
+        d.define(bytes.into_boxed_slice());
+        self.module
+            .define_data(id, &d)
+            .map_err(|e| CodegenError::cranelift(&self.name, e))?;
+        let gv = self.module.declare_data_in_func(id, self.b.func);
+        let ptr = self.module.isa().pointer_type();
+        Ok(self.b.ins().symbol_value(ptr, gv))
+    }
+
+    /// Loads entry `idx` of a table of `ty` values, unchecked: tables are built by the
+    /// lowering with exactly the entries it indexes.
+    pub fn table_load(&mut self, table: Value, ty: Type, idx: Value) -> Value {
+        let off = self.b.ins().imul_imm_s(idx, i64::from(ty.bytes()));
+        let a = self.b.ins().iadd(table, off);
+        let f = MemFlagsData::new().with_notrap().with_readonly();
+        self.b.ins().load(ty, f, a, 0)
+    }
+
+    /// Returns 0 from the current block, emits the fault block and finishes the function.
+    pub fn finish(mut self) {
+        let config = self.module.isa().frontend_config();
+        let zero = self.b.ins().iconst(types::I32, 0);
+        self.b.ins().return_(&[zero]);
+        self.b.switch_to_block(self.fail);
+        let code = self.b.block_params(self.fail)[0];
+        self.b.ins().return_(&[code]);
+        self.b.seal_all_blocks();
+        self.b.finalize(config);
+    }
+}
+
+/// `v` as i64, or an overflow error (shapes are `usize`, IR arithmetic is i64).
+pub(crate) fn as_i64(v: usize) -> LResult<i64> {
+    i64::try_from(v).map_err(|_| CodegenError::Overflow(format!("the extent {v}")))
+}
+
+/// Signature of `f`: f32 arguments, one f32 result.
+pub(crate) fn math_signature(module: &dyn Module, f: MathFn) -> Signature {
+    let mut s = module.make_signature();
+    s.params.extend(std::iter::repeat_n(AbiParam::new(types::F32), f.arity()));
+    s.returns.push(AbiParam::new(types::F32));
+    s
+}

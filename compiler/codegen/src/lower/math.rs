@@ -1,0 +1,83 @@
+//! Inline f32 math shared by the lowerings, for scalars and f32x4 alike: lane-wise selects and
+//! a polynomial `exp` (Cephes' expf: range reduction by ln 2 split in two parts, a degree-6
+//! polynomial, scaling by 2^n built from exponent bits; about 1 ulp in [-87.3, 88.7]).
+//! Edge cases match the reference: exp(NaN) = NaN, exp(x > 88.72) = +inf; below -87.3 the
+//! result is the smallest normal f32 (1.2e-38) instead of a subnormal or 0.
+
+use super::kernel::Kernel;
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
+
+/// Lane-wise `if a cc b { t } else { e }` on f32 values of `lanes` lanes.
+pub(crate) fn select_cmp(k: &mut Kernel, lanes: usize, cc: FloatCC, a: Value, b: Value, t: Value, e: Value) -> Value {
+    let c = k.b.ins().fcmp(cc, a, b);
+    if lanes == 1 {
+        k.b.ins().select(c, t, e)
+    } else {
+        let mask = k.b.ins().bitcast(types::F32X4, little(), c);
+        k.b.ins().bitselect(mask, t, e)
+    }
+}
+
+fn little() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+/// 2^n for integer-valued f32 `n` in [-126, 127], built from exponent bits.
+fn pow2(k: &mut Kernel, lanes: usize, n: Value) -> Value {
+    let (ity, fty) = if lanes == 1 {
+        (types::I32, types::F32)
+    } else {
+        (types::I32X4, types::F32X4)
+    };
+    let ni = k.b.ins().fcvt_to_sint_sat(ity, n);
+    let biased = if lanes == 1 {
+        k.b.ins().iadd_imm_s(ni, 127)
+    } else {
+        let c = k.b.ins().iconst(types::I32, 127);
+        let c = k.b.ins().splat(types::I32X4, c);
+        k.b.ins().iadd(ni, c)
+    };
+    let bits = k.b.ins().ishl_imm_s(biased, 23);
+    k.b.ins().bitcast(fty, little(), bits)
+}
+
+/// e^x.
+pub(crate) fn exp(k: &mut Kernel, lanes: usize, x: Value) -> Value {
+    const HI: f32 = 88.722_83;
+    const LO: f32 = -87.336_54;
+    let hi = k.fconst(lanes, HI);
+    let lo = k.fconst(lanes, LO);
+    let xc = k.b.ins().fmin(x, hi);
+    let xc = k.b.ins().fmax(xc, lo);
+    let log2e = k.fconst(lanes, std::f32::consts::LOG2_E);
+    let n = k.b.ins().fmul(xc, log2e);
+    let n = k.b.ins().nearest(n);
+    // r = x - n·ln2, with ln2 = C1 + C2 (C1 exact in few bits).
+    let c1 = k.fconst(lanes, -0.693_359_4);
+    let c2 = k.fconst(lanes, 2.121_944_4e-4);
+    let r = k.b.ins().fma(n, c1, xc);
+    let r = k.b.ins().fma(n, c2, r);
+    let coeffs = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+    let mut p = k.fconst(lanes, coeffs[0]);
+    for &c in &coeffs[1..] {
+        let cv = k.fconst(lanes, c);
+        p = k.b.ins().fma(p, r, cv);
+    }
+    let r2 = k.b.ins().fmul(r, r);
+    let one = k.fconst(lanes, 1.0);
+    let r1 = k.b.ins().fadd(r, one);
+    let y = k.b.ins().fma(p, r2, r1);
+    // 2^n = 2^h · 2^(n-h) with h = trunc(n/2): both factors stay normal for n in [-126, 128].
+    let half = k.fconst(lanes, 0.5);
+    let h = k.b.ins().fmul(n, half);
+    let h = k.b.ins().trunc(h);
+    let rest = k.b.ins().fsub(n, h);
+    let s1 = pow2(k, lanes, h);
+    let s2 = pow2(k, lanes, rest);
+    let y = k.b.ins().fmul(y, s1);
+    let y = k.b.ins().fmul(y, s2);
+    let inf = k.fconst(lanes, f32::INFINITY);
+    let hi = k.fconst(lanes, HI);
+    select_cmp(k, lanes, FloatCC::GreaterThan, x, hi, inf, y)
+}

@@ -1,0 +1,127 @@
+//! `avg_pool` and `max_pool` over NCHW f32. Per (image, channel) plane, output rows and columns
+//! split into runs with one static tap range each ([`super::window`]); inside a run, stride-1
+//! pooling computes 4 adjacent outputs per vector (their windows are contiguous), other
+//! strides one output at a time. max_pool skips NaN inputs and never lets padding win (the
+//! maximum of `v > m ? v : m` from −inf); avg_pool divides the sum by the number of input cells
+//! in the window, or with `count_include_pad` by the cells inside the padded extent.
+
+use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
+use super::math::select_cmp;
+use super::window::{Axis, Segment};
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{InstBuilder, Value};
+use dync_ir::ops::{AvgPool, MaxPool};
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Max,
+    Avg { count_include_pad: bool },
+}
+
+pub(crate) fn lower_avg(k: &mut Kernel, op: &AvgPool) -> LResult {
+    let kind = Kind::Avg {
+        count_include_pad: op.count_include_pad,
+    };
+    pool(k, kind, op.kernel, op.strides, op.pads, [1, 1])
+}
+
+pub(crate) fn lower_max(k: &mut Kernel, op: &MaxPool) -> LResult {
+    pool(k, Kind::Max, op.kernel, op.strides, op.pads, op.dilations)
+}
+
+/// The two spatial axes of a windowed NCHW op.
+pub(crate) fn axes(input: &[usize], output: &[usize], kernel: [usize; 2], strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2]) -> [Axis; 2] {
+    [0, 1].map(|i| Axis {
+        input: input[2 + i],
+        output: output[2 + i],
+        pad_begin: pads[i],
+        pad_end: pads[2 + i],
+        kernel: kernel[i],
+        stride: strides[i],
+        dilation: dilations[i],
+    })
+}
+
+fn pool(k: &mut Kernel, kind: Kind, kernel: [usize; 2], strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2]) -> LResult {
+    let xs = k.shape(BufId::In(0));
+    let ys = k.shape(BufId::Out);
+    let [ay, ax] = axes(&xs, &ys, kernel, strides, pads, dilations);
+    let (rows, cols) = (ay.segments(), ax.segments());
+    let (h, w, oh, ow) = (xs[2], xs[3], ys[2], ys[3]);
+    k.loop_n(ys[0] * ys[1], |k, plane| {
+        let xb = k.b.ins().imul_imm_s(plane, as_i64(h * w)?);
+        let yb = k.b.ins().imul_imm_s(plane, as_i64(oh * ow)?);
+        for rs in &rows {
+            k.loop_range(rs.start, rs.end, 1, |k, oy| {
+                for cs in &cols {
+                    let vec_end = if ax.stride == 1 { cs.start + (cs.end - cs.start) / LANES * LANES } else { cs.start };
+                    let cell = |k: &mut Kernel, ox: Value, lanes: usize| {
+                        let at = Cell { xb, yb, oy, ox, lanes };
+                        emit_cell(k, kind, &ay, &ax, rs, cs, (w, ow), at)
+                    };
+                    k.loop_range(cs.start, vec_end, LANES, |k, ox| cell(k, ox, LANES))?;
+                    k.loop_range(vec_end, cs.end, 1, |k, ox| cell(k, ox, 1))?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })
+}
+
+/// Position of one (vector of) output(s).
+struct Cell {
+    xb: Value,
+    yb: Value,
+    oy: Value,
+    ox: Value,
+    lanes: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn emit_cell(k: &mut Kernel, kind: Kind, ay: &Axis, ax: &Axis, rs: &Segment, cs: &Segment, (w, ow): (usize, usize), at: Cell) -> LResult {
+    let lanes = at.lanes;
+    let init = match kind {
+        Kind::Max => f32::NEG_INFINITY,
+        Kind::Avg { .. } => 0.0,
+    };
+    let init = k.fconst(lanes, init);
+    let acc = k.var(f32_type(lanes), init);
+    // Column of tap 0: ox·sx − pad_left, plus kx·dx per tap.
+    let col0 = k.b.ins().imul_imm_s(at.ox, as_i64(ax.stride)?);
+    let col0 = k.add_imm(col0, -as_i64(ax.pad_begin)?);
+    k.repeat(rs.k_lo, rs.k_hi, 3, |k, ky| {
+        let r = k.b.ins().imul_imm_s(at.oy, as_i64(ay.stride)?);
+        let r = k.mul_add(r, ky, as_i64(ay.dilation)?);
+        let r = k.add_imm(r, -as_i64(ay.pad_begin)?);
+        let row = k.b.ins().imul_imm_s(r, as_i64(w)?);
+        let row = k.b.ins().iadd(row, at.xb);
+        let base = k.b.ins().iadd(row, col0);
+        for kx in cs.k_lo..cs.k_hi {
+            let idx = k.add_imm(base, as_i64(kx * ax.dilation)?);
+            let v = k.load_f32(BufId::In(0), idx, lanes, true);
+            let m = k.b.use_var(acc);
+            let next = match kind {
+                Kind::Max => select_cmp(k, lanes, FloatCC::GreaterThan, v, m, v, m),
+                Kind::Avg { .. } => k.b.ins().fadd(m, v),
+            };
+            k.b.def_var(acc, next);
+        }
+        Ok(())
+    })?;
+    let mut y = k.b.use_var(acc);
+    if let Kind::Avg { count_include_pad } = kind {
+        let count = if count_include_pad {
+            rs.padded_cells * cs.padded_cells
+        } else {
+            (rs.k_hi - rs.k_lo) * (cs.k_hi - cs.k_lo)
+        };
+        let c = k.fconst(lanes, count as f32);
+        y = k.b.ins().fdiv(y, c);
+    }
+    let yi = k.b.ins().imul_imm_s(at.oy, as_i64(ow)?);
+    let yi = k.b.ins().iadd(yi, at.yb);
+    let yi = k.b.ins().iadd(yi, at.ox);
+    k.store(BufId::Out, yi, y);
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! `reduce`: a strided nest over the kept dims (the result is dense in that order whatever
+//! `keepdims` says); each result element accumulates over the reduced dims in nested loops.
+//! f32 is vectorized two ways: 4 adjacent results per vector when the innermost input dim is
+//! kept, or 4-lane partial accumulators along the innermost input dim when it is reduced
+//! (combined lane by lane at the end, then with the scalar tail). Max and min propagate NaN;
+//! mean divides by the reduced element count (0/0 = NaN for an empty reduction), and empty
+//! reductions give the reference's identities. i64/i32 are scalar, with overflow checks on
+//! sum and prod.
+
+use super::kernel::{as_i64, clif_type, BufId, Kernel, LResult, LANES};
+use super::nest::{for_each, reduce_lanes, View};
+use crate::abi::Fault;
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use dync_ir::ops::{Reduce, ReduceKind};
+use dync_ir::tensor::strides;
+use dync_ir::DType;
+
+pub(crate) fn lower(k: &mut Kernel, op: &Reduce) -> LResult {
+    let xs = k.shape(BufId::In(0));
+    let own = strides(&xs);
+    let dtype = k.dtype(BufId::In(0));
+    let kept: Vec<usize> = (0..xs.len()).filter(|d| !op.axes.contains(d)).collect();
+    let kept_dims: Vec<usize> = kept.iter().map(|&d| xs[d]).collect();
+    // Reduced dims (extent, stride), innermost last, without extent-1 dims and with
+    // neighbours that are contiguous together merged (a global pool reduces one run).
+    let mut red: Vec<(usize, i64)> = Vec::new();
+    for &d in op.axes.iter().filter(|&&d| xs[d] != 1) {
+        let s = as_i64(own[d])?;
+        match red.last_mut() {
+            Some((n, ps)) if *ps == s * as_i64(xs[d])? => {
+                *n *= xs[d];
+                *ps = s;
+            }
+            _ => red.push((xs[d], s)),
+        }
+    }
+    let count: usize = op.axes.iter().map(|&d| xs[d]).product();
+    let views = [
+        View {
+            buf: BufId::In(0),
+            offset: 0,
+            strides: kept.iter().map(|&d| as_i64(own[d])).collect::<LResult<_>>()?,
+        },
+        View::dense(BufId::Out, &kept_dims)?,
+    ];
+    let f32 = dtype == DType::F32;
+    for_each(k, &kept_dims, &views, f32, |k, at, lanes| {
+        let ty = if f32 { super::kernel::f32_type(lanes) } else { clif_type(dtype) };
+        let init = identity(k, op.kind, ty, lanes);
+        let acc = k.var(ty, init);
+        let inner_run = red.last().filter(|&&(n, s)| f32 && lanes == 1 && s == 1 && n >= LANES).copied();
+        match inner_run {
+            Some((n, _)) => {
+                // Vector partial accumulators along the contiguous innermost reduced dim.
+                let vinit = identity(k, op.kind, types::F32X4, LANES);
+                let vacc = k.var(types::F32X4, vinit);
+                let full = n / LANES * LANES;
+                nest(k, &red[..red.len() - 1], at[0].idx, &mut |k, base| {
+                    k.loop_range(0, full, LANES, |k, i| {
+                        let idx = k.b.ins().iadd(base, i);
+                        let v = k.load(BufId::In(0), types::F32X4, idx);
+                        let a = k.b.use_var(vacc);
+                        let a = combine(k, op.kind, a, v);
+                        k.b.def_var(vacc, a);
+                        Ok(())
+                    })?;
+                    k.loop_range(full, n, 1, |k, i| {
+                        let idx = k.b.ins().iadd(base, i);
+                        let v = k.load(BufId::In(0), types::F32, idx);
+                        let a = k.b.use_var(acc);
+                        let a = combine(k, op.kind, a, v);
+                        k.b.def_var(acc, a);
+                        Ok(())
+                    })
+                })?;
+                let v = k.b.use_var(vacc);
+                let kind = op.kind;
+                let s = reduce_lanes(k, v, |k, a, b| combine(k, kind, a, b));
+                let a = k.b.use_var(acc);
+                let a = combine(k, op.kind, s, a);
+                k.b.def_var(acc, a);
+            }
+            None => nest(k, &red, at[0].idx, &mut |k, idx| {
+                let v = if f32 {
+                    k.load_f32(BufId::In(0), idx, lanes, lanes > 1)
+                } else {
+                    k.load(BufId::In(0), ty, idx)
+                };
+                let a = k.b.use_var(acc);
+                let a = if f32 { combine(k, op.kind, a, v) } else { int_step(k, op.kind, a, v) };
+                k.b.def_var(acc, a);
+                Ok(())
+            })?,
+        }
+        let mut y = k.b.use_var(acc);
+        if op.kind == ReduceKind::Mean {
+            let c = k.fconst(lanes, count as f32);
+            y = k.b.ins().fdiv(y, c);
+        }
+        k.store(BufId::Out, at[1].idx, y);
+        Ok(())
+    })
+}
+
+/// Loops over `dims` (extent, stride) from `base`, calling `body` with each element index.
+fn nest(k: &mut Kernel, dims: &[(usize, i64)], base: Value, body: &mut dyn FnMut(&mut Kernel, Value) -> LResult) -> LResult {
+    match dims.split_first() {
+        None => body(k, base),
+        Some((&(n, s), rest)) => k.loop_n(n, |k, i| {
+            let b = k.mul_add(base, i, s);
+            nest(k, rest, b, body)
+        }),
+    }
+}
+
+fn identity(k: &mut Kernel, kind: ReduceKind, ty: Type, lanes: usize) -> Value {
+    if ty.is_float() || ty.is_vector() {
+        let v = match kind {
+            ReduceKind::Mean | ReduceKind::Sum => 0.0,
+            ReduceKind::Prod => 1.0,
+            ReduceKind::Max => f32::NEG_INFINITY,
+            ReduceKind::Min => f32::INFINITY,
+        };
+        return k.fconst(lanes, v);
+    }
+    let (min, max) = if ty == types::I32 {
+        (i64::from(i32::MIN), i64::from(i32::MAX))
+    } else {
+        (i64::MIN, i64::MAX)
+    };
+    let v = match kind {
+        ReduceKind::Mean | ReduceKind::Sum => 0,
+        ReduceKind::Prod => 1,
+        ReduceKind::Max => min,
+        ReduceKind::Min => max,
+    };
+    k.b.ins().iconst(ty, v)
+}
+
+/// Combines two f32 partial results.
+fn combine(k: &mut Kernel, kind: ReduceKind, a: Value, b: Value) -> Value {
+    match kind {
+        ReduceKind::Mean | ReduceKind::Sum => k.b.ins().fadd(a, b),
+        ReduceKind::Prod => k.b.ins().fmul(a, b),
+        ReduceKind::Max => k.b.ins().fmax(a, b),
+        ReduceKind::Min => k.b.ins().fmin(a, b),
+    }
+}
+
+fn int_step(k: &mut Kernel, kind: ReduceKind, a: Value, v: Value) -> Value {
+    match kind {
+        ReduceKind::Mean | ReduceKind::Sum => {
+            let (r, o) = k.b.ins().sadd_overflow(a, v);
+            k.fail_if(o, Fault::IntegerOverflow);
+            r
+        }
+        ReduceKind::Prod => {
+            let (r, o) = k.b.ins().smul_overflow(a, v);
+            k.fail_if(o, Fault::IntegerOverflow);
+            r
+        }
+        ReduceKind::Max => k.b.ins().smax(a, v),
+        ReduceKind::Min => k.b.ins().smin(a, v),
+    }
+}

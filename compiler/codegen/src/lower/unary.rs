@@ -1,0 +1,75 @@
+//! `unary`: elementwise f32 functions, 4 lanes at a time with a scalar tail. exp (and
+//! sigmoid) use the inline polynomial of [`super::math`]; log, tanh and erf call the math
+//! library lane by lane; the rest are a few native instructions. NaN propagates as in the
+//! reference (relu, clip and hard_* keep NaN; leaky_relu passes it through).
+
+use super::kernel::{BufId, Kernel, LResult};
+use super::math::{exp, select_cmp};
+use super::nest::{map, View};
+use crate::libcalls::MathFn;
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{InstBuilder, Value};
+use dync_ir::ops::{Unary, UnaryKind};
+
+pub(crate) fn lower(k: &mut Kernel, op: &Unary) -> LResult {
+    let shape = k.shape(BufId::Out);
+    let ins = [View::dense(BufId::In(0), &shape)?];
+    map(k, &shape, &ins, View::dense(BufId::Out, &shape)?, true, |k, v, lanes| {
+        apply(k, op.kind, v[0], lanes)
+    })
+}
+
+fn clamp(k: &mut Kernel, lanes: usize, x: Value, lo: f32, hi: f32) -> Value {
+    let lo = k.fconst(lanes, lo);
+    let hi = k.fconst(lanes, hi);
+    let y = k.b.ins().fmax(x, lo);
+    k.b.ins().fmin(y, hi)
+}
+
+/// `kind` applied to `x` (f32 of `lanes` lanes).
+pub(crate) fn apply(k: &mut Kernel, kind: UnaryKind, x: Value, lanes: usize) -> LResult<Value> {
+    Ok(match kind {
+        UnaryKind::Relu => {
+            let zero = k.fconst(lanes, 0.0);
+            k.b.ins().fmax(x, zero)
+        }
+        UnaryKind::LeakyRelu { alpha } => {
+            let a = k.fconst(lanes, alpha);
+            let ax = k.b.ins().fmul(x, a);
+            let zero = k.fconst(lanes, 0.0);
+            select_cmp(k, lanes, FloatCC::LessThan, x, zero, ax, x)
+        }
+        UnaryKind::Sigmoid => {
+            let nx = k.b.ins().fneg(x);
+            let e = exp(k, lanes, nx);
+            let one = k.fconst(lanes, 1.0);
+            let d = k.b.ins().fadd(one, e);
+            k.b.ins().fdiv(one, d)
+        }
+        UnaryKind::HardSigmoid { alpha, beta } => {
+            let a = k.fconst(lanes, alpha);
+            let bb = k.fconst(lanes, beta);
+            let y = k.b.ins().fma(x, a, bb);
+            clamp(k, lanes, y, 0.0, 1.0)
+        }
+        UnaryKind::HardSwish => {
+            let a = k.fconst(lanes, 1.0 / 6.0);
+            let half = k.fconst(lanes, 0.5);
+            let y = k.b.ins().fma(x, a, half);
+            let y = clamp(k, lanes, y, 0.0, 1.0);
+            k.b.ins().fmul(x, y)
+        }
+        UnaryKind::Clip { min, max } => clamp(k, lanes, x, min, max),
+        UnaryKind::Tanh => k.call_math_lanes(MathFn::Tanh, &[x], lanes)?,
+        UnaryKind::Exp => exp(k, lanes, x),
+        UnaryKind::Log => k.call_math_lanes(MathFn::Log, &[x], lanes)?,
+        UnaryKind::Sqrt => k.b.ins().sqrt(x),
+        UnaryKind::Neg => k.b.ins().fneg(x),
+        UnaryKind::Abs => k.b.ins().fabs(x),
+        UnaryKind::Reciprocal => {
+            let one = k.fconst(lanes, 1.0);
+            k.b.ins().fdiv(one, x)
+        }
+        UnaryKind::Erf => k.call_math_lanes(MathFn::Erf, &[x], lanes)?,
+    })
+}

@@ -1,0 +1,240 @@
+//! Memory planning: where every value of a graph lives while the generated code runs.
+//!
+//! - Graph inputs stay in the caller's input buffers; constants go to the read-only weights
+//!   blob (each 64-byte aligned); every other value gets a 64-byte aligned offset in one
+//!   activation arena (the `workspace` of [`crate::abi`]).
+//! - `reshape` is a pure view: it aliases its operand's storage (its "root", found by following
+//!   reshape operands), so it has no kernel and costs no copy.
+//! - A value that is a graph output (itself or through a reshape view) is computed directly into
+//!   that output's buffer. An output whose storage is an input, a constant or another output's
+//!   buffer is filled by a copy after the kernels ran ([`MemoryPlan::copies`]); copy sources are
+//!   therefore never in the arena.
+//! - Arena offsets come from lifetimes: a buffer is live from the step of the kernel that
+//!   writes it through the step of the last kernel that reads it (inclusive, so a kernel's result
+//!   never overlaps its operands). Buffers are placed in order of definition, each in the
+//!   smallest gap left by the buffers live at the same time (best fit), or above them.
+//!
+//! Only nodes that some output depends on are planned (dead nodes get no kernel). Requires a
+//! verified graph; sizes are overflow-checked.
+
+use crate::abi::ALIGN;
+use crate::error::CodegenError;
+use dync_ir::{Graph, NodeId, Op};
+use std::collections::{HashMap, HashSet};
+
+/// Where a value lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Storage {
+    /// Graph input `i` (position in `Graph::inputs`).
+    Input(usize),
+    /// The weights blob, at this byte offset.
+    Weight(usize),
+    /// Graph output `j`'s buffer (position in `Graph::outputs`).
+    Output(usize),
+    /// The arena, at this byte offset.
+    Arena(usize),
+}
+
+/// One arena buffer: the value that defines it, its placement and its live steps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArenaBuffer {
+    pub root: NodeId,
+    pub offset: usize,
+    /// Size in bytes (the value's size; placement reserves it rounded up to 64).
+    pub bytes: usize,
+    /// First and last kernel step (index into `MemoryPlan::kernels`) at which it is live.
+    pub first: usize,
+    pub last: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct MemoryPlan {
+    /// The nodes that get a kernel, in execution order (a topological order).
+    pub kernels: Vec<NodeId>,
+    /// Storage of every live value (views share their root's storage).
+    pub storage: HashMap<NodeId, Storage>,
+    /// Live constants with their byte offsets in the weights blob, in blob order.
+    pub weights: Vec<(NodeId, usize)>,
+    /// Outputs filled by copying (output index, value), after all kernels ran.
+    pub copies: Vec<(usize, NodeId)>,
+    /// Arena buffers, in placement order.
+    pub buffers: Vec<ArenaBuffer>,
+    pub arena_bytes: usize,
+    pub weight_bytes: usize,
+}
+
+fn align_up(n: usize) -> Result<usize, CodegenError> {
+    n.checked_next_multiple_of(ALIGN)
+        .ok_or_else(|| CodegenError::Overflow(format!("a buffer of {n} bytes")))
+}
+
+/// The storage root of `id`: the first non-reshape value up its chain of reshape operands.
+pub fn root(g: &Graph, mut id: NodeId) -> NodeId {
+    while let Op::Reshape(_) = g.node(id).op {
+        match g.operands(id).first() {
+            Some(&o) => id = o,
+            None => break,
+        }
+    }
+    id
+}
+
+/// Nodes that some graph output depends on (including the outputs).
+fn live_nodes(g: &Graph) -> HashSet<NodeId> {
+    let mut live = HashSet::new();
+    let mut stack: Vec<NodeId> = g.outputs.iter().map(|(_, o)| *o).collect();
+    while let Some(n) = stack.pop() {
+        if live.insert(n) {
+            stack.extend(g.operands(n));
+        }
+    }
+    live
+}
+
+/// Plans the storage of the verified graph `g`.
+pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
+    let order = g
+        .topo_order()
+        .map_err(|n| CodegenError::Overflow(format!("the cycle through node {}", n.index())))?;
+    let live = live_nodes(g);
+    let order: Vec<NodeId> = order.into_iter().filter(|n| live.contains(n)).collect();
+
+    let mut storage: HashMap<NodeId, Storage> = HashMap::new();
+    let mut weights = Vec::new();
+    let mut weight_bytes = 0usize;
+    let mut kernels = Vec::new();
+    for &id in &order {
+        match &g.node(id).op {
+            Op::Input(_) => {
+                if let Some(i) = g.inputs.iter().position(|(_, n)| *n == id) {
+                    storage.insert(id, Storage::Input(i));
+                }
+            }
+            Op::Const(_) => {
+                let off = weight_bytes;
+                storage.insert(id, Storage::Weight(off));
+                weights.push((id, off));
+                let bytes = g.ty(id).bytes().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+                weight_bytes = off
+                    .checked_add(align_up(bytes)?)
+                    .ok_or_else(|| CodegenError::Overflow("the weights blob".into()))?;
+            }
+            Op::Reshape(_) => {}
+            _ => kernels.push(id),
+        }
+    }
+
+    // Computed roots that are (or are viewed as) a graph output live in that output's buffer.
+    for (j, (_, out)) in g.outputs.iter().enumerate() {
+        let r = root(g, *out);
+        if !storage.contains_key(&r) && !matches!(g.node(r).op, Op::Input(_)) {
+            storage.insert(r, Storage::Output(j));
+        }
+    }
+    let copies: Vec<(usize, NodeId)> = g
+        .outputs
+        .iter()
+        .enumerate()
+        .filter(|(j, (_, out))| storage.get(&root(g, *out)) != Some(&Storage::Output(*j)))
+        .map(|(j, (_, out))| (j, *out))
+        .collect();
+
+    // Live intervals of the arena roots.
+    let mut last: HashMap<NodeId, usize> = HashMap::new();
+    for (s, &k) in kernels.iter().enumerate() {
+        last.entry(k).or_insert(s);
+        for o in g.operands(k) {
+            let e = last.entry(root(g, o)).or_insert(s);
+            *e = (*e).max(s);
+        }
+    }
+    let mut buffers: Vec<ArenaBuffer> = Vec::new();
+    let mut arena_bytes = 0usize;
+    for (s, &k) in kernels.iter().enumerate() {
+        if storage.contains_key(&k) {
+            continue;
+        }
+        let bytes = g.ty(k).bytes().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+        let reserved = align_up(bytes)?;
+        let end = last.get(&k).copied().unwrap_or(s);
+        let offset = if reserved == 0 {
+            0
+        } else {
+            let mut busy: Vec<(usize, usize)> = buffers
+                .iter()
+                .filter(|b| b.first <= end && s <= b.last && b.bytes > 0)
+                .map(|b| (b.offset, b.offset + align_up(b.bytes).unwrap_or(b.bytes)))
+                .collect();
+            busy.sort_unstable();
+            best_fit(&busy, reserved)?
+        };
+        let top = offset
+            .checked_add(reserved)
+            .ok_or_else(|| CodegenError::Overflow("the arena".into()))?;
+        arena_bytes = arena_bytes.max(top);
+        storage.insert(k, Storage::Arena(offset));
+        buffers.push(ArenaBuffer {
+            root: k,
+            offset,
+            bytes,
+            first: s,
+            last: end,
+        });
+    }
+    // Views share their root's storage.
+    for &id in &order {
+        if let Op::Reshape(_) = g.node(id).op {
+            if let Some(&st) = storage.get(&root(g, id)) {
+                storage.insert(id, st);
+            }
+        }
+    }
+    Ok(MemoryPlan {
+        kernels,
+        storage,
+        weights,
+        copies,
+        buffers,
+        arena_bytes,
+        weight_bytes,
+    })
+}
+
+/// The offset of the smallest gap among `busy` (sorted, half-open byte ranges) that holds
+/// `size` bytes, or the offset just above all of them.
+fn best_fit(busy: &[(usize, usize)], size: usize) -> Result<usize, CodegenError> {
+    let mut best: Option<(usize, usize)> = None; // (gap size, offset)
+    let mut cursor = 0usize;
+    for &(lo, hi) in busy {
+        if lo > cursor {
+            let gap = lo - cursor;
+            if gap >= size && best.is_none_or(|(g, _)| gap < g) {
+                best = Some((gap, cursor));
+            }
+        }
+        cursor = cursor.max(hi);
+    }
+    match best {
+        Some((_, off)) => Ok(off),
+        None => {
+            cursor
+                .checked_add(size)
+                .ok_or_else(|| CodegenError::Overflow("the arena".into()))?;
+            Ok(cursor)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_fit_prefers_the_smallest_gap() {
+        let busy = [(0, 64), (192, 256), (320, 384)];
+        assert_eq!(best_fit(&busy, 64).unwrap(), 256);
+        assert_eq!(best_fit(&busy, 128).unwrap(), 64);
+        assert_eq!(best_fit(&busy, 192).unwrap(), 384);
+        assert_eq!(best_fit(&[], 64).unwrap(), 0);
+    }
+}
