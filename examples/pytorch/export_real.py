@@ -98,6 +98,8 @@ NOTABLE_ATTRS = {
     "approximate",
 }
 MAX_ATTR_VALUES = 12
+# Integer constant inputs up to this many elements have their values listed in `op_forms`.
+SMALL_INT_NUMEL = 8
 EXIT_EXPORT_FAILED = 4
 
 SCRIPT_PATH = Path(__file__).resolve()
@@ -189,7 +191,14 @@ def export(model, exporter: str, batch: int, path: Path) -> None:
 
 
 def describe(path: Path) -> dict:
-    """onnx.checker + a summary of the graph for the importer: opsets, op histogram, op forms."""
+    """onnx.checker + a summary of the graph for the importer: opsets, op histogram, op forms.
+
+    `op_forms[op]`: `inputs`, the distinct input patterns (one char per input: I initializer,
+    A Identity(initializer), C Constant node output, D computed, _ omitted); `attrs`, the distinct
+    values of the attributes in NOTABLE_ATTRS; `int_inputs`, per input position, the distinct
+    values of small integer constant inputs (axes, shapes, starts/ends). At most MAX_ATTR_VALUES
+    values each.
+    """
     import onnx
 
     onnx.checker.check_model(str(path), full_check=True)
@@ -198,13 +207,27 @@ def describe(path: Path) -> dict:
     inits = {t.name for t in graph.initializer}
     constants = {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     aliases = {n.output[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in inits}
+    # Small integer constants (axes, shapes, starts/ends, ...) by name, to show their values.
+    small_ints = {}
+    for t in graph.initializer:
+        if t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) and _numel(t.dims) <= SMALL_INT_NUMEL:
+            small_ints[t.name] = onnx.numpy_helper.to_array(t).tolist()
+    for n in graph.node:
+        if n.op_type == "Constant":
+            for attr in n.attribute:
+                if attr.name == "value" and attr.t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+                    if _numel(attr.t.dims) <= SMALL_INT_NUMEL:
+                        small_ints[n.output[0]] = onnx.numpy_helper.to_array(attr.t).tolist()
 
     hist = collections.Counter()
     forms: dict[str, dict] = {}
     for node in graph.node:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
         hist[key] += 1
-        form = forms.setdefault(key, {"inputs": set(), "attrs": collections.defaultdict(set)})
+        form = forms.setdefault(
+            key,
+            {"inputs": set(), "attrs": collections.defaultdict(set), "int_inputs": collections.defaultdict(set)},
+        )
         # One char per input: I = initializer, A = Identity(initializer), C = Constant node
         # output, D = computed, _ = omitted optional input.
         pattern = "".join(
@@ -212,6 +235,9 @@ def describe(path: Path) -> dict:
             for i in node.input
         )
         form["inputs"].add(pattern)
+        for k, i in enumerate(node.input):
+            if i in small_ints:
+                form["int_inputs"][str(k)].add(json.dumps(small_ints[i]))
         for attr in node.attribute:
             if attr.name in NOTABLE_ATTRS:
                 value = onnx.helper.get_attribute_value(attr)
@@ -242,10 +268,18 @@ def describe(path: Path) -> dict:
             op: {
                 "inputs": sorted(f["inputs"]),
                 "attrs": {k: sorted(v)[:MAX_ATTR_VALUES] for k, v in sorted(f["attrs"].items())},
+                "int_inputs": {k: sorted(v)[:MAX_ATTR_VALUES] for k, v in sorted(f["int_inputs"].items())},
             }
             for op, f in sorted(forms.items())
         },
     }
+
+
+def _numel(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n
 
 
 def write_npy(path: Path, array) -> None:

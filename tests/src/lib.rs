@@ -4,7 +4,8 @@
 //! Contract:
 //! - Python is never a reason to skip a test: a missing venv is built by `scripts/setup-venv`
 //!   (once per test process), missing or stale real exports are made by
-//!   `examples/pytorch/export_real.py` (under a cross-process lock on `<fixtures>/real.lock`).
+//!   `examples/pytorch/export_real.py` (under a cross-process lock on `<fixtures>/real.lock`),
+//!   the ONNX node-test folders by `examples/pytorch/onnx_node_tests.py`.
 //! - Locations: venv `${DYNC_VENV:-$HOME/.cache/dync/venv}`, fixtures
 //!   `${DYNC_FIXTURES:-$HOME/.cache/dync/fixtures}`; `DYNC_REAL_QUICK=1` restricts
 //!   [`real_exports`] to the script's `--quick` set (a developer shortcut; `scripts/test` always
@@ -331,26 +332,25 @@ pub fn ort_run_into(
         .collect()
 }
 
-/// The ONNX backend node tests shipped by the venv's `onnx` package
-/// (`onnx/backend/test/data/node`: one folder per test with `model.onnx` and `test_data_set_*`).
+/// The ONNX backend node tests of the venv's `onnx` package: one folder per test with
+/// `model.onnx` and `test_data_set_*/{input,output}_*.pb`. The PyPI wheels ship only the test
+/// definitions, so `examples/pytorch/onnx_node_tests.py` generates the folders (deterministically,
+/// once per onnx version) into `<fixtures>/onnx-node/node`; at most once per process.
 pub fn onnx_node_test_dir() -> PathBuf {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     unwrap_cached(DIR.get_or_init(|| {
         let mut cmd = Command::new(venv_python());
-        cmd.args([
-            "-c",
-            "import os, onnx; print(os.path.join(os.path.dirname(onnx.__file__), 'backend', 'test', 'data', 'node'))",
-        ])
-        .stdin(Stdio::null());
+        cmd.arg(repo_root().join("examples/pytorch/onnx_node_tests.py"))
+            .arg("--out")
+            .arg(fixtures_dir().join("onnx-node"))
+            .stdin(Stdio::null());
         let output = run(&mut cmd)?;
-        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let dir = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
         if dir.is_dir() {
             Ok(dir)
         } else {
-            Err(format!(
-                "the onnx package has no node tests at {} (reinstall onnx: scripts/setup-venv)",
-                dir.display()
-            ))
+            Err(format!("{cmd:?} printed {stdout:?}, not a directory"))
         }
     }))
 }
