@@ -2,3 +2,4 @@
 pub use dync_interp as interp;
 pub use dync_ir as ir;
 pub use dync_onnx as onnx;
+pub mod zoo;

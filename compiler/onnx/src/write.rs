@@ -19,7 +19,9 @@ use crate::proto::{
 };
 use dync_ir::{DType, Tensor, TensorData};
 use prost::Message;
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use thiserror::Error;
 
 /// A misuse of the builder: the graph it would produce is not well formed.
@@ -143,12 +145,19 @@ fn dims_i64(name: &str, shape: &[usize]) -> Result<Vec<i64>, WriteError> {
 
 /// A `TensorProto` named `name` holding `t` as little-endian `raw_data`.
 pub fn tensor_proto(name: &str, t: &Tensor) -> Result<TensorProto, WriteError> {
-    let raw_data = match t.data() {
-        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::Bool(v) => v.iter().map(|&x| u8::from(x)).collect(),
-    };
+    let mut raw_data = Vec::with_capacity(t.len().saturating_mul(t.dtype().size()));
+    match t.data() {
+        TensorData::F32(v) => v
+            .iter()
+            .for_each(|x| raw_data.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I64(v) => v
+            .iter()
+            .for_each(|x| raw_data.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I32(v) => v
+            .iter()
+            .for_each(|x| raw_data.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Bool(v) => raw_data.extend(v.iter().map(|&x| u8::from(x))),
+    }
     Ok(TensorProto {
         dims: dims_i64(name, t.shape())?,
         data_type: onnx_dtype(t.dtype()) as i32,
@@ -227,6 +236,16 @@ fn value_info(name: &str, dtype: DType, dims: &[Dim]) -> Result<ValueInfoProto, 
     })
 }
 
+/// A cheap lookup key for initializer deduplication: type, dims and the first bytes of data
+/// (candidates are then compared in full). Only used for in-memory lookup, never written.
+fn content_key(p: &TensorProto) -> u64 {
+    let mut h = DefaultHasher::new();
+    p.data_type.hash(&mut h);
+    p.dims.hash(&mut h);
+    p.raw_data[..p.raw_data.len().min(64)].hash(&mut h);
+    h.finish()
+}
+
 /// Builds one ONNX model (default domain only). See the module docs for the invariants.
 #[derive(Debug)]
 pub struct ModelBuilder {
@@ -239,7 +258,7 @@ pub struct ModelBuilder {
     taken: HashSet<String>,
     /// Next suffix to try per `fresh` base, so that `fresh` is O(1) amortised.
     counters: HashMap<String, usize>,
-    /// Initializer indices by content hash, for `initializer_dedup`.
+    /// Initializer indices by `content_key`, for `initializer_dedup`.
     by_content: HashMap<u64, Vec<usize>>,
     /// How many `Identity` nodes `Dedup::Identity` has put at the front of the node list.
     front_identities: usize,
@@ -338,9 +357,13 @@ impl ModelBuilder {
     /// Adds an initializer called `name`.
     pub fn initializer(&mut self, name: &str, t: &Tensor) -> Result<(), WriteError> {
         let p = tensor_proto(name, t)?;
-        self.define(name)?;
+        self.push_initializer(p)
+    }
+
+    fn push_initializer(&mut self, p: TensorProto) -> Result<(), WriteError> {
+        self.define(&p.name)?;
         self.by_content
-            .entry(t.content_hash())
+            .entry(content_key(&p))
             .or_default()
             .push(self.graph.initializer.len());
         self.graph.initializer.push(p);
@@ -355,24 +378,18 @@ impl ModelBuilder {
         t: &Tensor,
         mode: Dedup,
     ) -> Result<String, WriteError> {
-        if mode != Dedup::Keep {
-            let candidate = tensor_proto(name, t)?;
-            let earlier = self
-                .by_content
-                .get(&t.content_hash())
-                .into_iter()
-                .flatten()
-                .map(|&i| &self.graph.initializer[i])
-                .find(|p| {
-                    p.data_type == candidate.data_type
-                        && p.dims == candidate.dims
-                        && p.raw_data == candidate.raw_data
-                })
-                .map(|p| p.name.clone());
-            if let Some(first) = earlier {
-                if mode == Dedup::Share {
-                    return Ok(first);
-                }
+        let p = tensor_proto(name, t)?;
+        let earlier = self
+            .by_content
+            .get(&content_key(&p))
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.graph.initializer[i])
+            .find(|q| q.data_type == p.data_type && q.dims == p.dims && q.raw_data == p.raw_data)
+            .map(|q| q.name.clone());
+        match (mode, earlier) {
+            (Dedup::Share, Some(first)) => Ok(first),
+            (Dedup::Identity, Some(first)) => {
                 self.define(name)?;
                 let node = NodeProto {
                     input: vec![first],
@@ -383,11 +400,13 @@ impl ModelBuilder {
                 };
                 self.graph.node.insert(self.front_identities, node);
                 self.front_identities += 1;
-                return Ok(name.to_string());
+                Ok(name.to_string())
+            }
+            _ => {
+                self.push_initializer(p)?;
+                Ok(name.to_string())
             }
         }
-        self.initializer(name, t)?;
-        Ok(name.to_string())
     }
 
     /// Adds a node. `name` is the node's name (unique by convention; see [`Self::fresh`]);
@@ -423,6 +442,29 @@ impl ModelBuilder {
             attribute,
             ..Default::default()
         });
+        Ok(())
+    }
+
+    /// Renames the node output `old` to `new` everywhere it is read (PyTorch's exporters name
+    /// graph outputs this way rather than through an extra node). `old` must be a node output.
+    pub fn rename(&mut self, old: &str, new: &str) -> Result<(), WriteError> {
+        let Some(pos) = self
+            .graph
+            .node
+            .iter()
+            .position(|n| n.output.iter().any(|o| o == old))
+        else {
+            return Err(WriteError::UndefinedOutput(old.to_string()));
+        };
+        self.define(new)?;
+        self.defined.remove(old);
+        for n in &mut self.graph.node[pos..] {
+            for v in n.output.iter_mut().chain(n.input.iter_mut()) {
+                if v == old {
+                    *v = new.to_string();
+                }
+            }
+        }
         Ok(())
     }
 
@@ -654,6 +696,31 @@ mod tests {
             ("a", "b")
         );
         assert_eq!(g.node[1].op_type, "Add");
+        Ok(())
+    }
+
+    #[test]
+    fn rename_updates_producer_and_users() -> Result<(), WriteError> {
+        let mut b = ModelBuilder::new(17);
+        b.input("x", DType::F32, &[Dim::Fixed(2)])?;
+        b.node("Relu", "r", &["x"], &["a"], &[])?;
+        b.node("Neg", "n", &["a"], &["b"], &[])?;
+        b.node("Add", "s", &["a", "b"], &["c"], &[])?;
+        b.rename("a", "y")?;
+        assert_eq!(
+            b.rename("x", "z"),
+            Err(WriteError::UndefinedOutput("x".into()))
+        );
+        assert_eq!(
+            b.rename("b", "c"),
+            Err(WriteError::DuplicateValue("c".into()))
+        );
+        assert!(b.is_defined("y") && !b.is_defined("a"));
+        b.output("y", DType::F32, &[Dim::Fixed(2)])?;
+        let g = b.finish().graph.unwrap_or_default();
+        assert_eq!(g.node[0].output, ["y"]);
+        assert_eq!(g.node[1].input, ["y"]);
+        assert_eq!(g.node[2].input, ["y", "b"]);
         Ok(())
     }
 

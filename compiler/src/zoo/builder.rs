@@ -364,7 +364,10 @@ impl Net {
     }
 
     fn usizes(&mut self, vals: &[usize]) -> Result<String, ZooError> {
-        let v = vals.iter().map(|&d| to_i64(d)).collect::<Result<Vec<_>, _>>()?;
+        let v = vals
+            .iter()
+            .map(|&d| to_i64(d))
+            .collect::<Result<Vec<_>, _>>()?;
         self.ints(&v)
     }
 
@@ -401,7 +404,12 @@ impl Net {
                     Exporter::Legacy => {
                         let shape = self.emit("Shape", "sym_size", &[batch_src], &[])?;
                         let zero = self.const_i64(&[], vec![0])?;
-                        let b = self.emit("Gather", "getitem", &[&shape, &zero], &[Attr::int("axis", 0)])?;
+                        let b = self.emit(
+                            "Gather",
+                            "getitem",
+                            &[&shape, &zero],
+                            &[Attr::int("axis", 0)],
+                        )?;
                         let mut parts = Vec::with_capacity(dims.len());
                         for d in dims {
                             parts.push(match *d {
@@ -426,7 +434,12 @@ impl Net {
             Exporter::Legacy => 0,
             Exporter::Dynamo => 1,
         };
-        self.emit("Reshape", "view", &[x, &target], &[Attr::int("allowzero", allowzero)])
+        self.emit(
+            "Reshape",
+            "view",
+            &[x, &target],
+            &[Attr::int("allowzero", allowzero)],
+        )
     }
 
     // ---- layers ---------------------------------------------------------------------------
@@ -476,7 +489,13 @@ impl Net {
     }
 
     /// A static conv (no bias) whose weight is drawn with He variance `gain / fan_in`.
-    fn conv_raw(&mut self, x: &Map, spec: ConvSpec, gain: f32, bias: bool) -> Result<Map, ZooError> {
+    fn conv_raw(
+        &mut self,
+        x: &Map,
+        spec: ConvSpec,
+        gain: f32,
+        bias: bool,
+    ) -> Result<Map, ZooError> {
         Self::check_groups(x, &spec)?;
         let cin_g = x.c / spec.groups;
         let fan_in = mul(cin_g, mul(spec.k, spec.k)?)?;
@@ -519,7 +538,13 @@ impl Net {
     }
 
     /// A static conv with bias and no BatchNormalization (heads, squeeze-excitation).
-    pub fn conv_bias(&mut self, scope: &str, x: &Map, spec: ConvSpec, gain: f32) -> Result<Map, ZooError> {
+    pub fn conv_bias(
+        &mut self,
+        scope: &str,
+        x: &Map,
+        spec: ConvSpec,
+        gain: f32,
+    ) -> Result<Map, ZooError> {
         self.scope(scope, |n| n.conv_raw(x, spec, gain, true))
     }
 
@@ -551,7 +576,12 @@ impl Net {
             ],
             Exporter::Dynamo => vec![Attr::float("momentum", 0.9), Attr::float("epsilon", BN_EPS)],
         };
-        let name = self.emit("BatchNormalization", "batch_norm", &[&x.name, &w, &b, &m, &v], &attrs)?;
+        let name = self.emit(
+            "BatchNormalization",
+            "batch_norm",
+            &[&x.name, &w, &b, &m, &v],
+            &attrs,
+        )?;
         Ok(Map { name, ..x.clone() })
     }
 
@@ -610,7 +640,10 @@ impl Net {
                     "ReduceMean",
                     "mean",
                     &[&x.name, &axes],
-                    &[Attr::int("noop_with_empty_axes", 0), Attr::int("keepdims", 1)],
+                    &[
+                        Attr::int("noop_with_empty_axes", 0),
+                        Attr::int("keepdims", 1),
+                    ],
                 )?
             }
         };
@@ -626,8 +659,15 @@ impl Net {
     pub fn gap(&mut self, x: &Map) -> Result<Vector, ZooError> {
         let pooled = self.gap_keep(x)?;
         let name = match self.exporter {
-            Exporter::Legacy => self.emit("Flatten", "flatten", &[&pooled.name], &[Attr::int("axis", 1)])?,
-            Exporter::Dynamo => self.reshape(&pooled.name, &[SDim::Batch, SDim::N(x.c)], &x.name)?,
+            Exporter::Legacy => self.emit(
+                "Flatten",
+                "flatten",
+                &[&pooled.name],
+                &[Attr::int("axis", 1)],
+            )?,
+            Exporter::Dynamo => {
+                self.reshape(&pooled.name, &[SDim::Batch, SDim::N(x.c)], &x.name)?
+            }
         };
         Ok(Vector { name, n: x.c })
     }
@@ -648,7 +688,10 @@ impl Net {
                     "ReduceMean",
                     "mean",
                     &[&x.name, &axes],
-                    &[Attr::int("noop_with_empty_axes", 0), Attr::int("keepdims", 0)],
+                    &[
+                        Attr::int("noop_with_empty_axes", 0),
+                        Attr::int("keepdims", 0),
+                    ],
                 )?
             }
         };
@@ -720,7 +763,11 @@ impl Net {
         Ok(names
             .into_iter()
             .zip(sizes)
-            .map(|(name, &c)| Map { name, c, ..x.clone() })
+            .map(|(name, &c)| Map {
+                name,
+                c,
+                ..x.clone()
+            })
             .collect())
     }
 
@@ -739,7 +786,10 @@ impl Net {
     /// ShuffleNet's channel shuffle: view [B, groups, C/groups, H, W] → transpose(1, 2) → view.
     pub fn channel_shuffle(&mut self, x: &Map, groups: usize) -> Result<Map, ZooError> {
         if groups == 0 || x.c % groups != 0 {
-            return Err(internal(format!("shuffle of {} channels in {groups} groups", x.c)));
+            return Err(internal(format!(
+                "shuffle of {} channels in {groups} groups",
+                x.c
+            )));
         }
         let dims = [
             SDim::Batch,
@@ -749,7 +799,12 @@ impl Net {
             SDim::N(x.w),
         ];
         let v = self.reshape(&x.name, &dims, &x.name)?;
-        let t = self.emit("Transpose", "transpose", &[&v], &[Attr::ints("perm", &[0, 2, 1, 3, 4])])?;
+        let t = self.emit(
+            "Transpose",
+            "transpose",
+            &[&v],
+            &[Attr::ints("perm", &[0, 2, 1, 3, 4])],
+        )?;
         let dims = [SDim::Batch, SDim::N(x.c), SDim::N(x.h), SDim::N(x.w)];
         let name = self.reshape(&t, &dims, &x.name)?;
         Ok(Map { name, ..x.clone() })
@@ -813,7 +868,12 @@ impl Net {
                 Attr::int("exclude_outside", 0),
             ]);
         }
-        let name = self.emit("Resize", "upsample_bilinear2d", &[&x.name, "", "", &sizes], &attrs)?;
+        let name = self.emit(
+            "Resize",
+            "upsample_bilinear2d",
+            &[&x.name, "", "", &sizes],
+            &attrs,
+        )?;
         Ok(Map { name, c: x.c, h, w })
     }
 
@@ -821,10 +881,16 @@ impl Net {
 
     /// The coefficient predictor of a block whose dynamic convs have `outs` output channels:
     /// GAP(x) → Gemm(→ Relu → Gemm, when `hidden` is given) → Sigmoid, `[B, g·Σouts]`.
-    pub fn predictor(&mut self, x: &Map, outs: &[usize], hidden: Option<usize>) -> Result<Coeffs, ZooError> {
-        let total = outs
-            .iter()
-            .try_fold(0usize, |acc, &o| acc.checked_add(mul(o, G)?).ok_or_else(|| internal("predictor width overflows")))?;
+    pub fn predictor(
+        &mut self,
+        x: &Map,
+        outs: &[usize],
+        hidden: Option<usize>,
+    ) -> Result<Coeffs, ZooError> {
+        let total = outs.iter().try_fold(0usize, |acc, &o| {
+            acc.checked_add(mul(o, G)?)
+                .ok_or_else(|| internal("predictor width overflows"))
+        })?;
         self.scope("route", |n| {
             let pooled = n.gap(x)?;
             let logits = match hidden {
@@ -872,7 +938,12 @@ impl Net {
         let ends = self.usizes(&[end])?;
         let axes = self.ints(&[1])?;
         let steps = self.ints(&[1])?;
-        self.emit("Slice", "slice", &[&c.name, &starts, &ends, &axes, &steps], &[])
+        self.emit(
+            "Slice",
+            "slice",
+            &[&c.name, &starts, &ends, &axes, &steps],
+            &[],
+        )
     }
 
     /// A dynamic conv (η from `coeffs`) → BatchNormalization → activation, in module scope
@@ -895,18 +966,28 @@ impl Net {
         })
     }
 
-    fn dyn_conv(&mut self, x: &Map, coeffs: &mut Coeffs, spec: ConvSpec, gain: f32) -> Result<Map, ZooError> {
+    fn dyn_conv(
+        &mut self,
+        x: &Map,
+        coeffs: &mut Coeffs,
+        spec: ConvSpec,
+        gain: f32,
+    ) -> Result<Map, ZooError> {
         let (o, k) = (spec.cout, spec.k);
         let cin_g = x.c / spec.groups;
         let fan_in = mul(cin_g, mul(k, k)?)?;
         let ckk = fan_in;
-        let bank = self.weights(mul(mul(o, G)?, fan_in)?, gain / (fan_in as f32 * MIX_ENERGY));
+        let bank = self.weights(
+            mul(mul(o, G)?, fan_in)?,
+            gain / (fan_in as f32 * MIX_ENERGY),
+        );
         let h = self.out_dim(x.h, &spec)?;
         let w = self.out_dim(x.w, &spec)?;
         let eta = self.take_coeffs(coeffs, o)?;
         let out = match self.form {
             Form::Train => {
-                let wt = Tensor::from_f32([mul(o, G)?, cin_g, k, k], bank).map_err(|e| internal(e.to_string()))?;
+                let wt = Tensor::from_f32([mul(o, G)?, cin_g, k, k], bank)
+                    .map_err(|e| internal(e.to_string()))?;
                 let wt = self.param("weight", wt)?;
                 let attrs = self.conv_attrs(&spec, spec.groups)?;
                 let y = self.emit("Conv", "conv2d", &[&x.name, &wt], &attrs)?;
@@ -924,13 +1005,20 @@ impl Net {
                 let e3 = [SDim::Batch, SDim::N(o), SDim::N(G)];
                 let mixed = match self.mixing {
                     Mixing::Einsum => {
-                        let t = Tensor::from_f32([o, G, cin_g, k, k], bank).map_err(|e| internal(e.to_string()))?;
+                        let t = Tensor::from_f32([o, G, cin_g, k, k], bank)
+                            .map_err(|e| internal(e.to_string()))?;
                         let bank = self.param("weight", t)?;
                         let e = self.reshape(&eta, &e3, &x.name)?;
-                        self.emit("Einsum", "einsum", &[&e, &bank], &[Attr::string("equation", "bog,ogcij->bocij")])?
+                        self.emit(
+                            "Einsum",
+                            "einsum",
+                            &[&e, &bank],
+                            &[Attr::string("equation", "bog,ogcij->bocij")],
+                        )?
                     }
                     Mixing::MatMul => {
-                        let t = Tensor::from_f32([o, G, ckk], bank).map_err(|e| internal(e.to_string()))?;
+                        let t = Tensor::from_f32([o, G, ckk], bank)
+                            .map_err(|e| internal(e.to_string()))?;
                         let bank = self.param("weight", t)?;
                         let e = self.reshape(&eta, &e3, &x.name)?;
                         let axes = self.ints(&[2])?;
@@ -938,9 +1026,17 @@ impl Net {
                         self.emit("MatMul", "matmul", &[&e, &bank], &[])?
                     }
                     Mixing::MulSum => {
-                        let t = Tensor::from_f32([o, G, cin_g, k, k], bank).map_err(|e| internal(e.to_string()))?;
+                        let t = Tensor::from_f32([o, G, cin_g, k, k], bank)
+                            .map_err(|e| internal(e.to_string()))?;
                         let bank = self.param("weight", t)?;
-                        let e6 = [SDim::Batch, SDim::N(o), SDim::N(G), SDim::N(1), SDim::N(1), SDim::N(1)];
+                        let e6 = [
+                            SDim::Batch,
+                            SDim::N(o),
+                            SDim::N(G),
+                            SDim::N(1),
+                            SDim::N(1),
+                            SDim::N(1),
+                        ];
                         let e = match self.exporter {
                             // `eta.view(B, O, g)` then `.view(B, O, g, 1, 1, 1)`.
                             Exporter::Legacy => {
@@ -958,16 +1054,35 @@ impl Net {
                 let xin = if self.exporter == Exporter::Dynamo && b == 1 {
                     x.name.clone()
                 } else {
-                    let d = [SDim::N(1), SDim::BatchTimes(x.c), SDim::N(x.h), SDim::N(x.w)];
+                    let d = [
+                        SDim::N(1),
+                        SDim::BatchTimes(x.c),
+                        SDim::N(x.h),
+                        SDim::N(x.w),
+                    ];
                     self.reshape(&x.name, &d, &x.name)?
                 };
                 let attrs = self.conv_attrs(&spec, mul(b, spec.groups)?)?;
                 let y = self.emit("Conv", "conv2d", &[&xin, &wmix], &attrs)?;
-                let y = self.emit("Transpose", "permute", &[&y], &[Attr::ints("perm", &[1, 0, 2, 3])])?;
-                self.reshape(&y, &[SDim::Batch, SDim::N(o), SDim::N(h), SDim::N(w)], &x.name)?
+                let y = self.emit(
+                    "Transpose",
+                    "permute",
+                    &[&y],
+                    &[Attr::ints("perm", &[1, 0, 2, 3])],
+                )?;
+                self.reshape(
+                    &y,
+                    &[SDim::Batch, SDim::N(o), SDim::N(h), SDim::N(w)],
+                    &x.name,
+                )?
             }
         };
-        Ok(Map { name: out, c: o, h, w })
+        Ok(Map {
+            name: out,
+            c: o,
+            h,
+            w,
+        })
     }
 
     /// `t.sum(2)`: ReduceSum over axis 2 (axes as an input since opset 13), keepdims 0.
@@ -982,21 +1097,29 @@ impl Net {
 
     // ---- outputs --------------------------------------------------------------------------
 
-    /// Finishes with the output `output` copied from a vector (classifier logits).
+    /// Finishes with the graph output `output`: the vector `v` (classifier logits).
     pub fn finish_vector(self, v: &Vector) -> Result<dync_onnx::proto::ModelProto, ZooError> {
         let dims = [self.batch_dim(), Dim::Fixed(v.n)];
         self.finish(&v.name, &dims)
     }
 
-    /// Finishes with the output `output` copied from a feature map (segmentation logits).
+    /// Finishes with the graph output `output`: the map `m` (segmentation logits).
     pub fn finish_map(self, m: &Map) -> Result<dync_onnx::proto::ModelProto, ZooError> {
-        let dims = [self.batch_dim(), Dim::Fixed(m.c), Dim::Fixed(m.h), Dim::Fixed(m.w)];
+        let dims = [
+            self.batch_dim(),
+            Dim::Fixed(m.c),
+            Dim::Fixed(m.h),
+            Dim::Fixed(m.w),
+        ];
         self.finish(&m.name, &dims)
     }
 
-    fn finish(mut self, value: &str, dims: &[Dim]) -> Result<dync_onnx::proto::ModelProto, ZooError> {
-        let node = self.mb.fresh("Identity_output");
-        self.mb.identity(&node, value, "output")?;
+    fn finish(
+        mut self,
+        value: &str,
+        dims: &[Dim],
+    ) -> Result<dync_onnx::proto::ModelProto, ZooError> {
+        self.mb.rename(value, "output")?;
         self.mb.output("output", DType::F32, dims)?;
         Ok(self.mb.finish())
     }
