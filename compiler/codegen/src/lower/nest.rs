@@ -103,7 +103,7 @@ fn level(
     vec_ok: bool,
     body: &mut impl FnMut(&mut Kernel, &[At], usize) -> LResult,
 ) -> LResult {
-    if dims.is_empty() {
+    if d == dims.len() {
         let at: Vec<At> = bases.iter().map(|&idx| At { idx, contiguous: false }).collect();
         return body(k, &at, 1);
     }

@@ -1,0 +1,101 @@
+//! Helpers of the backend's integration tests: seeded random tensors, one-node graphs, and the
+//! comparison of JIT results (checked and unchecked mode) against the reference interpreter.
+#![allow(dead_code)]
+
+use dync_codegen::{CodegenOptions, JitModel};
+use dync_ir::{DType, Graph, NodeId, Op, Tensor, TensorData, TensorType};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Uniform f32 in [-2, 2).
+pub fn rand_f32(r: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_f32(shape, (0..n).map(|_| r.random_range(-2.0f32..2.0)).collect()).unwrap()
+}
+
+/// Random tensor of `dtype`: f32 in [-2, 2), ints in [-9, 9], bools.
+pub fn rand_tensor(r: &mut ChaCha8Rng, dtype: DType, shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    let data = match dtype {
+        DType::F32 => return rand_f32(r, shape),
+        DType::I64 => TensorData::I64((0..n).map(|_| r.random_range(-9..=9)).collect()),
+        DType::I32 => TensorData::I32((0..n).map(|_| r.random_range(-9..=9)).collect()),
+        DType::Bool => TensorData::Bool((0..n).map(|_| r.random_bool(0.5)).collect()),
+    };
+    Tensor::new(shape, data).unwrap()
+}
+
+/// An operand of a one-node test graph: a graph input or a constant.
+pub enum Arg {
+    In(Tensor),
+    Const(Tensor),
+}
+
+/// A graph computing `op` on `args`, with its output named "y"; returns it with the values of
+/// its inputs.
+pub fn one_node(op: Op, args: Vec<Arg>) -> (Graph, Vec<Tensor>) {
+    let mut g = Graph::new();
+    let mut ids: Vec<NodeId> = Vec::new();
+    let mut inputs = Vec::new();
+    for (i, a) in args.into_iter().enumerate() {
+        ids.push(match a {
+            Arg::In(t) => {
+                let id = g.add_input(format!("x{i}"), t.ty());
+                inputs.push(t);
+                id
+            }
+            Arg::Const(t) => g.add_const(t, None),
+        });
+    }
+    let y = g.add(op, &ids, Some("test_node".into())).expect("valid test node");
+    g.set_output("y", y);
+    (g, inputs)
+}
+
+/// |got − want| <= 1e-5 + 1e-4·|want| for f32 (NaNs and infinities must match), exact for
+/// integers and bools.
+pub fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
+    assert_eq!(got.ty(), want.ty(), "{what}: types differ");
+    match (got.data(), want.data()) {
+        (TensorData::F32(a), TensorData::F32(b)) => {
+            for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+                let ok = (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= 1e-5 + 1e-4 * y.abs();
+                assert!(ok, "{what}: element {i}: jit {x}, interp {y} (shape {:?})", got.shape());
+            }
+        }
+        (a, b) => assert_eq!(a, b, "{what}"),
+    }
+}
+
+/// Runs `g` with the JIT (unchecked and checked) and the interpreter, and compares every
+/// output. Returns the JIT outputs.
+pub fn check_graph(g: &Graph, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
+    let want = dync_interp::run(g, inputs).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
+    let mut last = Vec::new();
+    for checked in [false, true] {
+        let opts = CodegenOptions { checked, ..Default::default() };
+        let m = JitModel::compile(g, &opts).unwrap_or_else(|e| panic!("{what}: compile (checked={checked}): {e}"));
+        let got = m.run(inputs).unwrap_or_else(|e| panic!("{what}: run (checked={checked}): {e}"));
+        assert_eq!(got.len(), want.len());
+        for (gt, wt) in got.iter().zip(&want) {
+            assert_close(gt, wt, &format!("{what} (checked={checked})"));
+        }
+        last = got;
+    }
+    last
+}
+
+/// [`check_graph`] of a one-node graph.
+pub fn check_op(op: Op, args: Vec<Arg>, what: &str) {
+    let (g, inputs) = one_node(op, args);
+    check_graph(&g, &inputs, what);
+}
+
+/// The type of `t`, for building graphs.
+pub fn ty(t: &Tensor) -> TensorType {
+    t.ty()
+}
