@@ -92,7 +92,8 @@ pub fn entry_signature(call_conv: CallConv, ptr: Type) -> Signature {
 /// A kernel's signature: `buffers` pointers (operands, then the result).
 pub fn kernel_signature(call_conv: CallConv, ptr: Type, buffers: usize) -> Signature {
     let mut s = Signature::new(call_conv);
-    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), buffers));
+    s.params
+        .extend(std::iter::repeat_n(AbiParam::new(ptr), buffers));
     s.returns.push(AbiParam::new(types::I32));
     s
 }

@@ -46,11 +46,18 @@ pub fn node_ref(g: &Graph, num: &Numbering, id: dync_ir::NodeId) -> NodeRef {
 }
 
 /// Emits `g` into `module`; the caller finalizes the module.
-pub fn emit_model<M: Module>(module: &mut M, g: &Graph, opts: &CodegenOptions) -> Result<EmittedModel, CodegenError> {
+pub fn emit_model<M: Module>(
+    module: &mut M,
+    g: &Graph,
+    opts: &CodegenOptions,
+) -> Result<EmittedModel, CodegenError> {
     dync_ir::verify(g).map_err(CodegenError::Verify)?;
     let plan = plan::plan(g)?;
     if plan.kernels.len() > MAX_KERNELS {
-        return Err(CodegenError::Overflow(format!("the kernel count {}", plan.kernels.len())));
+        return Err(CodegenError::Overflow(format!(
+            "the kernel count {}",
+            plan.kernels.len()
+        )));
     }
     let num = Numbering::new(g);
     let module: &mut dyn Module = module;
@@ -84,7 +91,12 @@ pub fn emit_model<M: Module>(module: &mut M, g: &Graph, opts: &CodegenOptions) -
         ctx.func.name = UserFuncName::user(0, fid.as_u32());
         let tys = operands
             .iter()
-            .map(|&o| (g.ty(o).clone(), matches!(plan.storage.get(&o), Some(Storage::Weight(_)))))
+            .map(|&o| {
+                (
+                    g.ty(o).clone(),
+                    matches!(plan.storage.get(&o), Some(Storage::Weight(_))),
+                )
+            })
             .collect();
         let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         let mut k = Kernel::new(b, (tys, node.ty.clone()), opts.checked, module, &math, name)?;
@@ -99,7 +111,11 @@ pub fn emit_model<M: Module>(module: &mut M, g: &Graph, opts: &CodegenOptions) -
     }
 
     let entry = emit_entry(module, g, &plan, &kernel_ids, weights, &mut fctx)?;
-    let sig_of = |list: &[(String, dync_ir::NodeId)]| list.iter().map(|(n, id)| (n.clone(), g.ty(*id).clone())).collect();
+    let sig_of = |list: &[(String, dync_ir::NodeId)]| {
+        list.iter()
+            .map(|(n, id)| (n.clone(), g.ty(*id).clone()))
+            .collect()
+    };
     Ok(EmittedModel {
         entry,
         kernels,
@@ -128,7 +144,12 @@ fn emit_weights(
             Op::Const(c) => c.value.as_deref(),
             _ => None,
         }
-        .ok_or_else(|| CodegenError::lower(&node_ref(g, num, id), "constant has no data (its IR text elided the weights)"))?;
+        .ok_or_else(|| {
+            CodegenError::lower(
+                &node_ref(g, num, id),
+                "constant has no data (its IR text elided the weights)",
+            )
+        })?;
         let bytes = tensor_bytes(value.data());
         blob[off..off + bytes.len()].copy_from_slice(&bytes);
     }
@@ -195,13 +216,26 @@ fn emit_entry(
             if let Some(&v) = cache.get(&st) {
                 return Ok(v);
             }
-            let imm = |n: usize| i64::try_from(n).map_err(|_| CodegenError::Overflow(format!("the offset {n}")));
+            let imm = |n: usize| {
+                i64::try_from(n).map_err(|_| CodegenError::Overflow(format!("the offset {n}")))
+            };
             let v = match st {
-                Storage::Input(i) => b.ins().load(ptr, flags, inputs, i32::try_from(i * 8).map_err(|_| err("too many inputs".into()))?),
-                Storage::Output(j) => b.ins().load(ptr, flags, outputs, i32::try_from(j * 8).map_err(|_| err("too many outputs".into()))?),
+                Storage::Input(i) => b.ins().load(
+                    ptr,
+                    flags,
+                    inputs,
+                    i32::try_from(i * 8).map_err(|_| err("too many inputs".into()))?,
+                ),
+                Storage::Output(j) => b.ins().load(
+                    ptr,
+                    flags,
+                    outputs,
+                    i32::try_from(j * 8).map_err(|_| err("too many outputs".into()))?,
+                ),
                 Storage::Arena(off) => b.ins().iadd_imm_s(workspace, imm(off)?),
                 Storage::Weight(off) => {
-                    let base = wbase.ok_or_else(|| err("a weight without a weights blob".into()))?;
+                    let base =
+                        wbase.ok_or_else(|| err("a weight without a weights blob".into()))?;
                     b.ins().iadd_imm_s(base, imm(off)?)
                 }
             };
@@ -231,13 +265,19 @@ fn emit_entry(
             b.switch_to_block(cont);
         }
         for &(j, id) in &plan.copies {
-            let bytes = g.ty(id).bytes().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+            let bytes = g
+                .ty(id)
+                .bytes()
+                .map_err(|e| CodegenError::Overflow(e.to_string()))?;
             if bytes == 0 {
                 continue;
             }
             let dst = address(&mut b, Storage::Output(j))?;
             let src = address(&mut b, storage_of(id)?)?;
-            let size = b.ins().iconst(ptr, i64::try_from(bytes).map_err(|_| CodegenError::Overflow("an output".into()))?);
+            let size = b.ins().iconst(
+                ptr,
+                i64::try_from(bytes).map_err(|_| CodegenError::Overflow("an output".into()))?,
+            );
             b.call_memcpy(config, dst, src, size);
         }
         let zero = b.ins().iconst(types::I32, 0);

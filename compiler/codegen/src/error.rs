@@ -44,10 +44,17 @@ pub enum CodegenError {
     InputCount { expected: usize, got: usize },
     /// A given input does not match the graph's declared input type.
     #[error("input `{name}`: expected {expected}, got {got}")]
-    Input { name: String, expected: String, got: String },
+    Input {
+        name: String,
+        expected: String,
+        got: String,
+    },
     /// Generated code stopped with an error status.
     #[error("{node}: {message}")]
-    Runtime { node: NodeRef, message: &'static str },
+    Runtime {
+        node: NodeRef,
+        message: &'static str,
+    },
     /// Generated code returned a status no kernel of this model can produce.
     #[error("generated code returned the unknown status {0}")]
     UnknownStatus(i32),

@@ -117,7 +117,9 @@ impl JitModel {
             .outputs
             .iter()
             .zip(outs)
-            .map(|((_, ty), d)| Tensor::new(ty.shape.clone(), d).map_err(|e| CodegenError::Overflow(e.to_string())))
+            .map(|((_, ty), d)| {
+                Tensor::new(ty.shape.clone(), d).map_err(|e| CodegenError::Overflow(e.to_string()))
+            })
             .collect()
     }
 
@@ -143,11 +145,14 @@ impl Drop for JitModel {
 }
 
 fn alloc_data(ty: &TensorType) -> Result<TensorData, CodegenError> {
-    let n = ty.numel().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+    let n = ty
+        .numel()
+        .map_err(|e| CodegenError::Overflow(e.to_string()))?;
     let bytes = n.saturating_mul(ty.dtype.size());
     fn vec<T: Clone>(n: usize, v: T, bytes: usize) -> Result<Vec<T>, CodegenError> {
         let mut out = Vec::new();
-        out.try_reserve_exact(n).map_err(|_| CodegenError::Alloc(bytes))?;
+        out.try_reserve_exact(n)
+            .map_err(|_| CodegenError::Alloc(bytes))?;
         out.resize(n, v);
         Ok(out)
     }

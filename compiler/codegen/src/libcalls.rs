@@ -100,9 +100,19 @@ mod tests {
 
     #[test]
     fn erf_matches_known_values() {
-        let cases = [(0.0, 0.0), (0.5, 0.520_499_9), (1.0, 0.842_700_8), (2.0, 0.995_322_3), (3.0, 0.999_977_9)];
+        let cases = [
+            (0.0, 0.0),
+            (0.5, 0.520_499_9),
+            (1.0, 0.842_700_8),
+            (2.0, 0.995_322_3),
+            (3.0, 0.999_977_9),
+        ];
         for (x, want) in cases {
-            assert!((dync_erff(x) - want).abs() < 2e-7, "erf({x}) = {}", dync_erff(x));
+            assert!(
+                (dync_erff(x) - want).abs() < 2e-7,
+                "erf({x}) = {}",
+                dync_erff(x)
+            );
             assert!((dync_erff(-x) + want).abs() < 2e-7);
         }
         assert!(dync_erff(f32::NAN).is_nan());

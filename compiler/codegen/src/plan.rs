@@ -114,7 +114,10 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
                 let off = weight_bytes;
                 storage.insert(id, Storage::Weight(off));
                 weights.push((id, off));
-                let bytes = g.ty(id).bytes().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+                let bytes = g
+                    .ty(id)
+                    .bytes()
+                    .map_err(|e| CodegenError::Overflow(e.to_string()))?;
                 weight_bytes = off
                     .checked_add(align_up(bytes)?)
                     .ok_or_else(|| CodegenError::Overflow("the weights blob".into()))?;
@@ -154,7 +157,10 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
         if storage.contains_key(&k) {
             continue;
         }
-        let bytes = g.ty(k).bytes().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+        let bytes = g
+            .ty(k)
+            .bytes()
+            .map_err(|e| CodegenError::Overflow(e.to_string()))?;
         let reserved = align_up(bytes)?;
         let end = last.get(&k).copied().unwrap_or(s);
         let offset = if reserved == 0 {

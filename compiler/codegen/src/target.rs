@@ -35,9 +35,15 @@ pub fn isa(opts: &CodegenOptions, pic: bool) -> Result<OwnedTargetIsa, CodegenEr
     set(&mut flags, "opt_level", "speed")?;
     set(&mut flags, "is_pic", if pic { "true" } else { "false" })?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
-    set(&mut flags, "enable_verifier", if opts.checked { "true" } else { "false" })?;
+    set(
+        &mut flags,
+        "enable_verifier",
+        if opts.checked { "true" } else { "false" },
+    )?;
     let builder = match opts.target {
-        Target::Host => cranelift_native::builder().map_err(|e| CodegenError::Target(e.to_string()))?,
+        Target::Host => {
+            cranelift_native::builder().map_err(|e| CodegenError::Target(e.to_string()))?
+        }
     };
     builder
         .finish(settings::Flags::new(flags))

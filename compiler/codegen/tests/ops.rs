@@ -16,9 +16,15 @@ fn unary_all_kinds() {
         UnaryKind::Relu,
         UnaryKind::LeakyRelu { alpha: 0.1 },
         UnaryKind::Sigmoid,
-        UnaryKind::HardSigmoid { alpha: 0.2, beta: 0.5 },
+        UnaryKind::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
         UnaryKind::HardSwish,
-        UnaryKind::Clip { min: -0.5, max: 6.0 },
+        UnaryKind::Clip {
+            min: -0.5,
+            max: 6.0,
+        },
         UnaryKind::Tanh,
         UnaryKind::Exp,
         UnaryKind::Log,
@@ -31,25 +37,65 @@ fn unary_all_kinds() {
     for kind in kinds {
         for &n in &ODD {
             let x = rand_f32(&mut r, &[2, n, 3]);
-            check_op(Op::Unary(Unary { kind }), vec![Arg::In(x)], &format!("{} n={n}", kind.name()));
+            check_op(
+                Op::Unary(Unary { kind }),
+                vec![Arg::In(x)],
+                &format!("{} n={n}", kind.name()),
+            );
         }
     }
 }
 
 #[test]
 fn unary_extreme_values() {
-    let v = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 100.0, -100.0, 88.0, -88.0, 89.0, -90.0, 1e-30, 20.0, -20.0, 0.5];
+    let v = vec![
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        100.0,
+        -100.0,
+        88.0,
+        -88.0,
+        89.0,
+        -90.0,
+        1e-30,
+        20.0,
+        -20.0,
+        0.5,
+    ];
     let x = Tensor::from_f32([v.len()], v).unwrap();
-    for kind in [UnaryKind::Exp, UnaryKind::Sigmoid, UnaryKind::Tanh, UnaryKind::Relu, UnaryKind::HardSwish, UnaryKind::Clip { min: 0.0, max: 6.0 }, UnaryKind::Erf] {
-        check_op(Op::Unary(Unary { kind }), vec![Arg::In(x.clone())], kind.name());
+    for kind in [
+        UnaryKind::Exp,
+        UnaryKind::Sigmoid,
+        UnaryKind::Tanh,
+        UnaryKind::Relu,
+        UnaryKind::HardSwish,
+        UnaryKind::Clip { min: 0.0, max: 6.0 },
+        UnaryKind::Erf,
+    ] {
+        check_op(
+            Op::Unary(Unary { kind }),
+            vec![Arg::In(x.clone())],
+            kind.name(),
+        );
     }
 }
 
 #[test]
 fn exp_is_accurate_over_its_range() {
-    let v: Vec<f32> = (0..4000).map(|i| -87.0 + i as f32 * (175.0 / 4000.0)).collect();
+    let v: Vec<f32> = (0..4000)
+        .map(|i| -87.0 + i as f32 * (175.0 / 4000.0))
+        .collect();
     let x = Tensor::from_f32([v.len()], v).unwrap();
-    check_op(Op::Unary(Unary { kind: UnaryKind::Exp }), vec![Arg::In(x)], "exp sweep");
+    check_op(
+        Op::Unary(Unary {
+            kind: UnaryKind::Exp,
+        }),
+        vec![Arg::In(x)],
+        "exp sweep",
+    );
 }
 
 #[test]
@@ -64,15 +110,39 @@ fn binary_f32_with_broadcasting() {
         (&[7], &[]),
         (&[2, 1, 17], &[5, 1]),
     ];
-    let kinds = [BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Pow, BinaryKind::Max, BinaryKind::Min];
+    let kinds = [
+        BinaryKind::Add,
+        BinaryKind::Sub,
+        BinaryKind::Mul,
+        BinaryKind::Div,
+        BinaryKind::Pow,
+        BinaryKind::Max,
+        BinaryKind::Min,
+    ];
     for kind in kinds {
         for (a, b) in shapes {
             let ta = rand_f32(&mut r, a);
             let tb = rand_f32(&mut r, b);
-            let tb = if kind == BinaryKind::Pow { abs_plus(&ta, &tb).1 } else { tb };
-            let ta = if kind == BinaryKind::Pow { abs_plus(&ta, &tb).0 } else { ta };
-            check_op(Op::Binary(Binary { kind }), vec![Arg::In(ta.clone()), Arg::In(tb.clone())], &format!("{} {a:?} {b:?}", kind.name()));
-            check_op(Op::Binary(Binary { kind }), vec![Arg::In(ta), Arg::Const(tb)], &format!("{} {a:?} const {b:?}", kind.name()));
+            let tb = if kind == BinaryKind::Pow {
+                abs_plus(&ta, &tb).1
+            } else {
+                tb
+            };
+            let ta = if kind == BinaryKind::Pow {
+                abs_plus(&ta, &tb).0
+            } else {
+                ta
+            };
+            check_op(
+                Op::Binary(Binary { kind }),
+                vec![Arg::In(ta.clone()), Arg::In(tb.clone())],
+                &format!("{} {a:?} {b:?}", kind.name()),
+            );
+            check_op(
+                Op::Binary(Binary { kind }),
+                vec![Arg::In(ta), Arg::Const(tb)],
+                &format!("{} {a:?} const {b:?}", kind.name()),
+            );
         }
     }
 }
@@ -87,39 +157,78 @@ fn abs_plus(a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
 fn binary_integers_exact_and_checked() {
     let mut r = rng(3);
     for dtype in [DType::I64, DType::I32] {
-        for kind in [BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Max, BinaryKind::Min] {
+        for kind in [
+            BinaryKind::Add,
+            BinaryKind::Sub,
+            BinaryKind::Mul,
+            BinaryKind::Max,
+            BinaryKind::Min,
+        ] {
             let a = rand_tensor(&mut r, dtype, &[3, 5]);
             let b = rand_tensor(&mut r, dtype, &[5]);
-            check_op(Op::Binary(Binary { kind }), vec![Arg::In(a), Arg::In(b)], &format!("{dtype} {}", kind.name()));
+            check_op(
+                Op::Binary(Binary { kind }),
+                vec![Arg::In(a), Arg::In(b)],
+                &format!("{dtype} {}", kind.name()),
+            );
         }
     }
     let a = Tensor::from_i64([4], vec![7, -7, 7, -7]).unwrap();
     let b = Tensor::from_i64([4], vec![2, 2, -2, -2]).unwrap();
-    check_op(Op::Binary(Binary { kind: BinaryKind::Div }), vec![Arg::In(a), Arg::In(b)], "i64 div");
+    check_op(
+        Op::Binary(Binary {
+            kind: BinaryKind::Div,
+        }),
+        vec![Arg::In(a), Arg::In(b)],
+        "i64 div",
+    );
     let a = Tensor::from_i64([5], vec![3, -2, -1, 0, 2]).unwrap();
     let b = Tensor::from_i64([5], vec![4, 3, 5_000_000_001, 7, 62]).unwrap();
-    check_op(Op::Binary(Binary { kind: BinaryKind::Pow }), vec![Arg::In(a), Arg::In(b)], "i64 pow");
+    check_op(
+        Op::Binary(Binary {
+            kind: BinaryKind::Pow,
+        }),
+        vec![Arg::In(a), Arg::In(b)],
+        "i64 pow",
+    );
 }
 
 #[test]
 fn integer_faults_name_the_node() {
     let cases = [
-        (BinaryKind::Div, vec![1i64, 2], vec![1i64, 0], "division by zero"),
+        (
+            BinaryKind::Div,
+            vec![1i64, 2],
+            vec![1i64, 0],
+            "division by zero",
+        ),
         (BinaryKind::Add, vec![i64::MAX, 0], vec![1, 0], "overflow"),
         (BinaryKind::Mul, vec![i64::MAX, 0], vec![2, 0], "overflow"),
         (BinaryKind::Div, vec![i64::MIN, 0], vec![-1, 1], "overflow"),
         (BinaryKind::Pow, vec![2, 0], vec![64, 1], "overflow"),
-        (BinaryKind::Pow, vec![2, 0], vec![-1, 1], "negative exponent"),
+        (
+            BinaryKind::Pow,
+            vec![2, 0],
+            vec![-1, 1],
+            "negative exponent",
+        ),
     ];
     for (kind, a, b, msg) in cases {
         let (g, inputs) = one_node(
             Op::Binary(Binary { kind }),
-            vec![Arg::In(Tensor::from_i64([2], a).unwrap()), Arg::In(Tensor::from_i64([2], b).unwrap())],
+            vec![
+                Arg::In(Tensor::from_i64([2], a).unwrap()),
+                Arg::In(Tensor::from_i64([2], b).unwrap()),
+            ],
         );
         assert!(dync_interp::run(&g, &inputs).is_err());
         let m = dync_codegen::JitModel::compile(&g, &Default::default()).unwrap();
         let e = m.run(&inputs).unwrap_err().to_string();
-        assert!(e.contains(msg) && e.contains("test_node"), "{}: {e}", kind.name());
+        assert!(
+            e.contains(msg) && e.contains("test_node"),
+            "{}: {e}",
+            kind.name()
+        );
     }
 }
 
@@ -131,10 +240,20 @@ fn cast_between_all_dtypes() {
         for to in dtypes {
             let mut x = rand_tensor(&mut r, from, &[3, 7]);
             if from == DType::F32 {
-                let v: Vec<f32> = x.as_f32().unwrap().iter().map(|v| v * 3.0).chain([f32::NAN, 1e20, -1e20, 0.0, -0.0]).collect();
+                let v: Vec<f32> = x
+                    .as_f32()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v * 3.0)
+                    .chain([f32::NAN, 1e20, -1e20, 0.0, -0.0])
+                    .collect();
                 x = Tensor::from_f32([26], v).unwrap();
             }
-            check_op(Op::Cast(Cast { to }), vec![Arg::In(x)], &format!("cast {from} -> {to}"));
+            check_op(
+                Op::Cast(Cast { to }),
+                vec![Arg::In(x)],
+                &format!("cast {from} -> {to}"),
+            );
         }
     }
 }
@@ -153,7 +272,13 @@ fn transpose_any_rank() {
     for (shape, perm) in cases {
         for dtype in [DType::F32, DType::I64] {
             let x = rand_tensor(&mut r, dtype, shape);
-            check_op(Op::Transpose(Transpose { perm: perm.to_vec() }), vec![Arg::In(x)], &format!("transpose {shape:?} {perm:?}"));
+            check_op(
+                Op::Transpose(Transpose {
+                    perm: perm.to_vec(),
+                }),
+                vec![Arg::In(x)],
+                &format!("transpose {shape:?} {perm:?}"),
+            );
         }
     }
 }
@@ -170,8 +295,16 @@ fn slice_positive_and_negative_steps() {
         ([2, 5, 0], [2, 9, 9], [1, 1, 1]),
     ];
     for (starts, ends, steps) in cases {
-        let op = Op::Slice(Slice { starts: starts.to_vec(), ends: ends.to_vec(), steps: steps.to_vec() });
-        check_op(op, vec![Arg::In(x.clone())], &format!("slice {starts:?} {ends:?} {steps:?}"));
+        let op = Op::Slice(Slice {
+            starts: starts.to_vec(),
+            ends: ends.to_vec(),
+            steps: steps.to_vec(),
+        });
+        check_op(
+            op,
+            vec![Arg::In(x.clone())],
+            &format!("slice {starts:?} {ends:?} {steps:?}"),
+        );
     }
 }
 
@@ -183,8 +316,15 @@ fn concat_of_floats_and_ints() {
             let mut shapes = [[2, 3, 5], [2, 3, 5], [2, 3, 5]];
             shapes[1][axis] = 1;
             shapes[2][axis] = 17;
-            let args = shapes.iter().map(|s| Arg::In(rand_tensor(&mut r, dtype, s))).collect();
-            check_op(Op::Concat(Concat { axis }), args, &format!("concat {dtype} axis {axis}"));
+            let args = shapes
+                .iter()
+                .map(|s| Arg::In(rand_tensor(&mut r, dtype, s)))
+                .collect();
+            check_op(
+                Op::Concat(Concat { axis }),
+                args,
+                &format!("concat {dtype} axis {axis}"),
+            );
         }
     }
 }
@@ -192,10 +332,21 @@ fn concat_of_floats_and_ints() {
 #[test]
 fn expand_broadcasts() {
     let mut r = rng(8);
-    let cases: [(&[usize], &[usize]); 4] = [(&[3, 1], &[2, 3, 17]), (&[1], &[5]), (&[1, 5], &[3, 5]), (&[], &[2, 3])];
+    let cases: [(&[usize], &[usize]); 4] = [
+        (&[3, 1], &[2, 3, 17]),
+        (&[1], &[5]),
+        (&[1, 5], &[3, 5]),
+        (&[], &[2, 3]),
+    ];
     for (src, dst) in cases {
         let x = rand_f32(&mut r, src);
-        check_op(Op::Expand(Expand { shape: dst.to_vec() }), vec![Arg::In(x)], &format!("expand {src:?} -> {dst:?}"));
+        check_op(
+            Op::Expand(Expand {
+                shape: dst.to_vec(),
+            }),
+            vec![Arg::In(x)],
+            &format!("expand {src:?} -> {dst:?}"),
+        );
     }
 }
 
@@ -206,15 +357,30 @@ fn gather_with_negative_indices_and_range_check() {
     for axis in 0..3 {
         let ext = x.shape()[axis] as i64;
         let idx = Tensor::from_i64([2, 2], vec![0, ext - 1, -1, -ext]).unwrap();
-        check_op(Op::Gather(Gather { axis }), vec![Arg::In(x.clone()), Arg::In(idx.clone())], &format!("gather axis {axis}"));
-        check_op(Op::Gather(Gather { axis }), vec![Arg::Const(x.clone()), Arg::In(idx)], &format!("gather const axis {axis}"));
+        check_op(
+            Op::Gather(Gather { axis }),
+            vec![Arg::In(x.clone()), Arg::In(idx.clone())],
+            &format!("gather axis {axis}"),
+        );
+        check_op(
+            Op::Gather(Gather { axis }),
+            vec![Arg::Const(x.clone()), Arg::In(idx)],
+            &format!("gather const axis {axis}"),
+        );
     }
     let xi = rand_tensor(&mut r, DType::I64, &[4, 3]);
     let idx = Tensor::new([3], dync_ir::TensorData::I32(vec![3, -4, 1])).unwrap();
-    check_op(Op::Gather(Gather { axis: 0 }), vec![Arg::In(xi), Arg::In(idx)], "gather i64 data, i32 indices");
+    check_op(
+        Op::Gather(Gather { axis: 0 }),
+        vec![Arg::In(xi), Arg::In(idx)],
+        "gather i64 data, i32 indices",
+    );
     for bad in [5i64, -6, i64::MIN] {
         let idx = Tensor::from_i64([1], vec![bad]).unwrap();
-        let (g, inputs) = one_node(Op::Gather(Gather { axis: 0 }), vec![Arg::In(x.clone()), Arg::In(idx)]);
+        let (g, inputs) = one_node(
+            Op::Gather(Gather { axis: 0 }),
+            vec![Arg::In(x.clone()), Arg::In(idx)],
+        );
         let m = dync_codegen::JitModel::compile(&g, &Default::default()).unwrap();
         let e = m.run(&inputs).unwrap_err().to_string();
         assert!(e.contains("index out of range"), "{e}");
@@ -225,10 +391,20 @@ fn gather_with_negative_indices_and_range_check() {
 fn pad_all_modes_with_crops() {
     let mut r = rng(10);
     let x = rand_f32(&mut r, &[2, 5, 7]);
-    let cases: [[i64; 6]; 5] = [[0, 1, 2, 0, 2, 1], [1, 0, 0, 1, 3, 4], [0, -1, 2, 0, 1, -3], [0, 3, 4, 0, 2, 3], [0, -2, -1, 0, 4, 5]];
+    let cases: [[i64; 6]; 5] = [
+        [0, 1, 2, 0, 2, 1],
+        [1, 0, 0, 1, 3, 4],
+        [0, -1, 2, 0, 1, -3],
+        [0, 3, 4, 0, 2, 3],
+        [0, -2, -1, 0, 4, 5],
+    ];
     for pads in cases {
         for mode in [PadMode::Constant, PadMode::Edge, PadMode::Reflect] {
-            let op = Op::Pad(Pad { pads: pads.to_vec(), mode, value: 0.5 });
+            let op = Op::Pad(Pad {
+                pads: pads.to_vec(),
+                mode,
+                value: 0.5,
+            });
             let types = [&x.ty()];
             if op.infer(&types).is_err() {
                 continue;
@@ -237,7 +413,9 @@ fn pad_all_modes_with_crops() {
             let (g, inputs) = one_node(op, vec![Arg::In(x.clone())]);
             if dync_interp::run(&g, &inputs).is_err() {
                 // Padding that does not fit the cropped extent: rejected at compile time.
-                let e = dync_codegen::JitModel::compile(&g, &Default::default()).err().expect(&what);
+                let e = dync_codegen::JitModel::compile(&g, &Default::default())
+                    .err()
+                    .expect(&what);
                 assert!(e.to_string().contains("test_node"), "{what}: {e}");
                 continue;
             }
@@ -245,29 +423,80 @@ fn pad_all_modes_with_crops() {
         }
     }
     let xi = rand_tensor(&mut r, DType::I64, &[3, 4]);
-    check_op(Op::Pad(Pad { pads: vec![1, 2, 0, 1], mode: PadMode::Constant, value: 7.0 }), vec![Arg::In(xi)], "pad i64");
+    check_op(
+        Op::Pad(Pad {
+            pads: vec![1, 2, 0, 1],
+            mode: PadMode::Constant,
+            value: 7.0,
+        }),
+        vec![Arg::In(xi)],
+        "pad i64",
+    );
 }
 
 #[test]
 fn reduce_kinds_axes_and_dtypes() {
     let mut r = rng(11);
     let axes_list: [&[usize]; 7] = [&[], &[0], &[1], &[2], &[3], &[2, 3], &[0, 1, 2, 3]];
-    for kind in [ReduceKind::Mean, ReduceKind::Sum, ReduceKind::Max, ReduceKind::Min, ReduceKind::Prod] {
+    for kind in [
+        ReduceKind::Mean,
+        ReduceKind::Sum,
+        ReduceKind::Max,
+        ReduceKind::Min,
+        ReduceKind::Prod,
+    ] {
         for axes in axes_list {
             for keepdims in [true, false] {
                 let x = rand_f32(&mut r, &[2, 3, 5, 17]);
-                let op = Op::Reduce(Reduce { kind, axes: axes.to_vec(), keepdims });
-                let x = if kind == ReduceKind::Prod { Tensor::from_f32(x.shape(), x.as_f32().unwrap().iter().map(|v| 1.0 + v * 0.05).collect()).unwrap() } else { x };
-                check_op(op, vec![Arg::In(x)], &format!("reduce {} {axes:?} keepdims={keepdims}", kind.name()));
+                let op = Op::Reduce(Reduce {
+                    kind,
+                    axes: axes.to_vec(),
+                    keepdims,
+                });
+                let x = if kind == ReduceKind::Prod {
+                    Tensor::from_f32(
+                        x.shape(),
+                        x.as_f32().unwrap().iter().map(|v| 1.0 + v * 0.05).collect(),
+                    )
+                    .unwrap()
+                } else {
+                    x
+                };
+                check_op(
+                    op,
+                    vec![Arg::In(x)],
+                    &format!("reduce {} {axes:?} keepdims={keepdims}", kind.name()),
+                );
             }
         }
     }
-    for kind in [ReduceKind::Sum, ReduceKind::Max, ReduceKind::Min, ReduceKind::Prod] {
+    for kind in [
+        ReduceKind::Sum,
+        ReduceKind::Max,
+        ReduceKind::Min,
+        ReduceKind::Prod,
+    ] {
         let x = rand_tensor(&mut r, DType::I64, &[3, 4, 2]);
-        check_op(Op::Reduce(Reduce { kind, axes: vec![1], keepdims: false }), vec![Arg::In(x)], &format!("reduce i64 {}", kind.name()));
+        check_op(
+            Op::Reduce(Reduce {
+                kind,
+                axes: vec![1],
+                keepdims: false,
+            }),
+            vec![Arg::In(x)],
+            &format!("reduce i64 {}", kind.name()),
+        );
     }
     let x = rand_f32(&mut r, &[1, 7, 7, 7]);
-    check_op(Op::Reduce(Reduce { kind: ReduceKind::Mean, axes: vec![2, 3], keepdims: true }), vec![Arg::In(x)], "global average 7x7");
+    check_op(
+        Op::Reduce(Reduce {
+            kind: ReduceKind::Mean,
+            axes: vec![2, 3],
+            keepdims: true,
+        }),
+        vec![Arg::In(x)],
+        "global average 7x7",
+    );
 }
 
 #[test]
@@ -276,8 +505,16 @@ fn softmax_every_axis() {
     for shape in [&[2, 3, 17][..], &[1, 1000], &[5], &[2, 5, 1]] {
         for axis in 0..shape.len() {
             let x = rand_f32(&mut r, shape);
-            let x = Tensor::from_f32(shape, x.as_f32().unwrap().iter().map(|v| v * 10.0).collect()).unwrap();
-            check_op(Op::Softmax(Softmax { axis }), vec![Arg::In(x)], &format!("softmax {shape:?} axis {axis}"));
+            let x = Tensor::from_f32(
+                shape,
+                x.as_f32().unwrap().iter().map(|v| v * 10.0).collect(),
+            )
+            .unwrap();
+            check_op(
+                Op::Softmax(Softmax { axis }),
+                vec![Arg::In(x)],
+                &format!("softmax {shape:?} axis {axis}"),
+            );
         }
     }
 }
@@ -289,9 +526,28 @@ fn batch_norm_any_rank() {
         let c = shape[1];
         let x = rand_f32(&mut r, shape);
         let p = |r: &mut _| rand_f32(r, &[c]);
-        let var = Tensor::from_f32([c], p(&mut r).as_f32().unwrap().iter().map(|v| v.abs() + 0.1).collect()).unwrap();
-        let args = vec![Arg::In(x), Arg::Const(p(&mut r)), Arg::Const(p(&mut r)), Arg::Const(p(&mut r)), Arg::Const(var)];
-        check_op(Op::BatchNorm(BatchNorm { epsilon: 1e-5 }), args, &format!("batch_norm {shape:?}"));
+        let var = Tensor::from_f32(
+            [c],
+            p(&mut r)
+                .as_f32()
+                .unwrap()
+                .iter()
+                .map(|v| v.abs() + 0.1)
+                .collect(),
+        )
+        .unwrap();
+        let args = vec![
+            Arg::In(x),
+            Arg::Const(p(&mut r)),
+            Arg::Const(p(&mut r)),
+            Arg::Const(p(&mut r)),
+            Arg::Const(var),
+        ];
+        check_op(
+            Op::BatchNorm(BatchNorm { epsilon: 1e-5 }),
+            args,
+            &format!("batch_norm {shape:?}"),
+        );
     }
 }
 
@@ -303,12 +559,21 @@ fn gemm_transposes_alpha_beta_and_bias_broadcast() {
             for c_shape in [None, Some(vec![n]), Some(vec![m, n]), Some(vec![m, 1])] {
                 let a = rand_f32(&mut r, &if ta { [k, m] } else { [m, k] });
                 let b = rand_f32(&mut r, &if tb { [n, k] } else { [k, n] });
-                let op = Op::Gemm(Gemm { alpha: 0.5, beta: 2.0, trans_a: ta, trans_b: tb });
+                let op = Op::Gemm(Gemm {
+                    alpha: 0.5,
+                    beta: 2.0,
+                    trans_a: ta,
+                    trans_b: tb,
+                });
                 let mut args = vec![Arg::In(a), Arg::Const(b)];
                 if let Some(c) = &c_shape {
                     args.push(Arg::Const(rand_f32(&mut r, c)));
                 }
-                check_op(op, args, &format!("gemm {m}x{k}x{n} ta={ta} tb={tb} c={c_shape:?}"));
+                check_op(
+                    op,
+                    args,
+                    &format!("gemm {m}x{k}x{n} ta={ta} tb={tb} c={c_shape:?}"),
+                );
             }
         }
     }
@@ -329,7 +594,11 @@ fn matmul_batched_broadcast_and_vectors() {
     for (a, b) in cases {
         let ta = rand_f32(&mut r, a);
         let tb = rand_f32(&mut r, b);
-        check_op(Op::MatMul(MatMul), vec![Arg::In(ta), Arg::In(tb)], &format!("matmul {a:?} x {b:?}"));
+        check_op(
+            Op::MatMul(MatMul),
+            vec![Arg::In(ta), Arg::In(tb)],
+            &format!("matmul {a:?} x {b:?}"),
+        );
     }
 }
 
@@ -345,8 +614,17 @@ fn einsum_kernel_mixing_and_others() {
         ("i,j,k->ijk", vec![vec![2], vec![3], vec![5]]),
     ];
     for (eq, shapes) in cases {
-        let args = shapes.iter().map(|s| Arg::In(rand_f32(&mut r, s))).collect();
-        check_op(Op::Einsum(Einsum { equation: eq.into() }), args, &format!("einsum {eq}"));
+        let args = shapes
+            .iter()
+            .map(|s| Arg::In(rand_f32(&mut r, s)))
+            .collect();
+        check_op(
+            Op::Einsum(Einsum {
+                equation: eq.into(),
+            }),
+            args,
+            &format!("einsum {eq}"),
+        );
     }
 }
 
@@ -360,18 +638,50 @@ fn pools_with_pads_strides_dilations_ceil() {
             }
             for ceil_mode in [false, true] {
                 let x = rand_f32(&mut r, &[2, 3, h, w]);
-                let mp = MaxPool { kernel: [kern; 2], strides: [stride; 2], pads: [pad; 4], dilations: [1, 1], ceil_mode };
-                check_op(Op::MaxPool(mp), vec![Arg::In(x.clone())], &format!("max_pool {h}x{w} k{kern} s{stride} p{pad} ceil={ceil_mode}"));
+                let mp = MaxPool {
+                    kernel: [kern; 2],
+                    strides: [stride; 2],
+                    pads: [pad; 4],
+                    dilations: [1, 1],
+                    ceil_mode,
+                };
+                check_op(
+                    Op::MaxPool(mp),
+                    vec![Arg::In(x.clone())],
+                    &format!("max_pool {h}x{w} k{kern} s{stride} p{pad} ceil={ceil_mode}"),
+                );
                 for cip in [false, true] {
-                    let ap = AvgPool { kernel: [kern; 2], strides: [stride; 2], pads: [pad; 4], ceil_mode, count_include_pad: cip };
-                    check_op(Op::AvgPool(ap), vec![Arg::In(x.clone())], &format!("avg_pool {h}x{w} k{kern} s{stride} p{pad} ceil={ceil_mode} cip={cip}"));
+                    let ap = AvgPool {
+                        kernel: [kern; 2],
+                        strides: [stride; 2],
+                        pads: [pad; 4],
+                        ceil_mode,
+                        count_include_pad: cip,
+                    };
+                    check_op(
+                        Op::AvgPool(ap),
+                        vec![Arg::In(x.clone())],
+                        &format!(
+                            "avg_pool {h}x{w} k{kern} s{stride} p{pad} ceil={ceil_mode} cip={cip}"
+                        ),
+                    );
                 }
             }
         }
     }
     let x = rand_f32(&mut r, &[1, 2, 9, 11]);
-    let mp = MaxPool { kernel: [2, 3], strides: [1, 2], pads: [1, 0, 0, 2], dilations: [2, 2], ceil_mode: false };
-    check_op(Op::MaxPool(mp), vec![Arg::In(x)], "max_pool dilated asymmetric");
+    let mp = MaxPool {
+        kernel: [2, 3],
+        strides: [1, 2],
+        pads: [1, 0, 0, 2],
+        dilations: [2, 2],
+        ceil_mode: false,
+    };
+    check_op(
+        Op::MaxPool(mp),
+        vec![Arg::In(x)],
+        "max_pool dilated asymmetric",
+    );
 }
 
 #[test]
@@ -393,13 +703,29 @@ fn conv_shapes_groups_strides_dilations() {
     for (c, h, w, o, k, s, p, d, g, bias) in cases {
         let x = rand_f32(&mut r, &[2, c, h, w]);
         let wt = rand_f32(&mut r, &[o, c / g, k, k]);
-        let op = Op::Conv(Conv { strides: [s; 2], pads: [p; 4], dilations: [d; 2], group: g });
+        let op = Op::Conv(Conv {
+            strides: [s; 2],
+            pads: [p; 4],
+            dilations: [d; 2],
+            group: g,
+        });
         for const_w in [true, false] {
-            let mut args = vec![Arg::In(x.clone()), if const_w { Arg::Const(wt.clone()) } else { Arg::In(wt.clone()) }];
+            let mut args = vec![
+                Arg::In(x.clone()),
+                if const_w {
+                    Arg::Const(wt.clone())
+                } else {
+                    Arg::In(wt.clone())
+                },
+            ];
             if bias {
                 args.push(Arg::Const(rand_f32(&mut r, &[o])));
             }
-            check_op(op.clone(), args, &format!("conv c{c} {h}x{w} o{o} k{k} s{s} p{p} d{d} g{g} const_w={const_w}"));
+            check_op(
+                op.clone(),
+                args,
+                &format!("conv c{c} {h}x{w} o{o} k{k} s{s} p{p} d{d} g{g} const_w={const_w}"),
+            );
         }
     }
 }
@@ -408,13 +734,37 @@ fn conv_shapes_groups_strides_dilations() {
 fn resize_modes() {
     let mut r = rng(19);
     let x = rand_f32(&mut r, &[1, 2, 5, 7]);
-    let coords = [CoordMode::HalfPixel, CoordMode::PytorchHalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric, CoordMode::HalfPixelSymmetric];
+    let coords = [
+        CoordMode::HalfPixel,
+        CoordMode::PytorchHalfPixel,
+        CoordMode::AlignCorners,
+        CoordMode::Asymmetric,
+        CoordMode::HalfPixelSymmetric,
+    ];
     for mode in [ResizeMode::Nearest, ResizeMode::Linear] {
         for coord in coords {
-            for (sizes, scales) in [([1, 2, 10, 14], [1.0, 1.0, 2.0, 2.0]), ([1, 2, 3, 4], [1.0, 1.0, 0.6, 0.571_428_6]), ([1, 2, 1, 17], [1.0, 1.0, 0.2, 17.0 / 7.0])] {
-                for nearest in [NearestMode::RoundPreferFloor, NearestMode::Floor, NearestMode::Ceil] {
-                    let op = Resize { mode, coord, nearest, sizes: sizes.to_vec(), scales: scales.to_vec() };
-                    check_op(Op::Resize(op), vec![Arg::In(x.clone())], &format!("resize {mode:?} {coord:?} {nearest:?} {sizes:?}"));
+            for (sizes, scales) in [
+                ([1, 2, 10, 14], [1.0, 1.0, 2.0, 2.0]),
+                ([1, 2, 3, 4], [1.0, 1.0, 0.6, 0.571_428_6]),
+                ([1, 2, 1, 17], [1.0, 1.0, 0.2, 17.0 / 7.0]),
+            ] {
+                for nearest in [
+                    NearestMode::RoundPreferFloor,
+                    NearestMode::Floor,
+                    NearestMode::Ceil,
+                ] {
+                    let op = Resize {
+                        mode,
+                        coord,
+                        nearest,
+                        sizes: sizes.to_vec(),
+                        scales: scales.to_vec(),
+                    };
+                    check_op(
+                        Op::Resize(op),
+                        vec![Arg::In(x.clone())],
+                        &format!("resize {mode:?} {coord:?} {nearest:?} {sizes:?}"),
+                    );
                 }
             }
         }

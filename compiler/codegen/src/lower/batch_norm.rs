@@ -11,8 +11,16 @@ pub(crate) fn lower(k: &mut Kernel, op: &BatchNorm) -> LResult {
     let (n, c) = (shape[0], shape[1]);
     let plane: usize = shape[2..].iter().product();
     let views = [
-        View { buf: BufId::In(0), offset: 0, strides: vec![1] },
-        View { buf: BufId::Out, offset: 0, strides: vec![1] },
+        View {
+            buf: BufId::In(0),
+            offset: 0,
+            strides: vec![1],
+        },
+        View {
+            buf: BufId::Out,
+            offset: 0,
+            strides: vec![1],
+        },
     ];
     k.loop_n(n, |k, ni| {
         k.loop_n(c, |k, ci| {

@@ -100,10 +100,14 @@ fn int_pow(k: &mut Kernel, ty: Type, a: Value, b: Value) -> Value {
     let e = k.b.append_block_param(header, ty);
     let result = k.b.append_block_param(exit, ty);
     let one = k.b.ins().iconst(ty, 1);
-    k.b.ins().jump(header, &[BlockArg::Value(one), BlockArg::Value(a), BlockArg::Value(b)]);
+    k.b.ins().jump(
+        header,
+        &[BlockArg::Value(one), BlockArg::Value(a), BlockArg::Value(b)],
+    );
     k.b.switch_to_block(header);
     let done = k.b.ins().icmp_imm_s(IntCC::Equal, e, 0);
-    k.b.ins().brif(done, exit, &[BlockArg::Value(acc)], body, &[]);
+    k.b.ins()
+        .brif(done, exit, &[BlockArg::Value(acc)], body, &[]);
     k.b.switch_to_block(body);
     // acc *= base when the low bit is set (select keeps the checked product or acc).
     let (prod, o) = k.b.ins().smul_overflow(acc, base);
@@ -117,7 +121,14 @@ fn int_pow(k: &mut Kernel, ty: Type, a: Value, b: Value) -> Value {
     let more = k.b.ins().icmp_imm_s(IntCC::NotEqual, e2, 0);
     let bad2 = k.b.ins().band(more, o2);
     k.fail_if(bad2, Fault::IntegerOverflow);
-    k.b.ins().jump(header, &[BlockArg::Value(acc2), BlockArg::Value(sq), BlockArg::Value(e2)]);
+    k.b.ins().jump(
+        header,
+        &[
+            BlockArg::Value(acc2),
+            BlockArg::Value(sq),
+            BlockArg::Value(e2),
+        ],
+    );
     k.b.switch_to_block(exit);
     result
 }

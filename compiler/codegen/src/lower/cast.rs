@@ -14,9 +14,14 @@ pub(crate) fn lower(k: &mut Kernel, op: &Cast) -> LResult {
     let from = k.dtype(BufId::In(0));
     let ins = [View::dense(BufId::In(0), &shape)?];
     let vector = from == DType::F32 && op.to == DType::F32;
-    map(k, &shape, &ins, View::dense(BufId::Out, &shape)?, vector, |k, v, _| {
-        Ok(convert(k, v[0], from, op.to))
-    })
+    map(
+        k,
+        &shape,
+        &ins,
+        View::dense(BufId::Out, &shape)?,
+        vector,
+        |k, v, _| Ok(convert(k, v[0], from, op.to)),
+    )
 }
 
 fn convert(k: &mut Kernel, x: Value, from: DType, to: DType) -> Value {

@@ -83,7 +83,16 @@ pub(crate) fn lower(k: &mut Kernel, op: &Conv) -> LResult {
 
 /// All outputs of `nb` channels starting at `oc0` of image `n`, group `grp`.
 #[allow(clippy::too_many_arguments)]
-fn block(k: &mut Kernel, g: &Geo, rows: &[Segment], cols: &[Segment], n: Value, grp: Value, oc0: Value, nb: usize) -> LResult {
+fn block(
+    k: &mut Kernel,
+    g: &Geo,
+    rows: &[Segment],
+    cols: &[Segment],
+    n: Value,
+    grp: Value,
+    oc0: Value,
+    nb: usize,
+) -> LResult {
     // Element offset of the group's first input channel of image n.
     let xn = k.b.ins().imul_imm_s(n, as_i64(g.c * g.h * g.w)?);
     let xg = k.b.ins().imul_imm_s(grp, as_i64(g.cg * g.h * g.w)?);
@@ -97,9 +106,15 @@ fn block(k: &mut Kernel, g: &Geo, rows: &[Segment], cols: &[Segment], n: Value, 
                 let wide_end = cs.start + len / tile_w * tile_w;
                 let vec_end = wide_end + (cs.end - wide_end) / LANES * LANES;
                 let t = TileAt { xg, yn, oc0, oy };
-                k.loop_range(cs.start, wide_end, tile_w, |k, ox| tile(k, g, rs, cs, &t, ox, nb, LANES, VECS))?;
-                k.loop_range(wide_end, vec_end, LANES, |k, ox| tile(k, g, rs, cs, &t, ox, nb, LANES, 1))?;
-                k.loop_range(vec_end, cs.end, 1, |k, ox| tile(k, g, rs, cs, &t, ox, nb, 1, 1))?;
+                k.loop_range(cs.start, wide_end, tile_w, |k, ox| {
+                    tile(k, g, rs, cs, &t, ox, nb, LANES, VECS)
+                })?;
+                k.loop_range(wide_end, vec_end, LANES, |k, ox| {
+                    tile(k, g, rs, cs, &t, ox, nb, LANES, 1)
+                })?;
+                k.loop_range(vec_end, cs.end, 1, |k, ox| {
+                    tile(k, g, rs, cs, &t, ox, nb, 1, 1)
+                })?;
             }
             Ok(())
         })?;
@@ -116,7 +131,17 @@ struct TileAt {
 
 /// One register tile: `nb` channels × `vecs` vectors of `lanes` columns from column `ox`.
 #[allow(clippy::too_many_arguments)]
-fn tile(k: &mut Kernel, g: &Geo, rs: &Segment, cs: &Segment, t: &TileAt, ox: Value, nb: usize, lanes: usize, vecs: usize) -> LResult {
+fn tile(
+    k: &mut Kernel,
+    g: &Geo,
+    rs: &Segment,
+    cs: &Segment,
+    t: &TileAt,
+    ox: Value,
+    nb: usize,
+    lanes: usize,
+    vecs: usize,
+) -> LResult {
     let ty = f32_type(lanes);
     let taps = as_i64(g.kh * g.kw)?;
     let mut accs: Vec<Vec<Variable>> = Vec::with_capacity(nb);

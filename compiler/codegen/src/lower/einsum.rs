@@ -15,7 +15,8 @@ use dync_ir::tensor::strides;
 pub(crate) fn lower(k: &mut Kernel, op: &Einsum, node: &NodeRef) -> LResult {
     let shapes: Vec<Vec<usize>> = (0..k.n_inputs()).map(|i| k.shape(BufId::In(i))).collect();
     let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
-    let spec = EinsumSpec::new(&op.equation, &refs).map_err(|e| CodegenError::lower(node, e.to_string()))?;
+    let spec = EinsumSpec::new(&op.equation, &refs)
+        .map_err(|e| CodegenError::lower(node, e.to_string()))?;
     let size = |l: &char| spec.sizes.get(l).copied().unwrap_or(1);
     // Stride of each operand along each label of `labels`.
     let strides_of = |labels: &[char]| -> LResult<Vec<Vec<i64>>> {
@@ -38,18 +39,29 @@ pub(crate) fn lower(k: &mut Kernel, op: &Einsum, node: &NodeRef) -> LResult {
             })
             .collect()
     };
-    let summed: Vec<char> = spec.sizes.keys().copied().filter(|l| !spec.output.contains(l)).collect();
+    let summed: Vec<char> = spec
+        .sizes
+        .keys()
+        .copied()
+        .filter(|l| !spec.output.contains(l))
+        .collect();
     let sum_dims: Vec<usize> = summed.iter().map(size).collect();
     let sum_strides = strides_of(&summed)?;
     let out_dims = spec.out_shape();
     let mut views: Vec<View> = strides_of(&spec.output)?
         .into_iter()
         .enumerate()
-        .map(|(i, s)| View { buf: BufId::In(i), offset: 0, strides: s })
+        .map(|(i, s)| View {
+            buf: BufId::In(i),
+            offset: 0,
+            strides: s,
+        })
         .collect();
     views.push(View::dense(BufId::Out, &out_dims)?);
     for_each(k, &out_dims, &views, true, |k, at, lanes| {
-        let (out, ins) = at.split_last().ok_or_else(|| CodegenError::lower(node, "einsum without result"))?;
+        let (out, ins) = at
+            .split_last()
+            .ok_or_else(|| CodegenError::lower(node, "einsum without result"))?;
         let zero = k.fconst(lanes, 0.0);
         let acc = k.var(f32_type(lanes), zero);
         let bases: Vec<Value> = ins.iter().map(|a| a.idx).collect();
@@ -62,7 +74,16 @@ pub(crate) fn lower(k: &mut Kernel, op: &Einsum, node: &NodeRef) -> LResult {
 
 /// Loops over summation label `d` and deeper; at the bottom adds the operands' product.
 #[allow(clippy::too_many_arguments)]
-fn sum_level(k: &mut Kernel, dims: &[usize], strides: &[Vec<i64>], d: usize, bases: &[Value], at: &[At], lanes: usize, acc: Variable) -> LResult {
+fn sum_level(
+    k: &mut Kernel,
+    dims: &[usize],
+    strides: &[Vec<i64>],
+    d: usize,
+    bases: &[Value],
+    at: &[At],
+    lanes: usize,
+    acc: Variable,
+) -> LResult {
     if d == dims.len() {
         let mut prod: Option<Value> = None;
         let n = bases.len();
@@ -87,7 +108,11 @@ fn sum_level(k: &mut Kernel, dims: &[usize], strides: &[Vec<i64>], d: usize, bas
         return Ok(());
     }
     k.loop_n(dims[d], |k, i| {
-        let next: Vec<Value> = bases.iter().zip(strides).map(|(&b, s)| k.mul_add(b, i, s[d])).collect();
+        let next: Vec<Value> = bases
+            .iter()
+            .zip(strides)
+            .map(|(&b, s)| k.mul_add(b, i, s[d]))
+            .collect();
         sum_level(k, dims, strides, d + 1, &next, at, lanes, acc)
     })
 }

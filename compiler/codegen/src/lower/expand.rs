@@ -9,5 +9,12 @@ pub(crate) fn lower(k: &mut Kernel, _: &Expand) -> LResult {
     let shape = k.shape(BufId::Out);
     let src = View::broadcast(BufId::In(0), &k.shape(BufId::In(0)), &shape)?;
     let vector = k.dtype(BufId::Out) == DType::F32;
-    map(k, &shape, &[src], View::dense(BufId::Out, &shape)?, vector, |_, v, _| Ok(v[0]))
+    map(
+        k,
+        &shape,
+        &[src],
+        View::dense(BufId::Out, &shape)?,
+        vector,
+        |_, v, _| Ok(v[0]),
+    )
 }

@@ -22,12 +22,18 @@ pub(crate) fn lower(k: &mut Kernel, op: &Gather) -> LResult {
     // The normalized, range-checked index at position i of `indices`.
     let index = |k: &mut Kernel, i: Value| -> Value {
         let raw = k.load(BufId::In(1), idx_ty, i);
-        let raw = if idx_ty == types::I64 { raw } else { k.b.ins().sextend(types::I64, raw) };
+        let raw = if idx_ty == types::I64 {
+            raw
+        } else {
+            k.b.ins().sextend(types::I64, raw)
+        };
         let neg = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, raw, 0);
         let wrapped = k.b.ins().iadd_imm_s(raw, ext);
         let j = k.b.ins().select(neg, wrapped, raw);
         // Unsigned compare: catches j < 0 (still negative after wrapping) and j >= extent.
-        let bad = k.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, j, ext);
+        let bad =
+            k.b.ins()
+                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, j, ext);
         k.fail_if(bad, Fault::IndexOutOfRange);
         j
     };
@@ -38,7 +44,18 @@ pub(crate) fn lower(k: &mut Kernel, op: &Gather) -> LResult {
     if outer == 0 || inner == 0 {
         return Ok(());
     }
-    let rows = [View { buf: BufId::In(0), offset: 0, strides: vec![1] }, View { buf: BufId::Out, offset: 0, strides: vec![1] }];
+    let rows = [
+        View {
+            buf: BufId::In(0),
+            offset: 0,
+            strides: vec![1],
+        },
+        View {
+            buf: BufId::Out,
+            offset: 0,
+            strides: vec![1],
+        },
+    ];
     let vector = k.dtype(BufId::Out) == DType::F32;
     let inner_i = as_i64(inner)?;
     k.loop_n(outer, |k, o| {

@@ -13,13 +13,35 @@ pub(crate) fn lower(k: &mut Kernel, op: &Gemm) -> LResult {
     let (sa, sb) = (k.shape(BufId::In(0)), k.shape(BufId::In(1)));
     let (m, kk, n) = op.mkn(&sa, &sb);
     let dim = |d: usize| super::kernel::as_i64(d);
-    let (ra, ca) = if op.trans_a { (1, dim(sa[1])?) } else { (dim(sa[1])?, 1) };
-    let (rb, cb) = if op.trans_b { (1, dim(sb[1])?) } else { (dim(sb[1])?, 1) };
+    let (ra, ca) = if op.trans_a {
+        (1, dim(sa[1])?)
+    } else {
+        (dim(sa[1])?, 1)
+    };
+    let (rb, cb) = if op.trans_b {
+        (1, dim(sb[1])?)
+    } else {
+        (dim(sb[1])?, 1)
+    };
     let zero = k.iconst(0);
-    let a = Mat { buf: BufId::In(0), base: zero, rs: ra, cs: ca };
-    let b = Mat { buf: BufId::In(1), base: zero, rs: rb, cs: cb };
+    let a = Mat {
+        buf: BufId::In(0),
+        base: zero,
+        rs: ra,
+        cs: ca,
+    };
+    let b = Mat {
+        buf: BufId::In(1),
+        base: zero,
+        rs: rb,
+        cs: cb,
+    };
     let c = if k.n_inputs() == 3 && op.beta != 0.0 {
-        Some(View::broadcast(BufId::In(2), &k.shape(BufId::In(2)), &[m, n])?)
+        Some(View::broadcast(
+            BufId::In(2),
+            &k.shape(BufId::In(2)),
+            &[m, n],
+        )?)
     } else {
         None
     };

@@ -12,7 +12,9 @@ use crate::abi::Fault;
 use crate::error::CodegenError;
 use crate::libcalls::MathFn;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, Type, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, Type, Value,
+};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::{DataDescription, FuncId, Module};
 use dync_ir::{DType, TensorType};
@@ -92,11 +94,22 @@ impl<'a> Kernel<'a> {
         let (in_tys, out_ty) = tys;
         let mut bufs = Vec::with_capacity(in_tys.len());
         for ((ty, weight), &ptr) in in_tys.into_iter().zip(&params) {
-            let bytes = ty.bytes().map_err(|e| CodegenError::Overflow(e.to_string()))?;
-            bufs.push(Buf { ptr, ty, bytes, weight });
+            let bytes = ty
+                .bytes()
+                .map_err(|e| CodegenError::Overflow(e.to_string()))?;
+            bufs.push(Buf {
+                ptr,
+                ty,
+                bytes,
+                weight,
+            });
         }
-        let out_ptr = *params.last().ok_or_else(|| CodegenError::cranelift(&name, "kernel without result"))?;
-        let out_bytes = out_ty.bytes().map_err(|e| CodegenError::Overflow(e.to_string()))?;
+        let out_ptr = *params
+            .last()
+            .ok_or_else(|| CodegenError::cranelift(&name, "kernel without result"))?;
+        let out_bytes = out_ty
+            .bytes()
+            .map_err(|e| CodegenError::Overflow(e.to_string()))?;
         Ok(Kernel {
             b,
             ins: bufs,
@@ -181,9 +194,15 @@ impl<'a> Kernel<'a> {
             (buf.ptr, buf.bytes)
         };
         if self.checked {
-            match bytes.checked_sub(size).and_then(|lim| i64::try_from(lim).ok()) {
+            match bytes
+                .checked_sub(size)
+                .and_then(|lim| i64::try_from(lim).ok())
+            {
                 Some(limit) => {
-                    let bad = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, off, limit);
+                    let bad = self
+                        .b
+                        .ins()
+                        .icmp_imm_s(IntCC::UnsignedGreaterThan, off, limit);
                     self.fail_if(bad, Fault::OutOfBounds);
                 }
                 None => self.fail_now(Fault::OutOfBounds),
@@ -308,7 +327,13 @@ impl<'a> Kernel<'a> {
 
     /// Emits `body(i)` for i in lo..hi: unrolled (i a constant) when there are at most
     /// `unroll` iterations, otherwise as a loop.
-    pub fn repeat(&mut self, lo: usize, hi: usize, unroll: usize, mut body: impl FnMut(&mut Self, Value) -> LResult) -> LResult {
+    pub fn repeat(
+        &mut self,
+        lo: usize,
+        hi: usize,
+        unroll: usize,
+        mut body: impl FnMut(&mut Self, Value) -> LResult,
+    ) -> LResult {
         if hi.saturating_sub(lo) <= unroll {
             for i in lo..hi {
                 let v = self.iconst(as_i64(i)?);
@@ -329,10 +354,9 @@ impl<'a> Kernel<'a> {
 
     /// Calls the math library function `f` on f32 scalars.
     pub fn call_math(&mut self, f: MathFn, args: &[Value]) -> LResult<Value> {
-        let id = *self
-            .math
-            .get(&f)
-            .ok_or_else(|| CodegenError::cranelift(&self.name, format!("{} not declared", f.symbol())))?;
+        let id = *self.math.get(&f).ok_or_else(|| {
+            CodegenError::cranelift(&self.name, format!("{} not declared", f.symbol()))
+        })?;
         let fref = self.module.declare_func_in_func(id, self.b.func);
         let call = self.b.ins().call(fref, args);
         self.b
@@ -349,7 +373,10 @@ impl<'a> Kernel<'a> {
         }
         let mut out = None;
         for l in 0..lanes as u8 {
-            let lane_args: Vec<Value> = args.iter().map(|&a| self.b.ins().extractlane(a, l)).collect();
+            let lane_args: Vec<Value> = args
+                .iter()
+                .map(|&a| self.b.ins().extractlane(a, l))
+                .collect();
             let r = self.call_math(f, &lane_args)?;
             out = Some(match out {
                 None => self.b.ins().splat(types::F32X4, r),
@@ -406,7 +433,8 @@ pub(crate) fn as_i64(v: usize) -> LResult<i64> {
 /// Signature of `f`: f32 arguments, one f32 result.
 pub(crate) fn math_signature(module: &dyn Module, f: MathFn) -> Signature {
     let mut s = module.make_signature();
-    s.params.extend(std::iter::repeat_n(AbiParam::new(types::F32), f.arity()));
+    s.params
+        .extend(std::iter::repeat_n(AbiParam::new(types::F32), f.arity()));
     s.returns.push(AbiParam::new(types::F32));
     s
 }

@@ -9,7 +9,15 @@ use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
 
 /// Lane-wise `if a cc b { t } else { e }` on f32 values of `lanes` lanes.
-pub(crate) fn select_cmp(k: &mut Kernel, lanes: usize, cc: FloatCC, a: Value, b: Value, t: Value, e: Value) -> Value {
+pub(crate) fn select_cmp(
+    k: &mut Kernel,
+    lanes: usize,
+    cc: FloatCC,
+    a: Value,
+    b: Value,
+    t: Value,
+    e: Value,
+) -> Value {
     let c = k.b.ins().fcmp(cc, a, b);
     if lanes == 1 {
         k.b.ins().select(c, t, e)
@@ -58,7 +66,14 @@ pub(crate) fn exp(k: &mut Kernel, lanes: usize, x: Value) -> Value {
     let c2 = k.fconst(lanes, 2.121_944_4e-4);
     let r = k.b.ins().fma(n, c1, xc);
     let r = k.b.ins().fma(n, c2, r);
-    let coeffs = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+    let coeffs = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ];
     let mut p = k.fconst(lanes, coeffs[0]);
     for &c in &coeffs[1..] {
         let cv = k.fconst(lanes, c);

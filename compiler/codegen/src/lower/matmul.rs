@@ -31,12 +31,20 @@ pub(crate) struct Mat {
 }
 
 /// Epilogue: the final value of C[m, n..n+lanes] from its accumulated sum.
-pub(crate) type Epilogue<'e> = dyn FnMut(&mut Kernel, Value, Value, Value, usize) -> LResult<Value> + 'e;
+pub(crate) type Epilogue<'e> =
+    dyn FnMut(&mut Kernel, Value, Value, Value, usize) -> LResult<Value> + 'e;
 
 /// Emits C = epilogue(A·B) for A [m×kk], B [kk×n]; C is row-major (row stride n) from
 /// `c_base` in the result buffer.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn product(k: &mut Kernel, a: Mat, b: Mat, (m, kk, n): (usize, usize, usize), c_base: Value, epi: &mut Epilogue) -> LResult {
+pub(crate) fn product(
+    k: &mut Kernel,
+    a: Mat,
+    b: Mat,
+    (m, kk, n): (usize, usize, usize),
+    c_base: Value,
+    epi: &mut Epilogue,
+) -> LResult {
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -46,9 +54,15 @@ pub(crate) fn product(k: &mut Kernel, a: Mat, b: Mat, (m, kk, n): (usize, usize,
         let wide_end = n / tile_w * tile_w;
         let vec_end = wide_end + (n - wide_end) / LANES * LANES;
         let mut rows_block = |k: &mut Kernel, i0: Value, rows: usize| -> LResult {
-            k.loop_range(0, wide_end, tile_w, |k, j| tile(k, a, b, kk, n, c_base, i0, rows, j, LANES, VECS, epi))?;
-            k.loop_range(wide_end, vec_end, LANES, |k, j| tile(k, a, b, kk, n, c_base, i0, rows, j, LANES, 1, epi))?;
-            k.loop_range(vec_end, n, 1, |k, j| tile(k, a, b, kk, n, c_base, i0, rows, j, 1, 1, epi))
+            k.loop_range(0, wide_end, tile_w, |k, j| {
+                tile(k, a, b, kk, n, c_base, i0, rows, j, LANES, VECS, epi)
+            })?;
+            k.loop_range(wide_end, vec_end, LANES, |k, j| {
+                tile(k, a, b, kk, n, c_base, i0, rows, j, LANES, 1, epi)
+            })?;
+            k.loop_range(vec_end, n, 1, |k, j| {
+                tile(k, a, b, kk, n, c_base, i0, rows, j, 1, 1, epi)
+            })
         };
         k.loop_range(0, full, ROWS, |k, i0| rows_block(k, i0, ROWS))?;
         if m > full {
@@ -59,8 +73,12 @@ pub(crate) fn product(k: &mut Kernel, a: Mat, b: Mat, (m, kk, n): (usize, usize,
     } else if a.cs == 1 && b.rs == 1 {
         let full = n / LANES * LANES;
         k.loop_n(m, |k, i| {
-            k.loop_range(0, full, LANES, |k, j| dots(k, a, b, kk, n, c_base, i, j, LANES, epi))?;
-            k.loop_range(full, n, 1, |k, j| dots(k, a, b, kk, n, c_base, i, j, 1, epi))
+            k.loop_range(0, full, LANES, |k, j| {
+                dots(k, a, b, kk, n, c_base, i, j, LANES, epi)
+            })?;
+            k.loop_range(full, n, 1, |k, j| {
+                dots(k, a, b, kk, n, c_base, i, j, 1, epi)
+            })
         })
     } else {
         k.loop_n(m, |k, i| {
@@ -86,7 +104,17 @@ pub(crate) fn product(k: &mut Kernel, a: Mat, b: Mat, (m, kk, n): (usize, usize,
     }
 }
 
-fn store(k: &mut Kernel, c_base: Value, n: usize, i: Value, j: Value, acc: Value, lanes: usize, epi: &mut Epilogue) -> LResult {
+#[allow(clippy::too_many_arguments)]
+fn store(
+    k: &mut Kernel,
+    c_base: Value,
+    n: usize,
+    i: Value,
+    j: Value,
+    acc: Value,
+    lanes: usize,
+    epi: &mut Epilogue,
+) -> LResult {
     let y = epi(k, acc, i, j, lanes)?;
     let row = k.mul_add(c_base, i, as_i64(n)?);
     let idx = k.b.ins().iadd(row, j);
@@ -97,10 +125,25 @@ fn store(k: &mut Kernel, c_base: Value, n: usize, i: Value, j: Value, acc: Value
 /// Tile of `rows` rows from `i0` × `vecs` vectors of `lanes` columns from `j0` (B contiguous
 /// along n).
 #[allow(clippy::too_many_arguments)]
-fn tile(k: &mut Kernel, a: Mat, b: Mat, kk: usize, n: usize, c_base: Value, i0: Value, rows: usize, j0: Value, lanes: usize, vecs: usize, epi: &mut Epilogue) -> LResult {
+fn tile(
+    k: &mut Kernel,
+    a: Mat,
+    b: Mat,
+    kk: usize,
+    n: usize,
+    c_base: Value,
+    i0: Value,
+    rows: usize,
+    j0: Value,
+    lanes: usize,
+    vecs: usize,
+    epi: &mut Epilogue,
+) -> LResult {
     let ty = f32_type(lanes);
     let zero = k.fconst(lanes, 0.0);
-    let accs: Vec<Vec<Variable>> = (0..rows).map(|_| (0..vecs).map(|_| k.var(ty, zero)).collect()).collect();
+    let accs: Vec<Vec<Variable>> = (0..rows)
+        .map(|_| (0..vecs).map(|_| k.var(ty, zero)).collect())
+        .collect();
     let a_rows: Vec<Value> = (0..rows)
         .map(|r| {
             let i = k.add_imm(i0, r as i64);
@@ -141,7 +184,18 @@ fn tile(k: &mut Kernel, a: Mat, b: Mat, kk: usize, n: usize, c_base: Value, i0: 
 
 /// `cols` (4 or 1) dot products of row i of A with columns j.. of B, both contiguous along k.
 #[allow(clippy::too_many_arguments)]
-fn dots(k: &mut Kernel, a: Mat, b: Mat, kk: usize, n: usize, c_base: Value, i: Value, j0: Value, cols: usize, epi: &mut Epilogue) -> LResult {
+fn dots(
+    k: &mut Kernel,
+    a: Mat,
+    b: Mat,
+    kk: usize,
+    n: usize,
+    c_base: Value,
+    i: Value,
+    j0: Value,
+    cols: usize,
+    epi: &mut Epilogue,
+) -> LResult {
     let ai = k.mul_add(a.base, i, a.rs);
     let bj: Vec<Value> = (0..cols)
         .map(|c| {
@@ -191,18 +245,37 @@ fn dots(k: &mut Kernel, a: Mat, b: Mat, kk: usize, n: usize, c_base: Value, i: V
 
 pub(crate) fn lower(k: &mut Kernel, _: &MatMul) -> LResult {
     let (sa, sb) = (k.shape(BufId::In(0)), k.shape(BufId::In(1)));
-    let geo = matmul_shape(&sa, &sb).map_err(|e| crate::error::CodegenError::Overflow(e.to_string()))?;
-    let pa: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.clone() };
-    let pb: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.clone() };
+    let geo =
+        matmul_shape(&sa, &sb).map_err(|e| crate::error::CodegenError::Overflow(e.to_string()))?;
+    let pa: Vec<usize> = if sa.len() == 1 {
+        vec![1, sa[0]]
+    } else {
+        sa.clone()
+    };
+    let pb: Vec<usize> = if sb.len() == 1 {
+        vec![sb[0], 1]
+    } else {
+        sb.clone()
+    };
     let (m, kk, n) = (geo.m, geo.k, geo.n);
     let batch = geo.batch.clone();
     let view = |buf: BufId, p: &[usize]| -> LResult<View> {
         let own = strides(p);
         let lead = batch.len() - (p.len() - 2);
         let strides = (0..batch.len())
-            .map(|i| if i < lead || p[i - lead] == 1 { Ok(0) } else { as_i64(own[i - lead]) })
+            .map(|i| {
+                if i < lead || p[i - lead] == 1 {
+                    Ok(0)
+                } else {
+                    as_i64(own[i - lead])
+                }
+            })
             .collect::<LResult<_>>()?;
-        Ok(View { buf, offset: 0, strides })
+        Ok(View {
+            buf,
+            offset: 0,
+            strides,
+        })
     };
     let va = view(BufId::In(0), &pa)?;
     let vb = view(BufId::In(1), &pb)?;
@@ -218,8 +291,20 @@ pub(crate) fn lower(k: &mut Kernel, _: &MatMul) -> LResult {
     };
     let (ka, nb) = (as_i64(kk)?, as_i64(n)?);
     for_each(k, &batch, &[va, vb, vc], false, |k, at, _| {
-        let a = Mat { buf: BufId::In(0), base: at[0].idx, rs: ka, cs: 1 };
-        let b = Mat { buf: BufId::In(1), base: at[1].idx, rs: nb, cs: 1 };
-        product(k, a, b, (m, kk, n), at[2].idx, &mut |_, acc, _, _, _| Ok(acc))
+        let a = Mat {
+            buf: BufId::In(0),
+            base: at[0].idx,
+            rs: ka,
+            cs: 1,
+        };
+        let b = Mat {
+            buf: BufId::In(1),
+            base: at[1].idx,
+            rs: nb,
+            cs: 1,
+        };
+        product(k, a, b, (m, kk, n), at[2].idx, &mut |_, acc, _, _, _| {
+            Ok(acc)
+        })
     })
 }

@@ -41,7 +41,10 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef) -> LResult {
     match op {
         // The memory plan gives these storage of their own (inputs, weights) or their
         // operand's (reshape views), never a kernel.
-        Op::Input(_) | Op::Const(_) | Op::Reshape(_) => Err(CodegenError::lower(node, "has no kernel: the memory plan places it")),
+        Op::Input(_) | Op::Const(_) | Op::Reshape(_) => Err(CodegenError::lower(
+            node,
+            "has no kernel: the memory plan places it",
+        )),
         Op::Conv(o) => conv::lower(k, o),
         Op::BatchNorm(o) => batch_norm::lower(k, o),
         Op::Unary(o) => unary::lower(k, o),

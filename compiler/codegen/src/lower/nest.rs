@@ -28,7 +28,10 @@ impl View {
         Ok(View {
             buf,
             offset: 0,
-            strides: strides(shape).into_iter().map(as_i64).collect::<LResult<_>>()?,
+            strides: strides(shape)
+                .into_iter()
+                .map(as_i64)
+                .collect::<LResult<_>>()?,
         })
     }
 
@@ -45,7 +48,11 @@ impl View {
                 }
             })
             .collect::<LResult<_>>()?;
-        Ok(View { buf, offset: 0, strides })
+        Ok(View {
+            buf,
+            offset: 0,
+            strides,
+        })
     }
 }
 
@@ -90,7 +97,11 @@ pub(crate) fn for_each_from(
         && dims.last().is_some_and(|&n| n >= LANES)
         && views.iter().all(inner_ok)
         && views.last().is_some_and(|v| v.strides.last() == Some(&1));
-    let bases: Vec<Value> = views.iter().zip(bases).map(|(v, &b)| k.add_imm(b, v.offset)).collect();
+    let bases: Vec<Value> = views
+        .iter()
+        .zip(bases)
+        .map(|(v, &b)| k.add_imm(b, v.offset))
+        .collect();
     level(k, &dims, &views, 0, &bases, vec_ok, &mut body)
 }
 
@@ -104,14 +115,23 @@ fn level(
     body: &mut impl FnMut(&mut Kernel, &[At], usize) -> LResult,
 ) -> LResult {
     if d == dims.len() {
-        let at: Vec<At> = bases.iter().map(|&idx| At { idx, contiguous: false }).collect();
+        let at: Vec<At> = bases
+            .iter()
+            .map(|&idx| At {
+                idx,
+                contiguous: false,
+            })
+            .collect();
         return body(k, &at, 1);
     }
     let last = d + 1 == dims.len();
     let n = dims[d];
     if last && vec_ok {
         let full = n / LANES * LANES;
-        let emit = |k: &mut Kernel, i: Value, lanes: usize, body: &mut dyn FnMut(&mut Kernel, &[At], usize) -> LResult| {
+        let emit = |k: &mut Kernel,
+                    i: Value,
+                    lanes: usize,
+                    body: &mut dyn FnMut(&mut Kernel, &[At], usize) -> LResult| {
             let at: Vec<At> = views
                 .iter()
                 .zip(bases)
@@ -186,7 +206,9 @@ pub(crate) fn map(
     views.push(out);
     let bufs: Vec<BufId> = views.iter().map(|v| v.buf).collect();
     for_each(k, dims, &views, vector, |k, at, lanes| {
-        let (out_at, in_at) = at.split_last().ok_or_else(|| crate::error::CodegenError::cranelift(&k.name, "map without result"))?;
+        let (out_at, in_at) = at
+            .split_last()
+            .ok_or_else(|| crate::error::CodegenError::cranelift(&k.name, "map without result"))?;
         let mut vals = Vec::with_capacity(in_at.len());
         for (a, &buf) in in_at.iter().zip(&bufs) {
             let v = if lanes > 1 {
@@ -204,7 +226,11 @@ pub(crate) fn map(
 }
 
 /// Horizontal combination of the 4 lanes of `v` with `op` (lane order 0, 1, 2, 3).
-pub(crate) fn reduce_lanes(k: &mut Kernel, v: Value, mut op: impl FnMut(&mut Kernel, Value, Value) -> Value) -> Value {
+pub(crate) fn reduce_lanes(
+    k: &mut Kernel,
+    v: Value,
+    mut op: impl FnMut(&mut Kernel, Value, Value) -> Value,
+) -> Value {
     let mut acc = k.b.ins().extractlane(v, 0u8);
     for l in 1..LANES as u8 {
         let x = k.b.ins().extractlane(v, l);

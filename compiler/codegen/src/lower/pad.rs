@@ -34,7 +34,13 @@ pub(crate) fn lower(k: &mut Kernel, op: &Pad, node: &NodeRef) -> LResult {
     let mut runs: Vec<Vec<Run>> = Vec::with_capacity(r);
     for d in 0..r {
         let map = source_map(op, xs[d], op.pads[d], op.pads[d + r], ys[d]).ok_or_else(|| {
-            CodegenError::lower(node, format!("{} padding of dim {d} needs more than its extent after cropping", op.mode.name()))
+            CodegenError::lower(
+                node,
+                format!(
+                    "{} padding of dim {d} needs more than its extent after cropping",
+                    op.mode.name()
+                ),
+            )
         })?;
         runs.push(split(&map));
     }
@@ -49,13 +55,21 @@ pub(crate) fn lower(k: &mut Kernel, op: &Pad, node: &NodeRef) -> LResult {
     loop {
         let sel: Vec<Run> = (0..r).map(|d| runs[d][choice[d]]).collect();
         let dims: Vec<usize> = sel.iter().map(|s| s.len).collect();
-        let mut out = View { buf: BufId::Out, offset: 0, strides: Vec::with_capacity(r) };
+        let mut out = View {
+            buf: BufId::Out,
+            offset: 0,
+            strides: Vec::with_capacity(r),
+        };
         for (d, s) in sel.iter().enumerate() {
             out.offset += as_i64(s.start * out_strides[d])?;
             out.strides.push(as_i64(out_strides[d])?);
         }
         if sel.iter().all(|s| s.src.is_some()) {
-            let mut src = View { buf: BufId::In(0), offset: 0, strides: Vec::with_capacity(r) };
+            let mut src = View {
+                buf: BufId::In(0),
+                offset: 0,
+                strides: Vec::with_capacity(r),
+            };
             for (d, s) in sel.iter().enumerate() {
                 if let Some((start, step)) = s.src {
                     let st = as_i64(in_strides[d])?;
@@ -92,7 +106,13 @@ pub(crate) fn lower(k: &mut Kernel, op: &Pad, node: &NodeRef) -> LResult {
 
 /// Source index of each result coordinate of one dim (`None`: the constant), or `None` when
 /// the padding does not fit the cropped extent m (reflect: pad >= m; edge: m = 0).
-fn source_map(op: &Pad, d: usize, begin: i64, end: i64, out_len: usize) -> Option<Vec<Option<usize>>> {
+fn source_map(
+    op: &Pad,
+    d: usize,
+    begin: i64,
+    end: i64,
+    out_len: usize,
+) -> Option<Vec<Option<usize>>> {
     let (d, b, e) = (d as i128, i128::from(begin), i128::from(end));
     let lo = (-b).max(0);
     let m = d - lo - (-e).max(0);

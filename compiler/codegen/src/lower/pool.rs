@@ -30,7 +30,14 @@ pub(crate) fn lower_max(k: &mut Kernel, op: &MaxPool) -> LResult {
 }
 
 /// The two spatial axes of a windowed NCHW op.
-pub(crate) fn axes(input: &[usize], output: &[usize], kernel: [usize; 2], strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2]) -> [Axis; 2] {
+pub(crate) fn axes(
+    input: &[usize],
+    output: &[usize],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    pads: [usize; 4],
+    dilations: [usize; 2],
+) -> [Axis; 2] {
     [0, 1].map(|i| Axis {
         input: input[2 + i],
         output: output[2 + i],
@@ -42,7 +49,14 @@ pub(crate) fn axes(input: &[usize], output: &[usize], kernel: [usize; 2], stride
     })
 }
 
-fn pool(k: &mut Kernel, kind: Kind, kernel: [usize; 2], strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2]) -> LResult {
+fn pool(
+    k: &mut Kernel,
+    kind: Kind,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    pads: [usize; 4],
+    dilations: [usize; 2],
+) -> LResult {
     let xs = k.shape(BufId::In(0));
     let ys = k.shape(BufId::Out);
     let [ay, ax] = axes(&xs, &ys, kernel, strides, pads, dilations);
@@ -54,9 +68,19 @@ fn pool(k: &mut Kernel, kind: Kind, kernel: [usize; 2], strides: [usize; 2], pad
         for rs in &rows {
             k.loop_range(rs.start, rs.end, 1, |k, oy| {
                 for cs in &cols {
-                    let vec_end = if ax.stride == 1 { cs.start + (cs.end - cs.start) / LANES * LANES } else { cs.start };
+                    let vec_end = if ax.stride == 1 {
+                        cs.start + (cs.end - cs.start) / LANES * LANES
+                    } else {
+                        cs.start
+                    };
                     let cell = |k: &mut Kernel, ox: Value, lanes: usize| {
-                        let at = Cell { xb, yb, oy, ox, lanes };
+                        let at = Cell {
+                            xb,
+                            yb,
+                            oy,
+                            ox,
+                            lanes,
+                        };
                         emit_cell(k, kind, &ay, &ax, rs, cs, (w, ow), at)
                     };
                     k.loop_range(cs.start, vec_end, LANES, |k, ox| cell(k, ox, LANES))?;
@@ -79,7 +103,16 @@ struct Cell {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn emit_cell(k: &mut Kernel, kind: Kind, ay: &Axis, ax: &Axis, rs: &Segment, cs: &Segment, (w, ow): (usize, usize), at: Cell) -> LResult {
+fn emit_cell(
+    k: &mut Kernel,
+    kind: Kind,
+    ay: &Axis,
+    ax: &Axis,
+    rs: &Segment,
+    cs: &Segment,
+    (w, ow): (usize, usize),
+    at: Cell,
+) -> LResult {
     let lanes = at.lanes;
     let init = match kind {
         Kind::Max => f32::NEG_INFINITY,

@@ -39,16 +39,26 @@ pub(crate) fn lower(k: &mut Kernel, op: &Reduce) -> LResult {
         View {
             buf: BufId::In(0),
             offset: 0,
-            strides: kept.iter().map(|&d| as_i64(own[d])).collect::<LResult<_>>()?,
+            strides: kept
+                .iter()
+                .map(|&d| as_i64(own[d]))
+                .collect::<LResult<_>>()?,
         },
         View::dense(BufId::Out, &kept_dims)?,
     ];
     let f32 = dtype == DType::F32;
     for_each(k, &kept_dims, &views, f32, |k, at, lanes| {
-        let ty = if f32 { super::kernel::f32_type(lanes) } else { clif_type(dtype) };
+        let ty = if f32 {
+            super::kernel::f32_type(lanes)
+        } else {
+            clif_type(dtype)
+        };
         let init = identity(k, op.kind, ty, lanes);
         let acc = k.var(ty, init);
-        let inner_run = red.last().filter(|&&(n, s)| f32 && lanes == 1 && s == 1 && n >= LANES).copied();
+        let inner_run = red
+            .last()
+            .filter(|&&(n, s)| f32 && lanes == 1 && s == 1 && n >= LANES)
+            .copied();
         match inner_run {
             Some((n, _)) => {
                 // Vector partial accumulators along the contiguous innermost reduced dim.
@@ -87,7 +97,11 @@ pub(crate) fn lower(k: &mut Kernel, op: &Reduce) -> LResult {
                     k.load(BufId::In(0), ty, idx)
                 };
                 let a = k.b.use_var(acc);
-                let a = if f32 { combine(k, op.kind, a, v) } else { int_step(k, op.kind, a, v) };
+                let a = if f32 {
+                    combine(k, op.kind, a, v)
+                } else {
+                    int_step(k, op.kind, a, v)
+                };
                 k.b.def_var(acc, a);
                 Ok(())
             })?,
@@ -103,7 +117,12 @@ pub(crate) fn lower(k: &mut Kernel, op: &Reduce) -> LResult {
 }
 
 /// Loops over `dims` (extent, stride) from `base`, calling `body` with each element index.
-fn nest(k: &mut Kernel, dims: &[(usize, i64)], base: Value, body: &mut dyn FnMut(&mut Kernel, Value) -> LResult) -> LResult {
+fn nest(
+    k: &mut Kernel,
+    dims: &[(usize, i64)],
+    base: Value,
+    body: &mut dyn FnMut(&mut Kernel, Value) -> LResult,
+) -> LResult {
     match dims.split_first() {
         None => body(k, base),
         Some((&(n, s), rest)) => k.loop_n(n, |k, i| {

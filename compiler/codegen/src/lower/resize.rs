@@ -64,7 +64,10 @@ fn taps(op: &Resize, x: f64, n: usize) -> [(usize, f64); 2] {
             let i = clamp_index(fl, n);
             [(i, 1.0), (i, 0.0)]
         }
-        ResizeMode::Linear => [(clamp_index(fl, n), 1.0 - frac), (clamp_index(fl + 1.0, n), frac)],
+        ResizeMode::Linear => [
+            (clamp_index(fl, n), 1.0 - frac),
+            (clamp_index(fl + 1.0, n), frac),
+        ],
     }
 }
 
@@ -101,12 +104,21 @@ pub(crate) fn lower(k: &mut Kernel, op: &Resize, node: &NodeRef) -> LResult {
         }));
     }
     if tables.iter().flatten().count() > MAX_RESAMPLED {
-        return Err(CodegenError::lower(node, format!("resize of more than {MAX_RESAMPLED} dims")));
+        return Err(CodegenError::lower(
+            node,
+            format!("resize of more than {MAX_RESAMPLED} dims"),
+        ));
     }
     let one = k.fconst(1, 1.0);
     let zero = k.iconst(0);
     let linear = op.mode == ResizeMode::Linear;
-    let ctx = Ctx { ys: ys.clone(), own, tables, linear, ystrides: strides(&ys) };
+    let ctx = Ctx {
+        ys: ys.clone(),
+        own,
+        tables,
+        linear,
+        ystrides: strides(&ys),
+    };
     level(k, &ctx, 0, &[(zero, one)], zero)
 }
 

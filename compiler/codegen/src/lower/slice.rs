@@ -31,5 +31,12 @@ pub(crate) fn lower(k: &mut Kernel, op: &Slice) -> LResult {
         strides: view_strides,
     };
     let vector = k.dtype(BufId::Out) == DType::F32;
-    map(k, &shape, &[view], View::dense(BufId::Out, &shape)?, vector, |_, v, _| Ok(v[0]))
+    map(
+        k,
+        &shape,
+        &[view],
+        View::dense(BufId::Out, &shape)?,
+        vector,
+        |_, v, _| Ok(v[0]),
+    )
 }

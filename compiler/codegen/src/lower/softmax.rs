@@ -17,8 +17,16 @@ pub(crate) fn lower(k: &mut Kernel, op: &Softmax) -> LResult {
     let row = as_i64(inner)?;
     let strides = vec![as_i64(len * inner)?, 1];
     let views = [
-        View { buf: BufId::In(0), offset: 0, strides: strides.clone() },
-        View { buf: BufId::Out, offset: 0, strides },
+        View {
+            buf: BufId::In(0),
+            offset: 0,
+            strides: strides.clone(),
+        },
+        View {
+            buf: BufId::Out,
+            offset: 0,
+            strides,
+        },
     ];
     if len == 0 {
         return Ok(());

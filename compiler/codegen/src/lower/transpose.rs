@@ -13,8 +13,19 @@ pub(crate) fn lower(k: &mut Kernel, op: &Transpose) -> LResult {
     let view = View {
         buf: BufId::In(0),
         offset: 0,
-        strides: op.perm.iter().map(|&p| as_i64(in_strides[p])).collect::<LResult<_>>()?,
+        strides: op
+            .perm
+            .iter()
+            .map(|&p| as_i64(in_strides[p]))
+            .collect::<LResult<_>>()?,
     };
     let vector = k.dtype(BufId::Out) == DType::F32;
-    map(k, &shape, &[view], View::dense(BufId::Out, &shape)?, vector, |_, v, _| Ok(v[0]))
+    map(
+        k,
+        &shape,
+        &[view],
+        View::dense(BufId::Out, &shape)?,
+        vector,
+        |_, v, _| Ok(v[0]),
+    )
 }

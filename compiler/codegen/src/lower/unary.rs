@@ -14,9 +14,14 @@ use dync_ir::ops::{Unary, UnaryKind};
 pub(crate) fn lower(k: &mut Kernel, op: &Unary) -> LResult {
     let shape = k.shape(BufId::Out);
     let ins = [View::dense(BufId::In(0), &shape)?];
-    map(k, &shape, &ins, View::dense(BufId::Out, &shape)?, true, |k, v, lanes| {
-        apply(k, op.kind, v[0], lanes)
-    })
+    map(
+        k,
+        &shape,
+        &ins,
+        View::dense(BufId::Out, &shape)?,
+        true,
+        |k, v, lanes| apply(k, op.kind, v[0], lanes),
+    )
 }
 
 fn clamp(k: &mut Kernel, lanes: usize, x: Value, lo: f32, hi: f32) -> Value {

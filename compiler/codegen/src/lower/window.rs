@@ -82,7 +82,15 @@ mod tests {
 
     #[test]
     fn padded_3x3_has_one_border_output_each_side() {
-        let a = Axis { input: 5, output: 5, pad_begin: 1, pad_end: 1, kernel: 3, stride: 1, dilation: 1 };
+        let a = Axis {
+            input: 5,
+            output: 5,
+            pad_begin: 1,
+            pad_end: 1,
+            kernel: 3,
+            stride: 1,
+            dilation: 1,
+        };
         let s = a.segments();
         assert_eq!(s.len(), 3);
         assert_eq!((s[0].start, s[0].k_lo, s[0].k_hi), (0, 1, 3));

@@ -14,7 +14,11 @@ pub fn rng(seed: u64) -> ChaCha8Rng {
 /// Uniform f32 in [-2, 2).
 pub fn rand_f32(r: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
     let n = shape.iter().product();
-    Tensor::from_f32(shape, (0..n).map(|_| r.random_range(-2.0f32..2.0)).collect()).unwrap()
+    Tensor::from_f32(
+        shape,
+        (0..n).map(|_| r.random_range(-2.0f32..2.0)).collect(),
+    )
+    .unwrap()
 }
 
 /// Random tensor of `dtype`: f32 in [-2, 2), ints in [-9, 9], bools.
@@ -51,7 +55,9 @@ pub fn one_node(op: Op, args: Vec<Arg>) -> (Graph, Vec<Tensor>) {
             Arg::Const(t) => g.add_const(t, None),
         });
     }
-    let y = g.add(op, &ids, Some("test_node".into())).expect("valid test node");
+    let y = g
+        .add(op, &ids, Some("test_node".into()))
+        .expect("valid test node");
     g.set_output("y", y);
     (g, inputs)
 }
@@ -63,8 +69,13 @@ pub fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
     match (got.data(), want.data()) {
         (TensorData::F32(a), TensorData::F32(b)) => {
             for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-                let ok = (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= 1e-5 + 1e-4 * y.abs();
-                assert!(ok, "{what}: element {i}: jit {x}, interp {y} (shape {:?})", got.shape());
+                let ok =
+                    (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= 1e-5 + 1e-4 * y.abs();
+                assert!(
+                    ok,
+                    "{what}: element {i}: jit {x}, interp {y} (shape {:?})",
+                    got.shape()
+                );
             }
         }
         (a, b) => assert_eq!(a, b, "{what}"),
@@ -77,9 +88,15 @@ pub fn check_graph(g: &Graph, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
     let want = dync_interp::run(g, inputs).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
     let mut last = Vec::new();
     for checked in [false, true] {
-        let opts = CodegenOptions { checked, ..Default::default() };
-        let m = JitModel::compile(g, &opts).unwrap_or_else(|e| panic!("{what}: compile (checked={checked}): {e}"));
-        let got = m.run(inputs).unwrap_or_else(|e| panic!("{what}: run (checked={checked}): {e}"));
+        let opts = CodegenOptions {
+            checked,
+            ..Default::default()
+        };
+        let m = JitModel::compile(g, &opts)
+            .unwrap_or_else(|e| panic!("{what}: compile (checked={checked}): {e}"));
+        let got = m
+            .run(inputs)
+            .unwrap_or_else(|e| panic!("{what}: run (checked={checked}): {e}"));
         assert_eq!(got.len(), want.len());
         for (gt, wt) in got.iter().zip(&want) {
             assert_close(gt, wt, &format!("{what} (checked={checked})"));
