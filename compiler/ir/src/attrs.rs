@@ -136,7 +136,9 @@ impl AttrReader {
     pub fn int(&mut self, name: &str) -> Result<i64, String> {
         match self.take(name)? {
             AttrValue::Int(i) => Ok(i),
-            other => Err(format!("attribute `{name}`: expected an integer, got {other:?}")),
+            other => Err(format!(
+                "attribute `{name}`: expected an integer, got {other:?}"
+            )),
         }
     }
     pub fn usize(&mut self, name: &str) -> Result<usize, String> {
@@ -147,14 +149,18 @@ impl AttrReader {
         match self.take(name)? {
             AttrValue::Float(x) => Ok(x),
             AttrValue::Int(i) => Ok(i as f32),
-            other => Err(format!("attribute `{name}`: expected a float, got {other:?}")),
+            other => Err(format!(
+                "attribute `{name}`: expected a float, got {other:?}"
+            )),
         }
     }
     pub fn ints(&mut self, name: &str) -> Result<Vec<i64>, String> {
         match self.take(name)? {
             AttrValue::Ints(v) => Ok(v),
             AttrValue::Floats(v) if v.is_empty() => Ok(vec![]),
-            other => Err(format!("attribute `{name}`: expected integers, got {other:?}")),
+            other => Err(format!(
+                "attribute `{name}`: expected integers, got {other:?}"
+            )),
         }
     }
     pub fn usizes(&mut self, name: &str) -> Result<Vec<usize>, String> {
@@ -167,26 +173,34 @@ impl AttrReader {
         match self.take(name)? {
             AttrValue::Floats(v) => Ok(v),
             AttrValue::Ints(v) => Ok(v.into_iter().map(|i| i as f32).collect()),
-            other => Err(format!("attribute `{name}`: expected floats, got {other:?}")),
+            other => Err(format!(
+                "attribute `{name}`: expected floats, got {other:?}"
+            )),
         }
     }
     pub fn ident(&mut self, name: &str) -> Result<String, String> {
         match self.take(name)? {
             AttrValue::Ident(s) => Ok(s),
-            other => Err(format!("attribute `{name}`: expected a name, got {other:?}")),
+            other => Err(format!(
+                "attribute `{name}`: expected a name, got {other:?}"
+            )),
         }
     }
     pub fn bool(&mut self, name: &str) -> Result<bool, String> {
         match self.ident(name)?.as_str() {
             "true" => Ok(true),
             "false" => Ok(false),
-            other => Err(format!("attribute `{name}`: expected true or false, got {other}")),
+            other => Err(format!(
+                "attribute `{name}`: expected true or false, got {other}"
+            )),
         }
     }
     pub fn str(&mut self, name: &str) -> Result<String, String> {
         match self.take(name)? {
             AttrValue::Str(s) => Ok(s),
-            other => Err(format!("attribute `{name}`: expected a string, got {other:?}")),
+            other => Err(format!(
+                "attribute `{name}`: expected a string, got {other:?}"
+            )),
         }
     }
     /// Parses an identifier attribute through `FromStr`-like `f`, naming the attribute on error.

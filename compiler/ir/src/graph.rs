@@ -60,7 +60,12 @@ impl Graph {
     }
 
     /// Adds `op` applied to `operands`, inferring its result type.
-    pub fn add(&mut self, op: Op, operands: &[NodeId], origin: Option<String>) -> Result<NodeId, ShapeError> {
+    pub fn add(
+        &mut self,
+        op: Op,
+        operands: &[NodeId],
+        origin: Option<String>,
+    ) -> Result<NodeId, ShapeError> {
         let tys: Vec<&TensorType> = operands.iter().map(|&o| &self.g[o].ty).collect();
         let ty = op.infer(&tys)?;
         Ok(self.add_typed(op, operands, ty, origin))
@@ -68,7 +73,13 @@ impl Graph {
 
     /// Adds a node with a declared type, without inference (the parser uses this; the verifier
     /// then checks the declaration).
-    pub fn add_typed(&mut self, op: Op, operands: &[NodeId], ty: TensorType, origin: Option<String>) -> NodeId {
+    pub fn add_typed(
+        &mut self,
+        op: Op,
+        operands: &[NodeId],
+        ty: TensorType,
+        origin: Option<String>,
+    ) -> NodeId {
         let id = self.g.add_node(Node { op, ty, origin });
         for (port, &o) in operands.iter().enumerate() {
             self.g.add_edge(o, id, port);
@@ -173,7 +184,11 @@ impl Graph {
                 stack.extend(self.g.neighbors_directed(n, Direction::Incoming));
             }
         }
-        let dead: Vec<NodeId> = self.g.node_indices().filter(|n| !live.contains(n)).collect();
+        let dead: Vec<NodeId> = self
+            .g
+            .node_indices()
+            .filter(|n| !live.contains(n))
+            .collect();
         for &n in &dead {
             self.g.remove_node(n);
         }
@@ -189,7 +204,10 @@ impl Graph {
 
     /// Multiply-accumulates of the whole graph.
     pub fn macs(&self) -> u64 {
-        self.g.node_indices().map(|n| self.node_macs(n)).fold(0, u64::saturating_add)
+        self.g
+            .node_indices()
+            .map(|n| self.node_macs(n))
+            .fold(0, u64::saturating_add)
     }
 
     /// Node ids in insertion order (not necessarily topological).
