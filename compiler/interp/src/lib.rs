@@ -21,6 +21,7 @@ mod cast;
 mod concat;
 mod conv;
 mod data;
+mod dyn_conv;
 mod einsum;
 mod expand;
 mod gather;
@@ -67,6 +68,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, Eva
         Op::Input(_) => Err(EvalError::GraphInput),
         Op::Const(c) => c.value.as_deref().cloned().ok_or(EvalError::MissingData),
         Op::Conv(o) => conv::conv(o, inputs, out),
+        Op::DynConv(o) => dyn_conv::dyn_conv(o, inputs, out),
         Op::BatchNorm(o) => batch_norm::batch_norm(o, inputs, out),
         Op::Unary(o) => unary::unary(o, inputs, out),
         Op::Binary(o) => binary::binary(o, inputs, out),

@@ -19,6 +19,7 @@ mod cast;
 mod concat;
 mod constant;
 mod conv;
+mod dyn_conv;
 mod einsum;
 mod expand;
 mod gather;
@@ -41,6 +42,7 @@ pub use cast::Cast;
 pub use concat::Concat;
 pub use constant::{Const, INLINE_LIMIT};
 pub use conv::{conv_out_dim, Conv};
+pub use dyn_conv::DynConv;
 pub use einsum::{Einsum, EinsumSpec};
 pub use expand::Expand;
 pub use gather::Gather;
@@ -151,6 +153,7 @@ define_ops! {
     Input(Input),
     Const(Const),
     Conv(Conv),
+    DynConv(DynConv),
     BatchNorm(BatchNorm),
     Unary(Unary),
     Binary(Binary),
