@@ -1,0 +1,51 @@
+//! The pass pipeline and the registry of pass names (for `--print-after` and golden tests).
+//!
+//! Order: clean up the imported graph, recognize dynamic convolutions, then fold BatchNorm (after
+//! recognition, so that a BN after a recognized `dyn_conv` folds into its bank).
+
+use crate::error::PassError;
+use crate::manager::{Pass, PassManager, PrintAfter};
+use crate::passes::{dce::Dce, fold_bn::FoldBn, fold_constants::FoldConstants};
+use dync_ir::Graph;
+
+/// Every pass name, in pipeline order.
+pub const PASS_NAMES: &[&str] = &["fold_constants", "dce", "fold_bn"];
+
+/// The pass called `name`.
+pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
+    Some(match name {
+        "fold_constants" => Box::new(FoldConstants),
+        "dce" => Box::new(Dce),
+        "fold_bn" => Box::new(FoldBn),
+        _ => return None,
+    })
+}
+
+/// What the pipeline does.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Leave dynamic convolutions as the generic ops they were exported as (the `literal`
+    /// baseline of `dync bench`).
+    pub literal: bool,
+    pub print_after: PrintAfter,
+}
+
+/// The passes to run, in order.
+pub fn pipeline(opts: &Options) -> Vec<Box<dyn Pass>> {
+    let _ = opts.literal;
+    PASS_NAMES.iter().filter_map(|n| lookup(n)).collect()
+}
+
+/// Runs the pipeline on `g`; the returned manager holds timings, dumps and remarks.
+pub fn optimize(g: &mut Graph, opts: &Options) -> Result<PassManager, PassError> {
+    if let PrintAfter::Pass(p) = &opts.print_after {
+        if lookup(p).is_none() {
+            return Err(PassError::UnknownPass(p.clone()));
+        }
+    }
+    let mut pm = PassManager::new(opts.print_after.clone());
+    for pass in pipeline(opts) {
+        pm.run(pass.as_ref(), g)?;
+    }
+    Ok(pm)
+}
