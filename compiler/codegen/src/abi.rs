@@ -12,8 +12,9 @@
 //! - Returns 0 on success, otherwise a status `(kernel + 1) << 8 | fault` naming the kernel
 //!   (index into the model's kernel list, in execution order) and the [`Fault`].
 //!
-//! Kernels (one per IR node, internal): `fn(operand_0, ..., operand_n, result) -> i32` with one
-//! pointer per operand and one for the result; they return 0 or a [`Fault`] code.
+//! Kernels (one per IR node, internal): `fn(operand_0, ..., operand_n, result[, scratch]) -> i32`
+//! with one pointer per operand, one for the result and, for kernels that need it, one for
+//! scratch memory in the arena; they return 0 or a [`Fault`] code.
 //!
 //! Transcendental functions that the lowering does not inline are calls to the `extern "C"`
 //! functions named in [`crate::libcalls`]; the JIT binds them in process, AOT objects will

@@ -82,7 +82,13 @@ pub fn emit_model<M: Module>(
         let node = g.node(id);
         let nref = node_ref(g, &num, id);
         let operands = g.operands(id);
-        let sig = abi::kernel_signature(call_conv, ptr, operands.len() + 1);
+        let operand_tys: Vec<&TensorType> = operands.iter().map(|&o| g.ty(o)).collect();
+        let scratch = lower::scratch_elems(&node.op, &operand_tys);
+        let sig = abi::kernel_signature(
+            call_conv,
+            ptr,
+            operands.len() + 1 + usize::from(scratch > 0),
+        );
         let name = format!("dync_kernel_{i}");
         let fid = module
             .declare_function(&name, Linkage::Local, &sig)
@@ -99,7 +105,15 @@ pub fn emit_model<M: Module>(
             })
             .collect();
         let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let mut k = Kernel::new(b, (tys, node.ty.clone()), opts.checked, module, &math, name)?;
+        let mut k = Kernel::new(
+            b,
+            (tys, node.ty.clone()),
+            scratch,
+            opts.checked,
+            module,
+            &math,
+            name,
+        )?;
         lower::lower(&mut k, &node.op, &nref)?;
         k.finish();
         module
@@ -254,6 +268,9 @@ fn emit_entry(
                 args.push(address(&mut b, storage_of(o)?)?);
             }
             args.push(address(&mut b, storage_of(id)?)?);
+            if let Some(&off) = plan.scratch.get(&id) {
+                args.push(address(&mut b, Storage::Arena(off))?);
+            }
             let fref = module.declare_func_in_func(fid, b.func);
             let call = b.ins().call(fref, &args);
             let status = b.inst_results(call)[0];

@@ -14,6 +14,9 @@
 //!   never overlaps its operands). Buffers are placed in order of definition, each in the
 //!   smallest gap left by the buffers live at the same time (best fit), or above them.
 //!
+//! - A kernel that needs scratch memory (see `lower::scratch_elems`) gets an arena buffer live
+//!   only at its own step.
+//!
 //! Only nodes that some output depends on are planned (dead nodes get no kernel). Requires a
 //! verified graph; sizes are overflow-checked.
 
@@ -45,6 +48,8 @@ pub struct ArenaBuffer {
     /// First and last kernel step (index into `MemoryPlan::kernels`) at which it is live.
     pub first: usize,
     pub last: usize,
+    /// The kernel's scratch memory rather than its result.
+    pub scratch: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -57,6 +62,8 @@ pub struct MemoryPlan {
     pub weights: Vec<(NodeId, usize)>,
     /// Outputs filled by copying (output index, value), after all kernels ran.
     pub copies: Vec<(usize, NodeId)>,
+    /// Arena offsets of the kernels' scratch buffers.
+    pub scratch: HashMap<NodeId, usize>,
     /// Arena buffers, in placement order.
     pub buffers: Vec<ArenaBuffer>,
     pub arena_bytes: usize,
@@ -152,40 +159,30 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
         }
     }
     let mut buffers: Vec<ArenaBuffer> = Vec::new();
+    let mut scratch = HashMap::new();
     let mut arena_bytes = 0usize;
     for (s, &k) in kernels.iter().enumerate() {
-        if storage.contains_key(&k) {
-            continue;
+        if let std::collections::hash_map::Entry::Vacant(slot) = storage.entry(k) {
+            let bytes = g
+                .ty(k)
+                .bytes()
+                .map_err(|e| CodegenError::Overflow(e.to_string()))?;
+            let end = last.get(&k).copied().unwrap_or(s);
+            let offset = place(&mut buffers, &mut arena_bytes, k, bytes, (s, end), false)?;
+            slot.insert(Storage::Arena(offset));
         }
-        let bytes = g
-            .ty(k)
-            .bytes()
-            .map_err(|e| CodegenError::Overflow(e.to_string()))?;
-        let reserved = align_up(bytes)?;
-        let end = last.get(&k).copied().unwrap_or(s);
-        let offset = if reserved == 0 {
-            0
-        } else {
-            let mut busy: Vec<(usize, usize)> = buffers
-                .iter()
-                .filter(|b| b.first <= end && s <= b.last && b.bytes > 0)
-                .map(|b| (b.offset, b.offset + align_up(b.bytes).unwrap_or(b.bytes)))
-                .collect();
-            busy.sort_unstable();
-            best_fit(&busy, reserved)?
-        };
-        let top = offset
-            .checked_add(reserved)
-            .ok_or_else(|| CodegenError::Overflow("the arena".into()))?;
-        arena_bytes = arena_bytes.max(top);
-        storage.insert(k, Storage::Arena(offset));
-        buffers.push(ArenaBuffer {
-            root: k,
-            offset,
-            bytes,
-            first: s,
-            last: end,
-        });
+        let operands: Vec<&dync_ir::TensorType> =
+            g.operands(k).into_iter().map(|o| g.ty(o)).collect();
+        let elems = crate::lower::scratch_elems(&g.node(k).op, &operands);
+        if elems > 0 {
+            let bytes = elems
+                .checked_mul(4)
+                .ok_or_else(|| CodegenError::Overflow("a scratch buffer".into()))?;
+            scratch.insert(
+                k,
+                place(&mut buffers, &mut arena_bytes, k, bytes, (s, s), true)?,
+            );
+        }
     }
     // Views share their root's storage.
     for &id in &order {
@@ -200,10 +197,50 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
         storage,
         weights,
         copies,
+        scratch,
         buffers,
         arena_bytes,
         weight_bytes,
     })
+}
+
+/// Places a buffer of `bytes` live over `steps` (inclusive) among `buffers`, in the smallest
+/// gap left by the buffers live at the same time; returns its offset.
+fn place(
+    buffers: &mut Vec<ArenaBuffer>,
+    arena_bytes: &mut usize,
+    root: NodeId,
+    bytes: usize,
+    (first, last): (usize, usize),
+    scratch: bool,
+) -> Result<usize, CodegenError> {
+    let reserved = align_up(bytes)?;
+    let offset = if reserved == 0 {
+        0
+    } else {
+        let mut busy: Vec<(usize, usize)> = Vec::new();
+        for b in buffers
+            .iter()
+            .filter(|b| b.first <= last && first <= b.last && b.bytes > 0)
+        {
+            busy.push((b.offset, b.offset + align_up(b.bytes)?));
+        }
+        busy.sort_unstable();
+        best_fit(&busy, reserved)?
+    };
+    let top = offset
+        .checked_add(reserved)
+        .ok_or_else(|| CodegenError::Overflow("the arena".into()))?;
+    *arena_bytes = (*arena_bytes).max(top);
+    buffers.push(ArenaBuffer {
+        root,
+        offset,
+        bytes,
+        first,
+        last,
+        scratch,
+    });
+    Ok(offset)
 }
 
 /// The offset of the smallest gap among `busy` (sorted, half-open byte ranges) that holds

@@ -191,6 +191,53 @@ fn dynamic_convolution_matches_the_interpreter() {
     check_graph(&g, &[input], "dynamic conv");
 }
 
+#[test]
+fn dyn_conv_op_matches_the_interpreter() {
+    let mut r = rng(102);
+    // (n, c, o, experts, k, stride, pad, group, per_channel, bias, bias_bank)
+    #[rustfmt::skip]
+    let cases = [
+        (1, 6, 8, 4, 3, 1, 1, 1, true, false, false),
+        (2, 6, 6, 4, 3, 2, 1, 2, true, true, false),
+        (2, 4, 5, 3, 1, 1, 0, 1, false, true, true),
+        (1, 6, 6, 2, 3, 1, 1, 6, false, false, true),
+        (3, 3, 7, 5, 5, 2, 2, 1, true, true, true),
+    ];
+    for (n, c, o, e, k, s, p, group, per_channel, bias, bias_bank) in cases {
+        let op = DynConv {
+            strides: [s; 2],
+            pads: [p; 4],
+            dilations: [1, 1],
+            group,
+            bias,
+            bias_bank,
+        };
+        let coeff = if per_channel {
+            rand_f32(&mut r, &[n, o, e])
+        } else {
+            rand_f32(&mut r, &[n, e])
+        };
+        let mut args = vec![
+            Arg::In(rand_f32(&mut r, &[n, c, 9, 11])),
+            Arg::In(coeff),
+            Arg::Const(rand_f32(&mut r, &[e, o, c / group, k, k])),
+        ];
+        if bias {
+            args.push(Arg::Const(rand_f32(&mut r, &[o])));
+        }
+        if bias_bank {
+            args.push(Arg::Const(rand_f32(&mut r, &[e, o])));
+        }
+        check_op(
+            Op::DynConv(op),
+            args,
+            &format!(
+                "dyn_conv n{n} c{c} o{o} e{e} k{k} s{s} p{p} g{group} per_channel={per_channel}"
+            ),
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]

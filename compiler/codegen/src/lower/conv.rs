@@ -8,7 +8,8 @@
 //! once (contiguous for stride 1, gathered lane by lane otherwise) and each channel's weight is
 //! broadcast and FMA'd into them. Column remainders use one vector, then scalar columns.
 //! Weights are read in their IR layout, so run-time (dynamic) weights work the same as
-//! constant ones; loads of constant weights may be hoisted.
+//! constant ones; loads of constant weights may be hoisted. `dyn_conv` reuses this per image
+//! ([`conv_image`]) with the kernel it mixed into scratch memory.
 
 use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
 use super::pool::axes;
@@ -22,8 +23,13 @@ const OC_BLOCK: usize = 4;
 /// f32x4 vectors of output columns per register tile.
 const VECS: usize = 2;
 
-/// Static geometry of the node.
-struct Geo {
+/// Static geometry of a convolution, and where its weights and bias are.
+pub(crate) struct Geo {
+    /// Weights [O, C/G, kh, kw] from this element of this buffer.
+    pub weights: (BufId, i64),
+    /// Bias [O] from this element of this buffer.
+    pub bias: Option<(BufId, i64)>,
+    pub group: usize,
     c: usize,
     h: usize,
     w: usize,
@@ -36,48 +42,66 @@ struct Geo {
     ow: usize,
     ay: Axis,
     ax: Axis,
-    bias: bool,
+}
+
+impl Geo {
+    /// The geometry of a convolution of operand 0 into the result with `op`'s attributes and
+    /// weights shaped `ws` [O, C/G, kh, kw].
+    pub fn new(
+        k: &Kernel,
+        op: &Conv,
+        ws: &[usize],
+        w: (BufId, i64),
+        bias: Option<(BufId, i64)>,
+    ) -> Geo {
+        let xs = k.shape(BufId::In(0));
+        let ys = k.shape(BufId::Out);
+        let [ay, ax] = axes(&xs, &ys, [ws[2], ws[3]], op.strides, op.pads, op.dilations);
+        Geo {
+            weights: w,
+            bias,
+            group: op.group,
+            c: xs[1],
+            h: xs[2],
+            w: xs[3],
+            o: ys[1],
+            cg: ws[1],
+            og: ys[1] / op.group,
+            kh: ws[2],
+            kw: ws[3],
+            oh: ys[2],
+            ow: ys[3],
+            ay,
+            ax,
+        }
+    }
 }
 
 pub(crate) fn lower(k: &mut Kernel, op: &Conv) -> LResult {
-    let xs = k.shape(BufId::In(0));
-    let ws = k.shape(BufId::In(1));
-    let ys = k.shape(BufId::Out);
-    let [ay, ax] = axes(&xs, &ys, [ws[2], ws[3]], op.strides, op.pads, op.dilations);
-    let g = Geo {
-        c: xs[1],
-        h: xs[2],
-        w: xs[3],
-        o: ys[1],
-        cg: ws[1],
-        og: ys[1] / op.group,
-        kh: ws[2],
-        kw: ws[3],
-        oh: ys[2],
-        ow: ys[3],
-        ay,
-        ax,
-        bias: k.n_inputs() == 3,
-    };
-    if ys.iter().product::<usize>() == 0 {
+    let bias = (k.n_inputs() == 3).then_some((BufId::In(2), 0));
+    let g = Geo::new(k, op, &k.shape(BufId::In(1)), (BufId::In(1), 0), bias);
+    k.loop_n(k.shape(BufId::In(0))[0], |k, n| conv_image(k, &g, n))
+}
+
+/// All outputs of image `n`.
+pub(crate) fn conv_image(k: &mut Kernel, g: &Geo, n: Value) -> LResult {
+    if g.o * g.oh * g.ow == 0 {
         return Ok(());
     }
     let (rows, cols) = (g.ay.segments(), g.ax.segments());
     let full = g.og / OC_BLOCK;
     let rem = g.og % OC_BLOCK;
-    k.loop_n(xs[0], |k, n| {
-        k.loop_n(op.group, |k, grp| {
-            let oc_grp = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
-            k.loop_n(full, |k, blk| {
-                let oc0 = k.mul_add(oc_grp, blk, as_i64(OC_BLOCK)?);
-                block(k, &g, &rows, &cols, n, grp, oc0, OC_BLOCK)
-            })?;
-            if rem > 0 {
-                let oc0 = k.add_imm(oc_grp, as_i64(full * OC_BLOCK)?);
-                block(k, &g, &rows, &cols, n, grp, oc0, rem)?;
-            }
-            Ok(())
-        })
+    k.loop_n(g.group, |k, grp| {
+        let oc_grp = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
+        k.loop_n(full, |k, blk| {
+            let oc0 = k.mul_add(oc_grp, blk, as_i64(OC_BLOCK)?);
+            block(k, g, &rows, &cols, n, grp, oc0, OC_BLOCK)
+        })?;
+        if rem > 0 {
+            let oc0 = k.add_imm(oc_grp, as_i64(full * OC_BLOCK)?);
+            block(k, g, &rows, &cols, n, grp, oc0, rem)?;
+        }
+        Ok(())
     })
 }
 
@@ -148,14 +172,16 @@ fn tile(
     let mut w_base = Vec::with_capacity(nb);
     for j in 0..nb {
         let oc = k.add_imm(t.oc0, as_i64(j)?);
-        let init = if g.bias {
-            let b = k.load_movable(BufId::In(2), types::F32, oc);
-            k.splat(lanes, b)
-        } else {
-            k.fconst(lanes, 0.0)
+        let init = match g.bias {
+            Some((buf, off)) => {
+                let b = k.load_off(buf, types::F32, oc, off, true);
+                k.splat(lanes, b)
+            }
+            None => k.fconst(lanes, 0.0),
         };
         accs.push((0..vecs).map(|_| k.var(ty, init)).collect());
-        w_base.push(k.b.ins().imul_imm_s(oc, as_i64(g.cg)? * taps));
+        let wb = k.b.ins().imul_imm_s(oc, as_i64(g.cg)? * taps);
+        w_base.push(k.add_imm(wb, g.weights.1));
     }
     // Column of tap 0 of the tile's first output: ox·sx − pad_left.
     let col0 = k.b.ins().imul_imm_s(ox, as_i64(g.ax.stride)?);
@@ -175,14 +201,10 @@ fn tile(
             for kx in cs.k_lo..cs.k_hi {
                 let kxo = as_i64(kx)? * dx;
                 let xv: Vec<Value> = (0..vecs)
-                    .map(|v| {
-                        let idx = k.add_imm(base, as_i64(v * LANES)? * sx + kxo);
-                        Ok(load_x(k, idx, lanes, sx))
-                    })
+                    .map(|v| Ok(load_x(k, base, as_i64(v * LANES)? * sx + kxo, lanes, sx)))
                     .collect::<LResult<_>>()?;
                 for (j, &wr) in w_row.iter().enumerate() {
-                    let wi = k.add_imm(wr, as_i64(kx)?);
-                    let wv = k.load_movable(BufId::In(1), types::F32, wi);
+                    let wv = k.load_off(g.weights.0, types::F32, wr, as_i64(kx)?, true);
                     let wv = k.splat(lanes, wv);
                     for (v, &x) in xv.iter().enumerate() {
                         let a = k.b.use_var(accs[j][v]);
@@ -202,24 +224,23 @@ fn tile(
         let yc = k.b.ins().iadd(yc, t.yn);
         let yc = k.b.ins().iadd(yc, y_row);
         for (v, &var) in acc.iter().enumerate() {
-            let idx = k.add_imm(yc, as_i64(v * LANES)?);
             let val = k.b.use_var(var);
-            k.store(BufId::Out, idx, val);
+            k.store_off(BufId::Out, yc, as_i64(v * LANES)?, val);
         }
     }
     Ok(())
 }
 
-/// `lanes` input values at columns idx, idx + sx, ...: one vector load for stride 1.
-fn load_x(k: &mut Kernel, idx: Value, lanes: usize, sx: i64) -> Value {
+/// `lanes` input values at elements idx + off, idx + off + sx, ...: one vector load for
+/// stride 1, lane by lane otherwise.
+fn load_x(k: &mut Kernel, idx: Value, off: i64, lanes: usize, sx: i64) -> Value {
     if lanes == 1 || sx == 1 {
-        return k.load_f32(BufId::In(0), idx, lanes, true);
+        return k.load_off(BufId::In(0), f32_type(lanes), idx, off, false);
     }
-    let first = k.load(BufId::In(0), types::F32, idx);
+    let first = k.load_off(BufId::In(0), types::F32, idx, off, false);
     let mut v = k.b.ins().splat(types::F32X4, first);
     for l in 1..LANES {
-        let i = k.add_imm(idx, l as i64 * sx);
-        let s = k.load(BufId::In(0), types::F32, i);
+        let s = k.load_off(BufId::In(0), types::F32, idx, off + l as i64 * sx, false);
         v = k.b.ins().insertlane(v, s, l as u8);
     }
     v

@@ -32,11 +32,12 @@ pub(crate) struct Buf {
     pub weight: bool,
 }
 
-/// A kernel's buffer: operand `i`, or the result.
+/// A kernel's buffer: operand `i`, the result, or its f32 scratch memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BufId {
     In(usize),
     Out,
+    Scratch,
 }
 
 /// Vector width of f32 code: 4 lanes (f32x4) or 1 (scalar).
@@ -65,6 +66,7 @@ pub(crate) struct Kernel<'a> {
     pub b: FunctionBuilder<'a>,
     ins: Vec<Buf>,
     out: Buf,
+    scratch: Option<Buf>,
     checked: bool,
     /// Returns its i32 parameter (a fault code).
     fail: Block,
@@ -75,10 +77,13 @@ pub(crate) struct Kernel<'a> {
 }
 
 impl<'a> Kernel<'a> {
-    /// Starts a kernel whose entry block receives one pointer per buffer (operands, result).
+    /// Starts a kernel whose entry block receives one pointer per buffer: operands (with
+    /// whether each is a weight), the result, then scratch memory of `scratch` f32 elements
+    /// when that is not 0.
     pub fn new(
         mut b: FunctionBuilder<'a>,
         tys: (Vec<(TensorType, bool)>, TensorType),
+        scratch: usize,
         checked: bool,
         module: &'a mut dyn Module,
         math: &'a HashMap<MathFn, FuncId>,
@@ -104,12 +109,25 @@ impl<'a> Kernel<'a> {
                 weight,
             });
         }
-        let out_ptr = *params
-            .last()
-            .ok_or_else(|| CodegenError::cranelift(&name, "kernel without result"))?;
+        let missing = || CodegenError::cranelift(&name, "kernel without result");
+        let out_ptr = *params.get(bufs.len()).ok_or_else(missing)?;
         let out_bytes = out_ty
             .bytes()
             .map_err(|e| CodegenError::Overflow(e.to_string()))?;
+        let scratch = match scratch {
+            0 => None,
+            n => {
+                let ty = TensorType::f32([n]);
+                Some(Buf {
+                    ptr: *params.get(bufs.len() + 1).ok_or_else(missing)?,
+                    bytes: ty
+                        .bytes()
+                        .map_err(|e| CodegenError::Overflow(e.to_string()))?,
+                    ty,
+                    weight: false,
+                })
+            }
+        };
         Ok(Kernel {
             b,
             ins: bufs,
@@ -119,6 +137,7 @@ impl<'a> Kernel<'a> {
                 bytes: out_bytes,
                 weight: false,
             },
+            scratch,
             checked,
             fail,
             module,
@@ -127,10 +146,13 @@ impl<'a> Kernel<'a> {
         })
     }
 
+    /// A kernel's buffer. Lowerings only name the scratch buffer of ops that request one
+    /// (`scratch_elems`); the result stands in otherwise, so a slip is caught by checked mode.
     pub fn buf(&self, id: BufId) -> &Buf {
         match id {
             BufId::In(i) => &self.ins[i],
             BufId::Out => &self.out,
+            BufId::Scratch => self.scratch.as_ref().unwrap_or(&self.out),
         }
     }
 
@@ -224,19 +246,55 @@ impl<'a> Kernel<'a> {
 
     /// Loads a `ty` value at element `idx` of `id` (elements of the buffer's dtype).
     pub fn load(&mut self, id: BufId, ty: Type, idx: Value) -> Value {
-        self.load_elem(id, ty, idx, false)
+        self.load_off(id, ty, idx, 0, false)
     }
 
-    /// Like [`Kernel::load`], but the load may be hoisted when `id` is a weight: only for loads
-    /// that run unconditionally once their loop runs.
-    pub fn load_movable(&mut self, id: BufId, ty: Type, idx: Value) -> Value {
-        self.load_elem(id, ty, idx, true)
-    }
-
-    fn load_elem(&mut self, id: BufId, ty: Type, idx: Value, movable: bool) -> Value {
+    /// Loads a `ty` value at element `idx + off` of `id`. Loads that share `idx` share its
+    /// address computation, `off` becomes the instruction's displacement. `movable` lets a load
+    /// of a weight be hoisted: only for loads that run unconditionally once their loop runs.
+    pub fn load_off(&mut self, id: BufId, ty: Type, idx: Value, off: i64, movable: bool) -> Value {
         let esize = self.dtype(id).size() as i64;
-        let off = self.b.ins().imul_imm_s(idx, esize);
-        self.load_at(id, ty, off, movable)
+        match self.displacement(off, esize) {
+            Some(disp) => {
+                let base = self.b.ins().imul_imm_s(idx, esize);
+                let ptr = self.buf(id).ptr;
+                let a = self.b.ins().iadd(ptr, base);
+                let f = self.flags(id, movable);
+                self.b.ins().load(ty, f, a, disp)
+            }
+            None => {
+                let i = self.add_imm(idx, off);
+                let byte = self.b.ins().imul_imm_s(i, esize);
+                self.load_at(id, ty, byte, movable)
+            }
+        }
+    }
+
+    /// The byte displacement of element offset `off`, when accesses may use one (not in
+    /// checked mode, which checks the whole offset) and it fits an i32.
+    fn displacement(&self, off: i64, esize: i64) -> Option<i32> {
+        if self.checked {
+            return None;
+        }
+        off.checked_mul(esize).and_then(|d| i32::try_from(d).ok())
+    }
+
+    /// Stores `v` at element `idx + off` of `id` (see [`Kernel::load_off`]).
+    pub fn store_off(&mut self, id: BufId, idx: Value, off: i64, v: Value) {
+        let esize = self.dtype(id).size() as i64;
+        match self.displacement(off, esize) {
+            Some(disp) => {
+                let base = self.b.ins().imul_imm_s(idx, esize);
+                let ptr = self.buf(id).ptr;
+                let a = self.b.ins().iadd(ptr, base);
+                let f = self.flags(id, false);
+                self.b.ins().store(f, v, a, disp);
+            }
+            None => {
+                let i = self.add_imm(idx, off);
+                self.store(id, i, v);
+            }
+        }
     }
 
     /// Loads a `ty` value at byte offset `off` of `id`.

@@ -17,6 +17,7 @@ mod binary;
 mod cast;
 mod concat;
 mod conv;
+mod dyn_conv;
 mod einsum;
 mod expand;
 mod gather;
@@ -32,7 +33,7 @@ mod transpose;
 mod unary;
 
 use crate::error::{CodegenError, NodeRef};
-use dync_ir::Op;
+use dync_ir::{Op, TensorType};
 use kernel::{Kernel, LResult};
 
 /// Emits the body of the kernel computing `op` (the kernel's buffers are its operands and
@@ -46,6 +47,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef) -> LResult {
             "has no kernel: the memory plan places it",
         )),
         Op::Conv(o) => conv::lower(k, o),
+        Op::DynConv(o) => dyn_conv::lower(k, o),
         Op::BatchNorm(o) => batch_norm::lower(k, o),
         Op::Unary(o) => unary::lower(k, o),
         Op::Binary(o) => binary::lower(k, o),
@@ -64,5 +66,13 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef) -> LResult {
         Op::Resize(o) => resize::lower(k, o, node),
         Op::Cast(o) => cast::lower(k, o),
         Op::Expand(o) => expand::lower(k, o),
+    }
+}
+
+/// f32 elements of scratch memory the kernel of `op` needs (0: none), given its operand types.
+pub(crate) fn scratch_elems(op: &Op, operands: &[&TensorType]) -> usize {
+    match (op, operands.get(2)) {
+        (Op::DynConv(_), Some(bank)) => dyn_conv::scratch_elems(bank),
+        _ => 0,
     }
 }
