@@ -190,7 +190,9 @@ fn tile(
     k.loop_n(g.cg, |k, ci| {
         let plane = k.mul_add(t.xg, ci, as_i64(g.h * g.w)?);
         let w_c: Vec<Value> = w_base.iter().map(|&b| k.mul_add(b, ci, taps)).collect();
-        k.repeat(rs.k_lo, rs.k_hi, 3, |k, ky| {
+        // Kernel rows stay a loop: Cranelift places pure instructions at their uses, so an
+        // unrolled window would keep every row's input vectors live at once (spills).
+        k.repeat(rs.k_lo, rs.k_hi, 1, |k, ky| {
             let r = k.b.ins().imul_imm_s(t.oy, as_i64(g.ay.stride)?);
             let r = k.mul_add(r, ky, as_i64(g.ay.dilation)?);
             let r = k.add_imm(r, -as_i64(g.ay.pad_begin)?);
