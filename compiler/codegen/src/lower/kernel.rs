@@ -496,3 +496,66 @@ pub(crate) fn math_signature(module: &dyn Module, f: MathFn) -> Signature {
     s.returns.push(AbiParam::new(types::F32));
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::{isa, CodegenOptions};
+    use cranelift_codegen::ir::UserFuncName;
+    use cranelift_frontend::FunctionBuilderContext;
+    use cranelift_jit::{JITBuilder, JITModule};
+    use cranelift_module::Linkage;
+
+    /// Runs a kernel over an f32[4] operand that loads element `idx` into an f32[1] result.
+    fn run_load(idx: i64, checked: bool) -> i32 {
+        let opts = CodegenOptions {
+            checked,
+            ..Default::default()
+        };
+        let builder = JITBuilder::with_isa(
+            isa(&opts, false).unwrap(),
+            cranelift_module::default_libcall_names(),
+        );
+        let mut module = JITModule::new(builder);
+        let sig = crate::abi::kernel_signature(module.isa().default_call_conv(), types::I64, 2);
+        let fid = module.declare_function("k", Linkage::Local, &sig).unwrap();
+        let mut ctx = module.make_context();
+        ctx.func.signature = sig;
+        ctx.func.name = UserFuncName::user(0, fid.as_u32());
+        let mut fctx = FunctionBuilderContext::new();
+        let math = HashMap::new();
+        {
+            let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let tys = (vec![(TensorType::f32([4]), false)], TensorType::f32([1]));
+            let mut k = Kernel::new(b, tys, 0, checked, &mut module, &math, "k".into()).unwrap();
+            let i = k.iconst(idx);
+            let v = k.load(BufId::In(0), types::F32, i);
+            let zero = k.iconst(0);
+            k.store(BufId::Out, zero, v);
+            k.finish();
+        }
+        module.define_function(fid, &mut ctx).unwrap();
+        module.finalize_definitions().unwrap();
+        let code = module.get_finalized_function(fid);
+        // Real buffers larger than declared, so an unchecked stray access stays in memory.
+        let input = [1.0f32; 16];
+        let mut out = [0.0f32; 16];
+        // SAFETY: `code` is the kernel just defined with the signature (ptr, ptr) -> i32.
+        let status = unsafe {
+            let f =
+                std::mem::transmute::<*const u8, extern "C" fn(*const f32, *mut f32) -> i32>(code);
+            f(input.as_ptr(), out.as_mut_ptr())
+        };
+        // SAFETY: the kernel has returned; nothing references the module's memory.
+        unsafe { module.free_memory() };
+        status
+    }
+
+    #[test]
+    fn checked_mode_stops_out_of_bounds_accesses() {
+        assert_eq!(run_load(3, true), 0);
+        assert_eq!(run_load(4, true), Fault::OutOfBounds.code());
+        assert_eq!(run_load(-1, true), Fault::OutOfBounds.code());
+        assert_eq!(run_load(4, false), 0, "unchecked code does not test bounds");
+    }
+}
