@@ -54,6 +54,45 @@ impl ModelArgs {
     }
 }
 
+/// Flags of the pass pipeline, shared by the commands that compile.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct PassArgs {
+    /// Print how long each pass took (to stderr).
+    #[arg(long)]
+    pub time_passes: bool,
+    /// Print the IR after the named pass, or after every pass with `all` (to stderr).
+    #[arg(long, value_name = "PASS|all")]
+    pub print_after: Option<String>,
+}
+
+impl PassArgs {
+    /// Runs the pipeline on `g`, printing the requested dumps, timings and the passes' remarks.
+    pub fn optimize(&self, g: &mut dync_ir::Graph, literal: bool) -> Result<dync_opt::PassManager> {
+        let print_after = match self.print_after.as_deref() {
+            None => dync_opt::PrintAfter::None,
+            Some("all") => dync_opt::PrintAfter::All,
+            Some(p) => dync_opt::PrintAfter::Pass(p.to_string()),
+        };
+        let pm = dync_opt::optimize(
+            g,
+            &dync_opt::Options {
+                literal,
+                print_after,
+            },
+        )?;
+        for (pass, ir) in &pm.dumps {
+            eprintln!("// IR after {pass}\n{ir}");
+        }
+        if self.time_passes {
+            eprint!("{}", pm.timing_report());
+        }
+        for r in &pm.cx.remarks {
+            eprintln!("remark: {r}");
+        }
+        Ok(pm)
+    }
+}
+
 /// Imports `m`, printing the importer's notes to stderr.
 pub fn import_with_notes(m: &LoadedModel, opts: &ImportOptions) -> Result<Imported> {
     let imp = import(m, opts)?;

@@ -1,8 +1,9 @@
 //! `dync inspect MODEL [--json] [--print-ir]`: the graph's inputs and outputs, the op histogram
 //! and parameter count as written, MACs per layer and in total — `macs_onnx` as the file is
-//! written, `macs` as dync runs it — or, with `--print-ir`, the IR text.
+//! written, `macs` as dync runs it (after the passes, mixing included), the number of recognized
+//! dynamic convolutions — or, with `--print-ir`, the IR text.
 
-use super::common::{import_with_notes, thousands, ModelArgs};
+use super::common::{import_with_notes, thousands, ModelArgs, PassArgs};
 use anyhow::Result;
 use serde_json::json;
 use std::process::ExitCode;
@@ -14,15 +15,22 @@ pub struct Args {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Print the IR text of the imported graph.
+    /// Print the IR text of the compiled graph (after the passes).
     #[arg(long)]
     pub print_ir: bool,
+    #[command(flatten)]
+    pub passes: PassArgs,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let m = a.model.load()?;
-    let imp = import_with_notes(&m, &a.model.options()?)?;
+    let mut imp = import_with_notes(&m, &a.model.options()?)?;
+    let pm = a.passes.optimize(&mut imp.graph, false)?;
     let g = &imp.graph;
+    let dynamic_convs = g
+        .node_ids()
+        .filter(|&n| matches!(g.node(n).op, dync_ir::Op::DynConv(_)))
+        .count();
     if a.print_ir {
         print!("{}", dync_ir::print::print(g));
         return Ok(ExitCode::SUCCESS);
@@ -52,6 +60,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "macs_onnx": imp.macs_onnx,
             "macs": macs,
             "layers": layers,
+            "dynamic_convs": dynamic_convs,
+            "remarks": pm.cx.remarks.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
         });
         println!("{out}");
         return Ok(ExitCode::SUCCESS);
