@@ -23,6 +23,12 @@ const OC_BLOCK: usize = 4;
 /// f32x4 vectors of output columns per register tile.
 const VECS: usize = 2;
 
+/// Vectors of output columns per tile for `nb` channels: 8 accumulators in all, so one or two
+/// channels (depthwise and small-group convs) get wider tiles.
+fn vecs(nb: usize) -> usize {
+    (OC_BLOCK * VECS / nb.max(1)).clamp(1, 2 * VECS)
+}
+
 /// Static geometry of a convolution, and where its weights and bias are.
 pub(crate) struct Geo {
     /// Weights [O, C/G, kh, kw] from this element of this buffer.
@@ -122,7 +128,8 @@ fn block(
     let xg = k.b.ins().imul_imm_s(grp, as_i64(g.cg * g.h * g.w)?);
     let xg = k.b.ins().iadd(xn, xg);
     let yn = k.b.ins().imul_imm_s(n, as_i64(g.o * g.oh * g.ow)?);
-    let tile_w = VECS * LANES;
+    let vecs = vecs(nb);
+    let tile_w = vecs * LANES;
     for rs in rows {
         k.loop_range(rs.start, rs.end, 1, |k, oy| {
             for cs in cols {
@@ -131,7 +138,7 @@ fn block(
                 let vec_end = wide_end + (cs.end - wide_end) / LANES * LANES;
                 let t = TileAt { xg, yn, oc0, oy };
                 k.loop_range(cs.start, wide_end, tile_w, |k, ox| {
-                    tile(k, g, rs, cs, &t, ox, nb, LANES, VECS)
+                    tile(k, g, rs, cs, &t, ox, nb, LANES, vecs)
                 })?;
                 k.loop_range(wide_end, vec_end, LANES, |k, ox| {
                     tile(k, g, rs, cs, &t, ox, nb, LANES, 1)
