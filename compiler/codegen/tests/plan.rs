@@ -119,7 +119,7 @@ fn check_plan(g: &Graph) {
             }
         }
     }
-    let arena: Vec<(NodeId, usize, usize, (usize, usize))> = p
+    let mut arena: Vec<(NodeId, usize, usize, (usize, usize))> = p
         .kernels
         .iter()
         .filter_map(|&n| match p.storage.get(&n) {
@@ -127,6 +127,11 @@ fn check_plan(g: &Graph) {
             _ => None,
         })
         .collect();
+    // Scratch memory is live only while its kernel runs.
+    for b in p.buffers.iter().filter(|b| b.scratch) {
+        assert_eq!(Some(&b.offset), p.scratch.get(&b.root));
+        arena.push((b.root, b.offset, b.bytes, (step[&b.root], step[&b.root])));
+    }
     for &(n, off, bytes, _) in &arena {
         assert_eq!(off % ALIGN, 0, "{n:?} misaligned");
         assert!(off + bytes <= p.arena_bytes, "{n:?} outside the arena");
@@ -197,4 +202,61 @@ fn buffers_are_reused_along_a_chain() {
     assert_eq!(p.kernels.len(), 10);
     assert_eq!(p.arena_bytes, 2 * 64 * 64 * 4);
     check_plan(&g);
+}
+
+/// Two dynamic convolutions with a residual add: their scratch buffers (mixed kernels) must
+/// not overlap the activations live around them.
+#[test]
+fn dyn_conv_scratch_is_planned_apart_from_live_buffers() {
+    let mut r = rng(3);
+    let mut g = Graph::new();
+    let x = g.add_input("x", dync_ir::TensorType::f32([2, 4, 6, 6]));
+    let coeff = g.add_input("coeff", dync_ir::TensorType::f32([2, 3]));
+    let op = DynConv {
+        strides: [1, 1],
+        pads: [1; 4],
+        dilations: [1, 1],
+        group: 1,
+        bias: false,
+        bias_bank: false,
+    };
+    let bank1 = g.add_const(rand_f32(&mut r, &[3, 4, 4, 3, 3]), None);
+    let y1 = g
+        .add(Op::DynConv(op.clone()), &[x, coeff, bank1], None)
+        .unwrap();
+    let a1 = g
+        .add(
+            Op::Unary(Unary {
+                kind: UnaryKind::Relu,
+            }),
+            &[y1],
+            None,
+        )
+        .unwrap();
+    let bank2 = g.add_const(rand_f32(&mut r, &[3, 4, 4, 3, 3]), None);
+    let y2 = g.add(Op::DynConv(op), &[a1, coeff, bank2], None).unwrap();
+    let s = g
+        .add(
+            Op::Binary(Binary {
+                kind: BinaryKind::Add,
+            }),
+            &[y2, x],
+            None,
+        )
+        .unwrap();
+    let z = g
+        .add(
+            Op::Unary(Unary {
+                kind: UnaryKind::Relu,
+            }),
+            &[s],
+            None,
+        )
+        .unwrap();
+    g.set_output("z", z);
+    let p = plan(&g).unwrap();
+    assert_eq!(p.scratch.len(), 2);
+    check_plan(&g);
+    let inputs = [rand_f32(&mut r, &[2, 4, 6, 6]), rand_f32(&mut r, &[2, 3])];
+    check_graph(&g, &inputs, "dyn_conv chain");
 }
