@@ -520,6 +520,26 @@ fn softmax_every_axis() {
 }
 
 #[test]
+fn softmax_special_rows() {
+    let inf = f32::INFINITY;
+    #[rustfmt::skip]
+    let v = vec![
+        1.0, 2.0, f32::NAN, 0.0, 1.0, 1.0,
+        -inf, -inf, -inf, -inf, -inf, -inf,
+        0.0, inf, 1.0, 2.0, 3.0, 4.0,
+        -inf, 0.0, -inf, 100.0, -100.0, 50.0,
+    ];
+    let x = Tensor::from_f32([4, 6], v).unwrap();
+    for axis in 0..2 {
+        check_op(
+            Op::Softmax(Softmax { axis }),
+            vec![Arg::In(x.clone())],
+            &format!("softmax special rows axis {axis}"),
+        );
+    }
+}
+
+#[test]
 fn batch_norm_any_rank() {
     let mut r = rng(13);
     for shape in [&[2, 3, 5, 17][..], &[1, 4], &[2, 5, 3]] {
