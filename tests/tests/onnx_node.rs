@@ -1,5 +1,5 @@
-//! Conformance: the ONNX backend node tests (generated from the installed `onnx` package by
-//! `tests/onnx-node/generate.py`) run through dync's importer and reference interpreter, at the
+//! Conformance: the ONNX backend node tests (generated from the installed `onnx` package's case
+//! definitions by `examples/pytorch/onnx_node_tests.py`) run through dync's importer and reference interpreter, at the
 //! suite's tolerances (rtol 1e-3, atol 1e-7).
 //!
 //! Every test whose ops are all in dync's registry is listed in `tests/onnx-node/node.txt` as

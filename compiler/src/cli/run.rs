@@ -1,11 +1,13 @@
-//! `dync run MODEL [--engine interp] [--input [NAME=]FILE.npy]... [--output-dir DIR] [--seed S]
-//! [--compare REF.npy]`: runs the model and writes `DIR/<output>.npy` for every graph output
+//! `dync run MODEL [--engine jit|interp] [--input [NAME=]FILE.npy]... [--output-dir DIR] [--seed S]
+//! [--compare REF.npy]`: runs the model — compiled in process (jit, the default: import, the pass
+//! pipeline, Cranelift) or on the reference interpreter (interp: the imported graph as is) — and
+//! writes `DIR/<output>.npy` for every graph output
 //! (names sanitized to [A-Za-z0-9._-]). Inputs not given are seeded random tensors (the seed is
 //! printed). Input files fix the model's symbolic dims. Prints the top-5 classes of a
 //! classifier output; `--compare` reports max abs/rel error of the first output and exits 3 when
 //! it exceeds atol 1e-4 + rtol 1e-3.
 
-use super::common::{import_with_notes, npy_to_tensor, tensor_to_npy, ModelArgs};
+use super::common::{import_with_notes, npy_to_tensor, tensor_to_npy, ModelArgs, PassArgs};
 use anyhow::{bail, Context, Result};
 use dync_ir::{DType, Tensor, TensorData, TensorType};
 use dync_runtime::npy::{read_npy, sanitize_name, write_npy};
@@ -18,7 +20,9 @@ const MAX_INPUT_BYTES: u64 = 4 << 30;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
-    /// The reference interpreter.
+    /// Compile in process with Cranelift and run the native code.
+    Jit,
+    /// The reference interpreter, on the imported graph without passes.
     Interp,
 }
 
@@ -26,8 +30,14 @@ pub enum Engine {
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
-    #[arg(long, value_enum, default_value = "interp")]
+    #[arg(long, value_enum, default_value = "jit")]
     pub engine: Engine,
+    /// JIT: bounds-check every load and store of the generated code (an out-of-bounds access
+    /// stops the run with an error).
+    #[arg(long)]
+    pub checked: bool,
+    #[command(flatten)]
+    pub passes: PassArgs,
     /// An input as `NAME=FILE.npy`, or `FILE.npy` for the inputs in order.
     #[arg(long, value_name = "[NAME=]FILE.npy")]
     pub input: Vec<String>,
@@ -85,7 +95,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .entry(name.clone())
             .or_insert_with(|| t.shape().to_vec());
     }
-    let imp = import_with_notes(&m, &opts)?;
+    let mut imp = import_with_notes(&m, &opts)?;
+    if a.engine == Engine::Jit {
+        a.passes.optimize(&mut imp.graph, false)?;
+    }
     let g = &imp.graph;
     let mut inputs = Vec::new();
     let mut rng = SplitMix(a.seed);
@@ -114,6 +127,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let outputs = match a.engine {
         Engine::Interp => dync_interp::run(g, &inputs)?,
+        Engine::Jit => {
+            let opts = dync_codegen::CodegenOptions {
+                checked: a.checked,
+                ..Default::default()
+            };
+            dync_codegen::JitModel::compile(g, &opts)?.run(&inputs)?
+        }
     };
     std::fs::create_dir_all(&a.output_dir)
         .with_context(|| format!("cannot create output directory {}", a.output_dir.display()))?;
