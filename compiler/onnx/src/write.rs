@@ -143,21 +143,25 @@ fn dims_i64(name: &str, shape: &[usize]) -> Result<Vec<i64>, WriteError> {
         .collect()
 }
 
+/// The concatenated little-endian bytes of `v`. Written with plain indexing into a
+/// preallocated buffer: the zoo converts tens of millions of weights, and this form stays fast
+/// in debug builds too.
+fn le_bytes<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+    let mut out = vec![0u8; v.len().saturating_mul(N)];
+    for (dst, &x) in out.chunks_exact_mut(N).zip(v) {
+        dst.copy_from_slice(&f(x));
+    }
+    out
+}
+
 /// A `TensorProto` named `name` holding `t` as little-endian `raw_data`.
 pub fn tensor_proto(name: &str, t: &Tensor) -> Result<TensorProto, WriteError> {
-    let mut raw_data = Vec::with_capacity(t.len().saturating_mul(t.dtype().size()));
-    match t.data() {
-        TensorData::F32(v) => v
-            .iter()
-            .for_each(|x| raw_data.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I64(v) => v
-            .iter()
-            .for_each(|x| raw_data.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I32(v) => v
-            .iter()
-            .for_each(|x| raw_data.extend_from_slice(&x.to_le_bytes())),
-        TensorData::Bool(v) => raw_data.extend(v.iter().map(|&x| u8::from(x))),
-    }
+    let raw_data = match t.data() {
+        TensorData::F32(v) => le_bytes(v, |x| x.to_le_bytes()),
+        TensorData::I64(v) => le_bytes(v, |x| x.to_le_bytes()),
+        TensorData::I32(v) => le_bytes(v, |x| x.to_le_bytes()),
+        TensorData::Bool(v) => v.iter().map(|&x| u8::from(x)).collect(),
+    };
     Ok(TensorProto {
         dims: dims_i64(name, t.shape())?,
         data_type: onnx_dtype(t.dtype()) as i32,

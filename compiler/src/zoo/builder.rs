@@ -9,7 +9,7 @@
 //!   byte-identical files.
 //! - Activations are `[batch, C, H, W]` maps or `[batch, n]` vectors; every size is static except
 //!   the batch, which may be symbolic (`Batch::Dynamic`, only for forms whose ONNX admits it).
-//!   The caller ([`super::export_model`]) has bounded batch and image size, so products of
+//!   The caller ([`super::build`]) has bounded batch and image size, so products of
 //!   dims fit easily in `usize`/`i64`; they are still computed with checked arithmetic.
 //! - A layer that cannot be built (an internal inconsistency, e.g. coefficients left unused)
 //!   is a [`ZooError`], never a panic.
@@ -18,18 +18,20 @@
 //! - **Dynamic conv** (DyNet Eq. 1/2): g = 6 kernels per output channel, bank laid out
 //!   `[O, g, C/groups, k, k]` (train form: the same data as a `[O·g, C/groups, k, k]` conv
 //!   weight), no bias (BatchNormalization follows every conv, eval mode, unfolded).
-//! - **Predictor**: global average of the block input → Gemm (→ Relu → Gemm for Dy-ResNets, hidden
-//!   width C/4) → Sigmoid, one Gemm output of g·ΣO for all dynamic convs of the block, sliced per
-//!   conv in block order (`Slice` on axis 1) and viewed as η `[B, O, g]`. Predictor biases start
-//!   at zero, as a routing layer commonly is; equal zero tensors are what makes the legacy
-//!   exporter write `Identity(initializer)` chains.
-//! - **Initialisation**: conv weights uniform with He variance (gain 2 before a ReLU-like
-//!   activation, 1 before a linear output) over fan-in; a bank's kernels are scaled by
-//!   1/√1.6 so that the mixed kernel Σᵢ ηᵢ·Wᵢ (ηᵢ ≈ sigmoid of a unit-scale logit) keeps that
-//!   variance. BatchNormalization statistics are random but consistent: running variance
-//!   U(0.5, 1.5), running mean U(−0.1, 0.1), bias U(−0.1, 0.1), and a weight making the
-//!   effective scale weight/√var uniform in U(0.75, 1.25), or U(0.2, 0.4) on the last BN of a
-//!   residual branch, so that activations stay O(1) through 50-layer networks.
+//! - **Predictor**: global average of the block input → Gemm (→ Relu → Gemm for Dy-ResNets,
+//!   hidden width C/4) → Sigmoid; one Gemm output of g·ΣO for all dynamic convs of the block,
+//!   sliced per conv in block order (`Slice` on axis 1) and viewed as η `[B, O, g]`. The output
+//!   Gemm's bias is uniform in (−2, 2), so η spreads over about (0.12, 0.88) whatever the input
+//!   and every kernel of a bank matters; Dy-ResNets' hidden Gemm bias starts at zero, and these
+//!   equal zero tensors are what makes the legacy exporter write `Identity(initializer)` chains.
+//! - **Initialisation**: conv weights uniform with He variance gain/fan-in (gain 2 before ReLU or
+//!   ReLU6, 3 before HardSwish, 1 before a linear output); a bank's kernels are further scaled by
+//!   1/√1.9, E[Σᵢ ηᵢ²] for the η above, so that the mixed kernel Σᵢ ηᵢ·Wᵢ keeps He variance.
+//!   BatchNormalization statistics are random but consistent: running variance U(0.5, 1.5),
+//!   running mean U(−0.1, 0.1), bias U(−0.1, 0.1), and a weight making the effective scale
+//!   weight/√var uniform in (0.75, 1.25), or in (0.2, 0.4) on the last BN of a residual branch.
+//!   Squeeze-excitation gate biases are uniform in (1.5, 2.5) (HardSigmoid gate ≈ 0.8). With
+//!   these, every network's outputs stay O(0.1–3) for unit-variance inputs.
 //! - **Export styles** (observed with torch 2.15): legacy (TorchScript exporter, opset 17):
 //!   GlobalAveragePool → Flatten, Gemm(transB=1), shapes as `Constant` nodes, dynamic-batch
 //!   Reshape targets as Shape → Gather → Unsqueeze → Concat, `Identity(initializer)` for
@@ -76,7 +78,9 @@ impl Act {
     fn gain(self) -> f32 {
         match self {
             Act::None => 1.0,
-            Act::Relu | Act::Relu6 | Act::HardSwish => 2.0,
+            Act::Relu | Act::Relu6 => 2.0,
+            // 1 / E[hardswish(z)²] for z ~ N(0, 1).
+            Act::HardSwish => 3.0,
         }
     }
 }
@@ -141,8 +145,12 @@ enum SDim {
     N(usize),
 }
 
-/// Bank kernels are scaled by 1/√MIX_ENERGY: Σᵢ ηᵢ² for g = 6 sigmoid coefficients near 0.5.
-const MIX_ENERGY: f32 = 1.6;
+/// Bank kernels are scaled by 1/√MIX_ENERGY: E[Σᵢ ηᵢ²] for g = 6 coefficients ηᵢ = sigmoid(z),
+/// z = a LOGIT_BIAS-uniform bias plus an input term of scale ≤ 1.
+const MIX_ENERGY: f32 = 1.9;
+/// The range of the predictor's output biases: spreads η over about (0.12, 0.88) whatever the
+/// input, so that every kernel of a bank matters.
+const LOGIT_BIAS: (f32, f32) = (-2.0, 2.0);
 const BN_EPS: f32 = 1e-5;
 
 fn internal(msg: impl Into<String>) -> ZooError {
@@ -479,7 +487,10 @@ impl Net {
     }
 
     fn check_groups(x: &Map, spec: &ConvSpec) -> Result<(), ZooError> {
-        if spec.groups == 0 || x.c % spec.groups != 0 || spec.cout % spec.groups != 0 {
+        if spec.groups == 0
+            || !x.c.is_multiple_of(spec.groups)
+            || !spec.cout.is_multiple_of(spec.groups)
+        {
             return Err(internal(format!(
                 "conv with {} groups on {} → {} channels",
                 spec.groups, x.c, spec.cout
@@ -494,7 +505,7 @@ impl Net {
         x: &Map,
         spec: ConvSpec,
         gain: f32,
-        bias: bool,
+        bias: Option<(f32, f32)>,
     ) -> Result<Map, ZooError> {
         Self::check_groups(x, &spec)?;
         let cin_g = x.c / spec.groups;
@@ -505,8 +516,8 @@ impl Net {
             .map_err(|e| internal(e.to_string()))?;
         let w = self.param("weight", w)?;
         let mut inputs = vec![x.name.clone(), w];
-        if bias {
-            let b = self.uniform(spec.cout, -0.1, 0.1);
+        if let Some((lo, hi)) = bias {
+            let b = self.uniform(spec.cout, lo, hi);
             let b = Tensor::from_f32([spec.cout], b).map_err(|e| internal(e.to_string()))?;
             inputs.push(self.param("bias", b)?);
         }
@@ -531,21 +542,23 @@ impl Net {
         bn: Bn,
     ) -> Result<Map, ZooError> {
         self.scope(scope, |n| {
-            let y = n.scope("conv", |n| n.conv_raw(x, spec, act.gain(), false))?;
+            let y = n.scope("conv", |n| n.conv_raw(x, spec, act.gain(), None))?;
             let y = n.scope("bn", |n| n.batch_norm(&y, bn))?;
             n.act(&y, act)
         })
     }
 
-    /// A static conv with bias and no BatchNormalization (heads, squeeze-excitation).
+    /// A static conv with a bias uniform in `bias` and no BatchNormalization (heads,
+    /// squeeze-excitation).
     pub fn conv_bias(
         &mut self,
         scope: &str,
         x: &Map,
         spec: ConvSpec,
         gain: f32,
+        bias: (f32, f32),
     ) -> Result<Map, ZooError> {
-        self.scope(scope, |n| n.conv_raw(x, spec, gain, true))
+        self.scope(scope, |n| n.conv_raw(x, spec, gain, Some(bias)))
     }
 
     fn batch_norm(&mut self, x: &Map, bn: Bn) -> Result<Map, ZooError> {
@@ -715,23 +728,24 @@ impl Net {
     }
 
     /// `nn.Linear(v.n, out)` in scope `scope`: Gemm(transB = 1) with weight variance
-    /// `gain / in`; the bias is random in ±0.1, or zero when `zero_bias`.
+    /// `gain / in` and a bias uniform in `bias` (all `bias.0` when the range is empty).
     pub fn linear(
         &mut self,
         scope: &str,
         v: &Vector,
         out: usize,
         gain: f32,
-        zero_bias: bool,
+        bias: (f32, f32),
     ) -> Result<Vector, ZooError> {
         self.scope(scope, |n| {
             let w = n.weights(mul(out, v.n)?, gain / v.n as f32);
             let w = Tensor::from_f32([out, v.n], w).map_err(|e| internal(e.to_string()))?;
             let w = n.param("weight", w)?;
-            let b = if zero_bias {
-                vec![0.0; out]
+            let (lo, hi) = bias;
+            let b = if lo < hi {
+                n.uniform(out, lo, hi)
             } else {
-                n.uniform(out, -0.1, 0.1)
+                vec![lo; out]
             };
             let b = Tensor::from_f32([out], b).map_err(|e| internal(e.to_string()))?;
             let b = n.param("bias", b)?;
@@ -785,7 +799,7 @@ impl Net {
 
     /// ShuffleNet's channel shuffle: view [B, groups, C/groups, H, W] → transpose(1, 2) → view.
     pub fn channel_shuffle(&mut self, x: &Map, groups: usize) -> Result<Map, ZooError> {
-        if groups == 0 || x.c % groups != 0 {
+        if groups == 0 || !x.c.is_multiple_of(groups) {
             return Err(internal(format!(
                 "shuffle of {} channels in {groups} groups",
                 x.c
@@ -815,9 +829,11 @@ impl Net {
     pub fn squeeze_excitation(&mut self, x: &Map, squeeze: usize) -> Result<Map, ZooError> {
         self.scope("se", |n| {
             let p = n.gap_keep(x)?;
-            let s = n.conv_bias("fc1", &p, ConvSpec::new(squeeze, 1), 2.0)?;
+            let s = n.conv_bias("fc1", &p, ConvSpec::new(squeeze, 1), 2.0, (-0.1, 0.1))?;
             let s = n.act(&s, Act::Relu)?;
-            let s = n.conv_bias("fc2", &s, ConvSpec::new(x.c, 1), 1.0)?;
+            // Gate biases near 2 keep HardSigmoid's gate around 0.8 rather than 0.5, so that
+            // stacked blocks do not shrink the activations.
+            let s = n.conv_bias("fc2", &s, ConvSpec::new(x.c, 1), 1.0, (1.5, 2.5))?;
             let s = n.emit(
                 "HardSigmoid",
                 "hardsigmoid",
@@ -894,11 +910,11 @@ impl Net {
         self.scope("route", |n| {
             let pooled = n.gap(x)?;
             let logits = match hidden {
-                None => n.linear("fc", &pooled, total, 3.0, true)?,
+                None => n.linear("fc", &pooled, total, 1.0, LOGIT_BIAS)?,
                 Some(h) => {
-                    let v = n.linear("fc1", &pooled, h, 2.0, true)?;
+                    let v = n.linear("fc1", &pooled, h, 2.0, (0.0, 0.0))?;
                     let v = n.act_vec(&v, Act::Relu)?;
-                    n.linear("fc2", &v, total, 3.0, true)?
+                    n.linear("fc2", &v, total, 2.0, LOGIT_BIAS)?
                 }
             };
             let name = n.emit("Sigmoid", "sigmoid", &[&logits.name], &[])?;

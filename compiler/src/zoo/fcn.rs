@@ -26,7 +26,7 @@ fn network(net: &mut Net, dynamic: bool) -> Result<Output, ZooError> {
     let x = net.scope("backbone", |net| resnet::backbone(net, r))?;
     let y = net.scope("classifier", |net| {
         let y = net.conv_bn("0", &x, ConvSpec::new(512, 3), Act::Relu, Bn::Unit)?;
-        net.conv_bias("4", &y, ConvSpec::new(CLASSES, 1), 1.0)
+        net.conv_bias("4", &y, ConvSpec::new(CLASSES, 1), 1.0, (-0.1, 0.1))
     })?;
     Ok(Output::Segmentation(
         net.resize_bilinear(&y, input.h, input.w)?,

@@ -51,13 +51,8 @@ fn network(
     let head = format!("features.{index}");
     let x = net.conv_bn(&head, &x, ConvSpec::new(1280, 1), Act::Relu6, Bn::Unit)?;
     let v = net.gap(&x)?;
-    Ok(Output::Logits(net.linear(
-        "classifier.1",
-        &v,
-        1000,
-        1.0,
-        false,
-    )?))
+    let v = net.linear("classifier.1", &v, 1000, 1.0, (-0.1, 0.1))?;
+    Ok(Output::Logits(v))
 }
 
 fn inverted_residual(

@@ -125,15 +125,10 @@ fn network(
         Bn::Unit,
     )?;
     let v = net.gap(&x)?;
-    let v = net.linear("classifier.0", &v, last, 2.0, false)?;
+    let v = net.linear("classifier.0", &v, last, 3.0, (-0.1, 0.1))?;
     let v = net.act_vec(&v, Act::HardSwish)?;
-    Ok(Output::Logits(net.linear(
-        "classifier.3",
-        &v,
-        1000,
-        1.0,
-        false,
-    )?))
+    let v = net.linear("classifier.3", &v, 1000, 1.0, (-0.1, 0.1))?;
+    Ok(Output::Logits(v))
 }
 
 pub(crate) fn large(net: &mut Net) -> Result<Output, ZooError> {

@@ -118,7 +118,13 @@ pub(crate) fn backbone(net: &mut Net, r: ResNet) -> Result<Map, ZooError> {
 fn classifier(net: &mut Net, r: ResNet) -> Result<Output, ZooError> {
     let x = backbone(net, r)?;
     let v = net.gap(&x)?;
-    Ok(Output::Logits(net.linear("fc", &v, 1000, 1.0, false)?))
+    Ok(Output::Logits(net.linear(
+        "fc",
+        &v,
+        1000,
+        1.0,
+        (-0.1, 0.1),
+    )?))
 }
 
 pub(crate) const RESNET18: ResNet = ResNet {

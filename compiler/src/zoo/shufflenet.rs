@@ -78,7 +78,13 @@ fn network(net: &mut Net, dynamic: bool) -> Result<Output, ZooError> {
     }
     let x = net.conv_bn("conv5", &x, ConvSpec::new(1024, 1), Act::Relu, Bn::Unit)?;
     let v = net.mean_hw(&x)?;
-    Ok(Output::Logits(net.linear("fc", &v, 1000, 1.0, false)?))
+    Ok(Output::Logits(net.linear(
+        "fc",
+        &v,
+        1000,
+        1.0,
+        (-0.1, 0.1),
+    )?))
 }
 
 pub(crate) fn shufflenetv2(net: &mut Net) -> Result<Output, ZooError> {
