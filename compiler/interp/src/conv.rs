@@ -237,7 +237,7 @@ mod tests {
     proptest! {
         #[test]
         fn matches_direct_formula(
-            (n, cg, og, g) in (1usize..3, 1usize..3, 1usize..3, 1usize..3),
+            (n, cg, og, g) in (1usize..3, 1usize..3, 1usize..6, 1usize..3),
             (h, w, kh, kw) in (1usize..7, 1usize..7, 1usize..4, 1usize..4),
             (s, d) in ([1usize..3, 1usize..3], [1usize..3, 1usize..3]),
             p in [0usize..3, 0usize..3, 0usize..3, 0usize..3],

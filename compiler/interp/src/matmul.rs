@@ -10,18 +10,67 @@ use crate::data::{alloc, elems, numel, tensor};
 use crate::error::EvalError;
 use dync_ir::ops::{matmul_shape, MatMul};
 use dync_ir::{Tensor, TensorType};
+use std::ops::Range;
+
+/// Rows of `a` and columns of `b` whose products `matmul_acc` keeps in registers together.
+const MR: usize = 4;
+const NR: usize = 8;
 
 /// `acc[i][j] += Σ_kk a[i][kk] · b[kk][j]` for row-major `a` [m,k], `b` [k,n] and `acc` [m,n]
-/// (m = acc.len() / n). Products of two f32 are exact in f64, so only the sum rounds.
-/// Loop order i → kk → j keeps the innermost loop on contiguous rows of `b` and `acc`.
+/// (m = acc.len() / n). Products of two f32 are exact in f64, so only the sum rounds; every
+/// sum runs over kk in order, whatever the blocking.
+///
+/// Blocks of MR rows × NR columns accumulate in local (register) arrays over the whole kk loop,
+/// reading each loaded element of `b` for MR rows; the rows and columns left over take the
+/// plain loop, whose innermost loop runs along rows of `b` and `acc`.
 pub(crate) fn matmul_acc(a: &[f32], b: &[f32], k: usize, n: usize, acc: &mut [f64]) {
     if n == 0 {
         return;
     }
-    for (acc_row, a_row) in acc.chunks_exact_mut(n).zip(a.chunks_exact(k.max(1))) {
-        for (&av, b_row) in a_row.iter().zip(b.chunks_exact(n)) {
+    let m = acc.len() / n;
+    let n_blocked = n - n % NR;
+    for i0 in (0..m).step_by(MR) {
+        if m - i0 < MR {
+            plain(a, b, k, n, acc, i0..m, 0..n);
+            continue;
+        }
+        for j0 in (0..n_blocked).step_by(NR) {
+            let mut r = [[0f64; NR]; MR];
+            let a_rows: [&[f32]; MR] = std::array::from_fn(|ii| &a[(i0 + ii) * k..][..k]);
+            for (kk, b_row) in b.chunks_exact(n).take(k).enumerate() {
+                let bk = &b_row[j0..][..NR];
+                for (row, a_row) in r.iter_mut().zip(&a_rows) {
+                    let av = f64::from(a_row[kk]);
+                    for (c, &bv) in row.iter_mut().zip(bk) {
+                        *c += av * f64::from(bv);
+                    }
+                }
+            }
+            for (ii, row) in r.iter().enumerate() {
+                for (d, &v) in acc[(i0 + ii) * n + j0..][..NR].iter_mut().zip(row) {
+                    *d += v;
+                }
+            }
+        }
+        plain(a, b, k, n, acc, i0..i0 + MR, n_blocked..n);
+    }
+}
+
+/// `matmul_acc` restricted to the given rows and columns, with the plain loop order.
+fn plain(
+    a: &[f32],
+    b: &[f32],
+    k: usize,
+    n: usize,
+    acc: &mut [f64],
+    rows: Range<usize>,
+    cols: Range<usize>,
+) {
+    for i in rows {
+        let acc_row = &mut acc[i * n..][..n][cols.clone()];
+        for (&av, b_row) in a[i * k..][..k].iter().zip(b.chunks_exact(n)) {
             let av = f64::from(av);
-            for (c, &bv) in acc_row.iter_mut().zip(b_row) {
+            for (c, &bv) in acc_row.iter_mut().zip(&b_row[cols.clone()]) {
                 *c += av * f64::from(bv);
             }
         }
@@ -69,9 +118,10 @@ pub(crate) fn matmul(
 mod tests {
     use crate::testutil::*;
     use dync_ir::ops::MatMul;
-    use dync_ir::Op;
+    use dync_ir::{Op, Tensor};
+    use proptest::prelude::*;
 
-    fn mm(a: &dync_ir::Tensor, b: &dync_ir::Tensor) -> dync_ir::Tensor {
+    fn mm(a: &Tensor, b: &Tensor) -> Tensor {
         run_op(Op::MatMul(MatMul), &[a, b])
     }
 
@@ -120,6 +170,22 @@ mod tests {
         let a = f32t(&[2, 0], &[]);
         let b = f32t(&[0, 3], &[]);
         assert_eq!(f32s(&mm(&a, &b)), vec![0.; 6]);
+    }
+
+    proptest! {
+        /// Sizes around the register-block sizes, against the textbook triple loop.
+        #[test]
+        fn matches_the_definition((m, k, n) in (1usize..11, 0usize..6, 1usize..20), seed in any::<u64>()) {
+            let vals = |len: usize, salt: u64| -> Vec<f32> {
+                (0..len as u64).map(|i| ((i.wrapping_mul(2654435761) ^ seed ^ salt) % 17) as f32 - 8.0).collect()
+            };
+            let (av, bv) = (vals(m * k, 1), vals(k * n, 2));
+            let y = mm(&Tensor::from_f32([m, k], av.clone()).unwrap(), &Tensor::from_f32([k, n], bv.clone()).unwrap());
+            let want: Vec<f32> = (0..m * n)
+                .map(|ij| (0..k).map(|kk| f64::from(av[ij / n * k + kk]) * f64::from(bv[kk * n + ij % n])).sum::<f64>() as f32)
+                .collect();
+            prop_assert_eq!(f32s(&y), want);
+        }
     }
 
     #[test]
