@@ -199,7 +199,7 @@ fn onnx_node_tests() {
             Ok(()) => Status::Pass,
             Err(e) => Status::Skip(match listed.get(&name) {
                 Some(Status::Skip(reason)) => reason.clone(),
-                _ => e.lines().next().unwrap_or("").to_string(),
+                _ => e.split_whitespace().collect::<Vec<_>>().join(" "),
             }),
         };
         match (listed.get(&name), &status) {

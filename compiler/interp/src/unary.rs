@@ -23,13 +23,13 @@ pub(crate) fn unary(op: &Unary, inputs: &[&Tensor], out: &TensorType) -> Result<
 }
 
 /// `max(lo, min(hi, v))` that lets NaN through.
+/// min(max(v, lo), hi) as ONNX Clip defines it (so `hi` wins when lo > hi); NaN propagates.
 fn clamp(v: f64, lo: f64, hi: f64) -> f64 {
-    if v < lo {
-        lo
-    } else if v > hi {
+    let t = if v < lo { lo } else { v };
+    if t > hi {
         hi
     } else {
-        v
+        t
     }
 }
 

@@ -127,7 +127,7 @@ fn random_op(
     let r = t.rank();
     let f32_ = t.dtype == DType::F32;
     let s = t.shape.clone();
-    Some(match c.below(21) {
+    Some(match c.below(22) {
         0 if f32_ && r == 4 => {
             let ch = s[1];
             let group = c.pick(&divisors(ch.max(1)));
@@ -434,6 +434,36 @@ fn random_op(
                 shape.insert(0, 2);
             }
             (Op::Expand(Expand { shape }), vec![x])
+        }
+        20 if f32_ && r == 4 => {
+            let ch = s[1];
+            let group = c.pick(&divisors(ch.max(1)));
+            let o = group * c.range(1, 2);
+            let (g_, kh, kw) = (c.range(1, 3), c.range(1, 3), c.range(1, 3));
+            let coeff_shape = if c.flip() {
+                vec![s[0], o, g_]
+            } else {
+                vec![s[0], g_]
+            };
+            let coeff = add_const(g, c, TensorType::f32(coeff_shape));
+            let bank = add_const(g, c, TensorType::f32([g_, o, ch / group, kh, kw]));
+            let (bias, bias_bank) = (c.flip(), c.flip());
+            let mut ops = vec![x, coeff, bank];
+            if bias {
+                ops.push(add_const(g, c, TensorType::f32([o])));
+            }
+            if bias_bank {
+                ops.push(add_const(g, c, TensorType::f32([g_, o])));
+            }
+            let op = DynConv {
+                strides: [c.range(1, 2), c.range(1, 2)],
+                pads: [c.below(2), c.below(2), c.below(2), c.below(2)],
+                dilations: [c.range(1, 2), c.range(1, 2)],
+                group,
+                bias,
+                bias_bank,
+            };
+            (Op::DynConv(op), ops)
         }
         _ => return None,
     })
