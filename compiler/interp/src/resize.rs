@@ -5,7 +5,8 @@
 //! Interpolation is separable: each dim whose size or scale changes (a dim with scale 1 and
 //! unchanged size is skipped, as in the reference) is resampled in turn, in f64, rounding to
 //! f32 once at the end. Output coordinate y of a dim with input extent n, output extent m and
-//! scale s (the `scales` attribute, as f64) maps to the input coordinate
+//! scale s (the `scales` attribute, as f64; see `effective_scale` for scales derived from
+//! sizes) maps to the input coordinate
 //! - half_pixel: (y + 0.5)/s − 0.5
 //! - pytorch_half_pixel: (y + 0.5)/s − 0.5, or 0 when m = 1
 //! - align_corners: y·(n − 1)/(s·n − 1), or 0 when m = 1 (the reference divides by s·n − 1,
@@ -26,6 +27,20 @@ use dync_ir::{Tensor, TensorType};
 
 /// Input taps (index, weight) of one output coordinate.
 type Taps = Vec<(usize, f64)>;
+
+/// The scale of a dim from input extent `n` to output extent `m`, as f64. The IR stores
+/// scales as f32: a scale equal to the f32 rounding of m/n is taken to be m/n, which the ONNX
+/// reference computes in f64 when the model gives `sizes`; any other scale is used as given.
+/// (A model that gives a scale s ≠ m/n with f32(m/n) = s therefore gets m/n: the two differ by
+/// under one f32 ulp, which matters only for nearest-mode ties.)
+fn effective_scale(s: f32, n: usize, m: usize) -> f64 {
+    // The importer derives scales from sizes in f32 as below.
+    if m as f32 / n as f32 == s {
+        m as f64 / n as f64
+    } else {
+        f64::from(s)
+    }
+}
 
 /// The input coordinate of output coordinate `y` (see the module docs).
 fn source_coord(coord: CoordMode, y: usize, n: usize, m: usize, s: f64) -> f64 {
@@ -118,7 +133,8 @@ pub(crate) fn resize(
     let mut shape = inputs[0].shape().to_vec();
     let mut cur: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
     for axis in 0..shape.len() {
-        let (n, m, s) = (shape[axis], op.sizes[axis], f64::from(op.scales[axis]));
+        let (n, m) = (shape[axis], op.sizes[axis]);
+        let s = effective_scale(op.scales[axis], n, m);
         if m == n && s == 1.0 {
             continue;
         }
@@ -333,6 +349,15 @@ mod tests {
             &x4(),
         );
         assert_close(&y, &[1.666_666_7, 7., 12.333_333], 1e-6);
+    }
+
+    #[test]
+    fn scales_derived_from_sizes_use_the_exact_ratio() {
+        // sizes 5 -> 9: the importer stores f32(9/5) = 1.79999995; the reference uses 9/5, so
+        // output 4 samples exactly (4.5)/1.8 - 0.5 = 2 (an integer: ceil keeps it).
+        let x = iota(&[1, 5]);
+        let y = rs(Nearest, HalfPixel, Ceil, &[1, 9], &[1., 9. / 5.], &x);
+        assert_eq!(y, [0., 1., 1., 2., 2., 3., 4., 4., 4.]);
     }
 
     #[test]

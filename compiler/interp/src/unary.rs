@@ -4,7 +4,8 @@
 //!
 //! Conventions: NaN propagates through every function (the clamping ones compare rather than
 //! call `max`/`min`, which would drop a NaN); Sigmoid never overflows (exp of a non-positive
-//! argument only); HardSwish is x·max(0, min(1, x/6 + 1/2)); Log(0) = −inf, Log/Sqrt of a
+//! argument only); HardSwish is x·max(0, min(1, x/6 + 1/2)); Clip is min(max(x, min), max), so
+//! max wins when min > max (as ONNX defines); Log(0) = −inf, Log/Sqrt of a
 //! negative number = NaN, Reciprocal(0) = inf; Erf is computed from its Maclaurin series and
 //! its continued fraction (relative error below 1e-14, far beyond f32).
 
@@ -22,7 +23,6 @@ pub(crate) fn unary(op: &Unary, inputs: &[&Tensor], out: &TensorType) -> Result<
     tensor(&out.shape, y)
 }
 
-/// `max(lo, min(hi, v))` that lets NaN through.
 /// min(max(v, lo), hi) as ONNX Clip defines it (so `hi` wins when lo > hi); NaN propagates.
 fn clamp(v: f64, lo: f64, hi: f64) -> f64 {
     let t = if v < lo { lo } else { v };
@@ -154,6 +154,9 @@ mod tests {
     fn clip_keeps_nan() {
         let k = UnaryKind::Clip { min: -1., max: 1. };
         assert_close(&un(k, &[-2., 0.5, 2., NAN]), &[-1., 0.5, 1., NAN], 0.);
+        // min > max: every value becomes max.
+        let crossed = UnaryKind::Clip { min: 2., max: 1. };
+        assert_close(&un(crossed, &[0., 1.5, 3.]), &[1., 1., 1.], 0.);
         let open = UnaryKind::Clip {
             min: f32::NEG_INFINITY,
             max: 6.,
