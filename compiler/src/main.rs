@@ -25,6 +25,9 @@ enum Cmd {
     Inspect(cli::inspect::Args),
     /// Run a model (interpreter or JIT) on .npy inputs and write .npy outputs.
     Run(cli::run::Args),
+    /// Export a zoo dynamic model and its static twin, compile both, check them against the
+    /// interpreter and compare their latency.
+    Demo(cli::demo::Args),
     /// The DyNet model zoo: list the networks, export them as ONNX.
     #[command(subcommand)]
     Zoo(cli::zoo::Cmd),
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Cmd::Check(a) => cli::check::run(a),
         Cmd::Inspect(a) => cli::inspect::run(a),
         Cmd::Run(a) => cli::run::run(a),
+        Cmd::Demo(a) => cli::demo::run(a),
         Cmd::Zoo(c) => cli::zoo::run(c),
     };
     match result {

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod common;
+pub mod demo;
 pub mod inspect;
 pub mod run;
 pub mod zoo;
