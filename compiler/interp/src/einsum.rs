@@ -72,7 +72,7 @@ pub(crate) fn einsum(
     let mut y = alloc(numel(&out_dims)?, 0f32)?;
     for d in y.iter_mut() {
         let mut acc = 0f64;
-        sum_walk.reset();
+        // n_sum steps bring the summation walk back to its start for the next output.
         for _ in 0..n_sum {
             for j in 0..inner_len {
                 let mut prod = 1f64;

@@ -162,3 +162,23 @@ fn resnet50_batch8_224() {
     assert_eq!(out[0].shape(), &[8, 1000]);
     assert!(out[0].as_f32().unwrap().iter().all(|v| v.is_finite()));
 }
+
+/// DyNet's kernel mixing at the size of ResNet-50's widest 3x3 conv, batch 8: 75M MACs.
+#[test]
+#[ignore = "speed check; run in release with --ignored"]
+fn dynet_kernel_mixing_einsum() {
+    let mut rng = Rng(11);
+    let attn = rng.tensor(&[8, 512, 4], 1.0);
+    let bank = rng.tensor(&[512, 4, 512, 3, 3], 0.1);
+    let op = Op::Einsum(dync_ir::ops::Einsum {
+        equation: "bog,ogcij->bocij".into(),
+    });
+    let out = TensorType::f32([8, 512, 512, 3, 3]);
+    let start = Instant::now();
+    let y = dync_interp::eval(&op, &[&attn, &bank], &out).unwrap();
+    println!(
+        "einsum bog,ogcij->bocij (8x512x512x3x3, g=4): {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert_eq!(y.shape(), out.shape.as_slice());
+}
