@@ -1,10 +1,10 @@
 //! Typed access to tensor elements for the kernels.
 //!
-//! [`Elem`] ties a Rust element type to its `DType` and `TensorData` variant, so that
-//! dtype-agnostic kernels (transpose, slice, concat, ...) are written once as generic functions
-//! and instantiated per dtype by [`for_dtype!`]. Result buffers are allocated with
-//! [`alloc`]/[`collect`], which report a result too large to allocate as an error instead of
-//! aborting the process.
+//! [`Elem`] ties a Rust element type to its `TensorData` variant, so that dtype-agnostic
+//! kernels (transpose, slice, concat, ...) are written once as generic functions and
+//! instantiated per dtype by [`for_dtype!`]. Result buffers larger than an existing input
+//! (broadcasts, padding, resizing, ...) are allocated with [`alloc`]/[`collect`], which report a
+//! result too large to allocate as an error instead of aborting the process.
 
 use crate::error::EvalError;
 use dync_ir::{Tensor, TensorData};
