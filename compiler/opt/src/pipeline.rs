@@ -1,21 +1,39 @@
 //! The pass pipeline and the registry of pass names (for `--print-after` and golden tests).
 //!
-//! Order: clean up the imported graph, recognize dynamic convolutions, then fold BatchNorm (after
-//! recognition, so that a BN after a recognized `dyn_conv` folds into its bank).
+//! Order: clean up the imported graph, recognize dynamic convolutions (kernel mixing, then the
+//! training form), drop the layout no-ops the recognition leaves, then fold BatchNorm (after
+//! recognition, so that a BN after a recognized `dyn_conv` folds into its bank). `literal`
+//! skips the recognition and its cleanup.
 
 use crate::error::PassError;
 use crate::manager::{Pass, PassManager, PrintAfter};
+use crate::passes::dynconv_mix::DynConvMix;
+use crate::passes::dynconv_train::DynConvTrain;
+use crate::passes::simplify_reshapes::SimplifyReshapes;
 use crate::passes::{dce::Dce, fold_bn::FoldBn, fold_constants::FoldConstants};
 use dync_ir::Graph;
 
 /// Every pass name, in pipeline order.
-pub const PASS_NAMES: &[&str] = &["fold_constants", "dce", "fold_bn"];
+pub const PASS_NAMES: &[&str] = &[
+    "fold_constants",
+    "dce",
+    "dynconv_mix",
+    "dynconv_train",
+    "simplify_reshapes",
+    "fold_bn",
+];
+
+/// The passes `Options::literal` leaves out.
+const RECOGNITION: &[&str] = &["dynconv_mix", "dynconv_train", "simplify_reshapes"];
 
 /// The pass called `name`.
 pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
     Some(match name {
         "fold_constants" => Box::new(FoldConstants),
         "dce" => Box::new(Dce),
+        "dynconv_mix" => Box::new(DynConvMix),
+        "dynconv_train" => Box::new(DynConvTrain),
+        "simplify_reshapes" => Box::new(SimplifyReshapes),
         "fold_bn" => Box::new(FoldBn),
         _ => return None,
     })
@@ -32,8 +50,11 @@ pub struct Options {
 
 /// The passes to run, in order.
 pub fn pipeline(opts: &Options) -> Vec<Box<dyn Pass>> {
-    let _ = opts.literal;
-    PASS_NAMES.iter().filter_map(|n| lookup(n)).collect()
+    PASS_NAMES
+        .iter()
+        .filter(|n| !(opts.literal && RECOGNITION.contains(n)))
+        .filter_map(|n| lookup(n))
+        .collect()
 }
 
 /// Runs the pipeline on `g`; the returned manager holds timings, dumps and remarks.

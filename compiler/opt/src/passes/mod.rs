@@ -2,5 +2,10 @@
 //! must run first). `crate::pipeline` orders them.
 
 pub mod dce;
+mod dynconv_common;
+pub mod dynconv_mix;
+mod dynconv_trace;
+pub mod dynconv_train;
 pub mod fold_bn;
 pub mod fold_constants;
+pub mod simplify_reshapes;
