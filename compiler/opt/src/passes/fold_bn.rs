@@ -5,6 +5,7 @@
 //! - `dyn_conv`: every kernel of the bank is scaled (s·Wᵢ — mixing is linear, so
 //!   conv(x, Σ cᵢ·s·Wᵢ) = s·conv(x, Σ cᵢ·Wᵢ)), the static bias becomes s·b + (bias − s·mean), and a
 //!   bias bank is scaled too.
+//!
 //! Matches only when the BN is the conv's sole user and every BN parameter is constant; anything
 //! else is left alone (a standalone `batch_norm` is still executable).
 
