@@ -298,7 +298,10 @@ impl Net {
         inputs: &[&str],
         attrs: &[Attr],
     ) -> Result<String, ZooError> {
-        Ok(self.emit_n(op, hint, inputs, attrs, 1)?.remove(0))
+        self.emit_n(op, hint, inputs, attrs, 1)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| internal(format!("{op} emitted no output")))
     }
 
     fn emit_n(
