@@ -3,7 +3,7 @@
 //! right] (ONNX auto_pad is resolved at import). Rejects group 0 or not dividing C and O,
 //! strides or dilations of 0, and a dilated kernel larger than the padded input.
 
-use super::{want_f32, want_rank, Arity, OpDef};
+use super::{fixed, want_f32, want_rank, Arity, OpDef};
 use crate::attrs::{AttrReader, AttrWriter};
 use crate::error::ShapeError;
 use crate::tensor::TensorType;
@@ -44,9 +44,40 @@ pub fn conv_out_dim(
     Ok((padded - window) / stride + 1)
 }
 
-fn arr<const N: usize>(v: Vec<usize>, name: &str) -> Result<[usize; N], String> {
-    v.try_into()
-        .map_err(|v: Vec<usize>| format!("`{name}` needs {N} entries, got {}", v.len()))
+/// Output [height, width] of a 2-D convolution window over an `hw` input with a `kernel`.
+pub fn conv_out_hw(
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    pads: [usize; 4],
+    dilations: [usize; 2],
+) -> Result<[usize; 2], ShapeError> {
+    Ok([
+        conv_out_dim(hw[0], pads[0], pads[2], kernel[0], strides[0], dilations[0])?,
+        conv_out_dim(hw[1], pads[1], pads[3], kernel[1], strides[1], dilations[1])?,
+    ])
+}
+
+/// Writes the window attributes shared by `conv` and `dyn_conv`.
+pub(crate) fn write_window(
+    w: &mut AttrWriter,
+    strides: &[usize; 2],
+    pads: &[usize; 4],
+    dilations: &[usize; 2],
+) {
+    w.usizes("strides", strides);
+    w.usizes("pads", pads);
+    w.usizes("dilations", dilations);
+}
+
+/// Reads the window attributes shared by `conv` and `dyn_conv`: (strides, pads, dilations).
+pub(crate) type Window = ([usize; 2], [usize; 4], [usize; 2]);
+pub(crate) fn read_window(r: &mut AttrReader) -> Result<Window, String> {
+    Ok((
+        fixed(r.usizes("strides")?, "strides")?,
+        fixed(r.usizes("pads")?, "pads")?,
+        fixed(r.usizes("dilations")?, "dilations")?,
+    ))
 }
 
 impl OpDef for Conv {
@@ -60,7 +91,7 @@ impl OpDef for Conv {
         want_f32(w, "conv weight")?;
         want_rank(x, 4, "conv input")?;
         want_rank(w, 4, "conv weight")?;
-        let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+        let (n, c, h, w_in) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
         let (o, cg, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
         let g = self.group;
         if g == 0 || c % g != 0 || o % g != 0 {
@@ -76,35 +107,19 @@ impl OpDef for Conv {
                 bail_shape!("bias must be f32[{o}], got {b}");
             }
         }
-        let oh = conv_out_dim(
-            h,
-            self.pads[0],
-            self.pads[2],
-            kh,
-            self.strides[0],
-            self.dilations[0],
-        )?;
-        let ow = conv_out_dim(
-            wd,
-            self.pads[1],
-            self.pads[3],
-            kw,
-            self.strides[1],
-            self.dilations[1],
-        )?;
+        let [oh, ow] = conv_out_hw([h, w_in], [kh, kw], self.strides, self.pads, self.dilations)?;
         Ok(TensorType::f32([n, o, oh, ow]))
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
-        w.usizes("strides", &self.strides);
-        w.usizes("pads", &self.pads);
-        w.usizes("dilations", &self.dilations);
+        write_window(w, &self.strides, &self.pads, &self.dilations);
         w.usize("group", self.group);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
+        let (strides, pads, dilations) = read_window(r)?;
         Ok(Conv {
-            strides: arr(r.usizes("strides")?, "strides")?,
-            pads: arr(r.usizes("pads")?, "pads")?,
-            dilations: arr(r.usizes("dilations")?, "dilations")?,
+            strides,
+            pads,
+            dilations,
             group: r.usize("group")?,
         })
     }

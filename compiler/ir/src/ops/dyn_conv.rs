@@ -12,7 +12,8 @@
 //! with `conv` exactly as the `conv` op (strides, pads [t,l,b,r], dilations, group). Produced by
 //! the recognition passes, never by import.
 
-use super::{conv_out_dim, want_f32, want_rank, Arity, OpDef};
+use super::conv::{read_window, write_window};
+use super::{conv_out_hw, want_f32, want_rank, Arity, OpDef};
 use crate::attrs::{AttrReader, AttrWriter};
 use crate::bail_shape;
 use crate::error::ShapeError;
@@ -42,11 +43,6 @@ impl DynConv {
     }
 }
 
-fn arr<const N: usize>(v: Vec<usize>, name: &str) -> Result<[usize; N], String> {
-    v.try_into()
-        .map_err(|v: Vec<usize>| format!("`{name}` needs {N} entries, got {}", v.len()))
-}
-
 impl OpDef for DynConv {
     const NAME: &'static str = "dyn_conv";
     fn arity(&self) -> Arity {
@@ -59,7 +55,7 @@ impl OpDef for DynConv {
         }
         want_rank(x, 4, "dyn_conv input")?;
         want_rank(bank, 5, "dyn_conv bank")?;
-        let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+        let (n, ch, h, w_in) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
         let (g, o, cg, kh, kw) = (
             bank.shape[0],
             bank.shape[1],
@@ -86,37 +82,21 @@ impl OpDef for DynConv {
                 bail_shape!("bias bank must be f32[{g},{o}], got {}", inputs[i]);
             }
         }
-        let oh = conv_out_dim(
-            h,
-            self.pads[0],
-            self.pads[2],
-            kh,
-            self.strides[0],
-            self.dilations[0],
-        )?;
-        let ow = conv_out_dim(
-            w,
-            self.pads[1],
-            self.pads[3],
-            kw,
-            self.strides[1],
-            self.dilations[1],
-        )?;
+        let [oh, ow] = conv_out_hw([h, w_in], [kh, kw], self.strides, self.pads, self.dilations)?;
         Ok(TensorType::f32([n, o, oh, ow]))
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
-        w.usizes("strides", &self.strides);
-        w.usizes("pads", &self.pads);
-        w.usizes("dilations", &self.dilations);
+        write_window(w, &self.strides, &self.pads, &self.dilations);
         w.usize("group", self.group);
         w.bool("bias", self.bias);
         w.bool("bias_bank", self.bias_bank);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
+        let (strides, pads, dilations) = read_window(r)?;
         Ok(DynConv {
-            strides: arr(r.usizes("strides")?, "strides")?,
-            pads: arr(r.usizes("pads")?, "pads")?,
-            dilations: arr(r.usizes("dilations")?, "dilations")?,
+            strides,
+            pads,
+            dilations,
             group: r.usize("group")?,
             bias: r.bool("bias")?,
             bias_bank: r.bool("bias_bank")?,

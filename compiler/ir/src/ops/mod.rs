@@ -41,7 +41,7 @@ pub use binary::{broadcast_shapes, Binary, BinaryKind};
 pub use cast::Cast;
 pub use concat::Concat;
 pub use constant::{Const, INLINE_LIMIT};
-pub use conv::{conv_out_dim, Conv};
+pub use conv::{conv_out_dim, conv_out_hw, Conv};
 pub use dyn_conv::DynConv;
 pub use einsum::{Einsum, EinsumSpec};
 pub use expand::Expand;
@@ -189,4 +189,10 @@ pub(crate) fn want_rank(t: &TensorType, r: usize, what: &str) -> Result<(), Shap
         crate::bail_shape!("{what} must have rank {r}, got {t}");
     }
     Ok(())
+}
+
+/// The `N` entries of a list attribute, or an error naming it.
+pub(crate) fn fixed<const N: usize>(v: Vec<usize>, name: &str) -> Result<[usize; N], String> {
+    v.try_into()
+        .map_err(|v: Vec<usize>| format!("`{name}` needs {N} entries, got {}", v.len()))
 }

@@ -3,7 +3,7 @@
 //! lets the last window start in the end padding. avg_pool's `count_include_pad` chooses the
 //! divisor; max_pool ignores padded cells. (Global average pooling is a `reduce` mean.)
 
-use super::{want_f32, want_rank, Arity, OpDef};
+use super::{fixed, want_f32, want_rank, Arity, OpDef};
 use crate::attrs::{AttrReader, AttrWriter};
 use crate::bail_shape;
 use crate::error::ShapeError;
@@ -29,11 +29,6 @@ pub fn pool_out_dim(
         out -= 1;
     }
     Ok(out)
-}
-
-fn arr<const N: usize>(v: Vec<usize>, name: &str) -> Result<[usize; N], String> {
-    v.try_into()
-        .map_err(|v: Vec<usize>| format!("`{name}` needs {N} entries, got {}", v.len()))
 }
 
 fn pooled(
@@ -107,9 +102,9 @@ impl OpDef for AvgPool {
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
         Ok(AvgPool {
-            kernel: arr(r.usizes("kernel")?, "kernel")?,
-            strides: arr(r.usizes("strides")?, "strides")?,
-            pads: arr(r.usizes("pads")?, "pads")?,
+            kernel: fixed(r.usizes("kernel")?, "kernel")?,
+            strides: fixed(r.usizes("strides")?, "strides")?,
+            pads: fixed(r.usizes("pads")?, "pads")?,
             ceil_mode: r.bool("ceil_mode")?,
             count_include_pad: r.bool("count_include_pad")?,
         })
@@ -150,10 +145,10 @@ impl OpDef for MaxPool {
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
         Ok(MaxPool {
-            kernel: arr(r.usizes("kernel")?, "kernel")?,
-            strides: arr(r.usizes("strides")?, "strides")?,
-            pads: arr(r.usizes("pads")?, "pads")?,
-            dilations: arr(r.usizes("dilations")?, "dilations")?,
+            kernel: fixed(r.usizes("kernel")?, "kernel")?,
+            strides: fixed(r.usizes("strides")?, "strides")?,
+            pads: fixed(r.usizes("pads")?, "pads")?,
+            dilations: fixed(r.usizes("dilations")?, "dilations")?,
             ceil_mode: r.bool("ceil_mode")?,
         })
     }
