@@ -25,6 +25,8 @@ enum Cmd {
     Inspect(cli::inspect::Args),
     /// Run a model (interpreter or JIT) on .npy inputs and write .npy outputs.
     Run(cli::run::Args),
+    /// Compile a model ahead of time to an executable, a shared library or an object file.
+    Compile(cli::compile::Args),
     /// Export a zoo dynamic model and its static twin, compile both, check them against the
     /// interpreter and compare their latency.
     Demo(cli::demo::Args),
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Cmd::Check(a) => cli::check::run(a),
         Cmd::Inspect(a) => cli::inspect::run(a),
         Cmd::Run(a) => cli::run::run(a),
+        Cmd::Compile(a) => cli::compile::run(a),
         Cmd::Demo(a) => cli::demo::run(a),
         Cmd::Zoo(c) => cli::zoo::run(c),
     };

@@ -1,2 +1,12 @@
-//! dync-runtime: what generated programs link. Grows with the backend.
+//! dync-runtime: what the programs `dync compile` builds link (as `libdync_runtime.a`), and what
+//! the compiler shares with them.
+//!
+//! - [`npy`]: validated `.npy` reading and writing;
+//! - [`model`]: the C ABI of a compiled model (its descriptor) and a validated view to run it;
+//! - [`rt`]: the arena, latency statistics, CPU feature checks, the seeded random inputs and the
+//!   top-5 report shared with `dync run`;
+//! - [`exe`]: the executable's main, `dync_rt_main`, called by the generated `main`.
+pub mod exe;
+pub mod model;
 pub mod npy;
+pub mod rt;

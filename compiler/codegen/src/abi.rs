@@ -16,9 +16,9 @@
 //! with one pointer per operand, one for the result and, for kernels that need it, one for
 //! scratch memory in the arena; they return 0 or a [`Fault`] code.
 //!
-//! Transcendental functions that the lowering does not inline are calls to the `extern "C"`
-//! functions named in [`crate::libcalls`]; the JIT binds them in process, AOT objects will
-//! resolve them from the runtime library.
+//! Transcendental functions that the lowering does not inline are calls to the C math
+//! library's functions named in [`crate::libcalls`]; the JIT binds them in process, AOT objects
+//! import them from libm.
 
 use cranelift_codegen::ir::{types, AbiParam, Signature, Type};
 use cranelift_codegen::isa::CallConv;

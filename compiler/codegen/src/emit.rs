@@ -51,6 +51,17 @@ pub fn emit_model<M: Module>(
     g: &Graph,
     opts: &CodegenOptions,
 ) -> Result<EmittedModel, CodegenError> {
+    emit_model_with_progress(module, g, opts, &mut |_, _| {})
+}
+
+/// [`emit_model`], calling `progress(done, total)` after each kernel is compiled (for progress
+/// bars of long compiles).
+pub fn emit_model_with_progress<M: Module>(
+    module: &mut M,
+    g: &Graph,
+    opts: &CodegenOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EmittedModel, CodegenError> {
     dync_ir::verify(g).map_err(CodegenError::Verify)?;
     let plan = plan::plan(g)?;
     if plan.kernels.len() > MAX_KERNELS {
@@ -122,6 +133,7 @@ pub fn emit_model<M: Module>(
         module.clear_context(&mut ctx);
         kernel_ids.push(fid);
         kernels.push(nref);
+        progress(i + 1, plan.kernels.len());
     }
 
     let entry = emit_entry(module, g, &plan, &kernel_ids, weights, &mut fctx)?;

@@ -1,8 +1,9 @@
 //! Scalar math functions that generated code calls instead of inlining (`extern "C"`, f32 in
-//! and out, evaluated in f64 and rounded once, like the reference interpreter). The JIT binds
-//! these symbols to the functions below; AOT objects will resolve the same names from the
-//! runtime library, which must export them with these exact semantics. `exp` is not here: it
-//! is inlined as a polynomial (see `lower::math`), because softmax and sigmoid need it fast.
+//! and out). Generated code calls them by their standard C names (`logf`, `tanhf`, `erff`,
+//! `powf`), so that AOT objects need only libm. The JIT binds the same names to the functions
+//! below, which evaluate in f64 and round once, like the reference interpreter; libm's versions
+//! agree within an ulp or two (the AOT tests compare at atol 1e-5). `exp` is not here: it is
+//! inlined as a polynomial (see `lower::math`), because softmax and sigmoid need it fast.
 
 /// A math function generated code may call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -16,13 +17,13 @@ pub enum MathFn {
 impl MathFn {
     pub const ALL: [MathFn; 4] = [MathFn::Log, MathFn::Tanh, MathFn::Erf, MathFn::Pow];
 
-    /// The symbol name.
+    /// The symbol name: the C math library's.
     pub fn symbol(self) -> &'static str {
         match self {
-            MathFn::Log => "dync_logf",
-            MathFn::Tanh => "dync_tanhf",
-            MathFn::Erf => "dync_erff",
-            MathFn::Pow => "dync_powf",
+            MathFn::Log => "logf",
+            MathFn::Tanh => "tanhf",
+            MathFn::Erf => "erff",
+            MathFn::Pow => "powf",
         }
     }
 

@@ -3,14 +3,15 @@
 //! pipeline, Cranelift) or on the reference interpreter (interp: the imported graph as is) — and
 //! writes `DIR/<output>.npy` for every graph output
 //! (names sanitized to [A-Za-z0-9._-]). Inputs not given are seeded random tensors (the seed is
-//! printed). Input files fix the model's symbolic dims. Prints the top-5 classes of a
+//! printed; the generator is the runtime's, shared with compiled executables). Input files fix the model's symbolic dims. Prints the top-5 classes of a
 //! classifier output; `--compare` reports max abs/rel error of the first output and exits 3 when
 //! it exceeds atol 1e-4 + rtol 1e-3.
 
 use super::common::{import_with_notes, npy_to_tensor, tensor_to_npy, ModelArgs, PassArgs};
 use anyhow::{bail, Context, Result};
-use dync_ir::{DType, Tensor, TensorData, TensorType};
-use dync_runtime::npy::{read_npy, sanitize_name, write_npy};
+use dync_ir::{DType, Tensor, TensorType};
+use dync_runtime::npy::{read_npy, sanitize_name, write_npy, NpyDType};
+use dync_runtime::rt::{random_array, top5_lines, SplitMix};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -154,23 +155,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the top-5 classes per sample of a [B, K] (or [B, K, 1, 1]) f32 output with K > 1.
+/// Prints the top-5 classes per sample of a classifier output (see `top5_lines`).
 fn print_top5(name: &str, t: &Tensor) {
-    let s = t.shape();
-    let classes = match s {
-        [_, k] | [_, k, 1, 1] if *k > 1 => *k,
-        _ => return,
-    };
-    let Some(v) = t.as_f32() else { return };
-    for (b, row) in v.chunks(classes).enumerate() {
-        let mut idx: Vec<usize> = (0..classes).collect();
-        idx.sort_by(|&i, &j| row[j].total_cmp(&row[i]).then(i.cmp(&j)));
-        let top: Vec<String> = idx
-            .iter()
-            .take(5)
-            .map(|&i| format!("{i} ({:.4})", row[i]))
-            .collect();
-        println!("top-5 of {name:?}[{b}]: {}", top.join(", "));
+    if let Some(v) = t.as_f32() {
+        for line in top5_lines(name, t.shape(), v) {
+            println!("{line}");
+        }
     }
 }
 
@@ -207,35 +197,12 @@ fn compare(got: &Tensor, want: &Tensor, path: &std::path::Path) -> Result<ExitCo
     }
 }
 
-/// SplitMix64: a tiny, well-known generator; enough for reproducible test inputs.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-    /// Standard normal by Box–Muller.
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.unit(), self.unit());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    }
-}
-
 fn random_tensor(ty: &TensorType, rng: &mut SplitMix) -> Result<Tensor> {
-    let n = ty.numel()?;
-    let data = match ty.dtype {
-        DType::F32 => TensorData::F32((0..n).map(|_| rng.normal()).collect()),
-        DType::I64 => TensorData::I64((0..n).map(|_| (rng.next_u64() % 10) as i64).collect()),
-        DType::I32 => TensorData::I32((0..n).map(|_| (rng.next_u64() % 10) as i32).collect()),
-        DType::Bool => TensorData::Bool((0..n).map(|_| rng.next_u64() & 1 == 1).collect()),
+    let dtype = match ty.dtype {
+        DType::F32 => NpyDType::F32,
+        DType::I64 => NpyDType::I64,
+        DType::I32 => NpyDType::I32,
+        DType::Bool => NpyDType::Bool,
     };
-    Ok(Tensor::new(ty.shape.clone(), data)?)
+    npy_to_tensor(random_array(dtype, &ty.shape, rng)?)
 }

@@ -1,0 +1,145 @@
+//! Linking compiled objects with the system C compiler (`$CC`, else `cc`) for the host.
+//!
+//! - Executables: the object (which defines `main`, see [`crate::object`]) plus the runtime's
+//!   static library `libdync_runtime.a` and the system libraries a Rust static library needs on
+//!   Linux; unused sections are dropped (`--gc-sections`) and debug info stripped (`-S`). The
+//!   result needs only the C library, libm and libgcc_s at run time, no Rust toolchain.
+//! - Shared libraries: the object alone (`-shared`), with libm; its exported symbols are the
+//!   model's C API.
+//!
+//! The linker writes a temporary file beside the destination, renamed into place on success,
+//! so a failed link never leaves a partial file under the destination's name. Errors name the
+//! command and carry the compiler's own message. Linking for another architecture than the
+//! host's is not done here (use `--emit obj` and a cross toolchain).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use thiserror::Error;
+
+/// Name of the runtime's static library.
+pub const RUNTIME_LIB: &str = "libdync_runtime.a";
+/// Environment variable overriding where the runtime library is.
+pub const RUNTIME_LIB_VAR: &str = "DYNC_RUNTIME_LIB";
+/// System libraries a Rust static library links against on Linux (`rustc --print
+/// native-static-libs`).
+const RUST_SYSTEM_LIBS: [&str; 7] = [
+    "-lgcc_s",
+    "-lutil",
+    "-lrt",
+    "-lpthread",
+    "-lm",
+    "-ldl",
+    "-lc",
+];
+
+#[derive(Debug, Error)]
+pub enum LinkError {
+    #[error(
+        "the dync runtime library {RUNTIME_LIB} is not at {0}; build it with \
+         `cargo build --release` (or `cargo build -p dync-runtime --release`) in the dync \
+         repository, or point {RUNTIME_LIB_VAR} at it"
+    )]
+    NoRuntime(PathBuf),
+    #[error("{RUNTIME_LIB_VAR}={0}: no such file")]
+    BadRuntimeVar(PathBuf),
+    #[error("cannot run the C compiler `{cc}` to link (set CC to a C compiler): {error}")]
+    NoCompiler { cc: String, error: std::io::Error },
+    #[error("linking {out} failed: `{command}` exited with {status}:\n{stderr}")]
+    Failed {
+        out: PathBuf,
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// The runtime library: `$DYNC_RUNTIME_LIB`, else `libdync_runtime.a` in the directory of the
+/// running executable (cargo puts both in `target/<profile>/`).
+pub fn find_runtime_lib() -> Result<PathBuf, LinkError> {
+    if let Some(p) = std::env::var_os(RUNTIME_LIB_VAR).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(LinkError::BadRuntimeVar(p))
+        };
+    }
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let p = dir.join(RUNTIME_LIB);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(LinkError::NoRuntime(p))
+    }
+}
+
+/// The C compiler: `$CC` or `cc`.
+pub fn c_compiler() -> String {
+    std::env::var("CC")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or_else(|| "cc".into())
+}
+
+/// Links `object` and the runtime library into the executable `out`.
+pub fn link_executable(object: &Path, runtime: &Path, out: &Path) -> Result<(), LinkError> {
+    let mut args: Vec<String> = vec![
+        object.display().to_string(),
+        runtime.display().to_string(),
+        "-Wl,--gc-sections".into(),
+        "-Wl,-S".into(),
+    ];
+    args.extend(RUST_SYSTEM_LIBS.iter().map(|s| s.to_string()));
+    link(&args, out)
+}
+
+/// Links `object` into the shared library `out`.
+pub fn link_shared(object: &Path, out: &Path) -> Result<(), LinkError> {
+    let args = vec![
+        "-shared".to_string(),
+        object.display().to_string(),
+        "-lm".into(),
+    ];
+    link(&args, out)
+}
+
+fn link(args: &[String], out: &Path) -> Result<(), LinkError> {
+    let cc = c_compiler();
+    let file = out
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = out.with_file_name(format!(".{file}.link-{}", std::process::id()));
+    let mut cmd = Command::new(&cc);
+    cmd.args(args).arg("-o").arg(&tmp);
+    let output = cmd.output().map_err(|error| LinkError::NoCompiler {
+        cc: cc.clone(),
+        error,
+    })?;
+    if !output.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(LinkError::Failed {
+            out: out.to_path_buf(),
+            command: format!("{cc} {} -o {}", args.join(" "), tmp.display()),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr)
+                .trim_end()
+                .to_string(),
+        });
+    }
+    std::fs::rename(&tmp, out).map_err(|error| {
+        let _ = std::fs::remove_file(&tmp);
+        LinkError::Io {
+            path: out.to_path_buf(),
+            error,
+        }
+    })
+}

@@ -1,0 +1,227 @@
+//! `dync compile MODEL -o OUT [--emit exe|so|obj] [--target TRIPLE] [--cpu CPU] [--name NAME]
+//! [--checked] [--input-shape NAME=DIMS]... [--time-passes]`: ahead-of-time compilation.
+//!
+//! Pipeline: load, import, the pass pipeline (as `dync run`), Cranelift into a relocatable object
+//! (`dync_codegen::object`), then by `--emit`:
+//! - `exe` (default): an executable linked with the system C compiler against the runtime's
+//!   static library (`libdync_runtime.a`, found next to the `dync` executable or through
+//!   `DYNC_RUNTIME_LIB`; checked before compiling). Host targets only.
+//! - `so`: a shared library exporting the model's C API, and its C header `OUT.h` (OUT with its
+//!   extension replaced). Host targets only.
+//! - `obj`: the object file and its header; it needs only libc and libm, for any supported
+//!   target (x86_64 and aarch64 Linux).
+//!
+//! The model's C name (the prefix of its symbols) is `--name`, which must be a C identifier, or
+//! OUT's file stem made one. `--cpu` defaults to `native` for the host and `generic` for an
+//! explicit `--target`. A progress bar over the kernels shows on a terminal. The same model and
+//! flags give byte-identical files.
+
+use super::common::{import_with_notes, ModelArgs, PassArgs};
+use anyhow::{bail, Context, Result};
+use dync_codegen::link::{find_runtime_lib, link_executable, link_shared};
+use dync_codegen::object::{c_name, compile_object, is_c_identifier, ObjectOptions};
+use dync_codegen::{CodegenOptions, Cpu, Target};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// A standalone executable (the runtime linked in statically).
+    Exe,
+    /// A shared library with a C API, and its C header.
+    So,
+    /// A relocatable object file with a C API, and its C header.
+    Obj,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The file to write.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    #[arg(long, value_enum, default_value = "exe")]
+    pub emit: Emit,
+    /// Target triple, e.g. aarch64-unknown-linux-gnu (default: this machine).
+    #[arg(long, value_name = "TRIPLE")]
+    pub target: Option<String>,
+    /// CPU: native, x86-64, x86-64-v3, x86-64-v4 or generic (default: native for this machine,
+    /// generic for --target).
+    #[arg(long, value_name = "CPU")]
+    pub cpu: Option<String>,
+    /// The model's C name, the prefix of its symbols (default: OUT's file stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bounds-check every load and store of the generated code.
+    #[arg(long)]
+    pub checked: bool,
+    #[command(flatten)]
+    pub passes: PassArgs,
+}
+
+/// OUT's header path: OUT with its extension replaced by `.h` (or `.h` appended).
+pub fn header_path(out: &Path) -> PathBuf {
+    match out.extension() {
+        Some(_) => out.with_extension("h"),
+        None => {
+            let mut s = out.as_os_str().to_owned();
+            s.push(".h");
+            PathBuf::from(s)
+        }
+    }
+}
+
+fn codegen_options(a: &Args) -> Result<CodegenOptions> {
+    let target = match &a.target {
+        None => Target::Host,
+        Some(t) => Target::Triple(
+            t.parse()
+                .map_err(|e| anyhow::anyhow!("--target {t:?}: {e}"))?,
+        ),
+    };
+    let cpu = match (&a.cpu, &target) {
+        (Some(c), _) => c.parse::<Cpu>()?,
+        (None, Target::Host) => Cpu::Native,
+        (None, Target::Triple(_)) => Cpu::Generic,
+    };
+    if a.emit != Emit::Obj {
+        if let Target::Triple(t) = &target {
+            let host = dync_codegen::target::Triple::host();
+            if t.architecture != host.architecture || t.operating_system != host.operating_system {
+                bail!(
+                    "--emit {:?} links for this machine ({host}); for --target {t} use --emit obj \
+                     and a cross toolchain",
+                    a.emit
+                );
+            }
+        }
+    }
+    Ok(CodegenOptions {
+        target,
+        cpu,
+        checked: a.checked,
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let name = match &a.name {
+        Some(n) if is_c_identifier(n) => n.clone(),
+        Some(n) => bail!("--name {n:?} is not a C identifier ([A-Za-z_][A-Za-z0-9_]*)"),
+        None => c_name(
+            &a.output
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+    };
+    let opts = codegen_options(&a)?;
+    let runtime = match a.emit {
+        Emit::Exe => Some(find_runtime_lib()?),
+        Emit::So | Emit::Obj => None,
+    };
+    let t0 = Instant::now();
+    let m = a.model.load()?;
+    let mut imp = import_with_notes(&m, &a.model.options()?)?;
+    a.passes.optimize(&mut imp.graph, false)?;
+    let t_front = t0.elapsed();
+
+    let t1 = Instant::now();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "compiling {msg} [{bar:30}] {pos}/{len} kernels ({elapsed})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_message(name.clone());
+        b
+    });
+    let mut progress = |done: usize, total: usize| {
+        if let Some(b) = &bar {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    };
+    let obj = compile_object(
+        &imp.graph,
+        &opts,
+        &ObjectOptions {
+            name: name.clone(),
+            main: a.emit == Emit::Exe,
+        },
+        &mut progress,
+    );
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let obj = obj.with_context(|| format!("compiling {}", a.model.model.display()))?;
+    let t_codegen = t1.elapsed();
+
+    let t2 = Instant::now();
+    let out = &a.output;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    }
+    let write = |path: &Path, bytes: &[u8]| {
+        std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    };
+    let header = header_path(out);
+    match a.emit {
+        Emit::Obj => write(out, &obj.bytes)?,
+        Emit::Exe | Emit::So => {
+            let file = out
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = out.with_file_name(format!(".{file}.{}.o", std::process::id()));
+            write(&tmp, &obj.bytes)?;
+            let linked = match &runtime {
+                Some(rt) => link_executable(&tmp, rt, out),
+                None => link_shared(&tmp, out),
+            };
+            let _ = std::fs::remove_file(&tmp);
+            linked?;
+        }
+    }
+    if a.emit != Emit::Exe {
+        write(&header, dync_codegen::header::header(&obj).as_bytes())?;
+    }
+    let t_link = t2.elapsed();
+    if a.passes.time_passes {
+        eprintln!(
+            "load+import+passes {}, codegen {}, write+link {}",
+            ms(t_front),
+            ms(t_codegen),
+            ms(t_link)
+        );
+    }
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "wrote {} ({} bytes; {:?} for {}, cpu {}): model `{}`, {} kernels, arena {} bytes, \
+         weights {} bytes, compiled in {}",
+        out.display(),
+        size,
+        a.emit,
+        obj.triple,
+        opts.cpu.name(),
+        obj.name,
+        obj.kernels,
+        obj.arena_bytes,
+        obj.weight_bytes,
+        ms(t0.elapsed())
+    );
+    if a.emit != Emit::Exe {
+        println!("wrote {}", header.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
