@@ -31,9 +31,10 @@
 use crate::abi::Fault;
 use crate::emit::{emit_model_with_progress, EmittedModel};
 use crate::error::CodegenError;
-use crate::target::{isa, CodegenOptions};
+use crate::target::{isa, CodegenOptions, Target};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName};
+use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
@@ -45,7 +46,7 @@ use dync_runtime::model::{
 };
 use dync_runtime::npy::NpyDType;
 use std::mem::{offset_of, size_of};
-use target_lexicon::{Architecture, BinaryFormat, Endianness, PointerWidth};
+use target_lexicon::{Architecture, BinaryFormat, Endianness, PointerWidth, Triple};
 
 /// The runtime function the generated `main` calls.
 pub const RT_MAIN_SYMBOL: &str = "dync_rt_main";
@@ -116,21 +117,13 @@ pub fn is_c_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Compiles `g` into an object; `progress(done, total)` is called after each kernel.
-pub fn compile_object(
-    g: &dync_ir::Graph,
-    opts: &CodegenOptions,
-    obj: &ObjectOptions,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<CompiledObject, CodegenError> {
-    if !is_c_identifier(&obj.name) {
-        return Err(CodegenError::Target(format!(
-            "the model name {:?} is not a C identifier",
-            obj.name
-        )));
-    }
-    let isa = isa(opts, true)?;
-    let triple = isa.triple().clone();
+/// The ISA of AOT objects for `opts` (position-independent code), or a
+/// [`CodegenError::Target`] for a target this module does not support (see the module doc).
+pub fn object_isa(opts: &CodegenOptions) -> Result<OwnedTargetIsa, CodegenError> {
+    let triple = match &opts.target {
+        Target::Host => Triple::host(),
+        Target::Triple(t) => t.clone(),
+    };
     let supported = matches!(
         triple.architecture,
         Architecture::X86_64 | Architecture::Aarch64(_)
@@ -144,6 +137,24 @@ pub fn compile_object(
              {triple}"
         )));
     }
+    isa(opts, true)
+}
+
+/// Compiles `g` into an object; `progress(done, total)` is called after each kernel.
+pub fn compile_object(
+    g: &dync_ir::Graph,
+    opts: &CodegenOptions,
+    obj: &ObjectOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<CompiledObject, CodegenError> {
+    if !is_c_identifier(&obj.name) {
+        return Err(CodegenError::Target(format!(
+            "the model name {:?} is not a C identifier",
+            obj.name
+        )));
+    }
+    let isa = object_isa(opts)?;
+    let triple = isa.triple().clone();
     let cpu_features = cpu_features(&*isa);
     let builder = ObjectBuilder::new(
         isa,

@@ -19,7 +19,7 @@
 use super::common::{import_with_notes, ModelArgs, PassArgs};
 use anyhow::{bail, Context, Result};
 use dync_codegen::link::{find_runtime_lib, link_executable, link_shared};
-use dync_codegen::object::{c_name, compile_object, is_c_identifier, ObjectOptions};
+use dync_codegen::object::{c_name, compile_object, is_c_identifier, object_isa, ObjectOptions};
 use dync_codegen::{CodegenOptions, Cpu, Target};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -122,6 +122,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ),
     };
     let opts = codegen_options(&a)?;
+    // Unsupported targets and CPUs are reported before the model is loaded.
+    object_isa(&opts)?;
     let runtime = match a.emit {
         Emit::Exe => Some(find_runtime_lib()?),
         Emit::So | Emit::Obj => None,
