@@ -92,10 +92,12 @@ impl Ctx<'_> {
     }
 
     /// Adds `op` on `operands`, inferring its type, or folds it into a constant when every
-    /// operand is a constant.
+    /// operand is a constant. The result must fit the tensor-size limit either way: whoever
+    /// runs the graph allocates it.
     pub fn add(&mut self, op: Op, operands: &[NodeId]) -> Result<NodeId, NodeError> {
         let tys: Vec<&TensorType> = operands.iter().map(|&o| self.graph.ty(o)).collect();
         let ty = op.infer(&tys)?;
+        self.check_alloc(ty.numel()?, ty.dtype)?;
         self.node_macs = self.node_macs.saturating_add(op.macs(&tys, &ty));
         let consts: Option<Vec<&Tensor>> = operands
             .iter()
@@ -103,7 +105,6 @@ impl Ctx<'_> {
             .collect();
         if let Some(vals) = consts {
             if !operands.is_empty() {
-                self.check_alloc(ty.numel()?, ty.dtype)?;
                 let t = dync_interp::eval(&op, &vals, &ty)?;
                 return Ok(self.graph.add_const(t, Some(self.origin.clone())));
             }
@@ -291,8 +292,15 @@ fn run(
         let given = shape_opts.remove(&v.name);
         let shape = resolve_input_shape(&v.name, vt.shape.as_deref(), given, &mut notes)?;
         let ty = TensorType::new(vt.dtype, shape);
-        ty.numel()
+        let numel = ty
+            .numel()
             .map_err(|e| ErrorKind::value(&v.name, e.to_string()))?;
+        // The caller allocates every input: bound it like any tensor.
+        crate::limits::check(
+            || format!("the size in bytes of input {:?}", v.name),
+            (numel as u64).saturating_mul(ty.dtype.size() as u64),
+            limits.max_tensor_bytes,
+        )?;
         values.insert(v.name.clone(), cx.graph.add_input(v.name.clone(), ty));
     }
     if let Some(name) = shape_opts.keys().next() {
@@ -421,7 +429,13 @@ fn run(
                 None => {
                     unavailable.insert(
                         name.clone(),
-                        format!("output {k} of {} is not supported", n.op_type),
+                        format!(
+                            "it is output {k} of node {label:?} ({op}), and dync provides only \
+                             {} output{} of {op}",
+                            outs.len(),
+                            if outs.len() == 1 { "" } else { "s" },
+                            op = n.op_type,
+                        ),
                     );
                 }
             }
@@ -509,7 +523,8 @@ fn resolve_input_shape(
                 return Err(ErrorKind::value(
                     name,
                     format!(
-                        "--input-shape {s:?} does not fit the declared shape [{}]",
+                        "the shape {s:?} given for it (--input-shape or an input file) does not \
+                         fit the declared shape [{}]",
                         decl.join(",")
                     ),
                 ));

@@ -39,8 +39,12 @@ pub struct Attrs<'a> {
     node: &'a NodeProto,
 }
 
-fn attr_type(a: &AttributeProto) -> AttributeType {
-    AttributeType::try_from(a.r#type).unwrap_or(AttributeType::Undefined)
+/// The attribute's type as written, for messages: `Int`, or `unknown type code 99`.
+fn attr_type_name(a: &AttributeProto) -> String {
+    match AttributeType::try_from(a.r#type) {
+        Ok(t) => format!("{t:?}"),
+        Err(_) => format!("unknown type code {}", a.r#type),
+    }
 }
 
 impl<'a> Attrs<'a> {
@@ -63,9 +67,11 @@ impl<'a> Attrs<'a> {
         if !a.ref_attr_name.is_empty() {
             unsupported!("attribute `{name}` refers to a function attribute");
         }
-        let t = attr_type(a);
-        if t != want {
-            invalid!("attribute `{name}` must be {want:?}, got {t:?}");
+        if a.r#type != want as i32 {
+            invalid!(
+                "attribute `{name}` must be {want:?}, got {}",
+                attr_type_name(a)
+            );
         }
         Ok(Some(a))
     }

@@ -69,7 +69,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .map(|v| v.name.clone())
             .collect()
     };
-    let mut given: BTreeMap<String, Tensor> = BTreeMap::new();
+    // Input name → (file, tensor).
+    let mut given: BTreeMap<String, (String, Tensor)> = BTreeMap::new();
     for (i, spec) in a.input.iter().enumerate() {
         let (name, file) = match spec.split_once('=') {
             Some((n, f)) if input_names.iter().any(|x| x == n) => (n.to_string(), f),
@@ -86,15 +87,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
         };
         let arr = read_npy(file.as_ref(), MAX_INPUT_BYTES)?;
         let t = npy_to_tensor(arr).with_context(|| format!("input file {file}"))?;
-        if given.insert(name.clone(), t).is_some() {
+        if given.insert(name.clone(), (file.to_string(), t)).is_some() {
             bail!("input {name:?} is given twice");
         }
     }
     let mut opts = a.model.options()?;
-    for (name, t) in &given {
-        opts.input_shapes
-            .entry(name.clone())
-            .or_insert_with(|| t.shape().to_vec());
+    // A file fixes the dims its input leaves open; against a fully declared shape it is checked
+    // below, with a message naming the file.
+    for v in &m.graph.input {
+        if let Some((_, t)) = given.get(&v.name) {
+            if !fully_declared(v, &opts.limits) {
+                opts.input_shapes
+                    .entry(v.name.clone())
+                    .or_insert_with(|| t.shape().to_vec());
+            }
+        }
     }
     let mut imp = import_with_notes(&m, &opts)?;
     if a.engine == Engine::Jit {
@@ -107,10 +114,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for (name, id) in &g.inputs {
         let ty = g.ty(*id);
         let t = match given.remove(name) {
-            Some(t) => {
+            Some((file, t)) => {
                 if t.ty() != *ty {
                     bail!(
-                        "input {name:?}: the file holds {} but the model takes {ty}",
+                        "{file}: input {name:?}: the file holds {} but the model takes {ty}",
                         t.ty()
                     );
                 }
@@ -126,14 +133,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if random_used {
         eprintln!("note: random inputs with seed {} (standard normal)", a.seed);
     }
+    let running = || format!("running {}", a.model.model.display());
     let outputs = match a.engine {
-        Engine::Interp => dync_interp::run(g, &inputs)?,
+        Engine::Interp => dync_interp::run(g, &inputs).with_context(running)?,
         Engine::Jit => {
             let opts = dync_codegen::CodegenOptions {
                 checked: a.checked,
                 ..Default::default()
             };
-            dync_codegen::JitModel::compile(g, &opts)?.run(&inputs)?
+            dync_codegen::JitModel::compile(g, &opts)
+                .and_then(|j| j.run(&inputs))
+                .with_context(running)?
         }
     };
     std::fs::create_dir_all(&a.output_dir)
@@ -153,6 +163,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return compare(got, &want, r);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `v` declares every dim of its shape as a number (then an input file cannot change it).
+fn fully_declared(v: &dync_onnx::proto::ValueInfoProto, limits: &dync_onnx::Limits) -> bool {
+    match dync_onnx::tensor::value_info_type(v, limits) {
+        Ok(t) => t.shape.is_some_and(|s| {
+            s.iter()
+                .all(|d| matches!(d, dync_onnx::tensor::Dim::Known(_)))
+        }),
+        Err(_) => false,
+    }
 }
 
 /// Prints the top-5 classes per sample of a classifier output (see `top5_lines`).

@@ -1,6 +1,7 @@
 //! Conv (2-D only) → IR `conv`. Weight and bias may be computed at run time. Resolves `auto_pad`
 //! (NOTSET, VALID, SAME_UPPER, SAME_LOWER) to explicit pads; `kernel_shape`, when given, must match
-//! the weight. Rejects 1-D/3-D convolutions, negative pads and non-positive strides/dilations.
+//! the weight. Rejects 1-D/3-D convolutions, negative pads, non-positive strides/dilations and
+//! `SAME_*` padding whose arithmetic overflows (checked: the attributes are untrusted).
 
 use crate::import::{Ctx, Operands};
 use crate::node::{invalid, unsupported, Attrs, NodeError};
@@ -49,9 +50,19 @@ pub fn resolve_pads(
             let mut out = [0usize; 4];
             for i in 0..2 {
                 let o = input_hw[i].div_ceil(strides[i]);
-                let window = (kernel[i] - 1) * dilations[i] + 1;
-                let need =
-                    ((o.saturating_sub(1)) * strides[i] + window).saturating_sub(input_hw[i]);
+                // Attributes are untrusted: a huge dilation or stride must not overflow.
+                let need = kernel[i]
+                    .checked_sub(1)
+                    .and_then(|k| k.checked_mul(dilations[i]))
+                    .and_then(|w| w.checked_add(1))
+                    .and_then(|w| o.saturating_sub(1).checked_mul(strides[i])?.checked_add(w))
+                    .ok_or_else(|| {
+                        NodeError::Invalid(format!(
+                            "auto_pad {auto}: the padding for kernel {kernel:?}, strides \
+                             {strides:?} and dilations {dilations:?} overflows"
+                        ))
+                    })?
+                    .saturating_sub(input_hw[i]);
                 let (small, big) = (need / 2, need - need / 2);
                 if auto == "SAME_UPPER" {
                     out[i] = small;
