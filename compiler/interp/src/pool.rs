@@ -5,7 +5,8 @@
 //! (k < kernel). The result extents (including `ceil_mode`) come from the op's shape inference;
 //! with `ceil_mode` the last window may reach past the end padding. Cells there never count.
 //! - max_pool: the maximum over the window's input cells (padding never wins, as if −inf);
-//!   NaN inputs are skipped, as in the ONNX reference and onnxruntime.
+//!   NaN inputs are skipped, as in the ONNX reference, and a window whose cells are all NaN
+//!   gives NaN, as in onnxruntime (not −inf, a value no cell holds).
 //! - avg_pool: the f64 sum over the window's input cells divided by the number of input cells,
 //!   or with `count_include_pad` by the number of window cells inside the padded extent
 //!   (input plus both pads), as PyTorch and onnxruntime do. (The ONNX reference shifts windows
@@ -130,13 +131,12 @@ pub(crate) fn max_pool(
     let w = x.shape()[3];
     let sp = spans(x, op.kernel, op.strides, op.pads, op.dilations);
     pool(x, out, sp, |plane, rows, cols| {
-        let mut m = f32::NEG_INFINITY;
+        // `f32::max` returns the other operand when one is NaN: starting from NaN, NaN cells
+        // are skipped and an all-NaN window stays NaN.
+        let mut m = f32::NAN;
         for &r in &rows.taps {
             for &c in &cols.taps {
-                let v = plane[r * w + c];
-                if v > m {
-                    m = v;
-                }
+                m = m.max(plane[r * w + c]);
             }
         }
         m
@@ -277,5 +277,25 @@ mod tests {
         let y = run_op(max([2, 2], [1, 1], [1, 1, 0, 0], [1, 1], false), &[&x]);
         // Windows at the top-left see padding and x[0,0] = -5 only; padding does not win.
         assert_eq!(f32s(&y), [-5., -5., -5., -5.]);
+    }
+
+    #[test]
+    fn max_pool_of_nan_only_is_nan() {
+        let x = f32t(
+            &[1, 1, 2, 4],
+            &[
+                f32::NAN,
+                f32::NAN,
+                -1.,
+                f32::NAN,
+                f32::NAN,
+                f32::NAN,
+                f32::NAN,
+                f32::NEG_INFINITY,
+            ],
+        );
+        let y = f32s(&run_op(max([2, 2], [2, 2], [0; 4], [1, 1], false), &[&x]));
+        assert!(y[0].is_nan(), "{y:?}");
+        assert_eq!(y[1], -1.);
     }
 }

@@ -1,9 +1,10 @@
 //! `avg_pool` and `max_pool` over NCHW f32. Per (image, channel) plane, output rows and columns
 //! split into runs with one static tap range each ([`super::window`]); inside a run, stride-1
 //! pooling computes 4 adjacent outputs per vector (their windows are contiguous), other
-//! strides one output at a time. max_pool skips NaN inputs and never lets padding win (the
-//! maximum of `v > m ? v : m` from −inf); avg_pool divides the sum by the number of input cells
-//! in the window, or with `count_include_pad` by the cells inside the padded extent.
+//! strides one output at a time. max_pool skips NaN inputs, gives NaN for a window of NaN cells
+//! only (as the interpreter and onnxruntime do) and never lets padding win (from NaN, `m` takes
+//! `v` when `v > m` or while `m` is still NaN); avg_pool divides the sum by the number of input
+//! cells in the window, or with `count_include_pad` by the cells inside the padded extent.
 
 use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
 use super::math::select_cmp;
@@ -115,7 +116,7 @@ fn emit_cell(
 ) -> LResult {
     let lanes = at.lanes;
     let init = match kind {
-        Kind::Max => f32::NEG_INFINITY,
+        Kind::Max => f32::NAN,
         Kind::Avg { .. } => 0.0,
     };
     let init = k.fconst(lanes, init);
@@ -135,7 +136,10 @@ fn emit_cell(
             let v = k.load_f32(BufId::In(0), idx, lanes, true);
             let m = k.b.use_var(acc);
             let next = match kind {
-                Kind::Max => select_cmp(k, lanes, FloatCC::GreaterThan, v, m, v, m),
+                Kind::Max => {
+                    let larger = select_cmp(k, lanes, FloatCC::GreaterThan, v, m, v, m);
+                    select_cmp(k, lanes, FloatCC::Unordered, m, m, v, larger)
+                }
                 Kind::Avg { .. } => k.b.ins().fadd(m, v),
             };
             k.b.def_var(acc, next);
