@@ -17,6 +17,8 @@ PyTorch's real exporters, checked against the Rust zoo's exports.
            DIR/<file stem>/;
         2. the PyTorch network for them, with the Rust file's initializers as its weights
            (dynet/weights.py: by name, through Identity aliases, or by structure);
+           `--torch-mixing M` builds it with another mixing op instead: the same function as
+           a different chain, which step 4a must reject;
         3. the PyTorch export through the real exporter: legacy =
            `torch.onnx.export(..., dynamo=False, opset_version=17)`, dynamo =
            `torch.onnx.export(..., dynamo=True, opset_version=18)` (the zoo's opsets); a dynamic
@@ -224,7 +226,8 @@ def check_one(args, rust_path: Path, out: Path) -> int:
         raise Failure(f"--network {args.network} but {rust_path} holds {meta['network']}")
 
     t = time.perf_counter()
-    model = zoo.build(meta["network"], meta["form"], meta["mixing"])
+    mixing = args.torch_mixing or meta["mixing"]
+    model = zoo.build(meta["network"], meta["form"], mixing)
     routes = load_weights(model, rust)
     torch_path = out / "torch.onnx"
     torch_export(model, meta["exporter"], meta["batch"], meta["size"], torch_path)
@@ -261,6 +264,7 @@ def check_one(args, rust_path: Path, out: Path) -> int:
         "batch": fmt_batch(meta["batch"]),
         "size": f"{h}x{w}",
         "mixing": meta["mixing"],
+        "torch_mixing": mixing,
         "rust_onnx": str(rust_path),
         "torch_onnx": str(torch_path),
         "torch_version": torch.__version__,
@@ -339,6 +343,12 @@ def main(argv=None) -> int:
     )
     ck.add_argument("--dync", help="the dync binary (default $DYNC_BIN or target/release/dync)")
     ck.add_argument("--zoo-seed", type=int, help="`dync zoo export --seed` (default dync's)")
+    ck.add_argument(
+        "--torch-mixing",
+        choices=["einsum", "matmul", "mulsum"],
+        help="build the PyTorch side with this mixing instead of the Rust file's: the same "
+        "function written as a different chain, which the op-sequence check must reject",
+    )
     ck.add_argument("--seed", type=int, default=0, help="seed of the input")
     ck.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads")
     ck.add_argument("--out", required=True)
