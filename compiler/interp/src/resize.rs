@@ -5,7 +5,7 @@
 //! Interpolation is separable: each dim whose size or scale changes (a dim with scale 1 and
 //! unchanged size is skipped, as in the reference) is resampled in turn, in f64, rounding to
 //! f32 once at the end. Output coordinate y of a dim with input extent n, output extent m and
-//! scale s (the `scales` attribute, as f64; see `effective_scale` for scales derived from
+//! scale s (the `scales` attribute, as f64; see `Resize::effective_scale` for scales derived from
 //! sizes) maps to the input coordinate
 //! - half_pixel: (y + 0.5)/s − 0.5
 //! - pytorch_half_pixel: (y + 0.5)/s − 0.5, or 0 when m = 1
@@ -22,78 +22,8 @@
 
 use crate::data::{alloc, elems, numel, tensor};
 use crate::error::EvalError;
-use dync_ir::ops::{CoordMode, NearestMode, Resize, ResizeMode};
+use dync_ir::ops::{Resize, Taps};
 use dync_ir::{Tensor, TensorType};
-
-/// Input taps (index, weight) of one output coordinate.
-type Taps = Vec<(usize, f64)>;
-
-/// The scale of a dim from input extent `n` to output extent `m`, as f64. The IR stores
-/// scales as f32: a scale equal to the f32 rounding of m/n is taken to be m/n, which the ONNX
-/// reference computes in f64 when the model gives `sizes`; any other scale is used as given.
-/// (A model that gives a scale s ≠ m/n with f32(m/n) = s therefore gets m/n: the two differ by
-/// under one f32 ulp, which matters only for nearest-mode ties.)
-fn effective_scale(s: f32, n: usize, m: usize) -> f64 {
-    // The importer derives scales from sizes in f32 as below.
-    if m as f32 / n as f32 == s {
-        m as f64 / n as f64
-    } else {
-        f64::from(s)
-    }
-}
-
-/// The input coordinate of output coordinate `y` (see the module docs).
-fn source_coord(coord: CoordMode, y: usize, n: usize, m: usize, s: f64) -> f64 {
-    let (y, nf, mf) = (y as f64, n as f64, m as f64);
-    let out_width = s * nf;
-    match coord {
-        CoordMode::HalfPixel => (y + 0.5) / s - 0.5,
-        CoordMode::PytorchHalfPixel if m == 1 => 0.0,
-        CoordMode::PytorchHalfPixel => (y + 0.5) / s - 0.5,
-        CoordMode::AlignCorners if m == 1 => 0.0,
-        CoordMode::AlignCorners => y * (nf - 1.0) / (out_width - 1.0),
-        CoordMode::Asymmetric => y / s,
-        CoordMode::HalfPixelSymmetric => {
-            let offset = nf / 2.0 * (1.0 - mf / out_width);
-            offset + (y + 0.5) / s - 0.5
-        }
-    }
-}
-
-/// `i` clamped to the valid indices of an extent-`n` dim (`n` > 0). NaN clamps to 0.
-fn clamp_index(i: f64, n: usize) -> usize {
-    let top = (n - 1) as f64;
-    if i >= top {
-        n - 1
-    } else if i > 0.0 {
-        i as usize
-    } else {
-        0
-    }
-}
-
-fn taps(op: &Resize, x: f64, n: usize) -> Taps {
-    let fl = x.floor();
-    let frac = x - fl;
-    match op.mode {
-        ResizeMode::Nearest => {
-            let up = frac > 0.0
-                && match op.nearest {
-                    NearestMode::RoundPreferFloor => frac > 0.5,
-                    NearestMode::RoundPreferCeil => frac >= 0.5,
-                    NearestMode::Floor => false,
-                    NearestMode::Ceil => true,
-                };
-            let i = if up { fl + 1.0 } else { fl };
-            vec![(clamp_index(i, n), 1.0)]
-        }
-        ResizeMode::Linear if frac == 0.0 => vec![(clamp_index(fl, n), 1.0)],
-        ResizeMode::Linear => vec![
-            (clamp_index(fl, n), 1.0 - frac),
-            (clamp_index(fl + 1.0, n), frac),
-        ],
-    }
-}
 
 /// Resamples dim `axis` of `x` (shape `shape`) to extent `m` with per-coordinate taps.
 fn resample_axis(
@@ -113,7 +43,8 @@ fn resample_axis(
     for o in 0..outer {
         for (j, tj) in taps.iter().enumerate() {
             let dst = &mut y[(o * m + j) * inner..][..inner];
-            for &(i, w) in tj {
+            // Zero-weight taps are skipped, so an infinite neighbour never turns into NaN.
+            for &(i, w) in tj.iter().filter(|t| t.1 != 0.0) {
                 let src = &x[(o * n + i) * inner..][..inner];
                 for (d, &v) in dst.iter_mut().zip(src) {
                     *d += w * v;
@@ -134,15 +65,12 @@ pub(crate) fn resize(
     let mut cur: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
     for axis in 0..shape.len() {
         let (n, m) = (shape[axis], op.sizes[axis]);
-        let s = effective_scale(op.scales[axis], n, m);
-        if m == n && s == 1.0 {
+        if !op.resamples(axis, n) {
             continue;
         }
         // n > 0: shape inference lets an empty dim resize only to an empty one, and `eval`
         // only runs kernels for non-empty results.
-        let t: Vec<Taps> = (0..m)
-            .map(|y| taps(op, source_coord(op.coord, y, n, m, s), n))
-            .collect();
+        let t: Vec<Taps> = (0..m).map(|y| op.taps(axis, y, n)).collect();
         cur = resample_axis(&cur, &shape, axis, m, &t)?;
         shape[axis] = m;
     }

@@ -11,65 +11,11 @@
 use super::kernel::{as_i64, BufId, Kernel, LResult};
 use crate::error::{CodegenError, NodeRef};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use dync_ir::ops::{CoordMode, NearestMode, Resize, ResizeMode};
+use dync_ir::ops::{Resize, ResizeMode};
 use dync_ir::tensor::strides;
 
 /// Limit on resampled dims (an output element reads 2^dims taps in linear mode).
 const MAX_RESAMPLED: usize = 6;
-
-/// The input coordinate of output coordinate `y` (ONNX Resize coordinate transforms).
-fn source_coord(coord: CoordMode, y: usize, n: usize, m: usize, s: f64) -> f64 {
-    let (y, nf, mf) = (y as f64, n as f64, m as f64);
-    let out_width = s * nf;
-    match coord {
-        CoordMode::HalfPixel => (y + 0.5) / s - 0.5,
-        CoordMode::PytorchHalfPixel if m == 1 => 0.0,
-        CoordMode::PytorchHalfPixel => (y + 0.5) / s - 0.5,
-        CoordMode::AlignCorners if m == 1 => 0.0,
-        CoordMode::AlignCorners => y * (nf - 1.0) / (out_width - 1.0),
-        CoordMode::Asymmetric => y / s,
-        CoordMode::HalfPixelSymmetric => nf / 2.0 * (1.0 - mf / out_width) + (y + 0.5) / s - 0.5,
-    }
-}
-
-/// `i` clamped to [0, n − 1] (NaN clamps to 0).
-fn clamp_index(i: f64, n: usize) -> usize {
-    let top = (n - 1) as f64;
-    if i >= top {
-        n - 1
-    } else if i > 0.0 {
-        i as usize
-    } else {
-        0
-    }
-}
-
-/// The two taps (index, weight) of input coordinate `x` in a dim of extent `n` (> 0).
-fn taps(op: &Resize, x: f64, n: usize) -> [(usize, f64); 2] {
-    let fl = x.floor();
-    let frac = x - fl;
-    match op.mode {
-        ResizeMode::Nearest => {
-            let up = frac > 0.0
-                && match op.nearest {
-                    NearestMode::RoundPreferFloor => frac > 0.5,
-                    NearestMode::RoundPreferCeil => frac >= 0.5,
-                    NearestMode::Floor => false,
-                    NearestMode::Ceil => true,
-                };
-            let i = clamp_index(if up { fl + 1.0 } else { fl }, n);
-            [(i, 1.0), (i, 0.0)]
-        }
-        ResizeMode::Linear if frac == 0.0 => {
-            let i = clamp_index(fl, n);
-            [(i, 1.0), (i, 0.0)]
-        }
-        ResizeMode::Linear => [
-            (clamp_index(fl, n), 1.0 - frac),
-            (clamp_index(fl + 1.0, n), frac),
-        ],
-    }
-}
 
 /// A resampled dim's tables: element offsets (i64 pairs) and weights (f32 pairs).
 struct Tables {
@@ -86,14 +32,14 @@ pub(crate) fn lower(k: &mut Kernel, op: &Resize, node: &NodeRef) -> LResult {
     let own = strides(&xs);
     let mut tables: Vec<Option<Tables>> = Vec::with_capacity(xs.len());
     for d in 0..xs.len() {
-        let (n, m, s) = (xs[d], ys[d], f64::from(op.scales[d]));
-        if m == n && s == 1.0 {
+        let (n, m) = (xs[d], ys[d]);
+        if !op.resamples(d, n) {
             tables.push(None);
             continue;
         }
         let (mut offs, mut ws) = (Vec::new(), Vec::new());
         for y in 0..m {
-            for (i, w) in taps(op, source_coord(op.coord, y, n, m, s), n) {
+            for (i, w) in op.taps(d, y, n) {
                 offs.extend_from_slice(&as_i64(i * own[d])?.to_le_bytes());
                 ws.extend_from_slice(&(w as f32).to_le_bytes());
             }

@@ -53,7 +53,7 @@ pub use pad::{Pad, PadMode};
 pub use pool::{pool_out_dim, AvgPool, MaxPool};
 pub use reduce::{Reduce, ReduceKind};
 pub use reshape::Reshape;
-pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
+pub use resize::{CoordMode, NearestMode, Resize, ResizeMode, Taps};
 pub use slice::Slice;
 pub use softmax::Softmax;
 pub use transpose::Transpose;

@@ -65,6 +65,91 @@ pub struct Resize {
     pub scales: Vec<f32>,
 }
 
+/// The input taps of one output coordinate: (input index, weight) pairs. A single-tap coordinate
+/// repeats its index with weight 0 as the second tap.
+pub type Taps = [(usize, f64); 2];
+
+impl Resize {
+    /// The scale of dim `d` from input extent `n` to output extent `m`, in f64. Scales are stored
+    /// as f32; one equal to the f32 rounding of m/n is taken to be m/n, which the ONNX reference
+    /// computes in f64 when the model gives `sizes` (the importer derives such scales in f32).
+    pub fn effective_scale(&self, d: usize, n: usize, m: usize) -> f64 {
+        let s = self.scales[d];
+        if m as f32 / n as f32 == s {
+            m as f64 / n as f64
+        } else {
+            f64::from(s)
+        }
+    }
+
+    /// Whether dim `d` (input extent `n`) is resampled; otherwise it is copied through, as in
+    /// the ONNX reference.
+    pub fn resamples(&self, d: usize, n: usize) -> bool {
+        let m = self.sizes[d];
+        !(m == n && self.effective_scale(d, n, m) == 1.0)
+    }
+
+    /// The input coordinate of output coordinate `y` of dim `d` (input extent `n`):
+    /// - half_pixel: (y + 0.5)/s − 0.5; pytorch_half_pixel: the same, or 0 when m = 1
+    /// - align_corners: y·(n − 1)/(s·n − 1), or 0 when m = 1 (the reference divides by s·n − 1)
+    /// - asymmetric: y/s
+    /// - half_pixel_symmetric: n/2·(1 − m/(s·n)) + (y + 0.5)/s − 0.5
+    pub fn source_coord(&self, d: usize, y: usize, n: usize) -> f64 {
+        let m = self.sizes[d];
+        let s = self.effective_scale(d, n, m);
+        let (y, nf, mf) = (y as f64, n as f64, m as f64);
+        let out_width = s * nf;
+        match self.coord {
+            CoordMode::HalfPixel => (y + 0.5) / s - 0.5,
+            CoordMode::PytorchHalfPixel if m == 1 => 0.0,
+            CoordMode::PytorchHalfPixel => (y + 0.5) / s - 0.5,
+            CoordMode::AlignCorners if m == 1 => 0.0,
+            CoordMode::AlignCorners => y * (nf - 1.0) / (out_width - 1.0),
+            CoordMode::Asymmetric => y / s,
+            CoordMode::HalfPixelSymmetric => {
+                nf / 2.0 * (1.0 - mf / out_width) + (y + 0.5) / s - 0.5
+            }
+        }
+    }
+
+    /// The taps of output coordinate `y` of dim `d` (input extent `n` > 0). Nearest picks x when
+    /// it is an integer, else floor(x) or floor(x) + 1 by `nearest`; linear blends floor(x) and
+    /// floor(x) + 1 by the fraction. Indices are clamped to [0, n − 1] (the border is read).
+    pub fn taps(&self, d: usize, y: usize, n: usize) -> Taps {
+        let x = self.source_coord(d, y, n);
+        let fl = x.floor();
+        let frac = x - fl;
+        let clamp = |i: f64| -> usize {
+            // NaN clamps to 0.
+            if i >= (n - 1) as f64 {
+                n - 1
+            } else if i > 0.0 {
+                i as usize
+            } else {
+                0
+            }
+        };
+        match self.mode {
+            ResizeMode::Nearest => {
+                let up = frac > 0.0
+                    && match self.nearest {
+                        NearestMode::RoundPreferFloor => frac > 0.5,
+                        NearestMode::RoundPreferCeil => frac >= 0.5,
+                        NearestMode::Floor => false,
+                        NearestMode::Ceil => true,
+                    };
+                let i = clamp(if up { fl + 1.0 } else { fl });
+                [(i, 1.0), (i, 0.0)]
+            }
+            ResizeMode::Linear if frac == 0.0 => {
+                let i = clamp(fl);
+                [(i, 1.0), (i, 0.0)]
+            }
+            ResizeMode::Linear => [(clamp(fl), 1.0 - frac), (clamp(fl + 1.0), frac)],
+        }
+    }
+}
+
 impl OpDef for Resize {
     const NAME: &'static str = "resize";
     fn arity(&self) -> Arity {
