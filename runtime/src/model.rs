@@ -430,3 +430,174 @@ pub fn zeros(info: &TensorInfo) -> Result<NpyArray, crate::rt::AllocError> {
         data,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::Arena;
+
+    /// y = 2·x over f32[2, 3]; fails with a fault status when x[0] is negative.
+    unsafe extern "C" fn entry(
+        ins: *const *const u8,
+        outs: *const *mut u8,
+        _ws: *mut u8,
+        _ctx: *mut u8,
+    ) -> i32 {
+        // SAFETY: called by `Model::run` with one f32[6] input and output.
+        unsafe {
+            let x = std::slice::from_raw_parts(*ins as *const f32, 6);
+            let y = std::slice::from_raw_parts_mut(*outs as *mut f32, 6);
+            if x[0] < 0.0 {
+                return (1 << 8) | 2;
+            }
+            for (o, i) in y.iter_mut().zip(x) {
+                *o = 2.0 * i;
+            }
+        }
+        0
+    }
+
+    unsafe extern "C" fn message(status: i32) -> *const c_char {
+        if status == 0 {
+            c"success"
+        } else {
+            c"integer division by zero"
+        }
+        .as_ptr()
+    }
+
+    unsafe extern "C" fn node(status: i32) -> *const c_char {
+        if status >> 8 == 1 {
+            c"%3 (div from \"d\")".as_ptr()
+        } else {
+            std::ptr::null()
+        }
+    }
+
+    const SHAPE: [i64; 2] = [2, 3];
+
+    fn tensor(name: &'static CStr, dtype: u32, bytes: u64) -> TensorDesc {
+        TensorDesc {
+            name: name.as_ptr(),
+            shape: SHAPE.as_ptr(),
+            rank: 2,
+            dtype,
+            bytes,
+        }
+    }
+
+    fn desc(inputs: &'static [TensorDesc], outputs: &'static [TensorDesc]) -> ModelDesc {
+        ModelDesc {
+            magic: MODEL_MAGIC,
+            abi_version: ABI_VERSION,
+            name: c"t".as_ptr(),
+            entry,
+            error_message: message,
+            error_node: node,
+            arena_bytes: 64,
+            weight_bytes: 0,
+            num_inputs: inputs.len() as u32,
+            num_outputs: outputs.len() as u32,
+            inputs: inputs.as_ptr(),
+            outputs: outputs.as_ptr(),
+            num_kernels: 1,
+            reserved: 0,
+            kernel_names: Box::leak(Box::new([c"%3".as_ptr()])).as_ptr(),
+            target: c"x86_64-unknown-linux-gnu".as_ptr(),
+            cpu_features: c"sse4.1,avx".as_ptr(),
+        }
+    }
+
+    fn leak<T>(v: T) -> &'static T {
+        Box::leak(Box::new(v))
+    }
+
+    fn load(d: ModelDesc) -> Result<Model, ModelError> {
+        // SAFETY: every pointer of `d` is static (leaked or a literal).
+        unsafe { Model::from_desc(leak(d)) }
+    }
+
+    #[test]
+    fn descriptors_are_validated() {
+        let ok_in: &'static [TensorDesc] = Box::leak(Box::new([tensor(c"x", DTYPE_F32, 24)]));
+        let ok_out: &'static [TensorDesc] = Box::leak(Box::new([tensor(c"y", DTYPE_F32, 24)]));
+        let m = load(desc(ok_in, ok_out)).unwrap();
+        assert_eq!(m.inputs[0].type_string(), "f32[2,3]");
+        assert_eq!(m.cpu_features, ["sse4.1", "avx"]);
+        // SAFETY: null is allowed.
+        assert!(matches!(
+            unsafe { Model::from_desc(std::ptr::null()) },
+            Err(ModelError::Null)
+        ));
+        let mut d = desc(ok_in, ok_out);
+        d.magic = 7;
+        assert!(matches!(load(d), Err(ModelError::Magic(7))));
+        let mut d = desc(ok_in, ok_out);
+        d.abi_version = 99;
+        assert!(matches!(load(d), Err(ModelError::Version(99))));
+        let bad_dtype: &'static [TensorDesc] = Box::leak(Box::new([tensor(c"x", 9, 24)]));
+        assert!(matches!(
+            load(desc(bad_dtype, ok_out)),
+            Err(ModelError::Invalid(_))
+        ));
+        let bad_bytes: &'static [TensorDesc] = Box::leak(Box::new([tensor(c"x", DTYPE_F32, 25)]));
+        let e = load(desc(bad_bytes, ok_out)).err().unwrap();
+        assert!(e.to_string().contains("\"x\""), "{e}");
+        let mut d = desc(ok_in, ok_out);
+        d.arena_bytes = 65;
+        assert!(matches!(load(d), Err(ModelError::Invalid(_))));
+    }
+
+    #[test]
+    fn runs_check_tensors_and_report_faults() {
+        let ins: &'static [TensorDesc] = Box::leak(Box::new([tensor(c"x", DTYPE_F32, 24)]));
+        let outs: &'static [TensorDesc] = Box::leak(Box::new([tensor(c"y", DTYPE_F32, 24)]));
+        let m = load(desc(ins, outs)).unwrap();
+        let mut arena = Arena::new(m.arena_bytes).unwrap();
+        let x = NpyArray {
+            shape: vec![2, 3],
+            data: NpyData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        };
+        let mut y = vec![zeros(&m.outputs[0]).unwrap()];
+        m.run(&mut arena, &[&x], &mut y).unwrap();
+        assert_eq!(
+            y[0].data,
+            NpyData::F32(vec![2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
+        );
+
+        let neg = NpyArray {
+            shape: vec![2, 3],
+            data: NpyData::F32(vec![-1.0; 6]),
+        };
+        let e = m.run(&mut arena, &[&neg], &mut y).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "%3 (div from \"d\"): integer division by zero"
+        );
+
+        let wrong = NpyArray {
+            shape: vec![3, 2],
+            data: NpyData::F32(vec![0.0; 6]),
+        };
+        let e = m.run(&mut arena, &[&wrong], &mut y).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "input \"x\": expected f32[2,3], got f32[3,2]"
+        );
+        let e = m.run(&mut arena, &[], &mut y).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RunError::Count {
+                    expected: 1,
+                    got: 0,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let mut small = Arena::new(0).unwrap();
+        let e = m.run(&mut small, &[&x], &mut y).unwrap_err();
+        assert!(matches!(e, RunError::Arena { need: 64, got: 0 }), "{e}");
+    }
+}
