@@ -68,15 +68,13 @@ impl std::error::Error for ImportError {
 }
 
 /// What went wrong. Every variant names the model element involved; the file is on the wrapping
-/// [`ImportError`].
+/// [`ImportError`]. A variant that wraps another error prints its message and does not return it
+/// as `source()` as well: reporters that print the chain (anyhow's `{:#}`) would repeat it.
 #[derive(Debug, Error)]
 pub enum ErrorKind {
     /// The model file could not be opened or read.
-    #[error("cannot read the model: {source}")]
-    Io {
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read the model: {error}")]
+    Io { error: std::io::Error },
     /// The bytes are not an ONNX model (empty, another known format, text, or not protobuf).
     #[error("not an ONNX model: {reason}")]
     NotOnnx { reason: String },
@@ -129,12 +127,11 @@ pub enum ErrorKind {
     #[error("invalid graph: {message}")]
     Graph { message: String },
     /// A node's operands violate its op's type or shape rules.
-    #[error("node {node:?} ({op_type}): {source}")]
+    #[error("node {node:?} ({op_type}): {error}")]
     Shape {
         node: String,
         op_type: String,
-        #[source]
-        source: dync_ir::ShapeError,
+        error: dync_ir::ShapeError,
     },
 }
 
@@ -215,11 +212,11 @@ impl ErrorKind {
         }
     }
 
-    pub fn shape(node: &str, op_type: &str, source: dync_ir::ShapeError) -> Self {
+    pub fn shape(node: &str, op_type: &str, error: dync_ir::ShapeError) -> Self {
         ErrorKind::Shape {
             node: node.to_string(),
             op_type: op_type.to_string(),
-            source,
+            error,
         }
     }
 

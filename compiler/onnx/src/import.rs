@@ -73,7 +73,11 @@ impl Ctx<'_> {
 
     /// Checks that a new tensor of `n` elements of `dtype` fits the tensor-size limit.
     pub fn check_alloc(&self, n: usize, dtype: dync_ir::DType) -> Result<(), NodeError> {
-        let bytes = (n as u64).saturating_mul(dtype.size() as u64);
+        let bytes = (n as u64).checked_mul(dtype.size() as u64).ok_or_else(|| {
+            NodeError::Tensor(format!(
+                "a computed tensor of {n} {dtype} elements has a byte size that overflows"
+            ))
+        })?;
         crate::limits::check(
             || "a computed tensor's size in bytes".into(),
             bytes,
@@ -160,7 +164,8 @@ impl Operands {
                 format!("{lo} to {hi}")
             };
             return Err(NodeError::Invalid(format!(
-                "expected {want} inputs, got {}",
+                "expected {want} input{}, got {}",
+                if hi == 1 { "" } else { "s" },
                 self.ids.len()
             )));
         }
@@ -562,7 +567,7 @@ fn check_declared(
         return Ok(());
     }
     let vt = value_info_type(v, limits)?;
-    let mismatch = || ErrorKind::value(name, format!("declared {:?} but computes {ty}", vt));
+    let mismatch = || ErrorKind::value(name, format!("declared {vt} but computes {ty}"));
     if vt.dtype != ty.dtype {
         return Err(mismatch().into());
     }

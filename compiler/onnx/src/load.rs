@@ -4,9 +4,9 @@
 //! `load_model` rejects, each with a clear [`ErrorKind`]: files over `Limits::max_file_bytes`
 //! (checked on the open handle before reading), non-regular files, empty files and other
 //! formats (.npy, zip/.pt, gzip, HDF5, pickle, text), bytes that are not a valid protobuf
-//! `ModelProto` (including nesting beyond prost's recursion limit of 100), a model without
-//! `ir_version` or graph, a missing, duplicated or unsupported opset of the default domain, and
-//! more than `Limits::max_nodes` nodes. It does not check the graph's structure or its tensors:
+//! `ModelProto` (including nesting beyond prost's recursion limit of 100, reported with the
+//! field path shortened), a model without `ir_version` or graph, a missing, duplicated or
+//! unsupported opset of the default domain, and more than `Limits::max_nodes` nodes. It does not check the graph's structure or its tensors:
 //! the importer does, through `crate::tensor`.
 //!
 //! Protobuf accepts a message cut at a field boundary. Writers put `graph` before or after
@@ -94,7 +94,7 @@ fn normalize_domain(domain: &str) -> &str {
 /// Reads and checks the model at `path`; external data will be read from its folder.
 pub fn load_model(path: &Path, limits: &Limits) -> Result<LoadedModel, ImportError> {
     let at = |k: ErrorKind| ImportError::from(k).with_path(path);
-    let io = |source| at(ErrorKind::Io { source });
+    let io = |error| at(ErrorKind::Io { error });
     // O_NONBLOCK: opening a FIFO must not wait for a writer; it is then rejected as non-regular.
     let file = OpenOptions::new()
         .read(true)
@@ -162,7 +162,7 @@ fn decode_model(bytes: &[u8], limits: &Limits) -> Result<(ModelProto, GraphProto
         ErrorKind::not_onnx(if looks_like_text(bytes) {
             "it is a text file".to_string()
         } else {
-            format!("invalid or truncated protobuf ({e})")
+            format!("invalid or truncated protobuf ({})", decode_message(&e))
         })
     })?;
     if model.ir_version <= 0 {
@@ -181,6 +181,24 @@ fn decode_model(bytes: &[u8], limits: &Limits) -> Result<(ModelProto, GraphProto
         limits.max_nodes as u64,
     )?;
     Ok((model, graph, opset))
+}
+
+/// prost's message, `failed to decode Protobuf message: <field>: ... <field>: <cause>`, with a
+/// field path (innermost first) of more than four fields cut to its two innermost and its
+/// outermost: a hostile file nests up to the recursion limit, a path of 100 fields.
+fn decode_message(e: &prost::DecodeError) -> String {
+    const KEEP: usize = 2;
+    let text = e.to_string();
+    let parts: Vec<&str> = text.split(": ").collect();
+    match parts.as_slice() {
+        [head, path @ .., cause] if path.len() > KEEP + 2 => format!(
+            "{head}: {}: ... ({} more fields) ...: {}: {cause}",
+            path[..KEEP].join(": "),
+            path.len() - KEEP - 1,
+            path[path.len() - 1]
+        ),
+        _ => text,
+    }
 }
 
 /// Names a known non-ONNX format from the file's first bytes, or an empty file.

@@ -477,6 +477,19 @@ pub struct ValueType {
     pub shape: Option<Vec<Dim>>,
 }
 
+/// `f32[batch,3,224,224]`, or `f32[..]` without a declared shape.
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.shape {
+            None => write!(f, "{}[..]", self.dtype),
+            Some(dims) => {
+                let dims: Vec<String> = dims.iter().map(Dim::to_string).collect();
+                write!(f, "{}[{}]", self.dtype, dims.join(","))
+            }
+        }
+    }
+}
+
 /// Reads the declared type of `v`: a tensor type with a supported element type, a rank within
 /// `limits.max_rank` and no negative dims. Errors name the value but no file.
 pub fn value_info_type(v: &ValueInfoProto, limits: &Limits) -> Result<ValueType, ImportError> {
