@@ -11,6 +11,10 @@
 //!   back to itself.
 //! - `verify`: parse (must succeed), then print with the verifier's errors under the lines they
 //!   concern (`print_with_errors`; a graph without errors prints plainly).
+//! - `opt PASS...`: parse and verify, run the named passes in order through
+//!   `dync_opt::PassManager` (each rewriting pass followed by constant folding and dead-code
+//!   elimination, the graph verified after each), print the result, then one `; remark: ...`
+//!   line per remark the passes made.
 
 use dync_ir::{parse, print, print_with_errors, verify, Graph};
 use std::fs;
@@ -41,8 +45,29 @@ fn run_kind(kind: &str, args: &[&str], input: &str) -> Result<String, String> {
                 Err(errors) => print_with_errors(&g, &errors),
             })
         }
+        "opt" => {
+            if args.is_empty() {
+                return Err("`opt` needs the names of the passes to run".into());
+            }
+            let mut g = parse_verified(input)?;
+            let mut pm = dync_opt::PassManager::new(dync_opt::PrintAfter::None);
+            for name in args {
+                let pass = dync_opt::lookup(name).ok_or_else(|| {
+                    format!(
+                        "unknown pass `{name}` (known: {})",
+                        dync_opt::PASS_NAMES.join(", ")
+                    )
+                })?;
+                pm.run(pass.as_ref(), &mut g).map_err(|e| e.to_string())?;
+            }
+            let mut out = print(&g);
+            for r in &pm.cx.remarks {
+                out.push_str(&format!("; remark: {r}\n"));
+            }
+            Ok(out)
+        }
         other => Err(format!(
-            "unknown test kind `{other}` (kinds: print, verify)"
+            "unknown test kind `{other}` (kinds: print, verify, opt)"
         )),
     }
 }
