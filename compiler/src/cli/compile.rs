@@ -209,11 +209,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     println!(
-        "wrote {} ({} bytes; {:?} for {}, cpu {}): model `{}`, {} kernels, arena {} bytes, \
+        "wrote {} ({} bytes; {} for {}, cpu {}): model `{}`, {} kernels, arena {} bytes, \
          weights {} bytes, compiled in {}",
         out.display(),
         size,
-        a.emit,
+        match a.emit {
+            Emit::Exe => "executable",
+            Emit::So => "shared library",
+            Emit::Obj => "object",
+        },
         obj.triple,
         opts.cpu.name(),
         obj.name,
