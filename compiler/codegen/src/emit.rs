@@ -151,20 +151,22 @@ pub fn emit_model_with_progress<M: Module>(
     })
 }
 
-/// Defines the weights blob (when there are weights).
+/// Defines the weights blob (when there are weights). Weights of zero elements (an empty
+/// initializer) still need an address, so a plan of only those gets a one-byte blob.
 fn emit_weights(
     module: &mut dyn Module,
     g: &Graph,
     num: &Numbering,
     plan: &MemoryPlan,
 ) -> Result<Option<cranelift_module::DataId>, CodegenError> {
-    if plan.weight_bytes == 0 {
+    if plan.weights.is_empty() {
         return Ok(None);
     }
+    let len = plan.weight_bytes.max(1);
     let mut blob = Vec::new();
-    blob.try_reserve_exact(plan.weight_bytes)
-        .map_err(|_| CodegenError::Alloc(plan.weight_bytes))?;
-    blob.resize(plan.weight_bytes, 0u8);
+    blob.try_reserve_exact(len)
+        .map_err(|_| CodegenError::Alloc(len))?;
+    blob.resize(len, 0u8);
     for &(id, off) in &plan.weights {
         let value = match &g.node(id).op {
             Op::Const(c) => c.value.as_deref(),
