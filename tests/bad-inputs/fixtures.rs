@@ -636,8 +636,8 @@ fn external_model(dir: &Path, location: &str, offset: Option<&str>, length: Opti
     let folder = mkdir(&dir.join("model"));
     let mut m = conv_model();
     let w = &mut g(&mut m).initializer[0];
-    std::fs::write(folder.join("w.bin"), &w.raw_data).ok();
-    std::fs::write(dir.join("outside.bin"), &w.raw_data).ok();
+    write(&folder, "w.bin", &w.raw_data);
+    write(dir, "outside.bin", &w.raw_data);
     w.raw_data.clear();
     w.data_location = 1;
     let mut entries = vec![("location", location)];
@@ -1234,6 +1234,31 @@ fn dims_and_data() -> Vec<Fixture> {
             },
         ),
         fx(
+            "zero-dim-initializer",
+            "Ok: an empty initializer (dims [0], no data) concatenated to an input imports and runs",
+            |d| {
+                let m = model(graph(
+                    vec![node("concat0", "Concat", &["a", "e"], &["y"], vec![a_int("axis", 0)])],
+                    vec![f32_init("e", &[0], &[])],
+                    vec![vi("a", FLOAT, &[3])],
+                    vec![vi("y", FLOAT, &[3])],
+                ));
+                one(d, &m, Expect::Ok)
+            },
+        ),
+        fx(
+            "zero-output-channels",
+            "Ok: a Conv whose weight has 0 output channels (f32[0,2,3,3]) gives an empty output",
+            |d| {
+                let m = conv_model_with(
+                    &[1, 2, 5, 5],
+                    &[0, 2, 3, 3],
+                    vec![a_ints("pads", &[1, 1, 1, 1])],
+                );
+                one(d, &m, Expect::Ok)
+            },
+        ),
+        fx(
             "zero-spatial-input",
             "Shape: a 0x0 image under a 3x3 kernel with pads 1 (kernel larger than the padded input)",
             |d| {
@@ -1792,7 +1817,7 @@ fn external_data() -> Vec<Fixture> {
             |d| {
                 let c = external(d, "sub/w.bin", None, None, "outside the model's folder");
                 let other = mkdir(&d.join("elsewhere"));
-                std::fs::write(other.join("w.bin"), vec![0u8; 72]).ok();
+                write(&other, "w.bin", &[0u8; 72]);
                 symlink(&other, &d.join("model/sub"));
                 c
             },
