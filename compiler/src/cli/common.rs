@@ -130,10 +130,17 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
     }
     out
+}
+
+/// Whether `got` matches the reference value `want` within atol 1e-4 + rtol 1e-3 (the tolerance
+/// of every comparison dync reports). Equal infinities and NaN against NaN match; NaN against a
+/// number does not.
+pub fn close(got: f32, want: f32) -> bool {
+    got == want || (got - want).abs() <= 1e-4 + 1e-3 * want.abs() || (got.is_nan() && want.is_nan())
 }

@@ -2,7 +2,7 @@
 //! its static twin as ONNX, compiles both (import, passes, Cranelift JIT), checks each against
 //! the reference interpreter on the original graph, and prints their latency side by side.
 
-use super::common::{thousands, PassArgs};
+use super::common::{close, thousands, PassArgs};
 use anyhow::{bail, Context, Result};
 use dync::zoo;
 use dync_ir::{Op, Tensor};
@@ -81,11 +81,10 @@ fn measure(name: &str, opts: &zoo::Options, a: &Args) -> Result<Row> {
             bail!("{name}: non-f32 output")
         };
         for (&x, &y) in w.iter().zip(g) {
-            let err = (x - y).abs();
-            if !(err <= 1e-4 + 1e-3 * x.abs()) {
+            if !close(y, x) {
                 bail!("{name}: compiled output {y} differs from the interpreter's {x}");
             }
-            max_err = max_err.max(err);
+            max_err = max_err.max((x - y).abs());
         }
     }
     let mut times = Vec::with_capacity(a.iters);

@@ -7,7 +7,7 @@
 //! classifier output; `--compare` reports max abs/rel error of the first output and exits 3 when
 //! it exceeds atol 1e-4 + rtol 1e-3.
 
-use super::common::{import_with_notes, npy_to_tensor, tensor_to_npy, ModelArgs, PassArgs};
+use super::common::{close, import_with_notes, npy_to_tensor, tensor_to_npy, ModelArgs, PassArgs};
 use anyhow::{bail, Context, Result};
 use dync_ir::{DType, Tensor, TensorType};
 use dync_runtime::npy::{read_npy, sanitize_name, write_npy, NpyDType};
@@ -200,9 +200,7 @@ fn compare(got: &Tensor, want: &Tensor, path: &std::path::Path) -> Result<ExitCo
     let (mut max_abs, mut max_rel, mut ok) = (0f32, 0f32, true);
     for (&x, &y) in g.iter().zip(w) {
         let d = (x - y).abs();
-        // Equal infinities (d is NaN) and NaN against NaN match; NaN against a number does not.
-        let close = x == y || d <= 1e-4 + 1e-3 * y.abs() || (x.is_nan() && y.is_nan());
-        if !close {
+        if !close(x, y) {
             ok = false;
         }
         max_abs = max_abs.max(d);
