@@ -170,10 +170,10 @@ fn shared_library_and_object_run_from_c_with_the_executables_results() {
     npy_to_raw(&x, &raw_in);
 
     // --emit so: the C harness linked against the shared library.
-    let so = d.join("libdym.so");
-    compile(&model, &so, &["--emit", "so", "--name", "dym_so"]);
-    assert!(d.join("libdym.h").is_file(), "the header of the .so");
-    std::fs::rename(d.join("libdym.h"), d.join("dym_so.h")).unwrap_or_else(|e| panic!("{e}"));
+    // The model's name is the file's stem without `lib`: dym_so, declared in libdym_so.h.
+    let so = d.join("libdym_so.so");
+    compile(&model, &so, &["--emit", "so"]);
+    std::fs::rename(d.join("libdym_so.h"), d.join("dym_so.h")).unwrap_or_else(|e| panic!("{e}"));
     let h_so = d.join("harness_so");
     let rpath = format!("-Wl,-rpath,{}", d.display());
     build_harness(

@@ -12,7 +12,7 @@
 //!   target (x86_64 and aarch64 Linux).
 //!
 //! The model's C name (the prefix of its symbols) is `--name`, which must be a C identifier, or
-//! OUT's file stem made one. `--cpu` defaults to `native` for the host and `generic` for an
+//! OUT's file stem made one (without the `lib` prefix of a shared library's name). `--cpu` defaults to `native` for the host and `generic` for an
 //! explicit `--target`. A progress bar over the kernels shows on a terminal. The same model and
 //! flags give byte-identical files.
 
@@ -114,12 +114,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let name = match &a.name {
         Some(n) if is_c_identifier(n) => n.clone(),
         Some(n) => bail!("--name {n:?} is not a C identifier ([A-Za-z_][A-Za-z0-9_]*)"),
-        None => c_name(
-            &a.output
+        None => {
+            let stem = a
+                .output
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        ),
+                .unwrap_or_default();
+            // A shared library's `lib` prefix is part of the file name, not of the model's.
+            match stem.strip_prefix("lib") {
+                Some(rest) if a.emit == Emit::So && !rest.is_empty() => c_name(rest),
+                _ => c_name(&stem),
+            }
+        }
     };
     let opts = codegen_options(&a)?;
     // Unsupported targets and CPUs are reported before the model is loaded.
