@@ -278,3 +278,48 @@ fn c_wrapper_runs_reports_statuses_and_is_thread_safe() {
     assert_eq!(lines, expect, "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn cpu_names_and_target_combinations_are_checked() {
+    for name in Cpu::NAMES {
+        assert_eq!(name.parse::<Cpu>().unwrap().name(), name);
+    }
+    assert!(matches!(
+        "pentium".parse::<Cpu>(),
+        Err(CodegenError::Target(_))
+    ));
+    let (g, _) = model();
+    let aarch64 = Target::Triple("aarch64-unknown-linux-gnu".parse().unwrap());
+    for cpu in [Cpu::Native, Cpu::X86_64V3] {
+        let opts = CodegenOptions {
+            target: aarch64.clone(),
+            cpu,
+            checked: false,
+        };
+        let obj = ObjectOptions {
+            name: "m".into(),
+            main: false,
+        };
+        let e = compile_object(&g, &opts, &obj, &mut |_, _| {}).unwrap_err();
+        assert!(matches!(e, CodegenError::Target(_)), "{cpu:?}: {e}");
+    }
+    let x86 = |cpu| CodegenOptions {
+        target: Target::Host,
+        cpu,
+        checked: false,
+    };
+    let obj = ObjectOptions {
+        name: "m".into(),
+        main: false,
+    };
+    let base = compile_object(&g, &x86(Cpu::Generic), &obj, &mut |_, _| {}).unwrap();
+    let v4 = compile_object(&g, &x86(Cpu::X86_64V4), &obj, &mut |_, _| {}).unwrap();
+    assert!(base.cpu_features.is_empty(), "{:?}", base.cpu_features);
+    for f in ["avx2", "fma", "avx512vl"] {
+        assert!(
+            v4.cpu_features.iter().any(|x| x == f),
+            "{:?}",
+            v4.cpu_features
+        );
+    }
+}
