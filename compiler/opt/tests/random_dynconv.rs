@@ -5,10 +5,11 @@
 //! experts), the routing (per-channel sigmoid [B,O,g] as DyNet, or per-expert softmax of
 //! logits / temperature [B,g] as CondConv/DY-CNN), the batch 1..=3, the form (mix: kernel
 //! mixing with the batch folded into the groups; train: O·g kernels, weighted and summed), the
-//! mixing op (matmul, einsum, mul + reduce sum), an optional mixed bias, and the exporter
-//! variants (no input reshape at batch 1, transpose before the final reshape). After import and
-//! the pipeline: exactly one `dyn_conv`, no conv left, no remark, and outputs equal to the
-//! interpreter on the original graph (atol 1e-4 + rtol 1e-3).
+//! mixing op (matmul, gemm, einsum, mul + reduce sum), an optional mixed bias, and the exporter
+//! variants (no input reshape at batch 1, transpose before the final reshape, the padding as a
+//! Pad op of the folded input). After import and the pipeline: exactly one `dyn_conv`, no conv
+//! left, no remark, and outputs equal to the interpreter on the original graph (atol 1e-4 +
+//! rtol 1e-3).
 
 mod common;
 
@@ -20,6 +21,8 @@ use proptest::prelude::*;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mixing {
     MatMul,
+    /// Gemm with the bank transposed (per-expert only; per-channel layers use matmul).
+    Gemm,
     Einsum,
     MulSum,
 }
@@ -41,6 +44,8 @@ struct Layer {
     bias: bool,
     reshape_at_b1: bool,
     transpose_out: bool,
+    /// Mix form: the pads as a Pad op of the folded input (timm's "same" padding).
+    pad_op: bool,
     side: usize,
     seed: u64,
 }
@@ -64,7 +69,7 @@ fn layer() -> impl Strategy<Value = Layer> {
             any::<bool>(),
             any::<bool>(),
         ),
-        (5usize..=8, any::<u64>()),
+        (5usize..=8, any::<u64>(), any::<bool>()),
     )
         .prop_map(
             |(
@@ -72,7 +77,7 @@ fn layer() -> impl Strategy<Value = Layer> {
                 (stride, dilation, pads),
                 (g, per_channel, train),
                 (mixing, bias, reshape_at_b1, transpose_out),
-                (side, seed),
+                (side, seed, pad_op),
             )| Layer {
                 batch,
                 groups,
@@ -90,6 +95,7 @@ fn layer() -> impl Strategy<Value = Layer> {
                 bias,
                 reshape_at_b1,
                 transpose_out,
+                pad_op,
                 side,
                 seed,
             },
@@ -189,12 +195,12 @@ fn build(l: &Layer) -> Vec<u8> {
         s.node("Softmax", &[&z], &[Attr::int("axis", 1)])
     };
     let pads: Vec<i64> = l.pads.iter().map(|&p| p as i64).collect();
-    let conv_attrs = |group: usize| {
+    let conv_attrs = |group: usize, pads: &[i64]| {
         vec![
             Attr::ints("dilations", &[l.dilation as i64; 2]),
             Attr::int("group", group as i64),
             Attr::ints("kernel_shape", &[k as i64; 2]),
-            Attr::ints("pads", &pads),
+            Attr::ints("pads", pads),
             Attr::ints("strides", &[l.stride as i64; 2]),
         ]
     };
@@ -205,7 +211,7 @@ fn build(l: &Layer) -> Vec<u8> {
             ins.push(s.init("conv.bias", &[o * g], -0.5, 0.5));
         }
         let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
-        let y = s.node("Conv", &ins, &conv_attrs(l.groups));
+        let y = s.node("Conv", &ins, &conv_attrs(l.groups, &pads));
         let y = s.reshape(&y, &[b, o, g, h, w]);
         let e = if l.per_channel {
             s.reshape(&coeff, &[b, o, g, 1, 1])
@@ -223,7 +229,7 @@ fn build(l: &Layer) -> Vec<u8> {
                 let eq = Attr::string("equation", "bog,ogcij->bocij");
                 s.node("Einsum", &[&e, &bank], &[eq])
             }
-            (true, Mixing::MatMul) => {
+            (true, Mixing::MatMul | Mixing::Gemm) => {
                 let bank = s.init("conv.weight", &[o, g, r], -0.5, 0.5);
                 let e = s.reshape(&coeff, &[b, o, g]);
                 let axes = s.ints(&[2]);
@@ -240,6 +246,10 @@ fn build(l: &Layer) -> Vec<u8> {
                 let bank = s.init("conv.weight", &[g, o * r], -0.5, 0.5);
                 s.node("MatMul", &[&coeff, &bank], &[])
             }
+            (false, Mixing::Gemm) => {
+                let bank = s.init("conv.weight", &[o * r, g], -0.5, 0.5);
+                s.node("Gemm", &[&coeff, &bank], &[Attr::int("transB", 1)])
+            }
             (false, Mixing::Einsum) => {
                 let bank = s.init("conv.weight", &[g, o, l.cg, k, k], -0.5, 0.5);
                 let eq = Attr::string("equation", "bg,gocij->bocij");
@@ -254,10 +264,21 @@ fn build(l: &Layer) -> Vec<u8> {
         };
         let wmix = s.reshape(&mixed, &[b * o, l.cg, k, k]);
         let mut ins = vec![];
-        ins.push(if b == 1 && !l.reshape_at_b1 {
+        let folded = if b == 1 && !l.reshape_at_b1 {
             "x".to_string()
         } else {
             s.reshape("x", &[1, b * c, l.side, l.side])
+        };
+        ins.push(if l.pad_op {
+            let [t, lf, bt, r] = [pads[0], pads[1], pads[2], pads[3]];
+            let amounts = s.ints(&[0, 0, t, lf, 0, 0, bt, r]);
+            s.node(
+                "Pad",
+                &[&folded, &amounts],
+                &[Attr::string("mode", "constant")],
+            )
+        } else {
+            folded
         });
         ins.push(wmix);
         if l.bias {
@@ -273,7 +294,8 @@ fn build(l: &Layer) -> Vec<u8> {
             ins.push(s.reshape(&bias, &[b * o]));
         }
         let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
-        let y = s.node("Conv", &ins, &conv_attrs(l.groups * b));
+        let conv_pads = if l.pad_op { vec![0; 4] } else { pads.clone() };
+        let y = s.node("Conv", &ins, &conv_attrs(l.groups * b, &conv_pads));
         let y = if l.transpose_out {
             s.node("Transpose", &[&y], &[Attr::ints("perm", &[1, 0, 2, 3])])
         } else {

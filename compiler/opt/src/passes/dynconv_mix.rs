@@ -3,8 +3,8 @@
 //! kernel and spatial attention) — and rewrites it into one `dyn_conv`.
 //!
 //! Matches a `conv` with a non-constant weight `[B·O, C/g, kh, kw]`, either with the batch folded
-//! into the groups (input `[1, B·C, H, W]` a reshape of the per-sample input `[B, C, H, W]`,
-//! group = B·g) or at batch 1 (input `[1, C, H, W]`, group = g). The exporters' mixing op is not
+//! into the groups (input `[1, B·C, H, W]` a reshape, possibly zero-padded in H and W, of the
+//! per-sample input `[B, C, H, W]`; group = B·g) or at batch 1 (input `[1, C, H, W]`, group = g). The exporters' mixing op is not
 //! matched by name: the weight is traced backwards (`dynconv_trace`) through ops linear in their
 //! non-constant operand to its single source `c` (the first non-linear value, e.g. a sigmoid or
 //! softmax output); a bias computed the same way becomes a bias bank plus a static bias.
@@ -26,7 +26,7 @@ use super::dynconv_common::{close, coefficient_operand, cone, eval_with, random_
 use super::dynconv_trace::Tracer;
 use crate::error::PassError;
 use crate::manager::{Pass, PassCx, Remark};
-use dync_ir::ops::{BinaryKind, DynConv, Reshape};
+use dync_ir::ops::{BinaryKind, DynConv, PadMode, Reshape};
 use dync_ir::{Graph, NodeId, Op, Tensor};
 use std::collections::{BTreeSet, HashMap};
 
@@ -35,6 +35,8 @@ pub struct DynConvMix;
 const NAME: &str = "dynconv_mix";
 /// More coefficients per output channel than this is not a kernel bank.
 const MAX_G: usize = 1024;
+/// Largest bank (elements) the pass builds; beyond it the conv is left alone with a remark.
+const MAX_BANK: usize = 1 << 28;
 
 /// Everything the rewrite needs, computed before the graph changes (the bank as `[g, O·R]`
 /// until verified, then `[g, O, C/group, kh, kw]`).
@@ -87,26 +89,57 @@ impl Pass for DynConvMix {
     }
 }
 
-/// The per-sample input `[B, C, H, W]` of a conv whose input is `[1, B·C, H, W]`: the farthest
-/// reshape ancestor with that shape and the largest B (B = 1 when there is none).
-fn per_sample_input(g: &Graph, xc: NodeId) -> Result<(NodeId, usize), String> {
-    let s = &g.ty(xc).shape;
+/// The per-sample input of a conv whose input is `[1, B·C, H, W]`.
+struct Input {
+    /// `[B, C, H₀, W₀]`: the farthest ancestor of that shape through reshapes (and zero pads of
+    /// H and W), with the largest B; the conv's own input (B = 1) when there is none.
+    x: NodeId,
+    batch: usize,
+    /// Zero padding [top, left, bottom, right] between `x` and the conv, added to its pads.
+    pads: [usize; 4],
+}
+
+fn per_sample_input(g: &Graph, xc: NodeId) -> Result<Input, String> {
+    let s = g.ty(xc).shape.clone();
     if s[0] != 1 {
         return Err(format!(
             "its {} samples share one computed kernel (no per-sample mixing)",
             s[0]
         ));
     }
-    let (mut best, mut cur) = ((xc, 1), xc);
-    while let Op::Reshape(_) = g.node(cur).op {
+    let mut best = Input {
+        x: xc,
+        batch: 1,
+        pads: [0; 4],
+    };
+    let (mut cur, mut pads, mut hw) = (xc, [0usize; 4], [s[2], s[3]]);
+    loop {
+        match &g.node(cur).op {
+            Op::Reshape(_) => {}
+            Op::Pad(p) if p.mode == PadMode::Constant && p.value == 0.0 && p.pads.len() == 8 => {
+                let amount = |i: usize| usize::try_from(p.pads[i]).ok();
+                let spatial = [amount(2), amount(3), amount(6), amount(7)];
+                if [0, 1, 4, 5].iter().any(|&i| p.pads[i] != 0) || spatial.contains(&None) {
+                    break;
+                }
+                let [t, l, b, r] = spatial.map(|v| v.unwrap_or(0));
+                pads = [pads[0] + t, pads[1] + l, pads[2] + b, pads[3] + r];
+                hw = [hw[0] - t - b, hw[1] - l - r];
+            }
+            _ => break,
+        }
         cur = g.operands(cur)[0];
         let p = &g.ty(cur).shape;
         if p.len() == 4
-            && p[2..] == s[2..]
+            && p[2..] == hw
             && p[0].checked_mul(p[1]) == Some(s[1])
-            && p[0] >= best.1
+            && p[0] >= best.batch
         {
-            best = (cur, p[0]);
+            best = Input {
+                x: cur,
+                batch: p[0],
+                pads,
+            };
         }
     }
     Ok(best)
@@ -210,7 +243,8 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
     let ops = g.operands(conv);
     let (xc, w) = (ops[0], ops[1]);
     let ws = g.ty(w).shape.clone();
-    let (x, b) = per_sample_input(g, xc)?;
+    let input = per_sample_input(g, xc)?;
+    let (x, b) = (input.x, input.batch);
     if !ws[0].is_multiple_of(b) || !cv.group.is_multiple_of(b) {
         return Err(format!(
             "group {} and {} kernels do not split into {b} samples",
@@ -256,6 +290,12 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
             "{gk} coefficients per output channel is not a kernel bank"
         ));
     }
+    if gk.checked_mul(d.o * d.r).is_none_or(|n| n > MAX_BANK) {
+        return Err(format!(
+            "its bank of {gk} × {} kernel elements is too large",
+            d.o * d.r
+        ));
+    }
     let layout = Layout::from_slots(slots);
     let per_sample = tr.per_sample;
     let bank = extract_bank(g, w, source, d, per_sample, &layout)?;
@@ -265,7 +305,7 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
     };
     let op = DynConv {
         strides: cv.strides,
-        pads: cv.pads,
+        pads: [0, 1, 2, 3].map(|i| cv.pads[i] + input.pads[i]),
         dilations: cv.dilations,
         group: cv.group / b,
         bias: bias.is_some(),

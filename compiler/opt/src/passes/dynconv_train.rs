@@ -35,6 +35,8 @@ pub struct DynConvTrain;
 const NAME: &str = "dynconv_train";
 /// Longest chain of ops followed from the conv.
 const MAX_CHAIN: usize = 16;
+/// Largest bank (elements) the pass builds; beyond it the conv is left alone with a remark.
+const MAX_BANK: usize = 1 << 28;
 
 /// One weighted conv channel of an output channel: (conv channel, coefficient index within a
 /// sample, constant factor).
@@ -212,6 +214,12 @@ fn analyze(g: &Graph, conv: NodeId, z: NodeId) -> Result<Plan, String> {
         .ok_or("its kernel is not an f32 constant")?;
     let ws = g.ty(ops[1]).shape.clone();
     let k = ws[1] * ws[2] * ws[3];
+    if gk.checked_mul(o * k).is_none_or(|n| n > MAX_BANK) {
+        return Err(format!(
+            "its bank of {gk} × {} kernel elements is too large",
+            o * k
+        ));
+    }
     let mut bank = vec![0f32; gk * o * k];
     for (oc, r) in rows.iter().enumerate() {
         for (i, &(ch, _, f)) in r.iter().enumerate() {
