@@ -62,6 +62,7 @@ fn layer() -> impl Strategy<Value = Layer> {
         (
             prop_oneof![
                 Just(Mixing::MatMul),
+                Just(Mixing::Gemm),
                 Just(Mixing::Einsum),
                 Just(Mixing::MulSum)
             ],
