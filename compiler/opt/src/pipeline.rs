@@ -1,13 +1,15 @@
 //! The pass pipeline and the registry of pass names (for `--print-after` and golden tests).
 //!
 //! Order: clean up the imported graph, recognize dynamic convolutions (kernel mixing, then the
-//! training form), drop the layout no-ops the recognition leaves, then fold BatchNorm (after
-//! recognition, so that a BN after a recognized `dyn_conv` folds into its bank). `literal`
-//! skips the recognition and its cleanup.
+//! training form), drop the layout no-ops the recognition leaves, fold per-channel scalings of
+//! a `dyn_conv`'s result into its coefficients, then fold BatchNorm (after recognition, so that
+//! a BN after a recognized `dyn_conv` folds into its bank). `literal` skips the recognition and
+//! everything after it but `fold_bn`.
 
 use crate::error::PassError;
 use crate::manager::{Pass, PassManager, PrintAfter};
 use crate::passes::dynconv_mix::DynConvMix;
+use crate::passes::dynconv_scale::DynConvScale;
 use crate::passes::dynconv_train::DynConvTrain;
 use crate::passes::simplify_reshapes::SimplifyReshapes;
 use crate::passes::{dce::Dce, fold_bn::FoldBn, fold_constants::FoldConstants};
@@ -20,11 +22,17 @@ pub const PASS_NAMES: &[&str] = &[
     "dynconv_mix",
     "dynconv_train",
     "simplify_reshapes",
+    "dynconv_scale",
     "fold_bn",
 ];
 
 /// The passes `Options::literal` leaves out.
-const RECOGNITION: &[&str] = &["dynconv_mix", "dynconv_train", "simplify_reshapes"];
+const RECOGNITION: &[&str] = &[
+    "dynconv_mix",
+    "dynconv_train",
+    "simplify_reshapes",
+    "dynconv_scale",
+];
 
 /// The pass called `name`.
 pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
@@ -34,6 +42,7 @@ pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
         "dynconv_mix" => Box::new(DynConvMix),
         "dynconv_train" => Box::new(DynConvTrain),
         "simplify_reshapes" => Box::new(SimplifyReshapes),
+        "dynconv_scale" => Box::new(DynConvScale),
         "fold_bn" => Box::new(FoldBn),
         _ => return None,
     })

@@ -116,7 +116,15 @@ fn per_sample_input(g: &Graph, xc: NodeId) -> Result<Input, String> {
     loop {
         match &g.node(cur).op {
             Op::Reshape(_) => {}
-            Op::Pad(p) if p.mode == PadMode::Constant && p.value == 0.0 && p.pads.len() == 8 => {
+            // A zero pad of H and W only, on a layout [a, b, H, W] with a·b = B·C (so that it
+            // pads the same planes as a pad of [B, C, H, W] would).
+            Op::Pad(p)
+                if p.mode == PadMode::Constant
+                    && p.value == 0.0
+                    && p.pads.len() == 8
+                    && g.ty(cur).shape[2..] == hw
+                    && g.ty(cur).shape[0].checked_mul(g.ty(cur).shape[1]) == Some(s[1]) =>
+            {
                 let amount = |i: usize| usize::try_from(p.pads[i]).ok();
                 let spatial = [amount(2), amount(3), amount(6), amount(7)];
                 if [0, 1, 4, 5].iter().any(|&i| p.pads[i] != 0) || spatial.contains(&None) {

@@ -4,6 +4,7 @@
 pub mod dce;
 mod dynconv_common;
 pub mod dynconv_mix;
+pub mod dynconv_scale;
 mod dynconv_trace;
 pub mod dynconv_train;
 pub mod fold_bn;
