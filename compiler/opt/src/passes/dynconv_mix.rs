@@ -12,8 +12,9 @@
 //! Proof, before anything changes: (1) structure — every traced kernel element is a sum of
 //! `factor · c[k]` terms with `k` in sample 0's part of `c`, each output channel reads the same
 //! number g of coefficients, and a constant at least as large as one sample's kernels is
-//! multiplied on the way (the bank); (2) the bank is extracted by evaluating the weight's cone
-//! on one-hot coefficients; (3) the original cone evaluated on a random `c` must equal the
+//! multiplied on the way (the bank); (2) the bank is read from that constant when the traced
+//! terms read it at an affine index of (channel, kernel, element) — the layouts exporters write
+//! — and otherwise extracted by evaluating the weight's cone on one-hot coefficients; (3) the original cone evaluated on a random `c` must equal the
 //! mixing formula on every sample (relative tolerance 1e-5), which also proves that each
 //! sample's kernel depends only on its own coefficients.
 //!
@@ -23,7 +24,7 @@
 //! and named in a remark with the reason.
 
 use super::dynconv_common::{close, coefficient_operand, cone, eval_with, random_tensor, Layout};
-use super::dynconv_trace::Tracer;
+use super::dynconv_trace::{Source, Tracer};
 use crate::error::PassError;
 use crate::manager::{Pass, PassCx, Remark};
 use dync_ir::ops::{BinaryKind, DynConv, PadMode, Reshape};
@@ -170,7 +171,7 @@ struct Traced {
     slots: Vec<BTreeSet<usize>>,
     /// Of the last element traced: its constant terms, and (source index, factor) of the others.
     constants: Vec<f64>,
-    factors: Vec<(usize, f64)>,
+    factors: Vec<(usize, f64, Source)>,
 }
 
 impl Traced {
@@ -226,7 +227,7 @@ impl Traced {
                         );
                     }
                     self.slots[o].insert(leaf.index);
-                    self.factors.push((leaf.index, t.factor));
+                    self.factors.push((leaf.index, t.factor, t.source));
                 }
                 _ => return Err("the kernel is a product of computed values".into()),
             }
@@ -271,6 +272,7 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
     let tracer = Tracer::new(g, Vec::new(), false);
     let mut tr = Traced::new(b, d.o);
     let rs = traced_elements(d.r, taps);
+    let mut records = Vec::new();
     for o in 0..d.o {
         for &e in &rs {
             tr.add(g, &tracer, w, o, o * d.r + e)?;
@@ -280,6 +282,13 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
                         .into(),
                 );
             }
+            records.extend(tr.factors.iter().map(|&(k, f, src)| Record {
+                o,
+                e,
+                k,
+                factor: f,
+                source: src,
+            }));
         }
     }
     let source = tr.source.ok_or("its kernel depends on no computed value")?;
@@ -306,7 +315,10 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
     }
     let layout = Layout::from_slots(slots);
     let per_sample = tr.per_sample;
-    let bank = extract_bank(g, w, source, d, per_sample, &layout)?;
+    let bank = match read_off_bank(g, &records, &layout, d, &rs) {
+        Some(bank) => bank,
+        None => extract_bank(g, w, source, d, per_sample, &layout)?,
+    };
     let (bias, bias_bank) = match ops.get(2) {
         Some(&bn) => mixed_bias(g, &tracer, bn, &mut tr, d, &layout)?,
         None => (None, None),
@@ -363,6 +375,101 @@ fn check_bank(g: &Graph, w: NodeId, source: NodeId, d: Dims) -> Result<(), Strin
             describe(g, source)
         ))
     }
+}
+
+/// One traced term of kernel element `e` of output channel `o` (sample 0): coefficient `k`
+/// times `factor`, read from the bank element `source`.
+struct Record {
+    o: usize,
+    e: usize,
+    k: usize,
+    factor: f64,
+    source: Source,
+}
+
+/// The bank `[g, O·R]` read straight from the constant the kernel is mixed from, when every
+/// traced term reads element d + a·o + b·i + c·e of one constant times one common scale (the
+/// layouts exporters write: the bank's dims permuted and reshaped) and every traced element
+/// mixes all g kernels; `None` otherwise, and the probes extract it instead. The numerical
+/// proof checks the result either way; this only saves the probes' evaluations.
+fn read_off_bank(
+    g: &Graph,
+    records: &[Record],
+    layout: &Layout,
+    d: Dims,
+    traced: &BTreeSet<usize>,
+) -> Option<Tensor> {
+    let gk = layout.g();
+    if records.len() != d.o * traced.len() * gk {
+        return None;
+    }
+    let (first, _) = records.first()?.source?;
+    let bank = g.const_value(first.node)?.as_f32()?;
+    // (o, i, e) → (index into the constant, factor)
+    let mut points: HashMap<(usize, usize, usize), (i64, f64)> = HashMap::new();
+    for r in records {
+        let (leaf, _) = r.source?;
+        if leaf.node != first.node {
+            return None;
+        }
+        let i = (0..gk).find(|&i| layout.index(r.o, i) == r.k)?;
+        let index = i64::try_from(leaf.index).ok()?;
+        if points.insert((r.o, i, r.e), (index, r.factor)).is_some() {
+            return None;
+        }
+    }
+    let at = |o, i, e| points.get(&(o, i, e)).map(|p| p.0);
+    let base = at(0, 0, 0)?;
+    let step = |p: Option<i64>, n: i64| -> Option<i64> {
+        let diff = p? - base;
+        (diff % n == 0).then_some(diff / n)
+    };
+    let a = if d.o > 1 { step(at(1, 0, 0), 1)? } else { 0 };
+    let b = if gk > 1 { step(at(0, 1, 0), 1)? } else { 0 };
+    let c = match traced.iter().find(|&&e| e > 0) {
+        Some(&e1) => step(at(0, 0, e1), i64::try_from(e1).ok()?)?,
+        None => 0,
+    };
+    let index = |o: usize, i: usize, e: usize| -> Option<usize> {
+        let v = base
+            .checked_add(a.checked_mul(i64::try_from(o).ok()?)?)?
+            .checked_add(b.checked_mul(i64::try_from(i).ok()?)?)?
+            .checked_add(c.checked_mul(i64::try_from(e).ok()?)?)?;
+        usize::try_from(v).ok().filter(|&v| v < bank.len())
+    };
+    // One scale, from the term with the largest bank value.
+    let value = |idx: i64| {
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| bank.get(i))
+            .map_or(0.0, |&v| f64::from(v))
+    };
+    let &(ref_index, ref_factor) = points
+        .values()
+        .max_by(|x, y| value(x.0).abs().total_cmp(&value(y.0).abs()))?;
+    let ref_value = value(ref_index);
+    if ref_value == 0.0 {
+        return None;
+    }
+    let scale = ref_factor / ref_value;
+    for (&(o, i, e), &(idx, factor)) in &points {
+        let expect = index(o, i, e)?;
+        let want = scale * f64::from(bank[expect]);
+        if expect as i64 != idx || (factor - want).abs() > 1e-6 * factor.abs() {
+            return None;
+        }
+    }
+    let kernels = d.o * d.r;
+    let mut out = vec![0f32; gk * kernels];
+    for i in 0..gk {
+        for o in 0..d.o {
+            for e in 0..d.r {
+                let v = f64::from(bank[index(o, i, e)?]);
+                out[i * kernels + o * d.r + e] = (scale * v) as f32;
+            }
+        }
+    }
+    Tensor::from_f32([gk, kernels], out).ok()
 }
 
 /// Sample 0's probe pattern: every coefficient slot `i` of every channel set to 1. The slots
@@ -441,7 +548,7 @@ fn mixed_bias(
             return Err("its bias reads coefficients its kernel does not".into());
         }
         stat[o] = tr.constants.iter().sum::<f64>() as f32;
-        for &(k, f) in &tr.factors {
+        for &(k, f, _) in &tr.factors {
             let i = (0..gk)
                 .find(|&i| layout.index(o, i) == k)
                 .ok_or("its bias reads coefficients its kernel does not")?;

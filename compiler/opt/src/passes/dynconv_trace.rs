@@ -29,11 +29,58 @@ pub(crate) struct Leaf {
     pub index: usize,
 }
 
-/// `factor · Π leaves` (leaves sorted, possibly empty: a constant).
+/// The largest constant multiplied into a term: one of its elements and its element count.
+pub(crate) type Source = Option<(Leaf, usize)>;
+
+/// `factor · Π leaves` (leaves sorted, possibly empty: a constant). `source` is the element of
+/// the largest constant multiplied into `factor` (with that constant's element count): for a
+/// kernel mixed from a bank, the bank element the term reads.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Term {
     pub factor: f64,
     pub leaves: Vec<Leaf>,
+    pub source: Source,
+}
+
+/// The factor accumulated on the way down to an element, and its largest constant so far.
+#[derive(Clone, Copy, Debug)]
+struct Weight {
+    f: f64,
+    source: Source,
+}
+
+impl Weight {
+    const ONE: Weight = Weight {
+        f: 1.0,
+        source: None,
+    };
+
+    fn scaled(self, x: f64) -> Weight {
+        Weight {
+            f: self.f * x,
+            ..self
+        }
+    }
+
+    /// Multiplied by element `index` (value `v`) of the constant `node` of `len` elements.
+    fn times_const(self, node: NodeId, index: usize, v: f64, len: usize) -> Weight {
+        let source = match self.source {
+            Some((_, l)) if l >= len => self.source,
+            _ => Some((Leaf { node, index }, len)),
+        };
+        Weight {
+            f: self.f * v,
+            source,
+        }
+    }
+
+    fn term(self, leaves: Vec<Leaf>) -> Term {
+        Term {
+            factor: self.f,
+            leaves,
+            source: self.source,
+        }
+    }
 }
 
 /// Steps (visited elements) one `element` call may take; beyond it the structure is not the
@@ -131,12 +178,17 @@ impl<'g> Tracer<'g> {
     pub fn element(&self, node: NodeId, index: usize) -> Result<Vec<Term>, String> {
         let mut out = Vec::new();
         let mut steps = 0;
-        self.go(node, index, 1.0, &mut out, &mut steps)?;
+        self.go(node, index, Weight::ONE, &mut out, &mut steps)?;
         out.sort_by(|a, b| a.leaves.cmp(&b.leaves));
         let mut merged: Vec<Term> = Vec::with_capacity(out.len());
         for t in out {
             match merged.last_mut() {
-                Some(last) if last.leaves == t.leaves => last.factor += t.factor,
+                Some(last) if last.leaves == t.leaves => {
+                    last.factor += t.factor;
+                    if last.source != t.source {
+                        last.source = None;
+                    }
+                }
                 _ => merged.push(t),
             }
         }
@@ -151,7 +203,7 @@ impl<'g> Tracer<'g> {
         &self,
         n: NodeId,
         idx: usize,
-        f: f64,
+        w: Weight,
         out: &mut Vec<Term>,
         steps: &mut usize,
     ) -> Result<(), String> {
@@ -162,33 +214,27 @@ impl<'g> Tracer<'g> {
             ));
         }
         if let Some(t) = self.g.const_value(n) {
-            out.push(Term {
-                factor: f * value(t, idx)?,
-                leaves: Vec::new(),
-            });
+            out.push(w.scaled(value(t, idx)?).term(Vec::new()));
             return Ok(());
         }
         if self.is_leaf(n) {
-            out.push(Term {
-                factor: f,
-                leaves: vec![Leaf {
-                    node: n,
-                    index: idx,
-                }],
-            });
+            out.push(w.term(vec![Leaf {
+                node: n,
+                index: idx,
+            }]));
             return Ok(());
         }
         let ops = self.g.operands(n);
         let oshape = self.shape(n).to_vec();
         match &self.g.node(n).op {
-            Op::Reshape(_) => self.go(ops[0], idx, f, out, steps),
+            Op::Reshape(_) => self.go(ops[0], idx, w, out, steps),
             Op::Transpose(t) => {
                 let m = unravel(idx, &oshape);
                 let mut im = vec![0; m.len()];
                 for (i, &p) in t.perm.iter().enumerate() {
                     im[p] = m[i];
                 }
-                self.go(ops[0], ravel(&im, self.shape(ops[0])), f, out, steps)
+                self.go(ops[0], ravel(&im, self.shape(ops[0])), w, out, steps)
             }
             Op::Slice(s) => {
                 let m = unravel(idx, &oshape);
@@ -197,18 +243,18 @@ impl<'g> Tracer<'g> {
                     .enumerate()
                     .map(|(d, &i)| (s.starts[d] + i as i64 * s.steps[d]) as usize)
                     .collect();
-                self.go(ops[0], ravel(&im, self.shape(ops[0])), f, out, steps)
+                self.go(ops[0], ravel(&im, self.shape(ops[0])), w, out, steps)
             }
             Op::Expand(_) => {
                 let m = unravel(idx, &oshape);
-                self.go(ops[0], bcast(&m, self.shape(ops[0])), f, out, steps)
+                self.go(ops[0], bcast(&m, self.shape(ops[0])), w, out, steps)
             }
             Op::Concat(c) => {
                 let mut m = unravel(idx, &oshape);
                 for &o in &ops {
                     let e = self.shape(o)[c.axis];
                     if m[c.axis] < e {
-                        return self.go(o, ravel(&m, self.shape(o)), f, out, steps);
+                        return self.go(o, ravel(&m, self.shape(o)), w, out, steps);
                     }
                     m[c.axis] -= e;
                 }
@@ -230,7 +276,7 @@ impl<'g> Tracer<'g> {
                 let mut dm = m[..a].to_vec();
                 dm.push(v as usize);
                 dm.extend_from_slice(&m[a + ishape.len()..]);
-                self.go(ops[0], ravel(&dm, &dshape), f, out, steps)
+                self.go(ops[0], ravel(&dm, &dshape), w, out, steps)
             }
             Op::Pad(p) => {
                 let ishape = self.shape(ops[0]).to_vec();
@@ -241,32 +287,29 @@ impl<'g> Tracer<'g> {
                     let i = m[d] as i64 - p.pads[d];
                     if i < 0 || i >= ishape[d] as i64 {
                         if p.value != 0.0 {
-                            out.push(Term {
-                                factor: f * f64::from(p.value),
-                                leaves: Vec::new(),
-                            });
+                            out.push(w.scaled(f64::from(p.value)).term(Vec::new()));
                         }
                         return Ok(());
                     }
                     im.push(i as usize);
                 }
-                self.go(ops[0], ravel(&im, &ishape), f, out, steps)
+                self.go(ops[0], ravel(&im, &ishape), w, out, steps)
             }
-            Op::Unary(_) => self.go(ops[0], idx, -f, out, steps),
+            Op::Unary(_) => self.go(ops[0], idx, w.scaled(-1.0), out, steps),
             Op::Binary(b) => {
                 let m = unravel(idx, &oshape);
                 let ia = bcast(&m, self.shape(ops[0]));
                 let ib = bcast(&m, self.shape(ops[1]));
                 match b.kind {
                     BinaryKind::Add => {
-                        self.go(ops[0], ia, f, out, steps)?;
-                        self.go(ops[1], ib, f, out, steps)
+                        self.go(ops[0], ia, w, out, steps)?;
+                        self.go(ops[1], ib, w, out, steps)
                     }
                     BinaryKind::Sub => {
-                        self.go(ops[0], ia, f, out, steps)?;
-                        self.go(ops[1], ib, -f, out, steps)
+                        self.go(ops[0], ia, w, out, steps)?;
+                        self.go(ops[1], ib, w.scaled(-1.0), out, steps)
                     }
-                    BinaryKind::Mul => self.product(&[(ops[0], ia), (ops[1], ib)], f, out, steps),
+                    BinaryKind::Mul => self.product(&[(ops[0], ia), (ops[1], ib)], w, out, steps),
                     _ => {
                         let d = self
                             .g
@@ -276,7 +319,7 @@ impl<'g> Tracer<'g> {
                         if d == 0.0 {
                             return Err("division by a constant zero".into());
                         }
-                        self.go(ops[0], ia, f / d, out, steps)
+                        self.go(ops[0], ia, w.scaled(1.0 / d), out, steps)
                     }
                 }
             }
@@ -296,10 +339,10 @@ impl<'g> Tracer<'g> {
                     }
                 }
                 let count: usize = r.axes.iter().map(|&a| ishape[a]).product();
-                let f = if r.kind == ReduceKind::Mean {
-                    f / count.max(1) as f64
+                let w = if r.kind == ReduceKind::Mean {
+                    w.scaled(1.0 / count.max(1) as f64)
                 } else {
-                    f
+                    w
                 };
                 for j in 0..count {
                     let mut rem = j;
@@ -307,7 +350,7 @@ impl<'g> Tracer<'g> {
                         im[a] = rem % ishape[a];
                         rem /= ishape[a];
                     }
-                    self.go(ops[0], ravel(&im, &ishape), f, out, steps)?;
+                    self.go(ops[0], ravel(&im, &ishape), w, out, steps)?;
                 }
                 Ok(())
             }
@@ -344,7 +387,7 @@ impl<'g> Tracer<'g> {
                 for kk in 0..k {
                     let ia = index_in(&pa, mi, kk);
                     let ib = index_in(&pb, kk, ni);
-                    self.product(&[(ops[0], ia), (ops[1], ib)], f, out, steps)?;
+                    self.product(&[(ops[0], ia), (ops[1], ib)], w, out, steps)?;
                 }
                 Ok(())
             }
@@ -363,12 +406,12 @@ impl<'g> Tracer<'g> {
                     } else {
                         kk * sb[1] + ni
                     };
-                    let fa = f * f64::from(gm.alpha);
-                    self.product(&[(ops[0], ia), (ops[1], ib)], fa, out, steps)?;
+                    let wa = w.scaled(f64::from(gm.alpha));
+                    self.product(&[(ops[0], ia), (ops[1], ib)], wa, out, steps)?;
                 }
                 if let Some(&c) = ops.get(2) {
                     let ic = bcast(&[mi, ni], self.shape(c));
-                    self.go(c, ic, f * f64::from(gm.beta), out, steps)?;
+                    self.go(c, ic, w.scaled(f64::from(gm.beta)), out, steps)?;
                 }
                 Ok(())
             }
@@ -418,7 +461,7 @@ impl<'g> Tracer<'g> {
                             (o, ravel(&im, sh))
                         })
                         .collect();
-                    self.product(&parts, f, out, steps)?;
+                    self.product(&parts, w, out, steps)?;
                 }
                 Ok(())
             }
@@ -426,37 +469,34 @@ impl<'g> Tracer<'g> {
         }
     }
 
-    /// Pushes the terms of `f · Π parts` (each part an element of a node).
+    /// Pushes the terms of `w · Π parts` (each part an element of a node).
     fn product(
         &self,
         parts: &[(NodeId, usize)],
-        f: f64,
+        w: Weight,
         out: &mut Vec<Term>,
         steps: &mut usize,
     ) -> Result<(), String> {
-        let mut factor = f;
+        let mut w = w;
         let mut dynamic = Vec::new();
         for &(n, i) in parts {
             match self.g.const_value(n) {
-                Some(t) => factor *= value(t, i)?,
+                Some(t) => w = w.times_const(n, i, value(t, i)?, t.len()),
                 None => dynamic.push((n, i)),
             }
         }
         let Some((&(first, fi), rest)) = dynamic.split_first() else {
-            out.push(Term {
-                factor,
-                leaves: Vec::new(),
-            });
+            out.push(w.term(Vec::new()));
             return Ok(());
         };
         if rest.is_empty() {
-            return self.go(first, fi, factor, out, steps);
+            return self.go(first, fi, w, out, steps);
         }
         let mut acc = Vec::new();
-        self.go(first, fi, factor, &mut acc, steps)?;
+        self.go(first, fi, w, &mut acc, steps)?;
         for &(n, i) in rest {
             let mut sub = Vec::new();
-            self.go(n, i, 1.0, &mut sub, steps)?;
+            self.go(n, i, Weight::ONE, &mut sub, steps)?;
             let mut next = Vec::with_capacity(acc.len() * sub.len());
             for a in &acc {
                 for b in &sub {
@@ -464,9 +504,14 @@ impl<'g> Tracer<'g> {
                     let mut leaves = a.leaves.clone();
                     leaves.extend_from_slice(&b.leaves);
                     leaves.sort_unstable();
+                    let source = match (a.source, b.source) {
+                        (Some(x), Some(y)) => Some(if y.1 > x.1 { y } else { x }),
+                        (x, y) => x.or(y),
+                    };
                     next.push(Term {
                         factor: a.factor * b.factor,
                         leaves,
+                        source,
                     });
                 }
             }
@@ -533,6 +578,13 @@ mod tests {
                     node: s,
                     index: 3 + k,
                 }],
+                source: Some((
+                    Leaf {
+                        node: b,
+                        index: k * 4 + 2,
+                    },
+                    12,
+                )),
             })
             .collect();
         assert_eq!(terms, want);
