@@ -2,21 +2,23 @@
 //! bank by a linear mix of per-sample coefficients (timm CondConv, DY-CNN, DyNet Eq. 1, ODConv's
 //! kernel and spatial attention) — and rewrites it into one `dyn_conv`.
 //!
-//! Matches a `conv` with a non-constant weight `[B·O, C/g, kh, kw]`, either with the batch folded
-//! into the groups (input `[1, B·C, H, W]` a reshape, possibly zero-padded in H and W, of the
-//! per-sample input `[B, C, H, W]`; group = B·g) or at batch 1 (input `[1, C, H, W]`, group = g). The exporters' mixing op is not
-//! matched by name: the weight is traced backwards (`dynconv_trace`) through ops linear in their
-//! non-constant operand to its single source `c` (the first non-linear value, e.g. a sigmoid or
-//! softmax output); a bias computed the same way becomes a bias bank plus a static bias.
+//! Matches a `conv` with a non-constant weight `[B·O, C/g, kh, kw]`, either with the batch
+//! folded into the groups (input `[1, B·C, H, W]` a reshape, possibly zero-padded in H and W, of
+//! the per-sample input `[B, C, H, W]`; group = B·g) or at batch 1 (input `[1, C, H, W]`, group
+//! = g). The exporters' mixing op is not matched by name: the weight is traced backwards
+//! (`dynconv_trace`) through ops linear in their non-constant operand to its single source `c`
+//! (the first non-linear value, e.g. a sigmoid or softmax output); a bias computed the same way
+//! becomes a bias bank plus a static bias.
 //!
 //! Proof, before anything changes: (1) structure — every traced kernel element is a sum of
 //! `factor · c[k]` terms with `k` in sample 0's part of `c`, each output channel reads the same
 //! number g of coefficients, and a constant at least as large as one sample's kernels is
 //! multiplied on the way (the bank); (2) the bank is read from that constant when the traced
 //! terms read it at an affine index of (channel, kernel, element) — the layouts exporters write
-//! — and otherwise extracted by evaluating the weight's cone on one-hot coefficients; (3) the original cone evaluated on a random `c` must equal the
-//! mixing formula on every sample (relative tolerance 1e-5), which also proves that each
-//! sample's kernel depends only on its own coefficients.
+//! — and otherwise extracted by evaluating the weight's cone on one-hot coefficients; (3) the
+//! original cone evaluated on a random `c` must equal the mixing formula on every sample
+//! (relative tolerance 1e-5), which also proves that each sample's kernel depends only on its
+//! own coefficients.
 //!
 //! Rewrite: `dyn_conv(x, coeff, bank[g,O,C/g,kh,kw] (, bias, bias_bank))` with coeff `[B, g]`
 //! or `[B, O, g]` built from `c` by slice/reshape/transpose/gather (shared between the convs of
