@@ -407,20 +407,21 @@ fn read_off_bank(
     }
     let (first, _) = records.first()?.source?;
     let bank = g.const_value(first.node)?.as_f32()?;
-    // (o, i, e) → (index into the constant, factor)
-    let mut points: HashMap<(usize, usize, usize), (i64, f64)> = HashMap::new();
-    for r in records {
-        let (leaf, _) = r.source?;
-        if leaf.node != first.node {
-            return None;
-        }
-        let i = (0..gk).find(|&i| layout.index(r.o, i) == r.k)?;
-        let index = i64::try_from(leaf.index).ok()?;
-        if points.insert((r.o, i, r.e), (index, r.factor)).is_some() {
-            return None;
-        }
-    }
-    let at = |o, i, e| points.get(&(o, i, e)).map(|p| p.0);
+    // Each record as (o, slot i, e, index into the constant, factor).
+    let points: Vec<(usize, usize, usize, usize, f64)> = records
+        .iter()
+        .map(|r| {
+            let (leaf, _) = r.source?;
+            let i = (0..gk).find(|&i| layout.index(r.o, i) == r.k)?;
+            (leaf.node == first.node).then_some((r.o, i, r.e, leaf.index, r.factor))
+        })
+        .collect::<Option<_>>()?;
+    let at = |o, i, e| {
+        points
+            .iter()
+            .find(|p| (p.0, p.1, p.2) == (o, i, e))
+            .and_then(|p| i64::try_from(p.3).ok())
+    };
     let base = at(0, 0, 0)?;
     let step = |p: Option<i64>, n: i64| -> Option<i64> {
         let diff = p? - base;
@@ -440,34 +441,32 @@ fn read_off_bank(
         usize::try_from(v).ok().filter(|&v| v < bank.len())
     };
     // One scale, from the term with the largest bank value.
-    let value = |idx: i64| {
-        usize::try_from(idx)
-            .ok()
-            .and_then(|i| bank.get(i))
-            .map_or(0.0, |&v| f64::from(v))
-    };
-    let &(ref_index, ref_factor) = points
-        .values()
-        .max_by(|x, y| value(x.0).abs().total_cmp(&value(y.0).abs()))?;
-    let ref_value = value(ref_index);
+    let &(_, _, _, ref_index, ref_factor) = points
+        .iter()
+        .max_by(|x, y| bank[x.3].abs().total_cmp(&bank[y.3].abs()))?;
+    let ref_value = f64::from(bank[ref_index]);
     if ref_value == 0.0 {
         return None;
     }
     let scale = ref_factor / ref_value;
-    for (&(o, i, e), &(idx, factor)) in &points {
-        let expect = index(o, i, e)?;
-        let want = scale * f64::from(bank[expect]);
-        if expect as i64 != idx || (factor - want).abs() > 1e-6 * factor.abs() {
+    for &(o, i, e, idx, factor) in &points {
+        let want = scale * f64::from(bank[idx]);
+        if index(o, i, e)? != idx || (factor - want).abs() > 1e-6 * factor.abs() {
             return None;
         }
     }
+    // Every kernel's elements lie at start + c·e; both ends must be in range.
     let kernels = d.o * d.r;
     let mut out = vec![0f32; gk * kernels];
     for i in 0..gk {
         for o in 0..d.o {
-            for e in 0..d.r {
-                let v = f64::from(bank[index(o, i, e)?]);
-                out[i * kernels + o * d.r + e] = (scale * v) as f32;
+            let start = index(o, i, 0)?;
+            index(o, i, d.r - 1)?;
+            let dst = &mut out[i * kernels + o * d.r..][..d.r];
+            for (e, v) in dst.iter_mut().enumerate() {
+                // In range: between the two ends checked above.
+                let src = (start as i64 + c * e as i64) as usize;
+                *v = (scale * f64::from(bank[src])) as f32;
             }
         }
     }

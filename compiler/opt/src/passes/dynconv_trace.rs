@@ -93,6 +93,7 @@ pub(crate) struct Tracer<'g> {
     bilinear: bool,
     /// Resolved einsum equations by node (resolving one per element would dominate).
     einsums: RefCell<HashMap<NodeId, Rc<EinsumSpec>>>,
+    operands: RefCell<HashMap<NodeId, Rc<[NodeId]>>>,
 }
 
 /// Row-major multi-index of flat index `idx` in `shape`.
@@ -136,6 +137,7 @@ impl<'g> Tracer<'g> {
             forced,
             bilinear,
             einsums: RefCell::default(),
+            operands: RefCell::default(),
         }
     }
 
@@ -152,7 +154,7 @@ impl<'g> Tracer<'g> {
         if self.forced.contains(&n) {
             return true;
         }
-        let ops = self.g.operands(n);
+        let ops = self.operands(n);
         match &self.g.node(n).op {
             Op::Const(_) => false,
             Op::Reshape(_) | Op::Transpose(_) | Op::Slice(_) | Op::Expand(_) | Op::Concat(_) => {
@@ -195,8 +197,18 @@ impl<'g> Tracer<'g> {
         Ok(merged)
     }
 
-    fn shape(&self, n: NodeId) -> &[usize] {
+    fn shape(&self, n: NodeId) -> &'g [usize] {
         &self.g.ty(n).shape
+    }
+
+    /// The operands of `n` (cached: the same nodes are visited once per traced element).
+    fn operands(&self, n: NodeId) -> Rc<[NodeId]> {
+        if let Some(ops) = self.operands.borrow().get(&n) {
+            return Rc::clone(ops);
+        }
+        let ops: Rc<[NodeId]> = self.g.operands(n).into();
+        self.operands.borrow_mut().insert(n, Rc::clone(&ops));
+        ops
     }
 
     fn go(
@@ -224,12 +236,12 @@ impl<'g> Tracer<'g> {
             }]));
             return Ok(());
         }
-        let ops = self.g.operands(n);
-        let oshape = self.shape(n).to_vec();
+        let ops = self.operands(n);
+        let oshape = self.shape(n);
         match &self.g.node(n).op {
             Op::Reshape(_) => self.go(ops[0], idx, w, out, steps),
             Op::Transpose(t) => {
-                let m = unravel(idx, &oshape);
+                let m = unravel(idx, oshape);
                 let mut im = vec![0; m.len()];
                 for (i, &p) in t.perm.iter().enumerate() {
                     im[p] = m[i];
@@ -237,7 +249,7 @@ impl<'g> Tracer<'g> {
                 self.go(ops[0], ravel(&im, self.shape(ops[0])), w, out, steps)
             }
             Op::Slice(s) => {
-                let m = unravel(idx, &oshape);
+                let m = unravel(idx, oshape);
                 let im: Vec<usize> = m
                     .iter()
                     .enumerate()
@@ -246,12 +258,12 @@ impl<'g> Tracer<'g> {
                 self.go(ops[0], ravel(&im, self.shape(ops[0])), w, out, steps)
             }
             Op::Expand(_) => {
-                let m = unravel(idx, &oshape);
+                let m = unravel(idx, oshape);
                 self.go(ops[0], bcast(&m, self.shape(ops[0])), w, out, steps)
             }
             Op::Concat(c) => {
-                let mut m = unravel(idx, &oshape);
-                for &o in &ops {
+                let mut m = unravel(idx, oshape);
+                for &o in ops.iter() {
                     let e = self.shape(o)[c.axis];
                     if m[c.axis] < e {
                         return self.go(o, ravel(&m, self.shape(o)), w, out, steps);
@@ -261,11 +273,11 @@ impl<'g> Tracer<'g> {
                 Err("concat index out of range".into())
             }
             Op::Gather(gt) => {
-                let ishape = self.shape(ops[1]).to_vec();
-                let dshape = self.shape(ops[0]).to_vec();
-                let m = unravel(idx, &oshape);
+                let ishape = self.shape(ops[1]);
+                let dshape = self.shape(ops[0]);
+                let m = unravel(idx, oshape);
                 let a = gt.axis;
-                let pos = ravel(&m[a..a + ishape.len()], &ishape);
+                let pos = ravel(&m[a..a + ishape.len()], ishape);
                 let raw = self
                     .g
                     .const_value(ops[1])
@@ -276,12 +288,12 @@ impl<'g> Tracer<'g> {
                 let mut dm = m[..a].to_vec();
                 dm.push(v as usize);
                 dm.extend_from_slice(&m[a + ishape.len()..]);
-                self.go(ops[0], ravel(&dm, &dshape), w, out, steps)
+                self.go(ops[0], ravel(&dm, dshape), w, out, steps)
             }
             Op::Pad(p) => {
-                let ishape = self.shape(ops[0]).to_vec();
+                let ishape = self.shape(ops[0]);
                 let r = ishape.len();
-                let m = unravel(idx, &oshape);
+                let m = unravel(idx, oshape);
                 let mut im = Vec::with_capacity(r);
                 for d in 0..r {
                     let i = m[d] as i64 - p.pads[d];
@@ -293,11 +305,11 @@ impl<'g> Tracer<'g> {
                     }
                     im.push(i as usize);
                 }
-                self.go(ops[0], ravel(&im, &ishape), w, out, steps)
+                self.go(ops[0], ravel(&im, ishape), w, out, steps)
             }
             Op::Unary(_) => self.go(ops[0], idx, w.scaled(-1.0), out, steps),
             Op::Binary(b) => {
-                let m = unravel(idx, &oshape);
+                let m = unravel(idx, oshape);
                 let ia = bcast(&m, self.shape(ops[0]));
                 let ib = bcast(&m, self.shape(ops[1]));
                 match b.kind {
@@ -324,8 +336,8 @@ impl<'g> Tracer<'g> {
                 }
             }
             Op::Reduce(r) => {
-                let ishape = self.shape(ops[0]).to_vec();
-                let m = unravel(idx, &oshape);
+                let ishape = self.shape(ops[0]);
+                let m = unravel(idx, oshape);
                 let mut im = vec![0; ishape.len()];
                 let mut k = 0;
                 for (d, slot) in im.iter_mut().enumerate() {
@@ -350,22 +362,22 @@ impl<'g> Tracer<'g> {
                         im[a] = rem % ishape[a];
                         rem /= ishape[a];
                     }
-                    self.go(ops[0], ravel(&im, &ishape), w, out, steps)?;
+                    self.go(ops[0], ravel(&im, ishape), w, out, steps)?;
                 }
                 Ok(())
             }
             Op::MatMul(_) => {
-                let (sa, sb) = (self.shape(ops[0]).to_vec(), self.shape(ops[1]).to_vec());
-                let m = unravel(idx, &oshape);
+                let (sa, sb) = (self.shape(ops[0]), self.shape(ops[1]));
+                let m = unravel(idx, oshape);
                 let pa: Vec<usize> = if sa.len() == 1 {
                     vec![1, sa[0]]
                 } else {
-                    sa.clone()
+                    sa.to_vec()
                 };
                 let pb: Vec<usize> = if sb.len() == 1 {
                     vec![sb[0], 1]
                 } else {
-                    sb.clone()
+                    sb.to_vec()
                 };
                 let nb = pa.len().max(pb.len()) - 2;
                 let batch = &m[..nb];
@@ -392,8 +404,8 @@ impl<'g> Tracer<'g> {
                 Ok(())
             }
             Op::Gemm(gm) => {
-                let (sa, sb) = (self.shape(ops[0]).to_vec(), self.shape(ops[1]).to_vec());
-                let (_, k, _) = gm.mkn(&sa, &sb);
+                let (sa, sb) = (self.shape(ops[0]), self.shape(ops[1]));
+                let (_, k, _) = gm.mkn(sa, sb);
                 let (mi, ni) = (idx / oshape[1], idx % oshape[1]);
                 for kk in 0..k {
                     let ia = if gm.trans_a {
@@ -430,7 +442,7 @@ impl<'g> Tracer<'g> {
                 let labels: Vec<char> = spec.sizes.keys().copied().collect();
                 let pos = |l: char| labels.iter().position(|&x| x == l).unwrap_or(0);
                 let mut val = vec![0usize; labels.len()];
-                let m = unravel(idx, &oshape);
+                let m = unravel(idx, oshape);
                 for (&l, &i) in spec.output.iter().zip(&m) {
                     val[pos(l)] = i;
                 }
