@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{computed_weight_convs, dyn_convs, optimize_and_compare};
+use common::{computed_weight_convs, dyn_convs, import_bytes, optimize_and_compare};
 use dync::zoo::{self, Batch, Exporter, Form};
 
 /// Image side: small, so that the interpreter runs every network quickly.
@@ -53,6 +53,27 @@ fn check(name: &str, form: Form, exporter: Exporter, b: Batch, batch: usize) -> 
     assert_eq!(computed_weight_convs(&g), 0, "{what}");
     assert!(remarks.is_empty(), "{what}: {remarks:#?}");
     g.macs()
+}
+
+/// `Options::literal` (the `literal` baseline) leaves every dynamic conv as exported.
+#[test]
+fn literal_leaves_dynamic_convs_alone() {
+    let opts = zoo::Options {
+        batch: Batch::Fixed(2),
+        height: SIDE,
+        width: SIDE,
+        ..Default::default()
+    };
+    let built = zoo::build("dy-resnet18", &opts).unwrap_or_else(|e| panic!("{e}"));
+    let mut g = import_bytes(&prost::Message::encode_to_vec(&built.model), &[]);
+    let literal = dync_opt::Options {
+        literal: true,
+        ..Default::default()
+    };
+    let pm = dync_opt::optimize(&mut g, &literal).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dyn_convs(&g), 0);
+    assert_eq!(computed_weight_convs(&g), built.dynamic_convs);
+    assert!(pm.timings.iter().all(|(p, _)| !p.starts_with("dynconv")));
 }
 
 macro_rules! networks {
