@@ -12,13 +12,14 @@
 //!
 //! Proof, before anything changes: (1) structure — every traced kernel element is a sum of
 //! `factor · c[k]` terms with `k` in sample 0's part of `c`, each output channel reads the same
-//! number g of coefficients, and a constant at least as large as one sample's kernels is
+//! number g of coefficients, every op between `c` and the kernel is one the tracer follows (so
+//! the kernel is linear in `c`), and a constant at least as large as one sample's kernels is
 //! multiplied on the way (the bank); (2) the bank is read from that constant when the traced
 //! terms read it at an affine index of (channel, kernel, element) — the layouts exporters write
 //! — and otherwise extracted by evaluating the weight's cone on one-hot coefficients; (3) the
 //! original cone evaluated on a random `c` must equal the mixing formula on every sample
-//! (relative tolerance 1e-5), which also proves that each sample's kernel depends only on its
-//! own coefficients.
+//! (relative tolerance 1e-5): two linear maps that agree at a random point are equal, so this
+//! also proves that each sample's kernel depends only on its own coefficients.
 //!
 //! Rewrite: `dyn_conv(x, coeff, bank[g,O,C/g,kh,kw] (, bias, bias_bank))` with coeff `[B, g]`
 //! or `[B, O, g]` built from `c` by slice/reshape/transpose/gather (shared between the convs of
@@ -71,7 +72,8 @@ impl Pass for DynConvMix {
         let convs: Vec<NodeId> = g
             .node_ids()
             .filter(|&n| {
-                matches!(g.node(n).op, Op::Conv(_)) && g.const_value(g.operands(n)[1]).is_none()
+                matches!(g.node(n).op, Op::Conv(_))
+                    && !matches!(g.node(g.operands(n)[1]).op, Op::Const(_))
             })
             .collect();
         let mut changed = false;
@@ -294,7 +296,9 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
         }
     }
     let source = tr.source.ok_or("its kernel depends on no computed value")?;
-    check_bank(g, w, source, d)?;
+    let mut values = vec![w];
+    values.extend(ops.get(2).filter(|&&b| g.const_value(b).is_none()));
+    check_cone(g, &tracer, &values, source, d)?;
     let slots: Vec<Vec<usize>> = tr
         .slots
         .iter()
@@ -352,23 +356,41 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
     Ok(Plan { bank, ..plan })
 }
 
-/// The kernel must be mixed from a constant bank: some op of its cone multiplies by a constant
-/// holding at least one sample's kernels. Without one, `source` computes the kernel itself.
-fn check_bank(g: &Graph, w: NodeId, source: NodeId, d: Dims) -> Result<(), String> {
-    let nodes = cone(g, w, &[source])?;
+/// The kernel must be linear in `source` and mixed from a constant bank: every op of its cone
+/// is one the tracer follows (so the numerical proof at a random point is a proof, not a
+/// sample), and some op multiplies by a constant holding at least one sample's kernels (without
+/// one, `source` computes the kernel itself). The same linearity is required of the bias.
+fn check_cone(
+    g: &Graph,
+    tracer: &Tracer,
+    values: &[NodeId],
+    source: NodeId,
+    d: Dims,
+) -> Result<(), String> {
     let per_sample_kernels = d.o * d.r;
-    let has_bank = nodes.iter().any(|&n| {
-        let multiplies = match &g.node(n).op {
-            Op::MatMul(_) | Op::Gemm(_) | Op::Einsum(_) => true,
-            Op::Binary(b) => b.kind == BinaryKind::Mul,
-            _ => false,
-        };
-        multiplies
-            && g.operands(n).iter().any(|&o| {
-                g.const_value(o)
-                    .is_some_and(|t| t.len() >= per_sample_kernels)
-            })
-    });
+    let mut has_bank = false;
+    for &v in values {
+        for n in cone(g, v, &[source])? {
+            if tracer.is_leaf(n) {
+                return Err(format!(
+                    "it is computed through {}, which is not linear in the coefficients {}",
+                    describe(g, n),
+                    describe(g, source)
+                ));
+            }
+            let multiplies = match &g.node(n).op {
+                Op::MatMul(_) | Op::Gemm(_) | Op::Einsum(_) => true,
+                Op::Binary(b) => b.kind == BinaryKind::Mul,
+                _ => false,
+            };
+            has_bank |= v == values[0]
+                && multiplies
+                && g.operands(n).iter().any(|&o| {
+                    g.const_value(o)
+                        .is_some_and(|t| t.len() >= per_sample_kernels)
+                });
+        }
+    }
     if has_bank {
         Ok(())
     } else {

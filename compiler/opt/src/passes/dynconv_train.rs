@@ -12,10 +12,11 @@
 //! (`dynconv_trace`, products of computed values allowed) and must be a sum of
 //! `factor · y[0, ch, 0, 0] · s[k]` terms, `y` the conv's output and `s` one other computed value
 //! (the coefficients), each output channel weighting the same number g of distinct conv channels
-//! that lie in its own group; (2) the chain evaluated on random `y` and `s` must equal
-//! Σᵢ factor·s[b, k(o,i)]·y[b, ch(o,i), h, w] everywhere (relative tolerance 1e-5): since the
-//! chain is a polynomial in (`y`, `s`), agreement at a random point proves the identity. Every
-//! value of the chain must be used only by the chain, so the conv disappears.
+//! that lie in its own group; (2) every op between (`y`, `s`) and `z` is one the tracer follows,
+//! so the chain is a polynomial in (`y`, `s`); (3) the chain evaluated on random `y` and `s`
+//! must equal Σᵢ factor·s[b, k(o,i)]·y[b, ch(o,i), h, w] everywhere (relative tolerance 1e-5):
+//! agreement of two polynomials at a random point proves the identity. Every value of the chain
+//! must be used only by the chain, so the conv disappears.
 //!
 //! Rewrite: `dyn_conv(x, coeff, bank (, bias_bank))` replacing `z`, with bank[i, o] =
 //! factor(o,i)·W[ch(o,i)], the conv's bias (if any) mixed as a bias bank, and coeff built from
@@ -248,8 +249,8 @@ fn analyze(g: &Graph, conv: NodeId, z: NodeId) -> Result<Plan, String> {
         }
         None => None,
     };
+    check_chain(g, &tracer, conv, z, source)?;
     verify(g, conv, z, source, per_sample, &rows)?;
-    only_chain_uses(g, conv, z, source)?;
     Ok(Plan {
         z,
         x: ops[0],
@@ -315,10 +316,25 @@ fn verify(
     Ok(())
 }
 
-/// Every value between the conv and `z` must be used only on the way to `z`, or the conv stays.
-fn only_chain_uses(g: &Graph, conv: NodeId, z: NodeId, source: NodeId) -> Result<(), String> {
+/// Every op between the conv (and the coefficients) and `z` must be one the tracer follows, so
+/// that the chain is a polynomial in (`y`, `s`) and the numerical proof a proof; and every
+/// value between the conv and `z` must be used only on the way to `z`, or the conv stays.
+fn check_chain(
+    g: &Graph,
+    tracer: &Tracer,
+    conv: NodeId,
+    z: NodeId,
+    source: NodeId,
+) -> Result<(), String> {
     let mut dep: HashSet<NodeId> = HashSet::from([conv]);
     for n in cone(g, z, &[conv, source])? {
+        if tracer.is_leaf(n) {
+            return Err(format!(
+                "%{} ({}) between the conv and the sum is not linear",
+                n.index(),
+                g.node(n).op.name()
+            ));
+        }
         if g.operands(n).iter().any(|o| dep.contains(o)) {
             dep.insert(n);
         }
