@@ -5,7 +5,7 @@
 //!
 //! Matches a `conv` with a constant weight `[O·g, C/group, kh, kw]` (and a constant or no bias)
 //! followed by a chain of single-user ops (reshape, transpose, expand, slice, binary, reduce sum
-//! or mean) that contains a reduction or a product with a computed value, and ends in a value
+//! or mean) that contains a product with a computed value and a reduction, and ends in a value
 //! `z` of shape `[B, O, H', W']` (the last such value of the chain). Nothing is matched by name.
 //!
 //! Proof, before anything changes: (1) structure — `z[0, o, 0, 0]` is traced backwards
@@ -96,7 +96,8 @@ impl Pass for DynConvTrain {
 /// docs).
 fn chain_end(g: &Graph, y: NodeId) -> Option<NodeId> {
     let ys = g.ty(y).shape.clone();
-    let (mut cur, mut found, mut mixes) = (y, None, false);
+    let (mut cur, mut found) = (y, None);
+    let (mut weighted, mut summed) = (false, false);
     for _ in 0..MAX_CHAIN {
         if g.outputs.iter().any(|(_, o)| *o == cur) {
             break;
@@ -112,14 +113,15 @@ fn chain_end(g: &Graph, y: NodeId) -> Option<NodeId> {
             Op::Reshape(_) | Op::Transpose(_) | Op::Expand(_) | Op::Slice(_) => {}
             Op::Binary(b) => {
                 let computed_other = ops.iter().any(|&o| o != cur && g.const_value(o).is_none());
-                mixes |= b.kind == BinaryKind::Mul && computed_other;
+                weighted |= b.kind == BinaryKind::Mul && computed_other;
             }
-            Op::Reduce(r) if matches!(r.kind, ReduceKind::Sum | ReduceKind::Mean) => mixes = true,
+            Op::Reduce(r) if matches!(r.kind, ReduceKind::Sum | ReduceKind::Mean) => summed = true,
             _ => break,
         }
         cur = u;
         let s = &g.ty(cur).shape;
-        if mixes
+        if weighted
+            && summed
             && s.len() == 4
             && s[0] == ys[0]
             && s[2..] == ys[2..]
