@@ -55,6 +55,9 @@ pub struct Options {
     /// baseline of `dync bench`).
     pub literal: bool,
     pub print_after: PrintAfter,
+    /// Re-target a fixed-batch graph to this batch size after recognition (`--batch N`); an
+    /// error names the first op that mixes samples.
+    pub batch: Option<usize>,
 }
 
 /// The passes to run, in order.
@@ -72,6 +75,11 @@ pub fn optimize(g: &mut Graph, opts: &Options) -> Result<PassManager, PassError>
         if lookup(p).is_none() {
             return Err(PassError::UnknownPass(p.clone()));
         }
+    }
+    if let Some(n) = opts.batch {
+        return Err(PassError::Retarget(format!(
+            "--batch {n}: re-targeting the batch is not implemented yet"
+        )));
     }
     let mut pm = PassManager::new(opts.print_after.clone());
     for pass in pipeline(opts) {

@@ -78,6 +78,7 @@ impl PassArgs {
             &dync_opt::Options {
                 literal,
                 print_after,
+                ..Default::default()
             },
         )?;
         for (pass, ir) in &pm.dumps {
