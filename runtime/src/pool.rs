@@ -1,0 +1,314 @@
+//! The thread pool of compiled models: `threads − 1` worker threads plus the calling thread run
+//! the chunks of one parallel loop at a time.
+//!
+//! [`Pool::run`] splits the tasks `[0, n)` into contiguous chunks (about four per thread, for
+//! balance on a loaded machine), hands them out through one atomic counter, and returns when
+//! every chunk has run. The caller participates; with one thread, or when another thread is
+//! already running a loop on this pool (a shared handle, a nested call), the whole range runs
+//! on the caller. Chunk boundaries never change results: generated tasks compute each output
+//! element with the same instructions whatever range they are given.
+//!
+//! Status: the first non-zero status of the lowest failing chunk. A task stops at its first
+//! failing index, and chunks below the lowest failing one all succeeded, so this is the status
+//! of the lowest failing task index: the same for every thread count and schedule.
+//!
+//! No allocation after [`Pool::new`]: a loop publishes its job in atomics; workers sleep on a
+//! condition variable between loops (after a short spin, since loops follow each other closely
+//! during a run). The claim counter packs a 32-bit loop generation with the chunk index, so a
+//! worker that wakes late can never claim a chunk of a later loop with an earlier loop's job
+//! (up to a wrap-around of 2³² loops during one worker's stall, which is not a concern).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+/// A parallel task: runs indices `[begin, end)` with the loop's argument block; 0 or a status.
+pub type TaskFn = extern "C" fn(args: *const *mut u8, begin: u64, end: u64) -> i32;
+
+/// Chunks per thread of one loop.
+const CHUNKS_PER_THREAD: u64 = 4;
+/// Spin iterations of an idle worker before it sleeps.
+const SPIN: u32 = 1 << 14;
+
+/// The job of the current loop, published by `next`'s release store.
+struct Shared {
+    task: AtomicUsize,
+    args: AtomicUsize,
+    n: AtomicU64,
+    chunk: AtomicU64,
+    chunks: AtomicU64,
+    /// `generation << 32 | next chunk index`.
+    next: AtomicU64,
+    /// Chunks finished in the current loop.
+    done: AtomicU64,
+    /// `chunk << 32 | status as u32` of the lowest failing chunk, `u64::MAX` if none.
+    fail: AtomicU64,
+    /// The generation workers are woken for, and its condition variable.
+    wake: Mutex<u32>,
+    cv: Condvar,
+    stop: AtomicBool,
+}
+
+/// A pool of `threads − 1` workers; see the module contract.
+pub struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    threads: usize,
+    /// Held by the thread running a loop.
+    busy: Mutex<()>,
+    generation: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Claims and runs chunks of generation `generation` until none is left.
+    fn work(&self, generation: u64) {
+        loop {
+            let cur = self.next.load(Ordering::Acquire);
+            if cur >> 32 != generation || (cur & 0xffff_ffff) >= self.chunks.load(Ordering::Relaxed)
+            {
+                return;
+            }
+            if self
+                .next
+                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let c = cur & 0xffff_ffff;
+            let (n, chunk) = (
+                self.n.load(Ordering::Relaxed),
+                self.chunk.load(Ordering::Relaxed),
+            );
+            let begin = c * chunk;
+            let end = (begin + chunk).min(n);
+            let task = self.task.load(Ordering::Relaxed);
+            // SAFETY: `task` was stored from a `TaskFn` by `Pool::run` of this generation,
+            // which has not returned: our chunk is not done yet.
+            let task: TaskFn = unsafe { std::mem::transmute::<usize, TaskFn>(task) };
+            let status = task(
+                self.args.load(Ordering::Relaxed) as *const *mut u8,
+                begin,
+                end,
+            );
+            if status != 0 {
+                self.fail
+                    .fetch_min(c << 32 | u64::from(status as u32), Ordering::AcqRel);
+            }
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+impl Pool {
+    /// A pool running loops on `threads` threads (the caller and `threads − 1` workers; 0 is
+    /// taken as 1). Fails only when the system cannot start a thread.
+    pub fn new(threads: usize) -> std::io::Result<Pool> {
+        let threads = threads.clamp(1, 1 << 10);
+        let shared = Arc::new(Shared {
+            task: AtomicUsize::new(0),
+            args: AtomicUsize::new(0),
+            n: AtomicU64::new(0),
+            chunk: AtomicU64::new(1),
+            chunks: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            fail: AtomicU64::new(u64::MAX),
+            wake: Mutex::new(0),
+            cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let mut pool = Pool {
+            shared,
+            workers: Vec::with_capacity(threads - 1),
+            threads,
+            busy: Mutex::new(()),
+            generation: AtomicU64::new(0),
+        };
+        for i in 1..threads {
+            let s = Arc::clone(&pool.shared);
+            let h = std::thread::Builder::new()
+                .name(format!("dync-worker-{i}"))
+                .spawn(move || worker(&s))?;
+            pool.workers.push(h);
+        }
+        Ok(pool)
+    }
+
+    /// The number of threads loops run on.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `task` over `[0, n)`; see the module contract for the split and the status.
+    ///
+    /// # Safety
+    /// `task` may be called from several threads at once with `args` and disjoint ranges
+    /// covering `[0, n)`; it must be safe to do so.
+    pub unsafe fn run(&self, task: TaskFn, args: *const *mut u8, n: u64) -> i32 {
+        if n == 0 {
+            return 0;
+        }
+        let guard = match self.busy.try_lock() {
+            Ok(g) if self.threads > 1 && n > 1 => g,
+            _ => return task(args, 0, n),
+        };
+        let s = &*self.shared;
+        let want = (self.threads as u64).saturating_mul(CHUNKS_PER_THREAD);
+        let chunk = n.div_ceil(want.min(n));
+        let chunks = n.div_ceil(chunk);
+        let generation = (self.generation.fetch_add(1, Ordering::Relaxed) + 1) & 0xffff_ffff;
+        s.task.store(task as usize, Ordering::Relaxed);
+        s.args.store(args as usize, Ordering::Relaxed);
+        s.n.store(n, Ordering::Relaxed);
+        s.chunk.store(chunk, Ordering::Relaxed);
+        s.chunks.store(chunks, Ordering::Relaxed);
+        s.done.store(0, Ordering::Relaxed);
+        s.fail.store(u64::MAX, Ordering::Relaxed);
+        s.next.store(generation << 32, Ordering::Release);
+        {
+            let mut w = lock(&s.wake);
+            *w = generation as u32;
+            s.cv.notify_all();
+        }
+        s.work(generation);
+        let mut spins = 0u32;
+        while s.done.load(Ordering::Acquire) < chunks {
+            if spins < SPIN {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        drop(guard);
+        match s.fail.load(Ordering::Acquire) {
+            u64::MAX => 0,
+            f => (f & 0xffff_ffff) as u32 as i32,
+        }
+    }
+}
+
+fn worker(s: &Shared) {
+    let mut seen = 0u32;
+    loop {
+        let mut spins = 0u32;
+        let generation = loop {
+            if s.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let g = (s.next.load(Ordering::Acquire) >> 32) as u32;
+            if g != seen {
+                break g;
+            }
+            if spins < SPIN {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let w = lock(&s.wake);
+            let w =
+                s.cv.wait_while(w, |g| *g == seen && !s.stop.load(Ordering::Acquire))
+                    .unwrap_or_else(PoisonError::into_inner);
+            if s.stop.load(Ordering::Acquire) {
+                return;
+            }
+            break *w;
+        };
+        seen = generation;
+        s.work(u64::from(generation));
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        {
+            let _w = lock(&self.shared.wake);
+            self.shared.cv.notify_all();
+        }
+        for h in self.workers.drain(..) {
+            // A worker only panics if a task does, and tasks are `extern "C"` (abort on
+            // unwind), so there is nothing to report.
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// args[0]: *mut u32 counts per index; fails with index + 1 at indices ≥ args[1] as usize.
+    extern "C" fn mark(args: *const *mut u8, begin: u64, end: u64) -> i32 {
+        // SAFETY: the tests pass [counts (n u32s), fail-from as a pointer-sized integer].
+        unsafe {
+            let counts = *args as *const AtomicU64;
+            let fail_from = *args.add(1) as u64;
+            for i in begin..end {
+                if i >= fail_from {
+                    return i32::try_from(i + 1).unwrap_or(-1);
+                }
+                (*counts.add(i as usize)).fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        0
+    }
+
+    fn run(pool: &Pool, n: u64, fail_from: u64) -> (i32, Vec<u64>) {
+        let counts: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+        let args = [counts.as_ptr() as *mut u8, fail_from as usize as *mut u8];
+        // SAFETY: `mark` only touches disjoint counters through atomics.
+        let st = unsafe { pool.run(mark, args.as_ptr(), n) };
+        (
+            st,
+            counts.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+        )
+    }
+
+    #[test]
+    fn every_index_runs_once_at_every_thread_count() {
+        for threads in [1, 2, 3, 4] {
+            let pool = Pool::new(threads).unwrap();
+            for n in [0, 1, 2, 5, 17, 1000] {
+                for _ in 0..20 {
+                    let (st, counts) = run(&pool, n, u64::MAX);
+                    assert_eq!(st, 0);
+                    assert!(counts.iter().all(|&c| c == 1), "{threads} threads, n {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_status_is_the_lowest_failing_index() {
+        for threads in [1, 2, 3, 4] {
+            let pool = Pool::new(threads).unwrap();
+            for _ in 0..50 {
+                assert_eq!(run(&pool, 100, 37).0, 38, "{threads} threads");
+                assert_eq!(run(&pool, 100, 0).0, 1, "{threads} threads");
+                assert_eq!(run(&pool, 100, 99).0, 100, "{threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_callers_share_a_pool() {
+        let pool = Pool::new(3).unwrap();
+        std::thread::scope(|sc| {
+            for _ in 0..4 {
+                sc.spawn(|| {
+                    for _ in 0..50 {
+                        let (st, counts) = run(&pool, 64, u64::MAX);
+                        assert_eq!(st, 0);
+                        assert!(counts.iter().all(|&c| c == 1));
+                    }
+                });
+            }
+        });
+    }
+}
