@@ -19,8 +19,11 @@
 use super::common::{import_with_notes, ModelArgs, PassArgs};
 use anyhow::{bail, Context, Result};
 use dync_codegen::link::{find_runtime_lib, link_executable, link_shared};
-use dync_codegen::object::{c_name, compile_object, is_c_identifier, object_isa, ObjectOptions};
+use dync_codegen::object::{
+    c_name, compile_object, is_c_identifier, object_isa, CompiledObject, ObjectOptions,
+};
 use dync_codegen::{CodegenOptions, Cpu, Target};
+use dync_ir::Graph;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -110,6 +113,104 @@ fn ms(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
+/// What [`build`] wrote, and how long it took.
+pub struct Built {
+    pub object: CompiledObject,
+    /// Cranelift code generation.
+    pub codegen: Duration,
+    /// Writing the files and linking.
+    pub link: Duration,
+}
+
+/// Compiles the optimized `graph` into the file `out` as `emit`, with `name` as the model's C
+/// name (a C identifier): an executable links `runtime` (found by [`find_runtime_lib`] when
+/// `None`); `so` and `obj` also write their C header at [`header_path`]`(out)`. A progress bar
+/// over the kernels shows on a terminal. `out`'s directory is created if needed.
+pub fn build(
+    graph: &Graph,
+    opts: &CodegenOptions,
+    name: &str,
+    emit: Emit,
+    runtime: Option<&Path>,
+    out: &Path,
+) -> Result<Built> {
+    let runtime = match (emit, runtime) {
+        (Emit::Exe, Some(rt)) => Some(rt.to_path_buf()),
+        (Emit::Exe, None) => Some(find_runtime_lib()?),
+        (Emit::So | Emit::Obj, _) => None,
+    };
+    let t1 = Instant::now();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "compiling {msg} [{bar:30}] {pos}/{len} kernels ({elapsed})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_message(name.to_string());
+        b
+    });
+    let mut progress = |done: usize, total: usize| {
+        if let Some(b) = &bar {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    };
+    let obj = compile_object(
+        graph,
+        opts,
+        &ObjectOptions {
+            name: name.to_string(),
+            main: emit == Emit::Exe,
+        },
+        &mut progress,
+    );
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let obj = obj?;
+    let codegen = t1.elapsed();
+
+    let t2 = Instant::now();
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    }
+    let write = |path: &Path, bytes: &[u8]| {
+        std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    };
+    match emit {
+        Emit::Obj => write(out, &obj.bytes)?,
+        Emit::Exe | Emit::So => {
+            let file = out
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = out.with_file_name(format!(".{file}.{}.o", std::process::id()));
+            write(&tmp, &obj.bytes)?;
+            let linked = match &runtime {
+                Some(rt) => link_executable(&tmp, rt, out),
+                None => link_shared(&tmp, out),
+            };
+            let _ = std::fs::remove_file(&tmp);
+            linked?;
+        }
+    }
+    if emit != Emit::Exe {
+        write(
+            &header_path(out),
+            dync_codegen::header::header(&obj).as_bytes(),
+        )?;
+    }
+    Ok(Built {
+        object: obj,
+        codegen,
+        link: t2.elapsed(),
+    })
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let name = match &a.name {
         Some(n) if is_c_identifier(n) => n.clone(),
@@ -140,77 +241,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
     a.passes.optimize(&mut imp.graph, false)?;
     let t_front = t0.elapsed();
 
-    let t1 = Instant::now();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "compiling {msg} [{bar:30}] {pos}/{len} kernels ({elapsed})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b.set_message(name.clone());
-        b
-    });
-    let mut progress = |done: usize, total: usize| {
-        if let Some(b) = &bar {
-            b.set_length(total as u64);
-            b.set_position(done as u64);
-        }
-    };
-    let obj = compile_object(
+    let built = build(
         &imp.graph,
         &opts,
-        &ObjectOptions {
-            name: name.clone(),
-            main: a.emit == Emit::Exe,
-        },
-        &mut progress,
-    );
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    let obj = obj.with_context(|| format!("compiling {}", a.model.model.display()))?;
-    let t_codegen = t1.elapsed();
-
-    let t2 = Instant::now();
-    let out = &a.output;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    }
-    let write = |path: &Path, bytes: &[u8]| {
-        std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
-    };
-    let header = header_path(out);
-    match a.emit {
-        Emit::Obj => write(out, &obj.bytes)?,
-        Emit::Exe | Emit::So => {
-            let file = out
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = out.with_file_name(format!(".{file}.{}.o", std::process::id()));
-            write(&tmp, &obj.bytes)?;
-            let linked = match &runtime {
-                Some(rt) => link_executable(&tmp, rt, out),
-                None => link_shared(&tmp, out),
-            };
-            let _ = std::fs::remove_file(&tmp);
-            linked?;
-        }
-    }
-    if a.emit != Emit::Exe {
-        write(&header, dync_codegen::header::header(&obj).as_bytes())?;
-    }
-    let t_link = t2.elapsed();
+        &name,
+        a.emit,
+        runtime.as_deref(),
+        &a.output,
+    )
+    .with_context(|| format!("compiling {}", a.model.model.display()))?;
+    let (obj, out, header) = (&built.object, &a.output, header_path(&a.output));
     if a.passes.time_passes {
         eprintln!(
             "load+import+passes {}, codegen {}, write+link {}",
             ms(t_front),
-            ms(t_codegen),
-            ms(t_link)
+            ms(built.codegen),
+            ms(built.link)
         );
     }
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
