@@ -15,6 +15,17 @@ pub enum PassError {
     },
     #[error("unknown pass `{0}` (known: {known})", known = crate::PASS_NAMES.join(", "))]
     UnknownPass(String),
-    #[error("{0}")]
-    Retarget(String),
+    /// `--batch N` cannot apply to the graph as a whole.
+    #[error("--batch {batch}: {reason}")]
+    Batch { batch: usize, reason: String },
+    /// `--batch N` meets an op that is not per-sample (or a constant that spells the batch
+    /// out with different slices); `value` is its `%k` in the printed IR.
+    #[error("--batch {batch}: cannot re-target {value} = {op} (ONNX node `{origin}`): {reason}")]
+    Retarget {
+        batch: usize,
+        value: String,
+        op: &'static str,
+        origin: String,
+        reason: String,
+    },
 }

@@ -4,13 +4,15 @@
 //! training form), drop the layout no-ops the recognition leaves, fold per-channel scalings of
 //! a `dyn_conv`'s result into its coefficients, then fold BatchNorm (after recognition, so that
 //! a BN after a recognized `dyn_conv` folds into its bank). `literal` skips the recognition and
-//! everything after it but `fold_bn`.
+//! everything after it but `fold_bn`. Last, with `Options::batch`, `retarget_batch` (after
+//! recognition, which removes the batch-as-groups reshapes that tie a graph to its batch).
 
 use crate::error::PassError;
 use crate::manager::{Pass, PassManager, PrintAfter};
 use crate::passes::dynconv_mix::DynConvMix;
 use crate::passes::dynconv_scale::DynConvScale;
 use crate::passes::dynconv_train::DynConvTrain;
+use crate::passes::retarget_batch::RetargetBatch;
 use crate::passes::simplify_reshapes::SimplifyReshapes;
 use crate::passes::{dce::Dce, fold_bn::FoldBn, fold_constants::FoldConstants};
 use dync_ir::Graph;
@@ -24,6 +26,7 @@ pub const PASS_NAMES: &[&str] = &[
     "simplify_reshapes",
     "dynconv_scale",
     "fold_bn",
+    "retarget_batch",
 ];
 
 /// The passes `Options::literal` leaves out.
@@ -34,8 +37,13 @@ const RECOGNITION: &[&str] = &[
     "dynconv_scale",
 ];
 
-/// The pass called `name`.
+/// The pass called `name`; `retarget_batch` takes its batch as `retarget_batch=N`.
 pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
+    if let Some(n) = name.strip_prefix("retarget_batch=") {
+        return Some(Box::new(RetargetBatch {
+            batch: n.parse().ok()?,
+        }));
+    }
     Some(match name {
         "fold_constants" => Box::new(FoldConstants),
         "dce" => Box::new(Dce),
@@ -62,24 +70,23 @@ pub struct Options {
 
 /// The passes to run, in order.
 pub fn pipeline(opts: &Options) -> Vec<Box<dyn Pass>> {
-    PASS_NAMES
+    let mut passes: Vec<Box<dyn Pass>> = PASS_NAMES
         .iter()
         .filter(|n| !(opts.literal && RECOGNITION.contains(n)))
         .filter_map(|n| lookup(n))
-        .collect()
+        .collect();
+    if let Some(batch) = opts.batch {
+        passes.push(Box::new(RetargetBatch { batch }));
+    }
+    passes
 }
 
 /// Runs the pipeline on `g`; the returned manager holds timings, dumps and remarks.
 pub fn optimize(g: &mut Graph, opts: &Options) -> Result<PassManager, PassError> {
     if let PrintAfter::Pass(p) = &opts.print_after {
-        if lookup(p).is_none() {
+        if !PASS_NAMES.contains(&p.as_str()) {
             return Err(PassError::UnknownPass(p.clone()));
         }
-    }
-    if let Some(n) = opts.batch {
-        return Err(PassError::Retarget(format!(
-            "--batch {n}: re-targeting the batch is not implemented yet"
-        )));
     }
     let mut pm = PassManager::new(opts.print_after.clone());
     for pass in pipeline(opts) {

@@ -63,6 +63,10 @@ pub struct PassArgs {
     /// Print the IR after the named pass, or after every pass with `all` (to stderr).
     #[arg(long, value_name = "PASS|all")]
     pub print_after: Option<String>,
+    /// Re-target a fixed-batch model to batch N (every op must be per-sample; an error names the
+    /// first op that mixes samples).
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
 }
 
 impl PassArgs {
@@ -78,7 +82,7 @@ impl PassArgs {
             &dync_opt::Options {
                 literal,
                 print_after,
-                ..Default::default()
+                batch: self.batch,
             },
         )?;
         for (pass, ir) in &pm.dumps {

@@ -9,4 +9,5 @@ mod dynconv_trace;
 pub mod dynconv_train;
 pub mod fold_bn;
 pub mod fold_constants;
+pub mod retarget_batch;
 pub mod simplify_reshapes;
