@@ -14,3 +14,4 @@ pub mod model;
 pub mod npy;
 pub mod pool;
 pub mod rt;
+pub mod ukernel;

@@ -1,0 +1,105 @@
+//! The portable GEMM tile: the contract of [`super`] in plain Rust for any tile size, the
+//! fallback on CPUs without a SIMD variant and the reference the SIMD variants are tested
+//! against (besides an f64 reference). Sums without FMA, in increasing `p` like the others.
+
+use super::{GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0};
+
+/// `min(hi, max(lo, s))` with the SIMD variants' rules: NaN stays NaN, `lo > hi` gives `hi`
+/// (x86 `maxps`/`minps` return their second operand unless the first compares greater/less).
+pub(super) fn clamp(s: f32, lo: f32, hi: f32) -> f32 {
+    let y = if lo > s { lo } else { s };
+    if hi < y {
+        hi
+    } else {
+        y
+    }
+}
+
+/// The tile of [`super`]'s contract for an `M0 × N0` tile (`A` packed `M0` wide).
+///
+/// # Safety
+/// As [`super::GemmF32Fn`], with `M0`/`N0` in place of the crate's tile size.
+#[allow(clippy::too_many_arguments)] // the C signature of the contract
+pub unsafe fn gemm_f32_generic<const M0: usize, const N0: usize>(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    bias: *const f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+) {
+    let (m, n) = (m.min(M0), n.min(N0));
+    if m == 0 || n == 0 {
+        return;
+    }
+    let mut acc = [[0f32; N0]; M0];
+    for p in 0..k {
+        // SAFETY: row `p` of the packed A panel and `n` floats of B's row `p` are readable.
+        let (ap, bp) = unsafe {
+            (
+                std::slice::from_raw_parts(a.add(p * M0), m),
+                std::slice::from_raw_parts(b.add(p * ldb), n),
+            )
+        };
+        for (row, &ai) in acc.iter_mut().zip(ap) {
+            for (s, &bj) in row.iter_mut().zip(bp) {
+                *s += ai * bj;
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(m) {
+        // SAFETY: `C`'s row `i` has `n` readable/writable floats; `bias[i]` is readable when
+        // `bias` is not null.
+        let (crow, bi) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(c.add(i * ldc), n),
+                (!bias.is_null()).then(|| *bias.add(i)),
+            )
+        };
+        for (out, &sum) in crow.iter_mut().zip(row) {
+            let mut s = sum;
+            if flags & GEMM_ACCUMULATE != 0 {
+                s += *out;
+            }
+            if let Some(bi) = bi {
+                s += bi;
+            }
+            if flags & GEMM_CLAMP != 0 {
+                s = clamp(s, lo, hi);
+            }
+            *out = s;
+        }
+    }
+}
+
+/// [`gemm_f32_generic`] at the crate's tile size, with the C ABI of [`super::GemmF32Fn`].
+///
+/// # Safety
+/// As [`super::GemmF32Fn`].
+pub(super) unsafe extern "C" fn gemm_f32_tile(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    bias: *const f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+) {
+    // SAFETY: the same contract.
+    unsafe {
+        gemm_f32_generic::<GEMM_F32_M0, GEMM_F32_N0>(
+            k, a, b, ldb, c, ldc, m, n, bias, flags, lo, hi,
+        )
+    }
+}

@@ -1,0 +1,161 @@
+//! Micro-kernels: the f32 GEMM tile that generated code calls for the innermost tile of a conv
+//! or GEMM (IREE's mmt4d ukernel contract), one variant per ISA, picked at load time.
+//!
+//! # The tile
+//! One call computes, for `i < m`, `j < n` (`m <= M0`, `n <= N0`, see [`GEMM_F32_M0`] and
+//! [`GEMM_F32_N0`]):
+//!
+//! ```text
+//! s      = Σ_{p < k} A[p·M0 + i] · B[p·ldb + j]        (p in increasing order)
+//! s      = s + C[i·ldc + j]                             if flags & GEMM_ACCUMULATE
+//! s      = s + bias[i]                                  if bias is not null
+//! s      = min(hi, max(lo, s))                          if flags & GEMM_CLAMP
+//! C[i·ldc + j] = s
+//! ```
+//!
+//! - `A` is a packed panel of `k` rows of `M0` floats (row `p` holds `A[p][0..M0]`, e.g. the
+//!   weights of `M0` output channels for reduction index `p`). Lanes `m..M0` of each row are
+//!   read but do not affect any written element (zero them: denormals would only cost time).
+//! - `B` is `k` rows of at least `n` floats at a row stride of `ldb` elements (e.g. `N0`
+//!   spatial positions for reduction index `p`). A packed panel has `ldb == N0`; a 1×1 conv in
+//!   NCHW can pass its input directly (`ldb = H·W`). Only `B[p·ldb + j]` for `j < n` is read.
+//! - `C` is `m` rows of `n` floats at a row stride of `ldc` elements (e.g. output channels ×
+//!   spatial positions in NCHW, `ldc = H·W`). Only those elements are read (accumulate) or
+//!   written; everything else, including `C[i][n..N0]`, is left untouched.
+//! - The epilogue covers conv + bias + residual (pre-fill C, accumulate) + ReLU (`lo = 0`,
+//!   `hi = +inf`), ReLU6 / Clip (`lo`, `hi`). When a reduction is split into several calls
+//!   (blocking over K), the first uses overwrite, later ones accumulate, and only the last
+//!   passes the bias and the clamp.
+//! - The clamp propagates NaN (a NaN sum stays NaN) and yields `hi` when `lo > hi`, in every
+//!   variant.
+//! - `k == 0` is valid (the sum is 0); `m == 0` or `n == 0` writes nothing.
+//!
+//! Every variant uses the same `M0 × N0` tile, so panels packed at compile time (static
+//! weights) are valid whichever variant the running CPU selects. Results of different variants
+//! may differ by rounding (FMA or not, the same order of summation).
+//!
+//! # Calling convention
+//! The kernels are `extern "C"` functions ([`GemmF32Fn`]) called through the pointers of a
+//! [`UkernelTable`]. They allocate nothing, use no global state, are reentrant and may run on
+//! any number of threads at once (on disjoint `C`). No pointer needs any alignment beyond
+//! `f32`'s (64-byte aligned panels are faster).
+//!
+//! # Selection
+//! [`select`] (or the C symbol `dync_ukernels`) returns the best table for the running CPU:
+//! AVX-512F, else AVX2 + FMA, else the portable [`generic`] kernel. [`table`] gives a named
+//! variant when the CPU has it (tests, benches, `--no-ukernels`-style comparisons).
+
+mod generic;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use generic::gemm_f32_generic;
+
+/// Rows of the GEMM tile (the `A` panel's width): output channels per tile.
+pub const GEMM_F32_M0: usize = 8;
+/// Columns of the GEMM tile (the `C` tile's width, the packed `B` panel's width): spatial
+/// positions per tile.
+pub const GEMM_F32_N0: usize = 32;
+
+/// Flag: add the sum to the existing `C` instead of overwriting it.
+pub const GEMM_ACCUMULATE: u32 = 1;
+/// Flag: clamp the result to `[lo, hi]` after the bias.
+pub const GEMM_CLAMP: u32 = 2;
+
+/// The f32 GEMM tile; see the module documentation for the exact contract.
+///
+/// Arguments: `k`, `a`, `b`, `ldb`, `c`, `ldc`, `m`, `n`, `bias`, `flags`, `lo`, `hi`.
+///
+/// # Safety
+/// `m <= M0`, `n <= N0`, `ldb >= n` when `k > 1`; `a` is readable for `k·M0` floats; `b` for
+/// the elements described above; `c` readable/writable for its `m × n` elements; `bias`
+/// null or readable for `m` floats; `flags` holds only the bits defined here. A kernel from a
+/// table may only run on a CPU for which [`select`] or [`table`] returned that table.
+pub type GemmF32Fn = unsafe extern "C" fn(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    bias: *const f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+);
+
+/// The instruction set of a kernel table.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Portable Rust, any CPU.
+    Generic = 0,
+    /// x86-64 AVX2 + FMA (256-bit).
+    Avx2 = 1,
+    /// x86-64 AVX-512F (512-bit).
+    Avx512 = 2,
+}
+
+impl Isa {
+    /// Every variant, portable first.
+    pub const ALL: [Isa; 3] = [Isa::Generic, Isa::Avx2, Isa::Avx512];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Generic => "generic",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The micro-kernels of one ISA, as generated code sees them (a pointer to it travels in the
+/// runtime context). `m0`/`n0` repeat [`GEMM_F32_M0`]/[`GEMM_F32_N0`] so that code can check
+/// the packing it was compiled for.
+#[repr(C)]
+#[derive(Debug)]
+pub struct UkernelTable {
+    pub gemm_f32: GemmF32Fn,
+    pub gemm_f32_m0: usize,
+    pub gemm_f32_n0: usize,
+    pub isa: Isa,
+}
+
+static GENERIC: UkernelTable = UkernelTable {
+    gemm_f32: generic::gemm_f32_tile,
+    gemm_f32_m0: GEMM_F32_M0,
+    gemm_f32_n0: GEMM_F32_N0,
+    isa: Isa::Generic,
+};
+
+/// The table of `isa` if this CPU can run it.
+pub fn table(isa: Isa) -> Option<&'static UkernelTable> {
+    match isa {
+        Isa::Generic => Some(&GENERIC),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::avx2_table(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86::avx512_table(),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2 | Isa::Avx512 => None,
+    }
+}
+
+/// The fastest table this CPU can run.
+pub fn select() -> &'static UkernelTable {
+    [Isa::Avx512, Isa::Avx2]
+        .into_iter()
+        .find_map(table)
+        .unwrap_or(&GENERIC)
+}
+
+/// [`select`] for C callers: never null, points at an immutable table valid for the whole
+/// program.
+#[no_mangle]
+pub extern "C" fn dync_ukernels() -> *const UkernelTable {
+    select()
+}

@@ -1,0 +1,298 @@
+//! The x86-64 GEMM tiles of [`super`]'s contract in `std::arch`: AVX-512F and AVX2 + FMA.
+//!
+//! AVX-512 holds the whole 8 × 32 tile in registers: 16 zmm accumulators (8 rows × two
+//! 16-lane vectors), two B loads and eight broadcast FMAs per reduction step (16 FMAs against
+//! 10 loads, enough independent chains to cover the FMA latency on two ports). Edge columns
+//! use masked loads and stores (masked-out lanes are neither read nor written, without fault).
+//!
+//! AVX2 has only 16 ymm registers, so it covers the tile in four 4 × 16 passes (8
+//! accumulators, two B loads, four broadcasts per step); passes wholly outside `m × n` are
+//! skipped, partial column groups use `vmaskmovps`.
+//!
+//! The functions are only reachable through [`avx512_table`]/[`avx2_table`], which check the
+//! CPU features first.
+
+use super::{Isa, UkernelTable, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0};
+use std::arch::x86_64::*;
+
+const M0: usize = GEMM_F32_M0;
+const N0: usize = GEMM_F32_N0;
+
+static AVX512: UkernelTable = UkernelTable {
+    gemm_f32: gemm_f32_avx512,
+    gemm_f32_m0: M0,
+    gemm_f32_n0: N0,
+    isa: Isa::Avx512,
+};
+
+static AVX2: UkernelTable = UkernelTable {
+    gemm_f32: gemm_f32_avx2,
+    gemm_f32_m0: M0,
+    gemm_f32_n0: N0,
+    isa: Isa::Avx2,
+};
+
+pub(super) fn avx512_table() -> Option<&'static UkernelTable> {
+    is_x86_feature_detected!("avx512f").then_some(&AVX512)
+}
+
+pub(super) fn avx2_table() -> Option<&'static UkernelTable> {
+    (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(&AVX2)
+}
+
+/// # Safety
+/// As [`super::GemmF32Fn`], on a CPU with AVX-512F.
+unsafe extern "C" fn gemm_f32_avx512(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    bias: *const f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+) {
+    // SAFETY: the same contract; the table holding this function exists only with AVX-512F.
+    unsafe { avx512(k, a, b, ldb, c, ldc, m, n, bias, flags, lo, hi) }
+}
+
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)] // the C signature of the contract
+unsafe fn avx512(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    bias: *const f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+) {
+    let (m, n) = (m.min(M0), n.min(N0));
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Lane j of the column group g is valid when 16·g + j < n.
+    let mask0: __mmask16 = if n >= 16 { !0 } else { (1u16 << n) - 1 };
+    let mask1: __mmask16 = if n >= N0 {
+        !0
+    } else {
+        (1u16 << (n.max(16) - 16)) - 1
+    };
+    let mut acc = [[_mm512_setzero_ps(); 2]; M0];
+    let (mut ap, mut bp) = (a, b);
+    // SAFETY (both loops): masked-out lanes are not accessed; the rest is B's row and A's
+    // packed row. Full tiles avoid masked loads (an extra ALU uop each on some cores).
+    if n == N0 {
+        for _ in 0..k {
+            unsafe {
+                let b0 = _mm512_loadu_ps(bp);
+                let b1 = _mm512_loadu_ps(bp.add(16));
+                avx512_step(&mut acc, ap, b0, b1);
+                ap = ap.add(M0);
+                bp = bp.wrapping_add(ldb);
+            }
+        }
+    } else {
+        for _ in 0..k {
+            unsafe {
+                let b0 = _mm512_maskz_loadu_ps(mask0, bp);
+                let b1 = _mm512_maskz_loadu_ps(mask1, bp.wrapping_add(16));
+                avx512_step(&mut acc, ap, b0, b1);
+                ap = ap.add(M0);
+                bp = bp.wrapping_add(ldb);
+            }
+        }
+    }
+    let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+    for (i, row) in acc.iter().enumerate().take(m) {
+        // SAFETY: C's row i has n valid elements (only those lanes are accessed); bias[i] is
+        // readable when bias is not null.
+        unsafe {
+            let crow = c.add(i * ldc);
+            let mut s = *row;
+            if flags & GEMM_ACCUMULATE != 0 {
+                s[0] = _mm512_add_ps(s[0], _mm512_maskz_loadu_ps(mask0, crow));
+                s[1] = _mm512_add_ps(s[1], _mm512_maskz_loadu_ps(mask1, crow.wrapping_add(16)));
+            }
+            if !bias.is_null() {
+                let bi = _mm512_set1_ps(*bias.add(i));
+                s = s.map(|v| _mm512_add_ps(v, bi));
+            }
+            if flags & GEMM_CLAMP != 0 {
+                s = s.map(|v| _mm512_min_ps(vhi, _mm512_max_ps(vlo, v)));
+            }
+            _mm512_mask_storeu_ps(crow, mask0, s[0]);
+            _mm512_mask_storeu_ps(crow.wrapping_add(16), mask1, s[1]);
+        }
+    }
+}
+
+/// One reduction step of the 8 × 32 tile: `acc[i] += a[i] · (b0, b1)`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn avx512_step(acc: &mut [[__m512; 2]; M0], a: *const f32, b0: __m512, b1: __m512) {
+    for (i, row) in acc.iter_mut().enumerate() {
+        // SAFETY: the caller's A row has M0 readable floats.
+        let ai = _mm512_set1_ps(unsafe { *a.add(i) });
+        row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+        row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+    }
+}
+
+/// # Safety
+/// As [`super::GemmF32Fn`], on a CPU with AVX2 and FMA.
+unsafe extern "C" fn gemm_f32_avx2(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    bias: *const f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+) {
+    let (m, n) = (m.min(M0), n.min(N0));
+    let ep = Epilogue {
+        bias,
+        flags,
+        lo,
+        hi,
+    };
+    for r0 in (0..m).step_by(4) {
+        for c0 in (0..n).step_by(16) {
+            // SAFETY: the same contract restricted to rows r0.. and columns c0..; the table
+            // holding this function exists only with AVX2 and FMA.
+            unsafe {
+                avx2_4x16(
+                    k,
+                    a.add(r0),
+                    b.add(c0),
+                    ldb,
+                    c.add(r0 * ldc + c0),
+                    ldc,
+                    (m - r0).min(4),
+                    (n - c0).min(16),
+                    ep.rows_from(r0),
+                )
+            };
+        }
+    }
+}
+
+/// The epilogue arguments of a call, `bias` already offset to the pass's first row.
+#[derive(Clone, Copy)]
+struct Epilogue {
+    bias: *const f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+}
+
+impl Epilogue {
+    fn rows_from(self, r0: usize) -> Epilogue {
+        Epilogue {
+            bias: if self.bias.is_null() {
+                self.bias
+            } else {
+                self.bias.wrapping_add(r0)
+            },
+            ..self
+        }
+    }
+}
+
+/// A 4 × 16 pass: rows `0..m` (`m <= 4`) of the packed A panel (row stride `M0`), columns
+/// `0..n` (`1 <= n <= 16`) of B and C.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)] // the C signature of the contract
+unsafe fn avx2_4x16(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    ep: Epilogue,
+) {
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    // Lane j of the column group g is valid when 8·g + j < n (vmaskmovps reads the sign bit).
+    let n32 = n as i32; // n <= 16
+    let mask = [
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n32), lane),
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n32 - 8), lane),
+    ];
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let (mut ap, mut bp) = (a, b);
+    // SAFETY (both loops): masked-out lanes are not accessed; the rest is B's row and the
+    // pass's part of A's packed row (rows m..4 of the pass are still within the panel).
+    if n == 16 {
+        for _ in 0..k {
+            unsafe {
+                let b0 = _mm256_loadu_ps(bp);
+                let b1 = _mm256_loadu_ps(bp.wrapping_add(8));
+                avx2_step(&mut acc, ap, b0, b1);
+                ap = ap.add(M0);
+                bp = bp.wrapping_add(ldb);
+            }
+        }
+    } else {
+        for _ in 0..k {
+            unsafe {
+                let b0 = _mm256_maskload_ps(bp, mask[0]);
+                let b1 = _mm256_maskload_ps(bp.wrapping_add(8), mask[1]);
+                avx2_step(&mut acc, ap, b0, b1);
+                ap = ap.add(M0);
+                bp = bp.wrapping_add(ldb);
+            }
+        }
+    }
+    let (vlo, vhi) = (_mm256_set1_ps(ep.lo), _mm256_set1_ps(ep.hi));
+    for (i, row) in acc.iter().enumerate().take(m) {
+        // SAFETY: C's row i has n valid elements (only those lanes are accessed); bias[i] is
+        // readable when bias is not null.
+        unsafe {
+            let crow = c.add(i * ldc);
+            let mut s = *row;
+            if ep.flags & GEMM_ACCUMULATE != 0 {
+                s[0] = _mm256_add_ps(s[0], _mm256_maskload_ps(crow, mask[0]));
+                s[1] = _mm256_add_ps(s[1], _mm256_maskload_ps(crow.wrapping_add(8), mask[1]));
+            }
+            if !ep.bias.is_null() {
+                let bi = _mm256_set1_ps(*ep.bias.add(i));
+                s = s.map(|v| _mm256_add_ps(v, bi));
+            }
+            if ep.flags & GEMM_CLAMP != 0 {
+                s = s.map(|v| _mm256_min_ps(vhi, _mm256_max_ps(vlo, v)));
+            }
+            _mm256_maskstore_ps(crow, mask[0], s[0]);
+            _mm256_maskstore_ps(crow.wrapping_add(8), mask[1], s[1]);
+        }
+    }
+}
+
+/// One reduction step of a 4 × 16 pass: `acc[i] += a[i] · (b0, b1)`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn avx2_step(acc: &mut [[__m256; 2]; 4], a: *const f32, b0: __m256, b1: __m256) {
+    for (i, row) in acc.iter_mut().enumerate() {
+        // SAFETY: the caller's A row has 4 readable floats.
+        let ai = _mm256_set1_ps(unsafe { *a.add(i) });
+        row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+        row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+    }
+}
