@@ -1,0 +1,686 @@
+//! `dync bench MODEL [--vs OTHER.onnx] [--baseline ort|interp|literal]... [--threads N]
+//! [--batch N] [--iters N] [--warmup N] [--seed S] [--json]`: latency of MODEL compiled by dync
+//! (import, the pass pipeline, the Cranelift JIT) — median, p90 and min over `--iters` timed runs
+//! after `--warmup` untimed ones — its GFLOP/s (2 FLOPs per MAC of the compiled graph,
+//! `Graph::macs`, at the median), and the speed-up over each baseline (baseline median / dync
+//! median):
+//! - `literal`: the same file compiled without the dynamic-conv recognition passes
+//!   (`dync_opt::Options { literal: true }`), timed like dync;
+//! - `interp`: dync's reference interpreter on the imported graph (no warm-up runs: it keeps no
+//!   state between runs); with `--batch` on the literal pipeline's re-targeted graph, since the
+//!   imported graph keeps the file's batch;
+//! - `ort`: onnxruntime (CPUExecutionProvider, `--threads` intra-op threads) on the same file and
+//!   the same inputs, through the Python bridge `examples/pytorch/ort_run.py` (embedded in this
+//!   binary, run by `${DYNC_VENV:-$HOME/.cache/dync/venv}/bin/python`).
+//!
+//! `--baseline` may repeat; without it every baseline runs, and one that cannot (no venv,
+//! onnxruntime missing or failing on the file) is skipped with its reason (stderr, and
+//! `skipped` in JSON). A baseline named explicitly that cannot run is an error.
+//! `--vs OTHER.onnx` benchmarks a second model (e.g. the static twin) with dync, and with
+//! onnxruntime when `ort` is among the baselines, and reports MODEL's speed-up over it (OTHER's
+//! median / MODEL's median); `--input-shape` applies to both files.
+//! `--batch N` re-targets fixed-batch graphs through the pipeline (`Options::batch`); onnxruntime
+//! gets the same batch-N inputs, which a file with a fixed batch of another size rejects.
+//! `--threads N` (default: the CPUs) is given to onnxruntime; dync's generated code runs on the
+//! calling thread (`dync_threads` in JSON says how many threads dync used).
+//! Inputs are seeded standard-normal tensors (`--seed`, the runtime's generator, as `dync run`).
+//!
+//! `--json` prints one object instead of the table:
+//! `{model, macs, batch, threads, dync_threads, iters, warmup, compile_s, median_ms, p90_ms,
+//! min_ms, gflops, baselines: {NAME: {median_ms, p90_ms, min_ms, speedup[, version]}},
+//! skipped: {NAME: reason}, vs: null | {model, macs, median_ms, p90_ms, min_ms, gflops,
+//! speedup, macs_ratio, ort: null | {median_ms, p90_ms, min_ms, speedup}}}`.
+//!
+//! Rejected: `--iters 0`, `--threads 0`, `--batch 0` (usage errors), models dync cannot compile
+//! (the pipeline's or code generator's error, naming the node).
+
+use super::common::{import_with_notes, npy_to_tensor, thousands, ModelArgs};
+use anyhow::{bail, Context, Result};
+use dync_codegen::JitModel;
+use dync_ir::{DType, Graph, Tensor};
+use dync_runtime::npy::{sanitize_name, write_npy, NpyArray, NpyDType};
+use dync_runtime::rt::{random_array, SplitMix, Stats};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// The onnxruntime bridge, embedded so that the binary runs it from anywhere.
+const ORT_RUN_PY: &str = include_str!("../../../examples/pytorch/ort_run.py");
+/// `ort_run.py`'s exit status when onnxruntime or numpy cannot be imported.
+const ORT_RUN_NO_ORT: i32 = 3;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// onnxruntime on the same file (Python bridge).
+    Ort,
+    /// dync's reference interpreter.
+    Interp,
+    /// The same file compiled by dync without the dynamic-conv passes.
+    Literal,
+}
+
+impl Baseline {
+    const ALL: [Baseline; 3] = [Baseline::Literal, Baseline::Interp, Baseline::Ort];
+
+    fn name(self) -> &'static str {
+        match self {
+            Baseline::Ort => "ort",
+            Baseline::Interp => "interp",
+            Baseline::Literal => "literal",
+        }
+    }
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not an integer >= 1")),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A second model (e.g. the static twin), benchmarked the same way; reports MODEL's speed-up
+    /// over it.
+    #[arg(long, value_name = "OTHER.onnx")]
+    pub vs: Option<PathBuf>,
+    /// A baseline to compare with (repeatable; default: every one that can run).
+    #[arg(long, value_enum)]
+    pub baseline: Vec<Baseline>,
+    /// Threads of onnxruntime (default: the CPUs); dync runs on one thread.
+    #[arg(long, value_parser = at_least_one)]
+    pub threads: Option<usize>,
+    /// Re-target fixed-batch graphs to this batch size.
+    #[arg(long, value_parser = at_least_one)]
+    pub batch: Option<usize>,
+    /// Timed runs per engine.
+    #[arg(long, default_value = "20", value_parser = at_least_one)]
+    pub iters: usize,
+    /// Untimed runs before timing (compiled engines and onnxruntime).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Latency of one engine on one model.
+#[derive(Clone, Copy)]
+struct Timing {
+    median_ms: f64,
+    p90_ms: f64,
+    min_ms: f64,
+}
+
+impl Timing {
+    fn of(times: &[Duration]) -> Result<Timing> {
+        let s = Stats::of(times).context("no timed runs")?;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        Ok(Timing {
+            median_ms: ms(s.median),
+            p90_ms: ms(s.p90),
+            min_ms: ms(s.min),
+        })
+    }
+
+    fn json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("median_ms".into(), json!(self.median_ms));
+        m.insert("p90_ms".into(), json!(self.p90_ms));
+        m.insert("min_ms".into(), json!(self.min_ms));
+        m
+    }
+}
+
+/// `warmup` untimed then `iters` timed calls of `f`.
+fn time_runs(warmup: usize, iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed());
+    }
+    Timing::of(&times)
+}
+
+/// GFLOP/s of `macs` multiply-accumulates done in `ms` milliseconds.
+fn gflops(macs: u64, ms: f64) -> f64 {
+    2.0 * macs as f64 / (ms * 1e6)
+}
+
+/// The random inputs of a graph's signature, as tensors (for dync) and .npy arrays (for
+/// onnxruntime), keyed by input name.
+struct Inputs {
+    tensors: Vec<Tensor>,
+    arrays: Vec<(String, NpyArray)>,
+}
+
+fn random_inputs(g: &Graph, seed: u64) -> Result<Inputs> {
+    let mut rng = SplitMix(seed);
+    let (mut tensors, mut arrays) = (Vec::new(), Vec::new());
+    for (name, id) in &g.inputs {
+        let ty = g.ty(*id);
+        let dtype = match ty.dtype {
+            DType::F32 => NpyDType::F32,
+            DType::I64 => NpyDType::I64,
+            DType::I32 => NpyDType::I32,
+            DType::Bool => NpyDType::Bool,
+        };
+        let a = random_array(dtype, &ty.shape, &mut rng)
+            .with_context(|| format!("input {name:?} of type {ty}"))?;
+        tensors.push(npy_to_tensor(a.clone())?);
+        arrays.push((name.clone(), a));
+    }
+    Ok(Inputs { tensors, arrays })
+}
+
+/// A model imported, optimized and compiled by dync.
+struct Compiled {
+    path: PathBuf,
+    /// The imported graph, before any pass.
+    imported: Graph,
+    /// The optimized graph the JIT compiled.
+    graph: Graph,
+    jit: JitModel,
+    compile: Duration,
+}
+
+fn compile(path: &Path, a: &Args, literal: bool, imported: Option<&Graph>) -> Result<Compiled> {
+    let imported = match imported {
+        Some(g) => g.clone(),
+        None => {
+            let m = dync_onnx::load_model(path, &Default::default())?;
+            let opts = a.model.options()?;
+            import_with_notes(&m, &opts)?.graph
+        }
+    };
+    let t0 = Instant::now();
+    let mut graph = imported.clone();
+    dync_opt::optimize(
+        &mut graph,
+        &dync_opt::Options {
+            literal,
+            batch: a.batch,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("optimizing {}", path.display()))?;
+    let jit = JitModel::compile(&graph, &Default::default())
+        .with_context(|| format!("compiling {}", path.display()))?;
+    Ok(Compiled {
+        path: path.to_path_buf(),
+        imported,
+        graph,
+        jit,
+        compile: t0.elapsed(),
+    })
+}
+
+fn time_jit(c: &Compiled, inputs: &Inputs, a: &Args) -> Result<Timing> {
+    time_runs(a.warmup, a.iters, || {
+        c.jit
+            .run(&inputs.tensors)
+            .with_context(|| format!("running {}", c.path.display()))?;
+        Ok(())
+    })
+}
+
+/// A temporary directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir> {
+        let base = std::env::temp_dir();
+        for i in 0..100u32 {
+            let p = base.join(format!("dync-bench-{}-{i}", std::process::id()));
+            match std::fs::create_dir(&p) {
+                Ok(()) => return Ok(TempDir(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot create {}", p.display())),
+            }
+        }
+        bail!(
+            "cannot create a temporary directory under {}",
+            base.display()
+        )
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Best effort: a leftover directory in the temp dir is harmless.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// onnxruntime through `ort_run.py`, or why it cannot run.
+struct Ort {
+    python: PathBuf,
+    dir: TempDir,
+    threads: usize,
+}
+
+/// The onnxruntime timing of one model and the version that ran it.
+struct OrtTiming {
+    timing: Timing,
+    version: String,
+}
+
+impl Ort {
+    /// The bridge, when the venv's Python exists (otherwise the reason it does not).
+    fn new(threads: usize) -> Result<Ort, String> {
+        let venv = match std::env::var_os("DYNC_VENV").filter(|v| !v.is_empty()) {
+            Some(v) => PathBuf::from(v),
+            None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+                Some(h) => PathBuf::from(h).join(".cache/dync/venv"),
+                None => return Err("neither DYNC_VENV nor HOME is set".into()),
+            },
+        };
+        let python = venv.join("bin/python");
+        if !python.is_file() {
+            return Err(format!(
+                "onnxruntime is not installed: no Python venv at {} (run scripts/setup-venv, or \
+                 set DYNC_VENV to a venv with onnxruntime and numpy)",
+                venv.display()
+            ));
+        }
+        let dir = TempDir::new().map_err(|e| format!("{e:#}"))?;
+        std::fs::write(dir.0.join("ort_run.py"), ORT_RUN_PY)
+            .map_err(|e| format!("cannot write the onnxruntime bridge: {e}"))?;
+        Ok(Ort {
+            python,
+            dir,
+            threads,
+        })
+    }
+
+    /// Times `model` in onnxruntime on `inputs`; `tag` keeps the input files of two models apart.
+    fn time(
+        &self,
+        model: &Path,
+        inputs: &Inputs,
+        tag: &str,
+        a: &Args,
+    ) -> Result<OrtTiming, String> {
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(self.dir.0.join("ort_run.py")).arg(model);
+        for (i, (name, arr)) in inputs.arrays.iter().enumerate() {
+            let file = self
+                .dir
+                .0
+                .join(format!("{tag}-{i}-{}.npy", sanitize_name(name)));
+            write_npy(&file, arr).map_err(|e| format!("writing {}: {e}", file.display()))?;
+            cmd.arg("--input").arg(format!("{name}={}", file.display()));
+        }
+        cmd.args(["--bench", "--json"])
+            .arg(format!("--iters={}", a.iters))
+            .arg(format!("--warmup={}", a.warmup))
+            .arg(format!("--threads={}", self.threads));
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.python.display()))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = stderr.trim();
+        match out.status.code() {
+            Some(0) => {}
+            Some(ORT_RUN_NO_ORT) => return Err(format!("onnxruntime is not installed: {stderr}")),
+            _ => {
+                return Err(format!(
+                    "onnxruntime failed on {} ({}): {stderr}",
+                    model.display(),
+                    out.status
+                ))
+            }
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report: Value = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| format!("ort_run.py printed no JSON report: {stdout}"))?;
+        let num = |k: &str| {
+            report
+                .get(k)
+                .and_then(Value::as_f64)
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| format!("ort_run.py's report lacks a number {k:?}: {report}"))
+        };
+        Ok(OrtTiming {
+            timing: Timing {
+                median_ms: num("median_ms")?,
+                p90_ms: num("p90_ms")?,
+                min_ms: num("min_ms")?,
+            },
+            version: report
+                .get("ort_version")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string(),
+        })
+    }
+}
+
+/// One baseline's result row.
+struct Row {
+    name: &'static str,
+    timing: Timing,
+    version: Option<String>,
+}
+
+/// The second model of `--vs`.
+struct Vs {
+    path: PathBuf,
+    macs: u64,
+    timing: Timing,
+    ort: Option<Timing>,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let explicit = !a.baseline.is_empty();
+    let mut baselines: Vec<Baseline> = Vec::new();
+    for b in if explicit {
+        a.baseline.clone()
+    } else {
+        Baseline::ALL.to_vec()
+    } {
+        if !baselines.contains(&b) {
+            baselines.push(b);
+        }
+    }
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+
+    let model = compile(&a.model.model, &a, false, None)?;
+    let inputs = random_inputs(&model.graph, a.seed)?;
+    let macs = model.graph.macs();
+    let main = time_jit(&model, &inputs, &a)?;
+
+    let mut rows: Vec<Row> = Vec::new();
+    let mut skipped: Vec<(&'static str, String)> = Vec::new();
+    // A baseline that cannot run: an error when asked for by name, else skipped with the reason.
+    let mut unavailable = |b: Baseline, why: String| -> Result<()> {
+        if explicit {
+            bail!("baseline {}: {why}", b.name());
+        }
+        eprintln!("note: skipping baseline {}: {why}", b.name());
+        skipped.push((b.name(), why));
+        Ok(())
+    };
+    let mut literal: Option<Compiled> = None;
+    let mut ort: Option<Ort> = None;
+    for &b in &baselines {
+        match b {
+            Baseline::Literal => {
+                let c = compile(&a.model.model, &a, true, Some(&model.imported))?;
+                let timing = time_jit(&c, &inputs, &a)?;
+                literal = Some(c);
+                rows.push(Row {
+                    name: b.name(),
+                    timing,
+                    version: None,
+                });
+            }
+            Baseline::Interp => {
+                // The imported graph keeps the file's batch; with --batch the literal pipeline
+                // re-targets it.
+                let g = if a.batch.is_some() {
+                    if literal.is_none() {
+                        literal = Some(compile(&a.model.model, &a, true, Some(&model.imported))?);
+                    }
+                    literal.as_ref().map(|c| &c.graph)
+                } else {
+                    Some(&model.imported)
+                }
+                .context("the interpreter's graph")?;
+                let timing = time_runs(0, a.iters, || {
+                    dync_interp::run(g, &inputs.tensors)
+                        .with_context(|| format!("interpreting {}", a.model.model.display()))?;
+                    Ok(())
+                })?;
+                rows.push(Row {
+                    name: b.name(),
+                    timing,
+                    version: None,
+                });
+            }
+            Baseline::Ort => {
+                let result = Ort::new(threads).and_then(|o| {
+                    let t = o.time(&a.model.model, &inputs, "model", &a)?;
+                    ort = Some(o);
+                    Ok(t)
+                });
+                match result {
+                    Ok(t) => rows.push(Row {
+                        name: b.name(),
+                        timing: t.timing,
+                        version: Some(t.version),
+                    }),
+                    Err(why) => unavailable(b, why)?,
+                }
+            }
+        }
+    }
+    drop(literal);
+
+    let vs = match &a.vs {
+        None => None,
+        Some(path) => {
+            let other = compile(path, &a, false, None)?;
+            let other_inputs = random_inputs(&other.graph, a.seed)?;
+            let timing = time_jit(&other, &other_inputs, &a)?;
+            let ort_timing = match &ort {
+                Some(o) => Some(
+                    o.time(path, &other_inputs, "vs", &a)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("--vs {}", path.display()))?
+                        .timing,
+                ),
+                None => None,
+            };
+            Some(Vs {
+                path: path.clone(),
+                macs: other.graph.macs(),
+                timing,
+                ort: ort_timing,
+            })
+        }
+    };
+
+    let batch = a.batch.unwrap_or_else(|| {
+        model
+            .graph
+            .inputs
+            .first()
+            .and_then(|(_, id)| model.graph.ty(*id).shape.first().copied())
+            .unwrap_or(1)
+    });
+    let report = Report {
+        a: &a,
+        macs,
+        batch,
+        threads,
+        compile: model.compile,
+        main,
+        rows: &rows,
+        skipped: &skipped,
+        vs: vs.as_ref(),
+    };
+    if a.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Everything measured, ready to print.
+struct Report<'a> {
+    a: &'a Args,
+    macs: u64,
+    batch: usize,
+    threads: usize,
+    compile: Duration,
+    main: Timing,
+    rows: &'a [Row],
+    skipped: &'a [(&'static str, String)],
+    vs: Option<&'a Vs>,
+}
+
+/// The threads dync's generated code runs on.
+const DYNC_THREADS: usize = 1;
+
+impl Report<'_> {
+    fn speedup(&self, baseline_ms: f64) -> f64 {
+        baseline_ms / self.main.median_ms
+    }
+
+    fn json(&self) -> Value {
+        let mut baselines = Map::new();
+        for r in self.rows {
+            let mut m = r.timing.json();
+            m.insert("speedup".into(), json!(self.speedup(r.timing.median_ms)));
+            if let Some(v) = &r.version {
+                m.insert("version".into(), json!(v));
+            }
+            baselines.insert(r.name.into(), Value::Object(m));
+        }
+        let skipped: Map<String, Value> = self
+            .skipped
+            .iter()
+            .map(|(n, why)| (n.to_string(), json!(why)))
+            .collect();
+        let vs = self.vs.map(|v| {
+            let mut m = v.timing.json();
+            m.insert("model".into(), json!(v.path.display().to_string()));
+            m.insert("macs".into(), json!(v.macs));
+            m.insert("gflops".into(), json!(gflops(v.macs, v.timing.median_ms)));
+            m.insert("speedup".into(), json!(self.speedup(v.timing.median_ms)));
+            m.insert(
+                "macs_ratio".into(),
+                json!(v.macs as f64 / self.macs.max(1) as f64),
+            );
+            let ort = v.ort.map(|t| {
+                let mut o = t.json();
+                o.insert("speedup".into(), json!(self.speedup(t.median_ms)));
+                Value::Object(o)
+            });
+            m.insert("ort".into(), ort.unwrap_or(Value::Null));
+            Value::Object(m)
+        });
+        let mut m = self.main.json();
+        m.insert(
+            "model".into(),
+            json!(self.a.model.model.display().to_string()),
+        );
+        m.insert("macs".into(), json!(self.macs));
+        m.insert("batch".into(), json!(self.batch));
+        m.insert("threads".into(), json!(self.threads));
+        m.insert("dync_threads".into(), json!(DYNC_THREADS));
+        m.insert("iters".into(), json!(self.a.iters));
+        m.insert("warmup".into(), json!(self.a.warmup));
+        m.insert("compile_s".into(), json!(self.compile.as_secs_f64()));
+        m.insert(
+            "gflops".into(),
+            json!(gflops(self.macs, self.main.median_ms)),
+        );
+        m.insert("baselines".into(), Value::Object(baselines));
+        m.insert("skipped".into(), Value::Object(skipped));
+        m.insert("vs".into(), vs.unwrap_or(Value::Null));
+        Value::Object(m)
+    }
+
+    fn table(&self) -> String {
+        use std::fmt::Write;
+        let a = self.a;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}: batch {}, {} MACs, compiled in {:.2} s; {} timed runs after {} warm-up runs",
+            a.model.model.display(),
+            self.batch,
+            thousands(self.macs),
+            self.compile.as_secs_f64(),
+            a.iters,
+            a.warmup
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:>10} {:>10} {:>10} {:>9} {:>9}",
+            "engine", "median ms", "p90 ms", "min ms", "GFLOP/s", "speed-up"
+        );
+        let line = |s: &mut String, name: &str, t: &Timing, gf: Option<f64>, sp: Option<f64>| {
+            let gf = gf.map_or("-".to_string(), |g| format!("{g:.2}"));
+            let sp = sp.map_or("-".to_string(), |x| format!("{x:.2}x"));
+            let _ = writeln!(
+                s,
+                "{:<28} {:>10.3} {:>10.3} {:>10.3} {:>9} {:>9}",
+                name, t.median_ms, t.p90_ms, t.min_ms, gf, sp
+            );
+        };
+        line(
+            &mut s,
+            &format!("dync (JIT, {DYNC_THREADS} thread)"),
+            &self.main,
+            Some(gflops(self.macs, self.main.median_ms)),
+            None,
+        );
+        for r in self.rows {
+            let name = match (r.name, &r.version) {
+                ("ort", Some(v)) => format!("onnxruntime {v} ({} thr)", self.threads),
+                (n, _) => n.to_string(),
+            };
+            line(
+                &mut s,
+                &name,
+                &r.timing,
+                None,
+                Some(self.speedup(r.timing.median_ms)),
+            );
+        }
+        for (n, why) in self.skipped {
+            let _ = writeln!(s, "{n:<28} skipped: {why}");
+        }
+        if let Some(v) = self.vs {
+            let _ = writeln!(
+                s,
+                "\nvs {}: {} MACs ({:.2}x MODEL's)",
+                v.path.display(),
+                thousands(v.macs),
+                v.macs as f64 / self.macs.max(1) as f64
+            );
+            line(
+                &mut s,
+                "dync (JIT)",
+                &v.timing,
+                Some(gflops(v.macs, v.timing.median_ms)),
+                Some(self.speedup(v.timing.median_ms)),
+            );
+            if let Some(t) = &v.ort {
+                line(
+                    &mut s,
+                    &format!("onnxruntime ({} thr)", self.threads),
+                    t,
+                    None,
+                    Some(self.speedup(t.median_ms)),
+                );
+            }
+            let _ = writeln!(
+                s,
+                "(speed-up: MODEL's dync median against this model's median)"
+            );
+        }
+        s
+    }
+}

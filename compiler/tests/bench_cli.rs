@@ -1,0 +1,232 @@
+//! Tests of `dync bench` through the binary, on small zoo exports (32×32 inputs): the JSON
+//! report's keys and that its numbers are positive and consistent with each other (speed-ups
+//! and GFLOP/s recomputed here from the reported medians and MACs), `--vs`, skipped and
+//! explicitly requested unavailable baselines, usage errors, and the onnxruntime baseline when
+//! the Python venv has onnxruntime (otherwise that test prints why it is skipped and passes).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `dync args...` with `env` added to the environment.
+fn dync(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dync"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run dync {args:?}: {e}"))
+}
+
+/// The JSON object a successful `dync bench ... --json` printed.
+fn bench_json(args: &[&str], env: &[(&str, &str)]) -> Value {
+    let o = dync(args, env);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        o.status.success(),
+        "dync {args:?} failed ({}): {stdout}{stderr}",
+        o.status
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("dync {args:?}: not one JSON object ({e}): {stdout}"))
+}
+
+/// Writes zoo network `name` at 32×32, batch 1, to `dir/<name>.onnx`.
+fn export(dir: &Path, name: &str) -> PathBuf {
+    let options = dync::zoo::Options {
+        height: 32,
+        width: 32,
+        ..Default::default()
+    };
+    let bytes = dync::zoo::export(name, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let path = dir.join(format!("{name}.onnx"));
+    std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"))
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key:?} is not a number in {v}"))
+}
+
+/// `median_ms`, `p90_ms`, `min_ms` are positive and ordered min ≤ median ≤ p90.
+fn check_timing(v: &Value) {
+    let (min, median, p90) = (num(v, "min_ms"), num(v, "median_ms"), num(v, "p90_ms"));
+    assert!(min > 0.0 && min <= median && median <= p90, "{v}");
+}
+
+/// A baseline entry: its timing, and its speed-up equal to its median over the model's.
+fn check_baseline(report: &Value, name: &str) -> Value {
+    let b = report["baselines"][name].clone();
+    assert!(b.is_object(), "no baseline {name:?} in {report}");
+    check_timing(&b);
+    let want = num(&b, "median_ms") / num(report, "median_ms");
+    assert!((num(&b, "speedup") - want).abs() <= 1e-9 * want, "{b}");
+    b
+}
+
+/// The model's own numbers: timing, MACs, GFLOP/s = 2·MACs / median, batch, threads, runs.
+fn check_report(v: &Value, model: &Path, iters: u64) {
+    assert_eq!(v["model"], model.display().to_string(), "{v}");
+    check_timing(v);
+    let macs = v["macs"].as_u64().unwrap_or(0);
+    assert!(macs > 0, "{v}");
+    let want = 2.0 * macs as f64 / (num(v, "median_ms") * 1e6);
+    assert!((num(v, "gflops") - want).abs() <= 1e-9 * want, "{v}");
+    assert_eq!(v["batch"], 1, "{v}");
+    assert!(v["threads"].as_u64().is_some_and(|t| t >= 1), "{v}");
+    assert_eq!(v["dync_threads"], 1, "{v}");
+    assert_eq!(v["iters"], iters, "{v}");
+    assert!(num(v, "compile_s") > 0.0, "{v}");
+}
+
+#[test]
+fn interp_baseline_and_vs_in_json() {
+    let d = tempdir();
+    let dy = export(d.path(), "dy-mobilenetv3-small");
+    let twin = export(d.path(), "mobilenetv3-small");
+    let (dy_s, twin_s) = (dy.to_str().unwrap_or(""), twin.to_str().unwrap_or(""));
+    let v = bench_json(
+        &[
+            "bench",
+            dy_s,
+            "--baseline",
+            "interp",
+            "--json",
+            "--iters",
+            "2",
+            "--vs",
+            twin_s,
+        ],
+        &[],
+    );
+    check_report(&v, &dy, 2);
+    let keys: Vec<&String> = v["baselines"]
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["interp"], "{v}");
+    check_baseline(&v, "interp");
+    assert_eq!(v["skipped"], serde_json::json!({}), "{v}");
+
+    let vs = &v["vs"];
+    assert_eq!(vs["model"], twin.display().to_string(), "{v}");
+    check_timing(vs);
+    let (dy_macs, twin_macs) = (num(&v, "macs"), num(vs, "macs"));
+    assert!(twin_macs > 0.0, "{v}");
+    assert!(
+        (num(vs, "macs_ratio") - twin_macs / dy_macs).abs() < 1e-9,
+        "{v}"
+    );
+    let want = num(vs, "median_ms") / num(&v, "median_ms");
+    assert!((num(vs, "speedup") - want).abs() <= 1e-9 * want, "{v}");
+    // Without the ort baseline, no onnxruntime timing of OTHER.
+    assert!(vs["ort"].is_null(), "{v}");
+}
+
+#[test]
+fn unavailable_baselines_are_skipped_by_default_and_errors_when_named() {
+    let d = tempdir();
+    let m = export(d.path(), "dy-mobilenetv3-small");
+    let ms = m.to_str().unwrap_or("");
+    let no_venv = d.path().join("no-venv");
+    let env = [("DYNC_VENV", no_venv.to_str().unwrap_or(""))];
+
+    let v = bench_json(&["bench", ms, "--json", "--iters", "1"], &env);
+    check_report(&v, &m, 1);
+    check_baseline(&v, "literal");
+    check_baseline(&v, "interp");
+    assert!(v["baselines"]["ort"].is_null(), "{v}");
+    let why = v["skipped"]["ort"].as_str().unwrap_or("");
+    assert!(
+        why.contains("no Python venv") && why.contains("no-venv"),
+        "{v}"
+    );
+
+    let o = dync(&["bench", ms, "--baseline", "ort", "--iters", "1"], &env);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("baseline ort") && stderr.contains("no Python venv"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["bench", "m.onnx", "--iters", "0"][..],
+        &["bench", "m.onnx", "--threads", "0"],
+        &["bench", "m.onnx", "--batch", "0"],
+        &["bench", "m.onnx", "--baseline", "tvm"],
+    ] {
+        let o = dync(args, &[]);
+        assert_eq!(o.status.code(), Some(2), "dync {args:?}");
+    }
+}
+
+#[test]
+fn ort_baseline_when_the_venv_has_onnxruntime() {
+    let venv = match std::env::var_os("DYNC_VENV").filter(|v| !v.is_empty()) {
+        Some(v) => PathBuf::from(v),
+        None => match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".cache/dync/venv"),
+            None => {
+                println!("skipped: neither DYNC_VENV nor HOME is set");
+                return;
+            }
+        },
+    };
+    if !venv.join("bin/python").is_file() {
+        println!(
+            "skipped: no Python venv at {} (scripts/setup-venv makes it)",
+            venv.display()
+        );
+        return;
+    }
+    let d = tempdir();
+    let dy = export(d.path(), "dy-mobilenetv3-small");
+    let twin = export(d.path(), "mobilenetv3-small");
+    let args = [
+        "bench",
+        dy.to_str().unwrap_or(""),
+        "--baseline",
+        "ort",
+        "--json",
+        "--iters",
+        "2",
+        "--threads",
+        "1",
+        "--vs",
+        twin.to_str().unwrap_or(""),
+    ];
+    let o = dync(&args, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() && stderr.contains("onnxruntime is not installed") {
+        println!("skipped: {stderr}");
+        return;
+    }
+    let v = bench_json(&args, &[]);
+    check_report(&v, &dy, 2);
+    assert_eq!(v["threads"], 1, "{v}");
+    let ort = check_baseline(&v, "ort");
+    assert!(
+        ort["version"]
+            .as_str()
+            .is_some_and(|s| s.chars().next().is_some_and(|c| c.is_ascii_digit())),
+        "{v}"
+    );
+    let vs_ort = &v["vs"]["ort"];
+    check_timing(vs_ort);
+    let want = num(vs_ort, "median_ms") / num(&v, "median_ms");
+    assert!((num(vs_ort, "speedup") - want).abs() <= 1e-9 * want, "{v}");
+}
