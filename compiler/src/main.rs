@@ -30,6 +30,9 @@ enum Cmd {
     /// Export a zoo dynamic model and its static twin, compile both, check them against the
     /// interpreter and compare their latency.
     Demo(cli::demo::Args),
+    /// Benchmark a model compiled by dync against onnxruntime, the interpreter and the literal
+    /// pipeline: median and p90 latency, GFLOP/s, speed-ups.
+    Bench(cli::bench::Args),
     /// The DyNet model zoo: list the networks, export them as ONNX.
     #[command(subcommand)]
     Zoo(cli::zoo::Cmd),
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cli::run::run(a),
         Cmd::Compile(a) => cli::compile::run(a),
         Cmd::Demo(a) => cli::demo::run(a),
+        Cmd::Bench(a) => cli::bench::run(a),
         Cmd::Zoo(c) => cli::zoo::run(c),
     };
     match result {
