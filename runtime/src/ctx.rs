@@ -9,8 +9,9 @@
 //! - `kernel_hook(ctx, kernel, phase)`: when code is compiled with profiling and the hook is
 //!   set, called with [`HOOK_BEGIN`] before and [`HOOK_END`] after kernel `kernel` (index in
 //!   execution order); `hook_data` is the hook's own state;
-//! - `ukernels`: the extension point for the micro-kernel table (engineer C): null means "none",
-//!   and generated code must then use its own loops. A table added here must keep this prefix
+//! - `ukernels`: the micro-kernel table of the running CPU ([`crate::ukernel::select`]; its
+//!   layout is [`crate::ukernel::UkernelTable`]'s): null means "none", and generated code must
+//!   then use its own loops. A table added here must keep this prefix
 //!   and grow `CTX_VERSION`.
 //!
 //! A null `ctx` is valid everywhere: generated code then runs every task range itself, serially,
@@ -20,6 +21,7 @@
 //! libraries' `create_threads`).
 
 use crate::pool::{Pool, TaskFn};
+use crate::ukernel::UkernelTable;
 use std::ffi::c_void;
 
 /// `RtCtx::version` of this layout.
@@ -45,8 +47,8 @@ pub struct RtCtx {
     pub kernel_hook: Option<KernelHookFn>,
     /// State of the hook's owner.
     pub hook_data: *mut c_void,
-    /// The micro-kernel table (reserved: null).
-    pub ukernels: *const c_void,
+    /// The micro-kernel table ([`crate::ukernel::select`] in [`RtCtx::new`]).
+    pub ukernels: *const UkernelTable,
     /// `None` for one thread: truly serial, no worker threads.
     pool: Option<Pool>,
 }
@@ -87,7 +89,7 @@ impl RtCtx {
             parallel_for,
             kernel_hook: None,
             hook_data: std::ptr::null_mut(),
-            ukernels: std::ptr::null(),
+            ukernels: crate::ukernel::select(),
             pool,
         })
     }
@@ -153,7 +155,8 @@ mod tests {
             let c = unsafe { &*ctx };
             assert_eq!(c.version, CTX_VERSION);
             assert_eq!(c.threads, threads.max(1));
-            assert!(c.ukernels.is_null() && c.kernel_hook.is_none());
+            assert!(std::ptr::eq(c.ukernels, crate::ukernel::select()));
+            assert!(c.kernel_hook.is_none());
             let mut x = vec![0.0f32; 37];
             let args = [x.as_mut_ptr().cast::<u8>()];
             // SAFETY: `add_one` writes disjoint elements for disjoint ranges.

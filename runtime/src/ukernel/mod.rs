@@ -113,8 +113,8 @@ impl Isa {
     }
 }
 
-/// The micro-kernels of one ISA, as generated code sees them (a pointer to it travels in the
-/// runtime context). `m0`/`n0` repeat [`GEMM_F32_M0`]/[`GEMM_F32_N0`] so that code can check
+/// The micro-kernels of one ISA, as generated code sees them (`RtCtx::ukernels` points at
+/// one; see [`crate::ctx`]). `m0`/`n0` repeat [`GEMM_F32_M0`]/[`GEMM_F32_N0`] so that code can check
 /// the packing it was compiled for.
 #[repr(C)]
 #[derive(Debug)]
@@ -124,6 +124,11 @@ pub struct UkernelTable {
     pub gemm_f32_n0: usize,
     pub isa: Isa,
 }
+
+/// Byte offsets of [`UkernelTable`]'s fields, for generated code.
+pub const UKERNELS_GEMM_F32: usize = std::mem::offset_of!(UkernelTable, gemm_f32);
+pub const UKERNELS_GEMM_F32_M0: usize = std::mem::offset_of!(UkernelTable, gemm_f32_m0);
+pub const UKERNELS_GEMM_F32_N0: usize = std::mem::offset_of!(UkernelTable, gemm_f32_n0);
 
 static GENERIC: UkernelTable = UkernelTable {
     gemm_f32: generic::gemm_f32_tile,

@@ -135,6 +135,14 @@ fn tables_are_consistent() {
         assert_eq!(table(t.isa).map(|x| x.isa), Some(t.isa));
     }
     assert_eq!(table(Isa::Generic).map(|t| t.isa), Some(Isa::Generic));
+    assert_eq!(
+        (
+            UKERNELS_GEMM_F32,
+            UKERNELS_GEMM_F32_M0,
+            UKERNELS_GEMM_F32_N0
+        ),
+        (0, 8, 16)
+    );
     // SAFETY: the symbol returns a pointer to a static table.
     assert_eq!(unsafe { (*dync_ukernels()).isa }, select().isa);
 }
