@@ -6,9 +6,9 @@
 //!   covering `[0, n)` on the context's pool, the calling thread included, and returns 0 or the
 //!   status of the lowest failing task index (see [`crate::pool`]); with one thread it is one
 //!   call `task(args, 0, n)`;
-//! - `kernel_hook(ctx, kernel, phase)`: when code is compiled with profiling and the hook is
-//!   set, called with [`HOOK_BEGIN`] before and [`HOOK_END`] after kernel `kernel` (index in
-//!   execution order); `hook_data` is the hook's own state;
+//! - `kernel_hook(ctx, kernel, phase)`: when set (generated code tests it per kernel), called
+//!   with [`HOOK_BEGIN`] before and [`HOOK_END`] after kernel `kernel` (index in execution
+//!   order), on the thread that called the entry; `hook_data` is the hook's own state;
 //! - `ukernels`: the micro-kernel table of the running CPU ([`crate::ukernel::select`]; its
 //!   layout is [`crate::ukernel::UkernelTable`]'s): null means "none", and generated code must
 //!   then use its own loops. A table added here must keep this prefix

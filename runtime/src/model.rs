@@ -5,8 +5,8 @@
 //!   arena size, inputs and outputs (names, dtypes, shapes, bytes), the node of every kernel (for
 //!   error messages), the target triple and the CPU features the code needs;
 //! - `dync_<name>_entry`: the raw entry point ([`EntryFn`]): `(inputs, outputs, workspace, ctx)`,
-//!   `workspace` a 64-byte aligned arena of `arena_bytes` bytes, `ctx` null (reserved for the
-//!   runtime's thread pool and micro-kernels);
+//!   `workspace` a 64-byte aligned arena of `arena_bytes` bytes, `ctx` null (serial) or a
+//!   [`crate::ctx::RtCtx`] (its thread pool, kernel hook and micro-kernel slot);
 //! - `dync_<name>_create`, `_run`, `_destroy`, `_error_message`, `_error_node`: a self-contained
 //!   wrapper (it needs only libc's `aligned_alloc` and `free`) that owns the arena; see
 //!   [`ModelDesc`] for their contracts;
@@ -36,8 +36,11 @@ pub const STATUS_NULL: i32 = -1;
 pub const STATUS_NO_MEMORY: i32 = -2;
 /// Alignment of arenas (and of the handle's header before its arena).
 pub const ARENA_ALIGN: usize = 64;
-/// Bytes of a handle's header; its arena follows. The header's first `u32` is the busy flag.
+/// Bytes of a handle's header; its arena follows. The header's first `u32` is the busy flag;
+/// the pointer at [`HANDLE_CTX`] is the handle's run-time context (null: serial).
 pub const HANDLE_HEADER: usize = 64;
+/// Offset of the context pointer in a handle's header.
+pub const HANDLE_CTX: usize = 8;
 /// Largest rank, input or output count, and kernel count a descriptor may declare.
 pub const MAX_RANK: usize = 64;
 pub const MAX_TENSORS: usize = 1 << 16;
@@ -311,10 +314,12 @@ impl Model {
     }
 
     /// Runs the model on `inputs` (in the model's input order) into `outputs`, with `arena` as
-    /// workspace. Checks every dtype and shape first.
+    /// workspace and `ctx` as the run-time context (None: serial). Checks every dtype and shape
+    /// first.
     pub fn run(
         &self,
         arena: &mut crate::rt::Arena,
+        ctx: Option<&mut crate::ctx::RtCtx>,
         inputs: &[&NpyArray],
         outputs: &mut [NpyArray],
     ) -> Result<(), RunError> {
@@ -330,14 +335,10 @@ impl Model {
         let out_ptrs: Vec<*mut u8> = outputs.iter_mut().map(data_mut_ptr).collect();
         // SAFETY: every buffer has exactly the dtype and shape the entry was compiled for
         // (checked above), the arena is 64-byte aligned and large enough, outputs are distinct
-        // allocations from the inputs and the arena, and `ctx` may be null.
+        // allocations from the inputs and the arena, and `ctx` is null or a live context.
+        let ctx = ctx.map_or(std::ptr::null_mut(), |c| c.as_mut_ptr());
         let status = unsafe {
-            (self.desc.entry)(
-                in_ptrs.as_ptr(),
-                out_ptrs.as_ptr(),
-                arena.as_mut_ptr(),
-                std::ptr::null_mut(),
-            )
+            (self.desc.entry)(in_ptrs.as_ptr(), out_ptrs.as_ptr(), arena.as_mut_ptr(), ctx)
         };
         if status == 0 {
             Ok(())
@@ -559,7 +560,7 @@ mod tests {
             data: NpyData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
         };
         let mut y = vec![zeros(&m.outputs[0]).unwrap()];
-        m.run(&mut arena, &[&x], &mut y).unwrap();
+        m.run(&mut arena, None, &[&x], &mut y).unwrap();
         assert_eq!(
             y[0].data,
             NpyData::F32(vec![2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
@@ -569,7 +570,7 @@ mod tests {
             shape: vec![2, 3],
             data: NpyData::F32(vec![-1.0; 6]),
         };
-        let e = m.run(&mut arena, &[&neg], &mut y).unwrap_err();
+        let e = m.run(&mut arena, None, &[&neg], &mut y).unwrap_err();
         assert_eq!(
             e.to_string(),
             "%3 (div from \"d\"): integer division by zero"
@@ -579,12 +580,12 @@ mod tests {
             shape: vec![3, 2],
             data: NpyData::F32(vec![0.0; 6]),
         };
-        let e = m.run(&mut arena, &[&wrong], &mut y).unwrap_err();
+        let e = m.run(&mut arena, None, &[&wrong], &mut y).unwrap_err();
         assert_eq!(
             e.to_string(),
             "input \"x\": expected f32[2,3], got f32[3,2]"
         );
-        let e = m.run(&mut arena, &[], &mut y).unwrap_err();
+        let e = m.run(&mut arena, None, &[], &mut y).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -597,7 +598,7 @@ mod tests {
             "{e}"
         );
         let mut small = Arena::new(0).unwrap();
-        let e = m.run(&mut small, &[&x], &mut y).unwrap_err();
+        let e = m.run(&mut small, None, &[&x], &mut y).unwrap_err();
         assert!(matches!(e, RunError::Arena { need: 64, got: 0 }), "{e}");
     }
 }

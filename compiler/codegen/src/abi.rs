@@ -1,4 +1,4 @@
-//! The calling conventions of generated code, shared by the JIT and (later) AOT objects.
+//! The calling conventions of generated code, shared by the JIT and AOT objects.
 //!
 //! Entry point (C ABI, symbol [`ENTRY_SYMBOL`]):
 //! `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8, workspace: *mut u8,
@@ -7,14 +7,27 @@
 //!   alignment); `outputs[j]` at a buffer for graph output j; outputs must not overlap inputs or
 //!   the workspace.
 //! - `workspace` holds at least `arena_bytes` (see [`crate::plan`]) bytes, 64-byte aligned.
-//! - `ctx` is reserved for the runtime (thread pool, micro-kernel table); it may be null.
+//! - `ctx` is null or a `dync_runtime::ctx::RtCtx`: its `parallel_for` runs the tasks of a
+//!   parallel kernel on the runtime's thread pool; its `kernel_hook`, when set, is called with
+//!   phase 0 before and 1 after each kernel (profiling; a load and a test per kernel when it is
+//!   not set, so every build can be profiled); its `ukernels` slot is reserved for the
+//!   micro-kernel table (not read yet). With a null `ctx` every kernel runs on the calling
+//!   thread and no hook is called.
 //! - Weights are in the module's read-only data object [`WEIGHTS_SYMBOL`] (64-byte aligned).
 //! - Returns 0 on success, otherwise a status `(kernel + 1) << 8 | fault` naming the kernel
 //!   (index into the model's kernel list, in execution order) and the [`Fault`].
 //!
-//! Kernels (one per IR node, internal): `fn(operand_0, ..., operand_n, result[, scratch]) -> i32`
-//! with one pointer per operand, one for the result and, for kernels that need it, one for
-//! scratch memory in the arena; they return 0 or a [`Fault`] code.
+//! Kernels (one per IR node, internal) are tasks: `fn(args: *const *mut u8, begin: u64,
+//! end: u64) -> i32`. `args` holds one pointer per operand, one for the result and, for kernels
+//! that need it, one for scratch memory in the arena (the entry writes them into a stack slot);
+//! the kernel computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
+//! (the first one in task order). Tasks of a kernel write disjoint parts of its result (and of
+//! its scratch memory), and every output element is computed by the same instructions whatever
+//! range its task is run in, so results are bit-identical at every thread count. A kernel of
+//! one task (most ops) is called directly with `0..1`; one of several tasks (conv: image ×
+//! group × block of output channels; dyn_conv: group × block of output channels, all images)
+//! through `ctx->parallel_for(ctx, kernel, args, tasks)` when `ctx` is not null, else directly
+//! with `0..tasks`.
 //!
 //! Transcendental functions that the lowering does not inline are calls to the C math
 //! library's functions named in [`crate::libcalls`]; the JIT binds them in process, AOT objects
@@ -90,11 +103,34 @@ pub fn entry_signature(call_conv: CallConv, ptr: Type) -> Signature {
     s
 }
 
-/// A kernel's signature: `buffers` pointers (operands, then the result).
-pub fn kernel_signature(call_conv: CallConv, ptr: Type, buffers: usize) -> Signature {
+/// A kernel's (task's) signature: `(args, begin, end) -> status`.
+pub fn task_signature(call_conv: CallConv, ptr: Type) -> Signature {
     let mut s = Signature::new(call_conv);
-    s.params
-        .extend(std::iter::repeat_n(AbiParam::new(ptr), buffers));
+    s.params.extend([
+        AbiParam::new(ptr),
+        AbiParam::new(types::I64),
+        AbiParam::new(types::I64),
+    ]);
     s.returns.push(AbiParam::new(types::I32));
     s
 }
+
+/// `RtCtx::parallel_for`'s signature: `(ctx, task, args, n) -> status`.
+pub fn parallel_for_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend([AbiParam::new(ptr); 3]);
+    s.params.push(AbiParam::new(types::I64));
+    s.returns.push(AbiParam::new(types::I32));
+    s
+}
+
+/// `RtCtx::kernel_hook`'s signature: `(ctx, kernel, phase)`.
+pub fn hook_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.push(AbiParam::new(ptr));
+    s.params.extend([AbiParam::new(types::I32); 2]);
+    s
+}
+
+/// Byte offsets of the `RtCtx` fields generated code reads (the runtime's `repr(C)` layout).
+pub use dync_runtime::ctx::{CTX_KERNEL_HOOK, CTX_PARALLEL_FOR, HOOK_BEGIN, HOOK_END};

@@ -2,10 +2,12 @@
 //! `cranelift_module::Module` — the JIT now, object files (AOT) later, through the same code.
 //!
 //! Emits: the weights blob ([`abi::WEIGHTS_SYMBOL`], every live constant at its planned
-//! offset), one kernel per planned node (see [`crate::lower`]), and the entry point
-//! ([`abi::ENTRY_SYMBOL`], see [`crate::abi`]) that calls the kernels in plan order with
-//! pointers into inputs, outputs, weights and the arena, stops at the first non-zero kernel
-//! status, then performs the plan's output copies.
+//! offset), one kernel (a task function) per planned node (see [`crate::lower`]), and the entry
+//! point ([`abi::ENTRY_SYMBOL`], see [`crate::abi`]) that calls the kernels in plan order with
+//! pointers into inputs, outputs, weights and the arena (written into one stack slot), running
+//! the tasks of parallel kernels through the context's `parallel_for` when there is a context,
+//! calling its kernel hook around each kernel when one is set, stops at the first non-zero
+//! kernel status, then performs the plan's output copies.
 //!
 //! Rejects graphs that do not verify, constants without data, and more kernels than the
 //! status encoding can name; a node that cannot be lowered is named in the error.
@@ -17,7 +19,9 @@ use crate::lower::{self, kernel::math_signature, kernel::Kernel};
 use crate::plan::{self, MemoryPlan, Storage};
 use crate::target::CodegenOptions;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, UserFuncName, Value};
+use cranelift_codegen::ir::{
+    types, BlockArg, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, UserFuncName, Value,
+};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, FuncId, Linkage, Module};
 use dync_ir::{Graph, Numbering, Op, TensorData, TensorType};
@@ -95,11 +99,8 @@ pub fn emit_model_with_progress<M: Module>(
         let operands = g.operands(id);
         let operand_tys: Vec<&TensorType> = operands.iter().map(|&o| g.ty(o)).collect();
         let scratch = lower::scratch_elems(&node.op, &operand_tys);
-        let sig = abi::kernel_signature(
-            call_conv,
-            ptr,
-            operands.len() + 1 + usize::from(scratch > 0),
-        );
+        let tasks = lower::tasks(&node.op, &operand_tys, &node.ty);
+        let sig = abi::task_signature(call_conv, ptr);
         let name = format!("dync_kernel_{i}");
         let fid = module
             .declare_function(&name, Linkage::Local, &sig)
@@ -120,6 +121,7 @@ pub fn emit_model_with_progress<M: Module>(
             b,
             (tys, node.ty.clone()),
             scratch,
+            tasks,
             opts.checked,
             module,
             &math,
@@ -131,7 +133,7 @@ pub fn emit_model_with_progress<M: Module>(
             .define_function(fid, &mut ctx)
             .map_err(|e| CodegenError::cranelift(nref.to_string(), format!("{e:?}")))?;
         module.clear_context(&mut ctx);
-        kernel_ids.push(fid);
+        kernel_ids.push((fid, tasks));
         kernels.push(nref);
         progress(i + 1, plan.kernels.len());
     }
@@ -207,7 +209,7 @@ fn emit_entry(
     module: &mut dyn Module,
     g: &Graph,
     plan: &MemoryPlan,
-    kernel_ids: &[FuncId],
+    kernel_ids: &[(FuncId, usize)],
     weights: Option<cranelift_module::DataId>,
     fctx: &mut FunctionBuilderContext,
 ) -> Result<FuncId, CodegenError> {
@@ -227,7 +229,48 @@ fn emit_entry(
         b.append_block_params_for_function_params(start);
         b.switch_to_block(start);
         let p = b.block_params(start).to_vec();
-        let (inputs, outputs, workspace) = (p[0], p[1], p[2]);
+        let (inputs, outputs, workspace, rt) = (p[0], p[1], p[2], p[3]);
+        let max_bufs = plan
+            .kernels
+            .iter()
+            .map(|&id| g.operands(id).len() + 2)
+            .max()
+            .unwrap_or(0);
+        let slot_bytes = u32::try_from(max_bufs * 8)
+            .map_err(|_| err("too many kernel operands".into()))?
+            .max(8);
+        let slot = b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            slot_bytes,
+            3,
+        ));
+        let args = b.ins().stack_addr(ptr, slot, 0);
+        let call_conv = module.isa().default_call_conv();
+        let pf_sig = b.import_signature(abi::parallel_for_signature(call_conv, ptr));
+        let hook_sig = b.import_signature(abi::hook_signature(call_conv, ptr));
+        let ctx_flags = MemFlagsData::new().with_notrap().with_aligned();
+        let has_ctx = b.ins().icmp_imm_s(IntCC::NotEqual, rt, 0);
+        // Calls `ctx->kernel_hook(ctx, kernel, phase)` when there is a context with a hook.
+        let hook =
+            |b: &mut FunctionBuilder, kernel: usize, phase: u32| -> Result<(), CodegenError> {
+                let (check, call, done) = (b.create_block(), b.create_block(), b.create_block());
+                b.ins().brif(has_ctx, check, &[], done, &[]);
+                b.switch_to_block(check);
+                let off =
+                    i32::try_from(abi::CTX_KERNEL_HOOK).map_err(|_| err("ctx layout".into()))?;
+                let f = b.ins().load(ptr, ctx_flags, rt, off);
+                b.ins().brif(f, call, &[], done, &[]);
+                b.switch_to_block(call);
+                let k = b.ins().iconst(
+                    types::I32,
+                    i64::try_from(kernel).map_err(|_| err("kernel index".into()))?,
+                );
+                let ph = b.ins().iconst(types::I32, i64::from(phase));
+                b.ins().call_indirect(hook_sig, f, &[rt, k, ph]);
+                b.ins().jump(done, &[]);
+                b.switch_to_block(done);
+                Ok(())
+            };
         let fail = b.create_block();
         b.append_block_param(fail, types::I32);
         b.set_cold_block(fail);
@@ -276,18 +319,49 @@ fn emit_entry(
                 .copied()
                 .ok_or_else(|| err(format!("node {} has no storage", id.index())))
         };
-        for (i, (&id, &fid)) in plan.kernels.iter().zip(kernel_ids).enumerate() {
-            let mut args = Vec::new();
+        for (i, (&id, &(fid, tasks))) in plan.kernels.iter().zip(kernel_ids).enumerate() {
+            let mut bufs = Vec::new();
             for o in g.operands(id) {
-                args.push(address(&mut b, storage_of(o)?)?);
+                bufs.push(address(&mut b, storage_of(o)?)?);
             }
-            args.push(address(&mut b, storage_of(id)?)?);
+            bufs.push(address(&mut b, storage_of(id)?)?);
             if let Some(&off) = plan.scratch.get(&id) {
-                args.push(address(&mut b, Storage::Arena(off))?);
+                bufs.push(address(&mut b, Storage::Arena(off))?);
             }
+            for (j, &v) in bufs.iter().enumerate() {
+                let off = i32::try_from(j * 8).map_err(|_| err("too many operands".into()))?;
+                b.ins().stack_store(ptr, v, slot, off);
+            }
+            hook(&mut b, i, abi::HOOK_BEGIN)?;
             let fref = module.declare_func_in_func(fid, b.func);
-            let call = b.ins().call(fref, &args);
-            let status = b.inst_results(call)[0];
+            let n = b.ins().iconst(
+                types::I64,
+                i64::try_from(tasks).map_err(|_| err("task count".into()))?,
+            );
+            let zero = b.ins().iconst(types::I64, 0);
+            let status = if tasks > 1 {
+                let (pool, direct, join) = (b.create_block(), b.create_block(), b.create_block());
+                let status = b.append_block_param(join, types::I32);
+                b.ins().brif(has_ctx, pool, &[], direct, &[]);
+                b.switch_to_block(pool);
+                let off =
+                    i32::try_from(abi::CTX_PARALLEL_FOR).map_err(|_| err("ctx layout".into()))?;
+                let pf = b.ins().load(ptr, ctx_flags, rt, off);
+                let task = b.ins().func_addr(ptr, fref);
+                let call = b.ins().call_indirect(pf_sig, pf, &[rt, task, args, n]);
+                let st = b.inst_results(call)[0];
+                b.ins().jump(join, &[BlockArg::Value(st)]);
+                b.switch_to_block(direct);
+                let call = b.ins().call(fref, &[args, zero, n]);
+                let st = b.inst_results(call)[0];
+                b.ins().jump(join, &[BlockArg::Value(st)]);
+                b.switch_to_block(join);
+                status
+            } else {
+                let call = b.ins().call(fref, &[args, zero, n]);
+                b.inst_results(call)[0]
+            };
+            hook(&mut b, i, abi::HOOK_END)?;
             let bad = b.ins().icmp_imm_s(IntCC::NotEqual, status, 0);
             let tag = i64::try_from(i + 1).map_err(|_| err("kernel index".into()))? << 8;
             let code = b.ins().iadd_imm_s(status, tag);

@@ -60,6 +60,11 @@ pub enum CodegenError {
     UnknownStatus(i32),
     #[error("cannot allocate {0} bytes")]
     Alloc(usize),
+    #[error("cannot start a pool of {threads} threads: {error}")]
+    Threads {
+        threads: usize,
+        error: std::io::Error,
+    },
 }
 
 impl CodegenError {

@@ -2,8 +2,10 @@
 //!
 //! [`JitModel::run`] validates the inputs against the graph's signature (count, dtype, shape),
 //! allocates a 64-byte aligned arena of the planned size and the outputs, calls the entry point
-//! and turns a non-zero status into an error naming the failing node. The model's code and
-//! weights are freed when it is dropped.
+//! and turns a non-zero status into an error naming the failing node. The model owns a run-time
+//! context (`dync_runtime::ctx::RtCtx`): serial by default, a pool of N threads after
+//! [`JitModel::set_threads`]; outputs are bit-identical at every thread count. The model's code,
+//! weights and context are freed when it is dropped.
 
 use crate::abi::{decode_status, Fault};
 use crate::emit::{emit_model, EmittedModel};
@@ -12,6 +14,7 @@ use crate::libcalls::MathFn;
 use crate::target::{isa, CodegenOptions};
 use cranelift_jit::{JITBuilder, JITModule};
 use dync_ir::{DType, Graph, Tensor, TensorData, TensorType};
+use dync_runtime::ctx::RtCtx;
 
 type EntryFn = unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, *mut u8) -> i32;
 
@@ -21,6 +24,9 @@ pub struct JitModel {
     module: Option<JITModule>,
     entry: EntryFn,
     model: EmittedModel,
+    /// The context passed to the entry point (owned; a raw pointer because generated code and
+    /// the kernel hook may use it as `*mut` while `run` borrows `self` shared).
+    ctx: *mut RtCtx,
 }
 
 /// One 64-byte aligned arena block.
@@ -49,7 +55,29 @@ impl JitModel {
             module: Some(module),
             entry,
             model,
+            ctx: new_ctx(1)?,
         })
+    }
+
+    /// Runs the model on `threads` threads from now on (1: serial, no worker threads).
+    pub fn set_threads(&mut self, threads: usize) -> Result<(), CodegenError> {
+        let ctx = new_ctx(threads)?;
+        // SAFETY: `self.ctx` came from `Box::into_raw` and no run uses it (`&mut self`).
+        drop(unsafe { Box::from_raw(self.ctx) });
+        self.ctx = ctx;
+        Ok(())
+    }
+
+    /// The threads the model runs on.
+    pub fn threads(&self) -> usize {
+        // SAFETY: `self.ctx` is live while `self` is.
+        unsafe { (*self.ctx).threads as usize }
+    }
+
+    /// The run-time context, e.g. to set its kernel hook (profiling).
+    pub fn ctx_mut(&mut self) -> &mut RtCtx {
+        // SAFETY: live while `self` is; `&mut self` excludes runs.
+        unsafe { &mut *self.ctx }
     }
 
     /// Bytes of the activation arena.
@@ -101,13 +129,13 @@ impl JitModel {
         // SAFETY: the pointers reference live buffers of exactly the sizes the entry point was
         // compiled for (inputs checked above, outputs allocated from the declared types, the
         // arena of the planned size, 64-byte aligned); outputs, inputs and arena are distinct
-        // allocations; `ctx` may be null.
+        // allocations; `ctx` is the model's live context.
         let status = unsafe {
             (self.entry)(
                 in_ptrs.as_ptr(),
                 out_ptrs.as_ptr(),
                 arena.as_mut_ptr().cast::<u8>(),
-                std::ptr::null_mut(),
+                self.ctx.cast::<u8>(),
             )
         };
         if status != 0 {
@@ -141,7 +169,14 @@ impl Drop for JitModel {
             // returned, and the entry pointer is dropped with `self`.
             unsafe { m.free_memory() };
         }
+        // SAFETY: from `Box::into_raw`, freed only here.
+        drop(unsafe { Box::from_raw(self.ctx) });
     }
+}
+
+fn new_ctx(threads: usize) -> Result<*mut RtCtx, CodegenError> {
+    let ctx = RtCtx::new(threads).map_err(|error| CodegenError::Threads { threads, error })?;
+    Ok(Box::into_raw(Box::new(ctx)))
 }
 
 fn alloc_data(ty: &TensorType) -> Result<TensorData, CodegenError> {

@@ -9,14 +9,19 @@
 //! - `dync_<name>_arena_bytes`: a `uint64_t`;
 //! - the C wrapper, written here in Cranelift IR so that the object needs nothing but libc
 //!   (`aligned_alloc`, `free`, `memcpy`) and libm:
-//!   - `create()`: allocates a handle (a 64-byte header whose first `u32` is a busy flag,
-//!     followed by the arena) with `aligned_alloc`; null when out of memory;
+//!   - `create()`: allocates a handle (a 64-byte header whose first `u32` is a busy flag and
+//!     whose pointer at `HANDLE_CTX` is the run-time context, followed by the arena) with
+//!     `aligned_alloc`; null when out of memory. It runs serially (a null context);
+//!   - `create_threads(n)`: the same, running on a pool of `n` threads (the runtime's
+//!     `dync_rt_ctx_new`; `n` ≤ 1 is `create()`); null when the threads cannot be started, or
+//!     when the program was linked without the dync runtime: the runtime's functions are weak
+//!     imports, so an object linked into a C program without it still links;
 //!   - `run(handle, inputs, outputs)`: [`STATUS_NULL`] for a null handle, or null input/output
 //!     arrays when the model has inputs/outputs; otherwise claims the handle's arena with an
 //!     atomic compare-and-swap and calls the entry; when another thread holds it, runs on a
 //!     temporary arena instead ([`STATUS_NO_MEMORY`] if that cannot be allocated). So one handle
 //!     may be shared by threads; each call's result is the same as a serial call's;
-//!   - `destroy(handle)`: frees it (null is ignored);
+//!   - `destroy(handle)`: frees it and its context (null is ignored);
 //!   - `error_message(status)`: a static string for every status (0, the wrapper's codes, every
 //!     fault; "unknown status" otherwise); `error_node(status)`: for a fault, the kernel's node
 //!     as `%N (op from "onnx node")`, else null;
@@ -41,8 +46,8 @@ use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 use dync_ir::{DType, TensorType};
 use dync_runtime::model::{
-    dtype_code, ModelDesc, TensorDesc, ABI_VERSION, ARENA_ALIGN, HANDLE_HEADER, MODEL_MAGIC,
-    STATUS_NO_MEMORY, STATUS_NULL,
+    dtype_code, ModelDesc, TensorDesc, ABI_VERSION, ARENA_ALIGN, HANDLE_CTX, HANDLE_HEADER,
+    MODEL_MAGIC, STATUS_NO_MEMORY, STATUS_NULL,
 };
 use dync_runtime::npy::NpyDType;
 use std::mem::{offset_of, size_of};
@@ -50,6 +55,9 @@ use target_lexicon::{Architecture, BinaryFormat, Endianness, PointerWidth, Tripl
 
 /// The runtime function the generated `main` calls.
 pub const RT_MAIN_SYMBOL: &str = "dync_rt_main";
+/// The runtime's context constructor and destructor (weak imports of the wrapper).
+pub const RT_CTX_NEW_SYMBOL: &str = "dync_rt_ctx_new";
+pub const RT_CTX_FREE_SYMBOL: &str = "dync_rt_ctx_free";
 
 /// What to put in the object besides the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,6 +189,11 @@ pub fn compile_object(
     // model's prefix so that several models can be linked into one program.
     let entry_sym = product.function_symbol(em.entry);
     product.object.symbol_mut(entry_sym).name = symbol(&obj.name, "entry").into_bytes();
+    for f in [RT_CTX_NEW_SYMBOL, RT_CTX_FREE_SYMBOL] {
+        if let Some(id) = product.object.symbol_id(f.as_bytes()) {
+            product.object.symbol_mut(id).weak = true;
+        }
+    }
     let bytes = product
         .emit()
         .map_err(|e| CodegenError::cranelift("the object file", e))?;
@@ -588,6 +601,8 @@ impl Writer<'_> {
             .checked_add(header)
             .ok_or_else(|| CodegenError::Overflow("the handle".into()))?;
         let flags = MemFlagsData::trusted();
+        let ctx_off =
+            i32::try_from(HANDLE_CTX).map_err(|_| CodegenError::Overflow("the handle".into()))?;
 
         // create() -> handle
         let name = self.sym("create");
@@ -603,9 +618,61 @@ impl Writer<'_> {
             b.switch_to_block(init);
             let zero = b.ins().iconst(i32t, 0);
             b.ins().store(flags, zero, h, 0);
+            let null = b.ins().iconst(ptr, 0);
+            b.ins().store(flags, null, h, ctx_off);
             b.ins().return_(&[h]);
             b.switch_to_block(done);
             b.ins().return_(&[h]);
+            Ok(())
+        })?;
+
+        // create_threads(n) -> handle
+        let (ctx_new, _) =
+            self.declare_fn(RT_CTX_NEW_SYMBOL, Linkage::Import, &[i32t], Some(ptr))?;
+        let (ctx_free, _) = self.declare_fn(RT_CTX_FREE_SYMBOL, Linkage::Import, &[ptr], None)?;
+        let mut new_sig = self.module.make_signature();
+        new_sig.params.push(AbiParam::new(i32t));
+        new_sig.returns.push(AbiParam::new(ptr));
+        let mut free_sig = self.module.make_signature();
+        free_sig.params.push(AbiParam::new(ptr));
+        let name = self.sym("create_threads");
+        let (create_threads, sig) = self.declare_fn(&name, Linkage::Export, &[i32t], Some(ptr))?;
+        self.define_fn(create_threads, sig, &name, |b, m, p| {
+            let n = p[0];
+            let fc = m.declare_func_in_func(create, b.func);
+            let call = b.ins().call(fc, &[]);
+            let h = b.inst_results(call)[0];
+            let null = b.ins().iconst(ptr, 0);
+            let (got, serial, pool, start, fail) = (
+                b.create_block(),
+                b.create_block(),
+                b.create_block(),
+                b.create_block(),
+                b.create_block(),
+            );
+            b.ins().brif(h, got, &[], serial, &[]);
+            b.switch_to_block(serial);
+            b.ins().return_(&[h]);
+            b.switch_to_block(got);
+            let many = b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, n, 1);
+            b.ins().brif(many, pool, &[], serial, &[]);
+            b.switch_to_block(pool);
+            let fr = m.declare_func_in_func(ctx_new, b.func);
+            let f = b.ins().func_addr(ptr, fr);
+            b.ins().brif(f, start, &[], fail, &[]);
+            b.switch_to_block(start);
+            let sig = b.import_signature(new_sig);
+            let call = b.ins().call_indirect(sig, f, &[n]);
+            let ctx = b.inst_results(call)[0];
+            let ok = b.create_block();
+            b.ins().brif(ctx, ok, &[], fail, &[]);
+            b.switch_to_block(ok);
+            b.ins().store(flags, ctx, h, ctx_off);
+            b.ins().return_(&[h]);
+            b.switch_to_block(fail);
+            let ff = m.declare_func_in_func(free, b.func);
+            b.ins().call(ff, &[h]);
+            b.ins().return_(&[null]);
             Ok(())
         })?;
 
@@ -639,7 +706,7 @@ impl Writer<'_> {
             let fe = m.declare_func_in_func(entry, b.func);
             b.switch_to_block(fast);
             let ws = b.ins().iadd_imm_s(h, header);
-            let ctx = b.ins().iconst(ptr, 0);
+            let ctx = b.ins().load(ptr, flags, h, ctx_off);
             let call = b.ins().call(fe, &[ins, outs, ws, ctx]);
             let st = b.inst_results(call)[0];
             let zero = b.ins().iconst(i32t, 0);
@@ -658,7 +725,7 @@ impl Writer<'_> {
             let code = b.ins().iconst(i32t, i64::from(STATUS_NO_MEMORY));
             b.ins().return_(&[code]);
             b.switch_to_block(work);
-            let ctx = b.ins().iconst(ptr, 0);
+            let ctx = b.ins().load(ptr, flags, h, ctx_off);
             let call = b.ins().call(fe, &[ins, outs, tmp, ctx]);
             let st = b.inst_results(call)[0];
             let ff = m.declare_func_in_func(free, b.func);
@@ -671,8 +738,29 @@ impl Writer<'_> {
         let name = self.sym("destroy");
         let (destroy, sig) = self.declare_fn(&name, Linkage::Export, &[ptr], None)?;
         self.define_fn(destroy, sig, &name, |b, m, p| {
+            let h = p[0];
+            let (live, has_ctx, release, done) = (
+                b.create_block(),
+                b.create_block(),
+                b.create_block(),
+                b.create_block(),
+            );
+            b.ins().brif(h, live, &[], done, &[]);
+            b.switch_to_block(live);
+            let ctx = b.ins().load(ptr, flags, h, ctx_off);
+            b.ins().brif(ctx, has_ctx, &[], release, &[]);
+            // A context exists only when `dync_rt_ctx_new` was linked, and so its destructor.
+            b.switch_to_block(has_ctx);
+            let fr = m.declare_func_in_func(ctx_free, b.func);
+            let f = b.ins().func_addr(ptr, fr);
+            let sig = b.import_signature(free_sig);
+            b.ins().call_indirect(sig, f, &[ctx]);
+            b.ins().jump(release, &[]);
+            b.switch_to_block(release);
             let ff = m.declare_func_in_func(free, b.func);
-            b.ins().call(ff, &[p[0]]);
+            b.ins().call(ff, &[h]);
+            b.ins().jump(done, &[]);
+            b.switch_to_block(done);
             b.ins().return_(&[]);
             Ok(())
         })?;

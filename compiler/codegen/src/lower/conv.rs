@@ -1,25 +1,29 @@
 //! `conv`: direct 2-D convolution over NCHW f32 (weights [O, C/G, kh, kw], optional bias),
 //! for any groups, strides, dilations and pads.
 //!
-//! Structure: per image, group and block of up to [`OC_BLOCK`] output channels, output rows
-//! and columns split into runs with one static tap range each ([`super::window`]), so padding
-//! is never tested at run time. A register tile holds OC_BLOCK channels × [`VECS`] f32x4
+//! Structure: one task per image, group and block of up to [`OC_BLOCK`] output channels (the
+//! kernel's parallel tasks, see [`crate::abi`]; a task's instructions do not depend on which
+//! other tasks run with it); output rows and columns split into runs with one static tap range
+//! each ([`super::window`]), so padding is never tested at run time. A register tile holds OC_BLOCK channels × [`VECS`] f32x4
 //! vectors of adjacent output columns (8 accumulators): per tap, the input vectors are loaded
 //! once (contiguous for stride 1, gathered lane by lane otherwise) and each channel's weight is
 //! broadcast and FMA'd into them. Column remainders use one vector, then scalar columns.
 //! Weights are read in their IR layout, so run-time (dynamic) weights work the same as
-//! constant ones; loads of constant weights may be hoisted. `dyn_conv` reuses this per image
-//! ([`conv_image`]) with the kernel it mixed into scratch memory.
+//! constant ones; loads of constant weights may be hoisted. `dyn_conv` reuses this per block
+//! ([`conv_block`]) with the kernels it mixed into scratch memory, one set per image
+//! ([`Geo::per_image`]).
 
 use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
 use super::pool::axes;
 use super::window::{Axis, Segment};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::Variable;
 use dync_ir::ops::Conv;
+use dync_ir::TensorType;
 
 /// Output channels per register tile.
-const OC_BLOCK: usize = 4;
+pub(crate) const OC_BLOCK: usize = 4;
 /// f32x4 vectors of output columns per register tile.
 const VECS: usize = 2;
 
@@ -35,6 +39,9 @@ pub(crate) struct Geo {
     pub weights: (BufId, i64),
     /// Bias [O] from this element of this buffer.
     pub bias: Option<(BufId, i64)>,
+    /// Elements between the weights, and between the biases, of consecutive images (0: shared
+    /// by all images).
+    pub per_image: (i64, i64),
     pub group: usize,
     c: usize,
     h: usize,
@@ -66,6 +73,7 @@ impl Geo {
         Geo {
             weights: w,
             bias,
+            per_image: (0, 0),
             group: op.group,
             c: xs[1],
             h: xs[2],
@@ -83,32 +91,97 @@ impl Geo {
     }
 }
 
+/// Blocks of output channels per group.
+fn blocks(og: usize) -> usize {
+    og.div_ceil(OC_BLOCK)
+}
+
+/// The tasks of a convolution of `x` [N, C, H, W] into `y` [N, O, OH, OW] with `group` groups
+/// (one per image, group and block of output channels; 1 when there is nothing to compute).
+pub(crate) fn tasks(x: &TensorType, y: &TensorType, group: usize) -> usize {
+    let og = y.shape[1].checked_div(group).unwrap_or(0);
+    (x.shape[0] * group * blocks(og)).max(1)
+}
+
+/// Blocks of output channels of all groups: the tasks of one image.
+pub(crate) fn blocks_per_image(g: &Geo) -> usize {
+    g.group * blocks(g.og)
+}
+
+/// Whether the convolution has outputs at all.
+pub(crate) fn has_outputs(g: &Geo) -> bool {
+    g.o * g.oh * g.ow > 0
+}
+
 pub(crate) fn lower(k: &mut Kernel, op: &Conv) -> LResult {
     let bias = (k.n_inputs() == 3).then_some((BufId::In(2), 0));
     let g = Geo::new(k, op, &k.shape(BufId::In(1)), (BufId::In(1), 0), bias);
-    k.loop_n(k.shape(BufId::In(0))[0], |k, n| conv_image(k, &g, n))
-}
-
-/// All outputs of image `n`.
-pub(crate) fn conv_image(k: &mut Kernel, g: &Geo, n: Value) -> LResult {
-    if g.o * g.oh * g.ow == 0 {
+    if !has_outputs(&g) || k.shape(BufId::In(0))[0] == 0 {
         return Ok(());
     }
-    let (rows, cols) = (g.ay.segments(), g.ax.segments());
+    let per_image = as_i64(blocks_per_image(&g))?;
+    k.for_tasks(|k, t| {
+        let n = k.b.ins().udiv_imm_u(t, per_image);
+        let r = k.b.ins().urem_imm_u(t, per_image);
+        conv_block(k, &g, n, r)
+    })
+}
+
+/// All outputs of block `r` (of [`blocks_per_image`], group-major) of image `n`.
+fn conv_block(k: &mut Kernel, g: &Geo, n: Value, r: Value) -> LResult {
+    for_block(k, g, r, &mut |k, grp, oc0, nb| {
+        conv_channels(k, g, n, grp, oc0, nb)
+    })
+}
+
+/// Emits `body(grp, oc0, nb)` for block `r` (of [`blocks_per_image`], group-major): its group,
+/// first output channel and (static) channel count, branching between full blocks and the
+/// group's last, partial one.
+pub(crate) fn for_block(
+    k: &mut Kernel,
+    g: &Geo,
+    r: Value,
+    body: &mut dyn FnMut(&mut Kernel, Value, Value, usize) -> LResult,
+) -> LResult {
+    let nblk = as_i64(blocks(g.og))?;
     let full = g.og / OC_BLOCK;
     let rem = g.og % OC_BLOCK;
-    k.loop_n(g.group, |k, grp| {
-        let oc_grp = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
-        k.loop_n(full, |k, blk| {
-            let oc0 = k.mul_add(oc_grp, blk, as_i64(OC_BLOCK)?);
-            block(k, g, &rows, &cols, n, grp, oc0, OC_BLOCK)
-        })?;
-        if rem > 0 {
-            let oc0 = k.add_imm(oc_grp, as_i64(full * OC_BLOCK)?);
-            block(k, g, &rows, &cols, n, grp, oc0, rem)?;
+    let grp = k.b.ins().udiv_imm_u(r, nblk);
+    let blk = k.b.ins().urem_imm_u(r, nblk);
+    let oc0 = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
+    let oc0 = k.mul_add(oc0, blk, as_i64(OC_BLOCK)?);
+    match (full, rem) {
+        (_, 0) => body(k, grp, oc0, OC_BLOCK),
+        (0, _) => body(k, grp, oc0, rem),
+        _ => {
+            let is_full =
+                k.b.ins()
+                    .icmp_imm_s(IntCC::UnsignedLessThan, blk, as_i64(full)?);
+            let (whole, part, join) = (k.b.create_block(), k.b.create_block(), k.b.create_block());
+            k.b.ins().brif(is_full, whole, &[], part, &[]);
+            k.b.switch_to_block(whole);
+            body(k, grp, oc0, OC_BLOCK)?;
+            k.b.ins().jump(join, &[]);
+            k.b.switch_to_block(part);
+            body(k, grp, oc0, rem)?;
+            k.b.ins().jump(join, &[]);
+            k.b.switch_to_block(join);
+            Ok(())
         }
-        Ok(())
-    })
+    }
+}
+
+/// All outputs of the `nb` channels from `oc0` (of group `grp`) of image `n`.
+pub(crate) fn conv_channels(
+    k: &mut Kernel,
+    g: &Geo,
+    n: Value,
+    grp: Value,
+    oc0: Value,
+    nb: usize,
+) -> LResult {
+    let (rows, cols) = (g.ay.segments(), g.ax.segments());
+    block(k, g, &rows, &cols, n, grp, oc0, nb)
 }
 
 /// All outputs of `nb` channels starting at `oc0` of image `n`, group `grp`.
@@ -128,6 +201,9 @@ fn block(
     let xg = k.b.ins().imul_imm_s(grp, as_i64(g.cg * g.h * g.w)?);
     let xg = k.b.ins().iadd(xn, xg);
     let yn = k.b.ins().imul_imm_s(n, as_i64(g.o * g.oh * g.ow)?);
+    let zero = k.iconst(0);
+    let wn = k.mul_add(zero, n, g.per_image.0);
+    let bn = k.mul_add(zero, n, g.per_image.1);
     let vecs = vecs(nb);
     let tile_w = vecs * LANES;
     for rs in rows {
@@ -136,7 +212,14 @@ fn block(
                 let len = cs.end - cs.start;
                 let wide_end = cs.start + len / tile_w * tile_w;
                 let vec_end = wide_end + (cs.end - wide_end) / LANES * LANES;
-                let t = TileAt { xg, yn, oc0, oy };
+                let t = TileAt {
+                    xg,
+                    yn,
+                    wn,
+                    bn,
+                    oc0,
+                    oy,
+                };
                 k.loop_range(cs.start, wide_end, tile_w, |k, ox| {
                     tile(k, g, rs, cs, &t, ox, nb, LANES, vecs)
                 })?;
@@ -156,6 +239,9 @@ fn block(
 struct TileAt {
     xg: Value,
     yn: Value,
+    /// Offsets of the image's weights and bias.
+    wn: Value,
+    bn: Value,
     oc0: Value,
     oy: Value,
 }
@@ -181,13 +267,15 @@ fn tile(
         let oc = k.add_imm(t.oc0, as_i64(j)?);
         let init = match g.bias {
             Some((buf, off)) => {
-                let b = k.load_off(buf, types::F32, oc, off, true);
+                let at = k.b.ins().iadd(oc, t.bn);
+                let b = k.load_off(buf, types::F32, at, off, true);
                 k.splat(lanes, b)
             }
             None => k.fconst(lanes, 0.0),
         };
         accs.push((0..vecs).map(|_| k.var(ty, init)).collect());
         let wb = k.b.ins().imul_imm_s(oc, as_i64(g.cg)? * taps);
+        let wb = k.b.ins().iadd(wb, t.wn);
         w_base.push(k.add_imm(wb, g.weights.1));
     }
     // Column of tap 0 of the tile's first output: ox·sx − pad_left.

@@ -1,6 +1,10 @@
 //! The kernel builder: one Cranelift function for one IR node, with the primitives every
 //! lowering uses — buffers, bounds-checked (in checked mode) loads and stores, counted loops,
-//! faults, library calls and read-only tables.
+//! the kernel's task range, faults, library calls and read-only tables.
+//!
+//! A kernel is a task function (see [`crate::abi`]): its buffer pointers come from the `args`
+//! array, and a kernel of `tasks > 1` computes the tasks `begin..end` it is given
+//! ([`Kernel::for_tasks`]); lowerings make each task's work independent of the range.
 //!
 //! Invariants: element indices and byte offsets are I64 values; a kernel's result buffer never
 //! overlaps its operands (the memory plan guarantees it), so operand loads are `readonly`;
@@ -74,16 +78,21 @@ pub(crate) struct Kernel<'a> {
     math: &'a HashMap<MathFn, FuncId>,
     /// Name prefix of the kernel, for the read-only tables it defines.
     pub name: String,
+    /// The task range `begin..end` (I64) and the kernel's task count.
+    range: (Value, Value),
+    tasks: usize,
 }
 
 impl<'a> Kernel<'a> {
-    /// Starts a kernel whose entry block receives one pointer per buffer: operands (with
-    /// whether each is a weight), the result, then scratch memory of `scratch` f32 elements
-    /// when that is not 0.
+    /// Starts a kernel of `tasks` tasks whose `args` hold one pointer per buffer: operands
+    /// (with whether each is a weight), the result, then scratch memory of `scratch` f32
+    /// elements when that is not 0.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         mut b: FunctionBuilder<'a>,
         tys: (Vec<(TensorType, bool)>, TensorType),
         scratch: usize,
+        tasks: usize,
         checked: bool,
         module: &'a mut dyn Module,
         math: &'a HashMap<MathFn, FuncId>,
@@ -95,8 +104,21 @@ impl<'a> Kernel<'a> {
         b.append_block_param(fail, types::I32);
         b.set_cold_block(fail);
         b.switch_to_block(entry);
-        let params = b.block_params(entry).to_vec();
+        let p = b.block_params(entry).to_vec();
         let (in_tys, out_ty) = tys;
+        let (args, range) = (p[0], (p[1], p[2]));
+        let ptr_ty = module.isa().pointer_type();
+        let nbufs = in_tys.len() + 1 + usize::from(scratch > 0);
+        let flags = MemFlagsData::new()
+            .with_notrap()
+            .with_aligned()
+            .with_readonly();
+        let mut params = Vec::with_capacity(nbufs);
+        for i in 0..nbufs {
+            let off = i32::try_from(i * 8)
+                .map_err(|_| CodegenError::Overflow(format!("{name}: {nbufs} buffers")))?;
+            params.push(b.ins().load(ptr_ty, flags, args, off));
+        }
         let mut bufs = Vec::with_capacity(in_tys.len());
         for ((ty, weight), &ptr) in in_tys.into_iter().zip(&params) {
             let bytes = ty
@@ -143,7 +165,35 @@ impl<'a> Kernel<'a> {
             module,
             math,
             name,
+            range,
+            tasks,
         })
+    }
+
+    /// Emits `body(t)` for each task t of the range the kernel is called with (all of
+    /// `0..tasks` when it has one task, then t is the constant 0).
+    pub fn for_tasks(&mut self, mut body: impl FnMut(&mut Self, Value) -> LResult) -> LResult {
+        if self.tasks <= 1 {
+            let t = self.iconst(0);
+            return body(self, t);
+        }
+        let (begin, end) = self.range;
+        let header = self.b.create_block();
+        let exit = self.b.create_block();
+        let t = self.b.append_block_param(header, types::I64);
+        let any = self.b.ins().icmp(IntCC::SignedLessThan, begin, end);
+        self.b
+            .ins()
+            .brif(any, header, &[BlockArg::Value(begin)], exit, &[]);
+        self.b.switch_to_block(header);
+        body(self, t)?;
+        let next = self.b.ins().iadd_imm_s(t, 1);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
+        self.b
+            .ins()
+            .brif(more, header, &[BlockArg::Value(next)], exit, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
     }
 
     /// A kernel's buffer. Lowerings only name the scratch buffer of ops that request one
@@ -517,7 +567,7 @@ mod tests {
             cranelift_module::default_libcall_names(),
         );
         let mut module = JITModule::new(builder);
-        let sig = crate::abi::kernel_signature(module.isa().default_call_conv(), types::I64, 2);
+        let sig = crate::abi::task_signature(module.isa().default_call_conv(), types::I64);
         let fid = module.declare_function("k", Linkage::Local, &sig).unwrap();
         let mut ctx = module.make_context();
         ctx.func.signature = sig;
@@ -527,7 +577,7 @@ mod tests {
         {
             let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
             let tys = (vec![(TensorType::f32([4]), false)], TensorType::f32([1]));
-            let mut k = Kernel::new(b, tys, 0, checked, &mut module, &math, "k".into()).unwrap();
+            let mut k = Kernel::new(b, tys, 0, 1, checked, &mut module, &math, "k".into()).unwrap();
             let i = k.iconst(idx);
             let v = k.load(BufId::In(0), types::F32, i);
             let zero = k.iconst(0);
@@ -540,11 +590,13 @@ mod tests {
         // Real buffers larger than declared, so an unchecked stray access stays in memory.
         let input = [1.0f32; 16];
         let mut out = [0.0f32; 16];
-        // SAFETY: `code` is the kernel just defined with the signature (ptr, ptr) -> i32.
+        let args = [input.as_ptr() as *mut u8, out.as_mut_ptr().cast::<u8>()];
+        // SAFETY: `code` is the task just defined, (args, begin, end) -> i32, with two buffers.
         let status = unsafe {
-            let f =
-                std::mem::transmute::<*const u8, extern "C" fn(*const f32, *mut f32) -> i32>(code);
-            f(input.as_ptr(), out.as_mut_ptr())
+            let f = std::mem::transmute::<*const u8, extern "C" fn(*const *mut u8, u64, u64) -> i32>(
+                code,
+            );
+            f(args.as_ptr(), 0, 1)
         };
         // SAFETY: the kernel has returned; nothing references the module's memory.
         unsafe { module.free_memory() };

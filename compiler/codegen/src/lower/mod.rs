@@ -71,8 +71,18 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef) -> LResult {
 
 /// f32 elements of scratch memory the kernel of `op` needs (0: none), given its operand types.
 pub(crate) fn scratch_elems(op: &Op, operands: &[&TensorType]) -> usize {
-    match (op, operands.get(2)) {
-        (Op::DynConv(_), Some(bank)) => dyn_conv::scratch_elems(bank),
+    match (op, operands.first(), operands.get(2)) {
+        (Op::DynConv(_), Some(x), Some(bank)) => dyn_conv::scratch_elems(x, bank),
         _ => 0,
+    }
+}
+
+/// The parallel tasks of the kernel of `op` (see [`crate::abi`]; 1: a serial kernel), given its
+/// operand and result types.
+pub(crate) fn tasks(op: &Op, operands: &[&TensorType], result: &TensorType) -> usize {
+    match (op, operands.first()) {
+        (Op::Conv(o), Some(x)) => conv::tasks(x, result, o.group),
+        (Op::DynConv(o), Some(_)) => dyn_conv::tasks(result, o.group),
+        _ => 1,
     }
 }
