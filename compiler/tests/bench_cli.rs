@@ -84,7 +84,7 @@ fn check_report(v: &Value, model: &Path, iters: u64) {
     assert!((num(v, "gflops") - want).abs() <= 1e-9 * want, "{v}");
     assert_eq!(v["batch"], 1, "{v}");
     assert!(v["threads"].as_u64().is_some_and(|t| t >= 1), "{v}");
-    assert_eq!(v["dync_threads"], 1, "{v}");
+    assert_eq!(v["dync_threads"], v["threads"], "{v}");
     assert_eq!(v["iters"], iters, "{v}");
     assert!(num(v, "compile_s") > 0.0, "{v}");
 }
@@ -106,10 +106,14 @@ fn interp_baseline_and_vs_in_json() {
             "2",
             "--vs",
             twin_s,
+            "--threads",
+            "2",
         ],
         &[],
     );
     check_report(&v, &dy, 2);
+    assert_eq!(v["threads"], 2, "{v}");
+    assert!(v["profile"].is_null(), "{v}");
     let keys: Vec<&String> = v["baselines"]
         .as_object()
         .map(|m| m.keys().collect())
@@ -131,6 +135,58 @@ fn interp_baseline_and_vs_in_json() {
     assert!((num(vs, "speedup") - want).abs() <= 1e-9 * want, "{v}");
     // Without the ort baseline, no onnxruntime timing of OTHER.
     assert!(vs["ort"].is_null(), "{v}");
+}
+
+/// `--profile`: one row per kernel, named after its ONNX node, whose MACs add up to the model's
+/// and whose shares add up to 100 %; the SVG has one bar per kernel.
+#[test]
+fn profile_table_and_svg() {
+    let d = tempdir();
+    let m = export(d.path(), "dy-mobilenetv3-small");
+    let svg = d.path().join("chart.svg");
+    let v = bench_json(
+        &[
+            "bench",
+            m.to_str().unwrap_or(""),
+            "--baseline",
+            "interp",
+            "--json",
+            "--iters",
+            "2",
+            "--threads",
+            "1",
+            "--profile",
+            "--profile-svg",
+            svg.to_str().unwrap_or(""),
+        ],
+        &[],
+    );
+    check_report(&v, &m, 2);
+    let p = &v["profile"];
+    assert_eq!(p["svg"], svg.display().to_string(), "{p}");
+    let kernels = p["kernels"].as_array().cloned().unwrap_or_default();
+    assert!(kernels.len() > 10, "{p}");
+    let (mut macs, mut percent) = (0u64, 0.0);
+    for (i, k) in kernels.iter().enumerate() {
+        assert_eq!(k["kernel"], i, "{k}");
+        assert!(k["node"].as_str().is_some_and(|n| !n.is_empty()), "{k}");
+        assert!(k["op"].as_str().is_some_and(|n| !n.is_empty()), "{k}");
+        assert!(num(k, "ms") >= 0.0, "{k}");
+        macs += k["macs"].as_u64().unwrap_or(0);
+        percent += num(k, "percent");
+    }
+    assert_eq!(macs, v["macs"].as_u64().unwrap_or(0), "{p}");
+    assert!((percent - 100.0).abs() < 1e-6, "{percent}");
+    // The dynamic convs are named after the ONNX nodes they were recognized from.
+    assert!(
+        kernels
+            .iter()
+            .any(|k| k["op"] == "dyn_conv" && k["node"] != "-"),
+        "{p}"
+    );
+    let text = std::fs::read_to_string(&svg).unwrap_or_else(|e| panic!("{}: {e}", svg.display()));
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    assert_eq!(text.matches("<g>").count(), kernels.len());
 }
 
 #[test]

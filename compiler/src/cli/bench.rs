@@ -1,5 +1,6 @@
 //! `dync bench MODEL [--vs OTHER.onnx] [--baseline ort|interp|literal]... [--threads N]
-//! [--batch N] [--iters N] [--warmup N] [--seed S] [--json]`: latency of MODEL compiled by dync
+//! [--batch N] [--iters N] [--warmup N] [--seed S] [--json] [--profile [--profile-svg PATH]]`:
+//! latency of MODEL compiled by dync
 //! (import, the pass pipeline, the Cranelift JIT) — median, p90 and min over `--iters` timed runs
 //! after `--warmup` untimed ones — its GFLOP/s (2 FLOPs per MAC of the compiled graph,
 //! `Graph::macs`, at the median), and the speed-up over each baseline (baseline median / dync
@@ -21,15 +22,22 @@
 //! median / MODEL's median); `--input-shape` applies to both files.
 //! `--batch N` re-targets fixed-batch graphs through the pipeline (`Options::batch`); onnxruntime
 //! gets the same batch-N inputs, which a file with a fixed batch of another size rejects.
-//! `--threads N` (default: the CPUs) is given to onnxruntime; dync's generated code runs on the
-//! calling thread (`dync_threads` in JSON says how many threads dync used).
+//! `--threads N` (default: the CPUs) is the thread count of dync's JIT models (their run-time
+//! context's pool) and onnxruntime's intra-op threads.
 //! Inputs are seeded standard-normal tensors (`--seed`, the runtime's generator, as `dync run`).
+//!
+//! `--profile` runs MODEL `--iters` more times with the run-time context's kernel hook set, which
+//! the generated entry point calls before and after every kernel: a per-kernel table (kernel
+//! index, the ONNX node it came from, op, median ms, % of the kernels' total, GFLOP/s from the
+//! node's MACs), and a horizontal bar chart of it as SVG (`--profile-svg`, default
+//! `<MODEL>.profile.svg`). The times are measured, per kernel, inside the whole model's runs.
 //!
 //! `--json` prints one object instead of the table:
 //! `{model, macs, batch, threads, dync_threads, iters, warmup, compile_s, median_ms, p90_ms,
 //! min_ms, gflops, baselines: {NAME: {median_ms, p90_ms, min_ms, speedup[, version]}},
 //! skipped: {NAME: reason}, vs: null | {model, macs, median_ms, p90_ms, min_ms, gflops,
-//! speedup, macs_ratio, ort: null | {median_ms, p90_ms, min_ms, speedup}}}`.
+//! speedup, macs_ratio, ort: null | {median_ms, p90_ms, min_ms, speedup}},
+//! profile: null | {svg, kernels: [{kernel, node, op, macs, ms, percent, gflops}]}}`.
 //!
 //! Rejected: `--iters 0`, `--threads 0`, `--batch 0` (usage errors), models dync cannot compile
 //! (the pipeline's or code generator's error, naming the node).
@@ -90,7 +98,7 @@ pub struct Args {
     /// A baseline to compare with (repeatable; default: every one that can run).
     #[arg(long, value_enum)]
     pub baseline: Vec<Baseline>,
-    /// Threads of onnxruntime (default: the CPUs); dync runs on one thread.
+    /// Threads of dync's compiled models and of onnxruntime (default: the CPUs).
     #[arg(long, value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Re-target fixed-batch graphs to this batch size.
@@ -108,6 +116,12 @@ pub struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Time every kernel of MODEL: a per-layer table and an SVG bar chart.
+    #[arg(long)]
+    pub profile: bool,
+    /// Where `--profile` writes its chart (default: `<MODEL>.profile.svg`).
+    #[arg(long, value_name = "PATH", requires = "profile")]
+    pub profile_svg: Option<PathBuf>,
 }
 
 /// Latency of one engine on one model.
@@ -214,14 +228,25 @@ fn compile(path: &Path, a: &Args, literal: bool, imported: Option<&Graph>) -> Re
         },
     )
     .with_context(|| format!("optimizing {}", path.display()))?;
-    let jit = JitModel::compile(&graph, &Default::default())
+    let mut jit = JitModel::compile(&graph, &Default::default())
         .with_context(|| format!("compiling {}", path.display()))?;
+    jit.set_threads(threads(a))
+        .with_context(|| format!("starting {} threads", threads(a)))?;
     Ok(Compiled {
         path: path.to_path_buf(),
         imported,
         graph,
         jit,
         compile: t0.elapsed(),
+    })
+}
+
+/// `--threads`, or the CPUs.
+fn threads(a: &Args) -> usize {
+    a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     })
 }
 
@@ -396,16 +421,35 @@ pub fn run(a: Args) -> Result<ExitCode> {
             baselines.push(b);
         }
     }
-    let threads = a.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let threads = threads(&a);
 
-    let model = compile(&a.model.model, &a, false, None)?;
+    let mut model = compile(&a.model.model, &a, false, None)?;
     let inputs = random_inputs(&model.graph, a.seed)?;
     let macs = model.graph.macs();
     let main = time_jit(&model, &inputs, &a)?;
+    let profile = if a.profile {
+        let kernels = profile_kernels(&mut model, &inputs, &a)?;
+        let svg = match &a.profile_svg {
+            Some(p) => p.clone(),
+            None => {
+                let mut p = a.model.model.clone().into_os_string();
+                p.push(".profile.svg");
+                PathBuf::from(p)
+            }
+        };
+        let title = format!(
+            "{}: {} threads, batch {}, median of {} runs per kernel",
+            a.model.model.display(),
+            model.jit.threads(),
+            batch_of(&model.graph, a.batch),
+            a.iters
+        );
+        std::fs::write(&svg, profile_svg(&title, &kernels))
+            .with_context(|| format!("cannot write {}", svg.display()))?;
+        Some((kernels, svg))
+    } else {
+        None
+    };
 
     let mut rows: Vec<Row> = Vec::new();
     let mut skipped: Vec<(&'static str, String)> = Vec::new();
@@ -498,24 +542,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     };
 
-    let batch = a.batch.unwrap_or_else(|| {
-        model
-            .graph
-            .inputs
-            .first()
-            .and_then(|(_, id)| model.graph.ty(*id).shape.first().copied())
-            .unwrap_or(1)
-    });
     let report = Report {
         a: &a,
         macs,
-        batch,
+        batch: batch_of(&model.graph, a.batch),
         threads,
+        dync_threads: model.jit.threads(),
         compile: model.compile,
         main,
         rows: &rows,
         skipped: &skipped,
         vs: vs.as_ref(),
+        profile: profile.as_ref().map(|(k, p)| (k.as_slice(), p.as_path())),
     };
     if a.json {
         println!("{}", report.json());
@@ -525,21 +563,30 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--batch`, or the leading dim of the graph's first input (1 without one).
+fn batch_of(g: &Graph, batch: Option<usize>) -> usize {
+    batch.unwrap_or_else(|| {
+        g.inputs
+            .first()
+            .and_then(|(_, id)| g.ty(*id).shape.first().copied())
+            .unwrap_or(1)
+    })
+}
+
 /// Everything measured, ready to print.
 struct Report<'a> {
     a: &'a Args,
     macs: u64,
     batch: usize,
     threads: usize,
+    dync_threads: usize,
     compile: Duration,
     main: Timing,
     rows: &'a [Row],
     skipped: &'a [(&'static str, String)],
     vs: Option<&'a Vs>,
+    profile: Option<(&'a [KernelTime], &'a Path)>,
 }
-
-/// The threads dync's generated code runs on.
-const DYNC_THREADS: usize = 1;
 
 impl Report<'_> {
     fn speedup(&self, baseline_ms: f64) -> f64 {
@@ -587,7 +634,7 @@ impl Report<'_> {
         m.insert("macs".into(), json!(self.macs));
         m.insert("batch".into(), json!(self.batch));
         m.insert("threads".into(), json!(self.threads));
-        m.insert("dync_threads".into(), json!(DYNC_THREADS));
+        m.insert("dync_threads".into(), json!(self.dync_threads));
         m.insert("iters".into(), json!(self.a.iters));
         m.insert("warmup".into(), json!(self.a.warmup));
         m.insert("compile_s".into(), json!(self.compile.as_secs_f64()));
@@ -598,6 +645,24 @@ impl Report<'_> {
         m.insert("baselines".into(), Value::Object(baselines));
         m.insert("skipped".into(), Value::Object(skipped));
         m.insert("vs".into(), vs.unwrap_or(Value::Null));
+        let profile = self.profile.map(|(kernels, svg)| {
+            let rows: Vec<Value> = kernels
+                .iter()
+                .map(|k| {
+                    json!({
+                        "kernel": k.index,
+                        "node": k.node,
+                        "op": k.op,
+                        "macs": k.macs,
+                        "ms": k.ms,
+                        "percent": k.percent,
+                        "gflops": gflops(k.macs, k.ms),
+                    })
+                })
+                .collect();
+            json!({"svg": svg.display().to_string(), "kernels": rows})
+        });
+        m.insert("profile".into(), profile.unwrap_or(Value::Null));
         Value::Object(m)
     }
 
@@ -631,7 +696,7 @@ impl Report<'_> {
         };
         line(
             &mut s,
-            &format!("dync (JIT, {DYNC_THREADS} thread)"),
+            &format!("dync (JIT, {} thr)", self.dync_threads),
             &self.main,
             Some(gflops(self.macs, self.main.median_ms)),
             None,
@@ -681,6 +746,198 @@ impl Report<'_> {
                 "(speed-up: MODEL's dync median against this model's median)"
             );
         }
+        if let Some((kernels, svg)) = self.profile {
+            let total: f64 = kernels.iter().map(|k| k.ms).sum();
+            let _ = writeln!(
+                s,
+                "\nprofile: {} kernels, {total:.3} ms in kernels (median per kernel over {} runs); \
+                 chart: {}",
+                kernels.len(),
+                a.iters,
+                svg.display()
+            );
+            let _ = writeln!(
+                s,
+                "{:>6} {:<40} {:<16} {:>10} {:>7} {:>9}",
+                "kernel", "ONNX node", "op", "ms", "%", "GFLOP/s"
+            );
+            for k in kernels {
+                let _ = writeln!(
+                    s,
+                    "{:>6} {:<40} {:<16} {:>10.3} {:>7.2} {:>9}",
+                    k.index,
+                    k.node,
+                    k.op,
+                    k.ms,
+                    k.percent,
+                    if k.macs > 0 {
+                        format!("{:.2}", gflops(k.macs, k.ms))
+                    } else {
+                        "-".into()
+                    }
+                );
+            }
+        }
         s
     }
+}
+
+/// One kernel's profile.
+struct KernelTime {
+    index: usize,
+    /// The ONNX node it came from (`-` for nodes the passes made from none).
+    node: String,
+    op: &'static str,
+    macs: u64,
+    /// Median over the profiled runs.
+    ms: f64,
+    /// Share of the sum of all kernels' medians.
+    percent: f64,
+}
+
+/// What the kernel hook records: per kernel, the start of its current run and its durations.
+struct Profiler {
+    start: Vec<Option<Instant>>,
+    times: Vec<Vec<Duration>>,
+}
+
+/// The kernel hook: `hook_data` is the `Profiler` of [`profile_kernels`]. Never panics (it runs
+/// inside generated code): unknown kernels and an END without a BEGIN are ignored.
+unsafe extern "C" fn kernel_hook(ctx: *mut dync_runtime::ctx::RtCtx, kernel: u32, phase: u32) {
+    let now = Instant::now();
+    // SAFETY: the entry point passes the context `profile_kernels` set up, whose `hook_data`
+    // points at a live `Profiler` used by nothing else while the model runs (runs are serial,
+    // and the entry point calls the hook from its own thread only).
+    let Some(p) =
+        (unsafe { ctx.as_ref() }).and_then(|c| unsafe { c.hook_data.cast::<Profiler>().as_mut() })
+    else {
+        return;
+    };
+    let Ok(k) = usize::try_from(kernel) else {
+        return;
+    };
+    let (Some(start), Some(times)) = (p.start.get_mut(k), p.times.get_mut(k)) else {
+        return;
+    };
+    if phase == dync_runtime::ctx::HOOK_BEGIN {
+        *start = Some(now);
+    } else if let Some(t0) = start.take() {
+        times.push(now - t0);
+    }
+}
+
+/// Runs `c` `--iters` times with the kernel hook set and returns every kernel's median time,
+/// named after its node.
+fn profile_kernels(c: &mut Compiled, inputs: &Inputs, a: &Args) -> Result<Vec<KernelTime>> {
+    let n = c.jit.emitted().kernels.len();
+    let mut p = Profiler {
+        start: vec![None; n],
+        times: vec![Vec::with_capacity(a.iters); n],
+    };
+    let ctx = c.jit.ctx_mut();
+    ctx.kernel_hook = Some(kernel_hook);
+    ctx.hook_data = (&mut p as *mut Profiler).cast();
+    // No warm-up: the model ran just before, and every run here must be recorded.
+    let result = time_runs(0, a.iters, || {
+        c.jit.run(&inputs.tensors)?;
+        Ok(())
+    });
+    let ctx = c.jit.ctx_mut();
+    ctx.kernel_hook = None;
+    ctx.hook_data = std::ptr::null_mut();
+    result?;
+    let emitted = c.jit.emitted();
+    let mut kernels = Vec::with_capacity(n);
+    for (i, (nref, times)) in emitted.kernels.iter().zip(&p.times).enumerate() {
+        let t = Timing::of(times).with_context(|| format!("kernel {i} ({nref}) was not timed"))?;
+        let macs = emitted
+            .plan
+            .kernels
+            .get(i)
+            .map_or(0, |&id| c.graph.node_macs(id));
+        kernels.push(KernelTime {
+            index: i,
+            node: nref.origin.clone().unwrap_or_else(|| "-".into()),
+            op: nref.op,
+            macs,
+            ms: t.median_ms,
+            percent: 0.0,
+        });
+    }
+    let total: f64 = kernels.iter().map(|k| k.ms).sum();
+    for k in &mut kernels {
+        k.percent = if total > 0.0 {
+            100.0 * k.ms / total
+        } else {
+            0.0
+        };
+    }
+    Ok(kernels)
+}
+
+/// `s` with XML's special characters escaped.
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A horizontal bar chart of the kernels' times, in execution order, coloured by op.
+fn profile_svg(title: &str, kernels: &[KernelTime]) -> String {
+    use std::fmt::Write;
+    const ROW: usize = 16;
+    const LABEL: usize = 430;
+    const BAR: f64 = 520.0;
+    const TOP: usize = 40;
+    const PALETTE: [&str; 10] = [
+        "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+        "#9c755f", "#bab0ac",
+    ];
+    let mut ops: Vec<&str> = kernels.iter().map(|k| k.op).collect();
+    ops.sort_unstable();
+    ops.dedup();
+    let colour = |op: &str| PALETTE[ops.iter().position(|&o| o == op).unwrap_or(0) % PALETTE.len()];
+    let max = kernels.iter().map(|k| k.ms).fold(0.0, f64::max);
+    let total: f64 = kernels.iter().map(|k| k.ms).sum();
+    let width = LABEL + BAR as usize + 170;
+    let height = TOP + ROW * (kernels.len() + 2);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" font-size="11">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="8" y="18" font-size="13" font-weight="bold">{}</text><text x="8" y="32">{} kernels, {total:.3} ms in kernels; bar length: median ms</text>"#,
+        xml(title),
+        kernels.len()
+    );
+    for (row, k) in kernels.iter().enumerate() {
+        let y = TOP + ROW * row;
+        let w = if max > 0.0 { BAR * k.ms / max } else { 0.0 };
+        let mut label = format!("{:>4} {} {}", k.index, k.op, k.node);
+        if label.chars().count() > 66 {
+            label = label.chars().take(65).collect::<String>() + "…";
+        }
+        let _ = writeln!(
+            s,
+            r#"<g><title>{}</title><text x="8" y="{}">{}</text><rect x="{LABEL}" y="{}" width="{w:.1}" height="{}" fill="{}"/><text x="{:.1}" y="{}">{:.3} ms ({:.1}%)</text></g>"#,
+            xml(&format!(
+                "kernel {}: {} from {:?}, {:.3} ms, {:.2}%",
+                k.index, k.op, k.node, k.ms, k.percent
+            )),
+            y + 12,
+            xml(&label),
+            y + 2,
+            ROW - 4,
+            colour(k.op),
+            LABEL as f64 + w + 4.0,
+            y + 12,
+            k.ms,
+            k.percent
+        );
+    }
+    s.push_str("</svg>\n");
+    s
 }
