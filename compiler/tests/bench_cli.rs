@@ -186,7 +186,12 @@ fn profile_table_and_svg() {
     );
     let text = std::fs::read_to_string(&svg).unwrap_or_else(|e| panic!("{}: {e}", svg.display()));
     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    // One bar per kernel (a `<g>` with its tooltip), after one bar per op.
     assert_eq!(text.matches("<g>").count(), kernels.len());
+    let mut ops: Vec<&str> = kernels.iter().filter_map(|k| k["op"].as_str()).collect();
+    ops.sort_unstable();
+    ops.dedup();
+    assert_eq!(text.matches("<rect").count(), 1 + ops.len() + kernels.len());
 }
 
 #[test]

@@ -756,6 +756,11 @@ impl Report<'_> {
                 a.iters,
                 svg.display()
             );
+            let ops: Vec<String> = by_op(kernels)
+                .iter()
+                .map(|(op, ms, pc)| format!("{op} {ms:.3} ms ({pc:.1}%)"))
+                .collect();
+            let _ = writeln!(s, "by op: {}", ops.join(", "));
             let _ = writeln!(
                 s,
                 "{:>6} {:<40} {:<16} {:>10} {:>7} {:>9}",
@@ -883,7 +888,23 @@ fn xml(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A horizontal bar chart of the kernels' times, in execution order, coloured by op.
+/// Every op's kernels' summed median ms and share, the most expensive first.
+fn by_op(kernels: &[KernelTime]) -> Vec<(&'static str, f64, f64)> {
+    let mut ops: Vec<(&'static str, f64, f64)> = Vec::new();
+    for k in kernels {
+        match ops.iter_mut().find(|(op, _, _)| *op == k.op) {
+            Some(e) => {
+                e.1 += k.ms;
+                e.2 += k.percent;
+            }
+            None => ops.push((k.op, k.ms, k.percent)),
+        }
+    }
+    ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ops
+}
+
+/// A horizontal bar chart coloured by op: the ops' totals, then every kernel in execution order.
 fn profile_svg(title: &str, kernels: &[KernelTime]) -> String {
     use std::fmt::Write;
     const ROW: usize = 16;
@@ -894,27 +915,49 @@ fn profile_svg(title: &str, kernels: &[KernelTime]) -> String {
         "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
         "#9c755f", "#bab0ac",
     ];
-    let mut ops: Vec<&str> = kernels.iter().map(|k| k.op).collect();
-    ops.sort_unstable();
-    ops.dedup();
-    let colour = |op: &str| PALETTE[ops.iter().position(|&o| o == op).unwrap_or(0) % PALETTE.len()];
-    let max = kernels.iter().map(|k| k.ms).fold(0.0, f64::max);
+    let ops = by_op(kernels);
+    let colour =
+        |op: &str| PALETTE[ops.iter().position(|&(o, _, _)| o == op).unwrap_or(0) % PALETTE.len()];
     let total: f64 = kernels.iter().map(|k| k.ms).sum();
     let width = LABEL + BAR as usize + 170;
-    let height = TOP + ROW * (kernels.len() + 2);
+    // Title, the ops' rows, a heading, the kernels' rows.
+    let kernels_top = TOP + ROW * (ops.len() + 2);
+    let height = kernels_top + ROW * (kernels.len() + 1);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" font-size="11">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" font-size="11" xml:space="preserve">"#
     );
     let _ = writeln!(
         s,
-        r#"<rect width="100%" height="100%" fill="white"/><text x="8" y="18" font-size="13" font-weight="bold">{}</text><text x="8" y="32">{} kernels, {total:.3} ms in kernels; bar length: median ms</text>"#,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="8" y="18" font-size="13" font-weight="bold">{}</text><text x="8" y="32">{} kernels, {total:.3} ms in kernels. By op (sum of the kernels' medians):</text>"#,
         xml(title),
         kernels.len()
     );
-    for (row, k) in kernels.iter().enumerate() {
+    let op_max = ops.first().map_or(0.0, |o| o.1);
+    for (row, (op, ms, percent)) in ops.iter().enumerate() {
         let y = TOP + ROW * row;
+        let w = if op_max > 0.0 { BAR * ms / op_max } else { 0.0 };
+        let _ = writeln!(
+            s,
+            r#"<text x="8" y="{}">{}</text><rect x="{LABEL}" y="{}" width="{w:.1}" height="{}" fill="{}"/><text x="{:.1}" y="{}">{ms:.3} ms ({percent:.1}%)</text>"#,
+            y + 12,
+            xml(op),
+            y + 2,
+            ROW - 4,
+            colour(op),
+            LABEL as f64 + w + 4.0,
+            y + 12,
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="8" y="{}" font-weight="bold">By kernel, in execution order (kernel, op, ONNX node):</text>"#,
+        kernels_top - 4
+    );
+    let max = kernels.iter().map(|k| k.ms).fold(0.0, f64::max);
+    for (row, k) in kernels.iter().enumerate() {
+        let y = kernels_top + ROW * row;
         let w = if max > 0.0 { BAR * k.ms / max } else { 0.0 };
         let mut label = format!("{:>4} {} {}", k.index, k.op, k.node);
         if label.chars().count() > 66 {
