@@ -59,6 +59,11 @@ pub const GEMM_F32_M0: usize = 8;
 /// positions per tile.
 pub const GEMM_F32_N0: usize = 32;
 
+/// The longest reduction worth one call: a packed `B` panel of `KC × N0` floats (32 KiB) and
+/// its `A` panel (8 KiB) stay in a 48 KiB L1 across calls that share them. Longer reductions
+/// are split into calls of at most `KC` steps chained with [`GEMM_ACCUMULATE`].
+pub const GEMM_F32_KC: usize = 256;
+
 /// Flag: add the sum to the existing `C` instead of overwriting it.
 pub const GEMM_ACCUMULATE: u32 = 1;
 /// Flag: clamp the result to `[lo, hi]` after the bias.

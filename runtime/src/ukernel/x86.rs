@@ -171,8 +171,9 @@ unsafe extern "C" fn gemm_f32_avx2(
         lo,
         hi,
     };
-    for r0 in (0..m).step_by(4) {
-        for c0 in (0..n).step_by(16) {
+    // Column groups outside: the second row pass reuses the first one's B columns from L1.
+    for c0 in (0..n).step_by(16) {
+        for r0 in (0..m).step_by(4) {
             // SAFETY: the same contract restricted to rows r0.. and columns c0..; the table
             // holding this function exists only with AVX2 and FMA.
             unsafe {
