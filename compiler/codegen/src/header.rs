@@ -1,7 +1,8 @@
 //! The C header of a compiled object or shared library (`dync compile --emit so|obj`).
 //!
 //! It declares the model's C API (see [`crate::object`]): the opaque handle type
-//! `dync_<name>`, `create`/`run`/`destroy`/`error_message`/`error_node`, the raw entry point and
+//! `dync_<name>`, `create`/`create_threads`/`run`/`destroy`/`error_message`/`error_node`, the raw
+//! entry point and
 //! `dync_<name>_arena_bytes`, and the descriptor `dync_<name>_model` whose tables give every
 //! input's and output's name, dtype, rank and shape at run time. Compile-time constants name the
 //! same facts as macros (`DYNC_<NAME>_NUM_INPUTS`, `DYNC_<NAME>_INPUT<i>_BYTES`, ...) and a
@@ -11,7 +12,7 @@
 //! (C11 / C++11). The text depends only on the model, so it is deterministic.
 
 use crate::object::CompiledObject;
-use dync_ir::{DType, TensorType};
+use dync_ir::DType;
 use dync_runtime::model::{
     ModelDesc, TensorDesc, ABI_VERSION, DTYPE_BOOL, DTYPE_F32, DTYPE_I32, DTYPE_I64,
     STATUS_NO_MEMORY, STATUS_NULL,
@@ -68,9 +69,13 @@ pub fn header(obj: &CompiledObject) -> String {
          *     int32_t st = dync_{n}_run(m, in, out);       // 0 or an error status\n\
          *     if (st) fprintf(stderr, \"%s: %s\\n\", dync_{n}_error_node(st) ? dync_{n}_error_node(st) : \"\", dync_{n}_error_message(st));\n\
          *     dync_{n}_destroy(m);\n\
+         * dync_{n}_create_threads(n) runs each call on a pool of n threads (the caller's and\n\
+         * n - 1 workers; results are bit-identical to create()'s serial ones); it returns NULL\n\
+         * when the threads cannot be started or the program is not linked with the dync\n\
+         * runtime (libdync_runtime.a; shared libraries built by dync compile include it).\n\
          * One handle may be used by several threads at once (a concurrent call runs on a\n\
          * temporary workspace). Alternatively call dync_{n}_entry directly with a 64-byte aligned\n\
-         * workspace of dync_{n}_arena_bytes bytes per concurrent call and a NULL ctx.\n\
+         * workspace of dync_{n}_arena_bytes bytes per concurrent call and a NULL ctx (serial).\n\
          * Code compiled for CPU features: {}.\n *",
         if obj.cpu_features.is_empty() {
             "baseline".to_string()
@@ -78,19 +83,8 @@ pub fn header(obj: &CompiledObject) -> String {
             obj.cpu_features.join(",")
         }
     );
-    let sig = |w: &mut String, what: &str, list: &[(String, TensorType)]| {
-        for (i, (name, ty)) in list.iter().enumerate() {
-            let _ = writeln!(
-                w,
-                " * {what} {i}: \"{}\" {} ({})",
-                comment_safe(name),
-                ty,
-                c_type(ty.dtype)
-            );
-        }
-    };
-    sig(w, "input", &obj.inputs);
-    sig(w, "output", &obj.outputs);
+    let (comment, macros) = tensor_lines(obj);
+    w.push_str(&comment);
     let _ = writeln!(w, " */");
     let _ = writeln!(w, "#ifndef DYNC_{up}_H\n#define DYNC_{up}_H\n");
     let _ = writeln!(w, "#include <stddef.h>\n#include <stdint.h>\n");
@@ -100,18 +94,7 @@ pub fn header(obj: &CompiledObject) -> String {
     let _ = writeln!(w, "#define DYNC_{up}_NUM_OUTPUTS {}", obj.outputs.len());
     let _ = writeln!(w, "#define DYNC_{up}_ARENA_BYTES {}u", obj.arena_bytes);
     let _ = writeln!(w, "#define DYNC_{up}_WEIGHT_BYTES {}u", obj.weight_bytes);
-    let consts = |w: &mut String, what: &str, list: &[(String, TensorType)]| {
-        for (i, (_, ty)) in list.iter().enumerate() {
-            let p = format!("DYNC_{up}_{what}{i}");
-            let _ = writeln!(w, "#define {p}_DTYPE {}", dtype_macro(ty.dtype));
-            let _ = writeln!(w, "#define {p}_RANK {}", ty.shape.len());
-            let dims: Vec<String> = ty.shape.iter().map(|d| d.to_string()).collect();
-            let _ = writeln!(w, "#define {p}_SHAPE {{{}}}", dims.join(", "));
-            let _ = writeln!(w, "#define {p}_BYTES {}u", ty.bytes().unwrap_or(0));
-        }
-    };
-    consts(w, "INPUT", &obj.inputs);
-    consts(w, "OUTPUT", &obj.outputs);
+    w.push_str(&macros);
     let _ = writeln!(
         w,
         "\n/* The model: names, dtypes, ranks and shapes of inputs and outputs at run time. */\n\
@@ -119,6 +102,7 @@ pub fn header(obj: &CompiledObject) -> String {
          extern const uint64_t dync_{n}_arena_bytes;\n\n\
          typedef struct dync_{n} dync_{n};\n\
          dync_{n}* dync_{n}_create(void);\n\
+         dync_{n}* dync_{n}_create_threads(uint32_t threads);\n\
          int32_t dync_{n}_run(dync_{n}* model, const void* const* inputs, void* const* outputs);\n\
          void dync_{n}_destroy(dync_{n}* model);\n\
          const char* dync_{n}_error_message(int32_t status);\n\
@@ -130,6 +114,30 @@ pub fn header(obj: &CompiledObject) -> String {
         "#ifdef __cplusplus\n}}\n#endif\n\n#endif /* DYNC_{up}_H */"
     );
     h
+}
+
+/// The signature comment lines and the compile-time macros of every input and output.
+fn tensor_lines(obj: &CompiledObject) -> (String, String) {
+    let up = obj.name.to_ascii_uppercase();
+    let (mut comment, mut macros) = (String::new(), String::new());
+    for (what, list) in [("input", &obj.inputs), ("output", &obj.outputs)] {
+        for (i, (name, ty)) in list.iter().enumerate() {
+            let _ = writeln!(
+                comment,
+                " * {what} {i}: \"{}\" {} ({})",
+                comment_safe(name),
+                ty,
+                c_type(ty.dtype)
+            );
+            let p = format!("DYNC_{up}_{}{i}", what.to_ascii_uppercase());
+            let dims: Vec<String> = ty.shape.iter().map(|d| d.to_string()).collect();
+            let _ = writeln!(macros, "#define {p}_DTYPE {}", dtype_macro(ty.dtype));
+            let _ = writeln!(macros, "#define {p}_RANK {}", ty.shape.len());
+            let _ = writeln!(macros, "#define {p}_SHAPE {{{}}}", dims.join(", "));
+            let _ = writeln!(macros, "#define {p}_BYTES {}u", ty.bytes().unwrap_or(0));
+        }
+    }
+    (comment, macros)
 }
 
 /// The types and codes every model header shares, with layout checks.

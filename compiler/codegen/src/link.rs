@@ -4,8 +4,10 @@
 //!   static library `libdync_runtime.a` and the system libraries a Rust static library needs on
 //!   Linux; unused sections are dropped (`--gc-sections`) and debug info stripped (`-S`). The
 //!   result needs only the C library, libm and libgcc_s at run time, no Rust toolchain.
-//! - Shared libraries: the object alone (`-shared`), with libm; its exported symbols are the
-//!   model's C API.
+//! - Shared libraries: the object (`-shared`) with libm and, when it is found, the runtime
+//!   library (for `create_threads`; its own symbols are not exported, `--exclude-libs`); the
+//!   exported symbols are the model's C API. Without the runtime `create_threads(n > 1)`
+//!   returns null.
 //!
 //! The linker writes a temporary file beside the destination, renamed into place on success,
 //! so a failed link never leaves a partial file under the destination's name. Errors name the
@@ -101,13 +103,21 @@ pub fn link_executable(object: &Path, runtime: &Path, out: &Path) -> Result<(), 
     link(&args, out)
 }
 
-/// Links `object` into the shared library `out`.
+/// Links `object` (with the runtime library when [`find_runtime_lib`] finds it) into the shared
+/// library `out`.
 pub fn link_shared(object: &Path, out: &Path) -> Result<(), LinkError> {
-    let args = vec![
-        "-shared".to_string(),
-        object.display().to_string(),
-        "-lm".into(),
-    ];
+    let mut args = vec!["-shared".to_string(), object.display().to_string()];
+    if let Ok(runtime) = find_runtime_lib() {
+        args.extend([
+            runtime.display().to_string(),
+            "-Wl,--exclude-libs,ALL".into(),
+            "-Wl,--gc-sections".into(),
+            "-Wl,-S".into(),
+        ]);
+        args.extend(RUST_SYSTEM_LIBS.iter().map(|s| s.to_string()));
+    } else {
+        args.push("-lm".into());
+    }
     link(&args, out)
 }
 
