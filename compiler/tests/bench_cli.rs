@@ -37,9 +37,14 @@ fn bench_json(args: &[&str], env: &[(&str, &str)]) -> Value {
 
 /// Writes zoo network `name` at 32×32, batch 1, to `dir/<name>.onnx`.
 fn export(dir: &Path, name: &str) -> PathBuf {
+    export_form(dir, name, dync::zoo::Form::Mix)
+}
+
+fn export_form(dir: &Path, name: &str, form: dync::zoo::Form) -> PathBuf {
     let options = dync::zoo::Options {
         height: 32,
         width: 32,
+        form,
         ..Default::default()
     };
     let bytes = dync::zoo::export(name, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -76,13 +81,17 @@ fn check_baseline(report: &Value, name: &str) -> Value {
 
 /// The model's own numbers: timing, MACs, GFLOP/s = 2·MACs / median, batch, threads, runs.
 fn check_report(v: &Value, model: &Path, iters: u64) {
+    check_report_batch(v, model, iters, 1);
+}
+
+fn check_report_batch(v: &Value, model: &Path, iters: u64, batch: u64) {
     assert_eq!(v["model"], model.display().to_string(), "{v}");
     check_timing(v);
     let macs = v["macs"].as_u64().unwrap_or(0);
     assert!(macs > 0, "{v}");
     let want = 2.0 * macs as f64 / (num(v, "median_ms") * 1e6);
     assert!((num(v, "gflops") - want).abs() <= 1e-9 * want, "{v}");
-    assert_eq!(v["batch"], 1, "{v}");
+    assert_eq!(v["batch"], batch, "{v}");
     assert!(v["threads"].as_u64().is_some_and(|t| t >= 1), "{v}");
     assert_eq!(v["dync_threads"], v["threads"], "{v}");
     assert_eq!(v["iters"], iters, "{v}");
@@ -192,6 +201,34 @@ fn profile_table_and_svg() {
     ops.sort_unstable();
     ops.dedup();
     assert_eq!(text.matches("<rect").count(), 1 + ops.len() + kernels.len());
+}
+
+/// `--batch 3` re-targets the batch-1 file: three times the MACs, and the interpreter runs the
+/// re-targeted graph too.
+#[test]
+fn batch_retargets_the_model_and_the_interpreter() {
+    let d = tempdir();
+    let m = export_form(d.path(), "dy-mobilenetv3-small", dync::zoo::Form::Train);
+    let ms = m.to_str().unwrap_or("");
+    let args = [
+        "bench",
+        ms,
+        "--baseline",
+        "interp",
+        "--json",
+        "--iters",
+        "1",
+    ];
+    let one = bench_json(&args, &[]);
+    check_report(&one, &m, 1);
+    let three = bench_json(&[&args[..], &["--batch", "3"]].concat(), &[]);
+    check_report_batch(&three, &m, 1, 3);
+    check_baseline(&three, "interp");
+    assert_eq!(
+        three["macs"].as_u64(),
+        one["macs"].as_u64().map(|n| 3 * n),
+        "{one}\n{three}"
+    );
 }
 
 #[test]

@@ -15,8 +15,9 @@
 //!   binary, run by `${DYNC_VENV:-$HOME/.cache/dync/venv}/bin/python`).
 //!
 //! `--baseline` may repeat; without it every baseline runs, and one that cannot (no venv,
-//! onnxruntime missing or failing on the file) is skipped with its reason (stderr, and
-//! `skipped` in JSON). A baseline named explicitly that cannot run is an error.
+//! onnxruntime missing or failing on the file, the literal pipeline failing to re-target the
+//! batch) is skipped with its reason (stderr, and `skipped` in JSON; `ort --vs` for OTHER's
+//! onnxruntime run). A baseline named explicitly that cannot run is an error.
 //! `--vs OTHER.onnx` benchmarks a second model (e.g. the static twin) with dync, and with
 //! onnxruntime when `ort` is among the baselines, and reports MODEL's speed-up over it (OTHER's
 //! median / MODEL's median); `--input-shape` applies to both files.
@@ -394,6 +395,36 @@ impl Ort {
     }
 }
 
+/// Baselines that could not run: an error when baselines were named (`--baseline`), else a
+/// note and an entry of the report.
+struct Skipped {
+    explicit: bool,
+    list: Vec<(&'static str, String)>,
+}
+
+impl Skipped {
+    fn add(&mut self, name: &'static str, why: String) -> Result<()> {
+        if self.explicit {
+            bail!("baseline {name}: {why}");
+        }
+        eprintln!("note: skipping baseline {name}: {why}");
+        self.list.push((name, why));
+        Ok(())
+    }
+}
+
+/// The literal pipeline's model of `model`'s file, compiled on first use.
+fn literal_of<'c>(
+    slot: &'c mut Option<Compiled>,
+    model: &Compiled,
+    a: &Args,
+) -> Result<&'c Compiled> {
+    if slot.is_none() {
+        *slot = Some(compile(&a.model.model, a, true, Some(&model.imported))?);
+    }
+    slot.as_ref().context("the literal model")
+}
+
 /// One baseline's result row.
 struct Row {
     name: &'static str,
@@ -452,68 +483,50 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
 
     let mut rows: Vec<Row> = Vec::new();
-    let mut skipped: Vec<(&'static str, String)> = Vec::new();
-    // A baseline that cannot run: an error when asked for by name, else skipped with the reason.
-    let mut unavailable = |b: Baseline, why: String| -> Result<()> {
-        if explicit {
-            bail!("baseline {}: {why}", b.name());
-        }
-        eprintln!("note: skipping baseline {}: {why}", b.name());
-        skipped.push((b.name(), why));
-        Ok(())
+    let mut skipped = Skipped {
+        explicit,
+        list: Vec::new(),
     };
     let mut literal: Option<Compiled> = None;
     let mut ort: Option<Ort> = None;
+    let failed = |e: anyhow::Error| format!("{e:#}");
     for &b in &baselines {
-        match b {
-            Baseline::Literal => {
-                let c = compile(&a.model.model, &a, true, Some(&model.imported))?;
-                let timing = time_jit(&c, &inputs, &a)?;
-                literal = Some(c);
-                rows.push(Row {
-                    name: b.name(),
-                    timing,
-                    version: None,
-                });
-            }
+        let result = match b {
+            Baseline::Literal => literal_of(&mut literal, &model, &a)
+                .and_then(|c| time_jit(c, &inputs, &a))
+                .map(|timing| (timing, None))
+                .map_err(failed),
             Baseline::Interp => {
                 // The imported graph keeps the file's batch; with --batch the literal pipeline
                 // re-targets it.
                 let g = if a.batch.is_some() {
-                    if literal.is_none() {
-                        literal = Some(compile(&a.model.model, &a, true, Some(&model.imported))?);
-                    }
-                    literal.as_ref().map(|c| &c.graph)
+                    literal_of(&mut literal, &model, &a).map(|c| &c.graph)
                 } else {
-                    Some(&model.imported)
-                }
-                .context("the interpreter's graph")?;
-                let timing = time_runs(0, a.iters, || {
-                    dync_interp::run(g, &inputs.tensors)
-                        .with_context(|| format!("interpreting {}", a.model.model.display()))?;
-                    Ok(())
-                })?;
-                rows.push(Row {
-                    name: b.name(),
-                    timing,
-                    version: None,
-                });
+                    Ok(&model.imported)
+                };
+                g.and_then(|g| {
+                    time_runs(0, a.iters, || {
+                        dync_interp::run(g, &inputs.tensors)
+                            .with_context(|| format!("interpreting {}", a.model.model.display()))?;
+                        Ok(())
+                    })
+                })
+                .map(|timing| (timing, None))
+                .map_err(failed)
             }
-            Baseline::Ort => {
-                let result = Ort::new(threads).and_then(|o| {
-                    let t = o.time(&a.model.model, &inputs, "model", &a)?;
-                    ort = Some(o);
-                    Ok(t)
-                });
-                match result {
-                    Ok(t) => rows.push(Row {
-                        name: b.name(),
-                        timing: t.timing,
-                        version: Some(t.version),
-                    }),
-                    Err(why) => unavailable(b, why)?,
-                }
-            }
+            Baseline::Ort => Ort::new(threads).and_then(|o| {
+                let t = o.time(&a.model.model, &inputs, "model", &a)?;
+                ort = Some(o);
+                Ok((t.timing, Some(t.version)))
+            }),
+        };
+        match result {
+            Ok((timing, version)) => rows.push(Row {
+                name: b.name(),
+                timing,
+                version,
+            }),
+            Err(why) => skipped.add(b.name(), why)?,
         }
     }
     drop(literal);
@@ -524,15 +537,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let other = compile(path, &a, false, None)?;
             let other_inputs = random_inputs(&other.graph, a.seed)?;
             let timing = time_jit(&other, &other_inputs, &a)?;
-            let ort_timing = match &ort {
-                Some(o) => Some(
-                    o.time(path, &other_inputs, "vs", &a)
-                        .map_err(anyhow::Error::msg)
-                        .with_context(|| format!("--vs {}", path.display()))?
-                        .timing,
-                ),
-                None => None,
-            };
+            let mut ort_timing = None;
+            if let Some(o) = &ort {
+                match o.time(path, &other_inputs, "vs", &a) {
+                    Ok(t) => ort_timing = Some(t.timing),
+                    Err(why) => skipped.add("ort --vs", why)?,
+                }
+            }
             Some(Vs {
                 path: path.clone(),
                 macs: other.graph.macs(),
@@ -551,7 +562,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         compile: model.compile,
         main,
         rows: &rows,
-        skipped: &skipped,
+        skipped: &skipped.list,
         vs: vs.as_ref(),
         profile: profile.as_ref().map(|(k, p)| (k.as_slice(), p.as_path())),
     };
