@@ -1,5 +1,8 @@
 //! Shared helpers of dync's end-to-end tests: the Python venv, the real-export fixtures, the
-//! onnxruntime bridge, the ONNX backend node-test data, `.npy` files and tolerance checks.
+//! onnxruntime bridge, the ONNX backend node-test data, `.npy` files, tolerance checks, the
+//! release `dync` binary and its two compiled engines ([`run_engines`]: the JIT of `dync run` and
+//! an executable from `dync compile`), and the one-test-per-zoo-network macro
+//! ([`zoo_network_tests!`]).
 //!
 //! Contract:
 //! - Python is never a reason to skip a test: a missing venv is built by `scripts/setup-venv`
@@ -14,6 +17,9 @@
 //!   only inside tests, where a panic is the failure report. The pure parts ([`load_manifest`],
 //!   [`check_close`], [`check_same_top1`], [`sanitize_name`]) return `Result` and are unit-tested.
 //! - Tensor files are C-order `.npy`; Fortran-order files are rejected.
+//! - Every comparison of model outputs uses [`ATOL`] + [`RTOL`] elementwise and, for classifier
+//!   outputs (`[B, K]` or `[B, K, 1, 1]`, K > 1), the same top-1 class per sample
+//!   ([`check_outputs`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -21,6 +27,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use npyz::WriterBuilder;
 use serde::Deserialize;
@@ -272,6 +279,30 @@ pub fn load_manifest(dir: &Path) -> Result<Vec<RealExport>, String> {
 pub fn real_export_manifest() -> Vec<RealExport> {
     let dir = real_exports();
     load_manifest(&dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The successful real export of `model` by `exporter` at `batch` ([`real_export_manifest`]);
+/// panics when the manifest has none or the export failed.
+pub fn real_export(model: &str, exporter: &str, batch: usize) -> RealExport {
+    let entries = real_export_manifest();
+    let Some(e) = entries
+        .into_iter()
+        .find(|e| e.model == model && e.exporter == exporter && e.batch == batch)
+    else {
+        panic!("no export of {model} ({exporter}, batch {batch}) in the manifest");
+    };
+    if let Some(err) = &e.error {
+        panic!("{}: the export failed: {err}", e.name);
+    }
+    e
+}
+
+/// A temporary directory `dync-test-*`, deleted when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("dync-test-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
 }
 
 /// onnxruntime outputs written into a temporary directory, deleted when this is dropped.
@@ -567,6 +598,289 @@ pub fn assert_same_top1(
     }
 }
 
+/// Absolute tolerance of every output comparison.
+pub const ATOL: f32 = 1e-4;
+/// Relative tolerance of every output comparison.
+pub const RTOL: f32 = 1e-3;
+
+/// A named f32 tensor in C order: a model input or output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Named {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Reads (name, `.npy` file) pairs as f32 tensors, in order.
+pub fn read_named(files: &[(String, PathBuf)]) -> Vec<Named> {
+    files
+        .iter()
+        .map(|(name, file)| {
+            let (shape, data) = read_npy_f32(file);
+            Named {
+                name: name.clone(),
+                shape,
+                data,
+            }
+        })
+        .collect()
+}
+
+/// The f32 inputs of a graph whose inputs are `names` (in graph order), each read from its file
+/// in `files` (any order); panics naming `what` when one has no file.
+pub fn read_inputs<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    files: &[(String, PathBuf)],
+    what: &str,
+) -> Vec<Named> {
+    names
+        .into_iter()
+        .map(|name| {
+            let Some((_, file)) = files.iter().find(|(n, _)| n == name) else {
+                panic!("{what}: no input file for {name:?}");
+            };
+            read_named(&[(name.to_string(), file.clone())]).remove(0)
+        })
+        .collect()
+}
+
+/// `[rows, classes]` when `shape` is a classifier output: `[B, K]` or `[B, K, 1, 1]`, K > 1.
+fn classifier_rows(shape: &[usize]) -> Option<[usize; 2]> {
+    match *shape {
+        [b, k] | [b, k, 1, 1] if k > 1 => Some([b, k]),
+        _ => None,
+    }
+}
+
+/// `actual` against `expected` (both in graph output order): the same count, names and shapes,
+/// values within [`ATOL`] + [`RTOL`] ([`check_close`]), and for classifier outputs the same top-1
+/// per sample ([`check_same_top1`]). `Err` names the first failing output.
+pub fn check_outputs(actual: &[Named], expected: &[Named]) -> Result<(), String> {
+    if actual.len() != expected.len() {
+        return Err(format!(
+            "{} outputs, expected {}",
+            actual.len(),
+            expected.len()
+        ));
+    }
+    for (a, e) in actual.iter().zip(expected) {
+        let fail = |msg: String| format!("output {:?}: {msg}", e.name);
+        if a.name != e.name {
+            return Err(fail(format!("named {:?}", a.name)));
+        }
+        if a.shape != e.shape {
+            return Err(fail(format!("shape {:?}, expected {:?}", a.shape, e.shape)));
+        }
+        check_close(&a.data, &e.data, ATOL, RTOL).map_err(fail)?;
+        if let Some(rows) = classifier_rows(&e.shape) {
+            check_same_top1(&a.data, &e.data, &rows, ATOL, RTOL).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+/// Panic unless [`check_outputs`] holds; the message starts with `what`.
+#[track_caller]
+pub fn assert_outputs(actual: &[Named], expected: &[Named], what: &str) {
+    if let Err(msg) = check_outputs(actual, expected) {
+        panic!("{what}: {msg}");
+    }
+}
+
+/// `inputs` as interpreter tensors, in order.
+pub fn tensors(inputs: &[Named]) -> Vec<dync_ir::Tensor> {
+    inputs
+        .iter()
+        .map(|t| {
+            dync_ir::Tensor::from_f32(t.shape.clone(), t.data.clone())
+                .unwrap_or_else(|e| panic!("input {:?}: {e}", t.name))
+        })
+        .collect()
+}
+
+/// The reference interpreter on `g` with `inputs` (in graph input order): its outputs, named as
+/// the graph's outputs; panics naming `what` on an error or a non-f32 output.
+pub fn interp_outputs(g: &dync_ir::Graph, inputs: &[Named], what: &str) -> Vec<Named> {
+    let out = dync_interp::run(g, &tensors(inputs)).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(out.len(), g.outputs.len(), "{what}: output count");
+    g.outputs
+        .iter()
+        .zip(out)
+        .map(|((name, _), t)| Named {
+            name: name.clone(),
+            shape: t.shape().to_vec(),
+            data: t
+                .as_f32()
+                .unwrap_or_else(|| panic!("{what}: output {name:?} is not f32"))
+                .to_vec(),
+        })
+        .collect()
+}
+
+/// The release `dync` binary, next to `libdync_runtime.a`. Cargo does not build a dependency's
+/// binaries for tests, so this runs `cargo build --release -p dync -p dync-runtime` with the
+/// cargo that runs the tests (a no-op when up to date; release because end-to-end runs are too
+/// slow in debug builds); at most once per process.
+pub fn dync_bin() -> PathBuf {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    unwrap_cached(BIN.get_or_init(|| {
+        let root = repo_root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(&cargo);
+        cmd.args(["build", "--release", "-p", "dync", "-p", "dync-runtime"])
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit());
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+        if !status.success() {
+            return Err(format!("{cmd:?} failed: {status}"));
+        }
+        let release = env_path("CARGO_TARGET_DIR")
+            .unwrap_or_else(|| root.join("target"))
+            .join("release");
+        let bin = release.join("dync");
+        for f in [&bin, &release.join("libdync_runtime.a")] {
+            if !f.is_file() {
+                return Err(format!("{} missing after {cmd:?}", f.display()));
+            }
+        }
+        Ok(bin)
+    }))
+}
+
+/// The outputs named `names` that a dync engine wrote into `dir` (`<sanitized name>.npy`).
+pub fn read_outputs(dir: &Path, names: &[String]) -> Vec<Named> {
+    let files: Vec<(String, PathBuf)> = names
+        .iter()
+        .map(|n| (n.clone(), dir.join(format!("{}.npy", sanitize_name(n)))))
+        .collect();
+    read_named(&files)
+}
+
+/// dync's compiled engines on `model`: `dync run` (the JIT, after the pass pipeline) and an
+/// executable compiled by `dync compile` (one compile), each fed `inputs` ((graph input name,
+/// `.npy` file)) and with `input_shapes` (`NAME=DIMS` for `--input-shape`), writing into `dir`.
+/// Returns ("JIT" | "AOT", the outputs named `outputs`, in that order). The compile's wall time
+/// and the executable's size go to stderr.
+pub fn run_engines(
+    model: &Path,
+    inputs: &[(String, PathBuf)],
+    input_shapes: &[String],
+    outputs: &[String],
+    dir: &Path,
+) -> [(&'static str, Vec<Named>); 2] {
+    let stem = model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let add_inputs = |cmd: &mut Command| {
+        for (name, file) in inputs {
+            let mut spec = std::ffi::OsString::from(format!("{name}="));
+            spec.push(file);
+            cmd.arg("--input").arg(spec);
+        }
+    };
+    let add_shapes = |cmd: &mut Command| {
+        for s in input_shapes {
+            cmd.arg("--input-shape").arg(s);
+        }
+    };
+    let (jit, aot) = (
+        dir.join(format!("{stem}-jit")),
+        dir.join(format!("{stem}-aot")),
+    );
+    let mut cmd = Command::new(dync_bin());
+    cmd.arg("run").arg(model).arg("--output-dir").arg(&jit);
+    add_inputs(&mut cmd);
+    add_shapes(&mut cmd);
+    run(cmd.stdin(Stdio::null())).unwrap_or_else(|e| panic!("{e}"));
+
+    let exe = dir.join(format!("{stem}.exe"));
+    let mut cmd = Command::new(dync_bin());
+    cmd.arg("compile").arg(model).arg("-o").arg(&exe);
+    add_shapes(&mut cmd);
+    let t = Instant::now();
+    run(cmd.stdin(Stdio::null())).unwrap_or_else(|e| panic!("{e}"));
+    let size = std::fs::metadata(&exe).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "{stem}: compiled in {:.2} s, executable {size} bytes",
+        t.elapsed().as_secs_f64()
+    );
+    let mut cmd = Command::new(&exe);
+    cmd.arg("--output-dir").arg(&aot);
+    add_inputs(&mut cmd);
+    run(cmd.stdin(Stdio::null())).unwrap_or_else(|e| panic!("{e}"));
+    // The executable is large (its weights); the outputs are what the caller needs.
+    let _ = std::fs::remove_file(&exe);
+    [
+        ("JIT", read_outputs(&jit, outputs)),
+        ("AOT", read_outputs(&aot, outputs)),
+    ]
+}
+
+/// Checks `model` through both compiled engines ([`run_engines`]) against the reference
+/// interpreter's outputs and onnxruntime's ([`assert_outputs`]); `what` names the case.
+pub fn assert_engines_match(
+    model: &Path,
+    inputs: &[(String, PathBuf)],
+    input_shapes: &[String],
+    interp: &[Named],
+    ort: &[Named],
+    dir: &Path,
+    what: &str,
+) {
+    let names: Vec<String> = interp.iter().map(|t| t.name.clone()).collect();
+    for (engine, got) in run_engines(model, inputs, input_shapes, &names, dir) {
+        assert_outputs(&got, interp, &format!("{what}: {engine} vs interpreter"));
+        assert_outputs(&got, ort, &format!("{what}: {engine} vs onnxruntime"));
+    }
+}
+
+/// One `#[test]` per zoo network, each calling `$check(name)` with the network's name, and
+/// `every_network_is_covered`, which fails when `dync::zoo::networks()` has a network not
+/// listed here. The calling crate must depend on `dync`.
+#[macro_export]
+macro_rules! zoo_network_tests {
+    ($check:path) => {
+        $crate::zoo_network_tests! {
+            @each $check;
+            dy_mobile: "dy-mobile";
+            mobilenetv2: "mobilenetv2";
+            dy_shuffle: "dy-shuffle";
+            shufflenetv2: "shufflenetv2";
+            dy_resnet18: "dy-resnet18";
+            resnet18: "resnet18";
+            dy_resnet50: "dy-resnet50";
+            resnet50: "resnet50";
+            dy_mobilenetv3_small: "dy-mobilenetv3-small";
+            mobilenetv3_small: "mobilenetv3-small";
+            dy_mobilenetv3_large: "dy-mobilenetv3-large";
+            mobilenetv3_large: "mobilenetv3-large";
+            dy_fcn_resnet50: "dy-fcn-resnet50";
+            fcn_resnet50: "fcn-resnet50";
+        }
+    };
+    (@each $check:path; $($test:ident: $name:literal;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                $check($name);
+            }
+        )*
+
+        /// Every zoo network has a test above.
+        #[test]
+        fn every_network_is_covered() {
+            let covered = [$($name),*];
+            for n in dync::zoo::networks() {
+                assert!(covered.contains(&n.name), "zoo network {} has no test here", n.name);
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,5 +1026,71 @@ mod tests {
         assert!(load_manifest(&dir.path().join("missing"))
             .unwrap_err()
             .contains("cannot read"));
+    }
+    fn named(name: &str, shape: &[usize], data: &[f32]) -> Named {
+        Named {
+            name: name.into(),
+            shape: shape.to_vec(),
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn outputs_compare_names_shapes_values_and_top1() {
+        let e = [named("logits", &[1, 3], &[0.0, 1.0, 0.5])];
+        assert_eq!(check_outputs(&e, &e), Ok(()));
+        let shifted = [named("logits", &[1, 3], &[0.0, 1.0 + 5e-4, 0.5])];
+        assert_eq!(check_outputs(&shifted, &e), Ok(()));
+        let far = [named("logits", &[1, 3], &[0.0, 1.1, 0.5])];
+        assert!(check_outputs(&far, &e)
+            .unwrap_err()
+            .starts_with("output \"logits\": 1 of 3"));
+        let renamed = [named("x", &[1, 3], &[0.0, 1.0, 0.5])];
+        assert!(check_outputs(&renamed, &e)
+            .unwrap_err()
+            .contains("named \"x\""));
+        let reshaped = [named("logits", &[3, 1], &[0.0, 1.0, 0.5])];
+        assert!(check_outputs(&reshaped, &e)
+            .unwrap_err()
+            .contains("shape [3, 1]"));
+        assert!(check_outputs(&[], &e).unwrap_err().contains("0 outputs"));
+    }
+
+    #[test]
+    fn top1_applies_to_classifier_shapes_only() {
+        // Each element within its tolerance, yet the top class flips beyond a tie.
+        let e = [named("p", &[1, 2, 1, 1], &[1.0, 1.0019])];
+        let a = [named("p", &[1, 2, 1, 1], &[1.00105, 1.0009])];
+        assert_eq!(check_close(&a[0].data, &e[0].data, ATOL, RTOL), Ok(()));
+        assert!(check_outputs(&a, &e).unwrap_err().contains("top-1"));
+        // The same values as a [1, 1, 1, 2] map are no classifier output: no top-1 check.
+        let (e4, a4) = (
+            [named("p", &[1, 1, 1, 2], &e[0].data)],
+            [named("p", &[1, 1, 1, 2], &a[0].data)],
+        );
+        assert_eq!(check_outputs(&a4, &e4), Ok(()));
+        assert_eq!(classifier_rows(&[8, 1000]), Some([8, 1000]));
+        assert_eq!(classifier_rows(&[2, 19, 8, 8]), None);
+        assert_eq!(classifier_rows(&[4, 1]), None);
+    }
+
+    #[test]
+    fn inputs_are_read_in_graph_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.npy"), dir.path().join("b.npy"));
+        write_npy(&a, &[2], &[1.0f32, 2.0]);
+        write_npy(&b, &[1], &[3.0f32]);
+        let files = [("b".to_string(), b), ("a".to_string(), a)];
+        let got = read_inputs(["a", "b"], &files, "m");
+        assert_eq!(
+            got,
+            vec![named("a", &[2], &[1.0, 2.0]), named("b", &[1], &[3.0])]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "m: no input file for \"c\"")]
+    fn missing_input_file_is_named() {
+        read_inputs(["c"], &[], "m");
     }
 }

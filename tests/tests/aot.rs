@@ -1,153 +1,28 @@
 //! Ahead-of-time compilation end to end, through the command line: `dync compile` to
-//! executables, shared libraries and objects; their outputs against the reference interpreter
-//! and onnxruntime (atol 1e-4 + rtol 1e-3, same top-1), on zoo models (mix and train forms,
-//! both exporter styles, small inputs) and real torchvision/timm exports; the executables'
-//! handling of bad input; `--bench --json`; determinism of artifacts and outputs.
+//! executables, shared libraries and objects (the C harness gets the executable's results); the
+//! executables' handling of bad input; `--bench --json`; determinism of artifacts and outputs;
+//! CPU levels; flag errors. The executables' outputs against the interpreter and onnxruntime on
+//! every zoo model and real export are checked by `zoo_ort.rs`, `real_exports.rs` and
+//! `dynconv_real.rs` (`dync_tests::assert_engines_match`).
 
 mod aot_common;
 
 use aot_common::*;
-use dync_tests::{assert_close, assert_same_top1, ort_run, real_export_manifest, sanitize_name};
+use dync_tests::{assert_close, tempdir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
-/// Checks `got` (an output `.npy`) against `want` (a reference `.npy`).
-fn check_output(got: &Path, want: &Path, what: &str) {
-    let (gs, g) = read_f32(got);
-    let (ws, w) = read_f32(want);
-    assert_eq!(gs, ws, "{what}: shape");
-    assert_close(&g, &w, 1e-4, 1e-3, what);
-    assert_same_top1(&g, &w, &ws, 1e-4, 1e-3, what);
-}
-
-/// Output `.npy` files of `dync run --engine interp` on `model` with `inputs`, in `dir`.
-fn interp_outputs(model: &Path, inputs: &[(String, PathBuf)], dir: &Path) {
-    let mut cmd = Command::new(dync_bin());
-    cmd.args(["run", "--engine", "interp"]).arg(model);
-    for (n, f) in inputs {
-        cmd.arg("--input").arg(format!("{n}={}", f.display()));
-    }
-    run_ok(cmd.arg("--output-dir").arg(dir));
-}
-
-/// Compiles `model` to an executable, runs it on `inputs`, and compares every output with the
-/// interpreter's and onnxruntime's (`ort`: (name, file) in graph order, or None to run it).
-fn check_executable(
-    dir: &Path,
-    model: &Path,
-    inputs: &[(String, PathBuf)],
-    ort: Option<&[(String, PathBuf)]>,
-) {
-    let stem = model
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let exe = dir.join(format!("{stem}.exe"));
-    let t = Instant::now();
-    compile(model, &exe, &[]);
-    let secs = t.elapsed().as_secs_f64();
-    let size = std::fs::metadata(&exe).map(|m| m.len()).unwrap_or(0);
-    eprintln!("{stem}: compiled in {secs:.2} s, executable {size} bytes");
-
-    let out = dir.join(format!("{stem}-aot"));
-    let mut cmd = Command::new(&exe);
-    for (n, f) in inputs {
-        cmd.arg("--input").arg(format!("{n}={}", f.display()));
-    }
-    run_ok(cmd.arg("--output-dir").arg(&out));
-    let interp = dir.join(format!("{stem}-interp"));
-    interp_outputs(model, inputs, &interp);
-    let ort_owned;
-    let ort = match ort {
-        Some(o) => o,
-        None => {
-            ort_owned = ort_run(model, inputs);
-            &ort_owned.outputs
-        }
-    };
-    assert!(!ort.is_empty(), "{stem}: no outputs");
-    for (name, want) in ort {
-        let file = format!("{}.npy", sanitize_name(name));
-        let got = out.join(&file);
-        check_output(&got, want, &format!("{stem} {name:?}: AOT vs onnxruntime"));
-        check_output(
-            &got,
-            &interp.join(&file),
-            &format!("{stem} {name:?}: AOT vs interpreter"),
-        );
-    }
-}
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("dync-aot-")
-        .tempdir()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A zoo model at 32×32 with its input file.
-fn zoo_case(
-    dir: &Path,
-    name: &str,
-    extra: &[&str],
-    tag: &str,
-) -> (PathBuf, Vec<(String, PathBuf)>) {
-    let model = export_zoo(dir, name, 32, extra, &format!("{name}-{tag}.onnx"));
-    let x = dir.join(format!("{name}-{tag}-input.npy"));
+/// A zoo model at 32×32 (mix form, legacy exporter) with its input file.
+fn zoo_case(dir: &Path, name: &str) -> (PathBuf, Vec<(String, PathBuf)>) {
+    let model = export_zoo(dir, name, 32, &[], &format!("{name}.onnx"));
+    let x = dir.join(format!("{name}-input.npy"));
     random_input(&x, &[1, 3, 32, 32], 11);
     (model, vec![("input".to_string(), x)])
 }
 
-#[test]
-fn zoo_models_compile_to_executables_matching_interpreter_and_onnxruntime() {
-    let dir = tempdir();
-    let cases: [(&str, &[&str], &str); 6] = [
-        ("dy-mobile", &[], "mix-legacy"),
-        ("mobilenetv2", &[], "static"),
-        (
-            "dy-resnet18",
-            &["--form", "train", "--exporter", "dynamo"],
-            "train-dynamo",
-        ),
-        ("dy-shuffle", &["--exporter", "dynamo"], "mix-dynamo"),
-        ("dy-mobilenetv3-small", &[], "mix-legacy"),
-        ("resnet18", &[], "static"),
-    ];
-    for (name, extra, tag) in cases {
-        let (model, inputs) = zoo_case(dir.path(), name, extra, tag);
-        check_executable(dir.path(), &model, &inputs, None);
-    }
-}
-
-fn real_case(model: &str, exporter: &str) {
-    let entries = real_export_manifest();
-    let Some(e) = entries
-        .iter()
-        .find(|e| e.model == model && e.exporter == exporter && e.batch == 1)
-    else {
-        panic!("no export of {model} ({exporter}, batch 1) in the manifest");
-    };
-    if let Some(err) = &e.error {
-        panic!("{}: the export failed: {err}", e.name);
-    }
-    let dir = tempdir();
-    check_executable(dir.path(), &e.path, &e.inputs, Some(&e.outputs));
-}
-
-#[test]
-fn real_resnet18_legacy_compiles_to_a_matching_executable() {
-    real_case("resnet18", "legacy");
-}
-
-#[test]
-fn real_efficientnet_condconv_dynamo_compiles_to_a_matching_executable() {
-    real_case("efficientnet_cc_b0_4e", "dynamo");
-}
-
 /// dy-mobile at 32×32 compiled as an executable in `dir`, with an input file.
 fn dy_mobile_exe(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let (model, inputs) = zoo_case(dir, "dy-mobile", &[], "mix");
+    let (model, inputs) = zoo_case(dir, "dy-mobile");
     let exe = dir.join("dy_mobile");
     compile(&model, &exe, &[]);
     (model, exe, inputs[0].1.clone())
@@ -417,7 +292,7 @@ fn compile_reports_bad_flags_and_targets() {
 fn portable_cpu_levels_compile_and_agree() {
     let dir = tempdir();
     let d = dir.path();
-    let (model, inputs) = zoo_case(d, "dy-mobile", &[], "mix");
+    let (model, inputs) = zoo_case(d, "dy-mobile");
     let mut results = Vec::new();
     for cpu in ["generic", "x86-64-v3", "native"] {
         let exe = d.join(format!("m-{cpu}"));

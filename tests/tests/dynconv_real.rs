@@ -7,13 +7,18 @@
 //!   script reports dynamic convs.
 //!
 //! After import and the pass pipeline, each has no conv with a computed kernel left, no remark,
-//! and outputs equal to the interpreter on the original imported graph (atol 1e-4 + rtol 1e-3)
-//! for the exporter's seeded input.
+//! and outputs equal to the interpreter on the original imported graph for the exporter's seeded
+//! input; so do both compiled engines (the JIT of `dync run` and an executable from
+//! `dync compile`), which also match onnxruntime (atol 1e-4 + rtol 1e-3, same top-1;
+//! `dync_tests::assert_outputs`).
 
-use dync_ir::{Graph, Op, Tensor};
+use dync_ir::{Graph, Op};
 use dync_onnx::import::{import, ImportOptions};
 use dync_onnx::{load_model, Limits};
-use dync_tests::{assert_close, fixtures_dir, read_npy_f32, real_export_manifest, repo_root};
+use dync_tests::{
+    assert_engines_match, assert_outputs, fixtures_dir, interp_outputs, ort_run, read_inputs,
+    read_named, real_export, repo_root, tempdir, Named,
+};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,39 +32,30 @@ fn count(g: &Graph, f: impl Fn(&Graph, dync_ir::NodeId) -> bool) -> usize {
 }
 
 fn check_export(model: &str, exporter: &str, batch: usize) {
-    let entries = real_export_manifest();
-    let Some(e) = entries
-        .iter()
-        .find(|e| e.model == model && e.exporter == exporter && e.batch == batch)
-    else {
-        panic!("no export of {model} ({exporter}, batch {batch}) in the manifest");
-    };
-    if let Some(err) = &e.error {
-        panic!("{}: the export failed: {err}", e.name);
-    }
-    let inputs: Vec<(String, PathBuf)> = e.inputs.clone();
-    check_model(&e.name, &e.path, &inputs, DYNAMIC_CONVS);
+    let e = real_export(model, exporter, batch);
+    let ort = read_named(&e.outputs);
+    check_model(&e.name, &e.path, &e.inputs, &ort, DYNAMIC_CONVS);
 }
 
-/// Imports `path`, optimizes it and checks the recognition and the outputs (see the module docs).
-fn check_model(name: &str, path: &Path, input_files: &[(String, PathBuf)], expected: usize) {
+/// Imports `path`, optimizes it and checks the recognition and the outputs (see the module docs);
+/// `ort`: onnxruntime's outputs for `input_files`.
+fn check_model(
+    name: &str,
+    path: &Path,
+    input_files: &[(String, PathBuf)],
+    ort: &[Named],
+    expected: usize,
+) {
     let m = load_model(path, &Limits::default()).unwrap_or_else(|err| panic!("{err}"));
     let original = import(&m, &ImportOptions::default())
         .unwrap_or_else(|err| panic!("{err}"))
         .graph;
-    let inputs: Vec<Tensor> = original
-        .inputs
-        .iter()
-        .map(|(input, _)| {
-            let (_, file) = input_files
-                .iter()
-                .find(|(n, _)| n == input)
-                .unwrap_or_else(|| panic!("{name}: no input file for {input:?}"));
-            let (shape, data) = read_npy_f32(file);
-            Tensor::from_f32(shape, data).unwrap_or_else(|err| panic!("{err}"))
-        })
-        .collect();
-    let want = dync_interp::run(&original, &inputs).unwrap_or_else(|err| panic!("{err}"));
+    let inputs = read_inputs(
+        original.inputs.iter().map(|(n, _)| n.as_str()),
+        input_files,
+        name,
+    );
+    let want = interp_outputs(&original, &inputs, name);
     let mut g = original;
     let pm = dync_opt::optimize(&mut g, &dync_opt::Options::default())
         .unwrap_or_else(|err| panic!("{name}: {err}"));
@@ -71,17 +67,10 @@ fn check_model(name: &str, path: &Path, input_files: &[(String, PathBuf)], expec
     });
     assert_eq!(generic, 0, "{name}: convs with a computed kernel left");
     assert!(remarks.is_empty(), "{name}: {remarks:#?}");
-    let got = dync_interp::run(&g, &inputs).unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(got.len(), want.len(), "{name}: output count");
-    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(a.shape(), b.shape(), "{name}: output {k} shape");
-        let (a, b) = (a.as_f32(), b.as_f32());
-        let (Some(a), Some(b)) = (a, b) else {
-            panic!("{name}: output {k} is not f32");
-        };
-        let what = format!("{name} output {k} (optimized vs original)");
-        assert_close(a, b, 1e-4, 1e-3, &what);
-    }
+    let got = interp_outputs(&g, &inputs, name);
+    assert_outputs(&got, &want, &format!("{name}: optimized vs original"));
+    let dir = tempdir();
+    assert_engines_match(path, input_files, &[], &want, ort, dir.path(), name);
 }
 
 /// One entry of the variants manifest.
@@ -159,7 +148,9 @@ fn check_variant(model: &str, exporter: &str, batch: usize) {
         .map(|i| i.name.clone())
         .unwrap_or_else(|| panic!("{}: no graph input", v.name));
     let inputs = [(input_name, dir.join(&v.input))];
-    check_model(&v.name, &dir.join(&v.path), &inputs, v.dynamic_convs);
+    let path = dir.join(&v.path);
+    let ort = read_named(&ort_run(&path, &inputs).outputs);
+    check_model(&v.name, &path, &inputs, &ort, v.dynamic_convs);
 }
 
 macro_rules! real_tests {

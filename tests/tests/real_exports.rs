@@ -1,23 +1,19 @@
 //! Real PyTorch exports (torchvision and timm, legacy and dynamo exporters, batch 1 and 8; made
-//! by `examples/pytorch/export_real.py`): every one passes `dync check`, and the reference
-//! interpreter's outputs match onnxruntime's (atol 1e-4 + rtol 1e-3, same top-1).
+//! by `examples/pytorch/export_real.py`): every one passes `dync check`, and dync matches
+//! onnxruntime on it: the reference interpreter on the imported graph, and both compiled engines
+//! on the optimized graph (the JIT of `dync run` and an executable from `dync compile`), each
+//! against the interpreter and onnxruntime (atol 1e-4 + rtol 1e-3, same top-1;
+//! `dync_tests::assert_outputs`).
 
 use dync_onnx::import::{check, import, ImportOptions};
 use dync_onnx::{load_model, Limits};
-use dync_runtime::npy::read_npy;
-use dync_tests::{assert_close, assert_same_top1, real_export_manifest};
+use dync_tests::{
+    assert_engines_match, assert_outputs, interp_outputs, read_inputs, read_named, real_export,
+    tempdir,
+};
 
 fn check_export(model: &str, exporter: &str, batch: usize) {
-    let entries = real_export_manifest();
-    let Some(e) = entries
-        .iter()
-        .find(|e| e.model == model && e.exporter == exporter && e.batch == batch)
-    else {
-        panic!("no export of {model} ({exporter}, batch {batch}) in the manifest");
-    };
-    if let Some(err) = &e.error {
-        panic!("{}: the export failed: {err}", e.name);
-    }
+    let e = real_export(model, exporter, batch);
     let m = load_model(&e.path, &Limits::default()).unwrap_or_else(|err| panic!("{err}"));
     let unsupported = check(&m, &ImportOptions::default()).unwrap_or_else(|err| panic!("{err}"));
     assert!(
@@ -25,45 +21,19 @@ fn check_export(model: &str, exporter: &str, batch: usize) {
         "{}: unsupported: {unsupported:?}",
         e.name
     );
-    let imported = import(&m, &ImportOptions::default()).unwrap_or_else(|err| panic!("{err}"));
-    let g = &imported.graph;
-    let inputs: Vec<dync_ir::Tensor> = g
-        .inputs
-        .iter()
-        .map(|(name, _)| {
-            let (_, file) = e
-                .inputs
-                .iter()
-                .find(|(n, _)| n == name)
-                .unwrap_or_else(|| panic!("{}: no input file for {name:?}", e.name));
-            let arr = read_npy(file, 1 << 32).unwrap_or_else(|err| panic!("{err}"));
-            let t = dync_ir::Tensor::from_f32(
-                arr.shape.clone(),
-                match arr.data {
-                    dync_runtime::npy::NpyData::F32(v) => v,
-                    _ => panic!("{}: input {name:?} is not f32", e.name),
-                },
-            );
-            t.unwrap_or_else(|err| panic!("{err}"))
-        })
-        .collect();
-    let outputs = dync_interp::run(g, &inputs).unwrap_or_else(|err| panic!("{}: {err}", e.name));
-    assert_eq!(outputs.len(), e.outputs.len(), "{}: output count", e.name);
-    for ((name, file), got) in e.outputs.iter().zip(&outputs) {
-        let (shape, want) = dync_tests::read_npy_f32(file);
-        assert_eq!(
-            got.shape(),
-            shape.as_slice(),
-            "{}: output {name:?} shape",
-            e.name
-        );
-        let got = got
-            .as_f32()
-            .unwrap_or_else(|| panic!("{}: output {name:?} is not f32", e.name));
-        let what = format!("{} output {name:?} (interpreter vs onnxruntime)", e.name);
-        assert_close(got, &want, 1e-4, 1e-3, &what);
-        assert_same_top1(got, &want, &shape, 1e-4, 1e-3, &what);
-    }
+    let g = import(&m, &ImportOptions::default())
+        .unwrap_or_else(|err| panic!("{err}"))
+        .graph;
+    let inputs = read_inputs(g.inputs.iter().map(|(n, _)| n.as_str()), &e.inputs, &e.name);
+    let interp = interp_outputs(&g, &inputs, &e.name);
+    let ort = read_named(&e.outputs);
+    assert_outputs(
+        &interp,
+        &ort,
+        &format!("{}: interpreter vs onnxruntime", e.name),
+    );
+    let dir = tempdir();
+    assert_engines_match(&e.path, &e.inputs, &[], &interp, &ort, dir.path(), &e.name);
 }
 
 macro_rules! real_export_tests {

@@ -1,19 +1,24 @@
 //! Every zoo network, in every export form and exporter style, is valid ONNX that onnxruntime
-//! runs, and onnxruntime's outputs match dync's reference interpreter (atol 1e-4 + rtol 1e-3).
+//! runs, and dync matches onnxruntime on it: the reference interpreter on the imported graph,
+//! and both compiled engines on the optimized graph (the JIT of `dync run` and an executable
+//! from `dync compile`), each against the interpreter and onnxruntime (atol 1e-4 + rtol 1e-3,
+//! same top-1; `dync_tests::assert_outputs`).
 //! Small images (64×64; the FCNs 64×128) keep the matrix fast; batch 2 for the fixed-batch
-//! forms and a symbolic batch (fed 2 images) for the train form.
+//! forms and a symbolic batch (fed 2 images, `--input-shape` for dync's engines) for the train
+//! form.
 
 use dync::zoo::{self, Batch, Exporter, Form, Options};
-use dync_ir::Tensor;
 use dync_onnx::import::{import, ImportOptions};
 use dync_onnx::{load_model, Limits};
-use dync_tests::{assert_close, ort_run, read_npy_f32, write_npy};
+use dync_tests::{
+    assert_engines_match, assert_outputs, interp_outputs, ort_run, read_named, write_npy, Named,
+};
 
 const BATCH: usize = 2;
 
 fn check_network(name: &str) {
     let net = zoo::find(name).unwrap_or_else(|e| panic!("{e}"));
-    let (height, width) = if name.contains("fcn") {
+    let (height, width) = if net.task == zoo::Task::Segmentation {
         (64, 128)
     } else {
         (64, 64)
@@ -52,69 +57,36 @@ fn check_network(name: &str) {
             let input_name = m.graph.input[0].name.clone();
             let npy = dir.path().join("x.npy");
             write_npy(&npy, &shape, &x);
-            let ort = ort_run(&path, &[(input_name.clone(), npy)]);
+            let inputs = [(input_name.clone(), npy)];
+            let ort = read_named(&ort_run(&path, &inputs).outputs);
             let mut opts = ImportOptions::default();
-            opts.input_shapes.insert(input_name, shape.to_vec());
+            opts.input_shapes.insert(input_name.clone(), shape.to_vec());
             let g = import(&m, &opts)
                 .unwrap_or_else(|e| panic!("{what}: {e}"))
                 .graph;
-            let input = Tensor::from_f32(shape.to_vec(), x).unwrap_or_else(|e| panic!("{e}"));
-            let got = dync_interp::run(&g, &[input]).unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert_eq!(got.len(), ort.outputs.len(), "{what}: output count");
-            for (t, (out, file)) in got.iter().zip(&ort.outputs) {
-                let (want_shape, want) = read_npy_f32(file);
-                assert_eq!(
-                    t.shape(),
-                    want_shape.as_slice(),
-                    "{what}: output {out:?} shape"
-                );
-                let got = t
-                    .as_f32()
-                    .unwrap_or_else(|| panic!("{what}: output is not f32"));
-                assert_close(
-                    got,
-                    &want,
-                    1e-4,
-                    1e-3,
-                    &format!("{what}: output {out:?} (interpreter vs onnxruntime)"),
-                );
-            }
+            let x = Named {
+                name: input_name.clone(),
+                shape: shape.to_vec(),
+                data: x,
+            };
+            let interp = interp_outputs(&g, &[x], &what);
+            assert_outputs(
+                &interp,
+                &ort,
+                &format!("{what}: interpreter vs onnxruntime"),
+            );
+            let dims = shape.map(|d| d.to_string()).join("x");
+            assert_engines_match(
+                &path,
+                &inputs,
+                &[format!("{input_name}={dims}")],
+                &interp,
+                &ort,
+                dir.path(),
+                &what,
+            );
         }
     }
 }
 
-macro_rules! zoo_ort_tests {
-    ($($test:ident: $name:literal;)*) => {
-        $(
-            #[test]
-            fn $test() {
-                check_network($name);
-            }
-        )*
-
-        #[test]
-        fn every_network_is_covered() {
-            let covered = [$($name),*];
-            for n in zoo::networks() {
-                assert!(covered.contains(&n.name), "{} has no onnxruntime test", n.name);
-            }
-        }
-    };
-}
-
-zoo_ort_tests! {
-    dy_mobile: "dy-mobile";
-    mobilenetv2: "mobilenetv2";
-    dy_shuffle: "dy-shuffle";
-    shufflenetv2: "shufflenetv2";
-    dy_resnet18: "dy-resnet18";
-    resnet18: "resnet18";
-    dy_resnet50: "dy-resnet50";
-    resnet50: "resnet50";
-    dy_mobilenetv3_small: "dy-mobilenetv3-small";
-    mobilenetv3_small: "mobilenetv3-small";
-    dy_mobilenetv3_large: "dy-mobilenetv3-large";
-    mobilenetv3_large: "mobilenetv3-large";
-    dy_fcn_resnet50: "dy-fcn-resnet50";
-    fcn_resnet50: "fcn-resnet50";
-}
+dync_tests::zoo_network_tests!(check_network);

@@ -209,41 +209,7 @@ fn a_different_mixing_chain_is_rejected() {
     );
 }
 
-macro_rules! network_tests {
-    ($($test:ident: $name:literal;)*) => {
-        $(
-            #[test]
-            fn $test() {
-                check_network($name);
-            }
-        )*
-        /// Every zoo network has a test above.
-        #[test]
-        fn every_network_is_covered() {
-            let covered = [$($name),*];
-            for n in zoo::networks() {
-                assert!(covered.contains(&n.name), "zoo network {} has no PyTorch test", n.name);
-            }
-        }
-    };
-}
-
-network_tests! {
-    dy_mobile: "dy-mobile";
-    mobilenetv2: "mobilenetv2";
-    dy_shuffle: "dy-shuffle";
-    shufflenetv2: "shufflenetv2";
-    dy_resnet18: "dy-resnet18";
-    resnet18: "resnet18";
-    dy_resnet50: "dy-resnet50";
-    resnet50: "resnet50";
-    dy_mobilenetv3_small: "dy-mobilenetv3-small";
-    mobilenetv3_small: "mobilenetv3-small";
-    dy_mobilenetv3_large: "dy-mobilenetv3-large";
-    mobilenetv3_large: "mobilenetv3-large";
-    dy_fcn_resnet50: "dy-fcn-resnet50";
-    fcn_resnet50: "fcn-resnet50";
-}
+dync_tests::zoo_network_tests!(check_network);
 
 // ---- digits ---------------------------------------------------------------------------------
 

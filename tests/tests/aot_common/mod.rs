@@ -2,49 +2,13 @@
 //! and runtime library (built once per test process with the cargo that runs the tests), zoo
 //! exports, running commands, and reading outputs.
 //!
-//! The tests drive the real command line (`dync compile`, `dync run`, the compiled programs), so
-//! they need the `dync` executable; cargo does not build a dependency's binaries for tests, so
-//! [`dync_bin`] runs `cargo build --release -p dync -p dync-runtime` (a no-op when up to date;
-//! release because the end-to-end runs are too slow in debug builds).
+//! The tests drive the real command line (`dync compile`, `dync run`, the compiled programs)
+//! through [`dync_bin`] (`dync_tests::dync_bin`, which builds it).
 #![allow(dead_code)]
 
+pub use dync_tests::dync_bin;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-
-/// The release `dync` binary, next to `libdync_runtime.a`.
-pub fn dync_bin() -> PathBuf {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let r = BIN.get_or_init(|| {
-        let root = dync_tests::repo_root();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(&cargo);
-        cmd.args(["build", "--release", "-p", "dync", "-p", "dync-runtime"])
-            .current_dir(&root)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit());
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run {cargo}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("{cmd:?} failed: {}", out.status));
-        }
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let bin = target.join("release").join("dync");
-        for f in [&bin, &target.join("release").join("libdync_runtime.a")] {
-            if !f.is_file() {
-                return Err(format!("{} missing after {cmd:?}", f.display()));
-            }
-        }
-        Ok(bin)
-    });
-    match r {
-        Ok(p) => p.clone(),
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// Runs `cmd`; panics with its output unless it succeeds.
 pub fn run_ok(cmd: &mut Command) -> Output {
