@@ -1,7 +1,9 @@
 //! GFLOP/s of each GEMM tile variant this CPU runs (criterion's throughput is in FLOPs, so its
 //! "elem/s" reads as FLOP/s): one 8 × 32 tile over packed panels for K = 256 and 512 (the
 //! panels stay in L1/L2, as in a blocked conv), and the same tile reading B straight from an
-//! NCHW activation with a 56·56 row stride (a 1×1 conv without packing).
+//! NCHW activation with a 56·56 row stride (a 1×1 conv without packing). `fma_peak` measures
+//! the FMA throughput the CPU gives right now (independent register FMAs, no loads), the
+//! ceiling to read the tiles against on a shared machine.
 //!
 //! Run briefly: `cargo bench -p dync-runtime --bench ukernel -- --warm-up-time 1
 //! --measurement-time 3`.
@@ -67,5 +69,67 @@ fn tile(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tile);
+/// Independent FMA chains per loop step: enough to cover latency × ports on current cores.
+const CHAINS: usize = 16;
+/// Loop steps per measured call.
+const STEPS: usize = 4096;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_zmm(x: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (m, c) = (_mm512_set1_ps(black_box(0.999)), _mm512_set1_ps(1e-3));
+    let mut acc = [_mm512_set1_ps(x); CHAINS];
+    for _ in 0..STEPS {
+        for a in &mut acc {
+            *a = _mm512_fmadd_ps(*a, m, c);
+        }
+    }
+    _mm512_reduce_add_ps(
+        acc.into_iter()
+            .fold(_mm512_setzero_ps(), |s, a| _mm512_add_ps(s, a)),
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_ymm(x: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (m, c) = (_mm256_set1_ps(black_box(0.999)), _mm256_set1_ps(1e-3));
+    // 12 chains: 16 ymm registers hold them and the two operands.
+    let mut acc = [_mm256_set1_ps(x); 12];
+    for _ in 0..STEPS {
+        for a in &mut acc {
+            *a = _mm256_fmadd_ps(*a, m, c);
+        }
+    }
+    let mut out = [0f32; 8];
+    let s = acc
+        .into_iter()
+        .fold(_mm256_setzero_ps(), |s, a| _mm256_add_ps(s, a));
+    // SAFETY: 8 floats.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
+    out.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fma_peak(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fma_peak");
+    if is_x86_feature_detected!("avx512f") {
+        g.throughput(Throughput::Elements((2 * 16 * CHAINS * STEPS) as u64));
+        // SAFETY: AVX-512F checked above.
+        g.bench_function("avx512", |b| b.iter(|| unsafe { fma_zmm(black_box(1.0)) }));
+    }
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        g.throughput(Throughput::Elements((2 * 8 * 12 * STEPS) as u64));
+        // SAFETY: AVX2 and FMA checked above.
+        g.bench_function("avx2", |b| b.iter(|| unsafe { fma_ymm(black_box(1.0)) }));
+    }
+    g.finish();
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fma_peak(_: &mut Criterion) {}
+
+criterion_group!(benches, tile, fma_peak);
 criterion_main!(benches);
