@@ -16,18 +16,15 @@
 #![allow(dead_code)] // each runner uses a different subset
 
 use dync_onnx::proto::{
-    tensor_shape_proto, type_proto, AttributeProto, AttributeType, GraphProto, ModelProto,
-    NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    tensor_shape_proto, type_proto, AttributeProto, ModelProto, NodeProto, StringStringEntryProto,
+    TensorProto, TypeProto,
 };
 use prost::Message;
 use std::path::{Path, PathBuf};
 
-pub const FLOAT: i32 = 1;
-pub const INT64: i32 = 7;
-pub const DOUBLE: i32 = 11;
-/// The opset every fixture model imports (unless the fixture is about opsets).
-pub const OPSET: i64 = 17;
+#[path = "onnx_builders.rs"]
+mod onnx_builders;
+pub use onnx_builders::*;
 
 /// What a case must give.
 #[derive(Clone, Debug)]
@@ -113,185 +110,11 @@ pub fn err(kinds: &[&'static str], names: &[&str]) -> Expect {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Model building (prost messages, so that every field can be made wrong).
-
-pub fn vi(name: &str, elem_type: i32, dims: &[i64]) -> ValueInfoProto {
-    vi_dims(
-        name,
-        elem_type,
-        dims.iter()
-            .map(|&d| tensor_shape_proto::dimension::Value::DimValue(d))
-            .collect(),
-    )
-}
-
-pub fn vi_dims(
-    name: &str,
-    elem_type: i32,
-    dims: Vec<tensor_shape_proto::dimension::Value>,
-) -> ValueInfoProto {
-    let dim = dims
-        .into_iter()
-        .map(|v| tensor_shape_proto::Dimension {
-            value: Some(v),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type,
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// A value declared with an element type but no shape.
-pub fn vi_unshaped(name: &str, elem_type: i32) -> ValueInfoProto {
-    let mut v = vi(name, elem_type, &[]);
-    if let Some(type_proto::Value::TensorType(t)) = v.r#type.as_mut().and_then(|t| t.value.as_mut())
-    {
-        t.shape = None;
-    }
-    v
-}
-
-pub fn f32_init(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: FLOAT,
-        raw_data: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ..Default::default()
-    }
-}
-
-pub fn i64_init(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: INT64,
-        raw_data: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ..Default::default()
-    }
-}
+// Models (built with the shared builders of `onnx_builders.rs`).
 
 /// `n` deterministic values in [-1, 1].
 pub fn values(n: usize, seed: f32) -> Vec<f32> {
     (0..n).map(|i| (i as f32 * 0.731 + seed).sin()).collect()
-}
-
-pub fn node(
-    name: &str,
-    op_type: &str,
-    inputs: &[&str],
-    outputs: &[&str],
-    attribute: Vec<AttributeProto>,
-) -> NodeProto {
-    NodeProto {
-        name: name.into(),
-        op_type: op_type.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn attr(name: &str, t: AttributeType) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: t as i32,
-        ..Default::default()
-    }
-}
-
-pub fn a_int(name: &str, i: i64) -> AttributeProto {
-    AttributeProto {
-        i,
-        ..attr(name, AttributeType::Int)
-    }
-}
-
-pub fn a_ints(name: &str, ints: &[i64]) -> AttributeProto {
-    AttributeProto {
-        ints: ints.to_vec(),
-        ..attr(name, AttributeType::Ints)
-    }
-}
-
-pub fn a_float(name: &str, f: f32) -> AttributeProto {
-    AttributeProto {
-        f,
-        ..attr(name, AttributeType::Float)
-    }
-}
-
-pub fn a_str(name: &str, s: &[u8]) -> AttributeProto {
-    AttributeProto {
-        s: s.to_vec(),
-        ..attr(name, AttributeType::String)
-    }
-}
-
-pub fn a_tensor(name: &str, t: Option<TensorProto>) -> AttributeProto {
-    AttributeProto {
-        t,
-        ..attr(name, AttributeType::Tensor)
-    }
-}
-
-pub fn a_graph(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto {
-        g: Some(g),
-        ..attr(name, AttributeType::Graph)
-    }
-}
-
-pub fn graph(
-    node: Vec<NodeProto>,
-    initializer: Vec<TensorProto>,
-    input: Vec<ValueInfoProto>,
-    output: Vec<ValueInfoProto>,
-) -> GraphProto {
-    GraphProto {
-        name: "fixture".into(),
-        node,
-        initializer,
-        input,
-        output,
-        ..Default::default()
-    }
-}
-
-pub fn opset(domain: &str, version: i64) -> OperatorSetIdProto {
-    OperatorSetIdProto {
-        domain: domain.into(),
-        version,
-    }
-}
-
-pub fn model(g: GraphProto) -> ModelProto {
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![opset("", OPSET)],
-        producer_name: "dync bad-input fixtures".into(),
-        graph: Some(g),
-        metadata_props: vec![StringStringEntryProto {
-            key: "fixture".into(),
-            value: "bad-inputs".into(),
-        }],
-        ..Default::default()
-    }
-}
-
-/// The graph of a model, for mutation (every model built here has one).
-pub fn g(m: &mut ModelProto) -> &mut GraphProto {
-    m.graph.get_or_insert_with(GraphProto::default)
 }
 
 /// x f32[1,2,5,5] → Conv "conv0" (w f32[2,1,3,3], b f32[2]; group 2, pads 1) → Relu "relu0" → y.
@@ -346,18 +169,6 @@ pub fn op_model(
     ))
 }
 
-pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    if let Err(e) = std::fs::write(&p, bytes) {
-        panic!("cannot write fixture file {}: {e}", p.display());
-    }
-    p
-}
-
-pub fn write_model(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
-    write(dir, name, &m.encode_to_vec())
-}
-
 fn mkdir(p: &Path) -> PathBuf {
     if let Err(e) = std::fs::create_dir_all(p) {
         panic!("cannot create {}: {e}", p.display());
@@ -379,14 +190,6 @@ fn one(dir: &Path, m: &ModelProto, expect: Expect) -> Vec<Case> {
 // ---------------------------------------------------------------------------------------------
 // Raw protobuf framing: for nesting deeper than prost would let us build comfortably, and for
 // the truncation oracle.
-
-fn varint(mut v: u64, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 /// Field `field` of wire type 2 (length-delimited) holding `payload`.
 fn ld(field: u64, payload: &[u8]) -> Vec<u8> {
@@ -614,19 +417,6 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// SplitMix64, for reproducible random bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // External data.
 
@@ -733,8 +523,8 @@ fn not_onnx() -> Vec<Fixture> {
                 let mut rng = Rng(0xbad1_0bad);
                 (0..32)
                     .map(|i| {
-                        let len = 1 + (rng.next() % 4096) as usize;
-                        let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                        let len = 1 + (rng.next_u64() % 4096) as usize;
+                        let mut b: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                         // Keep clear of the recognized magics (npy, zip, gzip, pickle, HDF5).
                         if matches!(b[0], 0x93 | b'P' | 0x1f | 0x80 | 0x89) {
                             b[0] = 0x0a;

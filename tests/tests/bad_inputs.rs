@@ -394,3 +394,16 @@ fn readme_lists_every_fixture() {
         path.display()
     );
 }
+
+/// Writes every fixture's files into `$DYNC_FIXTURES_OUT`: the seeds of the fuzz corpora (see
+/// `fuzz/README.md`). Ignored unless asked for with `--ignored`.
+#[test]
+#[ignore = "writes the fixtures for the fuzz corpora into $DYNC_FIXTURES_OUT"]
+fn write_fixtures() {
+    let out = std::env::var_os("DYNC_FIXTURES_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("set DYNC_FIXTURES_OUT to the folder to write"));
+    std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    let cases = generate(&out);
+    assert!(!cases.is_empty());
+}

@@ -176,14 +176,6 @@ fn a_cut_after_the_graph_is_reported_as_a_missing_opset() {
     assert!(matches!(e.kind(), ErrorKind::MissingOpset), "{e}");
 }
 
-fn varint(mut v: u64, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn varint_len(v: u64) -> u64 {
     let mut b = Vec::new();
     varint(v, &mut b);
@@ -261,7 +253,7 @@ fn node_limit_counts_the_main_graph() {
     let mut g = tiny_graph();
     let node = g.node[0].clone();
     g.node = vec![node; 5];
-    let bytes = encode(&model_with(g));
+    let bytes = encode(&model(g));
     let at = |max_nodes| {
         load_model_bytes(
             &bytes,
@@ -293,7 +285,7 @@ fn subgraphs_in_graphs_attributes_are_counted() {
         graphs: vec![inner.clone(), inner],
         ..Default::default()
     });
-    let bytes = encode(&model_with(g));
+    let bytes = encode(&model(g));
     let limits = Limits {
         max_nodes: 2,
         ..Limits::default()
@@ -477,6 +469,6 @@ fn hostile_names_are_escaped_in_messages() {
 #[test]
 fn graph_without_nodes_loads() {
     // Structure is the importer's business; loading only needs a graph.
-    let m = model_with(GraphProto::default());
+    let m = model(GraphProto::default());
     assert!(load_model_bytes(&encode(&m), None, &Limits::default()).is_ok());
 }

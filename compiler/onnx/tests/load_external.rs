@@ -82,7 +82,7 @@ fn valid_external_data_loads_through_the_model() {
             &[("location", "weights/data.bin"), ("offset", "40")],
         ),
     ];
-    let path = write(dir.path(), "model.onnx", &encode(&model_with(g)));
+    let path = write(dir.path(), "model.onnx", &encode(&model(g)));
     let limits = Limits::default();
     let m = load_model(&path, &limits).unwrap();
     let ctx = m.tensor_ctx(&limits);
@@ -116,7 +116,7 @@ fn in_memory_models_reject_external_data_unless_given_a_folder() {
     write(dir.path(), "w.bin", &le(&[1.0, 2.0]));
     let mut g = tiny_graph();
     g.initializer = vec![ext("w", &[2], &[("location", "w.bin")])];
-    let bytes = encode(&model_with(g));
+    let bytes = encode(&model(g));
     let limits = Limits::default();
 
     let m = load_model_bytes(&bytes, None, &limits).unwrap();
@@ -350,7 +350,7 @@ fn errors_from_the_model_name_the_model_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut g = tiny_graph();
     g.initializer = vec![ext("w", &[2, 3], &[("location", "../../etc/passwd")])];
-    let path = write(dir.path(), "model.onnx", &encode(&model_with(g)));
+    let path = write(dir.path(), "model.onnx", &encode(&model(g)));
     let limits = Limits::default();
     let m = load_model(&path, &limits).unwrap();
     let e = tensor_from_proto(&m.graph.initializer[0], &m.tensor_ctx(&limits)).unwrap_err();

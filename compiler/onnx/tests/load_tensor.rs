@@ -49,7 +49,7 @@ fn typed(name: &str, data_type: i32, dims: &[i64]) -> TensorProto {
 fn f32_raw_data_round_trips() {
     let mut rng = Rng(3);
     let v: Vec<f32> = (0..24).map(|_| rng.f32()).collect();
-    let t = convert(&f32_raw("w", &[2, 3, 4], &v)).unwrap();
+    let t = convert(&f32_init("w", &[2, 3, 4], &v)).unwrap();
     assert_eq!(t.shape(), &[2, 3, 4]);
     assert_eq!(t.as_f32().unwrap(), v.as_slice());
 }
@@ -148,7 +148,7 @@ fn typed_fields_are_read() {
 
 #[test]
 fn scalars_and_empty_tensors() {
-    let t = convert(&f32_raw("s", &[], &[4.0])).unwrap();
+    let t = convert(&f32_init("s", &[], &[4.0])).unwrap();
     assert_eq!((t.shape(), t.as_f32().unwrap()), (&[][..], &[4.0][..]));
     // A tensor with a zero dim needs no data at all.
     let t = convert(&typed("e", INT64, &[0, 3])).unwrap();
@@ -184,7 +184,7 @@ fn typed_values_out_of_range_are_rejected() {
 
 #[test]
 fn raw_data_of_the_wrong_length() {
-    let mut t = f32_raw("w", &[2, 3], &[0.0; 6]);
+    let mut t = f32_init("w", &[2, 3], &[0.0; 6]);
     t.raw_data.pop();
     assert_eq!(
         tensor_err(&t),
@@ -213,19 +213,19 @@ fn typed_field_of_the_wrong_length() {
 
 #[test]
 fn negative_dims() {
-    let t = f32_raw("w", &[2, -3], &[]);
+    let t = f32_init("w", &[2, -3], &[]);
     assert_eq!(tensor_err(&t), "dimension 1 is -3, which is negative");
 }
 
 #[test]
 fn overflowing_dims_are_rejected_before_allocating() {
-    let t = f32_raw("w", &[1 << 62, 1 << 62], &[]);
+    let t = f32_init("w", &[1 << 62, 1 << 62], &[]);
     assert!(tensor_err(&t).contains("element count of shape"));
     // The element count fits but the bytes do not.
-    let t = f32_raw("w", &[1 << 62, 2], &[]);
+    let t = f32_init("w", &[1 << 62, 2], &[]);
     assert!(tensor_err(&t).contains("byte size"));
     // Fits in usize but is far over the tensor limit: a Limit error, not an allocation.
-    let e = convert(&f32_raw("w", &[1 << 20, 1 << 20], &[])).unwrap_err();
+    let e = convert(&f32_init("w", &[1 << 20, 1 << 20], &[])).unwrap_err();
     let (what, value, limit) = limit_err(e);
     assert!(what.contains("\"w\""), "{what}");
     assert_eq!(
@@ -236,11 +236,11 @@ fn overflowing_dims_are_rejected_before_allocating() {
 
 #[test]
 fn rank_limit() {
-    let t = f32_raw("w", &[1; 9], &[0.0]);
+    let t = f32_init("w", &[1; 9], &[0.0]);
     let (what, value, limit) = limit_err(convert(&t).unwrap_err());
     assert!(what.contains("rank"));
     assert_eq!((value, limit), (9, 8));
-    assert!(convert(&f32_raw("w", &[1; 8], &[0.0])).is_ok());
+    assert!(convert(&f32_init("w", &[1; 8], &[0.0])).is_ok());
 }
 
 #[test]
@@ -265,7 +265,7 @@ fn total_weight_limit_spans_tensors_of_one_context() {
         ..Limits::default()
     };
     let ctx = TensorCtx::new(None, &limits);
-    let t = f32_raw("w", &[4], &[1.0; 4]);
+    let t = f32_init("w", &[4], &[1.0; 4]);
     tensor_from_proto(&t, &ctx).unwrap();
     tensor_from_proto(&t, &ctx).unwrap();
     assert_eq!(ctx.total_bytes(), 32);
@@ -277,7 +277,7 @@ fn total_weight_limit_spans_tensors_of_one_context() {
 fn exactly_one_data_source() {
     let t = TensorProto {
         float_data: vec![1.0; 6],
-        ..f32_raw("w", &[2, 3], &[0.0; 6])
+        ..f32_init("w", &[2, 3], &[0.0; 6])
     };
     assert_eq!(
         tensor_err(&t),
@@ -376,17 +376,17 @@ fn unsupported_data_types_are_named() {
 fn segments_and_bad_locations_are_rejected() {
     let t = TensorProto {
         segment: Some(tensor_proto::Segment { begin: 0, end: 1 }),
-        ..f32_raw("w", &[1], &[1.0])
+        ..f32_init("w", &[1], &[1.0])
     };
     assert!(tensor_err(&t).contains("segmented"));
     let t = TensorProto {
         data_location: 7,
-        ..f32_raw("w", &[1], &[1.0])
+        ..f32_init("w", &[1], &[1.0])
     };
     assert_eq!(tensor_err(&t), "unknown data_location 7");
     let t = TensorProto {
         external_data: entries(&[("location", "w.bin")]),
-        ..f32_raw("w", &[1], &[1.0])
+        ..f32_init("w", &[1], &[1.0])
     };
     assert!(tensor_err(&t).contains("data_location is not EXTERNAL"));
 }
