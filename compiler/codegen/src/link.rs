@@ -14,6 +14,7 @@
 //! command and carry the compiler's own message. Linking for another architecture than the
 //! host's is not done here (use `--emit obj` and a cross toolchain).
 
+use crate::object::{RT_CTX_FREE_SYMBOL, RT_CTX_NEW_SYMBOL};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use thiserror::Error;
@@ -108,7 +109,11 @@ pub fn link_executable(object: &Path, runtime: &Path, out: &Path) -> Result<(), 
 pub fn link_shared(object: &Path, out: &Path) -> Result<(), LinkError> {
     let mut args = vec!["-shared".to_string(), object.display().to_string()];
     if let Ok(runtime) = find_runtime_lib() {
+        // The wrapper's references to the context functions are weak, which does not pull
+        // archive members in: ask for them.
         args.extend([
+            format!("-Wl,--undefined={RT_CTX_NEW_SYMBOL}"),
+            format!("-Wl,--undefined={RT_CTX_FREE_SYMBOL}"),
             runtime.display().to_string(),
             "-Wl,--exclude-libs,ALL".into(),
             "-Wl,--gc-sections".into(),

@@ -1,11 +1,12 @@
 //! `dync run MODEL [--engine jit|interp] [--input [NAME=]FILE.npy]... [--output-dir DIR] [--seed S]
-//! [--compare REF.npy]`: runs the model — compiled in process (jit, the default: import, the pass
+//! [--threads N] [--compare REF.npy]`: runs the model — compiled in process (jit, the default: import, the pass
 //! pipeline, Cranelift) or on the reference interpreter (interp: the imported graph as is) — and
 //! writes `DIR/<output>.npy` for every graph output
 //! (names sanitized to [A-Za-z0-9._-]). Inputs not given are seeded random tensors (the seed is
 //! printed; the generator is the runtime's, shared with compiled executables). Input files fix the model's symbolic dims. Prints the top-5 classes of a
 //! classifier output; `--compare` reports max abs/rel error of the first output and exits 3 when
-//! it exceeds atol 1e-4 + rtol 1e-3.
+//! it exceeds atol 1e-4 + rtol 1e-3. `--threads N` runs the JIT's code on N threads (1: serial;
+//! outputs are bit-identical at every count); the interpreter is serial.
 
 use super::common::{close, import_with_notes, npy_to_tensor, tensor_to_npy, ModelArgs, PassArgs};
 use anyhow::{bail, Context, Result};
@@ -48,6 +49,9 @@ pub struct Args {
     /// Seed of the random inputs generated for inputs not given.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// JIT: threads to run on (1: serial, no worker threads).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: u32,
     /// Compare the first output with this .npy file.
     #[arg(long, value_name = "REF.npy")]
     pub compare: Option<PathBuf>,
@@ -142,7 +146,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 ..Default::default()
             };
             dync_codegen::JitModel::compile(g, &opts)
-                .and_then(|j| j.run(&inputs))
+                .and_then(|mut j| {
+                    j.set_threads(a.threads as usize)?;
+                    j.run(&inputs)
+                })
                 .with_context(running)?
         }
     };
