@@ -23,10 +23,14 @@ impl std::fmt::Display for Remark {
     }
 }
 
-/// What passes share: remarks for the user.
+/// What passes share: messages for the user.
 #[derive(Debug, Default)]
 pub struct PassCx {
+    /// What the user should act on: a dynamic conv left as generic ops, and why.
     pub remarks: Vec<Remark>,
+    /// What the user may want to know about a recognized dynamic conv: a part of it that
+    /// stays a separate op (e.g. ODConv's input-channel attention), and why.
+    pub notes: Vec<Remark>,
 }
 
 pub trait Pass {

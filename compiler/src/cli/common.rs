@@ -94,6 +94,9 @@ impl PassArgs {
         for r in &pm.cx.remarks {
             eprintln!("remark: {r}");
         }
+        for n in &pm.cx.notes {
+            eprintln!("note: {n}");
+        }
         Ok(pm)
     }
 }

@@ -9,11 +9,16 @@
 //! the right with `[N, O, H, W]`, is `[1|N, 1|O, 1, 1]`. Rewrite: the coefficients become
 //! `coeff · α` (per-channel `[N, O, g]`, or per-expert `[N, g]` when α has one channel), and
 //! the product is replaced by the new `dyn_conv`. Anything else is left alone; the graph stays
-//! correct either way (the channel attention that ODConv multiplies the input by is not a
-//! coefficient and stays an elementwise multiply).
+//! correct either way.
+//!
+//! ODConv's channel attention multiplies the `dyn_conv`'s *input* by α[N, C, 1, 1]. That equals
+//! scaling the mixed kernel's input-channel axis per sample, which coefficients [N, O, g] over
+//! the same bank cannot express (it would take a bank C times larger), so the multiply stays an
+//! elementwise op before the `dyn_conv`; the pass adds a note naming it at every such
+//! `dyn_conv` (`PassCx::notes`; a note, not a remark: the dynamic conv itself is recognized).
 
 use crate::error::PassError;
-use crate::manager::{Pass, PassCx};
+use crate::manager::{Pass, PassCx, Remark};
 use dync_ir::ops::{Binary, BinaryKind, DynConv, Reshape};
 use dync_ir::{Graph, NodeId, Op};
 
@@ -25,7 +30,8 @@ impl Pass for DynConvScale {
     fn name(&self) -> &'static str {
         NAME
     }
-    fn run(&self, g: &mut Graph, _cx: &mut PassCx) -> Result<bool, PassError> {
+    fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<bool, PassError> {
+        note_channel_attention(g, cx);
         let muls: Vec<NodeId> = g
             .node_ids()
             .filter(|&n| matches!(&g.node(n).op, Op::Binary(b) if b.kind == BinaryKind::Mul))
@@ -38,6 +44,53 @@ impl Pass for DynConvScale {
             }
         }
         Ok(changed)
+    }
+}
+
+/// Notes every `dyn_conv` whose input is a computed per-sample, per-input-channel scaling
+/// `v · α[N|1, C, 1, 1]` (see the module docs). Each note is made once per `dyn_conv`, when its
+/// input is still that multiply.
+fn note_channel_attention(g: &Graph, cx: &mut PassCx) {
+    for d in g.node_ids() {
+        if !matches!(g.node(d).op, Op::DynConv(_)) {
+            continue;
+        }
+        let x = g.operands(d)[0];
+        if !matches!(&g.node(x).op, Op::Binary(b) if b.kind == BinaryKind::Mul) {
+            continue;
+        }
+        let xs = &g.ty(x).shape;
+        let channel_scale = g.operands(x).into_iter().any(|a| {
+            let s = &g.ty(a).shape;
+            let full: Vec<usize> = std::iter::repeat_n(1, 4usize.saturating_sub(s.len()))
+                .chain(s.iter().copied())
+                .collect();
+            g.const_value(a).is_none()
+                && full.len() == 4
+                && full[0] == xs[0]
+                && full[1] == xs[1]
+                && full[1] > 1
+                && full[2] == 1
+                && full[3] == 1
+        });
+        let origin = g.node(d).origin.clone().unwrap_or_default();
+        if channel_scale
+            && !cx
+                .notes
+                .iter()
+                .any(|n| n.pass == NAME && n.origin == origin)
+        {
+            cx.notes.push(Remark {
+                pass: NAME,
+                origin,
+                message: format!(
+                    "the input is scaled per sample and input channel by {:?} (ODConv channel \
+                     attention); that multiply stays an elementwise op before the dyn_conv, as \
+                     coefficients [N, O, g] cannot scale the kernel's input-channel axis",
+                    g.node(x).origin.clone().unwrap_or_default()
+                ),
+            });
+        }
     }
 }
 
