@@ -126,7 +126,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn checked_jit_matches_interpreter(choices in prop::collection::vec(any::<u32>(), 0..64)) {
@@ -185,7 +185,7 @@ for line in sys.stdin:
 /// Seeded networks: the interpreter and the checked JIT agree with onnxruntime.
 #[test]
 fn interpreter_and_checked_jit_match_onnxruntime() {
-    const CASES: u64 = 40;
+    const CASES: u64 = 32;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let models: Vec<Model> = (0..CASES).map(|s| seeded_model(1000 + s)).collect();
     let mut jobs = Vec::new();
