@@ -6,8 +6,8 @@
 //! call `max`/`min`, which would drop a NaN); Sigmoid never overflows (exp of a non-positive
 //! argument only); HardSwish is x·max(0, min(1, x/6 + 1/2)); Clip is min(max(x, min), max), so
 //! max wins when min > max (as ONNX defines); Log(0) = −inf, Log/Sqrt of a
-//! negative number = NaN, Reciprocal(0) = inf; Erf is computed from its Maclaurin series and
-//! its continued fraction (relative error below 1e-14, far beyond f32).
+//! negative number = NaN, Reciprocal(0) = inf; Erf is `dync_ir::math::erf` (shared with the
+//! functions generated code calls).
 
 use crate::data::{elems, tensor};
 use crate::error::EvalError;
@@ -63,42 +63,8 @@ fn apply(kind: UnaryKind, x: f64) -> f64 {
         UnaryKind::Neg => -x,
         UnaryKind::Abs => x.abs(),
         UnaryKind::Reciprocal => 1.0 / x,
-        UnaryKind::Erf => erf(x),
+        UnaryKind::Erf => dync_ir::math::erf(x),
     }
-}
-
-/// The error function. For |x| < 2.5 the Maclaurin series
-/// erf(x) = 2/√π · Σ (−1)ⁿ x²ⁿ⁺¹ / (n!·(2n+1)) (cancellation costs at most two digits there);
-/// beyond, 1 − erfc(x) with erfc(x) = e^(−x²)/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + …))))
-/// evaluated backwards from 60 terms; for |x| ≥ 6, erf is 1 to f64 precision.
-fn erf(x: f64) -> f64 {
-    if x.is_nan() {
-        return x;
-    }
-    let a = x.abs();
-    let r = if a < 2.5 {
-        let a2 = a * a;
-        let (mut power, mut sum) = (a, a);
-        for n in 1..200 {
-            // power = (−1)ⁿ a²ⁿ⁺¹ / n!
-            power *= -a2 / f64::from(n);
-            let term = power / f64::from(2 * n + 1);
-            sum += term;
-            if term.abs() <= 1e-17 * sum.abs() {
-                break;
-            }
-        }
-        sum * std::f64::consts::FRAC_2_SQRT_PI
-    } else if a < 6.0 {
-        let mut f = a;
-        for n in (1..=60).rev() {
-            f = a + f64::from(n) / 2.0 / f;
-        }
-        1.0 - (-a * a).exp() / (std::f64::consts::PI.sqrt() * f)
-    } else {
-        1.0
-    };
-    r.copysign(x)
 }
 
 #[cfg(test)]

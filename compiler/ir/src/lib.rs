@@ -8,6 +8,7 @@ pub mod attrs;
 pub mod dtype;
 pub mod error;
 pub mod graph;
+pub mod math;
 pub mod ops;
 pub mod parse;
 pub mod print;
