@@ -13,7 +13,7 @@
 //! - Bench: one warm-up run, then `--iters` timed runs (default: as many as fit in about two
 //!   seconds, between 10 and 1000); prints median, min and p90 latency, and with `--json` one
 //!   JSON line with `median_ms`, `min_ms`, `p90_ms`, `mean_ms`, `iters`, `threads`.
-//! - `--threads N` (N ≥ 1, default 1): the model runs on a pool of N threads (the main thread
+//! - `--threads N` (1 ≤ N ≤ 1024, default 1): the model runs on a pool of N threads (the main thread
 //!   and N − 1 workers, [`crate::ctx::RtCtx`]); 1 starts no thread at all. Outputs are
 //!   bit-identical at every thread count.
 //!
@@ -24,6 +24,7 @@
 use crate::ctx::RtCtx;
 use crate::model::{type_string, zeros, Model, ModelDesc, TensorInfo};
 use crate::npy::{read_npy, sanitize_name, write_npy, NpyArray, NpyData};
+use crate::pool::MAX_THREADS;
 use crate::rt::{missing_cpu_features, random_array, top5_lines, Arena, SplitMix, Stats};
 use std::ffi::{c_char, c_int, CStr};
 use std::path::PathBuf;
@@ -100,8 +101,8 @@ fn parse_args(args: &[String]) -> Result<Args, Failure> {
             "--threads" => {
                 a.threads = usize::try_from(number(flag, value(flag)?)?)
                     .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| usage("--threads must be at least 1"))?
+                    .filter(|n| (1..=MAX_THREADS).contains(n))
+                    .ok_or_else(|| usage(format!("--threads must be 1 to {MAX_THREADS}")))?
             }
             "--iters" => {
                 a.iters = Some(
@@ -409,6 +410,7 @@ mod tests {
     fn rejects_bad_usage() {
         for bad in [
             &["--threads", "0"][..],
+            &["--threads", "1025"],
             &["--iters", "5"],
             &["--bench", "--output-dir", "d"],
             &["--seed"],

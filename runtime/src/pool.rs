@@ -25,6 +25,8 @@ use std::thread::JoinHandle;
 /// A parallel task: runs indices `[begin, end)` with the loop's argument block; 0 or a status.
 pub type TaskFn = extern "C" fn(args: *const *mut u8, begin: u64, end: u64) -> i32;
 
+/// The most threads a pool runs on.
+pub const MAX_THREADS: usize = 1 << 10;
 /// Chunks per thread of one loop.
 const CHUNKS_PER_THREAD: u64 = 4;
 /// Spin iterations of an idle worker before it sleeps.
@@ -106,9 +108,10 @@ impl Shared {
 
 impl Pool {
     /// A pool running loops on `threads` threads (the caller and `threads − 1` workers; 0 is
-    /// taken as 1). Fails only when the system cannot start a thread.
+    /// taken as 1, more than [`MAX_THREADS`] as that). Fails only when the system cannot start
+    /// a thread.
     pub fn new(threads: usize) -> std::io::Result<Pool> {
-        let threads = threads.clamp(1, 1 << 10);
+        let threads = threads.clamp(1, MAX_THREADS);
         let shared = Arc::new(Shared {
             task: AtomicUsize::new(0),
             args: AtomicUsize::new(0),

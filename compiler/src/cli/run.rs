@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// JIT: threads to run on (1: serial, no worker threads).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=dync_runtime::pool::MAX_THREADS as i64))]
     pub threads: u32,
     /// Compare the first output with this .npy file.
     #[arg(long, value_name = "REF.npy")]
