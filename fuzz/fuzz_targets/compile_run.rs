@@ -34,8 +34,8 @@ fuzz_target!(|data: &[u8]| {
     let m = random_cnn::build(&mut Bytes(Unstructured::new(data)));
     let what = m.layers.join("; ");
     let fail = |stage: &str, e: &dyn std::fmt::Display| -> ! { panic!("{what}: {stage}: {e}") };
-    let loaded = load_model_bytes(&m.bytes, None, &Limits::default())
-        .unwrap_or_else(|e| fail("load", &e));
+    let loaded =
+        load_model_bytes(&m.bytes, None, &Limits::default()).unwrap_or_else(|e| fail("load", &e));
     let g0 = import(&loaded, &ImportOptions::default())
         .unwrap_or_else(|e| fail("import", &e))
         .graph;
@@ -65,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
         panic!("{what}: outputs are not f32");
     };
     assert_eq!(got[0].shape(), m.output, "{what}: jit output shape");
-    assert_eq!(want[0].shape(), m.output, "{what}: interpreter output shape");
+    assert_eq!(
+        want[0].shape(),
+        m.output,
+        "{what}: interpreter output shape"
+    );
     for (i, (&p, &q)) in a.iter().zip(b).enumerate() {
         assert!(
             (p - q).abs() <= 1e-4 + 1e-3 * q.abs(),

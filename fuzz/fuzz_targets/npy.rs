@@ -21,7 +21,12 @@ fuzz_target!(|data: &[u8]| {
     } else {
         arr.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
     };
-    assert_eq!(elems, Some(arr.len()), "shape {:?} vs data length", arr.shape);
+    assert_eq!(
+        elems,
+        Some(arr.len()),
+        "shape {:?} vs data length",
+        arr.shape
+    );
     let bytes = write_npy_bytes(&arr).expect("an array read back is writable");
     let again = read_npy_bytes(&bytes, MAX_BYTES).expect("a written array reads back");
     assert_eq!(again.shape, arr.shape);
