@@ -4,9 +4,12 @@
 //! build its coefficient operand from the predictor's output (reusing equal existing ops, so
 //! that convs sharing a predictor read one coefficient node).
 //!
+//! [`traced_cone`] is the linearity check both recognizers make before their numerical proof.
+//!
 //! Contract: nothing here mutates the graph except [`coefficient_operand`] and [`cse_add`], which
 //! only add ops (or reuse equal ones); evaluation errors are returned as reasons, never panics.
 
+use super::dynconv_trace::Tracer;
 use crate::error::PassError;
 use dync_ir::ops::{Gather, Reshape, Slice, Transpose};
 use dync_ir::{Graph, NodeId, Op, Tensor};
@@ -45,6 +48,23 @@ pub(crate) fn cone(g: &Graph, root: NodeId, bound: &[NodeId]) -> Result<Vec<Node
         }
     }
     Ok(order)
+}
+
+/// [`cone`] of `root` without `stops`, when `tracer` follows every op in it (so the cone is a
+/// polynomial in the stops and the numerical check of a rewrite at a random point is a proof);
+/// otherwise the error `untraced(n)` for the first op `n` it does not follow.
+pub(crate) fn traced_cone(
+    g: &Graph,
+    tracer: &Tracer,
+    root: NodeId,
+    stops: &[NodeId],
+    untraced: impl Fn(NodeId) -> String,
+) -> Result<Vec<NodeId>, String> {
+    let nodes = cone(g, root, stops)?;
+    match nodes.iter().find(|&&n| tracer.is_leaf(n)) {
+        Some(&n) => Err(untraced(n)),
+        None => Ok(nodes),
+    }
 }
 
 /// Evaluates `root` with the reference interpreter, `bound` nodes taking the given values.

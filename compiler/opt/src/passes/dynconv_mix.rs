@@ -26,7 +26,9 @@
 //! a predictor), reshaped back to the conv's result shape. Anything that fails is left as it is
 //! and named in a remark with the reason.
 
-use super::dynconv_common::{close, coefficient_operand, cone, eval_with, random_tensor, Layout};
+use super::dynconv_common::{
+    close, coefficient_operand, eval_with, random_tensor, traced_cone, Layout,
+};
 use super::dynconv_trace::{Source, Tracer};
 use crate::error::PassError;
 use crate::manager::{Pass, PassCx, Remark};
@@ -370,14 +372,14 @@ fn check_cone(
     let per_sample_kernels = d.o * d.r;
     let mut has_bank = false;
     for &v in values {
-        for n in cone(g, v, &[source])? {
-            if tracer.is_leaf(n) {
-                return Err(format!(
-                    "it is computed through {}, which is not linear in the coefficients {}",
-                    describe(g, n),
-                    describe(g, source)
-                ));
-            }
+        let nodes = traced_cone(g, tracer, v, &[source], |n| {
+            format!(
+                "it is computed through {}, which is not linear in the coefficients {}",
+                describe(g, n),
+                describe(g, source)
+            )
+        })?;
+        for n in nodes {
             let multiplies = match &g.node(n).op {
                 Op::MatMul(_) | Op::Gemm(_) | Op::Einsum(_) => true,
                 Op::Binary(b) => b.kind == BinaryKind::Mul,

@@ -23,7 +23,9 @@
 //! `s` as in `dynconv_mix`. A chain that looks like the training form but fails a check is left
 //! as it is and named in a remark with the reason.
 
-use super::dynconv_common::{close, coefficient_operand, cone, eval_with, random_tensor, Layout};
+use super::dynconv_common::{
+    close, coefficient_operand, eval_with, random_tensor, traced_cone, Layout,
+};
 use super::dynconv_trace::Tracer;
 use crate::error::PassError;
 use crate::manager::{Pass, PassCx, Remark};
@@ -329,14 +331,14 @@ fn check_chain(
     source: NodeId,
 ) -> Result<(), String> {
     let mut dep: HashSet<NodeId> = HashSet::from([conv]);
-    for n in cone(g, z, &[conv, source])? {
-        if tracer.is_leaf(n) {
-            return Err(format!(
-                "%{} ({}) between the conv and the sum is not linear",
-                n.index(),
-                g.node(n).op.name()
-            ));
-        }
+    let nodes = traced_cone(g, tracer, z, &[conv, source], |n| {
+        format!(
+            "%{} ({}) between the conv and the sum is not linear",
+            n.index(),
+            g.node(n).op.name()
+        )
+    })?;
+    for n in nodes {
         if g.operands(n).iter().any(|o| dep.contains(o)) {
             dep.insert(n);
         }
