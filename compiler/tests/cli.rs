@@ -696,3 +696,23 @@ fn every_bad_input_fixture_through_the_binary() {
         failures.join("\n\n")
     );
 }
+
+#[test]
+fn run_rejects_batch_with_the_interpreter() {
+    let d = tempdir();
+    let m = grouped_conv_model(d.path());
+    let o = dync(&[
+        "run".as_ref(),
+        m.as_os_str(),
+        "--engine".as_ref(),
+        "interp".as_ref(),
+        "--batch".as_ref(),
+        "3".as_ref(),
+    ]);
+    assert_ne!(o.code, 0, "--batch with the interpreter ran:\n{}", o.stdout);
+    assert!(
+        o.stderr.contains("--batch needs the jit engine"),
+        "unclear error:\n{}",
+        o.stderr
+    );
+}

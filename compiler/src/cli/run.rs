@@ -107,6 +107,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         }
     }
+    if a.engine == Engine::Interp && a.passes.batch.is_some() {
+        bail!(
+            "--batch needs the jit engine: the interpreter runs the imported graph as exported \
+             (export the batch you want, or drop --engine interp)"
+        );
+    }
     let mut imp = import_with_notes(&m, &opts)?;
     if a.engine == Engine::Jit {
         a.passes.optimize(&mut imp.graph, false)?;
