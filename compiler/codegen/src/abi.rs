@@ -10,9 +10,11 @@
 //! - `ctx` is null or a `dync_runtime::ctx::RtCtx`: its `parallel_for` runs the tasks of a
 //!   parallel kernel on the runtime's thread pool; its `kernel_hook`, when set, is called with
 //!   phase 0 before and 1 after each kernel (profiling; a load and a test per kernel when it is
-//!   not set, so every build can be profiled); its `ukernels` slot is reserved for the
-//!   micro-kernel table (not read yet). With a null `ctx` every kernel runs on the calling
-//!   thread and no hook is called.
+//!   not set, so every build can be profiled); its `ukernels` table, when not null and not the
+//!   portable variant, provides the GEMM tile of x86-64 code compiled with micro-kernels
+//!   (read once per call, checked against the compiled `M0 × N0` tile shape). With a null
+//!   `ctx` every kernel runs on the calling thread, no hook is called and the GEMM tile is the
+//!   module's own Cranelift tile ([`crate::tile`]).
 //! - Weights are in the module's read-only data object [`WEIGHTS_SYMBOL`] (64-byte aligned).
 //! - Returns 0 on success, otherwise a status `(kernel + 1) << 8 | fault` naming the kernel
 //!   (index into the model's kernel list, in execution order) and the [`Fault`].
@@ -20,7 +22,8 @@
 //! Kernels (one per IR node, internal) are tasks: `fn(args: *const *mut u8, begin: u64,
 //! end: u64) -> i32`. `args` holds one pointer per operand, one for the result and, for kernels
 //! that need it, one for scratch memory in the arena (the entry writes them into a stack slot);
-//! the kernel computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
+//! then, for kernels on the GEMM path, the GEMM tile function ([`tile_signature`]); the kernel
+//! computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
 //! (the first one in task order). Tasks of a kernel write disjoint parts of its result (and of
 //! its scratch memory), and every output element is computed by the same instructions whatever
 //! range its task is run in, so results are bit-identical at every thread count. A kernel of
@@ -133,4 +136,20 @@ pub fn hook_signature(call_conv: CallConv, ptr: Type) -> Signature {
 }
 
 /// Byte offsets of the `RtCtx` fields generated code reads (the runtime's `repr(C)` layout).
-pub use dync_runtime::ctx::{CTX_KERNEL_HOOK, CTX_PARALLEL_FOR, HOOK_BEGIN, HOOK_END};
+pub use dync_runtime::ctx::{
+    CTX_KERNEL_HOOK, CTX_PARALLEL_FOR, CTX_UKERNELS, HOOK_BEGIN, HOOK_END,
+};
+pub use dync_runtime::ukernel::{
+    UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0, UKERNELS_GEMM_F32_N0, UKERNELS_ISA,
+};
+
+/// Signature of the GEMM tile (`dync_runtime::ukernel::GemmF32Fn`): `k, a, b, ldb, c, ldc, m,
+/// n, bias` pointer-sized, then `flags: u32`, `lo: f32`, `hi: f32`, no result.
+pub fn tile_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 9));
+    s.params.push(AbiParam::new(types::I32));
+    s.params.push(AbiParam::new(types::F32));
+    s.params.push(AbiParam::new(types::F32));
+    s
+}

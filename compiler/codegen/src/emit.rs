@@ -15,7 +15,7 @@
 use crate::abi::{self, ALIGN, MAX_KERNELS};
 use crate::error::{CodegenError, NodeRef};
 use crate::libcalls::MathFn;
-use crate::lower::{self, kernel::math_signature, kernel::Kernel};
+use crate::lower::{self, kernel::math_signature, kernel::Kernel, kernel::Operand};
 use crate::plan::{self, MemoryPlan, Storage};
 use crate::target::CodegenOptions;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -25,6 +25,7 @@ use cranelift_codegen::ir::{
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, FuncId, Linkage, Module};
 use dync_ir::{Graph, Numbering, Op, TensorData, TensorType};
+use dync_runtime::ukernel::{Isa, GEMM_F32_M0, GEMM_F32_N0};
 use std::collections::HashMap;
 
 /// What emission produced: the entry function and everything a runtime needs to call it.
@@ -98,8 +99,11 @@ pub fn emit_model_with_progress<M: Module>(
         let nref = node_ref(g, &num, id);
         let operands = g.operands(id);
         let operand_tys: Vec<&TensorType> = operands.iter().map(|&o| g.ty(o)).collect();
-        let scratch = lower::scratch_elems(&node.op, &operand_tys);
-        let tasks = lower::tasks(&node.op, &operand_tys, &node.ty);
+        let packed = lower::packed_operand(&node.op)
+            .and_then(|i| operands.get(i))
+            .and_then(|o| plan.packed.get(o));
+        let scratch = lower::scratch_elems(&node.op, &operand_tys, packed);
+        let tasks = lower::tasks(&node.op, &operand_tys, &node.ty, packed);
         let sig = abi::task_signature(call_conv, ptr);
         let name = format!("dync_kernel_{i}");
         let fid = module
@@ -109,11 +113,10 @@ pub fn emit_model_with_progress<M: Module>(
         ctx.func.name = UserFuncName::user(0, fid.as_u32());
         let tys = operands
             .iter()
-            .map(|&o| {
-                (
-                    g.ty(o).clone(),
-                    matches!(plan.storage.get(&o), Some(Storage::Weight(_))),
-                )
+            .map(|&o| Operand {
+                ty: g.ty(o).clone(),
+                weight: matches!(plan.storage.get(&o), Some(Storage::Weight(_))),
+                packed: plan.packed.get(&o).copied(),
             })
             .collect();
         let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
@@ -121,6 +124,7 @@ pub fn emit_model_with_progress<M: Module>(
             b,
             (tys, node.ty.clone()),
             scratch,
+            packed.is_some(),
             tasks,
             opts.checked,
             module,
@@ -133,12 +137,19 @@ pub fn emit_model_with_progress<M: Module>(
             .define_function(fid, &mut ctx)
             .map_err(|e| CodegenError::cranelift(nref.to_string(), format!("{e:?}")))?;
         module.clear_context(&mut ctx);
-        kernel_ids.push((fid, tasks));
+        kernel_ids.push((fid, tasks, packed.is_some()));
         kernels.push(nref);
         progress(i + 1, plan.kernels.len());
     }
 
-    let entry = emit_entry(module, g, &plan, &kernel_ids, weights, &mut fctx)?;
+    let tile = if kernel_ids.iter().any(|k| k.2) {
+        let ukernels = !opts.no_ukernels
+            && module.isa().triple().architecture == target_lexicon::Architecture::X86_64;
+        Some((crate::tile::emit_gemm_tile(module, TILE_SYMBOL)?, ukernels))
+    } else {
+        None
+    };
+    let entry = emit_entry(module, g, &plan, &kernel_ids, weights, tile, &mut fctx)?;
     let sig_of = |list: &[(String, dync_ir::NodeId)]| {
         list.iter()
             .map(|(n, id)| (n.clone(), g.ty(*id).clone()))
@@ -180,7 +191,10 @@ fn emit_weights(
                 "constant has no data (its IR text elided the weights)",
             )
         })?;
-        let bytes = tensor_bytes(value.data());
+        let bytes = match (plan.packed.get(&id), value.data()) {
+            (Some(p), TensorData::F32(v)) => tensor_bytes(&TensorData::F32(p.pack(v))),
+            _ => tensor_bytes(value.data()),
+        };
         blob[off..off + bytes.len()].copy_from_slice(&bytes);
     }
     let id = module
@@ -195,6 +209,54 @@ fn emit_weights(
     Ok(Some(id))
 }
 
+/// The context's micro-kernel (`ctx->ukernels->gemm_f32`) when there is a context with a
+/// table that is not the portable one and has the `M0 × N0` tile the code was compiled for,
+/// else `own` (the module's Cranelift tile).
+fn micro_kernel_or(
+    b: &mut FunctionBuilder,
+    rt: Value,
+    has_ctx: Value,
+    own: Value,
+    ptr: cranelift_codegen::ir::Type,
+) -> Result<Value, CodegenError> {
+    let off = |n: usize| {
+        i32::try_from(n).map_err(|_| CodegenError::cranelift(abi::ENTRY_SYMBOL, "ctx layout"))
+    };
+    let flags = MemFlagsData::new().with_notrap().with_aligned();
+    let (read, check, join) = (b.create_block(), b.create_block(), b.create_block());
+    let chosen = b.append_block_param(join, ptr);
+    b.ins()
+        .brif(has_ctx, read, &[], join, &[BlockArg::Value(own)]);
+    b.switch_to_block(read);
+    let table = b.ins().load(ptr, flags, rt, off(abi::CTX_UKERNELS)?);
+    b.ins()
+        .brif(table, check, &[], join, &[BlockArg::Value(own)]);
+    b.switch_to_block(check);
+    let isa = b
+        .ins()
+        .load(types::I32, flags, table, off(abi::UKERNELS_ISA)?);
+    let m0 = b
+        .ins()
+        .load(ptr, flags, table, off(abi::UKERNELS_GEMM_F32_M0)?);
+    let n0 = b
+        .ins()
+        .load(ptr, flags, table, off(abi::UKERNELS_GEMM_F32_N0)?);
+    let fast = b
+        .ins()
+        .icmp_imm_s(IntCC::NotEqual, isa, Isa::Generic as i64);
+    let m_ok = b.ins().icmp_imm_s(IntCC::Equal, m0, GEMM_F32_M0 as i64);
+    let n_ok = b.ins().icmp_imm_s(IntCC::Equal, n0, GEMM_F32_N0 as i64);
+    let ok = b.ins().band(fast, m_ok);
+    let ok = b.ins().band(ok, n_ok);
+    let f = b
+        .ins()
+        .load(ptr, flags, table, off(abi::UKERNELS_GEMM_F32)?);
+    let pick = b.ins().select(ok, f, own);
+    b.ins().jump(join, &[BlockArg::Value(pick)]);
+    b.switch_to_block(join);
+    Ok(chosen)
+}
+
 /// Little-endian bytes of tensor data (bool as one byte 0 or 1), the layout kernels read.
 pub fn tensor_bytes(d: &TensorData) -> Vec<u8> {
     match d {
@@ -205,12 +267,19 @@ pub fn tensor_bytes(d: &TensorData) -> Vec<u8> {
     }
 }
 
+/// Symbol of the module's Cranelift GEMM tile.
+const TILE_SYMBOL: &str = "dync_gemm_tile";
+
+/// Emits the entry point. `kernel_ids`: each kernel's function, tasks and whether it calls
+/// the GEMM tile; `tile`: the module's Cranelift tile and whether the context's micro-kernel
+/// may replace it.
 fn emit_entry(
     module: &mut dyn Module,
     g: &Graph,
     plan: &MemoryPlan,
-    kernel_ids: &[(FuncId, usize)],
+    kernel_ids: &[(FuncId, usize, bool)],
     weights: Option<cranelift_module::DataId>,
+    tile: Option<(FuncId, bool)>,
     fctx: &mut FunctionBuilderContext,
 ) -> Result<FuncId, CodegenError> {
     let ptr = module.isa().pointer_type();
@@ -233,7 +302,7 @@ fn emit_entry(
         let max_bufs = plan
             .kernels
             .iter()
-            .map(|&id| g.operands(id).len() + 2)
+            .map(|&id| g.operands(id).len() + 3)
             .max()
             .unwrap_or(0);
         let slot_bytes = u32::try_from(max_bufs * 8)
@@ -271,6 +340,18 @@ fn emit_entry(
                 b.switch_to_block(done);
                 Ok(())
             };
+        let tile_fn = match tile {
+            Some((cl, ukernels)) => {
+                let fref = module.declare_func_in_func(cl, b.func);
+                let own = b.ins().func_addr(ptr, fref);
+                Some(if ukernels {
+                    micro_kernel_or(&mut b, rt, has_ctx, own, ptr)?
+                } else {
+                    own
+                })
+            }
+            None => None,
+        };
         let fail = b.create_block();
         b.append_block_param(fail, types::I32);
         b.set_cold_block(fail);
@@ -319,7 +400,8 @@ fn emit_entry(
                 .copied()
                 .ok_or_else(|| err(format!("node {} has no storage", id.index())))
         };
-        for (i, (&id, &(fid, tasks))) in plan.kernels.iter().zip(kernel_ids).enumerate() {
+        for (i, (&id, &(fid, tasks, uses_tile))) in plan.kernels.iter().zip(kernel_ids).enumerate()
+        {
             let mut bufs = Vec::new();
             for o in g.operands(id) {
                 bufs.push(address(&mut b, storage_of(o)?)?);
@@ -327,6 +409,9 @@ fn emit_entry(
             bufs.push(address(&mut b, storage_of(id)?)?);
             if let Some(&off) = plan.scratch.get(&id) {
                 bufs.push(address(&mut b, Storage::Arena(off))?);
+            }
+            if uses_tile {
+                bufs.push(tile_fn.ok_or_else(|| err("a GEMM kernel without a tile".into()))?);
             }
             for (j, &v) in bufs.iter().enumerate() {
                 let off = i32::try_from(j * 8).map_err(|_| err("too many operands".into()))?;

@@ -14,6 +14,9 @@
 //!   never overlaps its operands). Buffers are placed in order of definition, each in the
 //!   smallest gap left by the buffers live at the same time (best fit), or above them.
 //!
+//! - A constant whose every use is the weight of a convolution on the GEMM path (or the bank of
+//!   such a dyn_conv) is stored packed ([`crate::pack::Packing`], [`MemoryPlan::packed`]); its
+//!   blob space is the packed size.
 //! - A kernel that needs scratch memory (see `lower::scratch_elems`) gets an arena buffer live
 //!   only at its own step.
 //!
@@ -22,6 +25,7 @@
 
 use crate::abi::ALIGN;
 use crate::error::CodegenError;
+use crate::pack::Packing;
 use dync_ir::{Graph, NodeId, Op};
 use std::collections::{HashMap, HashSet};
 
@@ -60,6 +64,8 @@ pub struct MemoryPlan {
     pub storage: HashMap<NodeId, Storage>,
     /// Live constants with their byte offsets in the weights blob, in blob order.
     pub weights: Vec<(NodeId, usize)>,
+    /// The constants stored packed, with their layout.
+    pub packed: HashMap<NodeId, Packing>,
     /// Outputs filled by copying (output index, value), after all kernels ran.
     pub copies: Vec<(usize, NodeId)>,
     /// Arena offsets of the kernels' scratch buffers.
@@ -106,6 +112,7 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
     let live = live_nodes(g);
     let order: Vec<NodeId> = order.into_iter().filter(|n| live.contains(n)).collect();
 
+    let packed = packings(g, &order);
     let mut storage: HashMap<NodeId, Storage> = HashMap::new();
     let mut weights = Vec::new();
     let mut weight_bytes = 0usize;
@@ -121,10 +128,15 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
                 let off = weight_bytes;
                 storage.insert(id, Storage::Weight(off));
                 weights.push((id, off));
-                let bytes = g
-                    .ty(id)
-                    .bytes()
-                    .map_err(|e| CodegenError::Overflow(e.to_string()))?;
+                let bytes = match packed.get(&id) {
+                    Some(p) => p.elems().and_then(|n| n.checked_mul(4)).ok_or_else(|| {
+                        CodegenError::Overflow(format!("the packed weight {}", id.index()))
+                    })?,
+                    None => g
+                        .ty(id)
+                        .bytes()
+                        .map_err(|e| CodegenError::Overflow(e.to_string()))?,
+                };
                 weight_bytes = off
                     .checked_add(align_up(bytes)?)
                     .ok_or_else(|| CodegenError::Overflow("the weights blob".into()))?;
@@ -171,9 +183,13 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
             let offset = place(&mut buffers, &mut arena_bytes, k, bytes, (s, end), false)?;
             slot.insert(Storage::Arena(offset));
         }
-        let operands: Vec<&dync_ir::TensorType> =
-            g.operands(k).into_iter().map(|o| g.ty(o)).collect();
-        let elems = crate::lower::scratch_elems(&g.node(k).op, &operands);
+        let ids = g.operands(k);
+        let operands: Vec<&dync_ir::TensorType> = ids.iter().map(|&o| g.ty(o)).collect();
+        let op = &g.node(k).op;
+        let p = crate::lower::packed_operand(op)
+            .and_then(|i| ids.get(i))
+            .and_then(|o| packed.get(o));
+        let elems = crate::lower::scratch_elems(op, &operands, p);
         if elems > 0 {
             let bytes = elems
                 .checked_mul(4)
@@ -196,12 +212,47 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
         kernels,
         storage,
         weights,
+        packed,
         copies,
         scratch,
         buffers,
         arena_bytes,
         weight_bytes,
     })
+}
+
+/// The constants to store packed: those whose every use (among `order`, the live nodes) is
+/// the weight of a conv (operand 1) or the bank of a dyn_conv (operand 2) taking the GEMM
+/// path, all with the same packing, and that are not graph outputs.
+fn packings(g: &Graph, order: &[NodeId]) -> HashMap<NodeId, Packing> {
+    let mut uses: HashMap<NodeId, Option<Packing>> = HashMap::new();
+    let outputs: HashSet<NodeId> = g.outputs.iter().map(|(_, o)| root(g, *o)).collect();
+    for &id in order {
+        let ops = g.operands(id);
+        let group = match &g.node(id).op {
+            Op::Conv(c) => c.group,
+            Op::DynConv(c) => c.group,
+            _ => 0,
+        };
+        let wanted = crate::lower::packed_operand(&g.node(id).op);
+        for (j, &o) in ops.iter().enumerate() {
+            if !matches!(g.node(o).op, Op::Const(_)) {
+                continue;
+            }
+            let p = match wanted {
+                Some(w) if w == j => Packing::for_conv(g.ty(ops[0]), g.ty(o), g.ty(id), group),
+                _ => None,
+            };
+            let entry = uses.entry(o).or_insert(p);
+            if *entry != p {
+                *entry = None;
+            }
+        }
+    }
+    uses.into_iter()
+        .filter(|(id, _)| !outputs.contains(id))
+        .filter_map(|(id, p)| Some((id, p?)))
+        .collect()
 }
 
 /// Places a buffer of `bytes` live over `steps` (inclusive) among `buffers`, in the smallest

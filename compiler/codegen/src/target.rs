@@ -79,6 +79,9 @@ pub struct CodegenOptions {
     /// buffer, and a violation stops the run with [`crate::abi::Fault::OutOfBounds`]. Slower;
     /// used by the property tests. Also runs Cranelift's IR verifier on every function.
     pub checked: bool,
+    /// Never call the runtime's x86 micro-kernels: GEMM tiles run the module's own Cranelift
+    /// tile (always the case on aarch64, whose hot path is Cranelift's).
+    pub no_ukernels: bool,
 }
 
 /// The ISA for `opts.target`; `pic` for code linked into position-independent executables.

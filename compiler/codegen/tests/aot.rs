@@ -53,6 +53,7 @@ fn compile(target: Target, name: &str, main: bool) -> Result<CompiledObject, Cod
         },
         target,
         checked: false,
+        no_ukernels: false,
     };
     compile_object(
         &g,
@@ -295,6 +296,7 @@ fn cpu_names_and_target_combinations_are_checked() {
             target: aarch64.clone(),
             cpu,
             checked: false,
+            no_ukernels: false,
         };
         let obj = ObjectOptions {
             name: "m".into(),
@@ -307,6 +309,7 @@ fn cpu_names_and_target_combinations_are_checked() {
         target: Target::Host,
         cpu,
         checked: false,
+        no_ukernels: false,
     };
     let obj = ObjectOptions {
         name: "m".into(),

@@ -61,6 +61,10 @@ pub struct Args {
     /// Bounds-check every load and store of the generated code.
     #[arg(long)]
     pub checked: bool,
+    /// x86-64: never call the runtime's AVX-512/AVX2 micro-kernels; GEMM tiles run
+    /// Cranelift-generated code (the aarch64 path, always used there).
+    #[arg(long)]
+    pub no_ukernels: bool,
     #[command(flatten)]
     pub passes: PassArgs,
 }
@@ -106,6 +110,7 @@ fn codegen_options(a: &Args) -> Result<CodegenOptions> {
         target,
         cpu,
         checked: a.checked,
+        no_ukernels: a.no_ukernels,
     })
 }
 

@@ -38,6 +38,10 @@ pub struct Args {
     /// stops the run with an error).
     #[arg(long)]
     pub checked: bool,
+    /// JIT: never call the runtime's x86 micro-kernels (GEMM tiles run Cranelift-generated
+    /// code).
+    #[arg(long)]
+    pub no_ukernels: bool,
     #[command(flatten)]
     pub passes: PassArgs,
     /// An input as `NAME=FILE.npy`, or `FILE.npy` for the inputs in order.
@@ -149,6 +153,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Engine::Jit => {
             let opts = dync_codegen::CodegenOptions {
                 checked: a.checked,
+                no_ukernels: a.no_ukernels,
                 ..Default::default()
             };
             dync_codegen::JitModel::compile(g, &opts)

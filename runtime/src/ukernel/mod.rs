@@ -134,6 +134,7 @@ pub struct UkernelTable {
 pub const UKERNELS_GEMM_F32: usize = std::mem::offset_of!(UkernelTable, gemm_f32);
 pub const UKERNELS_GEMM_F32_M0: usize = std::mem::offset_of!(UkernelTable, gemm_f32_m0);
 pub const UKERNELS_GEMM_F32_N0: usize = std::mem::offset_of!(UkernelTable, gemm_f32_n0);
+pub const UKERNELS_ISA: usize = std::mem::offset_of!(UkernelTable, isa);
 
 static GENERIC: UkernelTable = UkernelTable {
     gemm_f32: generic::gemm_f32_tile,

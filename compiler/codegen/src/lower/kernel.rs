@@ -15,9 +15,11 @@
 use crate::abi::Fault;
 use crate::error::CodegenError;
 use crate::libcalls::MathFn;
+use crate::pack::Packing;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, Type, Value,
+    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, StackSlotData,
+    StackSlotKind, Type, Value,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::{DataDescription, FuncId, Module};
@@ -34,6 +36,16 @@ pub(crate) struct Buf {
     pub bytes: usize,
     /// In the read-only weights blob (loads may be hoisted).
     pub weight: bool,
+    /// Stored in this packed layout rather than its type's row-major one.
+    pub packed: Option<Packing>,
+}
+
+/// One operand of a kernel as the emitter describes it.
+pub(crate) struct Operand {
+    pub ty: TensorType,
+    /// In the weights blob.
+    pub weight: bool,
+    pub packed: Option<Packing>,
 }
 
 /// A kernel's buffer: operand `i`, the result, or its f32 scratch memory.
@@ -81,17 +93,20 @@ pub(crate) struct Kernel<'a> {
     /// The task range `begin..end` (I64) and the kernel's task count.
     range: (Value, Value),
     tasks: usize,
+    /// The GEMM tile function (see [`Kernel::call_tile`]), for kernels that asked for it.
+    tile: Option<Value>,
 }
 
 impl<'a> Kernel<'a> {
-    /// Starts a kernel of `tasks` tasks whose `args` hold one pointer per buffer: operands
-    /// (with whether each is a weight), the result, then scratch memory of `scratch` f32
-    /// elements when that is not 0.
+    /// Starts a kernel of `tasks` tasks whose `args` hold one pointer per buffer: operands,
+    /// the result, then scratch memory of `scratch` f32 elements when that is not 0, then the
+    /// GEMM tile function when `tile`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         mut b: FunctionBuilder<'a>,
-        tys: (Vec<(TensorType, bool)>, TensorType),
+        tys: (Vec<Operand>, TensorType),
         scratch: usize,
+        tile: bool,
         tasks: usize,
         checked: bool,
         module: &'a mut dyn Module,
@@ -108,7 +123,7 @@ impl<'a> Kernel<'a> {
         let (in_tys, out_ty) = tys;
         let (args, range) = (p[0], (p[1], p[2]));
         let ptr_ty = module.isa().pointer_type();
-        let nbufs = in_tys.len() + 1 + usize::from(scratch > 0);
+        let nbufs = in_tys.len() + 1 + usize::from(scratch > 0) + usize::from(tile);
         let flags = MemFlagsData::new()
             .with_notrap()
             .with_aligned()
@@ -120,15 +135,18 @@ impl<'a> Kernel<'a> {
             params.push(b.ins().load(ptr_ty, flags, args, off));
         }
         let mut bufs = Vec::with_capacity(in_tys.len());
-        for ((ty, weight), &ptr) in in_tys.into_iter().zip(&params) {
-            let bytes = ty
-                .bytes()
-                .map_err(|e| CodegenError::Overflow(e.to_string()))?;
+        for (op, &ptr) in in_tys.into_iter().zip(&params) {
+            let bytes = match op.packed {
+                Some(p) => p.elems().and_then(|n| n.checked_mul(4)),
+                None => op.ty.bytes().ok(),
+            }
+            .ok_or_else(|| CodegenError::Overflow(format!("{name}: an operand")))?;
             bufs.push(Buf {
                 ptr,
-                ty,
+                ty: op.ty,
                 bytes,
-                weight,
+                weight: op.weight,
+                packed: op.packed,
             });
         }
         let missing = || CodegenError::cranelift(&name, "kernel without result");
@@ -147,9 +165,11 @@ impl<'a> Kernel<'a> {
                         .map_err(|e| CodegenError::Overflow(e.to_string()))?,
                     ty,
                     weight: false,
+                    packed: None,
                 })
             }
         };
+        let tile = tile.then(|| params[nbufs - 1]);
         Ok(Kernel {
             b,
             ins: bufs,
@@ -158,6 +178,7 @@ impl<'a> Kernel<'a> {
                 ty: out_ty,
                 bytes: out_bytes,
                 weight: false,
+                packed: None,
             },
             scratch,
             checked,
@@ -167,6 +188,7 @@ impl<'a> Kernel<'a> {
             name,
             range,
             tasks,
+            tile,
         })
     }
 
@@ -433,6 +455,75 @@ impl<'a> Kernel<'a> {
         Ok(())
     }
 
+    /// Emits `body(i)` for i = lo, lo + 1, ... while i < hi, for run-time bounds (I64; no
+    /// iteration when lo >= hi).
+    pub fn loop_dyn(
+        &mut self,
+        lo: Value,
+        hi: Value,
+        mut body: impl FnMut(&mut Self, Value) -> LResult,
+    ) -> LResult {
+        let header = self.b.create_block();
+        let exit = self.b.create_block();
+        let i = self.b.append_block_param(header, types::I64);
+        let any = self.b.ins().icmp(IntCC::SignedLessThan, lo, hi);
+        self.b
+            .ins()
+            .brif(any, header, &[BlockArg::Value(lo)], exit, &[]);
+        self.b.switch_to_block(header);
+        body(self, i)?;
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, next, hi);
+        self.b
+            .ins()
+            .brif(more, header, &[BlockArg::Value(next)], exit, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// The address of element `idx` of `id` for a callee that accesses elements
+    /// `idx..idx + len` of it (I64 values; `len` ≥ 1): in checked mode, first stops with
+    /// `OutOfBounds` unless they are all inside the buffer.
+    pub fn span_addr(&mut self, id: BufId, idx: Value, len: Value) -> Value {
+        let esize = self.dtype(id).size() as i64;
+        let off = self.b.ins().imul_imm_s(idx, esize);
+        if self.checked {
+            let last = self.b.ins().iadd(idx, len);
+            let last = self.b.ins().iadd_imm_s(last, -1);
+            let last = self.b.ins().imul_imm_s(last, esize);
+            self.addr(id, last, esize as usize);
+            self.addr(id, off, esize as usize)
+        } else {
+            let ptr = self.buf(id).ptr;
+            self.b.ins().iadd(ptr, off)
+        }
+    }
+
+    /// The GEMM tile function's address (`dync_runtime::ukernel::GemmF32Fn`'s contract, see
+    /// [`crate::abi::tile_signature`]); only in kernels started with `tile`.
+    pub fn tile_fn(&self) -> LResult<Value> {
+        self.tile
+            .ok_or_else(|| CodegenError::cranelift(&self.name, "kernel without a tile slot"))
+    }
+
+    /// The calling convention of functions this kernel calls (the target's C convention).
+    pub fn call_conv(&self) -> cranelift_codegen::isa::CallConv {
+        self.module.isa().default_call_conv()
+    }
+
+    /// A stack slot of `bytes` bytes, 64-byte aligned; returns its address.
+    pub fn stack_buffer(&mut self, bytes: usize) -> LResult<Value> {
+        let size = u32::try_from(bytes)
+            .map_err(|_| CodegenError::Overflow(format!("{}: a stack buffer", self.name)))?;
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            size,
+            6,
+        ));
+        let ptr = self.module.isa().pointer_type();
+        Ok(self.b.ins().stack_addr(ptr, slot, 0))
+    }
+
     /// Emits `body(i)` for i in lo..hi: unrolled (i a constant) when there are at most
     /// `unroll` iterations, otherwise as a loop.
     pub fn repeat(
@@ -576,8 +667,14 @@ mod tests {
         let math = HashMap::new();
         {
             let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-            let tys = (vec![(TensorType::f32([4]), false)], TensorType::f32([1]));
-            let mut k = Kernel::new(b, tys, 0, 1, checked, &mut module, &math, "k".into()).unwrap();
+            let operand = Operand {
+                ty: TensorType::f32([4]),
+                weight: false,
+                packed: None,
+            };
+            let tys = (vec![operand], TensorType::f32([1]));
+            let mut k =
+                Kernel::new(b, tys, 0, false, 1, checked, &mut module, &math, "k".into()).unwrap();
             let i = k.iconst(idx);
             let v = k.load(BufId::In(0), types::F32, i);
             let zero = k.iconst(0);

@@ -17,6 +17,7 @@ mod binary;
 mod cast;
 mod concat;
 mod conv;
+mod conv_gemm;
 mod dyn_conv;
 mod einsum;
 mod expand;
@@ -33,8 +34,9 @@ mod transpose;
 mod unary;
 
 use crate::error::{CodegenError, NodeRef};
+use crate::pack::Packing;
 use dync_ir::{Op, TensorType};
-use kernel::{Kernel, LResult};
+use kernel::{BufId, Kernel, LResult};
 
 /// Emits the body of the kernel computing `op` (the kernel's buffers are its operands and
 /// result, typed as in the graph). `node` names the node in errors.
@@ -46,8 +48,14 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef) -> LResult {
             node,
             "has no kernel: the memory plan places it",
         )),
-        Op::Conv(o) => conv::lower(k, o),
-        Op::DynConv(o) => dyn_conv::lower(k, o),
+        Op::Conv(o) => match k.buf(BufId::In(1)).packed {
+            Some(p) => conv_gemm::lower_conv(k, o, &p),
+            None => conv::lower(k, o),
+        },
+        Op::DynConv(o) => match k.buf(BufId::In(2)).packed {
+            Some(p) => conv_gemm::lower_dyn(k, o, &p),
+            None => dyn_conv::lower(k, o),
+        },
         Op::BatchNorm(o) => batch_norm::lower(k, o),
         Op::Unary(o) => unary::lower(k, o),
         Op::Binary(o) => binary::lower(k, o),
@@ -69,20 +77,39 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef) -> LResult {
     }
 }
 
-/// f32 elements of scratch memory the kernel of `op` needs (0: none), given its operand types.
-pub(crate) fn scratch_elems(op: &Op, operands: &[&TensorType]) -> usize {
-    match (op, operands.first(), operands.get(2)) {
-        (Op::DynConv(_), Some(x), Some(bank)) => dyn_conv::scratch_elems(x, bank),
+/// The operand whose packing ([`crate::plan::MemoryPlan::packed`]) puts the kernel of `op` on
+/// the GEMM path: a conv's weight, a dyn_conv's bank.
+pub(crate) fn packed_operand(op: &Op) -> Option<usize> {
+    match op {
+        Op::Conv(_) => Some(1),
+        Op::DynConv(_) => Some(2),
+        _ => None,
+    }
+}
+
+/// f32 elements of scratch memory the kernel of `op` needs (0: none), given its operand types
+/// and the packing of its [`packed_operand`].
+pub(crate) fn scratch_elems(op: &Op, operands: &[&TensorType], packed: Option<&Packing>) -> usize {
+    match (op, operands.first(), operands.get(2), packed) {
+        (Op::DynConv(_), Some(x), _, Some(p)) => conv_gemm::dyn_scratch(x, p),
+        (Op::DynConv(_), Some(x), Some(bank), None) => dyn_conv::scratch_elems(x, bank),
         _ => 0,
     }
 }
 
 /// The parallel tasks of the kernel of `op` (see [`crate::abi`]; 1: a serial kernel), given its
-/// operand and result types.
-pub(crate) fn tasks(op: &Op, operands: &[&TensorType], result: &TensorType) -> usize {
-    match (op, operands.first()) {
-        (Op::Conv(o), Some(x)) => conv::tasks(x, result, o.group),
-        (Op::DynConv(o), Some(_)) => dyn_conv::tasks(result, o.group),
+/// operand and result types and the packing of its [`packed_operand`].
+pub(crate) fn tasks(
+    op: &Op,
+    operands: &[&TensorType],
+    result: &TensorType,
+    packed: Option<&Packing>,
+) -> usize {
+    match (op, operands.first(), operands.get(1), packed) {
+        (Op::Conv(_), Some(x), Some(w), Some(p)) => conv_gemm::conv_tasks(x, w, result, p),
+        (Op::Conv(o), Some(x), _, None) => conv::tasks(x, result, o.group),
+        (Op::DynConv(_), Some(_), _, Some(p)) => conv_gemm::dyn_tasks(p),
+        (Op::DynConv(o), Some(_), _, None) => dyn_conv::tasks(result, o.group),
         _ => 1,
     }
 }

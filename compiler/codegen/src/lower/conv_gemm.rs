@@ -1,0 +1,625 @@
+//! The GEMM convolution path, for `conv` and `dyn_conv` whose weights the memory plan packed
+//! ([`crate::pack`]): per group, `Y[og × P] = W[og × K] · X̂[K × P]` computed by the GEMM tile
+//! (`dync_runtime::ukernel`'s contract: [`M0`] channels × [`N0`] positions per call), which the
+//! entry point provides — the runtime's AVX-512/AVX2 micro-kernel, or the Cranelift tile of
+//! [`crate::tile`] (aarch64, `--no-ukernels`, no context).
+//!
+//! Positions are tiled by output rows: a tile is `rows` whole output rows when they fit in
+//! `N0` columns (narrow feature maps), else a run of at most `N0` columns of one row. The
+//! reduction runs in chunks of whole input channels of at most `KC` steps. For each tile and
+//! chunk, X̂'s panel is packed into a stack buffer (im2col: `[chunk steps][N0]`, zeros where
+//! a tap falls in the padding; row validity tested once per row, column ranges static), or —
+//! for 1×1 convs of stride 1 without padding — read in place (`ldb` = H·W). The panel then
+//! stays in L1 while the tile runs it against every channel panel of the task; the first
+//! chunk overwrites the output, later ones accumulate, the last adds the bias.
+//!
+//! Tasks: a `conv` runs image × group × block of [`CONV_PANELS`] channel panels × row block;
+//! a `dyn_conv` runs group × block of channel panels over all images: each task first mixes
+//! its panels' kernels for every image straight into the packed layout (W̃[n] = Σᵢ c[n,·,i]
+//! · bank[i], the bank read once per block of [`MIX_STEPS`] steps for all images, [`IMAGES`]
+//! images per pass over a step), and the mixed biases, into its part of the scratch memory,
+//! then convolves each image with them. Every output element is computed by the same
+//! instructions whatever tasks run together, so results do not depend on the thread count.
+//!
+//! Requires: the weight (bank) operand packed with the packing of this convolution.
+
+use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
+use super::pool::axes;
+use super::window::Axis;
+use crate::abi::tile_signature;
+use crate::pack::Packing;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use dync_ir::ops::{Conv, DynConv};
+use dync_ir::TensorType;
+use dync_runtime::ukernel::{
+    GEMM_ACCUMULATE, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
+};
+
+/// Channel panels per task of a `conv`.
+const CONV_PANELS: usize = 8;
+/// Images mixed per pass over a step of the bank (2 accumulators each fit the 16 registers).
+const IMAGES: usize = 4;
+/// Steps of the bank mixed for all images before moving on (its panels stay in L1).
+const MIX_STEPS: usize = 64;
+
+/// The static geometry of one GEMM convolution.
+struct Gemm {
+    batch: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    oh: usize,
+    ow: usize,
+    cg: usize,
+    og: usize,
+    kh: usize,
+    kw: usize,
+    ay: Axis,
+    ax: Axis,
+    /// Reduction steps per channel (C/G·kh·kw) and channel panels per group.
+    k: usize,
+    mblocks: usize,
+    groups: usize,
+    /// Output rows per tile, column tiles (first column, width) of a row, row blocks.
+    rows: usize,
+    cols: Vec<(usize, usize)>,
+    row_blocks: usize,
+    /// X̂ is the input itself (1×1, stride 1, no padding).
+    direct: bool,
+    /// Input channels per reduction chunk, and chunks.
+    cc: usize,
+    chunks: usize,
+}
+
+impl Gemm {
+    fn new(
+        x: &[usize],
+        y: &[usize],
+        ws: &[usize],
+        (strides, pads, dilations): ([usize; 2], [usize; 4], [usize; 2]),
+        p: &Packing,
+    ) -> Gemm {
+        let [ay, ax] = axes(x, y, [ws[2], ws[3]], strides, pads, dilations);
+        let (oh, ow) = (y[2], y[3]);
+        let (rows, cols) = if ow <= N0 {
+            ((N0 / ow.max(1)).clamp(1, oh.max(1)), vec![(0, ow)])
+        } else {
+            let cols = (0..ow).step_by(N0).map(|c| (c, N0.min(ow - c))).collect();
+            (1, cols)
+        };
+        let taps = ws[2] * ws[3];
+        let cc = (KC / taps).clamp(1, ws[1].max(1));
+        Gemm {
+            batch: x[0],
+            c: x[1],
+            h: x[2],
+            w: x[3],
+            o: y[1],
+            oh,
+            ow,
+            cg: ws[1],
+            og: p.og,
+            kh: ws[2],
+            kw: ws[3],
+            ay,
+            ax,
+            k: p.k,
+            mblocks: p.mblocks(),
+            groups: p.groups,
+            rows,
+            cols,
+            row_blocks: oh.div_ceil(rows),
+            direct: taps == 1 && strides == [1, 1] && pads == [0; 4],
+            cc,
+            chunks: ws[1].div_ceil(cc),
+        }
+    }
+
+    fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn has_work(&self) -> bool {
+        self.batch * self.o * self.positions() * self.cg > 0
+    }
+
+    /// Bytes of the packed X̂ panel (0 when X̂ is read in place).
+    fn panel_bytes(&self) -> usize {
+        if self.direct {
+            0
+        } else {
+            self.cc * self.kh * self.kw * N0 * 4
+        }
+    }
+
+    /// f32 elements of one image's packed kernels (dyn_conv scratch).
+    fn image_elems(&self) -> usize {
+        self.groups * self.mblocks * self.k * M0
+    }
+}
+
+/// Where the tile's `A` panels and bias come from.
+struct Weights {
+    a: BufId,
+    /// Elements between consecutive images' packed kernels (0: shared).
+    a_per_image: i64,
+    /// Bias buffer, its first element and elements between images.
+    bias: Option<(BufId, i64, i64)>,
+}
+
+fn conv_attrs(op: &Conv) -> ([usize; 2], [usize; 4], [usize; 2]) {
+    (op.strides, op.pads, op.dilations)
+}
+
+/// Blocks of `per` channel panels.
+fn panel_blocks(mblocks: usize, per: usize) -> usize {
+    mblocks.div_ceil(per)
+}
+
+/// Channel panels per task of a dyn_conv: at least 4 tasks per group when there are panels
+/// for them, at most [`CONV_PANELS`] panels.
+fn dyn_panels(mblocks: usize) -> usize {
+    (mblocks / 4).clamp(1, CONV_PANELS)
+}
+
+/// Tasks of a conv on the GEMM path.
+pub(crate) fn conv_tasks(x: &TensorType, w: &TensorType, y: &TensorType, p: &Packing) -> usize {
+    let g = Gemm::new(&x.shape, &y.shape, &w.shape, ([1, 1], [0; 4], [1, 1]), p);
+    (g.batch * g.groups * panel_blocks(g.mblocks, CONV_PANELS) * g.row_blocks).max(1)
+}
+
+/// Tasks of a dyn_conv on the GEMM path.
+pub(crate) fn dyn_tasks(p: &Packing) -> usize {
+    let mb = p.mblocks();
+    (p.groups * panel_blocks(mb, dyn_panels(mb))).max(1)
+}
+
+/// Scratch f32 elements of a dyn_conv on the GEMM path: every image's packed kernels, then
+/// the mixed biases [N, O].
+pub(crate) fn dyn_scratch(x: &TensorType, p: &Packing) -> usize {
+    let n = x.shape.first().copied().unwrap_or(0);
+    p.expert_elems()
+        .and_then(|e| e.checked_add(p.groups.checked_mul(p.og)?))
+        .and_then(|e| e.checked_mul(n))
+        .unwrap_or(usize::MAX)
+}
+
+pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
+    let (xs, ys, ws) = (
+        k.shape(BufId::In(0)),
+        k.shape(BufId::Out),
+        k.shape(BufId::In(1)),
+    );
+    let g = Gemm::new(&xs, &ys, &ws, conv_attrs(op), p);
+    if !g.has_work() {
+        return Ok(());
+    }
+    let wts = Weights {
+        a: BufId::In(1),
+        a_per_image: 0,
+        bias: (k.n_inputs() == 3).then_some((BufId::In(2), 0, 0)),
+    };
+    let blocks = panel_blocks(g.mblocks, CONV_PANELS);
+    let per_group = as_i64(blocks * g.row_blocks)?;
+    let per_image = as_i64(g.groups)? * per_group;
+    let rb_n = as_i64(g.row_blocks)?;
+    let panel = scratch_panel(k, &g)?;
+    k.for_tasks(|k, t| {
+        let n = k.b.ins().udiv_imm_u(t, per_image);
+        let r = k.b.ins().urem_imm_u(t, per_image);
+        let grp = k.b.ins().udiv_imm_u(r, per_group);
+        let r = k.b.ins().urem_imm_u(r, per_group);
+        let blk = k.b.ins().udiv_imm_u(r, rb_n);
+        let rb = k.b.ins().urem_imm_u(r, rb_n);
+        let (lo, hi) = panel_range(k, &g, blk, CONV_PANELS)?;
+        rows_block(k, &g, &wts, panel, [n, grp, rb], (lo, hi))
+    })
+}
+
+pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing) -> LResult {
+    let (xs, ys, bank) = (
+        k.shape(BufId::In(0)),
+        k.shape(BufId::Out),
+        k.shape(BufId::In(2)),
+    );
+    let g = Gemm::new(&xs, &ys, &bank[1..], (op.strides, op.pads, op.dilations), p);
+    if !g.has_work() {
+        return Ok(());
+    }
+    let kernels = as_i64(g.batch * g.image_elems())?;
+    let has_bias = op.bias || op.bias_bank;
+    let wts = Weights {
+        a: BufId::Scratch,
+        a_per_image: as_i64(g.image_elems())?,
+        bias: has_bias.then_some((BufId::Scratch, kernels, as_i64(g.o)?)),
+    };
+    let mix = Mix {
+        op,
+        g: &g,
+        per_channel: k.shape(BufId::In(1)).len() == 3,
+        experts: bank[0],
+        expert_elems: as_i64(p.expert_elems().unwrap_or(0))?,
+        kernels,
+    };
+    let per = dyn_panels(g.mblocks);
+    let blocks = as_i64(panel_blocks(g.mblocks, per))?;
+    let panel = scratch_panel(k, &g)?;
+    let coefs = k.stack_buffer(IMAGES * mix.experts * M0 * 4)?;
+    k.for_tasks(|k, t| {
+        let grp = k.b.ins().udiv_imm_u(t, blocks);
+        let blk = k.b.ins().urem_imm_u(t, blocks);
+        let (lo, hi) = panel_range(k, &g, blk, per)?;
+        k.loop_dyn(lo, hi, |k, mb| mix.panel(k, grp, mb, coefs))?;
+        k.loop_n(g.batch, |k, n| {
+            k.loop_n(g.row_blocks, |k, rb| {
+                rows_block(k, &g, &wts, panel, [n, grp, rb], (lo, hi))
+            })
+        })
+    })
+}
+
+/// The packed-panel stack buffer, when X̂ is packed.
+fn scratch_panel(k: &mut Kernel, g: &Gemm) -> LResult<Option<Value>> {
+    match g.panel_bytes() {
+        0 => Ok(None),
+        n => k.stack_buffer(n).map(Some),
+    }
+}
+
+/// Channel panels `blk·per .. min((blk + 1)·per, mblocks)`.
+fn panel_range(k: &mut Kernel, g: &Gemm, blk: Value, per: usize) -> LResult<(Value, Value)> {
+    let lo = k.b.ins().imul_imm_s(blk, as_i64(per)?);
+    let hi = k.add_imm(lo, as_i64(per)?);
+    let all = k.iconst(as_i64(g.mblocks)?);
+    let hi = k.b.ins().umin(hi, all);
+    Ok((lo, hi))
+}
+
+/// `min(cap, total − used)` as a run-time value, folded to `cap` when every block is full.
+fn clipped(k: &mut Kernel, cap: usize, total: usize, used: Value) -> LResult<Value> {
+    let c = k.iconst(as_i64(cap)?);
+    if total.is_multiple_of(cap) {
+        return Ok(c);
+    }
+    let t = k.iconst(as_i64(total)?);
+    let left = k.b.ins().isub(t, used);
+    Ok(k.b.ins().umin(c, left))
+}
+
+/// Every output of channel panels `mbs` of group `grp`, image `n`, row block `rb`.
+fn rows_block(
+    k: &mut Kernel,
+    g: &Gemm,
+    wts: &Weights,
+    panel: Option<Value>,
+    [n, grp, rb]: [Value; 3],
+    mbs: (Value, Value),
+) -> LResult {
+    let oy0 = k.b.ins().imul_imm_s(rb, as_i64(g.rows)?);
+    let rows_here = clipped(k, g.rows, g.oh, oy0)?;
+    let tile = k.tile_fn()?;
+    let ptr = k.b.func.dfg.value_type(tile);
+    let sig = k.b.import_signature(tile_signature(k.call_conv(), ptr));
+    let p = as_i64(g.positions())?;
+    let taps = as_i64(g.kh * g.kw)?;
+    for &(c0, cw) in &g.cols {
+        let ncols = if g.rows > 1 {
+            k.b.ins().imul_imm_s(rows_here, as_i64(cw)?)
+        } else {
+            k.iconst(as_i64(cw)?)
+        };
+        let pos0 = k.b.ins().imul_imm_s(oy0, as_i64(g.ow)?);
+        let pos0 = k.add_imm(pos0, as_i64(c0)?);
+        k.loop_n(g.chunks, |k, ch| {
+            let ci0 = k.b.ins().imul_imm_s(ch, as_i64(g.cc)?);
+            let ci_n = clipped(k, g.cc, g.cg, ci0)?;
+            let kc = k.b.ins().imul_imm_s(ci_n, taps);
+            // First channel of the chunk, as an input channel of image n.
+            let chan = k.b.ins().imul_imm_s(n, as_i64(g.c)?);
+            let chan = k.mul_add(chan, grp, as_i64(g.cg)?);
+            let chan = k.b.ins().iadd(chan, ci0);
+            let (b_ptr, ldb) = match panel {
+                None => {
+                    let idx = k.b.ins().imul_imm_s(chan, p);
+                    let idx = k.b.ins().iadd(idx, pos0);
+                    let len = k.b.ins().iadd_imm_s(kc, -1);
+                    let len = k.b.ins().imul_imm_s(len, p);
+                    let len = k.b.ins().iadd(len, ncols);
+                    (k.span_addr(BufId::In(0), idx, len), p)
+                }
+                Some(buf) => {
+                    pack_panel(k, g, buf, chan, ci_n, oy0, (c0, cw))?;
+                    (buf, as_i64(N0)?)
+                }
+            };
+            let zero = k.iconst(0);
+            let first = k.b.ins().icmp_imm_s(IntCC::Equal, ch, 0);
+            let acc = k.b.ins().iconst(types::I32, i64::from(GEMM_ACCUMULATE));
+            let zero32 = k.b.ins().iconst(types::I32, 0);
+            let flags = k.b.ins().select(first, zero32, acc);
+            let last =
+                k.b.ins()
+                    .icmp_imm_s(IntCC::Equal, ch, as_i64(g.chunks - 1)?);
+            let (lo, hi) = mbs;
+            k.loop_dyn(lo, hi, |k, mb| {
+                let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
+                let m = clipped(k, M0, g.og, used)?;
+                // The chunk's steps of panel mb of group grp (of image n).
+                let a_idx = k.b.ins().imul_imm_s(n, wts.a_per_image);
+                let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
+                let pnl = k.b.ins().iadd(pnl, mb);
+                let a_idx = k.mul_add(a_idx, pnl, as_i64(g.k * M0)?);
+                let a_idx = k.mul_add(a_idx, ci0, taps * as_i64(M0)?);
+                let a_len = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
+                let a_ptr = k.span_addr(wts.a, a_idx, a_len);
+                // Output channel of the panel's first row, and the tile's C.
+                let oc = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
+                let oc = k.b.ins().iadd(oc, used);
+                let c_idx = k.b.ins().imul_imm_s(n, as_i64(g.o)?);
+                let c_idx = k.b.ins().iadd(c_idx, oc);
+                let c_idx = k.b.ins().imul_imm_s(c_idx, p);
+                let c_idx = k.b.ins().iadd(c_idx, pos0);
+                let c_len = k.b.ins().iadd_imm_s(m, -1);
+                let c_len = k.b.ins().imul_imm_s(c_len, p);
+                let c_len = k.b.ins().iadd(c_len, ncols);
+                let c_ptr = k.span_addr(BufId::Out, c_idx, c_len);
+                let bias = match wts.bias {
+                    Some((buf, off, per)) => {
+                        let idx = k.mul_add(oc, n, per);
+                        let idx = k.add_imm(idx, off);
+                        let b = k.span_addr(buf, idx, m);
+                        k.b.ins().select(last, b, zero)
+                    }
+                    None => zero,
+                };
+                let below = k.b.ins().f32const(f32::NEG_INFINITY);
+                let above = k.b.ins().f32const(f32::INFINITY);
+                let (ldb, ldc) = (k.iconst(ldb), k.iconst(p));
+                let args = [
+                    kc, a_ptr, b_ptr, ldb, c_ptr, ldc, m, ncols, bias, flags, below, above,
+                ];
+                k.b.ins().call_indirect(sig, tile, &args);
+                Ok(())
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// Packs X̂'s rows of input channels `chan .. chan + ci_n` (image-absolute) for the tile of
+/// rows `oy0..` and columns `c0..c0 + cw` into `buf` ([steps][N0]).
+fn pack_panel(
+    k: &mut Kernel,
+    g: &Gemm,
+    buf: Value,
+    chan: Value,
+    ci_n: Value,
+    oy0: Value,
+    (c0, cw): (usize, usize),
+) -> LResult {
+    let zero = k.iconst(0);
+    let row_bytes = as_i64(N0 * 4)?;
+    let taps = as_i64(g.kh * g.kw)?;
+    let plane = as_i64(g.h * g.w)?;
+    let store = MemFlagsData::new().with_notrap();
+    let (sx, dx, pl) = (g.ax.stride, g.ax.dilation, g.ax.pad_begin);
+    // Valid tile columns j (input column inside the image) for each kx.
+    let valid: Vec<(usize, usize)> = (0..g.kw)
+        .map(|kx| {
+            let ok = |j: usize| {
+                let col = (c0 + j) * sx + kx * dx;
+                col >= pl && col - pl < g.w
+            };
+            let lo = (0..cw).find(|&j| ok(j)).unwrap_or(cw);
+            let hi = (lo..cw).find(|&j| !ok(j)).unwrap_or(cw);
+            (lo, hi.max(lo))
+        })
+        .collect();
+    k.loop_dyn(zero, ci_n, |k, ci| {
+        let c = k.b.ins().iadd(chan, ci);
+        let plane0 = k.b.ins().imul_imm_s(c, plane);
+        let dst = k.b.ins().imul_imm_s(ci, taps * row_bytes);
+        let dst = k.b.ins().iadd(buf, dst);
+        for ky in 0..g.kh {
+            for r in 0..g.rows {
+                let iy = k.add_imm(oy0, as_i64(r)?);
+                let iy = k.b.ins().imul_imm_s(iy, as_i64(g.ay.stride)?);
+                let shift = as_i64(ky * g.ay.dilation)? - as_i64(g.ay.pad_begin)?;
+                let iy = k.add_imm(iy, shift);
+                let inside =
+                    k.b.ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, iy, as_i64(g.h)?);
+                let (copy, blank, join) =
+                    (k.b.create_block(), k.b.create_block(), k.b.create_block());
+                k.b.ins().brif(inside, copy, &[], blank, &[]);
+                let at = |kx: usize, j: usize| -> LResult<i32> {
+                    let off = ((ky * g.kw + kx) * N0 + r * cw + j) * 4;
+                    i32::try_from(off).map_err(|_| {
+                        crate::error::CodegenError::Overflow(format!("the panel offset {off}"))
+                    })
+                };
+                k.b.switch_to_block(copy);
+                let row = k.mul_add(plane0, iy, as_i64(g.w)?);
+                for (kx, &(lo, hi)) in valid.iter().enumerate() {
+                    fill_zero(k, dst, store, 0..lo, |j| at(kx, j))?;
+                    let src0 = as_i64(c0 * sx + kx * dx)? - as_i64(pl)?;
+                    let mut j = lo;
+                    while j < hi {
+                        let lanes = if sx == 1 && hi - j >= LANES { LANES } else { 1 };
+                        let off = src0 + as_i64(j * sx)?;
+                        let v = k.load_off(BufId::In(0), f32_type(lanes), row, off, false);
+                        k.b.ins().store(store, v, dst, at(kx, j)?);
+                        j += lanes;
+                    }
+                    fill_zero(k, dst, store, hi..cw, |j| at(kx, j))?;
+                }
+                k.b.ins().jump(join, &[]);
+                k.b.switch_to_block(blank);
+                for kx in 0..g.kw {
+                    fill_zero(k, dst, store, 0..cw, |j| at(kx, j))?;
+                }
+                k.b.ins().jump(join, &[]);
+                k.b.switch_to_block(join);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Stores zeros at columns `cols` of a panel row (`at(j)`: byte offset of column j from `dst`).
+fn fill_zero(
+    k: &mut Kernel,
+    dst: Value,
+    flags: MemFlagsData,
+    cols: std::ops::Range<usize>,
+    at: impl Fn(usize) -> LResult<i32>,
+) -> LResult {
+    let mut j = cols.start;
+    while j < cols.end {
+        let lanes = if cols.end - j >= LANES { LANES } else { 1 };
+        let z = k.fconst(lanes, 0.0);
+        k.b.ins().store(flags, z, dst, at(j)?);
+        j += lanes;
+    }
+    Ok(())
+}
+
+/// The mixing of one dyn_conv's kernels into the packed layout.
+struct Mix<'a> {
+    op: &'a DynConv,
+    g: &'a Gemm,
+    per_channel: bool,
+    experts: usize,
+    /// Elements of one expert's packed bank, and of all images' packed kernels.
+    expert_elems: i64,
+    kernels: i64,
+}
+
+impl Mix<'_> {
+    /// Mixes channel panel `mb` of group `grp` for every image: kernels into the packed
+    /// layout, biases into the bias rows. `coefs` holds [`IMAGES`] × experts × M0 floats.
+    fn panel(&self, k: &mut Kernel, grp: Value, mb: Value, coefs: Value) -> LResult {
+        let g = self.g;
+        let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
+        let oc0 = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
+        let oc0 = k.b.ins().iadd(oc0, used);
+        let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
+        let pnl = k.b.ins().iadd(pnl, mb);
+        let base = k.b.ins().imul_imm_s(pnl, as_i64(g.k * M0)?);
+        let flags = MemFlagsData::new().with_notrap();
+        for first in (0..g.batch).step_by(IMAGES) {
+            let imgs = IMAGES.min(g.batch - first);
+            self.coefficients(k, oc0, first..first + imgs, coefs)?;
+            k.loop_range(0, g.k, MIX_STEPS, |k, s0| {
+                let end = k.add_imm(s0, as_i64(MIX_STEPS)?);
+                let kk = k.iconst(as_i64(g.k)?);
+                let end = k.b.ins().umin(end, kk);
+                k.loop_dyn(s0, end, |k, s| {
+                    let at = k.mul_add(base, s, as_i64(M0)?);
+                    let zero = k.fconst(LANES, 0.0);
+                    let mut accs = vec![[zero; 2]; imgs];
+                    for e in 0..self.experts {
+                        let eo = as_i64(e)? * self.expert_elems;
+                        let b = [0, LANES].map(|h| {
+                            k.load_off(BufId::In(2), types::F32X4, at, eo + h as i64, true)
+                        });
+                        for (i, acc) in accs.iter_mut().enumerate() {
+                            for h in 0..2 {
+                                let off = i32::try_from(((i * self.experts + e) * M0 + h * 4) * 4)
+                                    .map_err(|_| {
+                                        crate::error::CodegenError::Overflow(
+                                            "the coefficient table".into(),
+                                        )
+                                    })?;
+                                let c = k.b.ins().load(types::F32X4, flags, coefs, off);
+                                acc[h] = k.b.ins().fma(c, b[h], acc[h]);
+                            }
+                        }
+                    }
+                    for (i, acc) in accs.iter().enumerate() {
+                        let img = as_i64(first + i)? * as_i64(g.image_elems())?;
+                        for (h, &v) in acc.iter().enumerate() {
+                            k.store_off(BufId::Scratch, at, img + as_i64(h * LANES)?, v);
+                        }
+                    }
+                    Ok(())
+                })
+            })?;
+        }
+        if self.op.bias || self.op.bias_bank {
+            let m = clipped(k, M0, g.og, used)?;
+            let zero = k.iconst(0);
+            k.loop_dyn(zero, m, |k, i| {
+                let oc = k.b.ins().iadd(oc0, i);
+                for n in 0..g.batch {
+                    self.bias(k, oc, n)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Fills `coefs[i][e][lane]` with c[first + i, oc0 + lane, e] (per channel, the channel
+    /// clamped to the last one for the zero lanes past the group) or c[first + i, e].
+    fn coefficients(
+        &self,
+        k: &mut Kernel,
+        oc0: Value,
+        images: std::ops::Range<usize>,
+        coefs: Value,
+    ) -> LResult {
+        let g = self.g;
+        let e_n = as_i64(self.experts)?;
+        let flags = MemFlagsData::new().with_notrap();
+        let last = k.iconst(as_i64(g.o.saturating_sub(1))?);
+        for (i, n) in images.enumerate() {
+            for lane in 0..M0 {
+                let idx = if self.per_channel {
+                    let oc = k.add_imm(oc0, as_i64(lane)?);
+                    let oc = k.b.ins().umin(oc, last);
+                    let row = k.b.ins().imul_imm_s(oc, e_n);
+                    k.add_imm(row, as_i64(n * g.o * self.experts)?)
+                } else {
+                    k.iconst(as_i64(n * self.experts)?)
+                };
+                for e in 0..self.experts {
+                    let c = k.load_off(BufId::In(1), types::F32, idx, as_i64(e)?, false);
+                    let off =
+                        i32::try_from(((i * self.experts + e) * M0 + lane) * 4).map_err(|_| {
+                            crate::error::CodegenError::Overflow("the coefficient table".into())
+                        })?;
+                    k.b.ins().store(flags, c, coefs, off);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The mixed bias of channel `oc`, image `n`: static bias + Σᵢ c[n, oc, i]·bias_bank[i, oc].
+    fn bias(&self, k: &mut Kernel, oc: Value, n: usize) -> LResult {
+        let g = self.g;
+        let e_n = as_i64(self.experts)?;
+        let mut b = match self.op.bias_index() {
+            Some(i) => k.load(BufId::In(i), types::F32, oc),
+            None => k.fconst(1, 0.0),
+        };
+        if let Some(bb) = self.op.bias_bank_index() {
+            let crow = if self.per_channel {
+                let r = k.b.ins().imul_imm_s(oc, e_n);
+                k.add_imm(r, as_i64(n * g.o * self.experts)?)
+            } else {
+                k.iconst(as_i64(n * self.experts)?)
+            };
+            for e in 0..self.experts {
+                let c = k.load_off(BufId::In(1), types::F32, crow, as_i64(e)?, false);
+                let v = k.load_off(BufId::In(bb), types::F32, oc, as_i64(e * g.o)?, true);
+                b = k.b.ins().fma(c, v, b);
+            }
+        }
+        k.store_off(BufId::Scratch, oc, self.kernels + as_i64(n * g.o)?, b);
+        Ok(())
+    }
+}
