@@ -3,32 +3,46 @@
 //! f32 is vectorized (pow calls the math library lane by lane; max/min propagate NaN). i64 and
 //! i32 are scalar and checked like the reference: overflow of add/sub/mul/div/pow stops with
 //! `IntegerOverflow`, division by zero with `DivisionByZero`, a negative exponent with
-//! `NegativeExponent`; division truncates toward zero.
+//! `NegativeExponent`; division truncates toward zero. Large results are cut into tasks of
+//! chunks of the outermost dims ([`super::nest::par_map`]); a fault stops the task that meets
+//! it, and the kernel reports the first faulting task's code.
 
 use super::kernel::{BufId, Kernel, LResult};
-use super::nest::{map, View};
+use super::nest::{map_tasks, par_map, View};
 use crate::abi::Fault;
 use crate::libcalls::MathFn;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, BlockArg, InstBuilder, Type, Value};
 use dync_ir::ops::{Binary, BinaryKind};
-use dync_ir::DType;
+use dync_ir::{DType, TensorType};
 
 pub(crate) fn lower(k: &mut Kernel, op: &Binary) -> LResult {
     let shape = k.shape(BufId::Out);
-    let ins = [
-        View::broadcast(BufId::In(0), &k.shape(BufId::In(0)), &shape)?,
-        View::broadcast(BufId::In(1), &k.shape(BufId::In(1)), &shape)?,
-    ];
+    let (ins, out) = views(&k.shape(BufId::In(0)), &k.shape(BufId::In(1)), &shape)?;
     let dtype = k.dtype(BufId::Out);
-    let out = View::dense(BufId::Out, &shape)?;
-    map(k, &shape, &ins, out, dtype == DType::F32, |k, v, lanes| {
+    par_map(k, &shape, &ins, out, dtype == DType::F32, |k, v, lanes| {
         if dtype == DType::F32 {
             float(k, op.kind, v[0], v[1], lanes)
         } else {
             Ok(int(k, op.kind, v[0], v[1]))
         }
     })
+}
+
+fn views(a: &[usize], b: &[usize], shape: &[usize]) -> LResult<([View; 2], View)> {
+    Ok((
+        [
+            View::broadcast(BufId::In(0), a, shape)?,
+            View::broadcast(BufId::In(1), b, shape)?,
+        ],
+        View::dense(BufId::Out, shape)?,
+    ))
+}
+
+/// The kernel's tasks (see [`par_map`]).
+pub(crate) fn tasks(a: &TensorType, b: &TensorType, result: &TensorType) -> usize {
+    views(&a.shape, &b.shape, &result.shape)
+        .map_or(1, |(ins, out)| map_tasks(&result.shape, &ins, out))
 }
 
 fn float(k: &mut Kernel, kind: BinaryKind, a: Value, b: Value, lanes: usize) -> LResult<Value> {

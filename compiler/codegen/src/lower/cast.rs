@@ -1,9 +1,11 @@
 //! `cast`: converts elements, scalar. f32→int truncates toward zero and saturates (NaN → 0),
 //! as Rust's `as`; int→f32 rounds to nearest; i64→i32 keeps the low bits; anything→bool is
-//! `!= 0` (NaN → true); bool→number is 0 or 1. Same-type casts copy.
+//! `!= 0` (NaN → true); bool→number is 0 or 1. Same-type casts copy. Tasks as a unary's
+//! ([`super::unary::tasks`]).
 
 use super::kernel::{clif_type, BufId, Kernel, LResult};
-use super::nest::{map, View};
+use super::nest::par_map;
+use super::unary::views;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use dync_ir::ops::Cast;
@@ -12,16 +14,11 @@ use dync_ir::DType;
 pub(crate) fn lower(k: &mut Kernel, op: &Cast) -> LResult {
     let shape = k.shape(BufId::Out);
     let from = k.dtype(BufId::In(0));
-    let ins = [View::dense(BufId::In(0), &shape)?];
+    let (ins, out) = views(&shape)?;
     let vector = from == DType::F32 && op.to == DType::F32;
-    map(
-        k,
-        &shape,
-        &ins,
-        View::dense(BufId::Out, &shape)?,
-        vector,
-        |k, v, _| Ok(convert(k, v[0], from, op.to)),
-    )
+    par_map(k, &shape, &ins, out, vector, |k, v, _| {
+        Ok(convert(k, v[0], from, op.to))
+    })
 }
 
 fn convert(k: &mut Kernel, x: Value, from: DType, to: DType) -> Value {

@@ -1,13 +1,14 @@
 //! `gemm`: Y = alpha·op(A)·op(B) + beta·C through the matrix-product core of
 //! [`super::matmul`] (transposes are strides, never copies); the epilogue scales by alpha and
 //! adds beta·C, C read through its broadcast strides (skipped when beta is 0, as the reference
-//! does).
+//! does). Large products run in tasks of blocks of Y ([`Blocks`]).
 
 use super::kernel::{BufId, Kernel, LResult};
-use super::matmul::{product, Mat};
+use super::matmul::{product, Block, Blocks, Mat};
 use super::nest::View;
 use cranelift_codegen::ir::InstBuilder;
 use dync_ir::ops::Gemm;
+use dync_ir::TensorType;
 
 pub(crate) fn lower(k: &mut Kernel, op: &Gemm) -> LResult {
     let (sa, sb) = (k.shape(BufId::In(0)), k.shape(BufId::In(1)));
@@ -46,7 +47,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &Gemm) -> LResult {
         None
     };
     let (alpha, beta) = (op.alpha, op.beta);
-    product(k, a, b, (m, kk, n), zero, &mut |k, acc, i, j, lanes| {
+    let epi: &mut super::matmul::Epilogue = &mut |k, acc, i, j, lanes| {
         let mut y = acc;
         if alpha != 1.0 {
             let av = k.fconst(lanes, alpha);
@@ -61,5 +62,17 @@ pub(crate) fn lower(k: &mut Kernel, op: &Gemm) -> LResult {
             y = k.b.ins().fma(cv, bv, y);
         }
         Ok(y)
-    })
+    };
+    let blocks = Blocks::new(1, m, kk, n);
+    if blocks.tasks <= 1 {
+        let c = Block::whole(k, m, n, zero);
+        return product(k, a, b, kk, c, epi);
+    }
+    k.for_tasks(|k, t| blocks.block(k, t, (m, n), zero, &mut |k, c| product(k, a, b, kk, c, epi)))
+}
+
+/// The kernel's tasks ([`Blocks`] of the product).
+pub(crate) fn tasks(op: &Gemm, a: &TensorType, b: &TensorType) -> usize {
+    let (m, kk, n) = op.mkn(&a.shape, &b.shape);
+    Blocks::new(1, m, kk, n).tasks
 }

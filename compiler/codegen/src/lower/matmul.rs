@@ -8,13 +8,18 @@
 //! - otherwise A and B contiguous along k (e.g. gemm with trans_b, the FC layer): 4 dot
 //!   products at a time, vectorized along k with a scalar tail, reduced horizontally;
 //! - otherwise scalar.
+//!
+//! Large products are cut into tasks of blocks of C ([`Blocks`]): column blocks for wide C (a
+//! GEMV, the batch-1 FC layer, has each task stream its own weight rows), row blocks for tall
+//! C, one matrix of a batch per task.
 
 use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
-use super::nest::{for_each, reduce_lanes, View};
+use super::nest::{chunk_len, chunked, for_each, reduce_lanes, unflatten, View, TASK_WORK};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::Variable;
 use dync_ir::ops::{matmul_shape, MatMul};
 use dync_ir::tensor::strides;
+use dync_ir::TensorType;
 
 /// Rows of A per register tile.
 const ROWS: usize = 4;
@@ -34,17 +39,118 @@ pub(crate) struct Mat {
 pub(crate) type Epilogue<'e> =
     dyn FnMut(&mut Kernel, Value, Value, Value, usize) -> LResult<Value> + 'e;
 
-/// Emits C = epilogue(A·B) for A [m×kk], B [kk×n]; C is row-major (row stride n) from
-/// `c_base` in the result buffer.
-#[allow(clippy::too_many_arguments)]
+/// Where a block of C is computed and stored: rows `rows.0..rows.0 + rows.1` and columns
+/// `cols.0..cols.0 + cols.1` of C (first index a run-time value, extent static), C row-major
+/// with row stride `ldc` from `base` in the result buffer. Indices given to loads, stores and
+/// the epilogue are C's, not the block's.
+#[derive(Clone, Copy)]
+pub(crate) struct Block {
+    pub rows: (Value, usize),
+    pub cols: (Value, usize),
+    pub base: Value,
+    pub ldc: usize,
+}
+
+impl Block {
+    /// All of an m×n C from `base`.
+    pub fn whole(k: &mut Kernel, m: usize, n: usize, base: Value) -> Block {
+        let zero = k.iconst(0);
+        Block {
+            rows: (zero, m),
+            cols: (zero, n),
+            base,
+            ldc: n,
+        }
+    }
+}
+
+/// How products are cut into tasks: each task computes one block of at most `mb` rows × `nb`
+/// columns of one matrix of the batch (`rt` × `ct` blocks per matrix); one task computes
+/// everything when the whole product is small. Blocks are aligned to the register tiles
+/// ([`ROWS`] rows, `VECS·LANES` columns) so they only change where a tile starts; each element
+/// of C is accumulated by the same instructions in any block (an fma chain over k, or the
+/// lanes of a vector dot product then its tail), so results do not depend on the split.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Blocks {
+    pub mb: usize,
+    pub nb: usize,
+    pub rt: usize,
+    pub ct: usize,
+    /// Total tasks (1: serial).
+    pub tasks: usize,
+}
+
+impl Blocks {
+    /// The split of `batch` products of [m×kk]·[kk×n]: columns are cut when C is at least as
+    /// wide as tall (a GEMV: each task streams its own weight rows), rows otherwise.
+    pub fn new(batch: usize, m: usize, kk: usize, n: usize) -> Blocks {
+        let cost = kk.max(1);
+        let total = batch
+            .saturating_mul(m)
+            .saturating_mul(n)
+            .saturating_mul(cost);
+        if total < 2 * TASK_WORK || m == 0 || n == 0 {
+            return Blocks {
+                mb: m,
+                nb: n,
+                rt: 1,
+                ct: 1,
+                tasks: 1,
+            };
+        }
+        let (mb, nb) = if n >= m || m < 2 * ROWS {
+            (m, chunk_len(n, m.saturating_mul(cost), VECS * LANES))
+        } else {
+            (chunk_len(m, n.saturating_mul(cost), ROWS), n)
+        };
+        let (rt, ct) = (m.div_ceil(mb), n.div_ceil(nb));
+        Blocks {
+            mb,
+            nb,
+            rt,
+            ct,
+            tasks: batch.saturating_mul(rt).saturating_mul(ct),
+        }
+    }
+
+    /// Emits `body(k, block)` for block `t` (of `0..rt·ct`) of an m×n C from `base`.
+    pub fn block(
+        &self,
+        k: &mut Kernel,
+        t: Value,
+        (m, n): (usize, usize),
+        base: Value,
+        body: &mut dyn FnMut(&mut Kernel, Block) -> LResult,
+    ) -> LResult {
+        let ct = as_i64(self.ct)?;
+        let r = k.b.ins().udiv_imm_u(t, ct);
+        let c = k.b.ins().urem_imm_u(t, ct);
+        chunked(k, r, m, self.mb, |k, i0, rows| {
+            chunked(k, c, n, self.nb, |k, j0, cols| {
+                body(
+                    k,
+                    Block {
+                        rows: (i0, rows),
+                        cols: (j0, cols),
+                        base,
+                        ldc: n,
+                    },
+                )
+            })
+        })
+    }
+}
+
+/// Emits the block `c` of C = epilogue(A·B) for A [m×kk], B [kk×n].
 pub(crate) fn product(
     k: &mut Kernel,
     a: Mat,
     b: Mat,
-    (m, kk, n): (usize, usize, usize),
-    c_base: Value,
+    kk: usize,
+    c: Block,
     epi: &mut Epilogue,
 ) -> LResult {
+    let ((r0, m), (c0, n)) = (c.rows, c.cols);
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -54,14 +160,18 @@ pub(crate) fn product(
         let wide_end = n / tile_w * tile_w;
         let vec_end = wide_end + (n - wide_end) / LANES * LANES;
         let mut rows_block = |k: &mut Kernel, i0: Value, rows: usize| -> LResult {
+            let i0 = k.b.ins().iadd(r0, i0);
             k.loop_range(0, wide_end, tile_w, |k, j| {
-                tile(k, a, b, kk, n, c_base, i0, rows, j, LANES, VECS, epi)
+                let j = k.b.ins().iadd(c0, j);
+                tile(k, a, b, kk, &c, i0, rows, j, LANES, VECS, epi)
             })?;
             k.loop_range(wide_end, vec_end, LANES, |k, j| {
-                tile(k, a, b, kk, n, c_base, i0, rows, j, LANES, 1, epi)
+                let j = k.b.ins().iadd(c0, j);
+                tile(k, a, b, kk, &c, i0, rows, j, LANES, 1, epi)
             })?;
             k.loop_range(vec_end, n, 1, |k, j| {
-                tile(k, a, b, kk, n, c_base, i0, rows, j, 1, 1, epi)
+                let j = k.b.ins().iadd(c0, j);
+                tile(k, a, b, kk, &c, i0, rows, j, 1, 1, epi)
             })
         };
         k.loop_range(0, full, ROWS, |k, i0| rows_block(k, i0, ROWS))?;
@@ -73,16 +183,21 @@ pub(crate) fn product(
     } else if a.cs == 1 && b.rs == 1 {
         let full = n / LANES * LANES;
         k.loop_n(m, |k, i| {
+            let i = k.b.ins().iadd(r0, i);
             k.loop_range(0, full, LANES, |k, j| {
-                dots(k, a, b, kk, n, c_base, i, j, LANES, epi)
+                let j = k.b.ins().iadd(c0, j);
+                dots(k, a, b, kk, &c, i, j, LANES, epi)
             })?;
             k.loop_range(full, n, 1, |k, j| {
-                dots(k, a, b, kk, n, c_base, i, j, 1, epi)
+                let j = k.b.ins().iadd(c0, j);
+                dots(k, a, b, kk, &c, i, j, 1, epi)
             })
         })
     } else {
         k.loop_n(m, |k, i| {
+            let i = k.b.ins().iadd(r0, i);
             k.loop_n(n, |k, j| {
+                let j = k.b.ins().iadd(c0, j);
                 let zero = k.fconst(1, 0.0);
                 let acc = k.var(types::F32, zero);
                 let ai = k.mul_add(a.base, i, a.rs);
@@ -98,17 +213,15 @@ pub(crate) fn product(
                     Ok(())
                 })?;
                 let s = k.b.use_var(acc);
-                store(k, c_base, n, i, j, s, 1, epi)
+                store(k, &c, i, j, s, 1, epi)
             })
         })
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn store(
     k: &mut Kernel,
-    c_base: Value,
-    n: usize,
+    c: &Block,
     i: Value,
     j: Value,
     acc: Value,
@@ -116,7 +229,7 @@ fn store(
     epi: &mut Epilogue,
 ) -> LResult {
     let y = epi(k, acc, i, j, lanes)?;
-    let row = k.mul_add(c_base, i, as_i64(n)?);
+    let row = k.mul_add(c.base, i, as_i64(c.ldc)?);
     let idx = k.b.ins().iadd(row, j);
     k.store(BufId::Out, idx, y);
     Ok(())
@@ -130,8 +243,7 @@ fn tile(
     a: Mat,
     b: Mat,
     kk: usize,
-    n: usize,
-    c_base: Value,
+    c: &Block,
     i0: Value,
     rows: usize,
     j0: Value,
@@ -176,7 +288,7 @@ fn tile(
         for (v, &var) in row.iter().enumerate() {
             let j = k.add_imm(j0, (v * LANES) as i64);
             let s = k.b.use_var(var);
-            store(k, c_base, n, i, j, s, lanes, epi)?;
+            store(k, c, i, j, s, lanes, epi)?;
         }
     }
     Ok(())
@@ -189,8 +301,7 @@ fn dots(
     a: Mat,
     b: Mat,
     kk: usize,
-    n: usize,
-    c_base: Value,
+    out: &Block,
     i: Value,
     j0: Value,
     cols: usize,
@@ -240,25 +351,38 @@ fn dots(
         }
         v
     };
-    store(k, c_base, n, i, j0, acc, cols, epi)
+    store(k, out, i, j0, acc, cols, epi)
 }
 
-pub(crate) fn lower(k: &mut Kernel, _: &MatMul) -> LResult {
-    let (sa, sb) = (k.shape(BufId::In(0)), k.shape(BufId::In(1)));
+/// Geometry of a matmul of operands shaped `sa` and `sb`: A's and B's shapes as matrices
+/// (rank-1 operands promoted), batch dims, (m, k, n).
+type Geometry = (Vec<usize>, Vec<usize>, Vec<usize>, (usize, usize, usize));
+
+fn geometry(sa: &[usize], sb: &[usize]) -> LResult<Geometry> {
     let geo =
-        matmul_shape(&sa, &sb).map_err(|e| crate::error::CodegenError::Overflow(e.to_string()))?;
+        matmul_shape(sa, sb).map_err(|e| crate::error::CodegenError::Overflow(e.to_string()))?;
     let pa: Vec<usize> = if sa.len() == 1 {
         vec![1, sa[0]]
     } else {
-        sa.clone()
+        sa.to_vec()
     };
     let pb: Vec<usize> = if sb.len() == 1 {
         vec![sb[0], 1]
     } else {
-        sb.clone()
+        sb.to_vec()
     };
-    let (m, kk, n) = (geo.m, geo.k, geo.n);
-    let batch = geo.batch.clone();
+    Ok((pa, pb, geo.batch, (geo.m, geo.k, geo.n)))
+}
+
+/// The kernel's tasks ([`Blocks`] of the batch of products).
+pub(crate) fn tasks(a: &TensorType, b: &TensorType) -> usize {
+    geometry(&a.shape, &b.shape).map_or(1, |(_, _, batch, (m, kk, n))| {
+        Blocks::new(batch.iter().product(), m, kk, n).tasks
+    })
+}
+
+pub(crate) fn lower(k: &mut Kernel, _: &MatMul) -> LResult {
+    let (pa, pb, batch, (m, kk, n)) = geometry(&k.shape(BufId::In(0)), &k.shape(BufId::In(1)))?;
     let view = |buf: BufId, p: &[usize]| -> LResult<View> {
         let own = strides(p);
         let lead = batch.len() - (p.len() - 2);
@@ -290,21 +414,64 @@ pub(crate) fn lower(k: &mut Kernel, _: &MatMul) -> LResult {
         strides: batch_out.into_iter().map(as_i64).collect::<LResult<_>>()?,
     };
     let (ka, nb) = (as_i64(kk)?, as_i64(n)?);
-    for_each(k, &batch, &[va, vb, vc], false, |k, at, _| {
+    let mats = |at: &[Value]| {
         let a = Mat {
             buf: BufId::In(0),
-            base: at[0].idx,
+            base: at[0],
             rs: ka,
             cs: 1,
         };
         let b = Mat {
             buf: BufId::In(1),
-            base: at[1].idx,
+            base: at[1],
             rs: nb,
             cs: 1,
         };
-        product(k, a, b, (m, kk, n), at[2].idx, &mut |_, acc, _, _, _| {
-            Ok(acc)
+        (a, b)
+    };
+    let identity: &mut Epilogue = &mut |_, acc, _, _, _| Ok(acc);
+    let blocks = Blocks::new(batch.iter().product(), m, kk, n);
+    if blocks.tasks <= 1 {
+        return for_each(k, &batch, &[va, vb, vc], false, |k, at, _| {
+            let idx: Vec<Value> = at.iter().map(|a| a.idx).collect();
+            let (a, b) = mats(&idx);
+            let c = Block::whole(k, m, n, idx[2]);
+            product(k, a, b, kk, c, identity)
+        });
+    }
+    let per_matrix = as_i64(blocks.rt * blocks.ct)?;
+    k.for_tasks(|k, t| {
+        let bi = k.b.ins().udiv_imm_u(t, per_matrix);
+        let r = k.b.ins().urem_imm_u(t, per_matrix);
+        let at = unflatten(k, bi, &batch, &[va.clone(), vb.clone(), vc.clone()])?;
+        let (a, b) = mats(&at);
+        blocks.block(k, r, (m, n), at[2], &mut |k, c| {
+            product(k, a, b, kk, c, identity)
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemv_splits_columns_in_tile_aligned_blocks() {
+        let b = Blocks::new(1, 1, 517, 1003);
+        assert_eq!((b.mb, b.rt), (1, 1));
+        assert!(b.ct > 1 && b.nb.is_multiple_of(VECS * LANES), "{b:?}");
+        assert_eq!(b.tasks, b.ct);
+        // Tall C: rows are cut instead, in multiples of the register tile.
+        let b = Blocks::new(1, 130, 64, 9);
+        assert_eq!((b.nb, b.ct), (9, 1));
+        assert!(b.rt > 1 && b.mb.is_multiple_of(ROWS), "{b:?}");
+        // A batch: one matrix per task at least.
+        let b = Blocks::new(6, 45, 60, 51);
+        assert_eq!(b.tasks, 6 * b.rt * b.ct);
+        assert_eq!(
+            Blocks::new(4, 8, 8, 8).tasks,
+            1,
+            "small products stay serial"
+        );
+    }
 }

@@ -110,6 +110,14 @@ pub(crate) fn tasks(
         (Op::Conv(o), Some(x), _, None) => conv::tasks(x, result, o.group),
         (Op::DynConv(_), Some(_), _, Some(p)) => conv_gemm::dyn_tasks(p),
         (Op::DynConv(o), Some(_), _, None) => dyn_conv::tasks(result, o.group),
+        (Op::Unary(_) | Op::Cast(_), _, _, _) => unary::tasks(result),
+        (Op::Binary(_), Some(a), Some(b), _) => binary::tasks(a, b, result),
+        (Op::Expand(_), Some(x), _, _) => expand::tasks(x, result),
+        (Op::Gemm(o), Some(a), Some(b), _) => gemm::tasks(o, a, b),
+        (Op::MatMul(_), Some(a), Some(b), _) => matmul::tasks(a, b),
+        (Op::Reduce(o), Some(x), _, _) => reduce::tasks(x, o),
+        (Op::AvgPool(o), _, _, _) => pool::tasks(result, o.kernel),
+        (Op::MaxPool(o), _, _, _) => pool::tasks(result, o.kernel),
         _ => 1,
     }
 }

@@ -7,8 +7,17 @@
 //! walks contiguously, then vectorizes the innermost dim 4-wide (with a scalar tail) when it is
 //! allowed and every view has stride 0 or 1 there (a vector view must have stride 1).
 //! An index space with an empty dim emits nothing.
+//!
+//! Parallel nests ([`Split`], [`for_each_split`]) cut the outermost simplified dim into chunks
+//! of equal static length (the last one shorter), one task each. A chunk only moves where an
+//! element's code starts: the inner dims are walked whole, and when the outermost dim is also
+//! the vectorized one the chunk length is a multiple of the vector width, so the scalar tail
+//! holds the same elements as in one task. Every element is thus computed by the same
+//! instructions whatever the split, and the task count depends on shapes only ([`Split::new`]
+//! is what both `lower::tasks` and the lowering call).
 
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use dync_ir::tensor::strides;
 
@@ -155,6 +164,154 @@ fn level(
     })
 }
 
+/// Work units (elements, or multiply-adds) a task should have at least: below that, waking a
+/// second thread costs more than it saves.
+pub(crate) const TASK_WORK: usize = 16 * 1024;
+/// The most tasks a kernel is cut into (the pool groups tasks into chunks per thread anyway).
+pub(crate) const MAX_TASKS: usize = 64;
+
+/// The chunk length that cuts `n` items of `cost` work units each into tasks of at least
+/// [`TASK_WORK`] units and at most [`MAX_TASKS`] tasks, a multiple of `align` (> 0) unless it
+/// is all of `n`; `n` when one task is enough.
+pub(crate) fn chunk_len(n: usize, cost: usize, align: usize) -> usize {
+    let cost = cost.max(1);
+    if n.saturating_mul(cost) < 2 * TASK_WORK {
+        return n.max(1);
+    }
+    let want = TASK_WORK
+        .div_ceil(cost)
+        .max(n.div_ceil(MAX_TASKS))
+        .next_multiple_of(align.max(1));
+    want.min(n).max(1)
+}
+
+/// Emits `body(k, first, len)` for the chunk of task `t` of `n` items cut into chunks of
+/// `chunk` (static `len`: `chunk`, or the remainder for the last chunk, behind a branch on t);
+/// nothing when `n` is 0.
+pub(crate) fn chunked(
+    k: &mut Kernel,
+    t: Value,
+    n: usize,
+    chunk: usize,
+    mut body: impl FnMut(&mut Kernel, Value, usize) -> LResult,
+) -> LResult {
+    if n == 0 || chunk == 0 {
+        return Ok(());
+    }
+    let first = k.b.ins().imul_imm_s(t, as_i64(chunk)?);
+    let (full, rem) = (n / chunk, n % chunk);
+    if rem == 0 {
+        return body(k, first, chunk);
+    }
+    if full == 0 {
+        return body(k, first, rem);
+    }
+    let whole = k.b.create_block();
+    let last = k.b.create_block();
+    let join = k.b.create_block();
+    let is_whole =
+        k.b.ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, t, as_i64(full)?);
+    k.b.ins().brif(is_whole, whole, &[], last, &[]);
+    k.b.switch_to_block(whole);
+    body(k, first, chunk)?;
+    k.b.ins().jump(join, &[]);
+    k.b.switch_to_block(last);
+    body(k, first, rem)?;
+    k.b.ins().jump(join, &[]);
+    k.b.switch_to_block(join);
+    Ok(())
+}
+
+/// A nest cut into tasks along its outermost simplified dim.
+pub(crate) struct Split {
+    dims: Vec<usize>,
+    views: Vec<View>,
+    /// Chunk length along `dims[0]`.
+    chunk: usize,
+    pub tasks: usize,
+}
+
+impl Split {
+    /// The split of the nest over `dims` whose elements cost `cost` work units each.
+    pub fn new(dims: &[usize], views: &[View], cost: usize) -> Split {
+        let (dims, views) = simplify(dims, views);
+        let (chunk, tasks) = match dims.split_first() {
+            Some((&d0, rest)) if !dims.contains(&0) => {
+                let inner = rest.iter().fold(cost.max(1), |a, &d| a.saturating_mul(d));
+                let align = if rest.is_empty() { LANES } else { 1 };
+                let c = chunk_len(d0, inner, align);
+                (c, d0.div_ceil(c))
+            }
+            _ => (1, 1),
+        };
+        Split {
+            dims,
+            views,
+            chunk,
+            tasks,
+        }
+    }
+
+    /// The nest in one task.
+    pub fn serial(dims: &[usize], views: &[View]) -> Split {
+        Split {
+            dims: dims.to_vec(),
+            views: views.to_vec(),
+            chunk: dims.first().copied().unwrap_or(1),
+            tasks: 1,
+        }
+    }
+}
+
+/// [`for_each`] of a [`Split`] nest in a kernel of `split.tasks` tasks: each task walks its
+/// chunk of the outermost dim.
+pub(crate) fn for_each_split(
+    k: &mut Kernel,
+    split: &Split,
+    vector: bool,
+    mut body: impl FnMut(&mut Kernel, &[At], usize) -> LResult,
+) -> LResult {
+    if split.tasks <= 1 {
+        return for_each(k, &split.dims, &split.views, vector, body);
+    }
+    let n = split.dims[0];
+    k.for_tasks(|k, t| {
+        chunked(k, t, n, split.chunk, |k, first, len| {
+            let bases: Vec<Value> = split
+                .views
+                .iter()
+                .map(|v| k.b.ins().imul_imm_s(first, v.strides[0]))
+                .collect();
+            let mut dims = split.dims.clone();
+            dims[0] = len;
+            for_each_from(k, &dims, &split.views, &bases, vector, &mut body)
+        })
+    })
+}
+
+/// The element offsets of the views at flat (row-major) index `idx` of `dims` (run-time
+/// division by each extent, innermost first).
+pub(crate) fn unflatten(
+    k: &mut Kernel,
+    idx: Value,
+    dims: &[usize],
+    views: &[View],
+) -> LResult<Vec<Value>> {
+    let mut bases: Vec<Value> = views.iter().map(|v| k.iconst(v.offset)).collect();
+    let mut rest = idx;
+    for (d, &n) in dims.iter().enumerate().rev() {
+        let n = as_i64(n)?;
+        let q = k.b.ins().udiv_imm_u(rest, n);
+        let i = k.b.ins().urem_imm_u(rest, n);
+        for (b, v) in bases.iter_mut().zip(views) {
+            *b = k.mul_add(*b, i, v.strides[d]);
+        }
+        rest = q;
+    }
+    Ok(bases)
+}
+
 /// Drops extent-1 dims and merges dim i into i+1 when every view has
 /// stride[i] == stride[i+1]·dims[i+1].
 fn simplify(dims: &[usize], views: &[View]) -> (Vec<usize>, Vec<View>) {
@@ -191,21 +348,50 @@ fn simplify(dims: &[usize], views: &[View]) -> (Vec<usize>, Vec<View>) {
     (out_dims, out_views)
 }
 
-/// Elementwise map: `out[view] = f(loaded operands)` over `dims`. Operands and result are
-/// loaded and stored with their buffers' element types; `vector` allows 4-lane f32 code (then
-/// `f` receives f32x4 values and must return one).
+/// Elementwise map: `out[view] = f(loaded operands)` over `dims`, in one task. Operands and
+/// result are loaded and stored with their buffers' element types; `vector` allows 4-lane f32
+/// code (then `f` receives f32x4 values and must return one).
 pub(crate) fn map(
     k: &mut Kernel,
     dims: &[usize],
     ins: &[View],
     out: View,
     vector: bool,
+    f: impl FnMut(&mut Kernel, &[Value], usize) -> LResult<Value>,
+) -> LResult {
+    map_in(k, dims, ins, out, vector, false, f)
+}
+
+/// [`map`] in a kernel of [`map_tasks`] tasks (of the same dims and views).
+pub(crate) fn par_map(
+    k: &mut Kernel,
+    dims: &[usize],
+    ins: &[View],
+    out: View,
+    vector: bool,
+    f: impl FnMut(&mut Kernel, &[Value], usize) -> LResult<Value>,
+) -> LResult {
+    map_in(k, dims, ins, out, vector, true, f)
+}
+
+fn map_in(
+    k: &mut Kernel,
+    dims: &[usize],
+    ins: &[View],
+    out: View,
+    vector: bool,
+    parallel: bool,
     mut f: impl FnMut(&mut Kernel, &[Value], usize) -> LResult<Value>,
 ) -> LResult {
     let mut views = ins.to_vec();
     views.push(out);
     let bufs: Vec<BufId> = views.iter().map(|v| v.buf).collect();
-    for_each(k, dims, &views, vector, |k, at, lanes| {
+    let split = if parallel {
+        Split::new(dims, &views, 1)
+    } else {
+        Split::serial(dims, &views)
+    };
+    for_each_split(k, &split, vector, |k, at, lanes| {
         let (out_at, in_at) = at
             .split_last()
             .ok_or_else(|| crate::error::CodegenError::cranelift(&k.name, "map without result"))?;
@@ -225,6 +411,13 @@ pub(crate) fn map(
     })
 }
 
+/// The tasks of [`par_map`] over `dims` with these operand views and result view.
+pub(crate) fn map_tasks(dims: &[usize], ins: &[View], out: View) -> usize {
+    let mut views = ins.to_vec();
+    views.push(out);
+    Split::new(dims, &views, 1).tasks
+}
+
 /// Horizontal combination of the 4 lanes of `v` with `op` (lane order 0, 1, 2, 3).
 pub(crate) fn reduce_lanes(
     k: &mut Kernel,
@@ -237,4 +430,48 @@ pub(crate) fn reduce_lanes(
         acc = op(k, acc, x);
     }
     acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_aligned_bounded_and_cover_the_extent() {
+        for (n, cost, align) in [
+            (70_003, 1, 4),
+            (401_408, 1, 4),
+            (97, 707, 1),
+            (5, 1_000_000, 1),
+        ] {
+            let c = chunk_len(n, cost, align);
+            let tasks = n.div_ceil(c);
+            assert!(tasks > 1 && tasks <= MAX_TASKS, "{n} {cost}: {tasks} tasks");
+            assert!(c.is_multiple_of(align) || c == n, "{n}: chunk {c}");
+            assert!(c * cost >= TASK_WORK, "{n}: chunk {c} too small");
+        }
+        assert_eq!(chunk_len(1000, 16, 4), 1000, "small work stays in one task");
+        assert_eq!(chunk_len(0, 5, 4), 1);
+    }
+
+    #[test]
+    fn a_split_cuts_the_outermost_simplified_dim() {
+        let dims = [1, 7, 97, 101];
+        let views = [
+            View::dense(BufId::In(0), &dims).unwrap(),
+            View::dense(BufId::Out, &dims).unwrap(),
+        ];
+        let s = Split::new(&dims, &views, 1);
+        assert_eq!(s.dims, vec![7 * 97 * 101], "dense views merge into one dim");
+        assert!(s.tasks > 1 && s.chunk.is_multiple_of(LANES));
+        // A per-channel operand keeps [C, HW]: chunks of whole channel rows.
+        let views = [
+            View::broadcast(BufId::In(0), &[1, 7, 1, 1], &dims).unwrap(),
+            View::dense(BufId::Out, &dims).unwrap(),
+        ];
+        let s = Split::new(&dims, &views, 1);
+        assert_eq!(s.dims, vec![7, 97 * 101]);
+        assert_eq!((s.chunk, s.tasks), (2, 4));
+        assert_eq!(Split::new(&[3, 0, 5], &views[..0], 1).tasks, 1);
+    }
 }

@@ -5,13 +5,16 @@
 //! only (as the interpreter and onnxruntime do) and never lets padding win (from NaN, `m` takes
 //! `v` when `v > m` or while `m` is still NaN); avg_pool divides the sum by the number of input
 //! cells in the window, or with `count_include_pad` by the cells inside the padded extent.
+//! Planes are cut into tasks of equal chunks ([`tasks`]), each plane computed whole by one.
 
 use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
 use super::math::select_cmp;
+use super::nest::{chunk_len, chunked};
 use super::window::{Axis, Segment};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use dync_ir::ops::{AvgPool, MaxPool};
+use dync_ir::TensorType;
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -63,35 +66,61 @@ fn pool(
     let [ay, ax] = axes(&xs, &ys, kernel, strides, pads, dilations);
     let (rows, cols) = (ay.segments(), ax.segments());
     let (h, w, oh, ow) = (xs[2], xs[3], ys[2], ys[3]);
-    k.loop_n(ys[0] * ys[1], |k, plane| {
-        let xb = k.b.ins().imul_imm_s(plane, as_i64(h * w)?);
-        let yb = k.b.ins().imul_imm_s(plane, as_i64(oh * ow)?);
-        for rs in &rows {
-            k.loop_range(rs.start, rs.end, 1, |k, oy| {
-                for cs in &cols {
-                    let vec_end = if ax.stride == 1 {
-                        cs.start + (cs.end - cs.start) / LANES * LANES
-                    } else {
-                        cs.start
-                    };
-                    let cell = |k: &mut Kernel, ox: Value, lanes: usize| {
-                        let at = Cell {
-                            xb,
-                            yb,
-                            oy,
-                            ox,
-                            lanes,
-                        };
-                        emit_cell(k, kind, &ay, &ax, rs, cs, (w, ow), at)
-                    };
-                    k.loop_range(cs.start, vec_end, LANES, |k, ox| cell(k, ox, LANES))?;
-                    k.loop_range(vec_end, cs.end, 1, |k, ox| cell(k, ox, 1))?;
+    let planes = ys[0] * ys[1];
+    let chunk = plane_chunk(&ys, kernel);
+    k.for_tasks(|k, t| {
+        chunked(k, t, planes, chunk, |k, first, len| {
+            k.loop_n(len, |k, i| {
+                let plane = k.b.ins().iadd(first, i);
+                let xb = k.b.ins().imul_imm_s(plane, as_i64(h * w)?);
+                let yb = k.b.ins().imul_imm_s(plane, as_i64(oh * ow)?);
+                for rs in &rows {
+                    k.loop_range(rs.start, rs.end, 1, |k, oy| {
+                        for cs in &cols {
+                            let vec_end = if ax.stride == 1 {
+                                cs.start + (cs.end - cs.start) / LANES * LANES
+                            } else {
+                                cs.start
+                            };
+                            let cell = |k: &mut Kernel, ox: Value, lanes: usize| {
+                                let at = Cell {
+                                    xb,
+                                    yb,
+                                    oy,
+                                    ox,
+                                    lanes,
+                                };
+                                emit_cell(k, kind, &ay, &ax, rs, cs, (w, ow), at)
+                            };
+                            k.loop_range(cs.start, vec_end, LANES, |k, ox| cell(k, ox, LANES))?;
+                            k.loop_range(vec_end, cs.end, 1, |k, ox| cell(k, ox, 1))?;
+                        }
+                        Ok(())
+                    })?;
                 }
                 Ok(())
-            })?;
-        }
-        Ok(())
+            })
+        })
     })
+}
+
+/// Planes (image × channel) per task of a pool of window `kernel` giving `ys`.
+fn plane_chunk(ys: &[usize], kernel: [usize; 2]) -> usize {
+    let cost = ys[2..]
+        .iter()
+        .chain(&kernel)
+        .fold(1usize, |a, &d| a.saturating_mul(d));
+    chunk_len(ys[0].saturating_mul(ys[1]), cost, 1)
+}
+
+/// The kernel's tasks: chunks of planes.
+pub(crate) fn tasks(result: &TensorType, kernel: [usize; 2]) -> usize {
+    let ys = &result.shape;
+    if ys.len() != 4 {
+        return 1;
+    }
+    let planes = ys[0].saturating_mul(ys[1]);
+    planes.div_ceil(plane_chunk(ys, kernel)).max(1)
 }
 
 /// Position of one (vector of) output(s).

@@ -5,22 +5,47 @@
 //! (combined lane by lane at the end, then with the scalar tail). Max and min propagate NaN;
 //! mean divides by the reduced element count (0/0 = NaN for an empty reduction), and empty
 //! reductions give the reference's identities. i64/i32 are scalar, with overflow checks on
-//! sum and prod.
+//! sum and prod. Results are cut into tasks of chunks of the outermost kept dims ([`Split`]),
+//! each result reduced whole in one task.
 
 use super::kernel::{as_i64, clif_type, BufId, Kernel, LResult, LANES};
-use super::nest::{for_each, reduce_lanes, View};
+use super::nest::{for_each_split, reduce_lanes, Split, View};
 use crate::abi::Fault;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use dync_ir::ops::{Reduce, ReduceKind};
 use dync_ir::tensor::strides;
-use dync_ir::DType;
+use dync_ir::{DType, TensorType};
+
+/// The nest over the kept dims of an input shaped `xs`: its views (input, result) and the
+/// number of input elements reduced into each result.
+fn kept_nest(xs: &[usize], op: &Reduce) -> LResult<Split> {
+    let own = strides(xs);
+    let kept: Vec<usize> = (0..xs.len()).filter(|d| !op.axes.contains(d)).collect();
+    let kept_dims: Vec<usize> = kept.iter().map(|&d| xs[d]).collect();
+    let count: usize = op.axes.iter().map(|&d| xs[d]).product();
+    let views = [
+        View {
+            buf: BufId::In(0),
+            offset: 0,
+            strides: kept
+                .iter()
+                .map(|&d| as_i64(own[d]))
+                .collect::<LResult<_>>()?,
+        },
+        View::dense(BufId::Out, &kept_dims)?,
+    ];
+    Ok(Split::new(&kept_dims, &views, count))
+}
+
+/// The kernel's tasks (chunks of the result, see [`Split`]).
+pub(crate) fn tasks(x: &TensorType, op: &Reduce) -> usize {
+    kept_nest(&x.shape, op).map_or(1, |s| s.tasks)
+}
 
 pub(crate) fn lower(k: &mut Kernel, op: &Reduce) -> LResult {
     let xs = k.shape(BufId::In(0));
     let own = strides(&xs);
     let dtype = k.dtype(BufId::In(0));
-    let kept: Vec<usize> = (0..xs.len()).filter(|d| !op.axes.contains(d)).collect();
-    let kept_dims: Vec<usize> = kept.iter().map(|&d| xs[d]).collect();
     // Reduced dims (extent, stride), innermost last, without extent-1 dims and with
     // neighbours that are contiguous together merged (a global pool reduces one run).
     let mut red: Vec<(usize, i64)> = Vec::new();
@@ -35,19 +60,9 @@ pub(crate) fn lower(k: &mut Kernel, op: &Reduce) -> LResult {
         }
     }
     let count: usize = op.axes.iter().map(|&d| xs[d]).product();
-    let views = [
-        View {
-            buf: BufId::In(0),
-            offset: 0,
-            strides: kept
-                .iter()
-                .map(|&d| as_i64(own[d]))
-                .collect::<LResult<_>>()?,
-        },
-        View::dense(BufId::Out, &kept_dims)?,
-    ];
+    let split = kept_nest(&xs, op)?;
     let f32 = dtype == DType::F32;
-    for_each(k, &kept_dims, &views, f32, |k, at, lanes| {
+    for_each_split(k, &split, f32, |k, at, lanes| {
         let ty = if f32 {
             super::kernel::f32_type(lanes)
         } else {

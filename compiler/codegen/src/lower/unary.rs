@@ -1,27 +1,37 @@
 //! `unary`: elementwise f32 functions, 4 lanes at a time with a scalar tail. exp (and
 //! sigmoid) use the inline polynomial of [`super::math`]; log, tanh and erf call the math
 //! library lane by lane; the rest are a few native instructions. NaN propagates as in the
-//! reference (relu, clip and hard_* keep NaN; leaky_relu passes it through).
+//! reference (relu, clip and hard_* keep NaN; leaky_relu passes it through). Large tensors are
+//! cut into tasks of contiguous chunks ([`super::nest::par_map`]).
 
 use super::kernel::{BufId, Kernel, LResult};
 use super::math::{exp, select_cmp};
-use super::nest::{map, View};
+use super::nest::{map_tasks, par_map, View};
 use crate::libcalls::MathFn;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use dync_ir::ops::{Unary, UnaryKind};
+use dync_ir::TensorType;
 
 pub(crate) fn lower(k: &mut Kernel, op: &Unary) -> LResult {
     let shape = k.shape(BufId::Out);
-    let ins = [View::dense(BufId::In(0), &shape)?];
-    map(
-        k,
-        &shape,
-        &ins,
-        View::dense(BufId::Out, &shape)?,
-        true,
-        |k, v, lanes| apply(k, op.kind, v[0], lanes),
-    )
+    let (ins, out) = views(&shape)?;
+    par_map(k, &shape, &ins, out, true, |k, v, lanes| {
+        apply(k, op.kind, v[0], lanes)
+    })
+}
+
+/// Operand and result views of a unary (or any same-shape one-operand map) over `shape`.
+pub(crate) fn views(shape: &[usize]) -> LResult<([View; 1], View)> {
+    Ok((
+        [View::dense(BufId::In(0), shape)?],
+        View::dense(BufId::Out, shape)?,
+    ))
+}
+
+/// The kernel's tasks (see [`par_map`]).
+pub(crate) fn tasks(result: &TensorType) -> usize {
+    views(&result.shape).map_or(1, |(ins, out)| map_tasks(&result.shape, &ins, out))
 }
 
 fn clamp(k: &mut Kernel, lanes: usize, x: Value, lo: f32, hi: f32) -> Value {
