@@ -39,6 +39,7 @@ fn graph() -> (Graph, Vec<Tensor>) {
         pads: [1; 4],
         dilations: [1, 1],
         group: 1,
+        clamp: None,
     };
     let y = g
         .add(Op::Conv(conv), &[xi, w, b], Some("conv".into()))
@@ -62,6 +63,7 @@ fn graph() -> (Graph, Vec<Tensor>) {
         group: 1,
         bias: true,
         bias_bank: true,
+        clamp: None,
     };
     let y = g
         .add(
@@ -78,6 +80,7 @@ fn graph() -> (Graph, Vec<Tensor>) {
         group: 3,
         bias: false,
         bias_bank: false,
+        clamp: None,
     };
     let z = g
         .add(Op::DynConv(d2), &[y, c2i, bank2], Some("dyn2".into()))

@@ -22,8 +22,10 @@ pub mod libcalls;
 pub mod link;
 pub(crate) mod lower;
 pub mod object;
+pub mod pack;
 pub mod plan;
 pub mod target;
+pub mod tile;
 
 pub use emit::{emit_model, emit_model_with_progress, EmittedModel};
 pub use error::{CodegenError, NodeRef};

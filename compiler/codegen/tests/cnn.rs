@@ -16,6 +16,7 @@ fn conv(strides: usize, pads: usize, dilations: usize, group: usize) -> Op {
         pads: [pads; 4],
         dilations: [dilations; 2],
         group,
+        clamp: None,
     })
 }
 
@@ -211,6 +212,7 @@ fn dyn_conv_op_matches_the_interpreter() {
             group,
             bias,
             bias_bank,
+            clamp: None,
         };
         let coeff = if per_channel {
             rand_f32(&mut r, &[n, o, e])

@@ -728,6 +728,7 @@ fn conv_shapes_groups_strides_dilations() {
             pads: [p; 4],
             dilations: [d; 2],
             group: g,
+            clamp: None,
         });
         for const_w in [true, false] {
             let mut args = vec![
@@ -745,6 +746,49 @@ fn conv_shapes_groups_strides_dilations() {
                 op.clone(),
                 args,
                 &format!("conv c{c} {h}x{w} o{o} k{k} s{s} p{p} d{d} g{g} const_w={const_w}"),
+            );
+        }
+    }
+}
+
+/// Convolutions on the GEMM path (constant weights, ≥ 8 channels per group): partial channel
+/// panels, several reduction chunks, column tiles of wide rows, several rows per tile of
+/// narrow ones, the in-place 1×1 path, strides, dilation, padding and the fused clamp.
+#[test]
+fn conv_gemm_path() {
+    let mut r = rng(31);
+    #[rustfmt::skip]
+    let cases = [
+        // (n, c, h, w, o, k, stride, pad, dilation, group, clamp)
+        (1, 40, 6, 40, 20, 1, 1, 0, 1, 1, None),
+        (2, 300, 5, 7, 9, 1, 1, 0, 1, 1, Some((0.0, f32::INFINITY))),
+        (1, 40, 9, 9, 16, 3, 1, 1, 1, 1, Some((-0.5, 0.5))),
+        (2, 16, 13, 35, 24, 3, 2, 1, 1, 2, None),
+        (1, 12, 11, 11, 17, 3, 1, 2, 2, 1, Some((0.0, 6.0))),
+        (1, 3, 16, 16, 8, 7, 2, 3, 1, 1, None),
+        (3, 8, 4, 4, 8, 1, 2, 0, 1, 1, Some((1.0, -1.0))),
+    ];
+    for (n, c, h, w, o, k, s, p, d, g, clamp) in cases {
+        let x = rand_f32(&mut r, &[n, c, h, w]);
+        let op = Op::Conv(Conv {
+            strides: [s; 2],
+            pads: [p; 4],
+            dilations: [d; 2],
+            group: g,
+            clamp: clamp.map(|(lo, hi)| Clamp { lo, hi }),
+        });
+        for bias in [false, true] {
+            let mut args = vec![
+                Arg::In(x.clone()),
+                Arg::Const(rand_f32(&mut r, &[o, c / g, k, k])),
+            ];
+            if bias {
+                args.push(Arg::Const(rand_f32(&mut r, &[o])));
+            }
+            check_op(
+                op.clone(),
+                args,
+                &format!("gemm conv n{n} c{c} {h}x{w} o{o} k{k} s{s} p{p} d{d} g{g} {clamp:?} bias={bias}"),
             );
         }
     }

@@ -219,6 +219,7 @@ fn dyn_conv_scratch_is_planned_apart_from_live_buffers() {
         group: 1,
         bias: false,
         bias_bank: false,
+        clamp: None,
     };
     let bank1 = g.add_const(rand_f32(&mut r, &[3, 4, 4, 3, 3]), None);
     let y1 = g

@@ -3,7 +3,8 @@
 //!
 //! y[n, o, oy, ox] = bias[o] + Σ_{c, ky, kx} w[o, c, ky, kx] · x[n, g·C/G + c, oy·sh + ky·dh − pt, ox·sw + kx·dw − pl]
 //!
-//! where g = o / (O/G) is o's group and x reads 0 outside the input (zero padding).
+//! where g = o / (O/G) is o's group and x reads 0 outside the input (zero padding), then the
+//! fused `clamp` if any.
 //!
 //! Evaluated as im2col + matrix product: per image, group and tile of output positions p, the
 //! column matrix col[(c, ky, kx), p] holds the input value each kernel tap sees at p; the
@@ -107,7 +108,8 @@ pub(crate) fn conv(op: &Conv, inputs: &[&Tensor], out: &TensorType) -> Result<Te
                     let b = bias.map_or(0.0, |b| f64::from(b[ch]));
                     let dst = &mut y[(img * o + ch) * positions + p0..][..t];
                     for (d, &a) in dst.iter_mut().zip(acc_row) {
-                        *d = (a + b) as f32;
+                        let v = (a + b) as f32;
+                        *d = op.clamp.map_or(v, |c| c.apply(v));
                     }
                 }
             }
@@ -129,6 +131,7 @@ mod tests {
             pads,
             dilations,
             group,
+            clamp: None,
         })
     }
 

@@ -34,6 +34,7 @@ pub(crate) fn dyn_conv(
         pads: op.pads,
         dilations: op.dilations,
         group: op.group,
+        clamp: op.clamp,
     };
     let sample_out = TensorType::f32([1, o, oh, ow]);
     let mut y = alloc(n * o * oh * ow, 0f32)?;
@@ -95,6 +96,7 @@ mod tests {
             group: 2,
             bias: true,
             bias_bank: false,
+            clamp: None,
         };
         let got = run_op(
             Op::DynConv(op),
@@ -123,6 +125,7 @@ mod tests {
                 pads: [1, 1, 1, 1],
                 dilations: [1, 1],
                 group: 2,
+                clamp: None,
             });
             let want = run_op(conv, &[&xs, &f32t(&[o, 2, k, k], &w), &f32t(&[o], &bias)]);
             assert_close(&f32s(&got)[s * o * 25..][..o * 25], &f32s(&want), 1e-5);

@@ -51,6 +51,7 @@ impl Builder {
             pads: [p; 4],
             dilations: [1; 2],
             group: 1,
+            clamp: None,
         };
         let y = self.op(Op::Conv(conv), &[x, w]);
         let params: Vec<NodeId> = [(1.0, 0.1), (0.0, 0.1), (0.0, 0.1), (1.0, 0.1)]

@@ -133,6 +133,11 @@ impl AttrReader {
             .ok_or_else(|| format!("missing attribute `{name}`"))
     }
 
+    /// Whether the attribute `name` was given (for optional attributes).
+    pub fn has(&self, name: &str) -> bool {
+        self.items.contains_key(name)
+    }
+
     pub fn int(&mut self, name: &str) -> Result<i64, String> {
         match self.take(name)? {
             AttrValue::Int(i) => Ok(i),

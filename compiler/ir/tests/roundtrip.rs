@@ -40,6 +40,7 @@ fn hand_built_block_round_trips() {
         pads: [1, 0, 1, 2],
         dilations: [1, 2],
         group: 4,
+        clamp: None,
     };
     let y = ok(g.add(Op::Conv(conv), &[x, w, b], Some("/dw/Conv".into())));
     let clip = Unary {

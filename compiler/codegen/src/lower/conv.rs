@@ -8,6 +8,7 @@
 //! vectors of adjacent output columns (8 accumulators): per tap, the input vectors are loaded
 //! once (contiguous for stride 1, gathered lane by lane otherwise) and each channel's weight is
 //! broadcast and FMA'd into them. Column remainders use one vector, then scalar columns.
+//! The fused clamp (`Conv::clamp`) is applied to the accumulators before the store.
 //! Weights are read in their IR layout, so run-time (dynamic) weights work the same as
 //! constant ones; loads of constant weights may be hoisted. `dyn_conv` reuses this per block
 //! ([`conv_block`]) with the kernels it mixed into scratch memory, one set per image
@@ -19,7 +20,7 @@ use super::window::{Axis, Segment};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::Variable;
-use dync_ir::ops::Conv;
+use dync_ir::ops::{Clamp, Conv};
 use dync_ir::TensorType;
 
 /// Output channels per register tile.
@@ -43,6 +44,8 @@ pub(crate) struct Geo {
     /// by all images).
     pub per_image: (i64, i64),
     pub group: usize,
+    /// The fused epilogue clamp, applied before the store.
+    clamp: Option<Clamp>,
     c: usize,
     h: usize,
     w: usize,
@@ -75,6 +78,7 @@ impl Geo {
             bias,
             per_image: (0, 0),
             group: op.group,
+            clamp: op.clamp,
             c: xs[1],
             h: xs[2],
             w: xs[3],
@@ -322,6 +326,14 @@ fn tile(
         let yc = k.b.ins().iadd(yc, y_row);
         for (v, &var) in acc.iter().enumerate() {
             let val = k.b.use_var(var);
+            let val = match g.clamp {
+                Some(c) => {
+                    let (lo, hi) = (k.fconst(lanes, c.lo), k.fconst(lanes, c.hi));
+                    let v = k.b.ins().fmax(lo, val);
+                    k.b.ins().fmin(hi, v)
+                }
+                None => val,
+            };
             k.store_off(BufId::Out, yc, as_i64(v * LANES)?, val);
         }
     }

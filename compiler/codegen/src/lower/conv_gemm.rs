@@ -11,7 +11,8 @@
 //! a tap falls in the padding; row validity tested once per row, column ranges static), or —
 //! for 1×1 convs of stride 1 without padding — read in place (`ldb` = H·W). The panel then
 //! stays in L1 while the tile runs it against every channel panel of the task; the first
-//! chunk overwrites the output, later ones accumulate, the last adds the bias.
+//! chunk overwrites the output, later ones accumulate, the last adds the bias and applies the
+//! fused clamp.
 //!
 //! Tasks: a `conv` runs image × group × block of [`CONV_PANELS`] channel panels × row block;
 //! a `dyn_conv` runs group × block of channel panels over all images: each task first mixes
@@ -30,10 +31,10 @@ use crate::abi::tile_signature;
 use crate::pack::Packing;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
-use dync_ir::ops::{Conv, DynConv};
+use dync_ir::ops::{Clamp, Conv, DynConv};
 use dync_ir::TensorType;
 use dync_runtime::ukernel::{
-    GEMM_ACCUMULATE, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
+    GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
 };
 
 /// Channel panels per task of a `conv`.
@@ -147,6 +148,8 @@ struct Weights {
     a_per_image: i64,
     /// Bias buffer, its first element and elements between images.
     bias: Option<(BufId, i64, i64)>,
+    /// The fused epilogue clamp (applied by the last chunk's call).
+    clamp: Option<Clamp>,
 }
 
 fn conv_attrs(op: &Conv) -> ([usize; 2], [usize; 4], [usize; 2]) {
@@ -200,6 +203,7 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
         a: BufId::In(1),
         a_per_image: 0,
         bias: (k.n_inputs() == 3).then_some((BufId::In(2), 0, 0)),
+        clamp: op.clamp,
     };
     let blocks = panel_blocks(g.mblocks, CONV_PANELS);
     let per_group = as_i64(blocks * g.row_blocks)?;
@@ -234,6 +238,7 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing) -> LResult {
         a: BufId::Scratch,
         a_per_image: as_i64(g.image_elems())?,
         bias: has_bias.then_some((BufId::Scratch, kernels, as_i64(g.o)?)),
+        clamp: op.clamp,
     };
     let mix = Mix {
         op,
@@ -342,6 +347,16 @@ fn rows_block(
             let last =
                 k.b.ins()
                     .icmp_imm_s(IntCC::Equal, ch, as_i64(g.chunks - 1)?);
+            let flags = match wts.clamp {
+                Some(_) => {
+                    let clamped = k.b.ins().bor_imm_u(flags, i64::from(GEMM_CLAMP));
+                    k.b.ins().select(last, clamped, flags)
+                }
+                None => flags,
+            };
+            let (lo_v, hi_v) = wts
+                .clamp
+                .map_or((f32::NEG_INFINITY, f32::INFINITY), |c| (c.lo, c.hi));
             let (lo, hi) = mbs;
             k.loop_dyn(lo, hi, |k, mb| {
                 let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
@@ -374,8 +389,8 @@ fn rows_block(
                     }
                     None => zero,
                 };
-                let below = k.b.ins().f32const(f32::NEG_INFINITY);
-                let above = k.b.ins().f32const(f32::INFINITY);
+                let below = k.b.ins().f32const(lo_v);
+                let above = k.b.ins().f32const(hi_v);
                 let (ldb, ldc) = (k.iconst(ldb), k.iconst(p));
                 let args = [
                     kc, a_ptr, b_ptr, ldb, c_ptr, ldc, m, ncols, bias, flags, below, above,

@@ -47,6 +47,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &DynConv) -> LResult {
         pads: op.pads,
         dilations: op.dilations,
         group: op.group,
+        clamp: op.clamp,
     };
     let (ei, oi) = (as_i64(e)?, as_i64(o)?);
     let kernels = as_i64(batch * o * e)?;

@@ -82,24 +82,27 @@ pub fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
     }
 }
 
-/// Runs `g` with the JIT (unchecked and checked) and the interpreter, and compares every
-/// output. Returns the JIT outputs.
+/// Runs `g` with the JIT (unchecked with the runtime's micro-kernels, unchecked on the pure
+/// Cranelift path, checked) and the interpreter, and compares every output. Returns the JIT
+/// outputs.
 pub fn check_graph(g: &Graph, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
     let want = dync_interp::run(g, inputs).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
     let mut last = Vec::new();
-    for checked in [false, true] {
+    for (checked, no_ukernels) in [(false, false), (false, true), (true, false)] {
         let opts = CodegenOptions {
             checked,
+            no_ukernels,
             ..Default::default()
         };
-        let m = JitModel::compile(g, &opts)
-            .unwrap_or_else(|e| panic!("{what}: compile (checked={checked}): {e}"));
+        let how = format!("checked={checked}, no_ukernels={no_ukernels}");
+        let m =
+            JitModel::compile(g, &opts).unwrap_or_else(|e| panic!("{what}: compile ({how}): {e}"));
         let got = m
             .run(inputs)
-            .unwrap_or_else(|e| panic!("{what}: run (checked={checked}): {e}"));
+            .unwrap_or_else(|e| panic!("{what}: run ({how}): {e}"));
         assert_eq!(got.len(), want.len());
         for (gt, wt) in got.iter().zip(&want) {
-            assert_close(gt, wt, &format!("{what} (checked={checked})"));
+            assert_close(gt, wt, &format!("{what} ({how})"));
         }
         last = got;
     }

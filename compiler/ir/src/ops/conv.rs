@@ -2,6 +2,8 @@
 //! optional bias [O]; w and bias may be computed at run time. `pads` are [top, left, bottom,
 //! right] (ONNX auto_pad is resolved at import). Rejects group 0 or not dividing C and O,
 //! strides or dilations of 0, and a dilated kernel larger than the padded input.
+//! `clamp` (printed `clamp=[lo, hi]`, absent when none) is a fused epilogue: the result is
+//! min(hi, max(lo, conv)), as ONNX Clip (Relu: [0, inf]); only passes set it.
 
 use super::{fixed, want_f32, want_rank, Arity, OpDef};
 use crate::attrs::{AttrReader, AttrWriter};
@@ -9,12 +11,50 @@ use crate::error::ShapeError;
 use crate::tensor::TensorType;
 use crate::{bail_shape, DType};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Conv {
     pub strides: [usize; 2],
     pub pads: [usize; 4],
     pub dilations: [usize; 2],
     pub group: usize,
+    /// Fused epilogue clamp of the result.
+    pub clamp: Option<Clamp>,
+}
+
+/// A clamp fused into a producer's epilogue: `min(hi, max(lo, x))` — `hi` when lo > hi, NaN
+/// kept — exactly ONNX Clip.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clamp {
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Clamp {
+    pub fn apply(&self, x: f32) -> f32 {
+        if x.is_nan() {
+            x
+        } else {
+            x.max(self.lo).min(self.hi)
+        }
+    }
+}
+
+/// Writes `clamp=[lo, hi]` when there is a clamp.
+pub(crate) fn write_clamp(w: &mut AttrWriter, c: &Option<Clamp>) {
+    if let Some(c) = c {
+        w.floats("clamp", &[c.lo, c.hi]);
+    }
+}
+
+/// Reads an optional `clamp=[lo, hi]`.
+pub(crate) fn read_clamp(r: &mut AttrReader) -> Result<Option<Clamp>, String> {
+    if !r.has("clamp") {
+        return Ok(None);
+    }
+    match r.floats("clamp")?[..] {
+        [lo, hi] => Ok(Some(Clamp { lo, hi })),
+        ref v => Err(format!("attribute `clamp`: expected [lo, hi], got {v:?}")),
+    }
 }
 
 /// Output extent of one spatial dim: floor((in + pads - dilated kernel) / stride) + 1, checked.
@@ -113,6 +153,7 @@ impl OpDef for Conv {
     fn write_attrs(&self, w: &mut AttrWriter) {
         write_window(w, &self.strides, &self.pads, &self.dilations);
         w.usize("group", self.group);
+        write_clamp(w, &self.clamp);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
         let (strides, pads, dilations) = read_window(r)?;
@@ -121,6 +162,7 @@ impl OpDef for Conv {
             pads,
             dilations,
             group: r.usize("group")?,
+            clamp: read_clamp(r)?,
         })
     }
     fn macs(&self, inputs: &[&TensorType], out: &TensorType) -> u64 {

@@ -19,7 +19,7 @@ use crate::bail_shape;
 use crate::error::ShapeError;
 use crate::tensor::TensorType;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DynConv {
     pub strides: [usize; 2],
     pub pads: [usize; 4],
@@ -29,6 +29,8 @@ pub struct DynConv {
     pub bias: bool,
     /// A bias bank f32[g,O] comes last.
     pub bias_bank: bool,
+    /// Fused epilogue clamp of the result (see [`super::Clamp`]).
+    pub clamp: Option<super::Clamp>,
 }
 
 impl DynConv {
@@ -90,6 +92,7 @@ impl OpDef for DynConv {
         w.usize("group", self.group);
         w.bool("bias", self.bias);
         w.bool("bias_bank", self.bias_bank);
+        super::conv::write_clamp(w, &self.clamp);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
         let (strides, pads, dilations) = read_window(r)?;
@@ -100,6 +103,7 @@ impl OpDef for DynConv {
             group: r.usize("group")?,
             bias: r.bool("bias")?,
             bias_bank: r.bool("bias_bank")?,
+            clamp: super::conv::read_clamp(r)?,
         })
     }
     /// Convolution with the mixed kernel plus the mixing itself (g multiply-adds per kernel

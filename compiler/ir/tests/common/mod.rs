@@ -143,6 +143,7 @@ fn random_op(
                 pads: [c.below(2), c.below(2), c.below(2), c.below(2)],
                 dilations: [c.range(1, 2), c.range(1, 2)],
                 group,
+                clamp: None,
             };
             (Op::Conv(conv), ops)
         }
@@ -462,6 +463,7 @@ fn random_op(
                 group,
                 bias,
                 bias_bank,
+                clamp: None,
             };
             (Op::DynConv(op), ops)
         }

@@ -108,6 +108,7 @@ pub fn import(cx: &mut Ctx, n: &NodeProto, ins: &Operands) -> Result<Vec<NodeId>
         pads,
         dilations,
         group,
+        clamp: None,
     });
     Ok(vec![cx.add(op, &ins.present())?])
 }

@@ -338,6 +338,7 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
         group: cv.group / b,
         bias: bias.is_some(),
         bias_bank: bias_bank.is_some(),
+        clamp: None,
     };
     let plan = Plan {
         x,

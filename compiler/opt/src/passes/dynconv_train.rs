@@ -271,6 +271,7 @@ fn analyze(g: &Graph, conv: NodeId, z: NodeId) -> Result<Plan, String> {
             group: grp,
             bias: false,
             bias_bank: bias_bank.is_some(),
+            clamp: None,
         },
     })
 }

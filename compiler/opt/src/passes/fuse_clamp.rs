@@ -1,0 +1,68 @@
+//! `fuse_clamp`: folds a Relu or Clip into the epilogue of the conv or dyn_conv it reads, so
+//! the activation costs no pass over memory: the producer gets `clamp` (Relu: [0, inf], Clip:
+//! its bounds) and the activation's uses read the producer.
+//!
+//! Matches `unary` Relu / Clip whose operand is a `conv` or `dyn_conv` without a clamp, used
+//! by nothing else and not a graph output (its unclamped value must not be observable).
+//! Exact: the clamp is the same function on the same value. Run after the rewrites that
+//! create `dyn_conv`s and after `fold_bn` (a BatchNorm between conv and activation must fold
+//! first); leaves the activation dead for DCE.
+
+use crate::error::PassError;
+use crate::manager::{Pass, PassCx};
+use dync_ir::ops::{Clamp, UnaryKind};
+use dync_ir::{Graph, NodeId, Op};
+
+pub struct FuseClamp;
+
+impl Pass for FuseClamp {
+    fn name(&self) -> &'static str {
+        "fuse_clamp"
+    }
+    fn run(&self, g: &mut Graph, _cx: &mut PassCx) -> Result<bool, PassError> {
+        let order = g.topo_order().map_err(|n| PassError::Rewrite {
+            pass: "fuse_clamp",
+            origin: format!("%{}", n.index()),
+            message: "the graph has a cycle".into(),
+        })?;
+        let mut changed = false;
+        for n in order {
+            changed |= fuse(g, n);
+        }
+        Ok(changed)
+    }
+}
+
+/// The clamp a Relu or Clip applies.
+fn clamp_of(op: &Op) -> Option<Clamp> {
+    match op {
+        Op::Unary(u) => match u.kind {
+            UnaryKind::Relu => Some(Clamp {
+                lo: 0.0,
+                hi: f32::INFINITY,
+            }),
+            UnaryKind::Clip { min, max } => Some(Clamp { lo: min, hi: max }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn fuse(g: &mut Graph, n: NodeId) -> bool {
+    let Some(c) = clamp_of(&g.node(n).op) else {
+        return false;
+    };
+    let x = g.operands(n)[0];
+    let private = g.users(x).len() == 1 && !g.outputs.iter().any(|(_, o)| *o == x);
+    let slot = match &mut g.node_mut(x).op {
+        Op::Conv(conv) => &mut conv.clamp,
+        Op::DynConv(conv) => &mut conv.clamp,
+        _ => return false,
+    };
+    if !private || slot.is_some() {
+        return false;
+    }
+    *slot = Some(c);
+    g.replace_uses(n, x);
+    true
+}
