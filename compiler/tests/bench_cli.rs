@@ -243,6 +243,7 @@ fn unavailable_baselines_are_skipped_by_default_and_errors_when_named() {
     check_report(&v, &m, 1);
     check_baseline(&v, "literal");
     check_baseline(&v, "interp");
+    check_baseline(&v, "cranelift");
     assert!(v["baselines"]["ort"].is_null(), "{v}");
     let why = v["skipped"]["ort"].as_str().unwrap_or("");
     assert!(

@@ -1,4 +1,4 @@
-//! `dync bench MODEL [--vs OTHER.onnx] [--baseline ort|interp|literal]... [--threads N]
+//! `dync bench MODEL [--vs OTHER.onnx] [--baseline ort|interp|literal|cranelift]... [--threads N]
 //! [--batch N] [--iters N] [--warmup N] [--seed S] [--json] [--profile [--profile-svg PATH]]`:
 //! latency of MODEL compiled by dync
 //! (import, the pass pipeline, the Cranelift JIT) — median, p90 and min over `--iters` timed runs
@@ -7,6 +7,8 @@
 //! median):
 //! - `literal`: the same file compiled without the dynamic-conv recognition passes
 //!   (`dync_opt::Options { literal: true }`), timed like dync;
+//! - `cranelift`: the same graph compiled without the runtime's x86 micro-kernels (GEMM tiles
+//!   run the module's Cranelift tile: the pure-Cranelift path, aarch64's), timed like dync;
 //! - `interp`: dync's reference interpreter on the imported graph (no warm-up runs: it keeps no
 //!   state between runs); with `--batch` on the literal pipeline's re-targeted graph, since the
 //!   imported graph keeps the file's batch;
@@ -67,16 +69,24 @@ pub enum Baseline {
     Interp,
     /// The same file compiled by dync without the dynamic-conv passes.
     Literal,
+    /// The same graph compiled by dync without the x86 micro-kernels (pure Cranelift).
+    Cranelift,
 }
 
 impl Baseline {
-    const ALL: [Baseline; 3] = [Baseline::Literal, Baseline::Interp, Baseline::Ort];
+    const ALL: [Baseline; 4] = [
+        Baseline::Cranelift,
+        Baseline::Literal,
+        Baseline::Interp,
+        Baseline::Ort,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Baseline::Ort => "ort",
             Baseline::Interp => "interp",
             Baseline::Literal => "literal",
+            Baseline::Cranelift => "cranelift",
         }
     }
 }
@@ -209,7 +219,15 @@ struct Compiled {
     compile: Duration,
 }
 
-fn compile(path: &Path, a: &Args, literal: bool, imported: Option<&Graph>) -> Result<Compiled> {
+/// How a model is compiled: the pipeline without the recognition passes (`literal`), code
+/// without the micro-kernels (`no_ukernels`).
+#[derive(Clone, Copy, Default)]
+struct How {
+    literal: bool,
+    no_ukernels: bool,
+}
+
+fn compile(path: &Path, a: &Args, how: How, imported: Option<&Graph>) -> Result<Compiled> {
     let imported = match imported {
         Some(g) => g.clone(),
         None => {
@@ -223,13 +241,17 @@ fn compile(path: &Path, a: &Args, literal: bool, imported: Option<&Graph>) -> Re
     dync_opt::optimize(
         &mut graph,
         &dync_opt::Options {
-            literal,
+            literal: how.literal,
             batch: a.batch,
             ..Default::default()
         },
     )
     .with_context(|| format!("optimizing {}", path.display()))?;
-    let mut jit = JitModel::compile(&graph, &Default::default())
+    let opts = dync_codegen::CodegenOptions {
+        no_ukernels: how.no_ukernels,
+        ..Default::default()
+    };
+    let mut jit = JitModel::compile(&graph, &opts)
         .with_context(|| format!("compiling {}", path.display()))?;
     jit.set_threads(threads(a))
         .with_context(|| format!("starting {} threads", threads(a)))?;
@@ -420,7 +442,11 @@ fn literal_of<'c>(
     a: &Args,
 ) -> Result<&'c Compiled> {
     if slot.is_none() {
-        *slot = Some(compile(&a.model.model, a, true, Some(&model.imported))?);
+        let how = How {
+            literal: true,
+            ..Default::default()
+        };
+        *slot = Some(compile(&a.model.model, a, how, Some(&model.imported))?);
     }
     slot.as_ref().context("the literal model")
 }
@@ -454,7 +480,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let threads = threads(&a);
 
-    let mut model = compile(&a.model.model, &a, false, None)?;
+    let mut model = compile(&a.model.model, &a, How::default(), None)?;
     let inputs = random_inputs(&model.graph, a.seed)?;
     let macs = model.graph.macs();
     let main = time_jit(&model, &inputs, &a)?;
@@ -496,6 +522,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 .and_then(|c| time_jit(c, &inputs, &a))
                 .map(|timing| (timing, None))
                 .map_err(failed),
+            Baseline::Cranelift => {
+                let how = How {
+                    no_ukernels: true,
+                    ..Default::default()
+                };
+                compile(&a.model.model, &a, how, Some(&model.imported))
+                    .and_then(|c| time_jit(&c, &inputs, &a))
+                    .map(|timing| (timing, None))
+                    .map_err(failed)
+            }
             Baseline::Interp => {
                 // The imported graph keeps the file's batch; with --batch the literal pipeline
                 // re-targets it.
@@ -534,7 +570,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let vs = match &a.vs {
         None => None,
         Some(path) => {
-            let other = compile(path, &a, false, None)?;
+            let other = compile(path, &a, How::default(), None)?;
             let other_inputs = random_inputs(&other.graph, a.seed)?;
             let timing = time_jit(&other, &other_inputs, &a)?;
             let mut ort_timing = None;
