@@ -228,3 +228,42 @@ fn matmul_blocks_and_batches() {
         );
     }
 }
+
+/// Timing of the FC layers of the dy-mobile model (GEMV, transB weights) at 1 and 2 threads:
+/// `cargo test --release -p dync-codegen --test parallel -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn gemv_speed() {
+    let mut r = rng(17);
+    for (kk, n) in [(162, 5724), (1280, 1000), (96, 2916)] {
+        let gemm = Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: true,
+        };
+        let (g, inputs) = one_node(
+            Op::Gemm(gemm),
+            vec![
+                Arg::In(rand_f32(&mut r, &[1, kk])),
+                Arg::Const(rand_f32(&mut r, &[n, kk])),
+                Arg::Const(rand_f32(&mut r, &[n])),
+            ],
+        );
+        let mut m = JitModel::compile(&g, &CodegenOptions::default()).unwrap();
+        for threads in [1, 2] {
+            m.set_threads(threads).unwrap();
+            let mut times: Vec<f64> = (0..200)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    m.run(&inputs).unwrap();
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            let med = times[times.len() / 2];
+            let gbs = (kk * n * 4) as f64 / (med * 1e-3) / 1e9;
+            println!("gemv {kk}x{n}, {threads} thr: median {med:.3} ms, {gbs:.1} GB/s of weights");
+        }
+    }
+}

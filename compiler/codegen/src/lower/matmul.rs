@@ -3,10 +3,12 @@
 //!
 //! [`product`] computes C[m, n] = epilogue(Σ_k A[m, k]·B[k, n]) for strided A and B:
 //! - B contiguous along n: register tiles of [`ROWS`] rows × 2 f32x4 vectors of columns
-//!   (8 accumulators; per k step, ROWS broadcast loads of A and 2 vector loads of B), then one
-//!   vector, then scalar columns; remaining rows the same with fewer rows;
+//!   (8 accumulators; per k step, ROWS broadcast loads of A and 2 vector loads of B), 1 row ×
+//!   4 vectors for a single-row C, then one vector, then scalar columns; remaining rows the
+//!   same with fewer rows;
 //! - otherwise A and B contiguous along k (e.g. gemm with trans_b, the FC layer): 4 dot
-//!   products at a time, vectorized along k with a scalar tail, reduced horizontally;
+//!   products at a time, 2 vector accumulators each along k, then a scalar tail, reduced
+//!   horizontally;
 //! - otherwise scalar.
 //!
 //! Large products are cut into tasks of blocks of C ([`Blocks`]): column blocks for wide C (a
@@ -25,6 +27,8 @@ use dync_ir::TensorType;
 const ROWS: usize = 4;
 /// Column vectors per register tile.
 const VECS: usize = 2;
+/// Vector accumulators per dot product (along k).
+const DOT_VECS: usize = 2;
 
 /// A strided matrix operand: element (i, j) at `base + i·rs + j·cs`.
 #[derive(Clone, Copy)]
@@ -156,14 +160,16 @@ pub(crate) fn product(
     }
     if b.cs == 1 || n == 1 {
         let full = m / ROWS * ROWS;
-        let tile_w = VECS * LANES;
+        // One row (a GEMV) has registers for more column vectors: more independent chains.
+        let vecs = if m == 1 { ROWS * VECS / 2 } else { VECS };
+        let tile_w = vecs * LANES;
         let wide_end = n / tile_w * tile_w;
         let vec_end = wide_end + (n - wide_end) / LANES * LANES;
         let mut rows_block = |k: &mut Kernel, i0: Value, rows: usize| -> LResult {
             let i0 = k.b.ins().iadd(r0, i0);
             k.loop_range(0, wide_end, tile_w, |k, j| {
                 let j = k.b.ins().iadd(c0, j);
-                tile(k, a, b, kk, &c, i0, rows, j, LANES, VECS, epi)
+                tile(k, a, b, kk, &c, i0, rows, j, LANES, vecs, epi)
             })?;
             k.loop_range(wide_end, vec_end, LANES, |k, j| {
                 let j = k.b.ins().iadd(c0, j);
@@ -294,7 +300,11 @@ fn tile(
     Ok(())
 }
 
-/// `cols` (4 or 1) dot products of row i of A with columns j.. of B, both contiguous along k.
+/// `cols` (4 or 1) dot products of row i of A with columns j.. of B, both contiguous along k:
+/// [`DOT_VECS`] vector accumulators per column along k (independent fma chains; the loads of
+/// one step share one address per operand, columns and vectors are displacements), a vector
+/// step when k leaves one, the accumulators summed in order, reduced across lanes, then the
+/// scalar tail. Each column's sum is the same whatever `cols` is.
 #[allow(clippy::too_many_arguments)]
 fn dots(
     k: &mut Kernel,
@@ -308,30 +318,46 @@ fn dots(
     epi: &mut Epilogue,
 ) -> LResult {
     let ai = k.mul_add(a.base, i, a.rs);
-    let bj: Vec<Value> = (0..cols)
-        .map(|c| {
-            let j = k.add_imm(j0, c as i64);
-            k.mul_add(b.base, j, b.cs)
-        })
-        .collect();
+    let b0 = k.mul_add(b.base, j0, b.cs);
     let vzero = k.fconst(LANES, 0.0);
-    let vacc: Vec<Variable> = (0..cols).map(|_| k.var(types::F32X4, vzero)).collect();
-    let full = kk / LANES * LANES;
-    k.loop_range(0, full, LANES, |k, l| {
+    let vacc: Vec<Vec<Variable>> = (0..cols)
+        .map(|_| (0..DOT_VECS).map(|_| k.var(types::F32X4, vzero)).collect())
+        .collect();
+    let mut step = |k: &mut Kernel, l: Value, vecs: usize| {
         let x = k.b.ins().iadd(ai, l);
-        let av = k.load(a.buf, types::F32X4, x);
-        for (c, &b0) in bj.iter().enumerate() {
-            let y = k.b.ins().iadd(b0, l);
-            let bv = k.load(b.buf, types::F32X4, y);
-            let s = k.b.use_var(vacc[c]);
-            let s = k.b.ins().fma(av, bv, s);
-            k.b.def_var(vacc[c], s);
+        let y = k.b.ins().iadd(b0, l);
+        let av: Vec<Value> = (0..vecs)
+            .map(|u| k.load_off(a.buf, types::F32X4, x, (u * LANES) as i64, false))
+            .collect();
+        for (c, accs) in vacc.iter().enumerate() {
+            for (u, &av) in av.iter().enumerate() {
+                let off = c as i64 * b.cs + (u * LANES) as i64;
+                let bv = k.load_off(b.buf, types::F32X4, y, off, false);
+                let s = k.b.use_var(accs[u]);
+                let s = k.b.ins().fma(av, bv, s);
+                k.b.def_var(accs[u], s);
+            }
         }
         Ok(())
-    })?;
+    };
+    let wide = DOT_VECS * LANES;
+    let wide_end = kk / wide * wide;
+    let full = kk / LANES * LANES;
+    k.loop_range(0, wide_end, wide, |k, l| step(k, l, DOT_VECS))?;
+    k.loop_range(wide_end, full, LANES, |k, l| step(k, l, 1))?;
+    let bj: Vec<Value> = (0..cols).map(|c| k.add_imm(b0, c as i64 * b.cs)).collect();
+    let vacc: Vec<Value> = vacc
+        .iter()
+        .map(|accs| {
+            let first = k.b.use_var(accs[0]);
+            accs[1..].iter().fold(first, |v, &acc| {
+                let w = k.b.use_var(acc);
+                k.b.ins().fadd(v, w)
+            })
+        })
+        .collect();
     let mut sums = Vec::with_capacity(cols);
-    for (c, &b0) in bj.iter().enumerate() {
-        let v = k.b.use_var(vacc[c]);
+    for (&v, &b0) in vacc.iter().zip(&bj) {
         let mut s = reduce_lanes(k, v, |k, x, y| k.b.ins().fadd(x, y));
         for l in full..kk {
             let x = k.add_imm(ai, l as i64);
