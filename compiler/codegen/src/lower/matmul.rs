@@ -323,7 +323,7 @@ fn dots(
     let vacc: Vec<Vec<Variable>> = (0..cols)
         .map(|_| (0..DOT_VECS).map(|_| k.var(types::F32X4, vzero)).collect())
         .collect();
-    let mut step = |k: &mut Kernel, l: Value, vecs: usize| {
+    let step = |k: &mut Kernel, l: Value, vecs: usize| {
         let x = k.b.ins().iadd(ai, l);
         let y = k.b.ins().iadd(b0, l);
         let av: Vec<Value> = (0..vecs)
