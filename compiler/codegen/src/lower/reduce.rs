@@ -1,10 +1,10 @@
 //! `reduce`: a strided nest over the kept dims (the result is dense in that order whatever
 //! `keepdims` says); each result element accumulates over the reduced dims in nested loops.
 //! f32 is vectorized two ways: 4 adjacent results per vector when the innermost input dim is
-//! kept, or 4-lane partial accumulators along the innermost input dim when it is reduced
-//! (combined lane by lane at the end, then with the scalar tail). Max and min propagate NaN;
-//! mean divides by the reduced element count (0/0 = NaN for an empty reduction), and empty
-//! reductions give the reference's identities. i64/i32 are scalar, with overflow checks on
+//! kept, or [`RUN_VECS`] 4-lane partial accumulators along the innermost input dim when it is
+//! reduced (combined in order, then lane by lane, then with the scalar tail). Max and min
+//! propagate NaN; mean divides by the reduced element count (0/0 = NaN for an empty
+//! reduction), and empty reductions give the reference's identities. i64/i32 are scalar, with overflow checks on
 //! sum and prod. Results are cut into tasks of chunks of the outermost kept dims ([`Split`]),
 //! each result reduced whole in one task.
 
@@ -15,6 +15,10 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use dync_ir::ops::{Reduce, ReduceKind};
 use dync_ir::tensor::strides;
 use dync_ir::{DType, TensorType};
+
+/// Vector accumulators of a contiguous reduced run (independent chains hide the latency of
+/// the combining instruction).
+const RUN_VECS: usize = 4;
 
 /// The nest over the kept dims of an input shaped `xs`: its views (input, result) and the
 /// number of input elements reduced into each result.
@@ -76,30 +80,42 @@ pub(crate) fn lower(k: &mut Kernel, op: &Reduce) -> LResult {
             .copied();
         match inner_run {
             Some((n, _)) => {
-                // Vector partial accumulators along the contiguous innermost reduced dim.
+                // RUN_VECS vector partial accumulators (independent chains) along the
+                // contiguous innermost reduced dim, then one vector at a time, then scalars.
                 let vinit = identity(k, op.kind, types::F32X4, LANES);
-                let vacc = k.var(types::F32X4, vinit);
+                let vacc: Vec<_> = (0..RUN_VECS).map(|_| k.var(types::F32X4, vinit)).collect();
+                let wide = RUN_VECS * LANES;
+                let wide_end = n / wide * wide;
                 let full = n / LANES * LANES;
+                let kind = op.kind;
+                let step = |k: &mut Kernel, base: Value, i: Value, vecs: usize| {
+                    let idx = k.b.ins().iadd(base, i);
+                    for (u, &acc) in vacc.iter().take(vecs).enumerate() {
+                        let v =
+                            k.load_off(BufId::In(0), types::F32X4, idx, (u * LANES) as i64, false);
+                        let a = k.b.use_var(acc);
+                        let a = combine(k, kind, a, v);
+                        k.b.def_var(acc, a);
+                    }
+                    Ok(())
+                };
                 nest(k, &red[..red.len() - 1], at[0].idx, &mut |k, base| {
-                    k.loop_range(0, full, LANES, |k, i| {
-                        let idx = k.b.ins().iadd(base, i);
-                        let v = k.load(BufId::In(0), types::F32X4, idx);
-                        let a = k.b.use_var(vacc);
-                        let a = combine(k, op.kind, a, v);
-                        k.b.def_var(vacc, a);
-                        Ok(())
-                    })?;
+                    k.loop_range(0, wide_end, wide, |k, i| step(k, base, i, RUN_VECS))?;
+                    k.loop_range(wide_end, full, LANES, |k, i| step(k, base, i, 1))?;
                     k.loop_range(full, n, 1, |k, i| {
                         let idx = k.b.ins().iadd(base, i);
                         let v = k.load(BufId::In(0), types::F32, idx);
                         let a = k.b.use_var(acc);
-                        let a = combine(k, op.kind, a, v);
+                        let a = combine(k, kind, a, v);
                         k.b.def_var(acc, a);
                         Ok(())
                     })
                 })?;
-                let v = k.b.use_var(vacc);
-                let kind = op.kind;
+                let first = k.b.use_var(vacc[0]);
+                let v = vacc[1..].iter().fold(first, |v, &acc| {
+                    let w = k.b.use_var(acc);
+                    combine(k, kind, v, w)
+                });
                 let s = reduce_lanes(k, v, |k, a, b| combine(k, kind, a, b));
                 let a = k.b.use_var(acc);
                 let a = combine(k, op.kind, s, a);
