@@ -15,10 +15,13 @@
 //! ([`Geo::per_image`]).
 
 use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
+use super::math::select_cmp;
 use super::pool::axes;
 use super::window::{Axis, Segment};
-use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{
+    types, Endianness, InstBuilder, InstructionData, MemFlagsData, Type, Value,
+};
 use cranelift_frontend::Variable;
 use dync_ir::ops::{Clamp, Conv};
 use dync_ir::TensorType;
@@ -27,11 +30,18 @@ use dync_ir::TensorType;
 pub(crate) const OC_BLOCK: usize = 4;
 /// f32x4 vectors of output columns per register tile.
 const VECS: usize = 2;
+/// Kernel taps up to which a depthwise block holds its weights in registers (3×3 and 3×5).
+const HELD_TAPS: usize = 15;
 
-/// Vectors of output columns per tile for `nb` channels: 8 accumulators in all, so one or two
-/// channels (depthwise and small-group convs) get wider tiles.
+/// Vectors of output columns per tile for `nb` channels: one channel (whose accumulators are
+/// computed one after the other, see [`tile`]) gets a wider tile; several keep their
+/// accumulators and one kernel row of input vectors live at once.
 fn vecs(nb: usize) -> usize {
-    (OC_BLOCK * VECS / nb.max(1)).clamp(1, 2 * VECS)
+    if nb == 1 {
+        2 * VECS
+    } else {
+        VECS
+    }
 }
 
 /// Static geometry of a convolution, and where its weights and bias are.
@@ -208,6 +218,31 @@ fn block(
     let zero = k.iconst(0);
     let wn = k.mul_add(zero, n, g.per_image.0);
     let bn = k.mul_add(zero, n, g.per_image.1);
+    let taps = g.kh * g.kw;
+    let mut bias = Vec::with_capacity(nb);
+    let mut w_base = Vec::with_capacity(nb);
+    for j in 0..nb {
+        let oc = k.add_imm(oc0, as_i64(j)?);
+        bias.push(match g.bias {
+            Some((buf, off)) => {
+                let at = k.b.ins().iadd(oc, bn);
+                Some(k.load_off(buf, types::F32, at, off, true))
+            }
+            None => None,
+        });
+        let wb = k.b.ins().imul_imm_s(oc, as_i64(g.cg * taps)?);
+        let wb = k.b.ins().iadd(wb, wn);
+        w_base.push(k.add_imm(wb, g.weights.1));
+    }
+    // A single input channel's weights of one output channel stay in registers for the block.
+    let weights = if nb == 1 && g.cg == 1 && taps <= HELD_TAPS {
+        let held = (0..as_i64(taps)?)
+            .map(|i| k.load_off(g.weights.0, types::F32, w_base[0], i, true))
+            .collect();
+        Weights::Held(held)
+    } else {
+        Weights::Load(w_base)
+    };
     let vecs = vecs(nb);
     let tile_w = vecs * LANES;
     for rs in rows {
@@ -219,8 +254,8 @@ fn block(
                 let t = TileAt {
                     xg,
                     yn,
-                    wn,
-                    bn,
+                    bias: &bias,
+                    weights: &weights,
                     oc0,
                     oy,
                 };
@@ -240,14 +275,23 @@ fn block(
     Ok(())
 }
 
-struct TileAt {
+struct TileAt<'a> {
     xg: Value,
     yn: Value,
-    /// Offsets of the image's weights and bias.
-    wn: Value,
-    bn: Value,
+    /// The block's channels' biases.
+    bias: &'a [Option<Value>],
+    weights: &'a Weights,
     oc0: Value,
     oy: Value,
+}
+
+/// Where a tile's weights come from.
+enum Weights {
+    /// Loaded per tap from the weight buffer.
+    Load(Vec<Value>),
+    /// The scalars of every tap of the block's single output and input channel, loaded once
+    /// before its loops: `[ky·kw + kx]` (kernel rows are then unrolled).
+    Held(Vec<Value>),
 }
 
 /// One register tile: `nb` channels × `vecs` vectors of `lanes` columns from column `ox`.
@@ -266,32 +310,31 @@ fn tile(
     let ty = f32_type(lanes);
     let taps = as_i64(g.kh * g.kw)?;
     let mut accs: Vec<Vec<Variable>> = Vec::with_capacity(nb);
-    let mut w_base = Vec::with_capacity(nb);
-    for j in 0..nb {
-        let oc = k.add_imm(t.oc0, as_i64(j)?);
-        let init = match g.bias {
-            Some((buf, off)) => {
-                let at = k.b.ins().iadd(oc, t.bn);
-                let b = k.load_off(buf, types::F32, at, off, true);
-                k.splat(lanes, b)
-            }
+    for &b in t.bias {
+        let init = match b {
+            Some(b) => k.splat(lanes, b),
             None => k.fconst(lanes, 0.0),
         };
         accs.push((0..vecs).map(|_| k.var(ty, init)).collect());
-        let wb = k.b.ins().imul_imm_s(oc, as_i64(g.cg)? * taps);
-        let wb = k.b.ins().iadd(wb, t.wn);
-        w_base.push(k.add_imm(wb, g.weights.1));
     }
     // Column of tap 0 of the tile's first output: ox·sx − pad_left.
     let col0 = k.b.ins().imul_imm_s(ox, as_i64(g.ax.stride)?);
     let col0 = k.add_imm(col0, -as_i64(g.ax.pad_begin)?);
     let (sx, dx) = (as_i64(g.ax.stride)?, as_i64(g.ax.dilation)?);
+    // One output channel: each input vector feeds one FMA, so its load may move to it and the
+    // kernel rows are unrolled: Cranelift then emits each accumulator's taps as one chain of its
+    // own loads and FMAs. Several channels share each input vector: the loads stay in program
+    // order and the FMAs are placed at their uses, so rows stay a loop (an unrolled window would
+    // keep every row's input vectors live at once: spills).
+    let single = nb == 1;
     k.loop_n(g.cg, |k, ci| {
         let plane = k.mul_add(t.xg, ci, as_i64(g.h * g.w)?);
-        let w_c: Vec<Value> = w_base.iter().map(|&b| k.mul_add(b, ci, taps)).collect();
-        // Kernel rows stay a loop: Cranelift places pure instructions at their uses, so an
-        // unrolled window would keep every row's input vectors live at once (spills).
-        k.repeat(rs.k_lo, rs.k_hi, 1, |k, ky| {
+        let w_c: Vec<Value> = match t.weights {
+            Weights::Load(base) => base.iter().map(|&b| k.mul_add(b, ci, taps)).collect(),
+            Weights::Held(_) => Vec::new(),
+        };
+        // Taps of kernel row `ky` (`fixed` when it is the constant ky).
+        let kernel_row = |k: &mut Kernel, ky: Value, fixed: Option<usize>| -> LResult {
             let r = k.b.ins().imul_imm_s(t.oy, as_i64(g.ay.stride)?);
             let r = k.mul_add(r, ky, as_i64(g.ay.dilation)?);
             let r = k.add_imm(r, -as_i64(g.ay.pad_begin)?);
@@ -302,20 +345,41 @@ fn tile(
             for kx in cs.k_lo..cs.k_hi {
                 let kxo = as_i64(kx)? * dx;
                 let xv: Vec<Value> = (0..vecs)
-                    .map(|v| Ok(load_x(k, base, as_i64(v * LANES)? * sx + kxo, lanes, sx)))
+                    .map(|v| {
+                        Ok(load_x(
+                            k,
+                            base,
+                            as_i64(v * LANES)? * sx + kxo,
+                            lanes,
+                            sx,
+                            single,
+                        ))
+                    })
                     .collect::<LResult<_>>()?;
-                for (j, &wr) in w_row.iter().enumerate() {
-                    let wv = k.load_off(g.weights.0, types::F32, wr, as_i64(kx)?, true);
+                for j in 0..nb {
+                    let wv = match (t.weights, fixed) {
+                        (Weights::Held(ws), Some(ky)) => ws[ky * g.kw + kx],
+                        _ => k.load_off(g.weights.0, types::F32, w_row[j], as_i64(kx)?, true),
+                    };
                     let wv = k.splat(lanes, wv);
                     for (v, &x) in xv.iter().enumerate() {
                         let a = k.b.use_var(accs[j][v]);
-                        let a = k.b.ins().fma(wv, x, a);
+                        let a = k.b.ins().fma(x, wv, a);
                         k.b.def_var(accs[j][v], a);
                     }
                 }
             }
             Ok(())
-        })
+        };
+        if single || rs.k_hi - rs.k_lo <= 1 {
+            for ky in rs.k_lo..rs.k_hi {
+                let v = k.iconst(as_i64(ky)?);
+                kernel_row(k, v, Some(ky))?;
+            }
+            Ok(())
+        } else {
+            k.loop_range(rs.k_lo, rs.k_hi, 1, |k, ky| kernel_row(k, ky, None))
+        }
     })?;
     let y_row = k.b.ins().imul_imm_s(t.oy, as_i64(g.ow)?);
     let y_row = k.b.ins().iadd(y_row, ox);
@@ -327,11 +391,7 @@ fn tile(
         for (v, &var) in acc.iter().enumerate() {
             let val = k.b.use_var(var);
             let val = match g.clamp {
-                Some(c) => {
-                    let (lo, hi) = (k.fconst(lanes, c.lo), k.fconst(lanes, c.hi));
-                    let v = k.b.ins().fmax(lo, val);
-                    k.b.ins().fmin(hi, v)
-                }
+                Some(c) => clamp(k, lanes, c, val),
                 None => val,
             };
             k.store_off(BufId::Out, yc, as_i64(v * LANES)?, val);
@@ -340,17 +400,74 @@ fn tile(
     Ok(())
 }
 
-/// `lanes` input values at elements idx + off, idx + off + sx, ...: one vector load for
-/// stride 1, lane by lane otherwise.
-fn load_x(k: &mut Kernel, idx: Value, off: i64, lanes: usize, sx: i64) -> Value {
-    if lanes == 1 || sx == 1 {
-        return k.load_off(BufId::In(0), f32_type(lanes), idx, off, false);
+/// `min(hi, max(lo, x))` keeping NaN ([`Clamp::apply`]), as the compare-and-select patterns
+/// Cranelift lowers to `maxps`/`minps` on x86 (its `fmax`/`fmin` order zeros and NaNs at
+/// several instructions each).
+fn clamp(k: &mut Kernel, lanes: usize, c: Clamp, x: Value) -> Value {
+    let (lo, hi) = (k.fconst(lanes, c.lo), k.fconst(lanes, c.hi));
+    let y = select_cmp(k, lanes, FloatCC::LessThan, x, lo, lo, x);
+    select_cmp(k, lanes, FloatCC::LessThan, hi, y, hi, y)
+}
+
+/// Loads a `ty` value at element `idx + off` of the input. With `movable`, Cranelift may move
+/// the load to its use (and fold it into the instruction that uses it) when the kernel emitted
+/// no bounds check in front of it: the input is read-only for the whole kernel (the result
+/// never overlaps it) and the address is in bounds wherever its operands are available, since
+/// lowerings only hoist loop-invariant values out of loops, which run at least once.
+fn load_in(k: &mut Kernel, ty: Type, idx: Value, off: i64, movable: bool) -> Value {
+    let before = k.b.current_block();
+    let v = k.load_off(BufId::In(0), ty, idx, off, false);
+    if movable && k.b.current_block() == before {
+        let dfg = &mut k.b.func.dfg;
+        if let Some(inst) = dfg.value_def(v).inst() {
+            if let InstructionData::Load { flags, .. } = dfg.insts[inst] {
+                let data = dfg.mem_flags[flags].with_can_move();
+                if let Ok(moved) = dfg.mem_flags.insert(data) {
+                    if let InstructionData::Load { flags, .. } = &mut dfg.insts[inst] {
+                        *flags = moved;
+                    }
+                }
+            }
+        }
     }
-    let first = k.load_off(BufId::In(0), types::F32, idx, off, false);
+    v
+}
+
+/// `lanes` input values at elements idx + off, idx + off + sx, ...: one vector load for
+/// stride 1; for strides 2 and 3 two vector loads spanning exactly the first to the last
+/// element (so they are in bounds whenever the elements are) and one shuffle; lane by lane
+/// otherwise.
+fn load_x(k: &mut Kernel, idx: Value, off: i64, lanes: usize, sx: i64, movable: bool) -> Value {
+    if lanes == 1 || sx == 1 {
+        return load_in(k, f32_type(lanes), idx, off, movable);
+    }
+    if sx <= 3 {
+        // p holds elements off .. off+3 (lanes 0 and sx), q off+3sx−3 .. off+3sx (lanes
+        // 3−sx and 3 are elements off+2sx and off+3sx).
+        let p = load_in(k, types::F32X4, idx, off, movable);
+        let q = load_in(k, types::F32X4, idx, off + 3 * sx - 3, movable);
+        let s = sx as usize;
+        return shuffle_f32(k, p, q, [0, s, 4 + 3 - s, 7]);
+    }
+    let first = load_in(k, types::F32, idx, off, false);
     let mut v = k.b.ins().splat(types::F32X4, first);
     for l in 1..LANES {
-        let s = k.load_off(BufId::In(0), types::F32, idx, off + l as i64 * sx, false);
+        let s = load_in(k, types::F32, idx, off + l as i64 * sx, false);
         v = k.b.ins().insertlane(v, s, l as u8);
     }
     v
+}
+
+/// The f32x4 whose lane i is lane `lanes[i]` of the concatenation of `a` (0..4) and `b` (4..8).
+fn shuffle_f32(k: &mut Kernel, a: Value, b: Value, lanes: [usize; 4]) -> Value {
+    let little = MemFlagsData::new().with_endianness(Endianness::Little);
+    let a = k.b.ins().bitcast(types::I8X16, little, a);
+    let b = k.b.ins().bitcast(types::I8X16, little, b);
+    let mask: Vec<u8> = lanes
+        .iter()
+        .flat_map(|&l| (0..4).map(move |i| (4 * l + i) as u8))
+        .collect();
+    let imm = k.b.func.dfg.immediates.push(mask.into());
+    let s = k.b.ins().shuffle(a, b, imm);
+    k.b.ins().bitcast(types::F32X4, little, s)
 }
