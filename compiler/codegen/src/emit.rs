@@ -2,7 +2,9 @@
 //! `cranelift_module::Module` — the JIT now, object files (AOT) later, through the same code.
 //!
 //! Emits: the weights blob ([`abi::WEIGHTS_SYMBOL`], every live constant at its planned
-//! offset), one kernel (a task function) per planned node (see [`crate::lower`]), and the entry
+//! offset), one kernel per planned node (see [`crate::lower`]) — one task function per phase of
+//! the kernel (phases run in order on the same buffers, e.g. a dyn_conv's mixing then its
+//! convolution, each parallel over its own tasks), the GEMM tile when a kernel calls it, and the entry
 //! point ([`abi::ENTRY_SYMBOL`], see [`crate::abi`]) that calls the kernels in plan order with
 //! pointers into inputs, outputs, weights and the arena (written into one stack slot), running
 //! the tasks of parallel kernels through the context's `parallel_for` when there is a context,
@@ -103,46 +105,53 @@ pub fn emit_model_with_progress<M: Module>(
             .and_then(|i| operands.get(i))
             .and_then(|o| plan.packed.get(o));
         let scratch = lower::scratch_elems(&node.op, &operand_tys, packed);
-        let tasks = lower::tasks(&node.op, &operand_tys, &node.ty, packed);
-        let sig = abi::task_signature(call_conv, ptr);
-        let name = format!("dync_kernel_{i}");
-        let fid = module
-            .declare_function(&name, Linkage::Local, &sig)
-            .map_err(|e| CodegenError::cranelift(&name, e))?;
-        ctx.func.signature = sig;
-        ctx.func.name = UserFuncName::user(0, fid.as_u32());
-        let tys = operands
-            .iter()
-            .map(|&o| Operand {
-                ty: g.ty(o).clone(),
-                weight: matches!(plan.storage.get(&o), Some(Storage::Weight(_))),
-                packed: plan.packed.get(&o).copied(),
-            })
-            .collect();
-        let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let mut k = Kernel::new(
-            b,
-            (tys, node.ty.clone()),
-            scratch,
-            packed.is_some(),
-            tasks,
-            opts.checked,
-            module,
-            &math,
-            name,
-        )?;
-        lower::lower(&mut k, &node.op, &nref)?;
-        k.finish();
-        module
-            .define_function(fid, &mut ctx)
-            .map_err(|e| CodegenError::cranelift(nref.to_string(), format!("{e:?}")))?;
-        module.clear_context(&mut ctx);
-        kernel_ids.push((fid, tasks, packed.is_some()));
+        let mut phases = Vec::new();
+        for phase in 0..lower::phases(&node.op, packed) {
+            let tasks = lower::tasks(&node.op, &operand_tys, &node.ty, packed, phase);
+            let sig = abi::task_signature(call_conv, ptr);
+            let name = match phase {
+                0 => format!("dync_kernel_{i}"),
+                p => format!("dync_kernel_{i}_{p}"),
+            };
+            let fid = module
+                .declare_function(&name, Linkage::Local, &sig)
+                .map_err(|e| CodegenError::cranelift(&name, e))?;
+            ctx.func.signature = sig;
+            ctx.func.name = UserFuncName::user(0, fid.as_u32());
+            let tys = operands
+                .iter()
+                .map(|&o| Operand {
+                    ty: g.ty(o).clone(),
+                    weight: matches!(plan.storage.get(&o), Some(Storage::Weight(_))),
+                    packed: plan.packed.get(&o).copied(),
+                })
+                .collect();
+            let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let mut k = Kernel::new(
+                b,
+                (tys, node.ty.clone()),
+                scratch,
+                packed.is_some(),
+                tasks,
+                opts.checked,
+                module,
+                &math,
+                name,
+            )?;
+            lower::lower(&mut k, &node.op, &nref, phase)?;
+            k.finish();
+            module
+                .define_function(fid, &mut ctx)
+                .map_err(|e| CodegenError::cranelift(nref.to_string(), format!("{e:?}")))?;
+            module.clear_context(&mut ctx);
+            phases.push((fid, tasks));
+        }
+        kernel_ids.push((phases, packed.is_some()));
         kernels.push(nref);
         progress(i + 1, plan.kernels.len());
     }
 
-    let tile = if kernel_ids.iter().any(|k| k.2) {
+    let tile = if kernel_ids.iter().any(|k| k.1) {
         let ukernels = !opts.no_ukernels
             && module.isa().triple().architecture == target_lexicon::Architecture::X86_64;
         Some((crate::tile::emit_gemm_tile(module, TILE_SYMBOL)?, ukernels))
@@ -270,14 +279,14 @@ pub fn tensor_bytes(d: &TensorData) -> Vec<u8> {
 /// Symbol of the module's Cranelift GEMM tile.
 const TILE_SYMBOL: &str = "dync_gemm_tile";
 
-/// Emits the entry point. `kernel_ids`: each kernel's function, tasks and whether it calls
-/// the GEMM tile; `tile`: the module's Cranelift tile and whether the context's micro-kernel
+/// Emits the entry point. `kernel_ids`: each kernel's phases (function and tasks, run in
+/// order with the same arguments) and whether it calls the GEMM tile; `tile`: the module's Cranelift tile and whether the context's micro-kernel
 /// may replace it.
 fn emit_entry(
     module: &mut dyn Module,
     g: &Graph,
     plan: &MemoryPlan,
-    kernel_ids: &[(FuncId, usize, bool)],
+    kernel_ids: &[(Vec<(FuncId, usize)>, bool)],
     weights: Option<cranelift_module::DataId>,
     tile: Option<(FuncId, bool)>,
     fctx: &mut FunctionBuilderContext,
@@ -400,8 +409,7 @@ fn emit_entry(
                 .copied()
                 .ok_or_else(|| err(format!("node {} has no storage", id.index())))
         };
-        for (i, (&id, &(fid, tasks, uses_tile))) in plan.kernels.iter().zip(kernel_ids).enumerate()
-        {
+        for (i, (&id, (phases, uses_tile))) in plan.kernels.iter().zip(kernel_ids).enumerate() {
             let mut bufs = Vec::new();
             for o in g.operands(id) {
                 bufs.push(address(&mut b, storage_of(o)?)?);
@@ -410,7 +418,7 @@ fn emit_entry(
             if let Some(&off) = plan.scratch.get(&id) {
                 bufs.push(address(&mut b, Storage::Arena(off))?);
             }
-            if uses_tile {
+            if *uses_tile {
                 bufs.push(tile_fn.ok_or_else(|| err("a GEMM kernel without a tile".into()))?);
             }
             for (j, &v) in bufs.iter().enumerate() {
@@ -418,34 +426,59 @@ fn emit_entry(
                 b.ins().stack_store(ptr, v, slot, off);
             }
             hook(&mut b, i, abi::HOOK_BEGIN)?;
-            let fref = module.declare_func_in_func(fid, b.func);
-            let n = b.ins().iconst(
-                types::I64,
-                i64::try_from(tasks).map_err(|_| err("task count".into()))?,
-            );
-            let zero = b.ins().iconst(types::I64, 0);
-            let status = if tasks > 1 {
-                let (pool, direct, join) = (b.create_block(), b.create_block(), b.create_block());
-                let status = b.append_block_param(join, types::I32);
-                b.ins().brif(has_ctx, pool, &[], direct, &[]);
-                b.switch_to_block(pool);
-                let off =
-                    i32::try_from(abi::CTX_PARALLEL_FOR).map_err(|_| err("ctx layout".into()))?;
-                let pf = b.ins().load(ptr, ctx_flags, rt, off);
-                let task = b.ins().func_addr(ptr, fref);
-                let call = b.ins().call_indirect(pf_sig, pf, &[rt, task, args, n]);
-                let st = b.inst_results(call)[0];
-                b.ins().jump(join, &[BlockArg::Value(st)]);
-                b.switch_to_block(direct);
-                let call = b.ins().call(fref, &[args, zero, n]);
-                let st = b.inst_results(call)[0];
-                b.ins().jump(join, &[BlockArg::Value(st)]);
-                b.switch_to_block(join);
-                status
-            } else {
-                let call = b.ins().call(fref, &[args, zero, n]);
-                b.inst_results(call)[0]
-            };
+            // The phases run in order; a failing one skips the rest (its status is the node's).
+            let mut status: Option<Value> = None;
+            for &(fid, tasks) in phases {
+                let after = match status {
+                    None => None,
+                    Some(st) => {
+                        let (run, join) = (b.create_block(), b.create_block());
+                        let joined = b.append_block_param(join, types::I32);
+                        let bad = b.ins().icmp_imm_s(IntCC::NotEqual, st, 0);
+                        b.ins().brif(bad, join, &[BlockArg::Value(st)], run, &[]);
+                        b.switch_to_block(run);
+                        Some((join, joined))
+                    }
+                };
+                let fref = module.declare_func_in_func(fid, b.func);
+                let n = b.ins().iconst(
+                    types::I64,
+                    i64::try_from(tasks).map_err(|_| err("task count".into()))?,
+                );
+                let zero = b.ins().iconst(types::I64, 0);
+                let st = if tasks > 1 {
+                    let (pool, direct, join) =
+                        (b.create_block(), b.create_block(), b.create_block());
+                    let st = b.append_block_param(join, types::I32);
+                    b.ins().brif(has_ctx, pool, &[], direct, &[]);
+                    b.switch_to_block(pool);
+                    let off = i32::try_from(abi::CTX_PARALLEL_FOR)
+                        .map_err(|_| err("ctx layout".into()))?;
+                    let pf = b.ins().load(ptr, ctx_flags, rt, off);
+                    let task = b.ins().func_addr(ptr, fref);
+                    let call = b.ins().call_indirect(pf_sig, pf, &[rt, task, args, n]);
+                    let r = b.inst_results(call)[0];
+                    b.ins().jump(join, &[BlockArg::Value(r)]);
+                    b.switch_to_block(direct);
+                    let call = b.ins().call(fref, &[args, zero, n]);
+                    let r = b.inst_results(call)[0];
+                    b.ins().jump(join, &[BlockArg::Value(r)]);
+                    b.switch_to_block(join);
+                    st
+                } else {
+                    let call = b.ins().call(fref, &[args, zero, n]);
+                    b.inst_results(call)[0]
+                };
+                status = Some(match after {
+                    None => st,
+                    Some((join, joined)) => {
+                        b.ins().jump(join, &[BlockArg::Value(st)]);
+                        b.switch_to_block(join);
+                        joined
+                    }
+                });
+            }
+            let status = status.ok_or_else(|| err("a kernel without phases".into()))?;
             hook(&mut b, i, abi::HOOK_END)?;
             let bad = b.ins().icmp_imm_s(IntCC::NotEqual, status, 0);
             let tag = i64::try_from(i + 1).map_err(|_| err("kernel index".into()))? << 8;

@@ -203,8 +203,15 @@ fn dyn_conv_op_matches_the_interpreter() {
         (2, 4, 5, 3, 1, 1, 0, 1, false, true, true),
         (1, 6, 6, 2, 3, 1, 1, 6, false, false, true),
         (3, 3, 7, 5, 5, 2, 2, 1, true, true, true),
+        // The GEMM path (≥ 8 channels per group): a partial channel panel and more images
+        // than one mixing pass takes, the in-place 1×1 path, stride 2.
+        (5, 16, 20, 4, 3, 1, 1, 2, true, true, true),
+        (2, 40, 24, 6, 1, 1, 0, 1, false, false, true),
+        (9, 12, 16, 3, 3, 2, 1, 1, true, true, false),
     ];
-    for (n, c, o, e, k, s, p, group, per_channel, bias, bias_bank) in cases {
+    for (i, (n, c, o, e, k, s, p, group, per_channel, bias, bias_bank)) in
+        cases.into_iter().enumerate()
+    {
         let op = DynConv {
             strides: [s; 2],
             pads: [p; 4],
@@ -212,7 +219,7 @@ fn dyn_conv_op_matches_the_interpreter() {
             group,
             bias,
             bias_bank,
-            clamp: None,
+            clamp: (i % 2 == 1).then_some(Clamp { lo: -0.5, hi: 1.0 }),
         };
         let coeff = if per_channel {
             rand_f32(&mut r, &[n, o, e])
@@ -245,7 +252,7 @@ proptest! {
     #[test]
     fn random_conv_layers(
         seed in any::<u64>(),
-        cg in 1usize..4, og in 1usize..7, group in 1usize..4,
+        cg in 1usize..4, og in 1usize..13, group in 1usize..4,
         k in 1usize..5, stride in 1usize..4, pad in 0usize..4, dilation in 1usize..4,
         h in 1usize..12, w in 1usize..19, batch in 1usize..3, bias in any::<bool>(),
     ) {

@@ -14,12 +14,13 @@
 //! chunk overwrites the output, later ones accumulate, the last adds the bias and applies the
 //! fused clamp.
 //!
-//! Tasks: a `conv` runs image × group × block of [`CONV_PANELS`] channel panels × row block;
-//! a `dyn_conv` runs group × block of channel panels over all images: each task first mixes
-//! its panels' kernels for every image straight into the packed layout (W̃[n] = Σᵢ c[n,·,i]
-//! · bank[i], the bank read once per block of [`MIX_STEPS`] steps for all images, [`IMAGES`]
-//! images per pass over a step), and the mixed biases, into its part of the scratch memory,
-//! then convolves each image with them. Every output element is computed by the same
+//! Tasks: image × group × block of channel panels × row block, with as many panels per block
+//! as leave [`MIN_TASKS`] tasks (each task packs X̂ once per tile and chunk for all its
+//! panels). A `dyn_conv` runs in two phases (see [`super::phases`]): first one task per group
+//! and channel panel mixes that panel's kernels for every image straight into the packed
+//! layout in the scratch memory (W̃[n] = Σᵢ c[n,·,i] · bank[i], the bank read once per block
+//! of [`MIX_STEPS`] steps for all images, [`IMAGES`] images per pass over a step), and the
+//! mixed biases; then the convolution runs as a conv's, reading image n's kernels. Every output element is computed by the same
 //! instructions whatever tasks run together, so results do not depend on the thread count.
 //!
 //! Requires: the weight (bank) operand packed with the packing of this convolution.
@@ -37,8 +38,9 @@ use dync_runtime::ukernel::{
     GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
 };
 
-/// Channel panels per task of a `conv`.
-const CONV_PANELS: usize = 8;
+/// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
+/// threads with some load balance).
+const MIN_TASKS: usize = 8;
 /// Images mixed per pass over a step of the bank (2 accumulators each fit the 16 registers).
 const IMAGES: usize = 4;
 /// Steps of the bank mixed for all images before moving on (its panels stay in L1).
@@ -84,12 +86,7 @@ impl Gemm {
     ) -> Gemm {
         let [ay, ax] = axes(x, y, [ws[2], ws[3]], strides, pads, dilations);
         let (oh, ow) = (y[2], y[3]);
-        let (rows, cols) = if ow <= N0 {
-            ((N0 / ow.max(1)).clamp(1, oh.max(1)), vec![(0, ow)])
-        } else {
-            let cols = (0..ow).step_by(N0).map(|c| (c, N0.min(ow - c))).collect();
-            (1, cols)
-        };
+        let (rows, cols, row_blocks) = row_tiling(oh, ow);
         let taps = ws[2] * ws[3];
         let cc = (KC / taps).clamp(1, ws[1].max(1));
         Gemm {
@@ -111,7 +108,7 @@ impl Gemm {
             groups: p.groups,
             rows,
             cols,
-            row_blocks: oh.div_ceil(rows),
+            row_blocks,
             direct: taps == 1 && strides == [1, 1] && pads == [0; 4],
             cc,
             chunks: ws[1].div_ceil(cc),
@@ -156,27 +153,45 @@ fn conv_attrs(op: &Conv) -> ([usize; 2], [usize; 4], [usize; 2]) {
     (op.strides, op.pads, op.dilations)
 }
 
-/// Blocks of `per` channel panels.
-fn panel_blocks(mblocks: usize, per: usize) -> usize {
-    mblocks.div_ceil(per)
+/// How the output rows of a `[.., oh, ow]` result are tiled: output rows per tile, the column
+/// tiles (first column, width) of a row, and row blocks (tiles down the rows).
+fn row_tiling(oh: usize, ow: usize) -> (usize, Vec<(usize, usize)>, usize) {
+    let (rows, cols) = if ow <= N0 {
+        ((N0 / ow.max(1)).clamp(1, oh.max(1)), vec![(0, ow)])
+    } else {
+        let cols = (0..ow).step_by(N0).map(|c| (c, N0.min(ow - c))).collect();
+        (1, cols)
+    };
+    (rows, cols, oh.div_ceil(rows))
 }
 
-/// Channel panels per task of a dyn_conv: at least 4 tasks per group when there are panels
-/// for them, at most [`CONV_PANELS`] panels.
-fn dyn_panels(mblocks: usize) -> usize {
-    (mblocks / 4).clamp(1, CONV_PANELS)
+/// Channel panels per task of the convolution: as many as leave at least [`MIN_TASKS`] tasks
+/// (images × groups × row blocks × panel blocks), since every task packs X̂'s panels for its
+/// rows once and reuses them for all its channel panels.
+fn panels_per_task(units: usize, mblocks: usize) -> usize {
+    let blocks = MIN_TASKS.div_ceil(units.max(1)).clamp(1, mblocks.max(1));
+    mblocks.div_ceil(blocks).max(1)
+}
+
+/// Tasks of the convolution phase: images × groups × panel blocks × row blocks.
+fn conv_task_count(batch: usize, y: &[usize], p: &Packing) -> usize {
+    let row_blocks = row_tiling(y[2], y[3]).2;
+    let units = batch * p.groups * row_blocks;
+    (units * p.mblocks().div_ceil(panels_per_task(units, p.mblocks()))).max(1)
 }
 
 /// Tasks of a conv on the GEMM path.
-pub(crate) fn conv_tasks(x: &TensorType, w: &TensorType, y: &TensorType, p: &Packing) -> usize {
-    let g = Gemm::new(&x.shape, &y.shape, &w.shape, ([1, 1], [0; 4], [1, 1]), p);
-    (g.batch * g.groups * panel_blocks(g.mblocks, CONV_PANELS) * g.row_blocks).max(1)
+pub(crate) fn conv_tasks(x: &TensorType, y: &TensorType, p: &Packing) -> usize {
+    conv_task_count(x.shape[0], &y.shape, p)
 }
 
-/// Tasks of a dyn_conv on the GEMM path.
-pub(crate) fn dyn_tasks(p: &Packing) -> usize {
-    let mb = p.mblocks();
-    (p.groups * panel_blocks(mb, dyn_panels(mb))).max(1)
+/// Tasks of phase `phase` of a dyn_conv on the GEMM path: mixing (one task per group and
+/// channel panel, all images), then the convolution.
+pub(crate) fn dyn_tasks(x: &TensorType, y: &TensorType, p: &Packing, phase: usize) -> usize {
+    match phase {
+        0 => (p.groups * p.mblocks()).max(1),
+        _ => conv_task_count(x.shape[0], &y.shape, p),
+    }
 }
 
 /// Scratch f32 elements of a dyn_conv on the GEMM path: every image's packed kernels, then
@@ -196,50 +211,38 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
         k.shape(BufId::In(1)),
     );
     let g = Gemm::new(&xs, &ys, &ws, conv_attrs(op), p);
-    if !g.has_work() {
-        return Ok(());
-    }
     let wts = Weights {
         a: BufId::In(1),
         a_per_image: 0,
         bias: (k.n_inputs() == 3).then_some((BufId::In(2), 0, 0)),
         clamp: op.clamp,
     };
-    let blocks = panel_blocks(g.mblocks, CONV_PANELS);
-    let per_group = as_i64(blocks * g.row_blocks)?;
-    let per_image = as_i64(g.groups)? * per_group;
-    let rb_n = as_i64(g.row_blocks)?;
-    let panel = scratch_panel(k, &g)?;
-    k.for_tasks(|k, t| {
-        let n = k.b.ins().udiv_imm_u(t, per_image);
-        let r = k.b.ins().urem_imm_u(t, per_image);
-        let grp = k.b.ins().udiv_imm_u(r, per_group);
-        let r = k.b.ins().urem_imm_u(r, per_group);
-        let blk = k.b.ins().udiv_imm_u(r, rb_n);
-        let rb = k.b.ins().urem_imm_u(r, rb_n);
-        let (lo, hi) = panel_range(k, &g, blk, CONV_PANELS)?;
-        rows_block(k, &g, &wts, panel, [n, grp, rb], (lo, hi))
-    })
+    convolve(k, &g, &wts)
 }
 
-pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing) -> LResult {
+/// Phase 0 of a dyn_conv mixes every image's kernels (and biases) into the scratch memory in
+/// the packed layout; phase 1 convolves with them.
+pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize) -> LResult {
     let (xs, ys, bank) = (
         k.shape(BufId::In(0)),
         k.shape(BufId::Out),
         k.shape(BufId::In(2)),
     );
     let g = Gemm::new(&xs, &ys, &bank[1..], (op.strides, op.pads, op.dilations), p);
+    let kernels = as_i64(g.batch * g.image_elems())?;
+    if phase == 1 {
+        let has_bias = op.bias || op.bias_bank;
+        let wts = Weights {
+            a: BufId::Scratch,
+            a_per_image: as_i64(g.image_elems())?,
+            bias: has_bias.then_some((BufId::Scratch, kernels, as_i64(g.o)?)),
+            clamp: op.clamp,
+        };
+        return convolve(k, &g, &wts);
+    }
     if !g.has_work() {
         return Ok(());
     }
-    let kernels = as_i64(g.batch * g.image_elems())?;
-    let has_bias = op.bias || op.bias_bank;
-    let wts = Weights {
-        a: BufId::Scratch,
-        a_per_image: as_i64(g.image_elems())?,
-        bias: has_bias.then_some((BufId::Scratch, kernels, as_i64(g.o)?)),
-        clamp: op.clamp,
-    };
     let mix = Mix {
         op,
         g: &g,
@@ -248,20 +251,35 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing) -> LResult {
         expert_elems: as_i64(p.expert_elems().unwrap_or(0))?,
         kernels,
     };
-    let per = dyn_panels(g.mblocks);
-    let blocks = as_i64(panel_blocks(g.mblocks, per))?;
-    let panel = scratch_panel(k, &g)?;
     let coefs = k.stack_buffer(IMAGES * mix.experts * M0 * 4)?;
+    let mblocks = as_i64(g.mblocks)?;
     k.for_tasks(|k, t| {
-        let grp = k.b.ins().udiv_imm_u(t, blocks);
-        let blk = k.b.ins().urem_imm_u(t, blocks);
-        let (lo, hi) = panel_range(k, &g, blk, per)?;
-        k.loop_dyn(lo, hi, |k, mb| mix.panel(k, grp, mb, coefs))?;
-        k.loop_n(g.batch, |k, n| {
-            k.loop_n(g.row_blocks, |k, rb| {
-                rows_block(k, &g, &wts, panel, [n, grp, rb], (lo, hi))
-            })
-        })
+        let grp = k.b.ins().udiv_imm_u(t, mblocks);
+        let mb = k.b.ins().urem_imm_u(t, mblocks);
+        mix.panel(k, grp, mb, coefs)
+    })
+}
+
+/// The convolution phase: task = (image, group, block of channel panels, row block).
+fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
+    if !g.has_work() {
+        return Ok(());
+    }
+    let per = panels_per_task(g.batch * g.groups * g.row_blocks, g.mblocks);
+    let blocks = g.mblocks.div_ceil(per);
+    let per_group = as_i64(blocks * g.row_blocks)?;
+    let per_image = as_i64(g.groups)? * per_group;
+    let rb_n = as_i64(g.row_blocks)?;
+    let panel = scratch_panel(k, g)?;
+    k.for_tasks(|k, t| {
+        let n = k.b.ins().udiv_imm_u(t, per_image);
+        let r = k.b.ins().urem_imm_u(t, per_image);
+        let grp = k.b.ins().udiv_imm_u(r, per_group);
+        let r = k.b.ins().urem_imm_u(r, per_group);
+        let blk = k.b.ins().udiv_imm_u(r, rb_n);
+        let rb = k.b.ins().urem_imm_u(r, rb_n);
+        let (lo, hi) = panel_range(k, g, blk, per)?;
+        rows_block(k, g, wts, panel, [n, grp, rb], (lo, hi))
     })
 }
 

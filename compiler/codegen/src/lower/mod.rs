@@ -38,9 +38,10 @@ use crate::pack::Packing;
 use dync_ir::{Op, TensorType};
 use kernel::{BufId, Kernel, LResult};
 
-/// Emits the body of the kernel computing `op` (the kernel's buffers are its operands and
-/// result, typed as in the graph). `node` names the node in errors.
-pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef) -> LResult {
+/// Emits the body of phase `phase` (of [`phases`]) of the kernel computing `op` (the kernel's
+/// buffers are its operands and result, typed as in the graph). `node` names the node in
+/// errors.
+pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef, phase: usize) -> LResult {
     match op {
         // The memory plan gives these storage of their own (inputs, weights) or their
         // operand's (reshape views), never a kernel.
@@ -53,7 +54,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef) -> LResult {
             None => conv::lower(k, o),
         },
         Op::DynConv(o) => match k.buf(BufId::In(2)).packed {
-            Some(p) => conv_gemm::lower_dyn(k, o, &p),
+            Some(p) => conv_gemm::lower_dyn(k, o, &p, phase),
             None => dyn_conv::lower(k, o),
         },
         Op::BatchNorm(o) => batch_norm::lower(k, o),
@@ -97,18 +98,28 @@ pub(crate) fn scratch_elems(op: &Op, operands: &[&TensorType], packed: Option<&P
     }
 }
 
-/// The parallel tasks of the kernel of `op` (see [`crate::abi`]; 1: a serial kernel), given its
-/// operand and result types and the packing of its [`packed_operand`].
+/// The phases of the kernel of `op`: task functions run one after the other on the same
+/// buffers (a dyn_conv on the GEMM path mixes its kernels, then convolves).
+pub(crate) fn phases(op: &Op, packed: Option<&Packing>) -> usize {
+    match (op, packed) {
+        (Op::DynConv(_), Some(_)) => 2,
+        _ => 1,
+    }
+}
+
+/// The parallel tasks of phase `phase` of the kernel of `op` (see [`crate::abi`]; 1: a serial
+/// kernel), given its operand and result types and the packing of its [`packed_operand`].
 pub(crate) fn tasks(
     op: &Op,
     operands: &[&TensorType],
     result: &TensorType,
     packed: Option<&Packing>,
+    phase: usize,
 ) -> usize {
     match (op, operands.first(), operands.get(1), packed) {
-        (Op::Conv(_), Some(x), Some(w), Some(p)) => conv_gemm::conv_tasks(x, w, result, p),
+        (Op::Conv(_), Some(x), _, Some(p)) => conv_gemm::conv_tasks(x, result, p),
         (Op::Conv(o), Some(x), _, None) => conv::tasks(x, result, o.group),
-        (Op::DynConv(_), Some(_), _, Some(p)) => conv_gemm::dyn_tasks(p),
+        (Op::DynConv(_), Some(x), _, Some(p)) => conv_gemm::dyn_tasks(x, result, p, phase),
         (Op::DynConv(o), Some(_), _, None) => dyn_conv::tasks(result, o.group),
         (Op::Unary(_) | Op::Cast(_), _, _, _) => unary::tasks(result),
         (Op::Binary(_), Some(a), Some(b), _) => binary::tasks(a, b, result),
