@@ -21,13 +21,17 @@
 //!
 //! # Register tiling
 //! Cranelift has 128-bit vectors only and x86-64 gives it 16 xmm registers, so the 8 × 32 tile
-//! is computed in passes of `MR × NR = 4 × 8`: 8 f32x4 accumulators, two B vectors and one A
-//! broadcast live per reduction step (11 registers, no spills). A step issues 8 FMAs against 2
-//! B loads and 4 load-and-broadcasts of A (`vbroadcastss` from memory with AVX), which keeps
-//! the loads (2/cycle) below the FMAs (2/cycle) and 8 independent FMA chains cover the FMA
-//! latency. The reduction loop is unrolled 4 times (loop overhead was a quarter of the
-//! instructions otherwise), a second loop runs the `k mod 4` remaining steps; both run zero
-//! times when their count is 0, so `k == 0` gives `s = 0`. Passes run column groups outer,
+//! is computed in passes of `MR × NR = 4 × 8`: 8 f32x4 accumulators (8 independent FMA chains
+//! cover the FMA latency), two B vectors and the A broadcasts (a scalar load + `splat`) live
+//! per reduction step. Measured alternatives on x86 (Sapphire Rapids): one f32x4 load of A
+//! with lane-broadcast shuffles was slower, and so were separate multiply and add.
+//!
+//! The reduction loop is unrolled `UNROLL = 2` times, a second loop runs the remaining step;
+//! both run zero times when their count is 0, so `k == 0` gives `s = 0`. Not more: A and B
+//! loads are pure (`readonly`, `can_move`) and Cranelift places pure values depth-first from
+//! the loop's jump, so every accumulator's chain is emitted over all unrolled steps at once;
+//! with 4 steps the B vectors of all steps are live together and spill (measured slower than
+//! 1 step, while 2 fit in 16 registers and are the fastest). Passes run column groups outer,
 //! row halves inner (the second half re-reads the group's B columns from L1); the row half
 //! `4..8` is skipped when `m <= 4`.
 //!

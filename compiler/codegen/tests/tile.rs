@@ -6,10 +6,12 @@
 //! and the bias are exactly sized vectors (B ends at its last read element). With native FMA
 //! the results may differ by the rounding of the products (bounded by `2(k+2)u·Σ|terms|`);
 //! without FMA (the generic CPU) they must be bit-identical. `tile_gflops` (ignored) measures
-//! the tile against the selected runtime kernel.
+//! the tile against the selected runtime kernel. The tile also compiles for aarch64.
 
 use cranelift_jit::{JITBuilder, JITModule};
-use dync_codegen::target::{isa, CodegenOptions, Cpu};
+use cranelift_module::default_libcall_names;
+use cranelift_object::{ObjectBuilder, ObjectModule};
+use dync_codegen::target::{isa, CodegenOptions, Cpu, Target};
 use dync_codegen::tile::emit_gemm_tile;
 use dync_runtime::ukernel::{
     table, GemmF32Fn, Isa, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
@@ -28,10 +30,7 @@ struct Tile {
 fn jit_tile(opts: &CodegenOptions) -> Tile {
     let isa = isa(opts, false).unwrap();
     let fma = isa.has_native_fma();
-    let mut module = JITModule::new(JITBuilder::with_isa(
-        isa,
-        cranelift_module::default_libcall_names(),
-    ));
+    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let id = emit_gemm_tile(&mut module, "tile").unwrap();
     module.finalize_definitions().unwrap();
     let code = module.get_finalized_function(id);
@@ -272,6 +271,25 @@ fn special_values() {
             }
             case.check(&tile);
         }
+    }
+}
+
+/// The tile is also the aarch64 hot path: it must compile for aarch64 (and x86-64 without
+/// SIMD extensions) ahead of time, verifier on.
+#[test]
+fn compiles_for_other_targets() {
+    for triple in ["aarch64-unknown-linux-gnu", "x86_64-unknown-linux-gnu"] {
+        let opts = CodegenOptions {
+            target: Target::Triple(triple.parse().unwrap()),
+            cpu: Cpu::Generic,
+            checked: true,
+            ..CodegenOptions::default()
+        };
+        let builder =
+            ObjectBuilder::new(isa(&opts, true).unwrap(), "tile", default_libcall_names()).unwrap();
+        let mut module = ObjectModule::new(builder);
+        emit_gemm_tile(&mut module, "tile").unwrap();
+        assert!(!module.finish().emit().unwrap().is_empty(), "{triple}");
     }
 }
 
