@@ -14,7 +14,7 @@
 //! ([`conv_block`]) with the kernels it mixed into scratch memory, one set per image
 //! ([`Geo::per_image`]).
 
-use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
+use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
 use super::math::select_cmp;
 use super::pool::axes;
 use super::window::{Axis, Segment};
@@ -244,35 +244,52 @@ fn block(
         Weights::Load(w_base)
     };
     let vecs = vecs(nb);
-    let tile_w = vecs * LANES;
+    // Vectors of outputs at columns 4j..4j+4: interior ones (every tap of every lane inside
+    // the input) ja..jb run in loops, the others are edge vectors at static columns.
+    let nvec = g.ow.div_ceil(LANES);
+    let (ja, jb) = match cols.iter().find(|c| c.k_lo == 0 && c.k_hi == g.kw) {
+        Some(c) if c.start.div_ceil(LANES) < c.end / LANES => {
+            (c.start.div_ceil(LANES), c.end / LANES)
+        }
+        _ => (0, 0),
+    };
+    let wide_end = ja + (jb - ja) / vecs * vecs;
     for rs in rows {
         k.loop_range(rs.start, rs.end, 1, |k, oy| {
-            for cs in cols {
-                let len = cs.end - cs.start;
-                let wide_end = cs.start + len / tile_w * tile_w;
-                let vec_end = wide_end + (cs.end - wide_end) / LANES * LANES;
-                let t = TileAt {
-                    xg,
-                    yn,
-                    bias: &bias,
-                    weights: &weights,
-                    oc0,
-                    oy,
-                };
-                k.loop_range(cs.start, wide_end, tile_w, |k, ox| {
-                    tile(k, g, rs, cs, &t, ox, nb, LANES, vecs)
-                })?;
-                k.loop_range(wide_end, vec_end, LANES, |k, ox| {
-                    tile(k, g, rs, cs, &t, ox, nb, LANES, 1)
-                })?;
-                k.loop_range(vec_end, cs.end, 1, |k, ox| {
-                    tile(k, g, rs, cs, &t, ox, nb, 1, 1)
-                })?;
+            let t = TileAt {
+                xg,
+                yn,
+                bias: &bias,
+                weights: &weights,
+                oc0,
+                oy,
+            };
+            for j in 0..ja {
+                tile(k, g, rs, &t, Cols::Edge(j * LANES), nb, 1)?;
+            }
+            k.loop_range(ja * LANES, wide_end * LANES, vecs * LANES, |k, ox| {
+                tile(k, g, rs, &t, Cols::Interior(ox), nb, vecs)
+            })?;
+            k.loop_range(wide_end * LANES, jb * LANES, LANES, |k, ox| {
+                tile(k, g, rs, &t, Cols::Interior(ox), nb, 1)
+            })?;
+            for j in jb.max(ja)..nvec {
+                tile(k, g, rs, &t, Cols::Edge(j * LANES), nb, 1)?;
             }
             Ok(())
         })?;
     }
     Ok(())
+}
+
+/// The output columns of a tile.
+#[derive(Clone, Copy)]
+enum Cols {
+    /// Vectors from this column on, every tap of every lane inside the input.
+    Interior(Value),
+    /// One vector from this column, whose lanes read zeros for taps outside the input (the
+    /// padding) and whose lanes past the row are not stored.
+    Edge(usize),
 }
 
 struct TileAt<'a> {
@@ -294,20 +311,18 @@ enum Weights {
     Held(Vec<Value>),
 }
 
-/// One register tile: `nb` channels × `vecs` vectors of `lanes` columns from column `ox`.
-#[allow(clippy::too_many_arguments)]
+/// One register tile: `nb` channels × `vecs` vectors of output columns.
 fn tile(
     k: &mut Kernel,
     g: &Geo,
     rs: &Segment,
-    cs: &Segment,
     t: &TileAt,
-    ox: Value,
+    cols: Cols,
     nb: usize,
-    lanes: usize,
     vecs: usize,
 ) -> LResult {
-    let ty = f32_type(lanes);
+    let ty = types::F32X4;
+    let lanes = LANES;
     let taps = as_i64(g.kh * g.kw)?;
     let mut accs: Vec<Vec<Variable>> = Vec::with_capacity(nb);
     for &b in t.bias {
@@ -317,10 +332,24 @@ fn tile(
         };
         accs.push((0..vecs).map(|_| k.var(ty, init)).collect());
     }
-    // Column of tap 0 of the tile's first output: ox·sx − pad_left.
-    let col0 = k.b.ins().imul_imm_s(ox, as_i64(g.ax.stride)?);
-    let col0 = k.add_imm(col0, -as_i64(g.ax.pad_begin)?);
     let (sx, dx) = (as_i64(g.ax.stride)?, as_i64(g.ax.dilation)?);
+    let pad = as_i64(g.ax.pad_begin)?;
+    let (ox, kx_range) = match cols {
+        Cols::Interior(ox) => (ox, 0..g.kw),
+        Cols::Edge(c) => {
+            let ox = k.iconst(as_i64(c)?);
+            let mut range = g.kw..0;
+            for kx in 0..g.kw {
+                if edge_cols(g, c, kx).iter().any(Option::is_some) {
+                    range = range.start.min(kx)..range.end.max(kx + 1);
+                }
+            }
+            (ox, range)
+        }
+    };
+    // Column of tap 0 of the tile's first output: ox·sx − pad_left.
+    let col0 = k.b.ins().imul_imm_s(ox, sx);
+    let col0 = k.add_imm(col0, -pad);
     // One output channel: each input vector feeds one FMA, so its load may move to it and the
     // kernel rows are unrolled: Cranelift then emits each accumulator's taps as one chain of its
     // own loads and FMAs. Several channels share each input vector: the loads stay in program
@@ -342,20 +371,14 @@ fn tile(
             let base = k.b.ins().iadd(row, col0);
             let kw = as_i64(g.kw)?;
             let w_row: Vec<Value> = w_c.iter().map(|&b| k.mul_add(b, ky, kw)).collect();
-            for kx in cs.k_lo..cs.k_hi {
+            for kx in kx_range.clone() {
                 let kxo = as_i64(kx)? * dx;
-                let xv: Vec<Value> = (0..vecs)
-                    .map(|v| {
-                        Ok(load_x(
-                            k,
-                            base,
-                            as_i64(v * LANES)? * sx + kxo,
-                            lanes,
-                            sx,
-                            single,
-                        ))
-                    })
-                    .collect::<LResult<_>>()?;
+                let xv: Vec<Value> = match cols {
+                    Cols::Interior(_) => (0..vecs)
+                        .map(|v| Ok(load_x(k, base, as_i64(v * LANES)? * sx + kxo, sx, single)))
+                        .collect::<LResult<_>>()?,
+                    Cols::Edge(c) => vec![edge_x(k, g, row, &edge_cols(g, c, kx), single)],
+                };
                 for j in 0..nb {
                     let wv = match (t.weights, fixed) {
                         (Weights::Held(ws), Some(ky)) => ws[ky * g.kw + kx],
@@ -381,6 +404,10 @@ fn tile(
             k.loop_range(rs.k_lo, rs.k_hi, 1, |k, ky| kernel_row(k, ky, None))
         }
     })?;
+    let stored = match cols {
+        Cols::Interior(_) => LANES,
+        Cols::Edge(c) => (g.ow - c).min(LANES),
+    };
     let y_row = k.b.ins().imul_imm_s(t.oy, as_i64(g.ow)?);
     let y_row = k.b.ins().iadd(y_row, ox);
     for (j, acc) in accs.iter().enumerate() {
@@ -394,10 +421,109 @@ fn tile(
                 Some(c) => clamp(k, lanes, c, val),
                 None => val,
             };
-            k.store_off(BufId::Out, yc, as_i64(v * LANES)?, val);
+            store_lanes(k, yc, as_i64(v * LANES)?, val, stored);
         }
     }
     Ok(())
+}
+
+/// The input column tap `kx` of each lane of the edge vector of outputs from column `c` reads,
+/// or None where that is padding or the lane is past the row.
+fn edge_cols(g: &Geo, c: usize, kx: usize) -> [Option<usize>; LANES] {
+    let mut out = [None; LANES];
+    for (l, o) in out.iter_mut().enumerate() {
+        let ox = c + l;
+        if ox >= g.ow {
+            continue;
+        }
+        // Shape inference bounds every padded coordinate, so this does not overflow.
+        let p = ox * g.ax.stride + kx * g.ax.dilation;
+        if p >= g.ax.pad_begin && p - g.ax.pad_begin < g.w {
+            *o = Some(p - g.ax.pad_begin);
+        }
+    }
+    out
+}
+
+/// The f32x4 of input row `row` (element index of its column 0) with lane l = column
+/// `cols[l]`, or 0 where that is None: one or two in-bounds vector loads of the row and one
+/// shuffle (zeroing lanes with a mask when both loads are used), lane by lane when the row is
+/// narrower than a vector or the columns are spread wider than two vectors.
+fn edge_x(
+    k: &mut Kernel,
+    g: &Geo,
+    row: Value,
+    cols: &[Option<usize>; LANES],
+    movable: bool,
+) -> Value {
+    let little = MemFlagsData::new().with_endianness(Endianness::Little);
+    let zero = k.fconst(LANES, 0.0);
+    let valid: Vec<usize> = cols.iter().flatten().copied().collect();
+    // Windows of 4 columns inside the row covering every column read.
+    let mut windows: Vec<usize> = Vec::new();
+    if g.w >= LANES {
+        for &c in &valid {
+            if !windows.iter().any(|&p| (p..p + LANES).contains(&c)) {
+                windows.push(c.min(g.w - LANES));
+            }
+        }
+    }
+    if valid.is_empty() || g.w < LANES || windows.len() > 2 {
+        let mut v = zero;
+        for (l, c) in cols.iter().enumerate() {
+            if let Some(c) = c {
+                let s = load_in(k, types::F32, row, *c as i64, movable);
+                v = k.b.ins().insertlane(v, s, l as u8);
+            }
+        }
+        return v;
+    }
+    let a = load_in(k, types::F32X4, row, windows[0] as i64, movable);
+    let b = match windows.get(1) {
+        Some(&p) => load_in(k, types::F32X4, row, p as i64, movable),
+        None => zero,
+    };
+    let mut lanes = [LANES; LANES];
+    for (l, c) in cols.iter().enumerate() {
+        if let Some(c) = *c {
+            lanes[l] = match windows.iter().position(|&p| (p..p + LANES).contains(&c)) {
+                Some(0) => c - windows[0],
+                _ => LANES + c - windows[1],
+            };
+        }
+    }
+    let v = shuffle_f32(k, a, b, lanes);
+    if windows.len() == 1 || cols.iter().all(Option::is_some) {
+        return v;
+    }
+    let mask: Vec<u8> = cols
+        .iter()
+        .flat_map(|c| [if c.is_some() { 0xff } else { 0 }; 4])
+        .collect();
+    let mask = k.b.func.dfg.constants.insert(mask.into());
+    let mask = k.b.ins().vconst(types::I8X16, mask);
+    let v = k.b.ins().bitcast(types::I8X16, little, v);
+    let v = k.b.ins().band(v, mask);
+    k.b.ins().bitcast(types::F32X4, little, v)
+}
+
+/// Stores the first `n` (1 to 4) lanes of `v` at element `idx + off` of the result.
+fn store_lanes(k: &mut Kernel, idx: Value, off: i64, v: Value, n: usize) {
+    if n >= LANES {
+        return k.store_off(BufId::Out, idx, off, v);
+    }
+    let mut l = 0;
+    if n >= 2 {
+        let little = MemFlagsData::new().with_endianness(Endianness::Little);
+        let d = k.b.ins().bitcast(types::F64X2, little, v);
+        let d = k.b.ins().extractlane(d, 0);
+        k.store_off(BufId::Out, idx, off, d);
+        l = 2;
+    }
+    if n % 2 == 1 {
+        let s = k.b.ins().extractlane(v, l as u8);
+        k.store_off(BufId::Out, idx, off + l, s);
+    }
 }
 
 /// `min(hi, max(lo, x))` keeping NaN ([`Clamp::apply`]), as the compare-and-select patterns
@@ -433,13 +559,13 @@ fn load_in(k: &mut Kernel, ty: Type, idx: Value, off: i64, movable: bool) -> Val
     v
 }
 
-/// `lanes` input values at elements idx + off, idx + off + sx, ...: one vector load for
+/// The input vector of elements idx + off, idx + off + sx, ...: one vector load for
 /// stride 1; for strides 2 and 3 two vector loads spanning exactly the first to the last
 /// element (so they are in bounds whenever the elements are) and one shuffle; lane by lane
 /// otherwise.
-fn load_x(k: &mut Kernel, idx: Value, off: i64, lanes: usize, sx: i64, movable: bool) -> Value {
-    if lanes == 1 || sx == 1 {
-        return load_in(k, f32_type(lanes), idx, off, movable);
+fn load_x(k: &mut Kernel, idx: Value, off: i64, sx: i64, movable: bool) -> Value {
+    if sx == 1 {
+        return load_in(k, types::F32X4, idx, off, movable);
     }
     if sx <= 3 {
         // p holds elements off .. off+3 (lanes 0 and sx), q off+3sx−3 .. off+3sx (lanes
