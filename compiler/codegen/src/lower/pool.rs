@@ -9,7 +9,7 @@
 
 use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
 use super::math::select_cmp;
-use super::nest::{chunk_len, chunked};
+use super::nest::chunk_len;
 use super::window::{Axis, Segment};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
@@ -69,37 +69,39 @@ fn pool(
     let planes = ys[0] * ys[1];
     let chunk = plane_chunk(&ys, kernel);
     k.for_tasks(|k, t| {
-        chunked(k, t, planes, chunk, |k, first, len| {
-            k.loop_n(len, |k, i| {
-                let plane = k.b.ins().iadd(first, i);
-                let xb = k.b.ins().imul_imm_s(plane, as_i64(h * w)?);
-                let yb = k.b.ins().imul_imm_s(plane, as_i64(oh * ow)?);
-                for rs in &rows {
-                    k.loop_range(rs.start, rs.end, 1, |k, oy| {
-                        for cs in &cols {
-                            let vec_end = if ax.stride == 1 {
-                                cs.start + (cs.end - cs.start) / LANES * LANES
-                            } else {
-                                cs.start
+        // Planes first..min(first + chunk, planes): one loop whatever the chunk's length.
+        let first = k.b.ins().imul_imm_s(t, as_i64(chunk)?);
+        let end = k.add_imm(first, as_i64(chunk)?);
+        let all = k.iconst(as_i64(planes)?);
+        let end = k.b.ins().smin(end, all);
+        k.loop_dyn(first, end, |k, plane| {
+            let xb = k.b.ins().imul_imm_s(plane, as_i64(h * w)?);
+            let yb = k.b.ins().imul_imm_s(plane, as_i64(oh * ow)?);
+            for rs in &rows {
+                k.loop_range(rs.start, rs.end, 1, |k, oy| {
+                    for cs in &cols {
+                        let vec_end = if ax.stride == 1 {
+                            cs.start + (cs.end - cs.start) / LANES * LANES
+                        } else {
+                            cs.start
+                        };
+                        let cell = |k: &mut Kernel, ox: Value, lanes: usize| {
+                            let at = Cell {
+                                xb,
+                                yb,
+                                oy,
+                                ox,
+                                lanes,
                             };
-                            let cell = |k: &mut Kernel, ox: Value, lanes: usize| {
-                                let at = Cell {
-                                    xb,
-                                    yb,
-                                    oy,
-                                    ox,
-                                    lanes,
-                                };
-                                emit_cell(k, kind, &ay, &ax, rs, cs, (w, ow), at)
-                            };
-                            k.loop_range(cs.start, vec_end, LANES, |k, ox| cell(k, ox, LANES))?;
-                            k.loop_range(vec_end, cs.end, 1, |k, ox| cell(k, ox, 1))?;
-                        }
-                        Ok(())
-                    })?;
-                }
-                Ok(())
-            })
+                            emit_cell(k, kind, &ay, &ax, rs, cs, (w, ow), at)
+                        };
+                        k.loop_range(cs.start, vec_end, LANES, |k, ox| cell(k, ox, LANES))?;
+                        k.loop_range(vec_end, cs.end, 1, |k, ox| cell(k, ox, 1))?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(())
         })
     })
 }
