@@ -87,8 +87,8 @@ fn clamp_keeps_nan_and_infinities() {
     v[10] = f32::NAN;
     v[30] = f32::INFINITY;
     v[70] = f32::NEG_INFINITY;
-    let x = Tensor::from_f32(&[1, 2, 6, 9], v).unwrap();
-    let wt = Tensor::from_f32(&[2, 1, 1, 1], vec![1.5, -2.0]).unwrap();
+    let x = Tensor::from_f32([1, 2, 6, 9], v).unwrap();
+    let wt = Tensor::from_f32([2, 1, 1, 1], vec![1.5, -2.0]).unwrap();
     let op = Op::Conv(conv_op(
         [1, 1],
         [0; 4],
