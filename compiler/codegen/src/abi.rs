@@ -27,10 +27,12 @@
 //! (the first one in task order). Tasks of a kernel write disjoint parts of its result (and of
 //! its scratch memory), and every output element is computed by the same instructions whatever
 //! range its task is run in, so results are bit-identical at every thread count. A kernel of
-//! one task (most ops) is called directly with `0..1`; one of several tasks (conv: image ×
-//! group × block of output channels; dyn_conv: group × block of output channels, all images)
-//! through `ctx->parallel_for(ctx, kernel, args, tasks)` when `ctx` is not null, else directly
-//! with `0..tasks`.
+//! one task (small shapes) is called directly with `0..1`; one of several tasks (convs over
+//! images, groups, channel blocks and rows; elementwise ops, reductions and pools over chunks
+//! of their outputs; GEMM/GEMV over output blocks — see `lower::tasks`) through
+//! `ctx->parallel_for(ctx, kernel, args, tasks)` when `ctx` is not null, else directly with
+//! `0..tasks`. A kernel may have several phases (a dyn_conv on the GEMM path: mixing, then the
+//! convolution), task functions the entry runs one after the other on the same arguments.
 //!
 //! Transcendental functions that the lowering does not inline are calls to the C math
 //! library's functions named in [`crate::libcalls`]; the JIT binds them in process, AOT objects
