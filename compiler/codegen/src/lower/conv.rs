@@ -3,15 +3,27 @@
 //!
 //! Structure: one task per image, group and block of up to [`OC_BLOCK`] output channels (the
 //! kernel's parallel tasks, see [`crate::abi`]; a task's instructions do not depend on which
-//! other tasks run with it); output rows and columns split into runs with one static tap range
-//! each ([`super::window`]), so padding is never tested at run time. A register tile holds OC_BLOCK channels × [`VECS`] f32x4
-//! vectors of adjacent output columns (8 accumulators): per tap, the input vectors are loaded
-//! once (contiguous for stride 1, gathered lane by lane otherwise) and each channel's weight is
-//! broadcast and FMA'd into them. Column remainders use one vector, then scalar columns.
-//! The fused clamp (`Conv::clamp`) is applied to the accumulators before the store.
+//! other tasks run with it). Output rows split into runs with one static kernel-row range
+//! ([`super::window`]); each output row is cut into f32x4 vectors of 4 adjacent columns from
+//! column 0. Interior vectors (every tap of every lane inside the input) run in loops, in
+//! register tiles of the block's channels × [`vecs`] vectors; the other vectors (at most a few
+//! per row: the padding and the row end) are edge vectors at static columns, whose input
+//! vectors come from in-bounds windows of the input row shuffled into place with zeros in the
+//! padding lanes (the zero padding itself, multiplied in: only an infinite or NaN weight makes
+//! that differ from skipping the tap), and which store only the lanes inside the row. So
+//! padding is never tested at run time and no access leaves its row.
+//!
+//! Input vectors: one load for stride 1; for strides 2 and 3 two loads spanning exactly the
+//! first to the last element read and one shuffle; lane by lane beyond. Per tap each channel's
+//! weight is broadcast and FMA'd into the tile's input vectors. A block of one output channel
+//! with one input channel (depthwise) holds its kernel's weights in registers, unrolls the
+//! kernel rows and lets its input loads move to their FMA, so each accumulator's taps are one
+//! chain of loads and FMAs (see [`tile`]). The fused clamp (`Conv::clamp`) is applied to the
+//! accumulators before the store (as `maxps`/`minps`, NaN kept).
+//!
 //! Weights are read in their IR layout, so run-time (dynamic) weights work the same as
 //! constant ones; loads of constant weights may be hoisted. `dyn_conv` reuses this per block
-//! ([`conv_block`]) with the kernels it mixed into scratch memory, one set per image
+//! ([`conv_channels`]) with the kernels it mixed into scratch memory, one set per image
 //! ([`Geo::per_image`]).
 
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
