@@ -4,9 +4,15 @@
 //!
 //! Each operand is read through a strided view indexed by labels: a label's stride is the sum
 //! of the operand's strides of every dim carrying it (so a label repeated within an operand
-//! walks its diagonal), and 0 on ellipsis dims of extent 1 that broadcast. The loops run over
-//! output positions, then over the summation labels, the last of them innermost; products
-//! and the sum are computed in f64.
+//! walks its diagonal), and 0 on ellipsis dims of extent 1 that broadcast. Products and sums
+//! are computed in f64: each output element is Σ_k Π_operands x over the summation positions k
+//! in row-major order of the summation labels (sorted), products taken in operand order.
+//!
+//! Evaluation order (it does not change any element's result, only memory traffic): the
+//! output's trailing dims along which every operand's view is uniformly strided are merged
+//! into one row; for each row, every summation position adds its products to a row of f64
+//! accumulators, a scaled contiguous row when one operand is constant along the row and the
+//! other contiguous (kernel mixing, matrix products).
 
 use crate::broadcast::{row_major_strides, Walk};
 use crate::data::{alloc, elems, numel, tensor};
@@ -54,41 +60,94 @@ pub(crate) fn einsum(
         .copied()
         .filter(|l| !spec.output.contains(l))
         .collect();
-    // The last summation label runs in the innermost loop; without one, a single step.
-    let (outer_sum, inner) = match summed.split_last() {
-        Some((last, rest)) => (rest.to_vec(), vec![*last]),
-        None => (Vec::new(), Vec::new()),
-    };
-    let inner_len = inner.first().map_or(1, size);
-    let inner_strides: Vec<usize> = strides_of(&inner)
-        .into_iter()
-        .map(|s| s.first().map_or(0, |&s| s as usize))
-        .collect();
-    let out_dims = spec.out_shape();
-    let sum_dims: Vec<usize> = outer_sum.iter().map(size).collect();
-    let n_sum = numel(&sum_dims)?;
-    let mut out_walk = Walk::new(&out_dims, strides_of(&spec.output));
-    let mut sum_walk = Walk::new(&sum_dims, strides_of(&outer_sum));
-    let mut y = alloc(numel(&out_dims)?, 0f32)?;
-    for d in y.iter_mut() {
-        let mut acc = 0f64;
-        // n_sum steps bring the summation walk back to its start for the next output.
-        for _ in 0..n_sum {
-            for j in 0..inner_len {
-                let mut prod = 1f64;
-                for (o, x) in data.iter().enumerate() {
-                    prod *= f64::from(
-                        x[out_walk.offset(o) + sum_walk.offset(o) + j * inner_strides[o]],
-                    );
-                }
-                acc += prod;
-            }
-            sum_walk.advance();
+    // offsets[k·n + o]: offset of operand o at summation position k (row-major over `summed`).
+    let n = data.len();
+    let sum_dims: Vec<usize> = summed.iter().map(size).collect();
+    let positions = numel(&sum_dims)?;
+    let mut offsets = alloc(
+        positions
+            .checked_mul(n)
+            .ok_or(EvalError::Alloc(usize::MAX))?,
+        0,
+    )?;
+    let mut sum_walk = Walk::new(&sum_dims, strides_of(&summed));
+    for k in offsets.chunks_exact_mut(n.max(1)).take(positions) {
+        for (o, v) in k.iter_mut().enumerate() {
+            *v = sum_walk.offset(o);
         }
-        *d = acc as f32;
-        out_walk.advance();
+        sum_walk.advance();
+    }
+    // The output as rows: the longest suffix of output dims that every operand walks with one
+    // stride (stride[d] = stride[d+1]·dims[d+1]) is one row of `row` elements.
+    let out_dims = spec.out_shape();
+    let out_strides = strides_of(&spec.output);
+    let mut split = out_dims.len();
+    let mut row = 1usize;
+    let mut row_strides: Vec<isize> = vec![0; n];
+    if let Some(last) = out_dims.len().checked_sub(1) {
+        row_strides = out_strides.iter().map(|s| s[last]).collect();
+        split = last;
+        row = out_dims[last];
+        while split > 0
+            && out_strides
+                .iter()
+                .zip(&row_strides)
+                .all(|(s, &rs)| s[split - 1] == rs * row as isize)
+        {
+            split -= 1;
+            row *= out_dims[split];
+        }
+    }
+    let rows = numel(&out_dims[..split])?;
+    let mut row_walk = Walk::new(
+        &out_dims[..split],
+        out_strides.iter().map(|s| s[..split].to_vec()).collect(),
+    );
+    let mut y = alloc(numel(&out_dims)?, 0f32)?;
+    let mut acc = alloc(row, 0f64)?;
+    let mut base = vec![0usize; n];
+    for y_row in y.chunks_mut(row.max(1)).take(rows) {
+        acc.fill(0.0);
+        for k in offsets.chunks_exact(n.max(1)).take(positions) {
+            for (o, b) in base.iter_mut().enumerate() {
+                *b = row_walk.offset(o) + k[o];
+            }
+            accumulate(&mut acc, &data, &base, &row_strides);
+        }
+        for (d, &a) in y_row.iter_mut().zip(&acc) {
+            *d = a as f32;
+        }
+        row_walk.advance();
     }
     tensor(&out.shape, y)
+}
+
+/// acc[j] += Π_o x_o[base[o] + j·stride[o]] for every j of the row, in f64.
+fn accumulate(acc: &mut [f64], data: &[&[f32]], base: &[usize], stride: &[isize]) {
+    let len = acc.len();
+    match (data, base, stride) {
+        // One operand constant along the row, the other contiguous: a scaled row. The product
+        // of two f32 values is exact in f64, so c·v equals v·c.
+        ([x0, x1], &[b0, b1], &[s0, s1]) if (s0, s1) == (0, 1) || (s0, s1) == (1, 0) => {
+            let (c, v) = if s0 == 0 {
+                (f64::from(x0[b0]), &x1[b1..b1 + len])
+            } else {
+                (f64::from(x1[b1]), &x0[b0..b0 + len])
+            };
+            for (a, &v) in acc.iter_mut().zip(v) {
+                *a += c * f64::from(v);
+            }
+        }
+        _ => {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let mut prod = 1f64;
+                for ((x, &b), &s) in data.iter().zip(base).zip(stride) {
+                    prod *= f64::from(x[(b as isize + j as isize * s) as usize]);
+                }
+                *a += prod;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +226,41 @@ mod tests {
         let y = es("bog,ogcij->bocij", &[&attn, &kernels]);
         assert_eq!(y.shape(), &[2, 1, 1, 1, 2]);
         assert_eq!(f32s(&y), [1., 2., 0.25 + 7.5, 0.5 + 15.]);
+    }
+
+    #[test]
+    fn merged_rows_match_explicit_sums() {
+        // Rows merge over c,i,j (scaled contiguous rows), and split where the transposed
+        // output `bjoci` is not uniformly strided (the generic path).
+        let (b, o, g, c, k) = (2, 3, 4, 5, 3);
+        let vals = |n: usize, m: f32| (0..n).map(move |i| ((i * 7 % 11) as f32 - 5.0) * m);
+        let a = f32t(&[b, o, g], &vals(b * o * g, 0.5).collect::<Vec<_>>());
+        let w = f32t(
+            &[o, g, c, 1, k],
+            &vals(o * g * c * k, 0.25).collect::<Vec<_>>(),
+        );
+        let (av, wv) = (f32s(&a), f32s(&w));
+        let want = |bi: usize, oi: usize, ci: usize, ji: usize| -> f32 {
+            (0..g)
+                .map(|gi| {
+                    f64::from(av[(bi * o + oi) * g + gi])
+                        * f64::from(wv[((oi * g + gi) * c + ci) * k + ji])
+                })
+                .sum::<f64>() as f32
+        };
+        let y = f32s(&es("bog,ogcij->bocij", &[&a, &w]));
+        let t = f32s(&es("bog,ogcij->bjoci", &[&a, &w]));
+        for bi in 0..b {
+            for oi in 0..o {
+                for ci in 0..c {
+                    for ji in 0..k {
+                        let v = want(bi, oi, ci, ji);
+                        assert_eq!(y[((bi * o + oi) * c + ci) * k + ji], v);
+                        assert_eq!(t[((bi * k + ji) * o + oi) * c + ci], v);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

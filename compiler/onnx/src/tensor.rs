@@ -400,34 +400,34 @@ impl fmt::Display for ReadError {
 /// Reads `n` little-endian elements of `elem` from `src`, in bounded chunks so that only the
 /// result (already accounted against the limits) is allocated in full.
 fn read_elems(src: &mut impl Read, elem: Elem, n: usize) -> Result<TensorData, ReadError> {
+    let any = |_: &[u8]| Ok(());
     Ok(match elem {
-        Elem::F32 => TensorData::F32(read_vec(src, n, |b: [u8; 4]| Ok(f32::from_le_bytes(b)))?),
-        Elem::I64 => TensorData::I64(read_vec(src, n, |b: [u8; 8]| Ok(i64::from_le_bytes(b)))?),
-        Elem::I32 => TensorData::I32(read_vec(src, n, |b: [u8; 4]| Ok(i32::from_le_bytes(b)))?),
-        Elem::I16 => TensorData::I32(read_vec(src, n, |b: [u8; 2]| {
-            Ok(i16::from_le_bytes(b).into())
-        })?),
-        Elem::U16 => TensorData::I32(read_vec(src, n, |b: [u8; 2]| {
-            Ok(u16::from_le_bytes(b).into())
-        })?),
-        Elem::I8 => TensorData::I32(read_vec(src, n, |b: [u8; 1]| {
-            Ok(i8::from_le_bytes(b).into())
-        })?),
-        Elem::U8 => TensorData::I32(read_vec(src, n, |b: [u8; 1]| Ok(b[0].into()))?),
-        Elem::Bool => TensorData::Bool(read_vec(src, n, |b: [u8; 1]| match b[0] {
-            0 => Ok(false),
-            1 => Ok(true),
-            v => Err(format!("byte {v} is not a boolean (0 or 1)")),
-        })?),
+        Elem::F32 => TensorData::F32(read_vec(src, n, any, f32::from_le_bytes)?),
+        Elem::I64 => TensorData::I64(read_vec(src, n, any, i64::from_le_bytes)?),
+        Elem::I32 => TensorData::I32(read_vec(src, n, any, i32::from_le_bytes)?),
+        Elem::I16 => TensorData::I32(read_vec(src, n, any, |b| i16::from_le_bytes(b).into())?),
+        Elem::U16 => TensorData::I32(read_vec(src, n, any, |b| u16::from_le_bytes(b).into())?),
+        Elem::I8 => TensorData::I32(read_vec(src, n, any, |b| i8::from_le_bytes(b).into())?),
+        Elem::U8 => TensorData::I32(read_vec(src, n, any, |b: [u8; 1]| b[0].into())?),
+        Elem::Bool => {
+            let valid = |bytes: &[u8]| match bytes.iter().find(|&&v| v > 1) {
+                Some(v) => Err(format!("byte {v} is not a boolean (0 or 1)")),
+                None => Ok(()),
+            };
+            TensorData::Bool(read_vec(src, n, valid, |b: [u8; 1]| b[0] == 1)?)
+        }
     })
 }
 
 const CHUNK_BYTES: usize = 1 << 16;
 
+/// `n` elements of `N` bytes each: every chunk read must pass `valid`, then each element is
+/// converted by `conv` (infallible, so that converting a chunk is one vectorizable loop).
 fn read_vec<T, const N: usize>(
     src: &mut impl Read,
     n: usize,
-    conv: impl Fn([u8; N]) -> Result<T, String>,
+    valid: impl Fn(&[u8]) -> Result<(), String>,
+    conv: impl Fn([u8; N]) -> T,
 ) -> Result<Vec<T>, ReadError> {
     let mut out = Vec::new();
     // An allocation failure is an error, not an abort.
@@ -440,10 +440,9 @@ fn read_vec<T, const N: usize>(
         let k = left.min(per_chunk);
         let chunk = &mut buf[..k * N];
         src.read_exact(chunk).map_err(ReadError::Io)?;
+        valid(chunk).map_err(ReadError::Value)?;
         let (elems, _) = chunk.as_chunks::<N>();
-        for &b in elems {
-            out.push(conv(b).map_err(ReadError::Value)?);
-        }
+        out.extend(elems.iter().map(|&b| conv(b)));
         left -= k;
     }
     Ok(out)

@@ -610,20 +610,28 @@ fn verify(g: &Graph, conv: NodeId, p: &Plan, d: Dims) -> Result<(), String> {
     let wv = wv.as_f32().ok_or("the kernel is not f32")?;
     let bank = p.bank.as_f32().ok_or("the bank is not f32")?;
     let kernels = d.o * d.r;
+    // Per kernel, the mix Σ_i coef·bank_i (and Σ_i |coef·bank_i|) of all its elements, summed
+    // over i in ascending order.
+    let (mut want, mut mag) = (vec![0f64; d.r], vec![0f64; d.r]);
     for s in 0..d.b {
         for o in 0..d.o {
-            for e in 0..d.r {
-                let (mut want, mut mag) = (0f64, 0f64);
-                for i in 0..gk {
-                    let t = coef(s, o, i) * f64::from(bank[i * kernels + o * d.r + e]);
-                    want += t;
-                    mag += t.abs();
+            want.fill(0.0);
+            mag.fill(0.0);
+            for i in 0..gk {
+                let c = coef(s, o, i);
+                let row = &bank[i * kernels + o * d.r..][..d.r];
+                for ((w, m), &v) in want.iter_mut().zip(&mut mag).zip(row) {
+                    let t = c * f64::from(v);
+                    *w += t;
+                    *m += t.abs();
                 }
-                if !close(wv[s * kernels + o * d.r + e], want, mag) {
+            }
+            let got = &wv[s * kernels + o * d.r..][..d.r];
+            for (e, ((&x, &want), &mag)) in got.iter().zip(&want).zip(&mag).enumerate() {
+                if !close(x, want, mag) {
                     return Err(format!(
                         "its kernel is not the per-sample mix of a bank (sample {s}, output \
-                         channel {o}, element {e}: {} vs {want})",
-                        wv[s * kernels + o * d.r + e]
+                         channel {o}, element {e}: {x} vs {want})"
                     ));
                 }
             }

@@ -43,11 +43,18 @@ fn scale_along(w: &Tensor, s: &[f32], axis: usize) -> Option<Tensor> {
     let shape = w.shape();
     let inner: usize = shape[axis + 1..].iter().product();
     let o = shape[axis];
-    let scaled = data
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| x * s[(i / inner) % o])
-        .collect();
+    if o != s.len() {
+        return None;
+    }
+    if data.is_empty() {
+        return Some(w.clone());
+    }
+    // Row-major: consecutive runs of `inner` elements share one index along `axis`, which
+    // cycles through 0..o.
+    let mut scaled = Vec::with_capacity(data.len());
+    for (run, &sc) in data.chunks_exact(inner).zip(s.iter().cycle()) {
+        scaled.extend(run.iter().map(|&x| x * sc));
+    }
     Tensor::from_f32(shape.to_vec(), scaled).ok()
 }
 
