@@ -362,11 +362,11 @@ fn tile(
     // Column of tap 0 of the tile's first output: ox·sx − pad_left.
     let col0 = k.b.ins().imul_imm_s(ox, sx);
     let col0 = k.add_imm(col0, -pad);
-    // One output channel: each input vector feeds one FMA, so its load may move to it and the
-    // kernel rows are unrolled: Cranelift then emits each accumulator's taps as one chain of its
-    // own loads and FMAs. Several channels share each input vector: the loads stay in program
-    // order and the FMAs are placed at their uses, so rows stay a loop (an unrolled window would
-    // keep every row's input vectors live at once: spills).
+    // Input loads may move to their uses, and Cranelift places pure instructions at their uses,
+    // so it emits each accumulator's taps as one chain of loads and FMAs. With one output
+    // channel each input vector feeds one FMA and the kernel rows are unrolled; several
+    // channels share each input vector, which stays live across their chains, so rows stay a
+    // loop (an unrolled window would keep every row's input vectors live at once: spills).
     let single = nb == 1;
     k.loop_n(g.cg, |k, ci| {
         let plane = k.mul_add(t.xg, ci, as_i64(g.h * g.w)?);
@@ -387,9 +387,9 @@ fn tile(
                 let kxo = as_i64(kx)? * dx;
                 let xv: Vec<Value> = match cols {
                     Cols::Interior(_) => (0..vecs)
-                        .map(|v| Ok(load_x(k, base, as_i64(v * LANES)? * sx + kxo, sx, single)))
+                        .map(|v| Ok(load_x(k, base, as_i64(v * LANES)? * sx + kxo, sx)))
                         .collect::<LResult<_>>()?,
-                    Cols::Edge(c) => vec![edge_x(k, g, row, &edge_cols(g, c, kx), single)],
+                    Cols::Edge(c) => vec![edge_x(k, g, row, &edge_cols(g, c, kx))],
                 };
                 for j in 0..nb {
                     let wv = match (t.weights, fixed) {
@@ -461,13 +461,7 @@ fn edge_cols(g: &Geo, c: usize, kx: usize) -> [Option<usize>; LANES] {
 /// `cols[l]`, or 0 where that is None: one or two in-bounds vector loads of the row and one
 /// shuffle (zeroing lanes with a mask when both loads are used), lane by lane when the row is
 /// narrower than a vector or the columns are spread wider than two vectors.
-fn edge_x(
-    k: &mut Kernel,
-    g: &Geo,
-    row: Value,
-    cols: &[Option<usize>; LANES],
-    movable: bool,
-) -> Value {
+fn edge_x(k: &mut Kernel, g: &Geo, row: Value, cols: &[Option<usize>; LANES]) -> Value {
     let little = MemFlagsData::new().with_endianness(Endianness::Little);
     let zero = k.fconst(LANES, 0.0);
     let valid: Vec<usize> = cols.iter().flatten().copied().collect();
@@ -484,15 +478,15 @@ fn edge_x(
         let mut v = zero;
         for (l, c) in cols.iter().enumerate() {
             if let Some(c) = c {
-                let s = load_in(k, types::F32, row, *c as i64, movable);
+                let s = load_in(k, types::F32, row, *c as i64);
                 v = k.b.ins().insertlane(v, s, l as u8);
             }
         }
         return v;
     }
-    let a = load_in(k, types::F32X4, row, windows[0] as i64, movable);
+    let a = load_in(k, types::F32X4, row, windows[0] as i64);
     let b = match windows.get(1) {
-        Some(&p) => load_in(k, types::F32X4, row, p as i64, movable),
+        Some(&p) => load_in(k, types::F32X4, row, p as i64),
         None => zero,
     };
     let mut lanes = [LANES; LANES];
@@ -547,15 +541,16 @@ fn clamp(k: &mut Kernel, lanes: usize, c: Clamp, x: Value) -> Value {
     select_cmp(k, lanes, FloatCC::LessThan, hi, y, hi, y)
 }
 
-/// Loads a `ty` value at element `idx + off` of the input. With `movable`, Cranelift may move
-/// the load to its use (and fold it into the instruction that uses it) when the kernel emitted
-/// no bounds check in front of it: the input is read-only for the whole kernel (the result
-/// never overlaps it) and the address is in bounds wherever its operands are available, since
-/// lowerings only hoist loop-invariant values out of loops, which run at least once.
-fn load_in(k: &mut Kernel, ty: Type, idx: Value, off: i64, movable: bool) -> Value {
+/// Loads a `ty` value at element `idx + off` of the input, marked movable (pure for Cranelift,
+/// placed at its use) unless the kernel emitted a bounds check in front of it (checked mode).
+/// Sound: the input is read-only for the whole kernel (the result never overlaps it), and
+/// Cranelift moves pure values only to their uses or out of loops they are invariant in, which
+/// run at least once; every address depends on the task's channel block, so no load leaves
+/// the branch of its block size ([`for_block`]).
+fn load_in(k: &mut Kernel, ty: Type, idx: Value, off: i64) -> Value {
     let before = k.b.current_block();
     let v = k.load_off(BufId::In(0), ty, idx, off, false);
-    if movable && k.b.current_block() == before {
+    if k.b.current_block() == before {
         let dfg = &mut k.b.func.dfg;
         if let Some(inst) = dfg.value_def(v).inst() {
             if let InstructionData::Load { flags, .. } = dfg.insts[inst] {
@@ -575,22 +570,22 @@ fn load_in(k: &mut Kernel, ty: Type, idx: Value, off: i64, movable: bool) -> Val
 /// stride 1; for strides 2 and 3 two vector loads spanning exactly the first to the last
 /// element (so they are in bounds whenever the elements are) and one shuffle; lane by lane
 /// otherwise.
-fn load_x(k: &mut Kernel, idx: Value, off: i64, sx: i64, movable: bool) -> Value {
+fn load_x(k: &mut Kernel, idx: Value, off: i64, sx: i64) -> Value {
     if sx == 1 {
-        return load_in(k, types::F32X4, idx, off, movable);
+        return load_in(k, types::F32X4, idx, off);
     }
     if sx <= 3 {
         // p holds elements off .. off+3 (lanes 0 and sx), q off+3sx−3 .. off+3sx (lanes
         // 3−sx and 3 are elements off+2sx and off+3sx).
-        let p = load_in(k, types::F32X4, idx, off, movable);
-        let q = load_in(k, types::F32X4, idx, off + 3 * sx - 3, movable);
+        let p = load_in(k, types::F32X4, idx, off);
+        let q = load_in(k, types::F32X4, idx, off + 3 * sx - 3);
         let s = sx as usize;
         return shuffle_f32(k, p, q, [0, s, 4 + 3 - s, 7]);
     }
-    let first = load_in(k, types::F32, idx, off, false);
+    let first = load_in(k, types::F32, idx, off);
     let mut v = k.b.ins().splat(types::F32X4, first);
     for l in 1..LANES {
-        let s = load_in(k, types::F32, idx, off + l as i64 * sx, false);
+        let s = load_in(k, types::F32, idx, off + l as i64 * sx);
         v = k.b.ins().insertlane(v, s, l as u8);
     }
     v
