@@ -181,6 +181,11 @@ fn emit_weights(
     num: &Numbering,
     plan: &MemoryPlan,
 ) -> Result<Option<cranelift_module::DataId>, CodegenError> {
+    /// One weight's contents as they are written into the blob.
+    enum WeightData<'a> {
+        F32(&'a [f32]),
+        Bytes(Vec<u8>),
+    }
     if plan.weights.is_empty() {
         return Ok(None);
     }
@@ -200,11 +205,34 @@ fn emit_weights(
                 "constant has no data (its IR text elided the weights)",
             )
         })?;
-        let bytes = match (plan.packed.get(&id), value.data()) {
-            (Some(p), TensorData::F32(v)) => tensor_bytes(&TensorData::F32(p.pack(v))),
-            _ => tensor_bytes(value.data()),
+        // f32 weights (nearly all the bytes) are written in place, without a byte copy.
+        let packed;
+        let data = match (plan.packed.get(&id), value.data()) {
+            (Some(p), TensorData::F32(v)) => {
+                packed = p.pack(v);
+                WeightData::F32(&packed)
+            }
+            (_, TensorData::F32(v)) => WeightData::F32(v),
+            (_, other) => WeightData::Bytes(tensor_bytes(other)),
         };
-        blob[off..off + bytes.len()].copy_from_slice(&bytes);
+        let n = match &data {
+            WeightData::F32(v) => v.len() * 4,
+            WeightData::Bytes(b) => b.len(),
+        };
+        let dst = blob
+            .get_mut(off..)
+            .and_then(|b| b.get_mut(..n))
+            .ok_or_else(|| {
+                CodegenError::lower(&node_ref(g, num, id), "weight outside the weights blob")
+            })?;
+        match data {
+            WeightData::F32(v) => {
+                for (d, x) in dst.chunks_exact_mut(4).zip(v) {
+                    d.copy_from_slice(&x.to_le_bytes());
+                }
+            }
+            WeightData::Bytes(b) => dst.copy_from_slice(&b),
+        }
     }
     let id = module
         .declare_data(abi::WEIGHTS_SYMBOL, Linkage::Local, false, false)

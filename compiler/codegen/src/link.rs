@@ -9,6 +9,10 @@
 //!   exported symbols are the model's C API. Without the runtime `create_threads(n > 1)`
 //!   returns null.
 //!
+//! When `ld.gold` is on `PATH` the compiler is asked to use it (`-fuse-ld=gold`): it copies a
+//! model's weights (hundreds of MB) into the output about twice as fast as the BFD linker. If
+//! that link fails, it is retried with the compiler's default linker, whose error is reported.
+//!
 //! The linker writes a temporary file beside the destination, renamed into place on success,
 //! so a failed link never leaves a partial file under the destination's name. Errors name the
 //! command and carry the compiler's own message. Linking for another architecture than the
@@ -126,6 +130,12 @@ pub fn link_shared(object: &Path, out: &Path) -> Result<(), LinkError> {
     link(&args, out)
 }
 
+/// Whether `ld.gold` is an executable file in a directory of `PATH`.
+fn has_gold() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("ld.gold").is_file()))
+}
+
 fn link(args: &[String], out: &Path) -> Result<(), LinkError> {
     let cc = c_compiler();
     let file = out
@@ -133,12 +143,19 @@ fn link(args: &[String], out: &Path) -> Result<(), LinkError> {
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = out.with_file_name(format!(".{file}.link-{}", std::process::id()));
-    let mut cmd = Command::new(&cc);
-    cmd.args(args).arg("-o").arg(&tmp);
-    let output = cmd.output().map_err(|error| LinkError::NoCompiler {
-        cc: cc.clone(),
-        error,
-    })?;
+    let run = |extra: Option<&str>| {
+        let mut cmd = Command::new(&cc);
+        cmd.args(extra).args(args).arg("-o").arg(&tmp);
+        cmd.output().map_err(|error| LinkError::NoCompiler {
+            cc: cc.clone(),
+            error,
+        })
+    };
+    let gold = has_gold().then_some("-fuse-ld=gold");
+    let mut output = run(gold)?;
+    if gold.is_some() && !output.status.success() {
+        output = run(None)?;
+    }
     if !output.status.success() {
         let _ = std::fs::remove_file(&tmp);
         return Err(LinkError::Failed {
