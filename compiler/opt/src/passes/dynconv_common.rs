@@ -68,6 +68,9 @@ pub(crate) fn traced_cone(
 }
 
 /// Evaluates `root` with the reference interpreter, `bound` nodes taking the given values.
+/// A value is dropped after its last use in the cone, and a reshape that is the last use of a
+/// computed value takes that value's data instead of copying it (a reshape only relabels the
+/// row-major data; its type was checked when the node was added).
 pub(crate) fn eval_with(
     g: &Graph,
     root: NodeId,
@@ -81,24 +84,49 @@ pub(crate) fn eval_with(
     }
     let stops: Vec<NodeId> = bound.iter().map(|(n, _)| *n).collect();
     let order = cone(g, root, &stops)?;
+    // Uses of each computed value by the cone's nodes still to be evaluated.
+    let mut uses: HashMap<NodeId, usize> = HashMap::new();
+    for &n in &order {
+        for o in g.operands(n) {
+            *uses.entry(o).or_default() += 1;
+        }
+    }
     let mut values: HashMap<NodeId, Tensor> = HashMap::new();
     for &n in &order {
         let operands = g.operands(n);
-        let args = operands
-            .iter()
-            .map(|o| {
-                bound
-                    .iter()
-                    .find(|(b, _)| b == o)
-                    .map(|(_, t)| *t)
-                    .or_else(|| g.const_value(*o))
-                    .or_else(|| values.get(o))
-                    .ok_or_else(|| format!("operand %{} has no value", o.index()))
-            })
-            .collect::<Result<Vec<&Tensor>, String>>()?;
         let node = g.node(n);
-        let v = dync_interp::eval(&node.op, &args, &node.ty)
-            .map_err(|e| format!("evaluating %{} ({}): {e}", n.index(), node.op.name()))?;
+        let last_use = |o: NodeId| values.contains_key(&o) && uses.get(&o) == Some(&1);
+        let v = match (&node.op, operands.as_slice()) {
+            (Op::Reshape(_), &[o]) if last_use(o) => values
+                .remove(&o)
+                .ok_or_else(|| format!("operand %{} has no value", o.index()))?
+                .reshaped(node.ty.shape.clone())
+                .map_err(|e| format!("evaluating %{} (reshape): {e}", n.index()))?,
+            _ => {
+                let args = operands
+                    .iter()
+                    .map(|o| {
+                        bound
+                            .iter()
+                            .find(|(b, _)| b == o)
+                            .map(|(_, t)| *t)
+                            .or_else(|| g.const_value(*o))
+                            .or_else(|| values.get(o))
+                            .ok_or_else(|| format!("operand %{} has no value", o.index()))
+                    })
+                    .collect::<Result<Vec<&Tensor>, String>>()?;
+                dync_interp::eval(&node.op, &args, &node.ty)
+                    .map_err(|e| format!("evaluating %{} ({}): {e}", n.index(), node.op.name()))?
+            }
+        };
+        for o in &operands {
+            if let Some(u) = uses.get_mut(o) {
+                *u -= 1;
+                if *u == 0 {
+                    values.remove(o);
+                }
+            }
+        }
         values.insert(n, v);
     }
     values
@@ -106,7 +134,6 @@ pub(crate) fn eval_with(
         .ok_or_else(|| "the evaluated value is missing".to_string())
 }
 
-/// A deterministic f32 tensor of `shape` with values uniform in [-1, 1), from `seed`.
 pub(crate) fn random_tensor(shape: &[usize], seed: u64) -> Result<Tensor, String> {
     let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let n = n.ok_or("tensor size overflows")?;
