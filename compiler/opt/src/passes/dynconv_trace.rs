@@ -92,8 +92,42 @@ pub(crate) struct Tracer<'g> {
     forced: Vec<NodeId>,
     bilinear: bool,
     /// Resolved einsum equations by node (resolving one per element would dominate).
-    einsums: RefCell<HashMap<NodeId, Rc<EinsumSpec>>>,
+    einsums: RefCell<HashMap<NodeId, Rc<EinsumPlan>>>,
     operands: RefCell<HashMap<NodeId, Rc<[NodeId]>>>,
+}
+
+/// An einsum resolved for tracing, labels numbered in the spec's (sorted) order: each label's
+/// extent, the output's labels, the summed labels, and each operand's dims as (label, extent).
+struct EinsumPlan {
+    sizes: Vec<usize>,
+    output: Vec<usize>,
+    summed: Vec<usize>,
+    inputs: Vec<Vec<(usize, usize)>>,
+}
+
+impl EinsumPlan {
+    fn new(spec: &EinsumSpec, shapes: &[&[usize]]) -> Self {
+        let labels: Vec<char> = spec.sizes.keys().copied().collect();
+        let pos = |l: char| labels.iter().position(|&x| x == l).unwrap_or(0);
+        EinsumPlan {
+            sizes: spec.sizes.values().copied().collect(),
+            output: spec.output.iter().map(|&l| pos(l)).collect(),
+            summed: (0..labels.len())
+                .filter(|&i| !spec.output.contains(&labels[i]))
+                .collect(),
+            inputs: spec
+                .inputs
+                .iter()
+                .zip(shapes)
+                .map(|(ls, sh)| {
+                    ls.iter()
+                        .zip(sh.iter())
+                        .map(|(&l, &d)| (pos(l), d))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Row-major multi-index of flat index `idx` in `shape`.
@@ -428,51 +462,38 @@ impl<'g> Tracer<'g> {
                 Ok(())
             }
             Op::Einsum(e) => {
-                let shapes: Vec<&[usize]> = ops.iter().map(|&o| self.shape(o)).collect();
                 let cached = self.einsums.borrow().get(&n).cloned();
-                let spec = match cached {
-                    Some(s) => s,
+                let plan = match cached {
+                    Some(p) => p,
                     None => {
-                        let s = EinsumSpec::new(&e.equation, &shapes).map_err(|e| e.to_string())?;
-                        let s = Rc::new(s);
-                        self.einsums.borrow_mut().insert(n, Rc::clone(&s));
-                        s
+                        let shapes: Vec<&[usize]> = ops.iter().map(|&o| self.shape(o)).collect();
+                        let spec =
+                            EinsumSpec::new(&e.equation, &shapes).map_err(|e| e.to_string())?;
+                        let p = Rc::new(EinsumPlan::new(&spec, &shapes));
+                        self.einsums.borrow_mut().insert(n, Rc::clone(&p));
+                        p
                     }
                 };
-                let labels: Vec<char> = spec.sizes.keys().copied().collect();
-                let pos = |l: char| labels.iter().position(|&x| x == l).unwrap_or(0);
-                let mut val = vec![0usize; labels.len()];
-                let m = unravel(idx, oshape);
-                for (&l, &i) in spec.output.iter().zip(&m) {
-                    val[pos(l)] = i;
+                let mut val = vec![0usize; plan.sizes.len()];
+                for (&l, i) in plan.output.iter().zip(unravel(idx, oshape)) {
+                    val[l] = i;
                 }
-                let summed: Vec<usize> = labels
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, l)| !spec.output.contains(l))
-                    .map(|(i, _)| i)
-                    .collect();
-                let count: usize = summed.iter().map(|&i| spec.sizes[&labels[i]]).product();
+                let count: usize = plan.summed.iter().map(|&l| plan.sizes[l]).product();
+                let mut parts: Vec<(NodeId, usize)> = Vec::with_capacity(ops.len());
                 for j in 0..count {
                     let mut rem = j;
-                    for &s in summed.iter().rev() {
-                        let e = spec.sizes[&labels[s]];
-                        val[s] = rem % e;
+                    for &l in plan.summed.iter().rev() {
+                        let e = plan.sizes[l];
+                        val[l] = rem % e;
                         rem /= e;
                     }
-                    let parts: Vec<(NodeId, usize)> = ops
-                        .iter()
-                        .zip(&spec.inputs)
-                        .zip(&shapes)
-                        .map(|((&o, ls), sh)| {
-                            let im: Vec<usize> = ls
-                                .iter()
-                                .zip(sh.iter())
-                                .map(|(&l, &d)| if d == 1 { 0 } else { val[pos(l)] })
-                                .collect();
-                            (o, ravel(&im, sh))
-                        })
-                        .collect();
+                    parts.clear();
+                    parts.extend(ops.iter().zip(&plan.inputs).map(|(&o, dims)| {
+                        let flat = dims
+                            .iter()
+                            .fold(0, |acc, &(l, d)| acc * d + if d == 1 { 0 } else { val[l] });
+                        (o, flat)
+                    }));
                     self.product(&parts, w, out, steps)?;
                 }
                 Ok(())
