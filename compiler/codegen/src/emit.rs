@@ -122,7 +122,6 @@ pub fn emit_model_with_progress<M: Module>(
                 .iter()
                 .map(|&o| Operand {
                     ty: g.ty(o).clone(),
-                    weight: matches!(plan.storage.get(&o), Some(Storage::Weight(_))),
                     packed: plan.packed.get(&o).copied(),
                 })
                 .collect();

@@ -32,9 +32,7 @@ use super::math::select_cmp;
 use super::pool::axes;
 use super::window::{Axis, Segment};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{
-    types, Endianness, InstBuilder, InstructionData, MemFlagsData, Type, Value,
-};
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::Variable;
 use dync_ir::ops::{Clamp, Conv};
 use dync_ir::TensorType;
@@ -562,29 +560,11 @@ fn clamp(k: &mut Kernel, lanes: usize, c: Clamp, x: Value) -> Value {
     select_cmp(k, lanes, FloatCC::LessThan, hi, y, hi, y)
 }
 
-/// Loads a `ty` value at element `idx + off` of the input, marked movable (pure for Cranelift,
-/// placed at its use) unless the kernel emitted a bounds check in front of it (checked mode).
-/// Sound: the input is read-only for the whole kernel (the result never overlaps it), and
-/// Cranelift moves pure values only to their uses or out of loops they are invariant in, which
-/// run at least once; every address depends on the task's channel block, so no load leaves
-/// the branch of its block size ([`for_block`]).
+/// Loads a `ty` value at element `idx + off` of the input, movable (placed at its use, see
+/// [`Kernel::load_off`]). Sound here: every address depends on the task's channel block, so no
+/// load leaves the branch of its block size ([`for_block`]), and each runs once its loop runs.
 fn load_in(k: &mut Kernel, ty: Type, idx: Value, off: i64) -> Value {
-    let before = k.b.current_block();
-    let v = k.load_off(BufId::In(0), ty, idx, off, false);
-    if k.b.current_block() == before {
-        let dfg = &mut k.b.func.dfg;
-        if let Some(inst) = dfg.value_def(v).inst() {
-            if let InstructionData::Load { flags, .. } = dfg.insts[inst] {
-                let data = dfg.mem_flags[flags].with_can_move();
-                if let Ok(moved) = dfg.mem_flags.insert(data) {
-                    if let InstructionData::Load { flags, .. } = &mut dfg.insts[inst] {
-                        *flags = moved;
-                    }
-                }
-            }
-        }
-    }
-    v
+    k.load_off(BufId::In(0), ty, idx, off, true)
 }
 
 /// The input vector of elements idx + off, idx + off + sx, ...: one vector load for

@@ -34,8 +34,6 @@ pub(crate) struct Buf {
     pub ptr: Value,
     pub ty: TensorType,
     pub bytes: usize,
-    /// In the read-only weights blob (loads may be hoisted).
-    pub weight: bool,
     /// Stored in this packed layout rather than its type's row-major one.
     pub packed: Option<Packing>,
 }
@@ -43,8 +41,6 @@ pub(crate) struct Buf {
 /// One operand of a kernel as the emitter describes it.
 pub(crate) struct Operand {
     pub ty: TensorType,
-    /// In the weights blob.
-    pub weight: bool,
     pub packed: Option<Packing>,
 }
 
@@ -145,7 +141,6 @@ impl<'a> Kernel<'a> {
                 ptr,
                 ty: op.ty,
                 bytes,
-                weight: op.weight,
                 packed: op.packed,
             });
         }
@@ -164,7 +159,6 @@ impl<'a> Kernel<'a> {
                         .bytes()
                         .map_err(|e| CodegenError::Overflow(e.to_string()))?,
                     ty,
-                    weight: false,
                     packed: None,
                 })
             }
@@ -177,7 +171,6 @@ impl<'a> Kernel<'a> {
                 ptr: out_ptr,
                 ty: out_ty,
                 bytes: out_bytes,
-                weight: false,
                 packed: None,
             },
             scratch,
@@ -307,9 +300,9 @@ impl<'a> Kernel<'a> {
 
     fn flags(&self, id: BufId, movable: bool) -> MemFlagsData {
         let mut f = MemFlagsData::new().with_notrap();
-        if let BufId::In(i) = id {
+        if let BufId::In(_) = id {
             f = f.with_readonly();
-            if movable && self.ins[i].weight && !self.checked {
+            if movable && !self.checked {
                 f = f.with_can_move();
             }
         }
@@ -323,7 +316,10 @@ impl<'a> Kernel<'a> {
 
     /// Loads a `ty` value at element `idx + off` of `id`. Loads that share `idx` share its
     /// address computation, `off` becomes the instruction's displacement. `movable` lets a load
-    /// of a weight be hoisted: only for loads that run unconditionally once their loop runs.
+    /// of an operand (read-only for the whole kernel) be hoisted out of loops or sunk to its
+    /// use (not in checked mode, whose bounds checks must stay in front of it): only for loads
+    /// that run unconditionally once their loop runs and whose address is valid wherever
+    /// Cranelift may place them.
     pub fn load_off(&mut self, id: BufId, ty: Type, idx: Value, off: i64, movable: bool) -> Value {
         let esize = self.dtype(id).size() as i64;
         match self.displacement(off, esize) {
@@ -669,7 +665,6 @@ mod tests {
             let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
             let operand = Operand {
                 ty: TensorType::f32([4]),
-                weight: false,
                 packed: None,
             };
             let tys = (vec![operand], TensorType::f32([1]));
