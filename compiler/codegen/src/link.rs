@@ -9,9 +9,11 @@
 //!   exported symbols are the model's C API. Without the runtime `create_threads(n > 1)`
 //!   returns null.
 //!
-//! When `ld.gold` is on `PATH` the compiler is asked to use it (`-fuse-ld=gold`): it copies a
-//! model's weights (hundreds of MB) into the output about twice as fast as the BFD linker. If
-//! that link fails, it is retried with the compiler's default linker, whose error is reported.
+//! For executables, when `ld.gold` is on `PATH` the compiler is asked to use it
+//! (`-fuse-ld=gold`): it copies a model's weights (hundreds of MB) into the output about twice
+//! as fast as the BFD linker. If that link fails, it is retried with the compiler's default
+//! linker, whose error is reported. Shared libraries use the default linker: gold's build ID
+//! of a shared library depends on the temporary object's name, so two compiles would differ.
 //!
 //! The linker writes a temporary file beside the destination, renamed into place on success,
 //! so a failed link never leaves a partial file under the destination's name. Errors name the
@@ -105,7 +107,7 @@ pub fn link_executable(object: &Path, runtime: &Path, out: &Path) -> Result<(), 
         "-Wl,-S".into(),
     ];
     args.extend(RUST_SYSTEM_LIBS.iter().map(|s| s.to_string()));
-    link(&args, out)
+    link(&args, out, has_gold())
 }
 
 /// Links `object` (with the runtime library when [`find_runtime_lib`] finds it) into the shared
@@ -127,7 +129,7 @@ pub fn link_shared(object: &Path, out: &Path) -> Result<(), LinkError> {
     } else {
         args.push("-lm".into());
     }
-    link(&args, out)
+    link(&args, out, false)
 }
 
 /// Whether `ld.gold` is an executable file in a directory of `PATH`.
@@ -136,7 +138,9 @@ fn has_gold() -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("ld.gold").is_file()))
 }
 
-fn link(args: &[String], out: &Path) -> Result<(), LinkError> {
+/// Runs the C compiler on `args` into `out` (through a temporary file), with gold first when
+/// `gold`.
+fn link(args: &[String], out: &Path, gold: bool) -> Result<(), LinkError> {
     let cc = c_compiler();
     let file = out
         .file_name()
@@ -151,7 +155,7 @@ fn link(args: &[String], out: &Path) -> Result<(), LinkError> {
             error,
         })
     };
-    let gold = has_gold().then_some("-fuse-ld=gold");
+    let gold = gold.then_some("-fuse-ld=gold");
     let mut output = run(gold)?;
     if gold.is_some() && !output.status.success() {
         output = run(None)?;

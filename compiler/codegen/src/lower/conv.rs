@@ -479,7 +479,8 @@ fn edge_cols(g: &Geo, c: usize, kx: usize) -> [Option<usize>; LANES] {
 /// The f32x4 of input row `row` (element index of its column 0) with lane l = column
 /// `cols[l]`, or 0 where that is None: one or two in-bounds vector loads of the row and one
 /// shuffle (zeroing lanes with a mask when both loads are used), lane by lane when the row is
-/// narrower than a vector or the columns are spread wider than two vectors.
+/// narrower than a vector, the columns are spread wider than two vectors or the target has no
+/// native shuffle ([`Kernel::has_shuffle`]).
 fn edge_x(k: &mut Kernel, g: &Geo, row: Value, cols: &[Option<usize>; LANES]) -> Value {
     let little = MemFlagsData::new().with_endianness(Endianness::Little);
     let zero = k.fconst(LANES, 0.0);
@@ -493,7 +494,7 @@ fn edge_x(k: &mut Kernel, g: &Geo, row: Value, cols: &[Option<usize>; LANES]) ->
             }
         }
     }
-    if valid.is_empty() || g.w < LANES || windows.len() > 2 {
+    if valid.is_empty() || g.w < LANES || windows.len() > 2 || !k.has_shuffle() {
         let mut v = zero;
         for (l, c) in cols.iter().enumerate() {
             if let Some(c) = c {
@@ -570,12 +571,12 @@ fn load_in(k: &mut Kernel, ty: Type, idx: Value, off: i64) -> Value {
 /// The input vector of elements idx + off, idx + off + sx, ...: one vector load for
 /// stride 1; for strides 2 and 3 two vector loads spanning exactly the first to the last
 /// element (so they are in bounds whenever the elements are) and one shuffle; lane by lane
-/// otherwise.
+/// otherwise, and without a native shuffle ([`Kernel::has_shuffle`]).
 fn load_x(k: &mut Kernel, idx: Value, off: i64, sx: i64) -> Value {
     if sx == 1 {
         return load_in(k, types::F32X4, idx, off);
     }
-    if sx <= 3 {
+    if sx <= 3 && k.has_shuffle() {
         // p holds elements off .. off+3 (lanes 0 and sx), q off+3sx−3 .. off+3sx (lanes
         // 3−sx and 3 are elements off+2sx and off+3sx).
         let p = load_in(k, types::F32X4, idx, off);

@@ -502,6 +502,21 @@ impl<'a> Kernel<'a> {
             .ok_or_else(|| CodegenError::cranelift(&self.name, "kernel without a tile slot"))
     }
 
+    /// Whether any 16-byte `shuffle` is native code: on x86-64 it needs SSSE3 and SSE4.1
+    /// (Cranelift otherwise calls a helper that AOT objects cannot link); aarch64 always.
+    pub fn has_shuffle(&self) -> bool {
+        let isa = self.module.isa();
+        if isa.triple().architecture != target_lexicon::Architecture::X86_64 {
+            return true;
+        }
+        let flags = isa.isa_flags();
+        ["has_ssse3", "has_sse41"].iter().all(|want| {
+            flags
+                .iter()
+                .any(|f| f.name == *want && f.as_bool() == Some(true))
+        })
+    }
+
     /// The calling convention of functions this kernel calls (the target's C convention).
     pub fn call_conv(&self) -> cranelift_codegen::isa::CallConv {
         self.module.isa().default_call_conv()
