@@ -605,19 +605,13 @@ impl Mix<'_> {
         coefs: Value,
     ) -> LResult {
         let g = self.g;
-        let e_n = as_i64(self.experts)?;
         let flags = MemFlagsData::new().with_notrap();
         let last = k.iconst(as_i64(g.o.saturating_sub(1))?);
         for (i, n) in images.enumerate() {
             for lane in 0..M0 {
-                let idx = if self.per_channel {
-                    let oc = k.add_imm(oc0, as_i64(lane)?);
-                    let oc = k.b.ins().umin(oc, last);
-                    let row = k.b.ins().imul_imm_s(oc, e_n);
-                    k.add_imm(row, as_i64(n * g.o * self.experts)?)
-                } else {
-                    k.iconst(as_i64(n * self.experts)?)
-                };
+                let oc = k.add_imm(oc0, as_i64(lane)?);
+                let oc = k.b.ins().umin(oc, last);
+                let idx = self.coefficient_row(k, oc, n)?;
                 for e in 0..self.experts {
                     let c = k.load_off(BufId::In(1), types::F32, idx, as_i64(e)?, false);
                     let off =
@@ -631,21 +625,27 @@ impl Mix<'_> {
         Ok(())
     }
 
+    /// The element index of c[n, oc, 0] (per channel) or c[n, 0]: image `n`'s coefficients of
+    /// channel `oc`.
+    fn coefficient_row(&self, k: &mut Kernel, oc: Value, n: usize) -> LResult<Value> {
+        let e_n = as_i64(self.experts)?;
+        if self.per_channel {
+            let r = k.b.ins().imul_imm_s(oc, e_n);
+            Ok(k.add_imm(r, as_i64(n * self.g.o * self.experts)?))
+        } else {
+            Ok(k.iconst(as_i64(n * self.experts)?))
+        }
+    }
+
     /// The mixed bias of channel `oc`, image `n`: static bias + Σᵢ c[n, oc, i]·bias_bank[i, oc].
     fn bias(&self, k: &mut Kernel, oc: Value, n: usize) -> LResult {
         let g = self.g;
-        let e_n = as_i64(self.experts)?;
         let mut b = match self.op.bias_index() {
             Some(i) => k.load(BufId::In(i), types::F32, oc),
             None => k.fconst(1, 0.0),
         };
         if let Some(bb) = self.op.bias_bank_index() {
-            let crow = if self.per_channel {
-                let r = k.b.ins().imul_imm_s(oc, e_n);
-                k.add_imm(r, as_i64(n * g.o * self.experts)?)
-            } else {
-                k.iconst(as_i64(n * self.experts)?)
-            };
+            let crow = self.coefficient_row(k, oc, n)?;
             for e in 0..self.experts {
                 let c = k.load_off(BufId::In(1), types::F32, crow, as_i64(e)?, false);
                 let v = k.load_off(BufId::In(bb), types::F32, oc, as_i64(e * g.o)?, true);

@@ -193,22 +193,7 @@ impl<'a> Kernel<'a> {
             return body(self, t);
         }
         let (begin, end) = self.range;
-        let header = self.b.create_block();
-        let exit = self.b.create_block();
-        let t = self.b.append_block_param(header, types::I64);
-        let any = self.b.ins().icmp(IntCC::SignedLessThan, begin, end);
-        self.b
-            .ins()
-            .brif(any, header, &[BlockArg::Value(begin)], exit, &[]);
-        self.b.switch_to_block(header);
-        body(self, t)?;
-        let next = self.b.ins().iadd_imm_s(t, 1);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
-        self.b
-            .ins()
-            .brif(more, header, &[BlockArg::Value(next)], exit, &[]);
-        self.b.switch_to_block(exit);
-        Ok(())
+        self.loop_dyn(begin, end, body)
     }
 
     /// A kernel's buffer. Lowerings only name the scratch buffer of ops that request one
