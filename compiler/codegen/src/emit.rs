@@ -1,34 +1,52 @@
 //! Module emission: turns a verified graph into Cranelift functions and data in any
-//! `cranelift_module::Module` — the JIT now, object files (AOT) later, through the same code.
+//! `cranelift_module::Module` — the JIT and object files (AOT), through the same code.
 //!
-//! Emits: the weights blob ([`abi::WEIGHTS_SYMBOL`], every live constant at its planned
-//! offset), one kernel per planned node (see [`crate::lower`]) — one task function per phase of
+//! Emits: one kernel per planned node (see [`crate::lower`]) — one task function per phase of
 //! the kernel (phases run in order on the same buffers, e.g. a dyn_conv's mixing then its
-//! convolution, each parallel over its own tasks), the GEMM tile when a kernel calls it, and the entry
-//! point ([`abi::ENTRY_SYMBOL`], see [`crate::abi`]) that calls the kernels in plan order with
-//! pointers into inputs, outputs, weights and the arena (written into one stack slot), running
-//! the tasks of parallel kernels through the context's `parallel_for` when there is a context,
-//! calling its kernel hook around each kernel when one is set, stops at the first non-zero
-//! kernel status, then performs the plan's output copies.
+//! convolution, each parallel over its own tasks), the GEMM tile when a kernel calls it, and the
+//! entry point ([`abi::ENTRY_SYMBOL`], see [`crate::abi`]) that calls the kernels in plan order
+//! with pointers into inputs, outputs, weights and the arena (written into one stack slot),
+//! running the tasks of parallel kernels through the context's `parallel_for` when there is a
+//! context, calling its kernel hook around each kernel when one is set, stops at the first
+//! non-zero kernel status, then performs the plan's output copies.
 //!
-//! Rejects graphs that do not verify, constants without data, and more kernels than the
-//! status encoding can name; a node that cannot be lowered is named in the error.
+//! Kernels are lowered to Cranelift IR on the calling thread (lowering declares functions and
+//! data in the module) and compiled to machine code on worker threads meanwhile
+//! (`std::thread::available_parallelism`, the calling thread joining them once lowering is
+//! done); the machine code is defined in the module in kernel order, so the output does not
+//! depend on the thread count or scheduling.
+//!
+//! The weights blob ([`abi::WEIGHTS_SYMBOL`], every live constant at its planned offset) is
+//! declared as an imported data symbol and never copied into the module: [`write_weights`]
+//! fills a buffer the caller owns, which the JIT resolves the symbol to and an object file
+//! takes as the contents of a section defining it (see `crate::object`). The weights are
+//! written by several threads, straight into their packed layout.
+//!
+//! Rejects graphs that do not verify, constants without data (when the weights are written),
+//! and more kernels than the status encoding can name; a node that cannot be lowered is named
+//! in the error.
 
-use crate::abi::{self, ALIGN, MAX_KERNELS};
+use crate::abi::{self, MAX_KERNELS};
 use crate::error::{CodegenError, NodeRef};
 use crate::libcalls::MathFn;
 use crate::lower::{self, kernel::math_signature, kernel::Kernel, kernel::Operand};
+use crate::pack::Packing;
 use crate::plan::{self, MemoryPlan, Storage};
 use crate::target::CodegenOptions;
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, BlockArg, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, UserFuncName, Value,
+    types, BlockArg, Function, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind,
+    UserFuncName, Value,
 };
+use cranelift_codegen::isa::TargetIsa;
+use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use cranelift_module::{DataDescription, FuncId, Linkage, Module};
+use cranelift_module::{DataId, FuncId, Linkage, Module, ModuleReloc};
 use dync_ir::{Graph, Numbering, Op, TensorData, TensorType};
 use dync_runtime::ukernel::{Isa, GEMM_F32_M0, GEMM_F32_N0};
 use std::collections::HashMap;
+use std::sync::{mpsc, Mutex};
 
 /// What emission produced: the entry function and everything a runtime needs to call it.
 #[derive(Clone, Debug)]
@@ -40,6 +58,9 @@ pub struct EmittedModel {
     /// Graph inputs and outputs in signature order.
     pub inputs: Vec<(String, TensorType)>,
     pub outputs: Vec<(String, TensorType)>,
+    /// The weights blob's symbol ([`abi::WEIGHTS_SYMBOL`], imported; see the module docs),
+    /// when the plan has weights.
+    pub weights: Option<DataId>,
 }
 
 /// The `NodeRef` of node `id`.
@@ -52,19 +73,22 @@ pub fn node_ref(g: &Graph, num: &Numbering, id: dync_ir::NodeId) -> NodeRef {
     }
 }
 
-/// Emits `g` into `module`; the caller finalizes the module.
+/// Emits `g` into `module`, whose ISA `isa` is (kernels are compiled with it on worker
+/// threads); the caller provides the weights (see the module docs) and finalizes the module.
 pub fn emit_model<M: Module>(
     module: &mut M,
+    isa: &dyn TargetIsa,
     g: &Graph,
     opts: &CodegenOptions,
 ) -> Result<EmittedModel, CodegenError> {
-    emit_model_with_progress(module, g, opts, &mut |_, _| {})
+    emit_model_with_progress(module, isa, g, opts, &mut |_, _| {})
 }
 
-/// [`emit_model`], calling `progress(done, total)` after each kernel is compiled (for progress
+/// [`emit_model`], calling `progress(done, total)` after each kernel is lowered (for progress
 /// bars of long compiles).
 pub fn emit_model_with_progress<M: Module>(
     module: &mut M,
+    isa: &dyn TargetIsa,
     g: &Graph,
     opts: &CodegenOptions,
     progress: &mut dyn FnMut(usize, usize),
@@ -79,8 +103,6 @@ pub fn emit_model_with_progress<M: Module>(
     }
     let num = Numbering::new(g);
     let module: &mut dyn Module = module;
-    let ptr = module.isa().pointer_type();
-    let call_conv = module.isa().default_call_conv();
 
     let mut math = HashMap::new();
     for f in MathFn::ALL {
@@ -90,15 +112,116 @@ pub fn emit_model_with_progress<M: Module>(
             .map_err(|e| CodegenError::cranelift(f.symbol(), e))?;
         math.insert(f, id);
     }
-    let weights = emit_weights(module, g, &num, &plan)?;
+    let weights = if plan.weights.is_empty() {
+        None
+    } else {
+        Some(
+            module
+                .declare_data(abi::WEIGHTS_SYMBOL, Linkage::Import, false, false)
+                .map_err(|e| CodegenError::cranelift(abi::WEIGHTS_SYMBOL, e))?,
+        )
+    };
 
-    let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Mutex::new(rx);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1);
+    let (lowered, compiled) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| s.spawn(|| compile_jobs(isa, &rx)))
+            .collect();
+        let lowered = lower_kernels(module, g, &num, &plan, opts, &math, &mut fctx, tx, progress);
+        // The sender is gone (dropped by `lower_kernels`): the queue drains, then every loop ends.
+        let mut compiled = compile_jobs(isa, &rx);
+        for h in handles {
+            match h.join() {
+                Ok(c) => compiled.extend(c),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        (lowered, compiled)
+    });
+    let kernel_ids = lowered?;
+    let mut compiled = compiled;
+    compiled.sort_by_key(|c| c.0);
+    for (_, fid, code) in compiled {
+        let code = code?;
+        module
+            .define_function_bytes(fid, code.alignment, &code.bytes, &code.relocs)
+            .map_err(|e| CodegenError::cranelift(code.what, format!("{e:?}")))?;
+    }
+    let kernels = plan
+        .kernels
+        .iter()
+        .map(|&id| node_ref(g, &num, id))
+        .collect();
+
+    let tile = if kernel_ids.iter().any(|k| k.1) {
+        let ukernels = !opts.no_ukernels
+            && module.isa().triple().architecture == target_lexicon::Architecture::X86_64;
+        Some((crate::tile::emit_gemm_tile(module, TILE_SYMBOL)?, ukernels))
+    } else {
+        None
+    };
+    let entry = emit_entry(module, g, &plan, &kernel_ids, weights, tile, &mut fctx)?;
+    let sig_of = |list: &[(String, dync_ir::NodeId)]| {
+        list.iter()
+            .map(|(n, id)| (n.clone(), g.ty(*id).clone()))
+            .collect()
+    };
+    Ok(EmittedModel {
+        entry,
+        kernels,
+        inputs: sig_of(&g.inputs),
+        outputs: sig_of(&g.outputs),
+        plan,
+        weights,
+    })
+}
+
+/// One kernel function lowered to Cranelift IR, waiting for its machine code.
+struct Job {
+    /// Position in definition order.
+    seq: usize,
+    id: FuncId,
+    func: Function,
+    /// The node, for errors.
+    what: String,
+}
+
+/// A function's machine code, to be defined in the module.
+struct Code {
+    alignment: u64,
+    bytes: Vec<u8>,
+    relocs: Vec<ModuleReloc>,
+    what: String,
+}
+
+/// Lowers every kernel of the plan (declaring its functions in `module`) and sends each
+/// function to `jobs`; returns each kernel's phases (function and tasks) and whether it calls
+/// the GEMM tile. `jobs` is dropped on return, so that the compiling loops end.
+#[allow(clippy::too_many_arguments)]
+fn lower_kernels(
+    module: &mut dyn Module,
+    g: &Graph,
+    num: &Numbering,
+    plan: &MemoryPlan,
+    opts: &CodegenOptions,
+    math: &HashMap<MathFn, FuncId>,
+    fctx: &mut FunctionBuilderContext,
+    jobs: mpsc::Sender<Job>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<KernelFns>, CodegenError> {
+    let ptr = module.isa().pointer_type();
+    let call_conv = module.isa().default_call_conv();
+    let mut ctx = module.make_context();
     let mut kernel_ids = Vec::with_capacity(plan.kernels.len());
-    let mut kernels = Vec::with_capacity(plan.kernels.len());
+    let mut seq = 0;
     for (i, &id) in plan.kernels.iter().enumerate() {
         let node = g.node(id);
-        let nref = node_ref(g, &num, id);
+        let nref = node_ref(g, num, id);
         let operands = g.operands(id);
         let operand_tys: Vec<&TensorType> = operands.iter().map(|&o| g.ty(o)).collect();
         let packed = lower::packed_operand(&node.op)
@@ -125,7 +248,7 @@ pub fn emit_model_with_progress<M: Module>(
                     packed: plan.packed.get(&o).copied(),
                 })
                 .collect();
-            let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let b = FunctionBuilder::new(&mut ctx.func, fctx);
             let mut k = Kernel::new(
                 b,
                 (tys, node.ty.clone()),
@@ -134,115 +257,196 @@ pub fn emit_model_with_progress<M: Module>(
                 tasks,
                 opts.checked,
                 module,
-                &math,
+                math,
                 name,
             )?;
             lower::lower(&mut k, &node.op, &nref, phase)?;
             k.finish();
-            module
-                .define_function(fid, &mut ctx)
-                .map_err(|e| CodegenError::cranelift(nref.to_string(), format!("{e:?}")))?;
+            let func = std::mem::replace(&mut ctx.func, Function::new());
             module.clear_context(&mut ctx);
+            let job = Job {
+                seq,
+                id: fid,
+                func,
+                what: nref.to_string(),
+            };
+            seq += 1;
+            // The receiver lives as long as the caller's scope: sending does not fail.
+            jobs.send(job).map_err(|_| {
+                CodegenError::cranelift(nref.to_string(), "the compiling threads stopped")
+            })?;
             phases.push((fid, tasks));
         }
         kernel_ids.push((phases, packed.is_some()));
-        kernels.push(nref);
         progress(i + 1, plan.kernels.len());
     }
+    Ok(kernel_ids)
+}
 
-    let tile = if kernel_ids.iter().any(|k| k.1) {
-        let ukernels = !opts.no_ukernels
-            && module.isa().triple().architecture == target_lexicon::Architecture::X86_64;
-        Some((crate::tile::emit_gemm_tile(module, TILE_SYMBOL)?, ukernels))
-    } else {
-        None
-    };
-    let entry = emit_entry(module, g, &plan, &kernel_ids, weights, tile, &mut fctx)?;
-    let sig_of = |list: &[(String, dync_ir::NodeId)]| {
-        list.iter()
-            .map(|(n, id)| (n.clone(), g.ty(*id).clone()))
-            .collect()
-    };
-    Ok(EmittedModel {
-        entry,
-        kernels,
-        inputs: sig_of(&g.inputs),
-        outputs: sig_of(&g.outputs),
-        plan,
+/// A kernel's phases (function and tasks, run in order with the same arguments) and whether it
+/// calls the GEMM tile.
+type KernelFns = (Vec<(FuncId, usize)>, bool);
+
+/// Compiles jobs from `jobs` until the queue is empty and its sender gone; returns each job's
+/// position, function and machine code (or error).
+fn compile_jobs(
+    isa: &dyn TargetIsa,
+    jobs: &Mutex<mpsc::Receiver<Job>>,
+) -> Vec<(usize, FuncId, Result<Code, CodegenError>)> {
+    let mut ctx = Context::new();
+    let mut out = Vec::new();
+    loop {
+        // The lock is held only to take one job; a poisoned lock (a panicking peer) ends this
+        // loop too, and the panic is resumed when the peer is joined.
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => break,
+        };
+        let Ok(job) = job else { break };
+        let (seq, id) = (job.seq, job.id);
+        out.push((seq, id, compile_job(isa, &mut ctx, job)));
+    }
+    out
+}
+
+/// Machine code of one job, compiled in `ctx` (reused across jobs).
+fn compile_job(isa: &dyn TargetIsa, ctx: &mut Context, job: Job) -> Result<Code, CodegenError> {
+    ctx.clear();
+    ctx.func = job.func;
+    let what = job.what;
+    if let Err(e) = ctx.compile(isa, &mut ControlPlane::default()) {
+        return Err(CodegenError::cranelift(what, format!("{:?}", e.inner)));
+    }
+    let code = ctx
+        .compiled_code()
+        .ok_or_else(|| CodegenError::cranelift(what.clone(), "no machine code"))?;
+    let relocs = code
+        .buffer
+        .relocs()
+        .iter()
+        .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, job.id))
+        .collect();
+    Ok(Code {
+        alignment: u64::from(code.buffer.alignment),
+        bytes: code.buffer.data().to_vec(),
+        relocs,
+        what,
     })
 }
 
-/// Defines the weights blob (when there are weights). Weights of zero elements (an empty
-/// initializer) still need an address, so a plan of only those gets a one-byte blob.
-fn emit_weights(
-    module: &mut dyn Module,
-    g: &Graph,
-    num: &Numbering,
-    plan: &MemoryPlan,
-) -> Result<Option<cranelift_module::DataId>, CodegenError> {
-    /// One weight's contents as they are written into the blob.
-    enum WeightData<'a> {
-        F32(&'a [f32]),
-        Bytes(Vec<u8>),
-    }
-    if plan.weights.is_empty() {
-        return Ok(None);
-    }
-    let len = plan.weight_bytes.max(1);
-    let mut blob = Vec::new();
-    blob.try_reserve_exact(len)
-        .map_err(|_| CodegenError::Alloc(len))?;
-    blob.resize(len, 0u8);
-    for &(id, off) in &plan.weights {
+/// Writes the weights blob of `g`'s plan into `dst`: every live constant at its planned
+/// offset, packed constants in their [`crate::pack::Packing`]. `dst` must be zero-filled (the
+/// gaps between weights and packed padding stay zero) and at least `plan.weight_bytes` long.
+/// Rejects a constant without data (its IR text elided the weights). The weights are written by
+/// up to `std::thread::available_parallelism` threads.
+pub fn write_weights(g: &Graph, plan: &MemoryPlan, dst: &mut [u8]) -> Result<(), CodegenError> {
+    let num = Numbering::new(g);
+    let mut jobs: Vec<(Option<&Packing>, &TensorData, &mut [u8])> =
+        Vec::with_capacity(plan.weights.len());
+    let mut rest = dst;
+    let mut at = 0usize;
+    for (j, &(id, off)) in plan.weights.iter().enumerate() {
+        let nref = || node_ref(g, &num, id);
         let value = match &g.node(id).op {
             Op::Const(c) => c.value.as_deref(),
             _ => None,
         }
         .ok_or_else(|| {
             CodegenError::lower(
-                &node_ref(g, num, id),
+                &nref(),
                 "constant has no data (its IR text elided the weights)",
             )
         })?;
-        // f32 weights (nearly all the bytes) are written in place, without a byte copy.
-        let packed;
-        let data = match (plan.packed.get(&id), value.data()) {
-            (Some(p), TensorData::F32(v)) => {
-                packed = p.pack(v);
-                WeightData::F32(&packed)
-            }
-            (_, TensorData::F32(v)) => WeightData::F32(v),
-            (_, other) => WeightData::Bytes(tensor_bytes(other)),
+        // A weight's space: up to the next weight's offset (the last one: its own size).
+        let end = plan
+            .weights
+            .get(j + 1)
+            .map_or(plan.weight_bytes, |&(_, next)| next);
+        let outside = || CodegenError::lower(&nref(), "weight outside the weights blob");
+        let skip = off.checked_sub(at).ok_or_else(outside)?;
+        let len = end.checked_sub(off).ok_or_else(outside)?;
+        if skip > rest.len() || len > rest.len() - skip {
+            return Err(outside());
+        }
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
+        let (here, tail) = tail.split_at_mut(len);
+        rest = tail;
+        at = end;
+        // Only f32 weights are packed (the GEMM path's).
+        let packed = plan
+            .packed
+            .get(&id)
+            .filter(|_| matches!(value.data(), TensorData::F32(_)));
+        let need = match packed {
+            Some(p) => p.elems().and_then(|n| n.checked_mul(4)),
+            None => value.len().checked_mul(value.dtype().size()),
         };
-        let n = match &data {
-            WeightData::F32(v) => v.len() * 4,
-            WeightData::Bytes(b) => b.len(),
+        if need.is_none_or(|n| n > here.len()) {
+            return Err(outside());
+        }
+        if packed.is_some_and(|p| p.src_elems().is_none_or(|n| n > value.len())) {
+            return Err(CodegenError::lower(
+                &nref(),
+                "the weight has fewer elements than its packing reads",
+            ));
+        }
+        jobs.push((packed, value.data(), here));
+    }
+    // Largest first, so that the threads finish together.
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.2.len()));
+    let jobs = Mutex::new(jobs.into_iter());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let write = || loop {
+        let next = match jobs.lock() {
+            Ok(mut it) => it.next(),
+            Err(_) => None,
         };
-        let dst = blob
-            .get_mut(off..)
-            .and_then(|b| b.get_mut(..n))
-            .ok_or_else(|| {
-                CodegenError::lower(&node_ref(g, num, id), "weight outside the weights blob")
-            })?;
-        match data {
-            WeightData::F32(v) => {
-                for (d, x) in dst.chunks_exact_mut(4).zip(v) {
-                    d.copy_from_slice(&x.to_le_bytes());
-                }
+        let Some((packed, data, dst)) = next else {
+            break;
+        };
+        write_weight(packed, data, dst);
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(write);
+        }
+        write();
+    });
+    Ok(())
+}
+
+/// `n` zero bytes, allocated fallibly from the allocator's zeroed memory (fresh pages are not
+/// written: a large blob costs no pass over memory before the weights are written).
+pub fn zeroed_bytes(n: usize) -> Result<Vec<u8>, CodegenError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(n).map_err(|_| CodegenError::Alloc(n))?;
+    // SAFETY: the layout's size is non-zero.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    if p.is_null() {
+        return Err(CodegenError::Alloc(n));
+    }
+    // SAFETY: `p` was allocated by the global allocator with the layout of `n` bytes (size `n`,
+    // alignment 1, as `Vec<u8>` of capacity `n` has), and all `n` bytes are initialized (zero).
+    Ok(unsafe { Vec::from_raw_parts(p, n, n) })
+}
+
+/// Writes one weight into `dst` (zero-filled, large enough: checked by [`write_weights`]), in
+/// the `packed` layout when given (then `data` is f32).
+fn write_weight(packed: Option<&Packing>, data: &TensorData, dst: &mut [u8]) {
+    match (packed, data) {
+        (Some(p), TensorData::F32(v)) => p.pack_into(v, dst),
+        (None, TensorData::F32(v)) => {
+            for (d, x) in dst.chunks_exact_mut(4).zip(v) {
+                d.copy_from_slice(&x.to_le_bytes());
             }
-            WeightData::Bytes(b) => dst.copy_from_slice(&b),
+        }
+        (_, other) => {
+            let b = tensor_bytes(other);
+            dst[..b.len()].copy_from_slice(&b);
         }
     }
-    let id = module
-        .declare_data(abi::WEIGHTS_SYMBOL, Linkage::Local, false, false)
-        .map_err(|e| CodegenError::cranelift(abi::WEIGHTS_SYMBOL, e))?;
-    let mut d = DataDescription::new();
-    d.set_align(ALIGN as u64);
-    d.define(blob.into_boxed_slice());
-    module
-        .define_data(id, &d)
-        .map_err(|e| CodegenError::cranelift(abi::WEIGHTS_SYMBOL, e))?;
-    Ok(Some(id))
 }
 
 /// The context's micro-kernel (`ctx->ukernels->gemm_f32`) when there is a context with a

@@ -6,15 +6,20 @@
 //! context (`dync_runtime::ctx::RtCtx`): serial by default, a pool of N threads after
 //! [`JitModel::set_threads`]; outputs are bit-identical at every thread count. The model's code,
 //! weights and context are freed when it is dropped.
+//!
+//! The weights blob is a 64-byte aligned buffer the model owns, written in place by
+//! [`crate::emit::write_weights`] after emission; the module resolves the weights symbol to it
+//! when it is finalized (no copy into the module's memory).
 
-use crate::abi::{decode_status, Fault};
-use crate::emit::{emit_model, EmittedModel};
+use crate::abi::{decode_status, Fault, ALIGN, WEIGHTS_SYMBOL};
+use crate::emit::{emit_model, write_weights, zeroed_bytes, EmittedModel};
 use crate::error::CodegenError;
 use crate::libcalls::MathFn;
 use crate::target::{isa, CodegenOptions};
 use cranelift_jit::{JITBuilder, JITModule};
 use dync_ir::{DType, Graph, Tensor, TensorData, TensorType};
 use dync_runtime::ctx::RtCtx;
+use std::sync::{Arc, OnceLock};
 
 type EntryFn = unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, *mut u8) -> i32;
 
@@ -22,6 +27,8 @@ type EntryFn = unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, *
 pub struct JitModel {
     /// Owns the code and data the entry point uses; `None` only while dropping.
     module: Option<JITModule>,
+    /// Owns the weights blob the code reads (at its first 64-byte aligned byte).
+    _weights: Vec<u8>,
     entry: EntryFn,
     model: EmittedModel,
     /// The context passed to the entry point (owned; a raw pointer because generated code and
@@ -38,12 +45,36 @@ impl JitModel {
     /// Compiles `graph` for the host.
     pub fn compile(graph: &Graph, opts: &CodegenOptions) -> Result<JitModel, CodegenError> {
         let isa = isa(opts, false)?;
-        let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+        let mut builder =
+            JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
         for f in MathFn::ALL {
             builder.symbol(f.symbol(), f.address());
         }
+        // Set after emission, before the module is finalized (when symbols are resolved).
+        let weights_at = Arc::new(OnceLock::<usize>::new());
+        let at = Arc::clone(&weights_at);
+        builder.symbol_lookup_fn(Box::new(move |name| {
+            (name == WEIGHTS_SYMBOL)
+                .then(|| at.get().copied())
+                .flatten()
+                .map(std::ptr::with_exposed_provenance)
+        }));
         let mut module = JITModule::new(builder);
-        let model = emit_model(&mut module, graph, opts)?;
+        let model = emit_model(&mut module, &*isa, graph, opts)?;
+        let mut weights = Vec::new();
+        if model.weights.is_some() {
+            let len = model.plan.weight_bytes.max(1);
+            weights = zeroed_bytes(
+                len.checked_add(ALIGN - 1)
+                    .ok_or(CodegenError::Alloc(usize::MAX))?,
+            )?;
+            let off = weights.as_ptr().align_offset(ALIGN);
+            let blob = weights
+                .get_mut(off..off + len)
+                .ok_or(CodegenError::Alloc(len))?;
+            write_weights(graph, &model.plan, blob)?;
+            let _ = weights_at.set(blob.as_ptr().expose_provenance());
+        }
         module
             .finalize_definitions()
             .map_err(|e| CodegenError::cranelift("the JIT module", e))?;
@@ -53,6 +84,7 @@ impl JitModel {
         let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
         Ok(JitModel {
             module: Some(module),
+            _weights: weights,
             entry,
             model,
             ctx: new_ctx(1)?,

@@ -32,9 +32,15 @@
 //! the runtime's `repr(C)` structs, whose offsets on such targets equal the host's); others are
 //! a [`CodegenError::Target`]. Everything [`crate::emit_model`] rejects is rejected too. The
 //! output is deterministic: the same graph and options give the same bytes.
+//!
+//! The weights blob is written once, by [`crate::emit::write_weights`], into a buffer that
+//! becomes the contents of its own section ([`WEIGHTS_SECTION`], read-only data) defining the
+//! weights symbol as a local symbol; [`CompiledObject::write_to`] streams the object file to a
+//! writer without assembling it in memory, and returns a fingerprint of its bytes for the
+//! linker's build ID ([`crate::link`]).
 
-use crate::abi::Fault;
-use crate::emit::{emit_model_with_progress, EmittedModel};
+use crate::abi::{Fault, ALIGN};
+use crate::emit::{emit_model_with_progress, write_weights, zeroed_bytes, EmittedModel};
 use crate::error::CodegenError;
 use crate::target::{isa, CodegenOptions, Target};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -43,6 +49,8 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
+use cranelift_object::object::write::{Object, SymbolScope};
+use cranelift_object::object::SectionKind;
 use cranelift_object::{ObjectBuilder, ObjectModule};
 use dync_ir::{DType, TensorType};
 use dync_runtime::model::{
@@ -50,6 +58,7 @@ use dync_runtime::model::{
     MODEL_MAGIC, STATUS_NO_MEMORY, STATUS_NULL,
 };
 use dync_runtime::npy::NpyDType;
+use std::io::Write;
 use std::mem::{offset_of, size_of};
 use target_lexicon::{Architecture, BinaryFormat, Endianness, PointerWidth, Triple};
 
@@ -68,10 +77,13 @@ pub struct ObjectOptions {
     pub main: bool,
 }
 
+/// The section holding the weights blob.
+pub const WEIGHTS_SECTION: &str = ".rodata.dync_weights";
+
 /// A compiled object and what the header, the linker and the reports need to know about it.
-#[derive(Clone, Debug)]
 pub struct CompiledObject {
-    pub bytes: Vec<u8>,
+    /// The object file, written by [`Self::write_to`] or [`Self::bytes`].
+    object: Object<'static>,
     pub name: String,
     pub inputs: Vec<(String, TensorType)>,
     pub outputs: Vec<(String, TensorType)>,
@@ -88,6 +100,139 @@ impl CompiledObject {
     /// A symbol of this model: `dync_<name>_<what>`.
     pub fn symbol(&self, what: &str) -> String {
         symbol(&self.name, what)
+    }
+
+    /// Writes the object file to `w` (streamed, without assembling it in memory); returns a
+    /// 128-bit fingerprint of the bytes written (see [`Fingerprint`]), e.g. for a build ID.
+    pub fn write_to(&self, w: impl Write) -> std::io::Result<[u8; 16]> {
+        let mut fp = Fingerprint::new(w);
+        self.object
+            .write_stream(&mut fp)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(fp.finish())
+    }
+
+    /// The object file's bytes.
+    pub fn bytes(&self) -> Result<Vec<u8>, CodegenError> {
+        self.object
+            .write()
+            .map_err(|e| CodegenError::cranelift("the object file", e))
+    }
+}
+
+impl std::fmt::Debug for CompiledObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledObject")
+            .field("name", &self.name)
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .field("arena_bytes", &self.arena_bytes)
+            .field("weight_bytes", &self.weight_bytes)
+            .field("kernels", &self.kernels)
+            .field("triple", &self.triple)
+            .field("cpu_features", &self.cpu_features)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A writer that passes bytes on to `W` and computes a 128-bit fingerprint of them: four lanes
+/// each mix every fourth 64-bit little-endian word (multiply, rotate), then the lanes and the
+/// length are mixed into two words. Not cryptographic; fast enough to cost little next to
+/// writing the bytes (four independent chains), and a function of the bytes only.
+pub struct Fingerprint<W> {
+    inner: W,
+    lanes: [u64; 4],
+    /// Bytes of an incomplete 32-byte block.
+    tail: [u8; 32],
+    tail_len: usize,
+    len: u64,
+}
+
+const FP_MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl<W: Write> Fingerprint<W> {
+    pub fn new(inner: W) -> Self {
+        Fingerprint {
+            inner,
+            lanes: [
+                0x243f_6a88_85a3_08d3,
+                0x1319_8a2e_0370_7344,
+                0xa409_3822_299f_31d0,
+                0x082e_fa98_ec4e_6c89,
+            ],
+            tail: [0; 32],
+            tail_len: 0,
+            len: 0,
+        }
+    }
+
+    fn block(&mut self, b: &[u8]) {
+        for (lane, w) in self.lanes.iter_mut().zip(b.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            *lane = (*lane ^ u64::from_le_bytes(word))
+                .wrapping_mul(FP_MUL)
+                .rotate_left(29);
+        }
+    }
+
+    fn update(&mut self, mut bytes: &[u8]) {
+        self.len = self.len.wrapping_add(bytes.len() as u64);
+        if self.tail_len > 0 {
+            let take = (32 - self.tail_len).min(bytes.len());
+            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
+            self.tail_len += take;
+            bytes = &bytes[take..];
+            if self.tail_len < 32 {
+                return;
+            }
+            let t = self.tail;
+            self.block(&t);
+            self.tail_len = 0;
+        }
+        let mut blocks = bytes.chunks_exact(32);
+        for b in &mut blocks {
+            self.block(b);
+        }
+        let rest = blocks.remainder();
+        self.tail[..rest.len()].copy_from_slice(rest);
+        self.tail_len = rest.len();
+    }
+
+    /// The fingerprint of everything written.
+    pub fn finish(mut self) -> [u8; 16] {
+        // The incomplete block, zero-padded; the length tells a padded block from zeros.
+        if self.tail_len > 0 {
+            let mut t = [0u8; 32];
+            t[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+            self.block(&t);
+        }
+        let mix = |mut x: u64| {
+            x ^= x >> 31;
+            x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x ^= x >> 27;
+            x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^ (x >> 31)
+        };
+        let [a, b, c, d] = self.lanes;
+        let hi = mix(a ^ mix(b ^ mix(self.len)));
+        let lo = mix(c ^ mix(d ^ mix(hi)));
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&hi.to_le_bytes());
+        out[8..].copy_from_slice(&lo.to_le_bytes());
+        out
+    }
+}
+
+impl<W: Write> Write for Fingerprint<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -165,13 +310,13 @@ pub fn compile_object(
     let triple = isa.triple().clone();
     let cpu_features = cpu_features(&*isa);
     let builder = ObjectBuilder::new(
-        isa,
+        isa.clone(),
         format!("{}.o", obj.name),
         cranelift_module::default_libcall_names(),
     )
     .map_err(|e| CodegenError::cranelift("the object", e))?;
     let mut module = ObjectModule::new(builder);
-    let em = emit_model_with_progress(&mut module, g, opts, progress)?;
+    let em = emit_model_with_progress(&mut module, &*isa, g, opts, progress)?;
     let names = Strings::default();
     let mut w = Writer {
         module: &mut module,
@@ -194,11 +339,24 @@ pub fn compile_object(
             product.object.symbol_mut(id).weak = true;
         }
     }
-    let bytes = product
-        .emit()
-        .map_err(|e| CodegenError::cranelift("the object file", e))?;
+    // The weights symbol, imported by the code, becomes a local symbol defined by its section.
+    if let Some(id) = em.weights {
+        let len = em.plan.weight_bytes.max(1);
+        let mut blob = zeroed_bytes(len)?;
+        write_weights(g, &em.plan, &mut blob)?;
+        let sym = product.data_symbol(id);
+        let obj = &mut product.object;
+        let section = obj.add_section(
+            Vec::new(),
+            WEIGHTS_SECTION.as_bytes().to_vec(),
+            SectionKind::ReadOnlyData,
+        );
+        obj.set_section_data(section, blob, ALIGN as u64);
+        obj.symbol_mut(sym).scope = SymbolScope::Compilation;
+        obj.set_symbol_data(sym, section, 0, len as u64);
+    }
     Ok(CompiledObject {
-        bytes,
+        object: product.object,
         name: obj.name.clone(),
         inputs: em.inputs.clone(),
         outputs: em.outputs.clone(),
@@ -883,6 +1041,37 @@ mod tests {
         assert!(!is_c_identifier("a-b"));
         assert!(!is_c_identifier("1a"));
         assert!(is_c_identifier("_a1"));
+    }
+
+    #[test]
+    fn fingerprints_depend_on_the_bytes_only() {
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let whole = |b: &[u8]| {
+            let mut fp = Fingerprint::new(Vec::new());
+            fp.write_all(b).unwrap();
+            assert!(fp.inner == b, "the bytes pass through");
+            fp.finish()
+        };
+        let all = whole(&bytes);
+        // Any split into writes gives the same fingerprint.
+        for cut in [1, 5, 31, 32, 33, 64, 999] {
+            let mut fp = Fingerprint::new(std::io::sink());
+            for part in bytes.chunks(cut) {
+                fp.write_all(part).unwrap();
+            }
+            assert_eq!(fp.finish(), all, "writes of {cut} bytes");
+        }
+        // One changed bit anywhere, a zero byte appended, or a shorter prefix changes it.
+        for i in [0, 31, 32, 500, 999] {
+            let mut b = bytes.clone();
+            b[i] ^= 1;
+            assert_ne!(whole(&b), all, "bit flipped at {i}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_ne!(whole(&longer), all);
+        assert_ne!(whole(&bytes[..999]), all);
+        assert_ne!(whole(&[]), whole(&[0]));
     }
 
     #[test]

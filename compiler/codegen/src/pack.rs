@@ -71,25 +71,36 @@ impl Packing {
         self.expert_elems()?.checked_mul(self.experts)
     }
 
-    /// `src` ([E][G·og][K] row-major, of `E·G·og·K` elements) in the packed layout.
-    pub fn pack(&self, src: &[f32]) -> Vec<f32> {
+    /// f32 elements [`Self::pack_into`] reads: `E·G·og·K`.
+    pub fn src_elems(&self) -> Option<usize> {
+        self.experts
+            .checked_mul(self.groups)?
+            .checked_mul(self.og)?
+            .checked_mul(self.k)
+    }
+
+    /// Writes `src` ([E][G·og][K] row-major, of at least [`Self::src_elems`] elements) into `dst` in the packed
+    /// layout, as little-endian f32 bytes. `dst` must hold [`Self::elems`] f32 and be
+    /// zero-filled: the lanes of channels past `og` are not written.
+    pub fn pack_into(&self, src: &[f32], dst: &mut [u8]) {
         let (mb, k) = (self.mblocks(), self.k);
         let o = self.groups * self.og;
-        let mut out = vec![0.0; self.elems().unwrap_or(0)];
         for e in 0..self.experts {
             for g in 0..self.groups {
                 for b in 0..mb {
                     let panel = ((e * self.groups + g) * mb + b) * k * M0;
-                    for i in 0..M0.min(self.og - b * M0) {
-                        let row = (e * o + g * self.og + b * M0 + i) * k;
-                        for p in 0..k {
-                            out[panel + p * M0 + i] = src[row + p];
+                    let rows = M0.min(self.og - b * M0);
+                    let row0 = (e * o + g * self.og + b * M0) * k;
+                    // Step by step, the panel's lanes are written contiguously.
+                    for p in 0..k {
+                        let at = (panel + p * M0) * 4;
+                        for (i, d) in dst[at..at + rows * 4].chunks_exact_mut(4).enumerate() {
+                            d.copy_from_slice(&src[row0 + i * k + p].to_le_bytes());
                         }
                     }
                 }
             }
         }
-        out
     }
 }
 
@@ -108,7 +119,12 @@ mod tests {
             k: 2,
         };
         let src: Vec<f32> = (0..36).map(|v| v as f32).collect();
-        let out = p.pack(&src);
+        let mut bytes = vec![0u8; p.elems().unwrap() * 4];
+        p.pack_into(&src, &mut bytes);
+        let out: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         assert_eq!(out.len(), 2 * 2 * 2 * M0);
         // Group 1, panel 0, step 1, lane 3: channel 9 + 3 = 12, element 12·2 + 1.
         assert_eq!(out[(2 * 2 + 1) * M0 + 3], 25.0);

@@ -186,18 +186,34 @@ pub fn build(
     let write = |path: &Path, bytes: &[u8]| {
         std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
     };
+    // Returns the object's fingerprint (the build ID of what is linked from it).
+    let write_object = |path: &Path| -> Result<[u8; 16]> {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        obj.write_to(std::io::BufWriter::new(file))
+            .with_context(|| format!("cannot write {}", path.display()))
+    };
     match emit {
-        Emit::Obj => write(out, &obj.bytes)?,
+        Emit::Obj => {
+            write_object(out)?;
+        }
         Emit::Exe | Emit::So => {
             let file = out
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let tmp = out.with_file_name(format!(".{file}.{}.o", std::process::id()));
-            write(&tmp, &obj.bytes)?;
+            let written = write_object(&tmp);
+            let build_id = match written {
+                Ok(id) => id,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
             let linked = match &runtime {
-                Some(rt) => link_executable(&tmp, rt, out),
-                None => link_shared(&tmp, out),
+                Some(rt) => link_executable(&tmp, rt, out, &build_id),
+                None => link_shared(&tmp, out, &build_id),
             };
             let _ = std::fs::remove_file(&tmp);
             linked?;
