@@ -40,6 +40,8 @@ fn graph() -> (Graph, Vec<Tensor>) {
         dilations: [1, 1],
         group: 1,
         clamp: None,
+        residual: false,
+        act: None,
     };
     let y = g
         .add(Op::Conv(conv), &[xi, w, b], Some("conv".into()))
@@ -64,6 +66,8 @@ fn graph() -> (Graph, Vec<Tensor>) {
         bias: true,
         bias_bank: true,
         clamp: None,
+        residual: false,
+        act: None,
     };
     let y = g
         .add(
@@ -81,6 +85,8 @@ fn graph() -> (Graph, Vec<Tensor>) {
         bias: false,
         bias_bank: false,
         clamp: None,
+        residual: false,
+        act: None,
     };
     let z = g
         .add(Op::DynConv(d2), &[y, c2i, bank2], Some("dyn2".into()))

@@ -17,6 +17,8 @@ fn conv(strides: usize, pads: usize, dilations: usize, group: usize) -> Op {
         dilations: [dilations; 2],
         group,
         clamp: None,
+        residual: false,
+        act: None,
     })
 }
 
@@ -220,6 +222,8 @@ fn dyn_conv_op_matches_the_interpreter() {
             bias,
             bias_bank,
             clamp: (i % 2 == 1).then_some(Clamp { lo: -0.5, hi: 1.0 }),
+            residual: false,
+            act: None,
         };
         let coeff = if per_channel {
             rand_f32(&mut r, &[n, o, e])

@@ -23,6 +23,8 @@ fn conv_op(
         dilations: d,
         group,
         clamp,
+        residual: false,
+        act: None,
     }
 }
 
@@ -124,6 +126,8 @@ fn dyn_conv_depthwise_and_small_groups() {
             bias: true,
             bias_bank: false,
             clamp,
+            residual: false,
+            act: None,
         };
         let args = vec![
             Arg::In(rand_f32(&mut r, &[n, c, h, w])),

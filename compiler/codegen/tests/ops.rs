@@ -729,6 +729,8 @@ fn conv_shapes_groups_strides_dilations() {
             dilations: [d; 2],
             group: g,
             clamp: None,
+            residual: false,
+            act: None,
         });
         for const_w in [true, false] {
             let mut args = vec![
@@ -776,6 +778,8 @@ fn conv_gemm_path() {
             dilations: [d; 2],
             group: g,
             clamp: clamp.map(|(lo, hi)| Clamp { lo, hi }),
+            residual: false,
+            act: None,
         });
         for bias in [false, true] {
             let mut args = vec![

@@ -220,6 +220,8 @@ fn dyn_conv_scratch_is_planned_apart_from_live_buffers() {
         bias: false,
         bias_bank: false,
         clamp: None,
+        residual: false,
+        act: None,
     };
     let bank1 = g.add_const(rand_f32(&mut r, &[3, 4, 4, 3, 3]), None);
     let y1 = g

@@ -3,8 +3,9 @@
 //!
 //! y[n, o, oy, ox] = bias[o] + Σ_{c, ky, kx} w[o, c, ky, kx] · x[n, g·C/G + c, oy·sh + ky·dh − pt, ox·sw + kx·dw − pl]
 //!
-//! where g = o / (O/G) is o's group and x reads 0 outside the input (zero padding), then the
-//! fused `clamp` if any.
+//! where g = o / (O/G) is o's group and x reads 0 outside the input (zero padding), rounded to
+//! f32, then the fused epilogue in the op's order ([`epilogue`]): + residual, clamp,
+//! activation, each rounded to f32 as the unfused ops would be.
 //!
 //! Evaluated as im2col + matrix product: per image, group and tile of output positions p, the
 //! column matrix col[(c, ky, kx), p] holds the input value each kernel tap sees at p; the
@@ -14,8 +15,21 @@
 use crate::data::{alloc, dims, elems, numel, tensor};
 use crate::error::EvalError;
 use crate::matmul::matmul_acc;
-use dync_ir::ops::Conv;
+use crate::unary::apply;
+use dync_ir::ops::{Act, Conv, UnaryKind};
 use dync_ir::{Tensor, TensorType};
+
+/// The fused epilogue of `op` on `v` (conv plus bias, in f32) with residual value `r`:
+/// act(clamp(v + r)), each step rounded to f32 like the unfused ops.
+fn epilogue(op: &Conv, v: f32, r: Option<f32>) -> f32 {
+    let v = r.map_or(v, |r| v + r);
+    let v = op.clamp.map_or(v, |c| c.apply(v));
+    match op.act {
+        None => v,
+        Some(Act::Silu) => v * apply(UnaryKind::Sigmoid, f64::from(v)) as f32,
+        Some(Act::HardSwish) => apply(UnaryKind::HardSwish, f64::from(v)) as f32,
+    }
+}
 
 /// Upper bound (in elements) of the column tile, unless a single column is larger.
 const COL_TILE_ELEMS: usize = 1 << 18;
@@ -70,7 +84,9 @@ impl Geometry {
 pub(crate) fn conv(op: &Conv, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, EvalError> {
     let x = elems::<f32>(inputs[0], "conv")?;
     let w = elems::<f32>(inputs[1], "conv")?;
-    let bias = inputs.get(2).map(|b| elems::<f32>(b, "conv")).transpose()?;
+    let operand = |i: Option<usize>| i.map(|i| elems::<f32>(inputs[i], "conv")).transpose();
+    let bias = operand(op.bias_index(inputs.len()))?;
+    let residual = operand(op.residual_index(inputs.len()))?;
     let [n, c, h, wd] = dims(inputs[0].shape())?;
     let [o, cg, kh, kw] = dims(inputs[1].shape())?;
     let [_, _, oh, ow] = dims(&out.shape)?;
@@ -106,10 +122,10 @@ pub(crate) fn conv(op: &Conv, inputs: &[&Tensor], out: &TensorType) -> Result<Te
                 for (oc, acc_row) in acc.chunks_exact(t).enumerate() {
                     let ch = g * og + oc;
                     let b = bias.map_or(0.0, |b| f64::from(b[ch]));
-                    let dst = &mut y[(img * o + ch) * positions + p0..][..t];
-                    for (d, &a) in dst.iter_mut().zip(acc_row) {
-                        let v = (a + b) as f32;
-                        *d = op.clamp.map_or(v, |c| c.apply(v));
+                    let at = (img * o + ch) * positions + p0;
+                    let res = residual.map(|r| &r[at..][..t]);
+                    for (i, (d, &a)) in y[at..][..t].iter_mut().zip(acc_row).enumerate() {
+                        *d = epilogue(op, (a + b) as f32, res.map(|r| r[i]));
                     }
                 }
             }
@@ -121,18 +137,24 @@ pub(crate) fn conv(op: &Conv, inputs: &[&Tensor], out: &TensorType) -> Result<Te
 #[cfg(test)]
 mod tests {
     use crate::testutil::*;
-    use dync_ir::ops::{Conv, Einsum};
+    use dync_ir::ops::{Act, Binary, BinaryKind, Clamp, Conv, Einsum, Unary, UnaryKind};
     use dync_ir::{Op, Tensor};
     use proptest::prelude::*;
 
-    fn conv(strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2], group: usize) -> Op {
-        Op::Conv(Conv {
+    fn conv_op(strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2], group: usize) -> Conv {
+        Conv {
             strides,
             pads,
             dilations,
             group,
             clamp: None,
-        })
+            residual: false,
+            act: None,
+        }
+    }
+
+    fn conv(strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2], group: usize) -> Op {
+        Op::Conv(conv_op(strides, pads, dilations, group))
     }
 
     fn ones(shape: &[usize]) -> Tensor {
@@ -260,6 +282,63 @@ mod tests {
             let want = naive(&x, &wt, &f32s(&b), s, p, d, g, y.shape());
             prop_assert_eq!(f32s(&y), want);
         }
+    }
+
+    /// Every fused epilogue equals the unfused ops (add, clip, then SiLU as mul by sigmoid, or
+    /// hard_swish) bit for bit, with and without a bias.
+    #[test]
+    fn fused_epilogue_equals_the_unfused_ops() {
+        let x = f32t(
+            &[1, 2, 3, 3],
+            &(0..18).map(|i| i as f32 * 0.37 - 3.0).collect::<Vec<_>>(),
+        );
+        let w = f32t(&[3, 2, 1, 1], &[0.5, -1.25, 2.0, 0.75, -0.3, 1.1]);
+        let b = f32t(&[3], &[0.1, -0.2, 0.3]);
+        let r = f32t(
+            &[1, 3, 3, 3],
+            &(0..27).map(|i| (i % 7) as f32 - 2.5).collect::<Vec<_>>(),
+        );
+        let un = |kind, v: &Tensor| run_op(Op::Unary(Unary { kind }), &[v]);
+        let bin = |kind, a: &Tensor, b: &Tensor| run_op(Op::Binary(Binary { kind }), &[a, b]);
+        let clip = UnaryKind::Clip {
+            min: -1.0,
+            max: 4.0,
+        };
+        for bias in [false, true] {
+            let mut operands = vec![&x, &w];
+            if bias {
+                operands.push(&b);
+            }
+            let plain = run_op(conv([1, 1], [0; 4], [1, 1], 1), &operands);
+            let clipped = un(clip, &bin(BinaryKind::Add, &plain, &r));
+            let acts = [
+                (None, clipped.clone()),
+                (
+                    Some(Act::Silu),
+                    bin(BinaryKind::Mul, &clipped, &un(UnaryKind::Sigmoid, &clipped)),
+                ),
+                (Some(Act::HardSwish), un(UnaryKind::HardSwish, &clipped)),
+            ];
+            operands.push(&r);
+            for (act, want) in acts {
+                let op = Conv {
+                    clamp: Some(Clamp { lo: -1.0, hi: 4.0 }),
+                    residual: true,
+                    act,
+                    ..conv_op([1, 1], [0; 4], [1, 1], 1)
+                };
+                let got = run_op(Op::Conv(op), &operands);
+                assert_eq!(f32s(&got), f32s(&want), "bias {bias}, {act:?}");
+            }
+        }
+        let silu_only = Conv {
+            act: Some(Act::Silu),
+            ..conv_op([1, 1], [0; 4], [1, 1], 1)
+        };
+        let got = run_op(Op::Conv(silu_only), &[&x, &w, &b]);
+        let plain = run_op(conv([1, 1], [0; 4], [1, 1], 1), &[&x, &w, &b]);
+        let want = bin(BinaryKind::Mul, &plain, &un(UnaryKind::Sigmoid, &plain));
+        assert_eq!(f32s(&got), f32s(&want));
     }
 
     #[test]

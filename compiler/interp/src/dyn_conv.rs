@@ -1,6 +1,7 @@
 //! `dyn_conv`: per sample, mixes the kernel W̃[o] = Σᵢ c[o,i]·bank[i,o] (and the bias bank) with
 //! f64 accumulation rounded once to f32 — exactly what the exported graph computes with its
-//! MatMul/Einsum — then convolves that sample with `conv` and the summed bias.
+//! MatMul/Einsum — then convolves that sample with `conv`, the summed bias and the sample's
+//! residual (the fused epilogue is `conv`'s).
 
 use crate::conv::conv;
 use crate::data::{alloc, dims, elems, tensor};
@@ -24,6 +25,10 @@ pub(crate) fn dyn_conv(
         .bias_bank_index()
         .map(|i| elems::<f32>(inputs[i], "dyn_conv"))
         .transpose()?;
+    let residual = op
+        .residual_index()
+        .map(|i| elems::<f32>(inputs[i], "dyn_conv"))
+        .transpose()?;
     let [n, c, h, w] = dims(inputs[0].shape())?;
     let [g, o, cg, kh, kw] = dims(inputs[2].shape())?;
     let [_, _, oh, ow] = dims(&out.shape)?;
@@ -35,6 +40,8 @@ pub(crate) fn dyn_conv(
         dilations: op.dilations,
         group: op.group,
         clamp: op.clamp,
+        residual: op.residual,
+        act: op.act,
     };
     let sample_out = TensorType::f32([1, o, oh, ow]);
     let mut y = alloc(n * o * oh * ow, 0f32)?;
@@ -66,7 +73,17 @@ pub(crate) fn dyn_conv(
         let xs = tensor(&[1, c, h, w], x[s * c * h * w..][..c * h * w].to_vec())?;
         let ws = tensor(&[o, cg, kh, kw], kernel.clone())?;
         let bs = tensor(&[o], b.clone())?;
-        let ys = conv(&conv_op, &[&xs, &ws, &bs], &sample_out)?;
+        let rs = residual
+            .map(|r| {
+                tensor(
+                    &[1, o, oh, ow],
+                    r[s * o * oh * ow..][..o * oh * ow].to_vec(),
+                )
+            })
+            .transpose()?;
+        let mut operands = vec![&xs, &ws, &bs];
+        operands.extend(rs.as_ref());
+        let ys = conv(&conv_op, &operands, &sample_out)?;
         let ys = elems::<f32>(&ys, "dyn_conv")?;
         y[s * ys.len()..][..ys.len()].copy_from_slice(ys);
     }
@@ -76,8 +93,70 @@ pub(crate) fn dyn_conv(
 #[cfg(test)]
 mod tests {
     use crate::testutil::*;
-    use dync_ir::ops::{Conv, DynConv};
+    use dync_ir::ops::{Act, Binary, BinaryKind, Clamp, Conv, DynConv, Unary, UnaryKind};
     use dync_ir::Op;
+
+    /// The fused epilogue (residual, clamp, SiLU) equals the unfused ops after the dyn_conv,
+    /// bit for bit, each sample reading its own residual.
+    #[test]
+    fn fused_epilogue_equals_the_unfused_ops() {
+        let (n, c, o, g) = (2usize, 2usize, 3usize, 2usize);
+        let x = iota(&[n, c, 3, 3]);
+        let coeff = f32t(&[n, g], &[0.5, -1.0, 2.0, 0.25]);
+        let bank = f32t(
+            &[g, o, c, 1, 1],
+            &(0..g * o * c)
+                .map(|i| (i as f32 - 5.0) / 9.0)
+                .collect::<Vec<_>>(),
+        );
+        let r = f32t(
+            &[n, o, 3, 3],
+            &(0..n * o * 9)
+                .map(|i| (i % 11) as f32 - 5.0)
+                .collect::<Vec<_>>(),
+        );
+        let base = DynConv {
+            strides: [1, 1],
+            pads: [0; 4],
+            dilations: [1, 1],
+            group: 1,
+            bias: false,
+            bias_bank: false,
+            clamp: None,
+            residual: false,
+            act: None,
+        };
+        let plain = run_op(Op::DynConv(base.clone()), &[&x, &coeff, &bank]);
+        let add = Op::Binary(Binary {
+            kind: BinaryKind::Add,
+        });
+        let sum = run_op(add, &[&plain, &r]);
+        let clip = Op::Unary(Unary {
+            kind: UnaryKind::Clip {
+                min: -2.0,
+                max: 3.0,
+            },
+        });
+        let clipped = run_op(clip, &[&sum]);
+        let sig = run_op(
+            Op::Unary(Unary {
+                kind: UnaryKind::Sigmoid,
+            }),
+            &[&clipped],
+        );
+        let mul = Op::Binary(Binary {
+            kind: BinaryKind::Mul,
+        });
+        let want = run_op(mul, &[&clipped, &sig]);
+        let fused = DynConv {
+            clamp: Some(Clamp { lo: -2.0, hi: 3.0 }),
+            residual: true,
+            act: Some(Act::Silu),
+            ..base
+        };
+        let got = run_op(Op::DynConv(fused), &[&x, &coeff, &bank, &r]);
+        assert_eq!(f32s(&got), f32s(&want));
+    }
 
     /// A dyn_conv equals mixing by hand and running `conv` on each sample.
     #[test]
@@ -97,6 +176,8 @@ mod tests {
             bias: true,
             bias_bank: false,
             clamp: None,
+            residual: false,
+            act: None,
         };
         let got = run_op(
             Op::DynConv(op),
@@ -126,6 +207,8 @@ mod tests {
                 dilations: [1, 1],
                 group: 2,
                 clamp: None,
+                residual: false,
+                act: None,
             });
             let want = run_op(conv, &[&xs, &f32t(&[o, 2, k, k], &w), &f32t(&[o], &bias)]);
             assert_close(&f32s(&got)[s * o * 25..][..o * 25], &f32s(&want), 1e-5);

@@ -33,7 +33,7 @@ fn clamp(v: f64, lo: f64, hi: f64) -> f64 {
     }
 }
 
-fn apply(kind: UnaryKind, x: f64) -> f64 {
+pub(crate) fn apply(kind: UnaryKind, x: f64) -> f64 {
     match kind {
         UnaryKind::Relu => clamp(x, 0.0, f64::INFINITY),
         UnaryKind::LeakyRelu { alpha } => {

@@ -52,6 +52,8 @@ impl Builder {
             dilations: [1; 2],
             group: 1,
             clamp: None,
+            residual: false,
+            act: None,
         };
         let y = self.op(Op::Conv(conv), &[x, w]);
         let params: Vec<NodeId> = [(1.0, 0.1), (0.0, 0.1), (0.0, 0.1), (1.0, 0.1)]

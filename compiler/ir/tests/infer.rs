@@ -62,6 +62,8 @@ fn conv_infer_applies_pads_strides_and_dilations_per_axis() {
         dilations: [2, 1],
         group: 2,
         clamp: None,
+        residual: false,
+        act: None,
     };
     let x = TensorType::f32([3, 4, 10, 11]);
     let w = TensorType::f32([6, 2, 3, 4]);

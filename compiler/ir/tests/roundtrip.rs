@@ -41,6 +41,8 @@ fn hand_built_block_round_trips() {
         dilations: [1, 2],
         group: 4,
         clamp: None,
+        residual: false,
+        act: None,
     };
     let y = ok(g.add(Op::Conv(conv), &[x, w, b], Some("/dw/Conv".into())));
     let clip = Unary {

@@ -4,8 +4,10 @@
 //! training form), drop the layout no-ops the recognition leaves, fold per-channel scalings of
 //! a `dyn_conv`'s result into its coefficients, then fold BatchNorm (after recognition, so that
 //! a BN after a recognized `dyn_conv` folds into its bank). `literal` skips the recognition and
-//! everything after it but `fold_bn` and `fuse_clamp` (which folds a Relu/Clip into the
-//! conv or dyn_conv before it; after `fold_bn`, so a BatchNorm in between folds first). Last,
+//! everything after it but `fold_bn` and the epilogue fusions into the conv or dyn_conv
+//! before them (after `fold_bn`, so a BatchNorm in between folds first): `fuse_residual` (an
+//! add), `fuse_clamp` (a Relu/Clip, also after a fused add), `fuse_act` (SiLU, HardSwish,
+//! after the clamp). Last,
 //! with `Options::batch`, `retarget_batch` (after
 //! recognition, which removes the batch-as-groups reshapes that tie a graph to its batch).
 
@@ -14,7 +16,9 @@ use crate::manager::{Pass, PassManager, PrintAfter};
 use crate::passes::dynconv_mix::DynConvMix;
 use crate::passes::dynconv_scale::DynConvScale;
 use crate::passes::dynconv_train::DynConvTrain;
+use crate::passes::fuse_act::FuseAct;
 use crate::passes::fuse_clamp::FuseClamp;
+use crate::passes::fuse_residual::FuseResidual;
 use crate::passes::retarget_batch::RetargetBatch;
 use crate::passes::simplify_reshapes::SimplifyReshapes;
 use crate::passes::{dce::Dce, fold_bn::FoldBn, fold_constants::FoldConstants};
@@ -29,7 +33,9 @@ pub const PASS_NAMES: &[&str] = &[
     "simplify_reshapes",
     "dynconv_scale",
     "fold_bn",
+    "fuse_residual",
     "fuse_clamp",
+    "fuse_act",
     "retarget_batch",
 ];
 
@@ -56,7 +62,9 @@ pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
         "simplify_reshapes" => Box::new(SimplifyReshapes),
         "dynconv_scale" => Box::new(DynConvScale),
         "fold_bn" => Box::new(FoldBn),
+        "fuse_residual" => Box::new(FuseResidual),
         "fuse_clamp" => Box::new(FuseClamp),
+        "fuse_act" => Box::new(FuseAct),
         _ => return None,
     })
 }

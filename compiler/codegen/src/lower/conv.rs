@@ -19,8 +19,10 @@
 //! uses, so each accumulator's taps become a chain of loads and FMAs (see [`tile`]). A block of
 //! one output channel (depthwise) unrolls the kernel rows and splits each output vector's taps
 //! into [`SPLIT`] chains summed at the end; with one input channel it also holds its kernel's
-//! weights in registers. The fused clamp (`Conv::clamp`) is applied to the accumulators before
-//! the store (as `maxps`/`minps`, NaN kept).
+//! weights in registers. The fused epilogue is applied to the accumulators before the store,
+//! in the op's order: + the residual (its lanes at the output's position; an edge vector loads
+//! only the lanes it stores), the clamp (`Conv::clamp`, as `maxps`/`minps`, NaN kept), the
+//! activation ([`act`]).
 //!
 //! Weights are read in their IR layout, so run-time (dynamic) weights work the same as
 //! constant ones; loads of constant weights may be hoisted. `dyn_conv` reuses this per block
@@ -34,7 +36,7 @@ use super::window::{Axis, Segment};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::Variable;
-use dync_ir::ops::{Clamp, Conv};
+use dync_ir::ops::{Act, Clamp, Conv, UnaryKind};
 use dync_ir::TensorType;
 
 /// Output channels per register tile.
@@ -69,8 +71,11 @@ pub(crate) struct Geo {
     /// by all images).
     pub per_image: (i64, i64),
     pub group: usize,
-    /// The fused epilogue clamp, applied before the store.
+    /// The fused epilogue, applied before the store: the residual operand (the result's
+    /// layout), the clamp, the activation.
+    residual: Option<BufId>,
     clamp: Option<Clamp>,
+    act: Option<Act>,
     c: usize,
     h: usize,
     w: usize,
@@ -103,7 +108,11 @@ impl Geo {
             bias,
             per_image: (0, 0),
             group: op.group,
+            residual: op
+                .residual
+                .then(|| BufId::In(k.n_inputs().saturating_sub(1))),
             clamp: op.clamp,
+            act: op.act,
             c: xs[1],
             h: xs[2],
             w: xs[3],
@@ -143,7 +152,7 @@ pub(crate) fn has_outputs(g: &Geo) -> bool {
 }
 
 pub(crate) fn lower(k: &mut Kernel, op: &Conv) -> LResult {
-    let bias = (k.n_inputs() == 3).then_some((BufId::In(2), 0));
+    let bias = op.bias_index(k.n_inputs()).map(|i| (BufId::In(i), 0));
     let g = Geo::new(k, op, &k.shape(BufId::In(1)), (BufId::In(1), 0), bias);
     if !has_outputs(&g) || k.shape(BufId::In(0))[0] == 0 {
         return Ok(());
@@ -448,11 +457,23 @@ fn tile(
                 let part = k.b.use_var(var);
                 val = k.b.ins().fadd(val, part);
             }
+            let off = as_i64(v * LANES)?;
+            let val = match g.residual {
+                Some(r) => {
+                    let rv = load_lanes(k, r, yc, off, stored);
+                    k.b.ins().fadd(val, rv)
+                }
+                None => val,
+            };
             let val = match g.clamp {
                 Some(c) => clamp(k, lanes, c, val),
                 None => val,
             };
-            store_lanes(k, yc, as_i64(v * LANES)?, val, stored);
+            let val = match g.act {
+                Some(a) => act(k, lanes, a, val)?,
+                None => val,
+            };
+            store_lanes(k, yc, off, val, stored);
         }
     }
     Ok(())
@@ -549,6 +570,32 @@ fn store_lanes(k: &mut Kernel, idx: Value, off: i64, v: Value, n: usize) {
     if n % 2 == 1 {
         let s = k.b.ins().extractlane(v, l as u8);
         k.store_off(BufId::Out, idx, off + l, s);
+    }
+}
+
+/// The first `n` (1 to 4) lanes of the f32x4 at element `idx + off` of operand `r`, the others
+/// 0 (only those lanes are read).
+fn load_lanes(k: &mut Kernel, r: BufId, idx: Value, off: i64, n: usize) -> Value {
+    if n >= LANES {
+        return k.load_off(r, types::F32X4, idx, off, false);
+    }
+    let mut v = k.fconst(LANES, 0.0);
+    for l in 0..n {
+        let s = k.load_off(r, types::F32, idx, off + l as i64, false);
+        v = k.b.ins().insertlane(v, s, l as u8);
+    }
+    v
+}
+
+/// The fused activation `a` of `x` (f32 of `lanes` lanes), with the `unary` lowering's
+/// functions: SiLU as x·sigmoid(x), HardSwish as `unary hard_swish`.
+pub(crate) fn act(k: &mut Kernel, lanes: usize, a: Act, x: Value) -> LResult<Value> {
+    match a {
+        Act::Silu => {
+            let s = super::unary::apply(k, UnaryKind::Sigmoid, x, lanes)?;
+            Ok(k.b.ins().fmul(x, s))
+        }
+        Act::HardSwish => super::unary::apply(k, UnaryKind::HardSwish, x, lanes),
     }
 }
 

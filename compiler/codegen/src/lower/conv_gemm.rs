@@ -12,7 +12,9 @@
 //! for 1×1 convs of stride 1 without padding — read in place (`ldb` = H·W). The panel then
 //! stays in L1 while the tile runs it against every channel panel of the task; the first
 //! chunk overwrites the output, later ones accumulate, the last adds the bias and applies the
-//! fused clamp.
+//! fused clamp. A fused residual is copied into the output tile before the first chunk, which
+//! then accumulates too (the tile contract's conv + bias + residual); a fused activation runs
+//! over the output tile after the last chunk, while it is in L1 ([`super::conv::act`]).
 //!
 //! Tasks: image × group × block of channel panels × row block, with as many panels per block
 //! as leave [`MIN_TASKS`] tasks (each task packs X̂ once per tile and chunk for all its
@@ -31,8 +33,8 @@ use super::window::Axis;
 use crate::abi::tile_signature;
 use crate::pack::Packing;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
-use dync_ir::ops::{Clamp, Conv, DynConv};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use dync_ir::ops::{Act, Clamp, Conv, DynConv};
 use dync_ir::TensorType;
 use dync_runtime::ukernel::{
     GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
@@ -145,8 +147,12 @@ struct Weights {
     a_per_image: i64,
     /// Bias buffer, its first element and elements between images.
     bias: Option<(BufId, i64, i64)>,
-    /// The fused epilogue clamp (applied by the last chunk's call).
+    /// The fused epilogue: the residual operand (copied into the output tile before the first
+    /// chunk), the clamp (applied by the last chunk's call), the activation (a pass over the
+    /// tile after it).
+    residual: Option<BufId>,
     clamp: Option<Clamp>,
+    act: Option<Act>,
 }
 
 fn conv_attrs(op: &Conv) -> ([usize; 2], [usize; 4], [usize; 2]) {
@@ -214,8 +220,10 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
     let wts = Weights {
         a: BufId::In(1),
         a_per_image: 0,
-        bias: (k.n_inputs() == 3).then_some((BufId::In(2), 0, 0)),
+        bias: op.bias_index(k.n_inputs()).map(|i| (BufId::In(i), 0, 0)),
+        residual: op.residual_index(k.n_inputs()).map(BufId::In),
         clamp: op.clamp,
+        act: op.act,
     };
     convolve(k, &g, &wts)
 }
@@ -236,7 +244,9 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
             a: BufId::Scratch,
             a_per_image: as_i64(g.image_elems())?,
             bias: has_bias.then_some((BufId::Scratch, kernels, as_i64(g.o)?)),
+            residual: op.residual_index().map(BufId::In),
             clamp: op.clamp,
+            act: op.act,
         };
         return convolve(k, &g, &wts);
     }
@@ -361,7 +371,11 @@ fn rows_block(
             let first = k.b.ins().icmp_imm_s(IntCC::Equal, ch, 0);
             let acc = k.b.ins().iconst(types::I32, i64::from(GEMM_ACCUMULATE));
             let zero32 = k.b.ins().iconst(types::I32, 0);
-            let flags = k.b.ins().select(first, zero32, acc);
+            // With a residual, the first chunk accumulates onto it.
+            let flags = match wts.residual {
+                Some(_) => acc,
+                None => k.b.ins().select(first, zero32, acc),
+            };
             let last =
                 k.b.ins()
                     .icmp_imm_s(IntCC::Equal, ch, as_i64(g.chunks - 1)?);
@@ -409,16 +423,72 @@ fn rows_block(
                 };
                 let below = k.b.ins().f32const(lo_v);
                 let above = k.b.ins().f32const(hi_v);
+                let c_tile = (c_idx, m, ncols, g.positions());
+                if let Some(r) = wts.residual {
+                    when(k, first, |k| {
+                        over_tile(k, c_tile, |k, idx, ty| {
+                            let v = k.load(r, ty, idx);
+                            k.store(BufId::Out, idx, v);
+                            Ok(())
+                        })
+                    })?;
+                }
                 let (ldb, ldc) = (k.iconst(ldb), k.iconst(p));
                 let args = [
                     kc, a_ptr, b_ptr, ldb, c_ptr, ldc, m, ncols, bias, flags, below, above,
                 ];
                 k.b.ins().call_indirect(sig, tile, &args);
+                if let Some(a) = wts.act {
+                    when(k, last, |k| {
+                        over_tile(k, c_tile, |k, idx, ty| {
+                            let v = k.load(BufId::Out, ty, idx);
+                            let lanes = if ty == types::F32 { 1 } else { LANES };
+                            let v = super::conv::act(k, lanes, a, v)?;
+                            k.store(BufId::Out, idx, v);
+                            Ok(())
+                        })
+                    })?;
+                }
                 Ok(())
             })
         })?;
     }
     Ok(())
+}
+
+/// Emits `body` to run only when `cond` (an i8 truth value) holds.
+fn when(k: &mut Kernel, cond: Value, body: impl FnOnce(&mut Kernel) -> LResult) -> LResult {
+    let (then, join) = (k.b.create_block(), k.b.create_block());
+    k.b.ins().brif(cond, then, &[], join, &[]);
+    k.b.switch_to_block(then);
+    body(k)?;
+    k.b.ins().jump(join, &[]);
+    k.b.switch_to_block(join);
+    Ok(())
+}
+
+/// Emits `body(idx, ty)` over the output tile of `m` rows × `n` columns from element `c0` at a
+/// row stride of `ldc` elements (run-time `c0`, `m`, `n`): f32x4 vectors from each row's start,
+/// then scalars for the row's last `n mod 4` columns (`ty` F32X4 or F32; `idx` the element).
+fn over_tile(
+    k: &mut Kernel,
+    (c0, m, n, ldc): (Value, Value, Value, usize),
+    mut body: impl FnMut(&mut Kernel, Value, Type) -> LResult,
+) -> LResult {
+    let zero = k.iconst(0);
+    let vecs = k.b.ins().ushr_imm_s(n, 2);
+    let tail = k.b.ins().imul_imm_s(vecs, as_i64(LANES)?);
+    k.loop_dyn(zero, m, |k, i| {
+        let row = k.mul_add(c0, i, as_i64(ldc)?);
+        k.loop_dyn(zero, vecs, |k, v| {
+            let idx = k.mul_add(row, v, as_i64(LANES)?);
+            body(k, idx, types::F32X4)
+        })?;
+        k.loop_dyn(tail, n, |k, j| {
+            let idx = k.b.ins().iadd(row, j);
+            body(k, idx, types::F32)
+        })
+    })
 }
 
 /// Packs X̂'s rows of input channels `chan .. chan + ci_n` (image-absolute) for the tile of

@@ -48,6 +48,8 @@ pub(crate) fn lower(k: &mut Kernel, op: &DynConv) -> LResult {
         dilations: op.dilations,
         group: op.group,
         clamp: op.clamp,
+        residual: op.residual,
+        act: op.act,
     };
     let (ei, oi) = (as_i64(e)?, as_i64(o)?);
     let kernels = as_i64(batch * o * e)?;

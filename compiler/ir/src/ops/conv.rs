@@ -1,9 +1,14 @@
 //! `conv`: 2-D convolution (cross-correlation), NCHW. Inputs: x [N,C,H,W], w [O,C/group,kh,kw],
-//! optional bias [O]; w and bias may be computed at run time. `pads` are [top, left, bottom,
-//! right] (ONNX auto_pad is resolved at import). Rejects group 0 or not dividing C and O,
-//! strides or dilations of 0, and a dilated kernel larger than the padded input.
-//! `clamp` (printed `clamp=[lo, hi]`, absent when none) is a fused epilogue: the result is
-//! min(hi, max(lo, conv)), as ONNX Clip (Relu: [0, inf]); only passes set it.
+//! optional bias [O], then, when `residual`, r with the result's type; w and bias may be
+//! computed at run time. `pads` are [top, left, bottom, right] (ONNX auto_pad is resolved at
+//! import). Rejects group 0 or not dividing C and O, strides or dilations of 0, a dilated
+//! kernel larger than the padded input, and a residual whose type is not the result's.
+//!
+//! Fused epilogue (only passes set it; each attribute printed only when present):
+//!   y = act(clamp(conv + bias + r))
+//! in that order, each step rounded to f32 as the unfused ops would: `residual=true` adds r
+//! (ResNet's identity), `clamp=[lo, hi]` is min(hi, max(lo, ·)) as ONNX Clip (Relu: [0, inf]),
+//! `act=silu` is x·sigmoid(x) and `act=hard_swish` is x·max(0, min(1, x/6 + 1/2)).
 
 use super::{fixed, want_f32, want_rank, Arity, OpDef};
 use crate::attrs::{AttrReader, AttrWriter};
@@ -19,6 +24,40 @@ pub struct Conv {
     pub group: usize,
     /// Fused epilogue clamp of the result.
     pub clamp: Option<Clamp>,
+    /// A residual operand (the result's type) comes last and is added before the clamp.
+    pub residual: bool,
+    /// Fused epilogue activation, applied after the clamp.
+    pub act: Option<Act>,
+}
+
+impl Conv {
+    /// Operand index of the bias among `n` operands, if any.
+    pub fn bias_index(&self, n: usize) -> Option<usize> {
+        (n == 3 + self.residual as usize).then_some(2)
+    }
+
+    /// Operand index of the residual among `n` operands, if any.
+    pub fn residual_index(&self, n: usize) -> Option<usize> {
+        self.residual.then(|| n.saturating_sub(1))
+    }
+}
+
+/// An activation fused into a producer's epilogue, after its clamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// x·sigmoid(x) (SiLU, Swish).
+    Silu,
+    /// x·max(0, min(1, x/6 + 1/2)), as `unary hard_swish`.
+    HardSwish,
+}
+
+impl Act {
+    pub fn name(self) -> &'static str {
+        match self {
+            Act::Silu => "silu",
+            Act::HardSwish => "hard_swish",
+        }
+    }
 }
 
 /// A clamp fused into a producer's epilogue: `min(hi, max(lo, x))` — `hi` when lo > hi, NaN
@@ -40,14 +79,14 @@ impl Clamp {
 }
 
 /// Writes `clamp=[lo, hi]` when there is a clamp.
-pub(crate) fn write_clamp(w: &mut AttrWriter, c: &Option<Clamp>) {
+fn write_clamp(w: &mut AttrWriter, c: &Option<Clamp>) {
     if let Some(c) = c {
         w.floats("clamp", &[c.lo, c.hi]);
     }
 }
 
 /// Reads an optional `clamp=[lo, hi]`.
-pub(crate) fn read_clamp(r: &mut AttrReader) -> Result<Option<Clamp>, String> {
+fn read_clamp(r: &mut AttrReader) -> Result<Option<Clamp>, String> {
     if !r.has("clamp") {
         return Ok(None);
     }
@@ -55,6 +94,48 @@ pub(crate) fn read_clamp(r: &mut AttrReader) -> Result<Option<Clamp>, String> {
         [lo, hi] => Ok(Some(Clamp { lo, hi })),
         ref v => Err(format!("attribute `clamp`: expected [lo, hi], got {v:?}")),
     }
+}
+
+/// Writes the epilogue attributes shared by `conv` and `dyn_conv`, each only when present.
+pub(crate) fn write_epilogue(
+    w: &mut AttrWriter,
+    clamp: &Option<Clamp>,
+    residual: bool,
+    act: Option<Act>,
+) {
+    write_clamp(w, clamp);
+    if residual {
+        w.bool("residual", true);
+    }
+    if let Some(a) = act {
+        w.ident("act", a.name());
+    }
+}
+
+/// Reads the epilogue attributes of [`write_epilogue`]: (clamp, residual, act).
+pub(crate) fn read_epilogue(
+    r: &mut AttrReader,
+) -> Result<(Option<Clamp>, bool, Option<Act>), String> {
+    let clamp = read_clamp(r)?;
+    let residual = r.has("residual") && r.bool("residual")?;
+    let act = if r.has("act") {
+        Some(match r.ident("act")?.as_str() {
+            "silu" => Act::Silu,
+            "hard_swish" => Act::HardSwish,
+            other => return Err(format!("attribute `act`: unknown activation `{other}`")),
+        })
+    } else {
+        None
+    };
+    Ok((clamp, residual, act))
+}
+
+/// Requires a residual operand to have the convolution result's type.
+pub(crate) fn check_residual(r: &TensorType, out: &TensorType) -> Result<(), ShapeError> {
+    if r != out {
+        bail_shape!("residual must be {out}, got {r}");
+    }
+    Ok(())
 }
 
 /// Output extent of one spatial dim: floor((in + pads - dilated kernel) / stride) + 1, checked.
@@ -123,7 +204,8 @@ pub(crate) fn read_window(r: &mut AttrReader) -> Result<Window, String> {
 impl OpDef for Conv {
     const NAME: &'static str = "conv";
     fn arity(&self) -> Arity {
-        Arity::Range(2, 3)
+        let r = self.residual as usize;
+        Arity::Range(2 + r, 3 + r)
     }
     fn infer(&self, inputs: &[&TensorType]) -> Result<TensorType, ShapeError> {
         let (x, w) = (inputs[0], inputs[1]);
@@ -142,27 +224,35 @@ impl OpDef for Conv {
         if c / g != cg {
             bail_shape!("weight has {cg} input channels per group, input has {c}/{g}");
         }
-        if let Some(b) = inputs.get(2) {
+        if let Some(b) = self.bias_index(inputs.len()).map(|i| inputs[i]) {
             if b.dtype != DType::F32 || b.shape != [o] {
                 bail_shape!("bias must be f32[{o}], got {b}");
             }
         }
         let [oh, ow] = conv_out_hw([h, w_in], [kh, kw], self.strides, self.pads, self.dilations)?;
-        Ok(TensorType::f32([n, o, oh, ow]))
+        let out = TensorType::f32([n, o, oh, ow]);
+        if let Some(i) = self.residual_index(inputs.len()) {
+            check_residual(inputs[i], &out)?;
+        }
+        Ok(out)
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
         write_window(w, &self.strides, &self.pads, &self.dilations);
         w.usize("group", self.group);
-        write_clamp(w, &self.clamp);
+        write_epilogue(w, &self.clamp, self.residual, self.act);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
         let (strides, pads, dilations) = read_window(r)?;
+        let group = r.usize("group")?;
+        let (clamp, residual, act) = read_epilogue(r)?;
         Ok(Conv {
             strides,
             pads,
             dilations,
-            group: r.usize("group")?,
-            clamp: read_clamp(r)?,
+            group,
+            clamp,
+            residual,
+            act,
         })
     }
     fn macs(&self, inputs: &[&TensorType], out: &TensorType) -> u64 {

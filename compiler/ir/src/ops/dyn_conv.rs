@@ -4,12 +4,14 @@
 //! Operands, in order: x f32[N,C,H,W]; coeff f32[N,O,g] (one coefficient per output channel and
 //! kernel: DyNet) or f32[N,g] (one per expert, shared by all output channels: CondConv, DY-CNN);
 //! bank f32[g,O,C/group,kh,kw]; then, when `bias`, a static bias f32[O]; then, when `bias_bank`,
-//! a bias bank f32[g,O] mixed with the same coefficients.
+//! a bias bank f32[g,O] mixed with the same coefficients; then, when `residual`, r with the
+//! result's type.
 //!
 //!   W̃[n,o] = Σᵢ c[n,o,i]·bank[i,o]      (c[n,o,i] = coeff[n,i] for per-expert coefficients)
 //!   y[n]   = conv(x[n], W̃[n]) + bias[o] + Σᵢ c[n,o,i]·bias_bank[i,o]
 //!
-//! with `conv` exactly as the `conv` op (strides, pads [t,l,b,r], dilations, group). Produced by
+//! with `conv` exactly as the `conv` op (strides, pads [t,l,b,r], dilations, group), followed
+//! by the same fused epilogue (`residual`, `clamp`, `act`: see [`super::Conv`]). Produced by
 //! the recognition passes, never by import.
 
 use super::conv::{read_window, write_window};
@@ -31,6 +33,10 @@ pub struct DynConv {
     pub bias_bank: bool,
     /// Fused epilogue clamp of the result (see [`super::Clamp`]).
     pub clamp: Option<super::Clamp>,
+    /// A residual operand (the result's type) comes last, added before the clamp.
+    pub residual: bool,
+    /// Fused epilogue activation, after the clamp (see [`super::Act`]).
+    pub act: Option<super::Act>,
 }
 
 impl DynConv {
@@ -43,12 +49,18 @@ impl DynConv {
     pub fn bias_bank_index(&self) -> Option<usize> {
         self.bias_bank.then_some(3 + self.bias as usize)
     }
+
+    /// Operand index of the residual, if any.
+    pub fn residual_index(&self) -> Option<usize> {
+        self.residual
+            .then_some(3 + self.bias as usize + self.bias_bank as usize)
+    }
 }
 
 impl OpDef for DynConv {
     const NAME: &'static str = "dyn_conv";
     fn arity(&self) -> Arity {
-        Arity::Exact(3 + self.bias as usize + self.bias_bank as usize)
+        Arity::Exact(3 + self.bias as usize + self.bias_bank as usize + self.residual as usize)
     }
     fn infer(&self, inputs: &[&TensorType]) -> Result<TensorType, ShapeError> {
         let (x, c, bank) = (inputs[0], inputs[1], inputs[2]);
@@ -85,25 +97,33 @@ impl OpDef for DynConv {
             }
         }
         let [oh, ow] = conv_out_hw([h, w_in], [kh, kw], self.strides, self.pads, self.dilations)?;
-        Ok(TensorType::f32([n, o, oh, ow]))
+        let out = TensorType::f32([n, o, oh, ow]);
+        if let Some(i) = self.residual_index() {
+            super::conv::check_residual(inputs[i], &out)?;
+        }
+        Ok(out)
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
         write_window(w, &self.strides, &self.pads, &self.dilations);
         w.usize("group", self.group);
         w.bool("bias", self.bias);
         w.bool("bias_bank", self.bias_bank);
-        super::conv::write_clamp(w, &self.clamp);
+        super::conv::write_epilogue(w, &self.clamp, self.residual, self.act);
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
         let (strides, pads, dilations) = read_window(r)?;
+        let (group, bias, bias_bank) = (r.usize("group")?, r.bool("bias")?, r.bool("bias_bank")?);
+        let (clamp, residual, act) = super::conv::read_epilogue(r)?;
         Ok(DynConv {
             strides,
             pads,
             dilations,
-            group: r.usize("group")?,
-            bias: r.bool("bias")?,
-            bias_bank: r.bool("bias_bank")?,
-            clamp: super::conv::read_clamp(r)?,
+            group,
+            bias,
+            bias_bank,
+            clamp,
+            residual,
+            act,
         })
     }
     /// Convolution with the mixed kernel plus the mixing itself (g multiply-adds per kernel

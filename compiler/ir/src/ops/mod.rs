@@ -41,7 +41,7 @@ pub use binary::{broadcast_shapes, Binary, BinaryKind};
 pub use cast::Cast;
 pub use concat::Concat;
 pub use constant::{Const, INLINE_LIMIT};
-pub use conv::{conv_out_dim, conv_out_hw, Clamp, Conv};
+pub use conv::{conv_out_dim, conv_out_hw, Act, Clamp, Conv};
 pub use dyn_conv::DynConv;
 pub use einsum::{Einsum, EinsumSpec};
 pub use expand::Expand;

@@ -144,6 +144,8 @@ fn random_op(
                 dilations: [c.range(1, 2), c.range(1, 2)],
                 group,
                 clamp: None,
+                residual: false,
+                act: None,
             };
             (Op::Conv(conv), ops)
         }
@@ -464,6 +466,8 @@ fn random_op(
                 bias,
                 bias_bank,
                 clamp: None,
+                residual: false,
+                act: None,
             };
             (Op::DynConv(op), ops)
         }

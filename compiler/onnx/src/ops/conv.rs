@@ -109,6 +109,8 @@ pub fn import(cx: &mut Ctx, n: &NodeProto, ins: &Operands) -> Result<Vec<NodeId>
         dilations,
         group,
         clamp: None,
+        residual: false,
+        act: None,
     });
     Ok(vec![cx.add(op, &ins.present())?])
 }

@@ -339,6 +339,8 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
         bias: bias.is_some(),
         bias_bank: bias_bank.is_some(),
         clamp: None,
+        residual: false,
+        act: None,
     };
     let plan = Plan {
         x,

@@ -272,6 +272,8 @@ fn analyze(g: &Graph, conv: NodeId, z: NodeId) -> Result<Plan, String> {
             bias: false,
             bias_bank: bias_bank.is_some(),
             clamp: None,
+            residual: false,
+            act: None,
         },
     })
 }

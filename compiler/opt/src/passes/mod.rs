@@ -9,6 +9,8 @@ mod dynconv_trace;
 pub mod dynconv_train;
 pub mod fold_bn;
 pub mod fold_constants;
+pub mod fuse_act;
 pub mod fuse_clamp;
+pub mod fuse_residual;
 pub mod retarget_batch;
 pub mod simplify_reshapes;

@@ -391,10 +391,15 @@ impl Cx<'_> {
             Op::Input(_) | Op::Const(_) => Ok(Step::keep(Samples::Shared)),
             Op::Unary(_) | Op::Cast(_) => Ok(Step::keep(self.x())),
             Op::Binary(_) => self.broadcast(&[0, 1]),
-            Op::Conv(_) => {
+            Op::Conv(c) => {
                 self.shared(1, "kernel (a dynamic conv dync did not recognize)")?;
-                if self.operands.len() > 2 {
-                    self.shared(2, "bias")?;
+                if let Some(b) = c.bias_index(self.operands.len()) {
+                    self.shared(b, "bias")?;
+                }
+                if let Some(r) = c.residual_index(self.operands.len()) {
+                    if self.axis(r) != x {
+                        return Err("its residual carries the samples unlike its input".into());
+                    }
                 }
                 match x {
                     None | Some(0) => Ok(Step::keep(self.x())),
@@ -407,7 +412,8 @@ impl Cx<'_> {
                     self.shared(i, "bias")?;
                 }
                 let c = self.axis(1);
-                if let Some(a) = x.filter(|&a| a != 0) {
+                let r = d.residual_index().and_then(|i| self.axis(i));
+                if let Some(a) = [x, r].into_iter().flatten().find(|&a| a != 0) {
                     return Err(format!("it convolves across the sample axis {a}"));
                 }
                 if let Some(a) = c.filter(|&a| a != 0) {
@@ -415,14 +421,14 @@ impl Cx<'_> {
                         "its coefficients carry the samples on axis {a}, not on the input's"
                     ));
                 }
-                let mut step = Step::keep(if x.is_some() || c.is_some() {
+                let mut step = Step::keep(if x.is_some() || c.is_some() || r.is_some() {
                     Samples::Axis(0)
                 } else {
                     Samples::Shared
                 });
                 // Shared input or coefficients still have one entry per sample.
                 if step.samples == Samples::Axis(0) {
-                    for p in [0, 1] {
+                    for p in [0, 1].into_iter().chain(d.residual_index()) {
                         if self.axis(p).is_none() {
                             step.retiles.push(self.tile_shared(p, 0));
                         }

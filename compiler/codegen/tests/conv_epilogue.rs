@@ -1,0 +1,130 @@
+//! Fused conv epilogues (`residual`, `clamp`, `act`) against the reference interpreter on both
+//! convolution paths and for `conv` and `dyn_conv`, with micro-kernels, on the pure Cranelift
+//! path and checked ([`common::check_graph`]): the GEMM path (≥ 8 channels per group, several
+//! reduction chunks, partial channel panels, column tiles and rows per tile with run-time
+//! widths, the in-place 1×1 path) and the direct path (depthwise, odd widths whose edge
+//! vectors store partial lanes).
+
+mod common;
+
+use common::*;
+use dync_ir::ops::*;
+use dync_ir::Op;
+
+/// The epilogues tried on every shape: (residual, clamp, act).
+fn epilogues() -> Vec<(bool, Option<Clamp>, Option<Act>)> {
+    let relu = Some(Clamp {
+        lo: 0.0,
+        hi: f32::INFINITY,
+    });
+    let six = Some(Clamp { lo: 0.0, hi: 6.0 });
+    vec![
+        (true, None, None),
+        (true, relu, None),
+        (false, None, Some(Act::Silu)),
+        (false, None, Some(Act::HardSwish)),
+        (true, six, Some(Act::Silu)),
+        (true, None, Some(Act::HardSwish)),
+    ]
+}
+
+#[test]
+fn conv_epilogues_on_both_paths() {
+    let mut r = rng(61);
+    #[rustfmt::skip]
+    let cases = [
+        // (n, c, h, w, o, k, stride, pad, group): GEMM path first, then direct.
+        (1, 300, 5, 7, 9, 1, 1, 0, 1),
+        (2, 16, 9, 37, 20, 3, 1, 1, 1),
+        (1, 12, 11, 11, 16, 3, 2, 1, 1),
+        (2, 7, 9, 13, 7, 3, 1, 1, 7),
+        (1, 6, 6, 5, 6, 3, 2, 1, 6),
+        (1, 4, 5, 7, 6, 3, 1, 1, 2),
+    ];
+    for (n, c, h, w, o, k, s, p, g) in cases {
+        let x = rand_f32(&mut r, &[n, c, h, w]);
+        let wt = rand_f32(&mut r, &[o, c / g, k, k]);
+        let oh = (h + 2 * p - k) / s + 1;
+        let ow = (w + 2 * p - k) / s + 1;
+        for (i, (residual, clamp, act)) in epilogues().into_iter().enumerate() {
+            let op = Conv {
+                strides: [s; 2],
+                pads: [p; 4],
+                dilations: [1, 1],
+                group: g,
+                clamp,
+                residual,
+                act,
+            };
+            let mut args = vec![Arg::In(x.clone()), Arg::Const(wt.clone())];
+            let bias = i % 2 == 0;
+            if bias {
+                args.push(Arg::Const(rand_f32(&mut r, &[o])));
+            }
+            if residual {
+                args.push(Arg::In(rand_f32(&mut r, &[n, o, oh, ow])));
+            }
+            check_op(
+                Op::Conv(op),
+                args,
+                &format!(
+                    "conv n{n} c{c} {h}x{w} o{o} k{k} s{s} p{p} g{g} bias={bias} \
+                     residual={residual} {clamp:?} {act:?}"
+                ),
+            );
+        }
+    }
+}
+
+#[test]
+fn dyn_conv_epilogues_on_both_paths() {
+    let mut r = rng(62);
+    #[rustfmt::skip]
+    let cases = [
+        // (n, c, h, w, o, experts, k, stride, pad, group): GEMM path first, then direct.
+        (3, 16, 9, 11, 20, 4, 3, 1, 1, 1),
+        (2, 40, 6, 6, 24, 3, 1, 1, 0, 1),
+        (2, 6, 9, 11, 6, 4, 3, 1, 1, 6),
+        (2, 6, 7, 9, 6, 3, 3, 2, 1, 2),
+    ];
+    for (n, c, h, w, o, e, k, s, p, g) in cases {
+        let oh = (h + 2 * p - k) / s + 1;
+        let ow = (w + 2 * p - k) / s + 1;
+        for (i, (residual, clamp, act)) in epilogues().into_iter().enumerate() {
+            let bias = i % 2 == 1;
+            let op = DynConv {
+                strides: [s; 2],
+                pads: [p; 4],
+                dilations: [1, 1],
+                group: g,
+                bias,
+                bias_bank: i % 3 == 0,
+                clamp,
+                residual,
+                act,
+            };
+            let mut args = vec![
+                Arg::In(rand_f32(&mut r, &[n, c, h, w])),
+                Arg::In(rand_f32(&mut r, &[n, o, e])),
+                Arg::Const(rand_f32(&mut r, &[e, o, c / g, k, k])),
+            ];
+            if bias {
+                args.push(Arg::Const(rand_f32(&mut r, &[o])));
+            }
+            if op.bias_bank {
+                args.push(Arg::Const(rand_f32(&mut r, &[e, o])));
+            }
+            if residual {
+                args.push(Arg::In(rand_f32(&mut r, &[n, o, oh, ow])));
+            }
+            check_op(
+                Op::DynConv(op),
+                args,
+                &format!(
+                    "dyn_conv n{n} c{c} {h}x{w} o{o} e{e} k{k} s{s} p{p} g{g} \
+                     residual={residual} {clamp:?} {act:?}"
+                ),
+            );
+        }
+    }
+}
