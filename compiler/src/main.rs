@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod alloc;
 mod cli;
 
 #[derive(Parser)]
