@@ -520,6 +520,44 @@ fn softmax_every_axis() {
 }
 
 #[test]
+fn predict_layers_and_activations() {
+    let mut r = rng(31);
+    // ([N, C, H, W], layer widths, act): tails in the pooled run (5·3), in the layers' column
+    // vectors (17, 6), several samples; DyNet-like softmax runs of 6 and a whole-row run.
+    // The last two are large enough to be cut into pooling tasks and column blocks.
+    let cases: [([usize; 4], &[usize], PredictAct); 7] = [
+        ([1, 3, 5, 3], &[17], PredictAct::Sigmoid),
+        ([2, 64, 16, 16], &[1200], PredictAct::Softmax { run: 6 }),
+        ([1, 100, 3, 3], &[999], PredictAct::Sigmoid),
+        ([3, 8, 4, 4], &[5, 36], PredictAct::Softmax { run: 6 }),
+        ([2, 17, 1, 1], &[4, 3, 12], PredictAct::Softmax { run: 12 }),
+        ([2, 5, 7, 9], &[33], PredictAct::Softmax { run: 3 }),
+        ([1, 32, 2, 2], &[8, 64], PredictAct::Sigmoid),
+    ];
+    for ([n, c, h, w], widths, act) in cases {
+        for hidden in [Hidden::None, Hidden::Relu, Hidden::Silu] {
+            let mut args = vec![Arg::In(rand_f32(&mut r, &[n, c, h, w]))];
+            let mut width = c;
+            for &o in widths {
+                args.push(Arg::Const(rand_f32(&mut r, &[o, width])));
+                args.push(Arg::Const(rand_f32(&mut r, &[o])));
+                width = o;
+            }
+            let op = Predict {
+                hidden,
+                act,
+                scale: 1.5,
+            };
+            check_op(
+                Op::Predict(op),
+                args,
+                &format!("predict {n}x{c}x{h}x{w} {widths:?} {act:?} {hidden:?}"),
+            );
+        }
+    }
+}
+
+#[test]
 fn softmax_special_rows() {
     let inf = f32::INFINITY;
     #[rustfmt::skip]

@@ -1,6 +1,6 @@
-//! Multi-task kernels of the elementwise, reduction, pooling and matrix-product ops: shapes
-//! large enough to be cut into several tasks (at least 32 K elements or multiply-adds), with
-//! chunks that do not divide the extents, batches and broadcasting. Each is compared against
+//! Multi-task kernels of the elementwise, reduction, pooling, matrix-product and predictor
+//! ops: shapes large enough to be cut into several tasks (at least 32 K elements or
+//! multiply-adds), with chunks that do not divide the extents, batches and broadcasting. Each is compared against
 //! the reference interpreter (unchecked and checked mode, serially) and then run on 1–4
 //! threads, where the outputs must be bit-identical.
 
@@ -265,5 +265,36 @@ fn gemv_speed() {
             let gbs = (kk * n * 4) as f64 / (med * 1e-3) / 1e9;
             println!("gemv {kk}x{n}, {threads} thr: median {med:.3} ms, {gbs:.1} GB/s of weights");
         }
+    }
+}
+
+#[test]
+fn predict_pooling_tasks_and_column_blocks() {
+    let mut r = rng(17);
+    // (x shape, layer widths, act): a single layer is cut into column blocks of whole softmax
+    // runs; every case has several pooling tasks.
+    let cases: [(&[usize], &[usize], PredictAct); 3] = [
+        (&[1, 96, 56, 56], &[2916], PredictAct::Softmax { run: 6 }),
+        (&[3, 40, 17, 19], &[1001], PredictAct::Sigmoid),
+        (&[2, 64, 28, 28], &[16, 64], PredictAct::Sigmoid),
+    ];
+    for (shape, widths, act) in cases {
+        let mut args = vec![Arg::In(rand_f32(&mut r, shape))];
+        let mut width = shape[1];
+        for &o in widths {
+            args.push(Arg::Const(rand_f32(&mut r, &[o, width])));
+            args.push(Arg::Const(rand_f32(&mut r, &[o])));
+            width = o;
+        }
+        let op = Predict {
+            hidden: Hidden::Relu,
+            act,
+            scale: 0.5,
+        };
+        check_parallel(
+            Op::Predict(op),
+            args,
+            &format!("predict {shape:?} {widths:?} {act:?}"),
+        );
     }
 }

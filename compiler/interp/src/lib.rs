@@ -29,6 +29,7 @@ mod gemm;
 mod matmul;
 mod pad;
 mod pool;
+mod predict;
 mod reduce;
 mod reshape;
 mod resize;
@@ -69,6 +70,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, Eva
         Op::Const(c) => c.value.as_deref().cloned().ok_or(EvalError::MissingData),
         Op::Conv(o) => conv::conv(o, inputs, out),
         Op::DynConv(o) => dyn_conv::dyn_conv(o, inputs, out),
+        Op::Predict(o) => predict::predict(o, inputs, out),
         Op::BatchNorm(o) => batch_norm::batch_norm(o, inputs, out),
         Op::Unary(o) => unary::unary(o, inputs, out),
         Op::Binary(o) => binary::binary(o, inputs, out),

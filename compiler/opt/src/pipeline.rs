@@ -7,7 +7,10 @@
 //! everything after it but `fold_bn` and the epilogue fusions into the conv or dyn_conv
 //! before them (after `fold_bn`, so a BatchNorm in between folds first): `fuse_residual` (an
 //! add), `fuse_clamp` (a Relu/Clip, also after a fused add), `fuse_act` (SiLU, HardSwish,
-//! after the clamp). Last,
+//! after the clamp). Then
+//! `fuse_predictor` turns each coefficient predictor (pool, FC layers, sigmoid/softmax) into one
+//! `predict` op (after `fuse_clamp` and `fuse_act`: a hidden 1×1 conv's Relu or SiLU is then
+//! its epilogue). Last,
 //! with `Options::batch`, `retarget_batch` (after
 //! recognition, which removes the batch-as-groups reshapes that tie a graph to its batch).
 
@@ -18,6 +21,7 @@ use crate::passes::dynconv_scale::DynConvScale;
 use crate::passes::dynconv_train::DynConvTrain;
 use crate::passes::fuse_act::FuseAct;
 use crate::passes::fuse_clamp::FuseClamp;
+use crate::passes::fuse_predictor::FusePredictor;
 use crate::passes::fuse_residual::FuseResidual;
 use crate::passes::retarget_batch::RetargetBatch;
 use crate::passes::simplify_reshapes::SimplifyReshapes;
@@ -36,6 +40,7 @@ pub const PASS_NAMES: &[&str] = &[
     "fuse_residual",
     "fuse_clamp",
     "fuse_act",
+    "fuse_predictor",
     "retarget_batch",
 ];
 
@@ -45,6 +50,7 @@ const RECOGNITION: &[&str] = &[
     "dynconv_train",
     "simplify_reshapes",
     "dynconv_scale",
+    "fuse_predictor",
 ];
 
 /// The pass called `name`; `retarget_batch` takes its batch as `retarget_batch=N`.
@@ -65,6 +71,7 @@ pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
         "fuse_residual" => Box::new(FuseResidual),
         "fuse_clamp" => Box::new(FuseClamp),
         "fuse_act" => Box::new(FuseAct),
+        "fuse_predictor" => Box::new(FusePredictor),
         _ => return None,
     })
 }

@@ -45,14 +45,16 @@ pub(crate) type Epilogue<'e> =
 
 /// Where a block of C is computed and stored: rows `rows.0..rows.0 + rows.1` and columns
 /// `cols.0..cols.0 + cols.1` of C (first index a run-time value, extent static), C row-major
-/// with row stride `ldc` from `base` in the result buffer. Indices given to loads, stores and
-/// the epilogue are C's, not the block's.
+/// with row stride `ldc` from `base` in buffer `buf` (the result, or scratch for an
+/// intermediate product). Indices given to loads, stores and the epilogue are C's, not the
+/// block's.
 #[derive(Clone, Copy)]
 pub(crate) struct Block {
     pub rows: (Value, usize),
     pub cols: (Value, usize),
     pub base: Value,
     pub ldc: usize,
+    pub buf: BufId,
 }
 
 impl Block {
@@ -64,6 +66,7 @@ impl Block {
             cols: (zero, n),
             base,
             ldc: n,
+            buf: BufId::Out,
         }
     }
 }
@@ -138,6 +141,7 @@ impl Blocks {
                         cols: (j0, cols),
                         base,
                         ldc: n,
+                        buf: BufId::Out,
                     },
                 )
             })
@@ -237,7 +241,7 @@ fn store(
     let y = epi(k, acc, i, j, lanes)?;
     let row = k.mul_add(c.base, i, as_i64(c.ldc)?);
     let idx = k.b.ins().iadd(row, j);
-    k.store(BufId::Out, idx, y);
+    k.store(c.buf, idx, y);
     Ok(())
 }
 

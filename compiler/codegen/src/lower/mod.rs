@@ -26,6 +26,7 @@ mod gemm;
 mod matmul;
 mod pad;
 mod pool;
+mod predict;
 mod reduce;
 mod resize;
 mod slice;
@@ -57,6 +58,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef, phase: usize) -> LR
             Some(p) => conv_gemm::lower_dyn(k, o, &p, phase),
             None => dyn_conv::lower(k, o),
         },
+        Op::Predict(o) => predict::lower(k, o, phase),
         Op::BatchNorm(o) => batch_norm::lower(k, o),
         Op::Unary(o) => unary::lower(k, o),
         Op::Binary(o) => binary::lower(k, o),
@@ -94,6 +96,7 @@ pub(crate) fn scratch_elems(op: &Op, operands: &[&TensorType], packed: Option<&P
     match (op, operands.first(), operands.get(2), packed) {
         (Op::DynConv(_), Some(x), _, Some(p)) => conv_gemm::dyn_scratch(x, p),
         (Op::DynConv(_), Some(x), Some(bank), None) => dyn_conv::scratch_elems(x, bank),
+        (Op::Predict(o), Some(_), _, _) => predict::scratch_elems(o, operands),
         _ => 0,
     }
 }
@@ -102,7 +105,7 @@ pub(crate) fn scratch_elems(op: &Op, operands: &[&TensorType], packed: Option<&P
 /// buffers (a dyn_conv on the GEMM path mixes its kernels, then convolves).
 pub(crate) fn phases(op: &Op, packed: Option<&Packing>) -> usize {
     match (op, packed) {
-        (Op::DynConv(_), Some(_)) => 2,
+        (Op::DynConv(_), Some(_)) | (Op::Predict(_), _) => 2,
         _ => 1,
     }
 }
@@ -121,6 +124,7 @@ pub(crate) fn tasks(
         (Op::Conv(o), Some(x), _, None) => conv::tasks(x, result, o.group),
         (Op::DynConv(_), Some(x), _, Some(p)) => conv_gemm::dyn_tasks(x, result, p, phase),
         (Op::DynConv(o), Some(_), _, None) => dyn_conv::tasks(result, o.group),
+        (Op::Predict(o), _, _, _) => predict::tasks(o, operands, phase),
         (Op::Unary(_) | Op::Cast(_), _, _, _) => unary::tasks(result),
         (Op::Binary(_), Some(a), Some(b), _) => binary::tasks(a, b, result),
         (Op::Expand(_), Some(x), _, _) => expand::tasks(x, result),

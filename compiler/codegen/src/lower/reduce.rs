@@ -12,6 +12,7 @@ use super::kernel::{as_i64, clif_type, BufId, Kernel, LResult, LANES};
 use super::nest::{for_each_split, reduce_lanes, Split, View};
 use crate::abi::Fault;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use cranelift_frontend::Variable;
 use dync_ir::ops::{Reduce, ReduceKind};
 use dync_ir::tensor::strides;
 use dync_ir::{DType, TensorType};
@@ -80,46 +81,11 @@ pub(crate) fn lower(k: &mut Kernel, op: &Reduce) -> LResult {
             .copied();
         match inner_run {
             Some((n, _)) => {
-                // RUN_VECS vector partial accumulators (independent chains) along the
-                // contiguous innermost reduced dim, then one vector at a time, then scalars.
-                let vinit = identity(k, op.kind, types::F32X4, LANES);
-                let vacc: Vec<_> = (0..RUN_VECS).map(|_| k.var(types::F32X4, vinit)).collect();
-                let wide = RUN_VECS * LANES;
-                let wide_end = n / wide * wide;
-                let full = n / LANES * LANES;
-                let kind = op.kind;
-                let step = |k: &mut Kernel, base: Value, i: Value, vecs: usize| {
-                    let idx = k.b.ins().iadd(base, i);
-                    for (u, &acc) in vacc.iter().take(vecs).enumerate() {
-                        let v =
-                            k.load_off(BufId::In(0), types::F32X4, idx, (u * LANES) as i64, false);
-                        let a = k.b.use_var(acc);
-                        let a = combine(k, kind, a, v);
-                        k.b.def_var(acc, a);
-                    }
-                    Ok(())
-                };
+                let run = Run::new(k, op.kind);
                 nest(k, &red[..red.len() - 1], at[0].idx, &mut |k, base| {
-                    k.loop_range(0, wide_end, wide, |k, i| step(k, base, i, RUN_VECS))?;
-                    k.loop_range(wide_end, full, LANES, |k, i| step(k, base, i, 1))?;
-                    k.loop_range(full, n, 1, |k, i| {
-                        let idx = k.b.ins().iadd(base, i);
-                        let v = k.load(BufId::In(0), types::F32, idx);
-                        let a = k.b.use_var(acc);
-                        let a = combine(k, kind, a, v);
-                        k.b.def_var(acc, a);
-                        Ok(())
-                    })
+                    run.add(k, BufId::In(0), base, n, acc)
                 })?;
-                let first = k.b.use_var(vacc[0]);
-                let v = vacc[1..].iter().fold(first, |v, &acc| {
-                    let w = k.b.use_var(acc);
-                    combine(k, kind, v, w)
-                });
-                let s = reduce_lanes(k, v, |k, a, b| combine(k, kind, a, b));
-                let a = k.b.use_var(acc);
-                let a = combine(k, op.kind, s, a);
-                k.b.def_var(acc, a);
+                run.finish(k, acc);
             }
             None => nest(k, &red, at[0].idx, &mut |k, idx| {
                 let v = if f32 {
@@ -145,6 +111,62 @@ pub(crate) fn lower(k: &mut Kernel, op: &Reduce) -> LResult {
         k.store(BufId::Out, at[1].idx, y);
         Ok(())
     })
+}
+
+/// Accumulation of contiguous f32 runs: [`RUN_VECS`] vector partial accumulators (independent
+/// chains) along the run, then one vector at a time, then scalars into the caller's scalar
+/// accumulator; [`Run::finish`] combines the vectors in order, then lane by lane, into it.
+pub(crate) struct Run {
+    kind: ReduceKind,
+    vacc: Vec<Variable>,
+}
+
+impl Run {
+    pub fn new(k: &mut Kernel, kind: ReduceKind) -> Run {
+        let vinit = identity(k, kind, types::F32X4, LANES);
+        let vacc = (0..RUN_VECS).map(|_| k.var(types::F32X4, vinit)).collect();
+        Run { kind, vacc }
+    }
+
+    /// Combines the `n` elements of `buf` from `base` (scalar tail into `acc`).
+    pub fn add(&self, k: &mut Kernel, buf: BufId, base: Value, n: usize, acc: Variable) -> LResult {
+        let wide = RUN_VECS * LANES;
+        let wide_end = n / wide * wide;
+        let full = n / LANES * LANES;
+        let step = |k: &mut Kernel, i: Value, vecs: usize| {
+            let idx = k.b.ins().iadd(base, i);
+            for (u, &v_acc) in self.vacc.iter().take(vecs).enumerate() {
+                let v = k.load_off(buf, types::F32X4, idx, (u * LANES) as i64, false);
+                let a = k.b.use_var(v_acc);
+                let a = combine(k, self.kind, a, v);
+                k.b.def_var(v_acc, a);
+            }
+            Ok(())
+        };
+        k.loop_range(0, wide_end, wide, |k, i| step(k, i, RUN_VECS))?;
+        k.loop_range(wide_end, full, LANES, |k, i| step(k, i, 1))?;
+        k.loop_range(full, n, 1, |k, i| {
+            let idx = k.b.ins().iadd(base, i);
+            let v = k.load(buf, types::F32, idx);
+            let a = k.b.use_var(acc);
+            let a = combine(k, self.kind, a, v);
+            k.b.def_var(acc, a);
+            Ok(())
+        })
+    }
+
+    /// Folds the vector accumulators into `acc`.
+    pub fn finish(&self, k: &mut Kernel, acc: Variable) {
+        let first = k.b.use_var(self.vacc[0]);
+        let v = self.vacc[1..].iter().fold(first, |v, &a| {
+            let w = k.b.use_var(a);
+            combine(k, self.kind, v, w)
+        });
+        let s = reduce_lanes(k, v, |k, a, b| combine(k, self.kind, a, b));
+        let a = k.b.use_var(acc);
+        let a = combine(k, self.kind, s, a);
+        k.b.def_var(acc, a);
+    }
 }
 
 /// Loops over `dims` (extent, stride) from `base`, calling `body` with each element index.

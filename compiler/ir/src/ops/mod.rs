@@ -28,6 +28,7 @@ mod input;
 mod matmul;
 mod pad;
 mod pool;
+mod predict;
 mod reduce;
 mod reshape;
 mod resize;
@@ -51,6 +52,7 @@ pub use input::Input;
 pub use matmul::{matmul_shape, MatMul, MatMulShape};
 pub use pad::{Pad, PadMode};
 pub use pool::{pool_out_dim, AvgPool, MaxPool};
+pub use predict::{Hidden, Predict, PredictAct};
 pub use reduce::{Reduce, ReduceKind};
 pub use reshape::Reshape;
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode, Taps};
@@ -154,6 +156,7 @@ define_ops! {
     Const(Const),
     Conv(Conv),
     DynConv(DynConv),
+    Predict(Predict),
     BatchNorm(BatchNorm),
     Unary(Unary),
     Binary(Binary),

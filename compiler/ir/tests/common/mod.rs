@@ -127,7 +127,7 @@ fn random_op(
     let r = t.rank();
     let f32_ = t.dtype == DType::F32;
     let s = t.shape.clone();
-    Some(match c.below(22) {
+    Some(match c.below(23) {
         0 if f32_ && r == 4 => {
             let ch = s[1];
             let group = c.pick(&divisors(ch.max(1)));
@@ -470,6 +470,32 @@ fn random_op(
                 act: None,
             };
             (Op::DynConv(op), ops)
+        }
+        21 if f32_ && r == 4 => {
+            let mut ops = vec![x];
+            let mut width = s[1];
+            for _ in 0..c.range(1, 3) {
+                let out = c.range(1, 4);
+                ops.push(add_const(g, c, TensorType::f32([out, width])));
+                ops.push(add_const(g, c, TensorType::f32([out])));
+                width = out;
+            }
+            let act = if c.flip() {
+                PredictAct::Sigmoid
+            } else {
+                PredictAct::Softmax {
+                    run: c.pick(&divisors(width)),
+                }
+            };
+            let hidden = c.pick(&[Hidden::None, Hidden::Relu, Hidden::Silu]);
+            (
+                Op::Predict(Predict {
+                    hidden,
+                    act,
+                    scale: c.f32(),
+                }),
+                ops,
+            )
         }
         _ => return None,
     })

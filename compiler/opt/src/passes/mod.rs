@@ -11,6 +11,7 @@ pub mod fold_bn;
 pub mod fold_constants;
 pub mod fuse_act;
 pub mod fuse_clamp;
+pub mod fuse_predictor;
 pub mod fuse_residual;
 pub mod retarget_batch;
 pub mod simplify_reshapes;

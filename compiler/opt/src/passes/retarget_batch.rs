@@ -436,6 +436,15 @@ impl Cx<'_> {
                 }
                 Ok(step)
             }
+            Op::Predict(_) => {
+                for p in 1..self.operands.len() {
+                    self.shared(p, "predictor weight or bias")?;
+                }
+                match x {
+                    None | Some(0) => Ok(Step::keep(self.x())),
+                    Some(a) => Err(format!("it averages over the sample axis {a}")),
+                }
+            }
             Op::BatchNorm(_) => {
                 for p in 1..self.operands.len() {
                     self.shared(p, "statistics")?;

@@ -1,0 +1,269 @@
+//! `predict`: the whole coefficient predictor in one kernel call, in two phases (task
+//! functions run one after the other):
+//! 0. the global average of each channel of each sample ([`Run`]: 4-lane partial sums), tasks
+//!    of consecutive (sample, channel) runs, into the pooled vectors [N, C] in scratch;
+//! 1. per sample, the fully connected layers: hidden ones (into the sample's part of scratch)
+//!    with the bias and hidden activation (Relu, SiLU) as epilogue, then the last layer with
+//!    the bias, the scale and the sigmoid, straight into the result; a softmax then normalizes
+//!    each run in place. Each layer is a one-row product ([`product`]): the weights are [O, I],
+//!    so every output is a contiguous dot product streaming its own weight row. A single-layer
+//!    predictor (DyNet's, CondConv's routing) cuts its outputs into column blocks of whole
+//!    softmax runs, one task each, so the weights stream on every thread; with hidden layers a
+//!    task computes a whole sample (the hidden layers would otherwise be repeated per block).
+//!
+//! The pooled vector and the hidden layers never become graph tensors. Each output is
+//! computed by the same instructions whatever the split, so results do not depend on the
+//! thread count.
+
+use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
+use super::math::exp;
+use super::matmul::{product, Block, Mat};
+use super::nest::{chunk_len, chunked};
+use super::reduce::Run;
+use super::unary;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use dync_ir::ops::{Hidden, Predict, PredictAct, ReduceKind, UnaryKind};
+use dync_ir::TensorType;
+
+/// The kernel's shape and split, from its operand types (x, then weight and bias pairs).
+struct Plan {
+    n: usize,
+    c: usize,
+    hw: usize,
+    /// Each layer's (outputs, inputs).
+    layers: Vec<(usize, usize)>,
+    /// (sample, channel) runs per pooling task.
+    pool_chunk: usize,
+    /// Outputs of the last layer per task, and blocks per sample.
+    cols: usize,
+    blocks: usize,
+}
+
+impl Plan {
+    fn new(operands: &[&TensorType], act: PredictAct) -> Plan {
+        let dim = |t: &TensorType, i: usize| t.shape.get(i).copied().unwrap_or(0);
+        let x = operands[0];
+        let (n, c, hw) = (dim(x, 0), dim(x, 1), dim(x, 2) * dim(x, 3));
+        let layers: Vec<(usize, usize)> = operands[1..]
+            .iter()
+            .step_by(2)
+            .map(|w| (dim(w, 0), dim(w, 1)))
+            .collect();
+        let (m, k) = layers.last().copied().unwrap_or((0, 0));
+        let align = match act {
+            PredictAct::Softmax { run } => run,
+            PredictAct::Sigmoid => LANES,
+        };
+        let cols = if layers.len() == 1 {
+            chunk_len(m, k, align)
+        } else {
+            m.max(1)
+        };
+        Plan {
+            n,
+            c,
+            hw,
+            pool_chunk: chunk_len(n.saturating_mul(c), hw, 1),
+            blocks: m.div_ceil(cols).max(1),
+            cols,
+            layers,
+        }
+    }
+
+    /// Scratch f32 elements: the pooled vectors [N, C], then per sample its hidden layers.
+    fn scratch(&self) -> usize {
+        let hidden: usize = self.layers[..self.layers.len().saturating_sub(1)]
+            .iter()
+            .map(|l| l.0)
+            .sum();
+        self.n.saturating_mul(self.c.saturating_add(hidden))
+    }
+
+    fn tasks(&self, phase: usize) -> usize {
+        match phase {
+            0 => (self.n * self.c).div_ceil(self.pool_chunk).max(1),
+            _ => (self.n * self.blocks).max(1),
+        }
+    }
+}
+
+pub(crate) fn scratch_elems(op: &Predict, operands: &[&TensorType]) -> usize {
+    Plan::new(operands, op.act).scratch()
+}
+
+pub(crate) fn tasks(op: &Predict, operands: &[&TensorType], phase: usize) -> usize {
+    Plan::new(operands, op.act).tasks(phase)
+}
+
+pub(crate) fn lower(k: &mut Kernel, op: &Predict, phase: usize) -> LResult {
+    let types: Vec<TensorType> = (0..k.n_inputs())
+        .map(|i| TensorType::f32(k.shape(BufId::In(i))))
+        .collect();
+    let refs: Vec<&TensorType> = types.iter().collect();
+    let plan = Plan::new(&refs, op.act);
+    if plan.n == 0 || plan.layers.is_empty() {
+        return Ok(());
+    }
+    match phase {
+        0 => pool(k, &plan),
+        _ => layers(k, op, &plan),
+    }
+}
+
+/// Phase 0: the mean of each (sample, channel) run of x into scratch [N, C].
+fn pool(k: &mut Kernel, plan: &Plan) -> LResult {
+    let hwi = as_i64(plan.hw)?;
+    let inv = 1.0 / plan.hw as f32;
+    k.for_tasks(|k, t| {
+        chunked(k, t, plan.n * plan.c, plan.pool_chunk, |k, first, len| {
+            k.loop_n(len, |k, j| {
+                let nc = k.b.ins().iadd(first, j);
+                let zero = k.fconst(1, 0.0);
+                let acc = k.var(types::F32, zero);
+                let run = Run::new(k, ReduceKind::Sum);
+                let from = k.b.ins().imul_imm_s(nc, hwi);
+                run.add(k, BufId::In(0), from, plan.hw, acc)?;
+                run.finish(k, acc);
+                let s = k.b.use_var(acc);
+                let f = k.fconst(1, inv);
+                let mean = k.b.ins().fmul(s, f);
+                k.store(BufId::Scratch, nc, mean);
+                Ok(())
+            })
+        })
+    })
+}
+
+/// Phase 1: task t is block t % blocks of sample t / blocks.
+fn layers(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
+    let (m, _) = plan.layers.last().copied().unwrap_or((0, 0));
+    let hidden_total = as_i64(plan.scratch() / plan.n.max(1) - plan.c)?;
+    let (ci, mi) = (as_i64(plan.c)?, as_i64(m)?);
+    let pooled_end = as_i64(plan.n * plan.c)?;
+    let last = plan.layers.len() - 1;
+    k.for_tasks(|k, t| {
+        let blocks = as_i64(plan.blocks)?;
+        let s = k.b.ins().udiv_imm_u(t, blocks);
+        let q = k.b.ins().urem_imm_u(t, blocks);
+        let mut input = k.b.ins().imul_imm_s(s, ci);
+        let hidden = k.b.ins().imul_imm_s(s, hidden_total);
+        let mut at = k.add_imm(hidden, pooled_end);
+        let zero = k.iconst(0);
+        for (l, &(out, _)) in plan.layers[..last].iter().enumerate() {
+            fc(k, op, l, input, (BufId::Scratch, at), (zero, out))?;
+            input = at;
+            at = k.add_imm(at, as_i64(out)?);
+        }
+        let row = k.b.ins().imul_imm_s(s, mi);
+        chunked(k, q, m, plan.cols, |k, j0, len| {
+            fc(k, op, last, input, (BufId::Out, row), (j0, len))?;
+            if let PredictAct::Softmax { run } = op.act {
+                let r0 = k.b.ins().iadd(row, j0);
+                k.loop_range(0, len, run, |k, r| {
+                    let r = k.b.ins().iadd(r0, r);
+                    softmax_run(k, r, run)
+                })?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Columns `cols` of layer `l` (weight [O, I]) on the vector at `input` in scratch, stored
+/// from `dest` (the row of outputs) with the layer's epilogue (the last layer's when its
+/// bias is the kernel's last operand).
+fn fc(
+    k: &mut Kernel,
+    op: &Predict,
+    l: usize,
+    input: Value,
+    (buf, dest): (BufId, Value),
+    cols: (Value, usize),
+) -> LResult {
+    let width = k.shape(BufId::In(1 + 2 * l))[1];
+    let last = 3 + 2 * l == k.n_inputs();
+    let zero = k.iconst(0);
+    let a = Mat {
+        buf: BufId::Scratch,
+        base: input,
+        rs: 0,
+        cs: 1,
+    };
+    let w = Mat {
+        buf: BufId::In(1 + 2 * l),
+        base: zero,
+        rs: 1,
+        cs: as_i64(width)?,
+    };
+    let block = Block {
+        rows: (zero, 1),
+        cols,
+        base: dest,
+        ldc: cols.1,
+        buf,
+    };
+    let bias = BufId::In(2 + 2 * l);
+    product(k, a, w, width, block, &mut |k, acc, _, j, lanes| {
+        let b = k.load_f32(bias, j, lanes, true);
+        let y = k.b.ins().fadd(acc, b);
+        if !last {
+            return match op.hidden {
+                Hidden::Relu => unary::apply(k, UnaryKind::Relu, y, lanes),
+                Hidden::Silu => {
+                    let s = unary::apply(k, UnaryKind::Sigmoid, y, lanes)?;
+                    Ok(k.b.ins().fmul(y, s))
+                }
+                Hidden::None => Ok(y),
+            };
+        }
+        let y = if op.scale == 1.0 {
+            y
+        } else {
+            let s = k.fconst(lanes, op.scale);
+            k.b.ins().fmul(y, s)
+        };
+        match op.act {
+            PredictAct::Sigmoid => unary::apply(k, UnaryKind::Sigmoid, y, lanes),
+            PredictAct::Softmax { .. } => Ok(y),
+        }
+    })
+}
+
+/// Softmax in place over the `len` result elements from `r0`: exp(x − max) / Σ, as the
+/// `softmax` op computes a row (NaN or +inf make the run NaN).
+fn softmax_run(k: &mut Kernel, r0: Value, len: usize) -> LResult {
+    let ninf = k.fconst(1, f32::NEG_INFINITY);
+    let max = k.var(types::F32, ninf);
+    k.loop_n(len, |k, j| {
+        let i = k.b.ins().iadd(r0, j);
+        let v = k.load(BufId::Out, types::F32, i);
+        let m = k.b.use_var(max);
+        let m = k.b.ins().fmax(m, v);
+        k.b.def_var(max, m);
+        Ok(())
+    })?;
+    let m = k.b.use_var(max);
+    let zero = k.fconst(1, 0.0);
+    let sum = k.var(types::F32, zero);
+    k.loop_n(len, |k, j| {
+        let i = k.b.ins().iadd(r0, j);
+        let v = k.load(BufId::Out, types::F32, i);
+        let d = k.b.ins().fsub(v, m);
+        let e = exp(k, 1, d);
+        k.store(BufId::Out, i, e);
+        let s = k.b.use_var(sum);
+        let s = k.b.ins().fadd(s, e);
+        k.b.def_var(sum, s);
+        Ok(())
+    })?;
+    let s = k.b.use_var(sum);
+    let one = k.fconst(1, 1.0);
+    let r = k.b.ins().fdiv(one, s);
+    k.loop_n(len, |k, j| {
+        let i = k.b.ins().iadd(r0, j);
+        let e = k.load(BufId::Out, types::F32, i);
+        let y = k.b.ins().fmul(e, r);
+        k.store(BufId::Out, i, y);
+        Ok(())
+    })
+}
