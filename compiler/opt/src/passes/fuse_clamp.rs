@@ -2,11 +2,13 @@
 //! the activation costs no pass over memory: the producer gets `clamp` (Relu: [0, inf], Clip:
 //! its bounds) and the activation's uses read the producer.
 //!
-//! Matches `unary` Relu / Clip whose operand is a `conv` or `dyn_conv` without a clamp, used
-//! by nothing else and not a graph output (its unclamped value must not be observable).
-//! Exact: the clamp is the same function on the same value. Run after the rewrites that
-//! create `dyn_conv`s and after `fold_bn` (a BatchNorm between conv and activation must fold
-//! first); leaves the activation dead for DCE.
+//! Matches `unary` Relu / Clip whose operand is a `conv` or `dyn_conv` without a clamp or an
+//! activation (the epilogue clamps before its activation), used by nothing else and not a
+//! graph output (its unclamped value must not be observable); a fused residual stays (the
+//! clamp follows it: y = clamp(conv + r)). Exact: the clamp is the same function on the same
+//! value. Run after the rewrites that create `dyn_conv`s, after `fold_bn` (a BatchNorm between
+//! conv and activation must fold first) and `fuse_residual`, before `fuse_act`; leaves the
+//! activation dead for DCE.
 
 use crate::error::PassError;
 use crate::manager::{Pass, PassCx};
@@ -54,12 +56,12 @@ fn fuse(g: &mut Graph, n: NodeId) -> bool {
     };
     let x = g.operands(n)[0];
     let private = g.users(x).len() == 1 && !g.outputs.iter().any(|(_, o)| *o == x);
-    let slot = match &mut g.node_mut(x).op {
-        Op::Conv(conv) => &mut conv.clamp,
-        Op::DynConv(conv) => &mut conv.clamp,
+    let (slot, act) = match &mut g.node_mut(x).op {
+        Op::Conv(conv) => (&mut conv.clamp, conv.act),
+        Op::DynConv(conv) => (&mut conv.clamp, conv.act),
         _ => return false,
     };
-    if !private || slot.is_some() {
+    if !private || slot.is_some() || act.is_some() {
         return false;
     }
     *slot = Some(c);
