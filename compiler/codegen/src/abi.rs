@@ -15,7 +15,8 @@
 //!   (read once per call, checked against the compiled `M0 × N0` tile shape). With a null
 //!   `ctx` every kernel runs on the calling thread, no hook is called and the GEMM tile is the
 //!   module's own Cranelift tile ([`crate::tile`]).
-//! - Weights are in the module's read-only data object [`WEIGHTS_SYMBOL`] (64-byte aligned).
+//! - Weights are at the symbol [`WEIGHTS_SYMBOL`] (64-byte aligned, only read): an object's
+//!   read-only section, or the JIT model's own buffer (see [`crate::emit::write_weights`]).
 //! - Returns 0 on success, otherwise a status `(kernel + 1) << 8 | fault` naming the kernel
 //!   (index into the model's kernel list, in execution order) and the [`Fault`].
 //!
