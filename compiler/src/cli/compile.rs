@@ -259,6 +259,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let t0 = Instant::now();
     let m = a.model.load()?;
     let mut imp = import_with_notes(&m, &a.model.options()?)?;
+    // The decoded file (a copy of every weight) is not needed past import: its memory is
+    // reused by the passes and code generation instead of fresh pages.
+    drop(m);
     a.passes.optimize(&mut imp.graph, false)?;
     let t_front = t0.elapsed();
 

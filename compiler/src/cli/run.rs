@@ -118,6 +118,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
     }
     let mut imp = import_with_notes(&m, &opts)?;
+    // The decoded file (a copy of every weight) is not needed past import: its memory is
+    // reused by the passes and code generation instead of fresh pages.
+    drop(m);
     if a.engine == Engine::Jit {
         a.passes.optimize(&mut imp.graph, false)?;
     }
