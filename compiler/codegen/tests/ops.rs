@@ -807,6 +807,10 @@ fn conv_gemm_path() {
         (1, 12, 11, 11, 17, 3, 1, 2, 2, 1, Some((0.0, 6.0))),
         (1, 3, 16, 16, 8, 7, 2, 3, 1, 1, None),
         (3, 8, 4, 4, 8, 1, 2, 0, 1, 1, Some((1.0, -1.0))),
+        // Strides 2 and 3 over wide rows (gathered 4 columns at a time), half-full panels.
+        (1, 6, 9, 70, 12, 3, 3, 1, 1, 1, None),
+        (2, 18, 20, 66, 18, 3, 2, 1, 1, 3, Some((0.0, 6.0))),
+        (1, 12, 8, 8, 20, 3, 1, 2, 2, 4, None),
     ];
     for (n, c, h, w, o, k, s, p, d, g, clamp) in cases {
         let x = rand_f32(&mut r, &[n, c, h, w]);

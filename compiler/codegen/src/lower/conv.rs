@@ -408,7 +408,7 @@ fn tile(
                 let kxo = as_i64(kx)? * dx;
                 let xv: Vec<Value> = match cols {
                     Cols::Interior(_) => (0..vecs)
-                        .map(|v| Ok(load_x(k, base, as_i64(v * LANES)? * sx + kxo, sx)))
+                        .map(|v| Ok(load_x(k, base, as_i64(v * LANES)? * sx + kxo, sx, true)))
                         .collect::<LResult<_>>()?,
                     Cols::Edge(c) => vec![edge_x(k, g, row, &edge_cols(g, c, kx))],
                 };
@@ -618,23 +618,25 @@ fn load_in(k: &mut Kernel, ty: Type, idx: Value, off: i64) -> Value {
 /// The input vector of elements idx + off, idx + off + sx, ...: one vector load for
 /// stride 1; for strides 2 and 3 two vector loads spanning exactly the first to the last
 /// element (so they are in bounds whenever the elements are) and one shuffle; lane by lane
-/// otherwise, and without a native shuffle ([`Kernel::has_shuffle`]).
-fn load_x(k: &mut Kernel, idx: Value, off: i64, sx: i64) -> Value {
+/// otherwise, and without a native shuffle ([`Kernel::has_shuffle`]). `movable` as in
+/// [`Kernel::load_off`].
+pub(crate) fn load_x(k: &mut Kernel, idx: Value, off: i64, sx: i64, movable: bool) -> Value {
+    let load = |k: &mut Kernel, ty: Type, off: i64| k.load_off(BufId::In(0), ty, idx, off, movable);
     if sx == 1 {
-        return load_in(k, types::F32X4, idx, off);
+        return load(k, types::F32X4, off);
     }
     if sx <= 3 && k.has_shuffle() {
         // p holds elements off .. off+3 (lanes 0 and sx), q off+3sx−3 .. off+3sx (lanes
         // 3−sx and 3 are elements off+2sx and off+3sx).
-        let p = load_in(k, types::F32X4, idx, off);
-        let q = load_in(k, types::F32X4, idx, off + 3 * sx - 3);
+        let p = load(k, types::F32X4, off);
+        let q = load(k, types::F32X4, off + 3 * sx - 3);
         let s = sx as usize;
         return shuffle_f32(k, p, q, [0, s, 4 + 3 - s, 7]);
     }
-    let first = load_in(k, types::F32, idx, off);
+    let first = load(k, types::F32, off);
     let mut v = k.b.ins().splat(types::F32X4, first);
     for l in 1..LANES {
-        let s = load_in(k, types::F32, idx, off + l as i64 * sx);
+        let s = load(k, types::F32, off + l as i64 * sx);
         v = k.b.ins().insertlane(v, s, l as u8);
     }
     v

@@ -27,7 +27,8 @@
 //!
 //! Requires: the weight (bank) operand packed with the packing of this convolution.
 
-use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
+use super::conv::load_x;
+use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
 use super::pool::axes;
 use super::window::Axis;
 use crate::abi::tile_signature;
@@ -508,6 +509,8 @@ fn pack_panel(
     let plane = as_i64(g.h * g.w)?;
     let store = MemFlagsData::new().with_notrap();
     let (sx, dx, pl) = (g.ax.stride, g.ax.dilation, g.ax.pad_begin);
+    // Strides 2 and 3 gather 4 columns with two loads and a shuffle where shuffles are native.
+    let vec_strided = sx <= 3 && k.has_shuffle();
     // Valid tile columns j (input column inside the image) for each kx.
     let valid: Vec<(usize, usize)> = (0..g.kw)
         .map(|kx| {
@@ -550,9 +553,13 @@ fn pack_panel(
                     let src0 = as_i64(c0 * sx + kx * dx)? - as_i64(pl)?;
                     let mut j = lo;
                     while j < hi {
-                        let lanes = if sx == 1 && hi - j >= LANES { LANES } else { 1 };
                         let off = src0 + as_i64(j * sx)?;
-                        let v = k.load_off(BufId::In(0), f32_type(lanes), row, off, false);
+                        // Not movable: the loads must stay behind the row's bounds check.
+                        let (v, lanes) = if hi - j >= LANES && (sx == 1 || vec_strided) {
+                            (load_x(k, row, off, as_i64(sx)?, false), LANES)
+                        } else {
+                            (k.load_off(BufId::In(0), types::F32, row, off, false), 1)
+                        };
                         k.b.ins().store(store, v, dst, at(kx, j)?);
                         j += lanes;
                     }
