@@ -686,11 +686,50 @@ fn einsum_kernel_mixing_and_others() {
     }
 }
 
+/// NaN cells are skipped; a window of NaN cells only gives NaN (vector and scalar columns,
+/// strides 1 to 3).
+#[test]
+fn max_pool_skips_nan() {
+    let mut r = rng(41);
+    let x = rand_f32(&mut r, &[1, 2, 7, 29]);
+    let mut v = x.as_f32().unwrap().to_vec();
+    for (i, e) in v.iter_mut().enumerate() {
+        // Every third cell, and the whole first row of the second channel.
+        if i % 3 == 0 || (203..232).contains(&i) {
+            *e = f32::NAN;
+        }
+    }
+    let x = Tensor::from_f32([1, 2, 7, 29], v).unwrap();
+    for stride in 1..=3 {
+        for kern in [1, 2, 3] {
+            let op = MaxPool {
+                kernel: [kern; 2],
+                strides: [stride; 2],
+                pads: [0; 4],
+                dilations: [1, 1],
+                ceil_mode: false,
+            };
+            check_op(
+                Op::MaxPool(op),
+                vec![Arg::In(x.clone())],
+                &format!("max_pool NaN k{kern} s{stride}"),
+            );
+        }
+    }
+}
+
 #[test]
 fn pools_with_pads_strides_dilations_ceil() {
     let mut r = rng(17);
-    for (h, w) in [(1, 1), (5, 17), (8, 8), (7, 3)] {
-        for (kern, stride, pad) in [(1, 1, 0), (2, 2, 0), (3, 1, 1), (3, 2, 1), (3, 2, 0)] {
+    for (h, w) in [(1, 1), (5, 17), (8, 8), (7, 3), (6, 41)] {
+        for (kern, stride, pad) in [
+            (1, 1, 0),
+            (2, 2, 0),
+            (3, 1, 1),
+            (3, 2, 1),
+            (3, 2, 0),
+            (3, 3, 1),
+        ] {
             if kern > h + 2 * pad || kern > w + 2 * pad {
                 continue;
             }

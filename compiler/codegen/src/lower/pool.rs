@@ -1,12 +1,13 @@
 //! `avg_pool` and `max_pool` over NCHW f32. Per (image, channel) plane, output rows and columns
-//! split into runs with one static tap range each ([`super::window`]); inside a run, stride-1
-//! pooling computes 4 adjacent outputs per vector (their windows are contiguous), other
-//! strides one output at a time. max_pool skips NaN inputs, gives NaN for a window of NaN cells
+//! split into runs with one static tap range each ([`super::window`]); inside a run, 4
+//! adjacent outputs per vector (their taps contiguous at stride 1, gathered by two loads and a
+//! shuffle at strides 2 and 3 where shuffles are native), other strides one output at a time. max_pool skips NaN inputs, gives NaN for a window of NaN cells
 //! only (as the interpreter and onnxruntime do) and never lets padding win (from NaN, `m` takes
 //! `v` when `v > m` or while `m` is still NaN); avg_pool divides the sum by the number of input
 //! cells in the window, or with `count_include_pad` by the cells inside the padded extent.
 //! Planes are cut into tasks of equal chunks ([`tasks`]), each plane computed whole by one.
 
+use super::conv::load_x;
 use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult, LANES};
 use super::math::select_cmp;
 use super::nest::chunk_len;
@@ -68,6 +69,9 @@ fn pool(
     let (h, w, oh, ow) = (xs[2], xs[3], ys[2], ys[3]);
     let planes = ys[0] * ys[1];
     let chunk = plane_chunk(&ys, kernel);
+    // 4 adjacent outputs per vector: their taps are contiguous at stride 1, and gathered by
+    // two loads and a shuffle at strides 2 and 3 ([`load_x`]).
+    let vectors = ax.stride == 1 || (ax.stride <= 3 && k.has_shuffle());
     k.for_tasks(|k, t| {
         // Planes first..min(first + chunk, planes): one loop whatever the chunk's length.
         let first = k.b.ins().imul_imm_s(t, as_i64(chunk)?);
@@ -80,7 +84,7 @@ fn pool(
             for rs in &rows {
                 k.loop_range(rs.start, rs.end, 1, |k, oy| {
                     for cs in &cols {
-                        let vec_end = if ax.stride == 1 {
+                        let vec_end = if vectors {
                             cs.start + (cs.end - cs.start) / LANES * LANES
                         } else {
                             cs.start
@@ -164,7 +168,11 @@ fn emit_cell(
         let base = k.b.ins().iadd(row, col0);
         for kx in cs.k_lo..cs.k_hi {
             let idx = k.add_imm(base, as_i64(kx * ax.dilation)?);
-            let v = k.load_f32(BufId::In(0), idx, lanes, true);
+            let v = if lanes == 1 {
+                k.load_f32(BufId::In(0), idx, 1, true)
+            } else {
+                load_x(k, idx, 0, as_i64(ax.stride)?, false)
+            };
             let m = k.b.use_var(acc);
             let next = match kind {
                 Kind::Max => {
