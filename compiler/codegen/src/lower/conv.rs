@@ -30,10 +30,9 @@
 //! ([`Geo::per_image`]).
 
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
-use super::math::select_cmp;
 use super::pool::axes;
 use super::window::{Axis, Segment};
-use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::Variable;
 use dync_ir::ops::{Act, Clamp, Conv, UnaryKind};
@@ -466,7 +465,7 @@ fn tile(
                 None => val,
             };
             let val = match g.clamp {
-                Some(c) => clamp(k, lanes, c, val),
+                Some(c) => super::math::clamp(k, lanes, c.lo, c.hi, val),
                 None => val,
             };
             let val = match g.act {
@@ -597,15 +596,6 @@ pub(crate) fn act(k: &mut Kernel, lanes: usize, a: Act, x: Value) -> LResult<Val
         }
         Act::HardSwish => super::unary::apply(k, UnaryKind::HardSwish, x, lanes),
     }
-}
-
-/// `min(hi, max(lo, x))` keeping NaN ([`Clamp::apply`]), as the compare-and-select patterns
-/// Cranelift lowers to `maxps`/`minps` on x86 (its `fmax`/`fmin` order zeros and NaNs at
-/// several instructions each).
-fn clamp(k: &mut Kernel, lanes: usize, c: Clamp, x: Value) -> Value {
-    let (lo, hi) = (k.fconst(lanes, c.lo), k.fconst(lanes, c.hi));
-    let y = select_cmp(k, lanes, FloatCC::LessThan, x, lo, lo, x);
-    select_cmp(k, lanes, FloatCC::LessThan, hi, y, hi, y)
 }
 
 /// Loads a `ty` value at element `idx + off` of the input, movable (placed at its use, see

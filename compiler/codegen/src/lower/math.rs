@@ -27,6 +27,15 @@ pub(crate) fn select_cmp(
     }
 }
 
+/// `min(hi, max(lo, x))` keeping NaN (ONNX Clip), as the compare-and-select patterns
+/// Cranelift lowers to `maxps`/`minps` on x86 (its `fmax`/`fmin` order zeros and NaNs at
+/// several instructions each).
+pub(crate) fn clamp(k: &mut Kernel, lanes: usize, lo: f32, hi: f32, x: Value) -> Value {
+    let (lo, hi) = (k.fconst(lanes, lo), k.fconst(lanes, hi));
+    let y = select_cmp(k, lanes, FloatCC::LessThan, x, lo, lo, x);
+    select_cmp(k, lanes, FloatCC::LessThan, hi, y, hi, y)
+}
+
 fn little() -> MemFlagsData {
     MemFlagsData::new().with_endianness(Endianness::Little)
 }
@@ -54,10 +63,7 @@ fn pow2(k: &mut Kernel, lanes: usize, n: Value) -> Value {
 pub(crate) fn exp(k: &mut Kernel, lanes: usize, x: Value) -> Value {
     const HI: f32 = 88.722_83;
     const LO: f32 = -87.336_54;
-    let hi = k.fconst(lanes, HI);
-    let lo = k.fconst(lanes, LO);
-    let xc = k.b.ins().fmin(x, hi);
-    let xc = k.b.ins().fmax(xc, lo);
+    let xc = clamp(k, lanes, LO, HI, x);
     let log2e = k.fconst(lanes, std::f32::consts::LOG2_E);
     let n = k.b.ins().fmul(xc, log2e);
     let n = k.b.ins().nearest(n);

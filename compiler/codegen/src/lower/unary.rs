@@ -5,7 +5,7 @@
 //! cut into tasks of contiguous chunks ([`super::nest::par_map`]).
 
 use super::kernel::{BufId, Kernel, LResult};
-use super::math::{exp, select_cmp};
+use super::math::{clamp, exp, select_cmp};
 use super::nest::{map_tasks, par_map, View};
 use crate::libcalls::MathFn;
 use cranelift_codegen::ir::condcodes::FloatCC;
@@ -34,13 +34,6 @@ pub(crate) fn tasks(result: &TensorType) -> usize {
     views(&result.shape).map_or(1, |(ins, out)| map_tasks(&result.shape, &ins, out))
 }
 
-fn clamp(k: &mut Kernel, lanes: usize, x: Value, lo: f32, hi: f32) -> Value {
-    let lo = k.fconst(lanes, lo);
-    let hi = k.fconst(lanes, hi);
-    let y = k.b.ins().fmax(x, lo);
-    k.b.ins().fmin(y, hi)
-}
-
 /// `kind` applied to `x` (f32 of `lanes` lanes).
 pub(crate) fn apply(k: &mut Kernel, kind: UnaryKind, x: Value, lanes: usize) -> LResult<Value> {
     Ok(match kind {
@@ -65,16 +58,16 @@ pub(crate) fn apply(k: &mut Kernel, kind: UnaryKind, x: Value, lanes: usize) -> 
             let a = k.fconst(lanes, alpha);
             let bb = k.fconst(lanes, beta);
             let y = k.b.ins().fma(x, a, bb);
-            clamp(k, lanes, y, 0.0, 1.0)
+            clamp(k, lanes, 0.0, 1.0, y)
         }
         UnaryKind::HardSwish => {
             let a = k.fconst(lanes, 1.0 / 6.0);
             let half = k.fconst(lanes, 0.5);
             let y = k.b.ins().fma(x, a, half);
-            let y = clamp(k, lanes, y, 0.0, 1.0);
+            let y = clamp(k, lanes, 0.0, 1.0, y);
             k.b.ins().fmul(x, y)
         }
-        UnaryKind::Clip { min, max } => clamp(k, lanes, x, min, max),
+        UnaryKind::Clip { min, max } => clamp(k, lanes, min, max, x),
         UnaryKind::Tanh => k.call_math_lanes(MathFn::Tanh, &[x], lanes)?,
         UnaryKind::Exp => exp(k, lanes, x),
         UnaryKind::Log => k.call_math_lanes(MathFn::Log, &[x], lanes)?,
