@@ -8,8 +8,8 @@
 //! mixing op (matmul, gemm, einsum, mul + reduce sum), an optional mixed bias, and the exporter
 //! variants (no input reshape at batch 1, transpose before the final reshape, the padding as a
 //! Pad op of the folded input). After import and the pipeline: exactly one `dyn_conv`, no conv
-//! left, no remark, and outputs equal to the interpreter on the original graph (atol 1e-4 +
-//! rtol 1e-3).
+//! left, the predictor fused into one `predict`, no remark, and outputs equal to the
+//! interpreter on the original graph (atol 1e-4 + rtol 1e-3).
 
 mod common;
 
@@ -332,5 +332,10 @@ proptest! {
             .filter(|&n| matches!(g.node(n).op, Op::Conv(_)))
             .count();
         prop_assert_eq!(convs, 0, "{}", what);
+        let predicts = g
+            .node_ids()
+            .filter(|&n| matches!(g.node(n).op, Op::Predict(_)))
+            .count();
+        prop_assert_eq!(predicts, 1, "{}: the predictor is one predict op", what);
     }
 }
