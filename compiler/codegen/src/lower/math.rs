@@ -2,7 +2,9 @@
 //! a polynomial `exp` (Cephes' expf: range reduction by ln 2 split in two parts, a degree-6
 //! polynomial, scaling by 2^n built from exponent bits; about 1 ulp in [-87.3, 88.7]).
 //! Edge cases match the reference: exp(NaN) = NaN, exp(x > 88.72) = +inf; below -87.3 the
-//! result is the smallest normal f32 (1.2e-38) instead of a subnormal or 0.
+//! result is the smallest normal f32 (1.2e-38) instead of a subnormal or 0. The sigmoid's
+//! `exp_saturating` clamps its argument to ±87.3, which spares the two-factor scaling and the
+//! overflow select.
 
 use super::kernel::Kernel;
 use cranelift_codegen::ir::condcodes::FloatCC;
@@ -61,9 +63,38 @@ fn pow2(k: &mut Kernel, lanes: usize, n: Value) -> Value {
 
 /// e^x.
 pub(crate) fn exp(k: &mut Kernel, lanes: usize, x: Value) -> Value {
-    const HI: f32 = 88.722_83;
-    const LO: f32 = -87.336_54;
     let xc = clamp(k, lanes, LO, HI, x);
+    let (y, n) = exp_reduced(k, lanes, xc);
+    // 2^n = 2^h · 2^(n-h) with h = trunc(n/2): both factors stay normal for n in [-126, 128].
+    let half = k.fconst(lanes, 0.5);
+    let h = k.b.ins().fmul(n, half);
+    let h = k.b.ins().trunc(h);
+    let rest = k.b.ins().fsub(n, h);
+    let s1 = pow2(k, lanes, h);
+    let s2 = pow2(k, lanes, rest);
+    let y = k.b.ins().fmul(y, s1);
+    let y = k.b.ins().fmul(y, s2);
+    let inf = k.fconst(lanes, f32::INFINITY);
+    let hi = k.fconst(lanes, HI);
+    select_cmp(k, lanes, FloatCC::GreaterThan, x, hi, inf, y)
+}
+
+/// e^x with x clamped to [-87.3, 87.3] (2^n then needs one factor and nothing overflows), for
+/// the sigmoid: 1/(1 + e^-x) is already 0 or 1 to f32 precision outside that range (within
+/// 1.2e-38 of the exact value), and NaN stays NaN.
+pub(crate) fn exp_saturating(k: &mut Kernel, lanes: usize, x: Value) -> Value {
+    let xc = clamp(k, lanes, LO, -LO, x);
+    let (y, n) = exp_reduced(k, lanes, xc);
+    let s = pow2(k, lanes, n);
+    k.b.ins().fmul(y, s)
+}
+
+/// Upper and lower ends of exp's argument range.
+const HI: f32 = 88.722_83;
+const LO: f32 = -87.336_54;
+
+/// For `xc` in [LO, HI]: (e^r, n) with e^xc = e^r · 2^n, n = round(xc / ln 2).
+fn exp_reduced(k: &mut Kernel, lanes: usize, xc: Value) -> (Value, Value) {
     let log2e = k.fconst(lanes, std::f32::consts::LOG2_E);
     let n = k.b.ins().fmul(xc, log2e);
     let n = k.b.ins().nearest(n);
@@ -88,17 +119,5 @@ pub(crate) fn exp(k: &mut Kernel, lanes: usize, x: Value) -> Value {
     let r2 = k.b.ins().fmul(r, r);
     let one = k.fconst(lanes, 1.0);
     let r1 = k.b.ins().fadd(r, one);
-    let y = k.b.ins().fma(p, r2, r1);
-    // 2^n = 2^h · 2^(n-h) with h = trunc(n/2): both factors stay normal for n in [-126, 128].
-    let half = k.fconst(lanes, 0.5);
-    let h = k.b.ins().fmul(n, half);
-    let h = k.b.ins().trunc(h);
-    let rest = k.b.ins().fsub(n, h);
-    let s1 = pow2(k, lanes, h);
-    let s2 = pow2(k, lanes, rest);
-    let y = k.b.ins().fmul(y, s1);
-    let y = k.b.ins().fmul(y, s2);
-    let inf = k.fconst(lanes, f32::INFINITY);
-    let hi = k.fconst(lanes, HI);
-    select_cmp(k, lanes, FloatCC::GreaterThan, x, hi, inf, y)
+    (k.b.ins().fma(p, r2, r1), n)
 }

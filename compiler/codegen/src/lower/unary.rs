@@ -5,7 +5,7 @@
 //! cut into tasks of contiguous chunks ([`super::nest::par_map`]).
 
 use super::kernel::{BufId, Kernel, LResult};
-use super::math::{clamp, exp, select_cmp};
+use super::math::{clamp, exp, exp_saturating, select_cmp};
 use super::nest::{map_tasks, par_map, View};
 use crate::libcalls::MathFn;
 use cranelift_codegen::ir::condcodes::FloatCC;
@@ -49,7 +49,7 @@ pub(crate) fn apply(k: &mut Kernel, kind: UnaryKind, x: Value, lanes: usize) -> 
         }
         UnaryKind::Sigmoid => {
             let nx = k.b.ins().fneg(x);
-            let e = exp(k, lanes, nx);
+            let e = exp_saturating(k, lanes, nx);
             let one = k.fconst(lanes, 1.0);
             let d = k.b.ins().fadd(one, e);
             k.b.ins().fdiv(one, d)
