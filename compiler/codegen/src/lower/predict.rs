@@ -16,10 +16,10 @@
 //! thread count.
 
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
-use super::math::exp;
 use super::matmul::{product, Block, Mat};
 use super::nest::{chunk_len, chunked};
 use super::reduce::Run;
+use super::softmax::contiguous_row;
 use super::unary;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use dync_ir::ops::{Hidden, Predict, PredictAct, ReduceKind, UnaryKind};
@@ -159,9 +159,10 @@ fn layers(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
             fc(k, op, last, input, (BufId::Out, row), (j0, len))?;
             if let PredictAct::Softmax { run } = op.act {
                 let r0 = k.b.ins().iadd(row, j0);
+                // In place, as the `softmax` op computes a contiguous row.
                 k.loop_range(0, len, run, |k, r| {
                     let r = k.b.ins().iadd(r0, r);
-                    softmax_run(k, r, run)
+                    contiguous_row(k, (BufId::Out, r), r, run)
                 })?;
             }
             Ok(())
@@ -226,44 +227,5 @@ fn fc(
             PredictAct::Sigmoid => unary::apply(k, UnaryKind::Sigmoid, y, lanes),
             PredictAct::Softmax { .. } => Ok(y),
         }
-    })
-}
-
-/// Softmax in place over the `len` result elements from `r0`: exp(x − max) / Σ, as the
-/// `softmax` op computes a row (NaN or +inf make the run NaN).
-fn softmax_run(k: &mut Kernel, r0: Value, len: usize) -> LResult {
-    let ninf = k.fconst(1, f32::NEG_INFINITY);
-    let max = k.var(types::F32, ninf);
-    k.loop_n(len, |k, j| {
-        let i = k.b.ins().iadd(r0, j);
-        let v = k.load(BufId::Out, types::F32, i);
-        let m = k.b.use_var(max);
-        let m = k.b.ins().fmax(m, v);
-        k.b.def_var(max, m);
-        Ok(())
-    })?;
-    let m = k.b.use_var(max);
-    let zero = k.fconst(1, 0.0);
-    let sum = k.var(types::F32, zero);
-    k.loop_n(len, |k, j| {
-        let i = k.b.ins().iadd(r0, j);
-        let v = k.load(BufId::Out, types::F32, i);
-        let d = k.b.ins().fsub(v, m);
-        let e = exp(k, 1, d);
-        k.store(BufId::Out, i, e);
-        let s = k.b.use_var(sum);
-        let s = k.b.ins().fadd(s, e);
-        k.b.def_var(sum, s);
-        Ok(())
-    })?;
-    let s = k.b.use_var(sum);
-    let one = k.fconst(1, 1.0);
-    let r = k.b.ins().fdiv(one, s);
-    k.loop_n(len, |k, j| {
-        let i = k.b.ins().iadd(r0, j);
-        let e = k.load(BufId::Out, types::F32, i);
-        let y = k.b.ins().fmul(e, r);
-        k.store(BufId::Out, i, y);
-        Ok(())
     })
 }

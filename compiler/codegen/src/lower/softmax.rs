@@ -35,7 +35,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &Softmax) -> LResult {
     }
     if inner == 1 && len >= LANES {
         return for_each(k, &[outer, 1], &views, false, |k, at, _| {
-            contiguous_row(k, at[0].idx, at[1].idx, len)
+            contiguous_row(k, (BufId::In(0), at[0].idx), at[1].idx, len)
         });
     }
     for_each(k, &[outer, inner], &views, true, |k, at, lanes| {
@@ -78,8 +78,15 @@ pub(crate) fn lower(k: &mut Kernel, op: &Softmax) -> LResult {
     })
 }
 
-/// One contiguous row of `len` (>= 4) elements from `x0` (input) and `y0` (result).
-fn contiguous_row(k: &mut Kernel, x0: Value, y0: Value, len: usize) -> LResult {
+/// One contiguous row of `len` elements from `x0` of buffer `src` into `y0` of the result
+/// (vectors while 4 lanes remain, then scalars). `src` may be the result itself with `x0 =
+/// y0`: each element is read before it is overwritten.
+pub(crate) fn contiguous_row(
+    k: &mut Kernel,
+    (src, x0): (BufId, Value),
+    y0: Value,
+    len: usize,
+) -> LResult {
     let full = len / LANES * LANES;
     // Runs `step(k, idx, lanes)` over the row: full vectors, then the scalar tail.
     let pass =
@@ -93,7 +100,7 @@ fn contiguous_row(k: &mut Kernel, x0: Value, y0: Value, len: usize) -> LResult {
     let smax = k.var(types::F32, ninf1);
     pass(k, &mut |k, j, lanes| {
         let i = k.b.ins().iadd(x0, j);
-        let v = k.load_f32(BufId::In(0), i, lanes, true);
+        let v = k.load_f32(src, i, lanes, true);
         let var = if lanes == 1 { smax } else { vmax };
         let m = k.b.use_var(var);
         let m = k.b.ins().fmax(m, v);
@@ -110,7 +117,7 @@ fn contiguous_row(k: &mut Kernel, x0: Value, y0: Value, len: usize) -> LResult {
     let ssum = k.var(types::F32, zero1);
     pass(k, &mut |k, j, lanes| {
         let i = k.b.ins().iadd(x0, j);
-        let v = k.load_f32(BufId::In(0), i, lanes, true);
+        let v = k.load_f32(src, i, lanes, true);
         let mv = k.splat(lanes, m);
         let d = k.b.ins().fsub(v, mv);
         let e = exp(k, lanes, d);

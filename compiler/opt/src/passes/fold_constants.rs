@@ -14,11 +14,7 @@ impl Pass for FoldConstants {
         "fold_constants"
     }
     fn run(&self, g: &mut Graph, _cx: &mut PassCx) -> Result<bool, PassError> {
-        let order = g.topo_order().map_err(|n| PassError::Rewrite {
-            pass: "fold_constants",
-            origin: format!("{n:?}"),
-            message: "the graph has a cycle".into(),
-        })?;
+        let order = super::topo_order(g, "fold_constants")?;
         let mut changed = false;
         for id in order {
             if matches!(g.node(id).op, Op::Input(_) | Op::Const(_)) {

@@ -25,16 +25,7 @@ impl Pass for FuseResidual {
         "fuse_residual"
     }
     fn run(&self, g: &mut Graph, _cx: &mut PassCx) -> Result<bool, PassError> {
-        let order = g.topo_order().map_err(|n| PassError::Rewrite {
-            pass: "fuse_residual",
-            origin: format!("%{}", n.index()),
-            message: "the graph has a cycle".into(),
-        })?;
-        let mut changed = false;
-        for n in order {
-            changed |= fuse(g, n);
-        }
-        Ok(changed)
+        super::fuse_in_order(g, "fuse_residual", fuse)
     }
 }
 

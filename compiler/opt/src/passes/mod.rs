@@ -1,5 +1,9 @@
 //! One file per pass; each opens with its contract (what it matches, what it guarantees, what
-//! must run first). `crate::pipeline` orders them.
+//! must run first). `crate::pipeline` orders them. The helpers here walk a graph in dependency
+//! order for the passes that rewrite node by node.
+
+use crate::error::PassError;
+use dync_ir::{Graph, NodeId};
 
 pub mod dce;
 mod dynconv_common;
@@ -15,3 +19,26 @@ pub mod fuse_predictor;
 pub mod fuse_residual;
 pub mod retarget_batch;
 pub mod simplify_reshapes;
+
+/// The nodes of `g` in dependency order, or the error of pass `pass` on a cyclic graph.
+pub(crate) fn topo_order(g: &Graph, pass: &'static str) -> Result<Vec<NodeId>, PassError> {
+    g.topo_order().map_err(|n| PassError::Rewrite {
+        pass,
+        origin: format!("%{}", n.index()),
+        message: "the graph has a cycle".into(),
+    })
+}
+
+/// Runs `fuse` on every node in dependency order (each call sees the rewrites made before
+/// it); whether any call changed the graph.
+pub(crate) fn fuse_in_order(
+    g: &mut Graph,
+    pass: &'static str,
+    mut fuse: impl FnMut(&mut Graph, NodeId) -> bool,
+) -> Result<bool, PassError> {
+    let mut changed = false;
+    for n in topo_order(g, pass)? {
+        changed |= fuse(g, n);
+    }
+    Ok(changed)
+}

@@ -30,11 +30,7 @@ impl Pass for SimplifyReshapes {
     fn run(&self, g: &mut Graph, _cx: &mut PassCx) -> Result<bool, PassError> {
         let mut changed = false;
         loop {
-            let order = g.topo_order().map_err(|n| PassError::Rewrite {
-                pass: "simplify_reshapes",
-                origin: format!("%{}", n.index()),
-                message: "the graph has a cycle".into(),
-            })?;
+            let order = super::topo_order(g, "simplify_reshapes")?;
             let mut round = false;
             for n in order {
                 round |= simplify(g, n)?;
