@@ -70,13 +70,17 @@ impl Plan {
         }
     }
 
-    /// Scratch f32 elements: the pooled vectors [N, C], then per sample its hidden layers.
-    fn scratch(&self) -> usize {
-        let hidden: usize = self.layers[..self.layers.len().saturating_sub(1)]
+    /// Scratch f32 elements per sample for the hidden layers' results.
+    fn hidden(&self) -> usize {
+        self.layers[..self.layers.len().saturating_sub(1)]
             .iter()
             .map(|l| l.0)
-            .sum();
-        self.n.saturating_mul(self.c.saturating_add(hidden))
+            .sum()
+    }
+
+    /// Scratch f32 elements: the pooled vectors [N, C], then per sample its hidden layers.
+    fn scratch(&self) -> usize {
+        self.n.saturating_mul(self.c.saturating_add(self.hidden()))
     }
 
     fn tasks(&self, phase: usize) -> usize {
@@ -137,7 +141,7 @@ fn pool(k: &mut Kernel, plan: &Plan) -> LResult {
 /// Phase 1: task t is block t % blocks of sample t / blocks.
 fn layers(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
     let (m, _) = plan.layers.last().copied().unwrap_or((0, 0));
-    let hidden_total = as_i64(plan.scratch() / plan.n.max(1) - plan.c)?;
+    let hidden_total = as_i64(plan.hidden())?;
     let (ci, mi) = (as_i64(plan.c)?, as_i64(m)?);
     let pooled_end = as_i64(plan.n * plan.c)?;
     let last = plan.layers.len() - 1;
