@@ -1,8 +1,12 @@
 //! The JIT: compiles a graph into the current process with cranelift-jit and runs it.
 //!
 //! [`JitModel::run`] validates the inputs against the graph's signature (count, dtype, shape),
-//! allocates a 64-byte aligned arena of the planned size and the outputs, calls the entry point
-//! and turns a non-zero status into an error naming the failing node. The model owns a run-time
+//! allocates the outputs, calls the entry point with a 64-byte aligned arena of the planned size
+//! and turns a non-zero status into an error naming the failing node. The arena is allocated at
+//! the first run and kept for the next ones (as the runtime's handles keep theirs): generated
+//! code writes every arena byte before it reads it, so a used arena is as good as a fresh one,
+//! and fresh pages would cost a page fault each per run. A new arena is filled with all-ones
+//! bytes (NaN) rather than zeros, so that tests catch a kernel that breaks this rule. The model owns a run-time
 //! context (`dync_runtime::ctx::RtCtx`): serial by default, a pool of N threads after
 //! [`JitModel::set_threads`]; outputs are bit-identical at every thread count. The model's code,
 //! weights and context are freed when it is dropped.
@@ -19,6 +23,7 @@ use crate::target::{isa, CodegenOptions};
 use cranelift_jit::{JITBuilder, JITModule};
 use dync_ir::{DType, Graph, Tensor, TensorData, TensorType};
 use dync_runtime::ctx::RtCtx;
+use std::cell::Cell;
 use std::sync::{Arc, OnceLock};
 
 type EntryFn = unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, *mut u8) -> i32;
@@ -34,6 +39,9 @@ pub struct JitModel {
     /// The context passed to the entry point (owned; a raw pointer because generated code and
     /// the kernel hook may use it as `*mut` while `run` borrows `self` shared).
     ctx: *mut RtCtx,
+    /// The arena of the last run, taken by the next one (`None` while a run holds it: a
+    /// re-entrant run, from the kernel hook, allocates its own).
+    arena: Cell<Option<Vec<Block>>>,
 }
 
 /// One 64-byte aligned arena block.
@@ -88,6 +96,7 @@ impl JitModel {
             entry,
             model,
             ctx: new_ctx(1)?,
+            arena: Cell::new(None),
         })
     }
 
@@ -152,12 +161,19 @@ impl JitModel {
             outs.push(alloc_data(ty)?);
         }
         let out_ptrs: Vec<*mut u8> = outs.iter_mut().map(data_ptr_mut).collect();
-        let blocks = self.model.plan.arena_bytes.div_ceil(64);
-        let mut arena: Vec<Block> = Vec::new();
-        arena
-            .try_reserve_exact(blocks)
-            .map_err(|_| CodegenError::Alloc(self.model.plan.arena_bytes))?;
-        arena.resize(blocks, Block([0; 64]));
+        let mut arena = match self.arena.take() {
+            Some(a) => a,
+            None => {
+                let blocks = self.model.plan.arena_bytes.div_ceil(64);
+                let mut a: Vec<Block> = Vec::new();
+                a.try_reserve_exact(blocks)
+                    .map_err(|_| CodegenError::Alloc(self.model.plan.arena_bytes))?;
+                // All ones: NaN as f32, -1 as an integer, so that a kernel reading arena bytes
+                // no kernel wrote shows in every test instead of passing on fresh zero pages.
+                a.resize(blocks, Block([0xff; 64]));
+                a
+            }
+        };
         // SAFETY: the pointers reference live buffers of exactly the sizes the entry point was
         // compiled for (inputs checked above, outputs allocated from the declared types, the
         // arena of the planned size, 64-byte aligned); outputs, inputs and arena are distinct
@@ -170,6 +186,7 @@ impl JitModel {
                 self.ctx.cast::<u8>(),
             )
         };
+        self.arena.set(Some(arena));
         if status != 0 {
             return Err(self.status_error(status));
         }

@@ -35,6 +35,7 @@ fn conv_epilogues_on_both_paths() {
     let cases = [
         // (n, c, h, w, o, k, stride, pad, group): GEMM path first, then direct.
         (1, 300, 5, 7, 9, 1, 1, 0, 1),
+        (2, 24, 14, 14, 16, 1, 1, 0, 1),
         (2, 16, 9, 37, 20, 3, 1, 1, 1),
         (1, 12, 11, 11, 16, 3, 2, 1, 1),
         (2, 7, 9, 13, 7, 3, 1, 1, 7),
@@ -84,6 +85,7 @@ fn dyn_conv_epilogues_on_both_paths() {
         // (n, c, h, w, o, experts, k, stride, pad, group): GEMM path first, then direct.
         (3, 16, 9, 11, 20, 4, 3, 1, 1, 1),
         (2, 40, 6, 6, 24, 3, 1, 1, 0, 1),
+        (2, 20, 14, 14, 16, 3, 1, 1, 0, 1),
         (2, 6, 9, 11, 6, 4, 3, 1, 1, 6),
         (2, 6, 7, 9, 6, 3, 3, 2, 1, 2),
     ];

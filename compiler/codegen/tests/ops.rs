@@ -841,6 +841,8 @@ fn conv_gemm_path() {
         // (n, c, h, w, o, k, stride, pad, dilation, group, clamp)
         (1, 40, 6, 40, 20, 1, 1, 0, 1, 1, None),
         (2, 300, 5, 7, 9, 1, 1, 0, 1, 1, Some((0.0, f32::INFINITY))),
+        // 1×1 over 196 positions: runs of 128, the second one's last tile past the end.
+        (2, 24, 14, 14, 16, 1, 1, 0, 1, 1, Some((0.0, 6.0))),
         (1, 40, 9, 9, 16, 3, 1, 1, 1, 1, Some((-0.5, 0.5))),
         (2, 16, 13, 35, 24, 3, 2, 1, 1, 2, None),
         (1, 12, 11, 11, 17, 3, 1, 2, 2, 1, Some((0.0, 6.0))),

@@ -5,7 +5,10 @@
 //! [`crate::tile`] (aarch64, `--no-ukernels`, no context).
 //!
 //! Positions are tiled by output rows: a tile is `rows` whole output rows when they fit in
-//! `N0` columns (narrow feature maps), else a run of at most `N0` columns of one row. The
+//! `N0` columns (narrow feature maps), else a run of at most `N0` columns of one row. A 1×1
+//! conv of stride 1 without padding has no rows to respect (X̂ is the input, positions are
+//! contiguous): its positions are cut into runs of [`DIRECT_ROW`] ("rows" of the tiling) of
+//! full `N0`-column tiles, so only the last tile of the image is partial. The
 //! reduction runs in chunks of whole input channels of at most `KC` steps. For each tile and
 //! chunk, X̂'s panel is packed into a stack buffer (im2col: `[chunk steps][N0]`, zeros where
 //! a tap falls in the padding; row validity tested once per row, column ranges static), or —
@@ -44,6 +47,8 @@ use dync_runtime::ukernel::{
 /// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
 /// threads with some load balance).
 const MIN_TASKS: usize = 8;
+/// Positions per tiling row of a direct (1×1, stride 1, unpadded) conv: four full tiles.
+const DIRECT_ROW: usize = 4 * N0;
 /// Images mixed per pass over a step of the bank (2 accumulators each fit the 16 registers).
 const IMAGES: usize = 4;
 /// Steps of the bank mixed for all images before moving on (its panels stay in L1).
@@ -68,10 +73,8 @@ struct Gemm {
     k: usize,
     mblocks: usize,
     groups: usize,
-    /// Output rows per tile, column tiles (first column, width) of a row, row blocks.
-    rows: usize,
-    cols: Vec<(usize, usize)>,
-    row_blocks: usize,
+    /// The tiling of the output positions.
+    t: Tiling,
     /// X̂ is the input itself (1×1, stride 1, no padding).
     direct: bool,
     /// Input channels per reduction chunk, and chunks.
@@ -89,8 +92,8 @@ impl Gemm {
     ) -> Gemm {
         let [ay, ax] = axes(x, y, [ws[2], ws[3]], strides, pads, dilations);
         let (oh, ow) = (y[2], y[3]);
-        let (rows, cols, row_blocks) = row_tiling(oh, ow);
         let taps = ws[2] * ws[3];
+        let direct = is_direct(taps, strides, pads);
         let cc = (KC / taps).clamp(1, ws[1].max(1));
         Gemm {
             batch: x[0],
@@ -109,10 +112,8 @@ impl Gemm {
             k: p.k,
             mblocks: p.mblocks(),
             groups: p.groups,
-            rows,
-            cols,
-            row_blocks,
-            direct: taps == 1 && strides == [1, 1] && pads == [0; 4],
+            t: Tiling::new(oh, ow, direct),
+            direct,
             cc,
             chunks: ws[1].div_ceil(cc),
         }
@@ -160,16 +161,52 @@ fn conv_attrs(op: &Conv) -> ([usize; 2], [usize; 4], [usize; 2]) {
     (op.strides, op.pads, op.dilations)
 }
 
-/// How the output rows of a `[.., oh, ow]` result are tiled: output rows per tile, the column
-/// tiles (first column, width) of a row, and row blocks (tiles down the rows).
-fn row_tiling(oh: usize, ow: usize) -> (usize, Vec<(usize, usize)>, usize) {
-    let (rows, cols) = if ow <= N0 {
-        ((N0 / ow.max(1)).clamp(1, oh.max(1)), vec![(0, ow)])
-    } else {
-        let cols = (0..ow).step_by(N0).map(|c| (c, N0.min(ow - c))).collect();
-        (1, cols)
-    };
-    (rows, cols, oh.div_ceil(rows))
+/// X̂ is the input itself: a 1×1 conv of stride 1 without padding.
+fn is_direct(taps: usize, strides: [usize; 2], pads: [usize; 4]) -> bool {
+    taps == 1 && strides == [1, 1] && pads == [0; 4]
+}
+
+/// How the output positions of a `[.., oh, ow]` result are tiled: rows of `row_w` positions
+/// (the output rows, or runs of [`DIRECT_ROW`] positions for a direct conv), `rows` of them per
+/// tile, each cut into column tiles (first column, width); `row_blocks` tiles down the rows.
+struct Tiling {
+    rows: usize,
+    row_w: usize,
+    cols: Vec<(usize, usize)>,
+    row_blocks: usize,
+    /// Positions of the image: a direct conv's last row may be partial (its tiles are clipped
+    /// at run time).
+    positions: usize,
+}
+
+impl Tiling {
+    fn new(oh: usize, ow: usize, direct: bool) -> Tiling {
+        let positions = oh * ow;
+        let (rows, row_w, total_rows) = match (direct, ow <= N0) {
+            (true, _) => {
+                let w = DIRECT_ROW.min(positions.next_multiple_of(N0));
+                (1, w, positions.div_ceil(w.max(1)))
+            }
+            (false, true) => ((N0 / ow.max(1)).clamp(1, oh.max(1)), ow, oh),
+            (false, false) => (1, ow, oh),
+        };
+        let cols = (0..row_w)
+            .step_by(N0)
+            .map(|c| (c, N0.min(row_w - c)))
+            .collect();
+        Tiling {
+            rows,
+            row_w,
+            cols,
+            row_blocks: total_rows.div_ceil(rows),
+            positions,
+        }
+    }
+
+    /// Whether some tile extends past the image's positions (a direct conv's last row).
+    fn clipped(&self) -> bool {
+        self.row_blocks * self.rows * self.row_w > self.positions
+    }
 }
 
 /// Channel panels per task of the convolution: as many as leave at least [`MIN_TASKS`] tasks
@@ -181,23 +218,40 @@ fn panels_per_task(units: usize, mblocks: usize) -> usize {
 }
 
 /// Tasks of the convolution phase: images × groups × panel blocks × row blocks.
-fn conv_task_count(batch: usize, y: &[usize], p: &Packing) -> usize {
-    let row_blocks = row_tiling(y[2], y[3]).2;
+fn conv_task_count(batch: usize, y: &[usize], p: &Packing, direct: bool) -> usize {
+    let row_blocks = Tiling::new(y[2], y[3], direct).row_blocks;
     let units = batch * p.groups * row_blocks;
     (units * p.mblocks().div_ceil(panels_per_task(units, p.mblocks()))).max(1)
 }
 
+/// Whether the convolution of `x` with packing `p` reads X̂ in place (see [`is_direct`]).
+fn direct_for(x: &TensorType, p: &Packing, strides: [usize; 2], pads: [usize; 4]) -> bool {
+    let cg = x.shape.get(1).and_then(|c| c.checked_div(p.groups));
+    let taps = cg.and_then(|cg| p.k.checked_div(cg)).unwrap_or(0);
+    is_direct(taps, strides, pads)
+}
+
 /// Tasks of a conv on the GEMM path.
-pub(crate) fn conv_tasks(x: &TensorType, y: &TensorType, p: &Packing) -> usize {
-    conv_task_count(x.shape[0], &y.shape, p)
+pub(crate) fn conv_tasks(op: &Conv, x: &TensorType, y: &TensorType, p: &Packing) -> usize {
+    let direct = direct_for(x, p, op.strides, op.pads);
+    conv_task_count(x.shape[0], &y.shape, p, direct)
 }
 
 /// Tasks of phase `phase` of a dyn_conv on the GEMM path: mixing (one task per group and
 /// channel panel, all images), then the convolution.
-pub(crate) fn dyn_tasks(x: &TensorType, y: &TensorType, p: &Packing, phase: usize) -> usize {
+pub(crate) fn dyn_tasks(
+    op: &DynConv,
+    x: &TensorType,
+    y: &TensorType,
+    p: &Packing,
+    phase: usize,
+) -> usize {
     match phase {
         0 => (p.groups * p.mblocks()).max(1),
-        _ => conv_task_count(x.shape[0], &y.shape, p),
+        _ => {
+            let direct = direct_for(x, p, op.strides, op.pads);
+            conv_task_count(x.shape[0], &y.shape, p, direct)
+        }
     }
 }
 
@@ -276,11 +330,11 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     if !g.has_work() {
         return Ok(());
     }
-    let per = panels_per_task(g.batch * g.groups * g.row_blocks, g.mblocks);
+    let per = panels_per_task(g.batch * g.groups * g.t.row_blocks, g.mblocks);
     let blocks = g.mblocks.div_ceil(per);
-    let per_group = as_i64(blocks * g.row_blocks)?;
+    let per_group = as_i64(blocks * g.t.row_blocks)?;
     let per_image = as_i64(g.groups)? * per_group;
-    let rb_n = as_i64(g.row_blocks)?;
+    let rb_n = as_i64(g.t.row_blocks)?;
     let panel = scratch_panel(k, g)?;
     k.for_tasks(|k, t| {
         let n = k.b.ins().udiv_imm_u(t, per_image);
@@ -331,128 +385,145 @@ fn rows_block(
     [n, grp, rb]: [Value; 3],
     mbs: (Value, Value),
 ) -> LResult {
-    let oy0 = k.b.ins().imul_imm_s(rb, as_i64(g.rows)?);
-    let rows_here = clipped(k, g.rows, g.oh, oy0)?;
+    let t = &g.t;
+    let oy0 = k.b.ins().imul_imm_s(rb, as_i64(t.rows)?);
+    let rows_here = clipped(k, t.rows, g.oh, oy0)?;
     let tile = k.tile_fn()?;
     let ptr = k.b.func.dfg.value_type(tile);
     let sig = k.b.import_signature(tile_signature(k.call_conv(), ptr));
     let p = as_i64(g.positions())?;
     let taps = as_i64(g.kh * g.kw)?;
-    for &(c0, cw) in &g.cols {
-        let ncols = if g.rows > 1 {
+    for &(c0, cw) in &t.cols {
+        let pos0 = k.b.ins().imul_imm_s(oy0, as_i64(t.row_w)?);
+        let pos0 = k.add_imm(pos0, as_i64(c0)?);
+        let ncols = if t.rows > 1 {
             k.b.ins().imul_imm_s(rows_here, as_i64(cw)?)
+        } else if t.clipped() {
+            // max(0, min(cw, P − pos0)): tiles past the image's end have no columns.
+            let left = k.iconst(p);
+            let left = k.b.ins().isub(left, pos0);
+            let zero = k.iconst(0);
+            let left = k.b.ins().smax(left, zero);
+            let cap = k.iconst(as_i64(cw)?);
+            k.b.ins().umin(left, cap)
         } else {
             k.iconst(as_i64(cw)?)
         };
-        let pos0 = k.b.ins().imul_imm_s(oy0, as_i64(g.ow)?);
-        let pos0 = k.add_imm(pos0, as_i64(c0)?);
-        k.loop_n(g.chunks, |k, ch| {
-            let ci0 = k.b.ins().imul_imm_s(ch, as_i64(g.cc)?);
-            let ci_n = clipped(k, g.cc, g.cg, ci0)?;
-            let kc = k.b.ins().imul_imm_s(ci_n, taps);
-            // First channel of the chunk, as an input channel of image n.
-            let chan = k.b.ins().imul_imm_s(n, as_i64(g.c)?);
-            let chan = k.mul_add(chan, grp, as_i64(g.cg)?);
-            let chan = k.b.ins().iadd(chan, ci0);
-            let (b_ptr, ldb) = match panel {
-                None => {
-                    let idx = k.b.ins().imul_imm_s(chan, p);
-                    let idx = k.b.ins().iadd(idx, pos0);
-                    let len = k.b.ins().iadd_imm_s(kc, -1);
-                    let len = k.b.ins().imul_imm_s(len, p);
-                    let len = k.b.ins().iadd(len, ncols);
-                    (k.span_addr(BufId::In(0), idx, len), p)
-                }
-                Some(buf) => {
-                    pack_panel(k, g, buf, chan, ci_n, oy0, (c0, cw))?;
-                    (buf, as_i64(N0)?)
-                }
-            };
-            let zero = k.iconst(0);
-            let first = k.b.ins().icmp_imm_s(IntCC::Equal, ch, 0);
-            let acc = k.b.ins().iconst(types::I32, i64::from(GEMM_ACCUMULATE));
-            let zero32 = k.b.ins().iconst(types::I32, 0);
-            // With a residual, the first chunk accumulates onto it.
-            let flags = match wts.residual {
-                Some(_) => acc,
-                None => k.b.ins().select(first, zero32, acc),
-            };
-            let last =
-                k.b.ins()
-                    .icmp_imm_s(IntCC::Equal, ch, as_i64(g.chunks - 1)?);
-            let flags = match wts.clamp {
-                Some(_) => {
-                    let clamped = k.b.ins().bor_imm_u(flags, i64::from(GEMM_CLAMP));
-                    k.b.ins().select(last, clamped, flags)
-                }
-                None => flags,
-            };
-            let (lo_v, hi_v) = wts
-                .clamp
-                .map_or((f32::NEG_INFINITY, f32::INFINITY), |c| (c.lo, c.hi));
-            let (lo, hi) = mbs;
-            k.loop_dyn(lo, hi, |k, mb| {
-                let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
-                let m = clipped(k, M0, g.og, used)?;
-                // The chunk's steps of panel mb of group grp (of image n).
-                let a_idx = k.b.ins().imul_imm_s(n, wts.a_per_image);
-                let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
-                let pnl = k.b.ins().iadd(pnl, mb);
-                let a_idx = k.mul_add(a_idx, pnl, as_i64(g.k * M0)?);
-                let a_idx = k.mul_add(a_idx, ci0, taps * as_i64(M0)?);
-                let a_len = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
-                let a_ptr = k.span_addr(wts.a, a_idx, a_len);
-                // Output channel of the panel's first row, and the tile's C.
-                let oc = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
-                let oc = k.b.ins().iadd(oc, used);
-                let c_idx = k.b.ins().imul_imm_s(n, as_i64(g.o)?);
-                let c_idx = k.b.ins().iadd(c_idx, oc);
-                let c_idx = k.b.ins().imul_imm_s(c_idx, p);
-                let c_idx = k.b.ins().iadd(c_idx, pos0);
-                let c_len = k.b.ins().iadd_imm_s(m, -1);
-                let c_len = k.b.ins().imul_imm_s(c_len, p);
-                let c_len = k.b.ins().iadd(c_len, ncols);
-                let c_ptr = k.span_addr(BufId::Out, c_idx, c_len);
-                let bias = match wts.bias {
-                    Some((buf, off, per)) => {
-                        let idx = k.mul_add(oc, n, per);
-                        let idx = k.add_imm(idx, off);
-                        let b = k.span_addr(buf, idx, m);
-                        k.b.ins().select(last, b, zero)
+        let column = |k: &mut Kernel| -> LResult {
+            k.loop_n(g.chunks, |k, ch| {
+                let ci0 = k.b.ins().imul_imm_s(ch, as_i64(g.cc)?);
+                let ci_n = clipped(k, g.cc, g.cg, ci0)?;
+                let kc = k.b.ins().imul_imm_s(ci_n, taps);
+                // First channel of the chunk, as an input channel of image n.
+                let chan = k.b.ins().imul_imm_s(n, as_i64(g.c)?);
+                let chan = k.mul_add(chan, grp, as_i64(g.cg)?);
+                let chan = k.b.ins().iadd(chan, ci0);
+                let (b_ptr, ldb) = match panel {
+                    None => {
+                        let idx = k.b.ins().imul_imm_s(chan, p);
+                        let idx = k.b.ins().iadd(idx, pos0);
+                        let len = k.b.ins().iadd_imm_s(kc, -1);
+                        let len = k.b.ins().imul_imm_s(len, p);
+                        let len = k.b.ins().iadd(len, ncols);
+                        (k.span_addr(BufId::In(0), idx, len), p)
                     }
-                    None => zero,
+                    Some(buf) => {
+                        pack_panel(k, g, buf, chan, ci_n, oy0, (c0, cw))?;
+                        (buf, as_i64(N0)?)
+                    }
                 };
-                let below = k.b.ins().f32const(lo_v);
-                let above = k.b.ins().f32const(hi_v);
-                let c_tile = (c_idx, m, ncols, g.positions());
-                if let Some(r) = wts.residual {
-                    when(k, first, |k| {
-                        over_tile(k, c_tile, |k, idx, ty| {
-                            let v = k.load(r, ty, idx);
-                            k.store(BufId::Out, idx, v);
-                            Ok(())
-                        })
-                    })?;
-                }
-                let (ldb, ldc) = (k.iconst(ldb), k.iconst(p));
-                let args = [
-                    kc, a_ptr, b_ptr, ldb, c_ptr, ldc, m, ncols, bias, flags, below, above,
-                ];
-                k.b.ins().call_indirect(sig, tile, &args);
-                if let Some(a) = wts.act {
-                    when(k, last, |k| {
-                        over_tile(k, c_tile, |k, idx, ty| {
-                            let v = k.load(BufId::Out, ty, idx);
-                            let lanes = if ty == types::F32 { 1 } else { LANES };
-                            let v = super::conv::act(k, lanes, a, v)?;
-                            k.store(BufId::Out, idx, v);
-                            Ok(())
-                        })
-                    })?;
-                }
-                Ok(())
+                let zero = k.iconst(0);
+                let first = k.b.ins().icmp_imm_s(IntCC::Equal, ch, 0);
+                let acc = k.b.ins().iconst(types::I32, i64::from(GEMM_ACCUMULATE));
+                let zero32 = k.b.ins().iconst(types::I32, 0);
+                // With a residual, the first chunk accumulates onto it.
+                let flags = match wts.residual {
+                    Some(_) => acc,
+                    None => k.b.ins().select(first, zero32, acc),
+                };
+                let last =
+                    k.b.ins()
+                        .icmp_imm_s(IntCC::Equal, ch, as_i64(g.chunks - 1)?);
+                let flags = match wts.clamp {
+                    Some(_) => {
+                        let clamped = k.b.ins().bor_imm_u(flags, i64::from(GEMM_CLAMP));
+                        k.b.ins().select(last, clamped, flags)
+                    }
+                    None => flags,
+                };
+                let (lo_v, hi_v) = wts
+                    .clamp
+                    .map_or((f32::NEG_INFINITY, f32::INFINITY), |c| (c.lo, c.hi));
+                let (lo, hi) = mbs;
+                k.loop_dyn(lo, hi, |k, mb| {
+                    let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
+                    let m = clipped(k, M0, g.og, used)?;
+                    // The chunk's steps of panel mb of group grp (of image n).
+                    let a_idx = k.b.ins().imul_imm_s(n, wts.a_per_image);
+                    let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
+                    let pnl = k.b.ins().iadd(pnl, mb);
+                    let a_idx = k.mul_add(a_idx, pnl, as_i64(g.k * M0)?);
+                    let a_idx = k.mul_add(a_idx, ci0, taps * as_i64(M0)?);
+                    let a_len = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
+                    let a_ptr = k.span_addr(wts.a, a_idx, a_len);
+                    // Output channel of the panel's first row, and the tile's C.
+                    let oc = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
+                    let oc = k.b.ins().iadd(oc, used);
+                    let c_idx = k.b.ins().imul_imm_s(n, as_i64(g.o)?);
+                    let c_idx = k.b.ins().iadd(c_idx, oc);
+                    let c_idx = k.b.ins().imul_imm_s(c_idx, p);
+                    let c_idx = k.b.ins().iadd(c_idx, pos0);
+                    let c_len = k.b.ins().iadd_imm_s(m, -1);
+                    let c_len = k.b.ins().imul_imm_s(c_len, p);
+                    let c_len = k.b.ins().iadd(c_len, ncols);
+                    let c_ptr = k.span_addr(BufId::Out, c_idx, c_len);
+                    let bias = match wts.bias {
+                        Some((buf, off, per)) => {
+                            let idx = k.mul_add(oc, n, per);
+                            let idx = k.add_imm(idx, off);
+                            let b = k.span_addr(buf, idx, m);
+                            k.b.ins().select(last, b, zero)
+                        }
+                        None => zero,
+                    };
+                    let below = k.b.ins().f32const(lo_v);
+                    let above = k.b.ins().f32const(hi_v);
+                    let c_tile = (c_idx, m, ncols, g.positions());
+                    if let Some(r) = wts.residual {
+                        when(k, first, |k| {
+                            over_tile(k, c_tile, |k, idx, ty| {
+                                let v = k.load(r, ty, idx);
+                                k.store(BufId::Out, idx, v);
+                                Ok(())
+                            })
+                        })?;
+                    }
+                    let (ldb, ldc) = (k.iconst(ldb), k.iconst(p));
+                    let args = [
+                        kc, a_ptr, b_ptr, ldb, c_ptr, ldc, m, ncols, bias, flags, below, above,
+                    ];
+                    k.b.ins().call_indirect(sig, tile, &args);
+                    if let Some(a) = wts.act {
+                        when(k, last, |k| {
+                            over_tile(k, c_tile, |k, idx, ty| {
+                                let v = k.load(BufId::Out, ty, idx);
+                                let lanes = if ty == types::F32 { 1 } else { LANES };
+                                let v = super::conv::act(k, lanes, a, v)?;
+                                k.store(BufId::Out, idx, v);
+                                Ok(())
+                            })
+                        })?;
+                    }
+                    Ok(())
+                })
             })
-        })?;
+        };
+        if t.clipped() {
+            let some = k.b.ins().icmp_imm_s(IntCC::NotEqual, ncols, 0);
+            when(k, some, column)?;
+        } else {
+            column(k)?;
+        }
     }
     Ok(())
 }
@@ -529,7 +600,7 @@ fn pack_panel(
         let dst = k.b.ins().imul_imm_s(ci, taps * row_bytes);
         let dst = k.b.ins().iadd(buf, dst);
         for ky in 0..g.kh {
-            for r in 0..g.rows {
+            for r in 0..g.t.rows {
                 let iy = k.add_imm(oy0, as_i64(r)?);
                 let iy = k.b.ins().imul_imm_s(iy, as_i64(g.ay.stride)?);
                 let shift = as_i64(ky * g.ay.dilation)? - as_i64(g.ay.pad_begin)?;

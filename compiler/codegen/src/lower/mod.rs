@@ -120,9 +120,9 @@ pub(crate) fn tasks(
     phase: usize,
 ) -> usize {
     match (op, operands.first(), operands.get(1), packed) {
-        (Op::Conv(_), Some(x), _, Some(p)) => conv_gemm::conv_tasks(x, result, p),
+        (Op::Conv(o), Some(x), _, Some(p)) => conv_gemm::conv_tasks(o, x, result, p),
         (Op::Conv(o), Some(x), _, None) => conv::tasks(x, result, o.group),
-        (Op::DynConv(_), Some(x), _, Some(p)) => conv_gemm::dyn_tasks(x, result, p, phase),
+        (Op::DynConv(o), Some(x), _, Some(p)) => conv_gemm::dyn_tasks(o, x, result, p, phase),
         (Op::DynConv(o), Some(_), _, None) => dyn_conv::tasks(result, o.group),
         (Op::Predict(o), _, _, _) => predict::tasks(o, operands, phase),
         (Op::Unary(_) | Op::Cast(_), _, _, _) => unary::tasks(result),
