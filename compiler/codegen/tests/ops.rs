@@ -694,9 +694,17 @@ fn max_pool_skips_nan() {
     let x = rand_f32(&mut r, &[1, 2, 7, 29]);
     let mut v = x.as_f32().unwrap().to_vec();
     for (i, e) in v.iter_mut().enumerate() {
-        // Every third cell, and the whole first row of the second channel.
+        // Every third cell, and the whole first row of the second channel, NaN; its second
+        // row −∞ and NaN in turn, its third row −∞ (windows whose maximum is −∞, with and
+        // without NaN), and every eleventh cell −∞.
         if i % 3 == 0 || (203..232).contains(&i) {
             *e = f32::NAN;
+        }
+        if (232..261).contains(&i) {
+            *e = if i % 2 == 0 { f32::NEG_INFINITY } else { f32::NAN };
+        }
+        if (261..290).contains(&i) || i % 11 == 0 {
+            *e = f32::NEG_INFINITY;
         }
     }
     let x = Tensor::from_f32([1, 2, 7, 29], v).unwrap();

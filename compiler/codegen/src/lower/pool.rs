@@ -1,9 +1,11 @@
 //! `avg_pool` and `max_pool` over NCHW f32. Per (image, channel) plane, output rows and columns
 //! split into runs with one static tap range each ([`super::window`]); inside a run, 4
 //! adjacent outputs per vector (their taps contiguous at stride 1, gathered by two loads and a
-//! shuffle at strides 2 and 3 where shuffles are native), other strides one output at a time. max_pool skips NaN inputs, gives NaN for a window of NaN cells
-//! only (as the interpreter and onnxruntime do) and never lets padding win (from NaN, `m` takes
-//! `v` when `v > m` or while `m` is still NaN); avg_pool divides the sum by the number of input
+//! shuffle at strides 2 and 3 where shuffles are native), other strides one output at a time.
+//! max_pool skips NaN inputs, gives NaN for a window of NaN cells only (as the interpreter and
+//! onnxruntime do) and never lets padding win: a fast fold of one compare-and-select (`maxps`)
+//! per tap from −∞, and an exact fold for the cells it leaves at −∞ (see [`Fold`]); avg_pool
+//! divides the sum by the number of input
 //! cells in the window, or with `count_include_pad` by the cells inside the padded extent.
 //! Planes are cut into tasks of equal chunks ([`tasks`]), each plane computed whole by one.
 
@@ -138,6 +140,18 @@ struct Cell {
     lanes: usize,
 }
 
+/// How a window's taps are combined.
+#[derive(Clone, Copy)]
+enum Fold {
+    /// From −∞, `m = v` when `m < v`: one `maxps` per tap on x86; a NaN input never wins, so
+    /// a window without NaN, or with a finite maximum, gets the exact result. −∞ is also what
+    /// a window of NaN cells gives, hence [`Fold::MaxExact`] for those lanes.
+    MaxFast,
+    /// From NaN, `m = v` when `v > m` or `m` is NaN: NaN only for a window of NaN cells.
+    MaxExact,
+    Sum,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn emit_cell(
     k: &mut Kernel,
@@ -150,9 +164,64 @@ fn emit_cell(
     at: Cell,
 ) -> LResult {
     let lanes = at.lanes;
-    let init = match kind {
-        Kind::Max => f32::NAN,
-        Kind::Avg { .. } => 0.0,
+    let window = |k: &mut Kernel, fold: Fold| fold_window(k, fold, ay, ax, rs, cs, w, &at);
+    let y = match kind {
+        Kind::Max => {
+            // The exact fold, on the rare cells whose fast maximum is −∞ (all NaN, or all
+            // −∞, or −∞ and NaN: only the exact fold tells these apart).
+            let fast = window(k, Fold::MaxFast)?;
+            let ninf = k.fconst(lanes, f32::NEG_INFINITY);
+            let low = k.b.ins().fcmp(FloatCC::Equal, fast, ninf);
+            let low = if lanes == 1 {
+                low
+            } else {
+                k.b.ins().vany_true(low)
+            };
+            let (exact, join) = (k.b.create_block(), k.b.create_block());
+            let y = k.b.append_block_param(join, f32_type(lanes));
+            k.b.ins().brif(low, exact, &[], join, &[fast.into()]);
+            k.b.set_cold_block(exact);
+            k.b.switch_to_block(exact);
+            let e = window(k, Fold::MaxExact)?;
+            k.b.ins().jump(join, &[e.into()]);
+            k.b.switch_to_block(join);
+            y
+        }
+        Kind::Avg { count_include_pad } => {
+            let sum = window(k, Fold::Sum)?;
+            let count = if count_include_pad {
+                rs.padded_cells * cs.padded_cells
+            } else {
+                (rs.k_hi - rs.k_lo) * (cs.k_hi - cs.k_lo)
+            };
+            let c = k.fconst(lanes, count as f32);
+            k.b.ins().fdiv(sum, c)
+        }
+    };
+    let yi = k.b.ins().imul_imm_s(at.oy, as_i64(ow)?);
+    let yi = k.b.ins().iadd(yi, at.yb);
+    let yi = k.b.ins().iadd(yi, at.ox);
+    k.store(BufId::Out, yi, y);
+    Ok(())
+}
+
+/// Folds the taps of one (vector of) output(s) inside the input (padding never takes part).
+#[allow(clippy::too_many_arguments)]
+fn fold_window(
+    k: &mut Kernel,
+    fold: Fold,
+    ay: &Axis,
+    ax: &Axis,
+    rs: &Segment,
+    cs: &Segment,
+    w: usize,
+    at: &Cell,
+) -> LResult<Value> {
+    let lanes = at.lanes;
+    let init = match fold {
+        Fold::MaxFast => f32::NEG_INFINITY,
+        Fold::MaxExact => f32::NAN,
+        Fold::Sum => 0.0,
     };
     let init = k.fconst(lanes, init);
     let acc = k.var(f32_type(lanes), init);
@@ -174,30 +243,17 @@ fn emit_cell(
                 load_x(k, idx, 0, as_i64(ax.stride)?, false)
             };
             let m = k.b.use_var(acc);
-            let next = match kind {
-                Kind::Max => {
+            let next = match fold {
+                Fold::MaxFast => select_cmp(k, lanes, FloatCC::LessThan, m, v, v, m),
+                Fold::MaxExact => {
                     let larger = select_cmp(k, lanes, FloatCC::GreaterThan, v, m, v, m);
                     select_cmp(k, lanes, FloatCC::Unordered, m, m, v, larger)
                 }
-                Kind::Avg { .. } => k.b.ins().fadd(m, v),
+                Fold::Sum => k.b.ins().fadd(m, v),
             };
             k.b.def_var(acc, next);
         }
         Ok(())
     })?;
-    let mut y = k.b.use_var(acc);
-    if let Kind::Avg { count_include_pad } = kind {
-        let count = if count_include_pad {
-            rs.padded_cells * cs.padded_cells
-        } else {
-            (rs.k_hi - rs.k_lo) * (cs.k_hi - cs.k_lo)
-        };
-        let c = k.fconst(lanes, count as f32);
-        y = k.b.ins().fdiv(y, c);
-    }
-    let yi = k.b.ins().imul_imm_s(at.oy, as_i64(ow)?);
-    let yi = k.b.ins().iadd(yi, at.yb);
-    let yi = k.b.ins().iadd(yi, at.ox);
-    k.store(BufId::Out, yi, y);
-    Ok(())
+    Ok(k.b.use_var(acc))
 }
