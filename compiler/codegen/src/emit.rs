@@ -227,7 +227,7 @@ fn lower_kernels(
         let packed = lower::packed_operand(&node.op)
             .and_then(|i| operands.get(i))
             .and_then(|o| plan.packed.get(o));
-        let scratch = lower::scratch_elems(&node.op, &operand_tys, packed);
+        let scratch = lower::scratch_elems(&node.op, &operand_tys, &node.ty, packed);
         let mut phases = Vec::new();
         for phase in 0..lower::phases(&node.op, packed) {
             let tasks = lower::tasks(&node.op, &operand_tys, &node.ty, packed, phase);

@@ -189,7 +189,7 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
         let p = crate::lower::packed_operand(op)
             .and_then(|i| ids.get(i))
             .and_then(|o| packed.get(o));
-        let elems = crate::lower::scratch_elems(op, &operands, p);
+        let elems = crate::lower::scratch_elems(op, &operands, &g.node(k).ty, p);
         if elems > 0 {
             let bytes = elems
                 .checked_mul(4)

@@ -197,21 +197,26 @@ fn dynamic_convolution_matches_the_interpreter() {
 #[test]
 fn dyn_conv_op_matches_the_interpreter() {
     let mut r = rng(102);
-    // (n, c, o, experts, k, stride, pad, group, per_channel, bias, bias_bank)
+    // (n, c, o, experts, k, stride, pad, group, per_channel, bias, bias_bank, h, w)
     #[rustfmt::skip]
     let cases = [
-        (1, 6, 8, 4, 3, 1, 1, 1, true, false, false),
-        (2, 6, 6, 4, 3, 2, 1, 2, true, true, false),
-        (2, 4, 5, 3, 1, 1, 0, 1, false, true, true),
-        (1, 6, 6, 2, 3, 1, 1, 6, false, false, true),
-        (3, 3, 7, 5, 5, 2, 2, 1, true, true, true),
+        (1, 6, 8, 4, 3, 1, 1, 1, true, false, false, 9, 11),
+        (2, 6, 6, 4, 3, 2, 1, 2, true, true, false, 9, 11),
+        (2, 4, 5, 3, 1, 1, 0, 1, false, true, true, 9, 11),
+        (1, 6, 6, 2, 3, 1, 1, 6, false, false, true, 9, 11),
+        (3, 3, 7, 5, 5, 2, 2, 1, true, true, true, 9, 11),
         // The GEMM path (≥ 8 channels per group): a partial channel panel and more images
         // than one mixing pass takes, the in-place 1×1 path, stride 2.
-        (5, 16, 20, 4, 3, 1, 1, 2, true, true, true),
-        (2, 40, 24, 6, 1, 1, 0, 1, false, false, true),
-        (9, 12, 16, 3, 3, 2, 1, 1, true, true, false),
+        (5, 16, 20, 4, 3, 1, 1, 2, true, true, true, 9, 11),
+        (2, 40, 24, 6, 1, 1, 0, 1, false, false, true, 9, 11),
+        (9, 12, 16, 3, 3, 2, 1, 1, true, true, false, 9, 11),
+        // One image in at most two tiles: the mixing fused into the convolution (3×3 over
+        // 7×7: two tiles of four and three rows; 1×1 over 7×8: two runs of 32 and 24).
+        (1, 16, 20, 4, 3, 1, 1, 2, true, true, true, 7, 7),
+        (1, 24, 16, 3, 1, 1, 0, 1, false, true, false, 7, 8),
+        (1, 20, 12, 5, 3, 2, 1, 1, true, false, true, 9, 11),
     ];
-    for (i, (n, c, o, e, k, s, p, group, per_channel, bias, bias_bank)) in
+    for (i, (n, c, o, e, k, s, p, group, per_channel, bias, bias_bank, h, w)) in
         cases.into_iter().enumerate()
     {
         let op = DynConv {
@@ -231,7 +236,7 @@ fn dyn_conv_op_matches_the_interpreter() {
             rand_f32(&mut r, &[n, e])
         };
         let mut args = vec![
-            Arg::In(rand_f32(&mut r, &[n, c, 9, 11])),
+            Arg::In(rand_f32(&mut r, &[n, c, h, w])),
             Arg::In(coeff),
             Arg::Const(rand_f32(&mut r, &[e, o, c / group, k, k])),
         ];
@@ -245,7 +250,7 @@ fn dyn_conv_op_matches_the_interpreter() {
             Op::DynConv(op),
             args,
             &format!(
-                "dyn_conv n{n} c{c} o{o} e{e} k{k} s{s} p{p} g{group} per_channel={per_channel}"
+                "dyn_conv n{n} c{c} {h}x{w} o{o} e{e} k{k} s{s} p{p} g{group} per_channel={per_channel}"
             ),
         );
     }

@@ -701,7 +701,11 @@ fn max_pool_skips_nan() {
             *e = f32::NAN;
         }
         if (232..261).contains(&i) {
-            *e = if i % 2 == 0 { f32::NEG_INFINITY } else { f32::NAN };
+            *e = if i % 2 == 0 {
+                f32::NEG_INFINITY
+            } else {
+                f32::NAN
+            };
         }
         if (261..290).contains(&i) || i % 11 == 0 {
             *e = f32::NEG_INFINITY;

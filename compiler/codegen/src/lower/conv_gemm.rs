@@ -49,6 +49,10 @@ use dync_runtime::ukernel::{
 const MIN_TASKS: usize = 8;
 /// Positions per tiling row of a direct (1×1, stride 1, unpadded) conv: four full tiles.
 const DIRECT_ROW: usize = 4 * N0;
+/// Tiles of an image up to which one task covers them all (7×7 maps: two), so that each A
+/// chunk is read (or mixed) once for all of them; their packed X̂ panels are on the stack
+/// together.
+const WHOLE_TILES: usize = 2;
 /// Images mixed per pass over a step of the bank (2 accumulators each fit the 16 registers).
 const IMAGES: usize = 4;
 /// Steps of the bank mixed for all images before moving on (its panels stay in L1).
@@ -75,6 +79,12 @@ struct Gemm {
     groups: usize,
     /// The tiling of the output positions.
     t: Tiling,
+    /// A task covers every tile of its image (at most [`WHOLE_TILES`] of them): each chunk
+    /// of a channel panel's A serves them all while it is in L1.
+    whole: bool,
+    /// A dyn_conv mixing its kernels chunk by chunk inside the convolution (batch 1, whole
+    /// images): the bank is read once and no mixed kernels go through memory.
+    fused: bool,
     /// X̂ is the input itself (1×1, stride 1, no padding).
     direct: bool,
     /// Input channels per reduction chunk, and chunks.
@@ -113,6 +123,8 @@ impl Gemm {
             mblocks: p.mblocks(),
             groups: p.groups,
             t: Tiling::new(oh, ow, direct),
+            whole: Tiling::new(oh, ow, direct).whole(),
+            fused: false,
             direct,
             cc,
             chunks: ws[1].div_ceil(cc),
@@ -121,6 +133,19 @@ impl Gemm {
 
     fn positions(&self) -> usize {
         self.oh * self.ow
+    }
+
+    /// Row blocks the tasks are split into (1: each task covers the whole image).
+    fn task_row_blocks(&self) -> usize {
+        if self.whole {
+            1
+        } else {
+            self.t.row_blocks
+        }
+    }
+
+    fn tiles_per_image(&self) -> usize {
+        self.t.tiles()
     }
 
     fn has_work(&self) -> bool {
@@ -136,17 +161,29 @@ impl Gemm {
         }
     }
 
-    /// f32 elements of one image's packed kernels (dyn_conv scratch).
+    /// f32 elements of one image's packed kernels in the dyn_conv scratch (none when the
+    /// mixing is fused).
     fn image_elems(&self) -> usize {
-        self.groups * self.mblocks * self.k * M0
+        if self.fused {
+            0
+        } else {
+            self.groups * self.mblocks * self.k * M0
+        }
     }
 }
 
+/// Where the tile's `A` panels come from.
+enum ASource<'a> {
+    /// Packed panels in a buffer, `per_image` elements apart for consecutive images (0:
+    /// shared by every image).
+    Packed { buf: BufId, per_image: i64 },
+    /// Mixed from the bank chunk by chunk, right before the tiles use them (a fused dyn_conv).
+    Mixed(&'a Mix<'a>),
+}
+
 /// Where the tile's `A` panels and bias come from.
-struct Weights {
-    a: BufId,
-    /// Elements between consecutive images' packed kernels (0: shared).
-    a_per_image: i64,
+struct Weights<'a> {
+    a: ASource<'a>,
     /// Bias buffer, its first element and elements between images.
     bias: Option<(BufId, i64, i64)>,
     /// The fused epilogue: the residual operand (copied into the output tile before the first
@@ -203,6 +240,16 @@ impl Tiling {
         }
     }
 
+    /// Tiles of an image (a direct conv's tiles past the end included).
+    fn tiles(&self) -> usize {
+        self.row_blocks * self.cols.len()
+    }
+
+    /// Whether a task takes the whole image (see [`Gemm::whole`]).
+    fn whole(&self) -> bool {
+        self.tiles() <= WHOLE_TILES
+    }
+
     /// Whether some tile extends past the image's positions (a direct conv's last row).
     fn clipped(&self) -> bool {
         self.row_blocks * self.rows * self.row_w > self.positions
@@ -219,7 +266,8 @@ fn panels_per_task(units: usize, mblocks: usize) -> usize {
 
 /// Tasks of the convolution phase: images × groups × panel blocks × row blocks.
 fn conv_task_count(batch: usize, y: &[usize], p: &Packing, direct: bool) -> usize {
-    let row_blocks = Tiling::new(y[2], y[3], direct).row_blocks;
+    let t = Tiling::new(y[2], y[3], direct);
+    let row_blocks = if t.whole() { 1 } else { t.row_blocks };
     let units = batch * p.groups * row_blocks;
     (units * p.mblocks().div_ceil(panels_per_task(units, p.mblocks()))).max(1)
 }
@@ -255,11 +303,26 @@ pub(crate) fn dyn_tasks(
     }
 }
 
-/// Scratch f32 elements of a dyn_conv on the GEMM path: every image's packed kernels, then
-/// the mixed biases [N, O].
-pub(crate) fn dyn_scratch(x: &TensorType, p: &Packing) -> usize {
+/// Whether a dyn_conv mixes inside its convolution phase ([`Gemm::fused`]): one image whose
+/// tasks each cover it whole. With more images, mixing every image's kernels once in phase 0
+/// reads the bank once for all of them instead.
+fn fused(batch: usize, t: &Tiling) -> bool {
+    batch == 1 && t.whole()
+}
+
+/// Scratch f32 elements of a dyn_conv on the GEMM path: every image's packed kernels (none
+/// when fused), then the mixed biases [N, O].
+pub(crate) fn dyn_scratch(op: &DynConv, x: &TensorType, y: &TensorType, p: &Packing) -> usize {
     let n = x.shape.first().copied().unwrap_or(0);
-    p.expert_elems()
+    let (oh, ow) = (y.shape.get(2).copied(), y.shape.get(3).copied());
+    let direct = direct_for(x, p, op.strides, op.pads);
+    let t = Tiling::new(oh.unwrap_or(0), ow.unwrap_or(0), direct);
+    let kernels = if fused(n, &t) {
+        Some(0)
+    } else {
+        p.expert_elems()
+    };
+    kernels
         .and_then(|e| e.checked_add(p.groups.checked_mul(p.og)?))
         .and_then(|e| e.checked_mul(n))
         .unwrap_or(usize::MAX)
@@ -273,8 +336,10 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
     );
     let g = Gemm::new(&xs, &ys, &ws, conv_attrs(op), p);
     let wts = Weights {
-        a: BufId::In(1),
-        a_per_image: 0,
+        a: ASource::Packed {
+            buf: BufId::In(1),
+            per_image: 0,
+        },
         bias: op.bias_index(k.n_inputs()).map(|i| (BufId::In(i), 0, 0)),
         residual: op.residual_index(k.n_inputs()).map(BufId::In),
         clamp: op.clamp,
@@ -284,27 +349,17 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
 }
 
 /// Phase 0 of a dyn_conv mixes every image's kernels (and biases) into the scratch memory in
-/// the packed layout; phase 1 convolves with them.
+/// the packed layout; phase 1 convolves with them. Fused ([`Gemm::fused`]): phase 0 mixes the
+/// biases only, phase 1 mixes each kernel chunk right before the tiles use it.
 pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize) -> LResult {
     let (xs, ys, bank) = (
         k.shape(BufId::In(0)),
         k.shape(BufId::Out),
         k.shape(BufId::In(2)),
     );
-    let g = Gemm::new(&xs, &ys, &bank[1..], (op.strides, op.pads, op.dilations), p);
+    let mut g = Gemm::new(&xs, &ys, &bank[1..], (op.strides, op.pads, op.dilations), p);
+    g.fused = fused(g.batch, &g.t);
     let kernels = as_i64(g.batch * g.image_elems())?;
-    if phase == 1 {
-        let has_bias = op.bias || op.bias_bank;
-        let wts = Weights {
-            a: BufId::Scratch,
-            a_per_image: as_i64(g.image_elems())?,
-            bias: has_bias.then_some((BufId::Scratch, kernels, as_i64(g.o)?)),
-            residual: op.residual_index().map(BufId::In),
-            clamp: op.clamp,
-            act: op.act,
-        };
-        return convolve(k, &g, &wts);
-    }
     if !g.has_work() {
         return Ok(());
     }
@@ -316,6 +371,24 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
         expert_elems: as_i64(p.expert_elems().unwrap_or(0))?,
         kernels,
     };
+    if phase == 1 {
+        let has_bias = op.bias || op.bias_bank;
+        let wts = Weights {
+            a: if g.fused {
+                ASource::Mixed(&mix)
+            } else {
+                ASource::Packed {
+                    buf: BufId::Scratch,
+                    per_image: as_i64(g.image_elems())?,
+                }
+            },
+            bias: has_bias.then_some((BufId::Scratch, kernels, as_i64(g.o)?)),
+            residual: op.residual_index().map(BufId::In),
+            clamp: op.clamp,
+            act: op.act,
+        };
+        return convolve(k, &g, &wts);
+    }
     let coefs = k.stack_buffer(IMAGES * mix.experts * M0 * 4)?;
     let mblocks = as_i64(g.mblocks)?;
     k.for_tasks(|k, t| {
@@ -325,17 +398,32 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
     })
 }
 
-/// The convolution phase: task = (image, group, block of channel panels, row block).
+/// The convolution phase: task = (image, group, block of channel panels, row block), or
+/// (image, group, block of channel panels) when a task covers the whole image
+/// ([`Gemm::whole`]).
 fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     if !g.has_work() {
         return Ok(());
     }
-    let per = panels_per_task(g.batch * g.groups * g.t.row_blocks, g.mblocks);
+    let rbs = g.task_row_blocks();
+    let per = panels_per_task(g.batch * g.groups * rbs, g.mblocks);
     let blocks = g.mblocks.div_ceil(per);
-    let per_group = as_i64(blocks * g.t.row_blocks)?;
+    let per_group = as_i64(blocks * rbs)?;
     let per_image = as_i64(g.groups)? * per_group;
-    let rb_n = as_i64(g.t.row_blocks)?;
-    let panel = scratch_panel(k, g)?;
+    let rb_n = as_i64(rbs)?;
+    let tiles = if g.whole { g.tiles_per_image() } else { 1 };
+    let panels = match g.panel_bytes() {
+        0 => None,
+        n => Some(k.stack_buffer(n * tiles)?),
+    };
+    // A fused dyn_conv mixes each chunk of a channel panel here, for the tiles that follow.
+    let mixed = match &wts.a {
+        ASource::Mixed(mix) => Some((
+            k.stack_buffer(KC.max(g.kh * g.kw) * M0 * 4)?,
+            k.stack_buffer(mix.experts * M0 * 4)?,
+        )),
+        ASource::Packed { .. } => None,
+    };
     k.for_tasks(|k, t| {
         let n = k.b.ins().udiv_imm_u(t, per_image);
         let r = k.b.ins().urem_imm_u(t, per_image);
@@ -343,17 +431,246 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
         let r = k.b.ins().urem_imm_u(r, per_group);
         let blk = k.b.ins().udiv_imm_u(r, rb_n);
         let rb = k.b.ins().urem_imm_u(r, rb_n);
-        let (lo, hi) = panel_range(k, g, blk, per)?;
-        rows_block(k, g, wts, panel, [n, grp, rb], (lo, hi))
+        let mbs = panel_range(k, g, blk, per)?;
+        let task = Task {
+            n,
+            grp,
+            mbs,
+            panels,
+            mixed,
+        };
+        if g.whole {
+            let tiles = image_tiles(k, g)?;
+            return tile_group(k, g, wts, &task, &tiles);
+        }
+        let t = &g.t;
+        let oy0 = k.b.ins().imul_imm_s(rb, as_i64(t.rows)?);
+        let rows_here = clipped(k, t.rows, g.oh, oy0)?;
+        for &col in &t.cols {
+            let tile = tile_at(k, g, oy0, rows_here, col)?;
+            if t.clipped() {
+                let some = k.b.ins().icmp_imm_s(IntCC::NotEqual, tile.ncols, 0);
+                when(k, some, |k| tile_group(k, g, wts, &task, &[tile]))?;
+            } else {
+                tile_group(k, g, wts, &task, &[tile])?;
+            }
+        }
+        Ok(())
     })
 }
 
-/// The packed-panel stack buffer, when X̂ is packed.
-fn scratch_panel(k: &mut Kernel, g: &Gemm) -> LResult<Option<Value>> {
-    match g.panel_bytes() {
-        0 => Ok(None),
-        n => k.stack_buffer(n).map(Some),
+/// One task's image, group, channel panels, and stack buffers: the packed X̂ panels (one per
+/// tile of a group), and for a fused dyn_conv the mixed A panel and its coefficients.
+struct Task {
+    n: Value,
+    grp: Value,
+    mbs: (Value, Value),
+    panels: Option<Value>,
+    mixed: Option<(Value, Value)>,
+}
+
+/// An output tile: its first tiling row, first position, columns of a row and columns in all.
+#[derive(Clone, Copy)]
+struct TileAt {
+    oy0: Value,
+    pos0: Value,
+    col: (usize, usize),
+    ncols: Value,
+}
+
+/// The tile of columns `(c0, cw)` of the tiling rows from `oy0` (`rows_here` of them).
+fn tile_at(
+    k: &mut Kernel,
+    g: &Gemm,
+    oy0: Value,
+    rows_here: Value,
+    (c0, cw): (usize, usize),
+) -> LResult<TileAt> {
+    let t = &g.t;
+    let pos0 = k.b.ins().imul_imm_s(oy0, as_i64(t.row_w)?);
+    let pos0 = k.add_imm(pos0, as_i64(c0)?);
+    let ncols = if t.rows > 1 {
+        k.b.ins().imul_imm_s(rows_here, as_i64(cw)?)
+    } else if t.clipped() {
+        // max(0, min(cw, P − pos0)): tiles past the image's end have no columns.
+        let left = k.iconst(as_i64(g.positions())?);
+        let left = k.b.ins().isub(left, pos0);
+        let zero = k.iconst(0);
+        let left = k.b.ins().smax(left, zero);
+        let cap = k.iconst(as_i64(cw)?);
+        k.b.ins().umin(left, cap)
+    } else {
+        k.iconst(as_i64(cw)?)
+    };
+    Ok(TileAt {
+        oy0,
+        pos0,
+        col: (c0, cw),
+        ncols,
+    })
+}
+
+/// Every non-empty tile of the image, with static positions (a whole-image task).
+fn image_tiles(k: &mut Kernel, g: &Gemm) -> LResult<Vec<TileAt>> {
+    let t = &g.t;
+    let mut tiles = Vec::new();
+    for rb in 0..t.row_blocks {
+        let oy0 = rb * t.rows;
+        for &(c0, cw) in &t.cols {
+            let pos0 = oy0 * t.row_w + c0;
+            let ncols = if t.rows > 1 {
+                t.rows.min(g.oh - oy0) * cw
+            } else {
+                cw.min(g.positions().saturating_sub(pos0))
+            };
+            if ncols > 0 {
+                let (oy0, rows) = (k.iconst(as_i64(oy0)?), k.iconst(as_i64(t.rows)?));
+                let mut tile = tile_at(k, g, oy0, rows, (c0, cw))?;
+                tile.ncols = k.iconst(as_i64(ncols)?);
+                tiles.push(tile);
+            }
+        }
     }
+    Ok(tiles)
+}
+
+/// Every output of the task's channel panels in `tiles`: per reduction chunk, X̂'s panel of
+/// each tile is packed (or addressed in place), then per channel panel the tile runs on each
+/// of them, so a panel's A chunk (mixed here for a fused dyn_conv) serves every tile from L1.
+fn tile_group(k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, tiles: &[TileAt]) -> LResult {
+    let Task { n, grp, .. } = *task;
+    let tile = k.tile_fn()?;
+    let ptr = k.b.func.dfg.value_type(tile);
+    let sig = k.b.import_signature(tile_signature(k.call_conv(), ptr));
+    let p = as_i64(g.positions())?;
+    let taps = as_i64(g.kh * g.kw)?;
+    k.loop_n(g.chunks, |k, ch| {
+        let ci0 = k.b.ins().imul_imm_s(ch, as_i64(g.cc)?);
+        let ci_n = clipped(k, g.cc, g.cg, ci0)?;
+        let kc = k.b.ins().imul_imm_s(ci_n, taps);
+        // First channel of the chunk, as an input channel of image n.
+        let chan = k.b.ins().imul_imm_s(n, as_i64(g.c)?);
+        let chan = k.mul_add(chan, grp, as_i64(g.cg)?);
+        let chan = k.b.ins().iadd(chan, ci0);
+        let mut bs = Vec::with_capacity(tiles.len());
+        for (i, at) in tiles.iter().enumerate() {
+            bs.push(match task.panels {
+                None => {
+                    let idx = k.b.ins().imul_imm_s(chan, p);
+                    let idx = k.b.ins().iadd(idx, at.pos0);
+                    let len = k.b.ins().iadd_imm_s(kc, -1);
+                    let len = k.b.ins().imul_imm_s(len, p);
+                    let len = k.b.ins().iadd(len, at.ncols);
+                    (k.span_addr(BufId::In(0), idx, len), p)
+                }
+                Some(buf) => {
+                    let buf = k.add_imm(buf, as_i64(i * g.panel_bytes())?);
+                    pack_panel(k, g, buf, chan, ci_n, at.oy0, at.col)?;
+                    (buf, as_i64(N0)?)
+                }
+            });
+        }
+        let zero = k.iconst(0);
+        let first = k.b.ins().icmp_imm_s(IntCC::Equal, ch, 0);
+        let acc = k.b.ins().iconst(types::I32, i64::from(GEMM_ACCUMULATE));
+        let zero32 = k.b.ins().iconst(types::I32, 0);
+        // With a residual, the first chunk accumulates onto it.
+        let flags = match wts.residual {
+            Some(_) => acc,
+            None => k.b.ins().select(first, zero32, acc),
+        };
+        let last =
+            k.b.ins()
+                .icmp_imm_s(IntCC::Equal, ch, as_i64(g.chunks - 1)?);
+        let flags = match wts.clamp {
+            Some(_) => {
+                let clamped = k.b.ins().bor_imm_u(flags, i64::from(GEMM_CLAMP));
+                k.b.ins().select(last, clamped, flags)
+            }
+            None => flags,
+        };
+        let (lo_v, hi_v) = wts
+            .clamp
+            .map_or((f32::NEG_INFINITY, f32::INFINITY), |c| (c.lo, c.hi));
+        let (lo, hi) = task.mbs;
+        k.loop_dyn(lo, hi, |k, mb| {
+            let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
+            let m = clipped(k, M0, g.og, used)?;
+            // The chunk's steps of panel mb of group grp (of image n).
+            let a_ptr = match (&wts.a, task.mixed) {
+                (ASource::Mixed(mix), Some((abuf, coefs))) => {
+                    let s0 = k.b.ins().imul_imm_s(ci0, taps);
+                    mix.chunk(k, grp, mb, (s0, kc), abuf, coefs)?;
+                    abuf
+                }
+                (ASource::Packed { buf, per_image }, _) => {
+                    let a_idx = k.b.ins().imul_imm_s(n, *per_image);
+                    let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
+                    let pnl = k.b.ins().iadd(pnl, mb);
+                    let a_idx = k.mul_add(a_idx, pnl, as_i64(g.k * M0)?);
+                    let a_idx = k.mul_add(a_idx, ci0, taps * as_i64(M0)?);
+                    let a_len = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
+                    k.span_addr(*buf, a_idx, a_len)
+                }
+                (ASource::Mixed(_), None) => {
+                    return Err(crate::error::CodegenError::Overflow(
+                        "a fused dyn_conv without its mixing buffers".into(),
+                    ))
+                }
+            };
+            // Output channel of the panel's first row.
+            let oc = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
+            let oc = k.b.ins().iadd(oc, used);
+            let bias = match wts.bias {
+                Some((buf, off, per)) => {
+                    let idx = k.mul_add(oc, n, per);
+                    let idx = k.add_imm(idx, off);
+                    let b = k.span_addr(buf, idx, m);
+                    k.b.ins().select(last, b, zero)
+                }
+                None => zero,
+            };
+            let below = k.b.ins().f32const(lo_v);
+            let above = k.b.ins().f32const(hi_v);
+            for (at, &(b_ptr, ldb)) in tiles.iter().zip(&bs) {
+                let c_idx = k.b.ins().imul_imm_s(n, as_i64(g.o)?);
+                let c_idx = k.b.ins().iadd(c_idx, oc);
+                let c_idx = k.b.ins().imul_imm_s(c_idx, p);
+                let c_idx = k.b.ins().iadd(c_idx, at.pos0);
+                let c_len = k.b.ins().iadd_imm_s(m, -1);
+                let c_len = k.b.ins().imul_imm_s(c_len, p);
+                let c_len = k.b.ins().iadd(c_len, at.ncols);
+                let c_ptr = k.span_addr(BufId::Out, c_idx, c_len);
+                let c_tile = (c_idx, m, at.ncols, g.positions());
+                if let Some(r) = wts.residual {
+                    when(k, first, |k| {
+                        over_tile(k, c_tile, |k, idx, ty| {
+                            let v = k.load(r, ty, idx);
+                            k.store(BufId::Out, idx, v);
+                            Ok(())
+                        })
+                    })?;
+                }
+                let (ldb, ldc) = (k.iconst(ldb), k.iconst(p));
+                let args = [
+                    kc, a_ptr, b_ptr, ldb, c_ptr, ldc, m, at.ncols, bias, flags, below, above,
+                ];
+                k.b.ins().call_indirect(sig, tile, &args);
+                if let Some(a) = wts.act {
+                    when(k, last, |k| {
+                        over_tile(k, c_tile, |k, idx, ty| {
+                            let v = k.load(BufId::Out, ty, idx);
+                            let lanes = if ty == types::F32 { 1 } else { LANES };
+                            let v = super::conv::act(k, lanes, a, v)?;
+                            k.store(BufId::Out, idx, v);
+                            Ok(())
+                        })
+                    })?;
+                }
+            }
+            Ok(())
+        })
+    })
 }
 
 /// Channel panels `blk·per .. min((blk + 1)·per, mblocks)`.
@@ -374,158 +691,6 @@ fn clipped(k: &mut Kernel, cap: usize, total: usize, used: Value) -> LResult<Val
     let t = k.iconst(as_i64(total)?);
     let left = k.b.ins().isub(t, used);
     Ok(k.b.ins().umin(c, left))
-}
-
-/// Every output of channel panels `mbs` of group `grp`, image `n`, row block `rb`.
-fn rows_block(
-    k: &mut Kernel,
-    g: &Gemm,
-    wts: &Weights,
-    panel: Option<Value>,
-    [n, grp, rb]: [Value; 3],
-    mbs: (Value, Value),
-) -> LResult {
-    let t = &g.t;
-    let oy0 = k.b.ins().imul_imm_s(rb, as_i64(t.rows)?);
-    let rows_here = clipped(k, t.rows, g.oh, oy0)?;
-    let tile = k.tile_fn()?;
-    let ptr = k.b.func.dfg.value_type(tile);
-    let sig = k.b.import_signature(tile_signature(k.call_conv(), ptr));
-    let p = as_i64(g.positions())?;
-    let taps = as_i64(g.kh * g.kw)?;
-    for &(c0, cw) in &t.cols {
-        let pos0 = k.b.ins().imul_imm_s(oy0, as_i64(t.row_w)?);
-        let pos0 = k.add_imm(pos0, as_i64(c0)?);
-        let ncols = if t.rows > 1 {
-            k.b.ins().imul_imm_s(rows_here, as_i64(cw)?)
-        } else if t.clipped() {
-            // max(0, min(cw, P − pos0)): tiles past the image's end have no columns.
-            let left = k.iconst(p);
-            let left = k.b.ins().isub(left, pos0);
-            let zero = k.iconst(0);
-            let left = k.b.ins().smax(left, zero);
-            let cap = k.iconst(as_i64(cw)?);
-            k.b.ins().umin(left, cap)
-        } else {
-            k.iconst(as_i64(cw)?)
-        };
-        let column = |k: &mut Kernel| -> LResult {
-            k.loop_n(g.chunks, |k, ch| {
-                let ci0 = k.b.ins().imul_imm_s(ch, as_i64(g.cc)?);
-                let ci_n = clipped(k, g.cc, g.cg, ci0)?;
-                let kc = k.b.ins().imul_imm_s(ci_n, taps);
-                // First channel of the chunk, as an input channel of image n.
-                let chan = k.b.ins().imul_imm_s(n, as_i64(g.c)?);
-                let chan = k.mul_add(chan, grp, as_i64(g.cg)?);
-                let chan = k.b.ins().iadd(chan, ci0);
-                let (b_ptr, ldb) = match panel {
-                    None => {
-                        let idx = k.b.ins().imul_imm_s(chan, p);
-                        let idx = k.b.ins().iadd(idx, pos0);
-                        let len = k.b.ins().iadd_imm_s(kc, -1);
-                        let len = k.b.ins().imul_imm_s(len, p);
-                        let len = k.b.ins().iadd(len, ncols);
-                        (k.span_addr(BufId::In(0), idx, len), p)
-                    }
-                    Some(buf) => {
-                        pack_panel(k, g, buf, chan, ci_n, oy0, (c0, cw))?;
-                        (buf, as_i64(N0)?)
-                    }
-                };
-                let zero = k.iconst(0);
-                let first = k.b.ins().icmp_imm_s(IntCC::Equal, ch, 0);
-                let acc = k.b.ins().iconst(types::I32, i64::from(GEMM_ACCUMULATE));
-                let zero32 = k.b.ins().iconst(types::I32, 0);
-                // With a residual, the first chunk accumulates onto it.
-                let flags = match wts.residual {
-                    Some(_) => acc,
-                    None => k.b.ins().select(first, zero32, acc),
-                };
-                let last =
-                    k.b.ins()
-                        .icmp_imm_s(IntCC::Equal, ch, as_i64(g.chunks - 1)?);
-                let flags = match wts.clamp {
-                    Some(_) => {
-                        let clamped = k.b.ins().bor_imm_u(flags, i64::from(GEMM_CLAMP));
-                        k.b.ins().select(last, clamped, flags)
-                    }
-                    None => flags,
-                };
-                let (lo_v, hi_v) = wts
-                    .clamp
-                    .map_or((f32::NEG_INFINITY, f32::INFINITY), |c| (c.lo, c.hi));
-                let (lo, hi) = mbs;
-                k.loop_dyn(lo, hi, |k, mb| {
-                    let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
-                    let m = clipped(k, M0, g.og, used)?;
-                    // The chunk's steps of panel mb of group grp (of image n).
-                    let a_idx = k.b.ins().imul_imm_s(n, wts.a_per_image);
-                    let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
-                    let pnl = k.b.ins().iadd(pnl, mb);
-                    let a_idx = k.mul_add(a_idx, pnl, as_i64(g.k * M0)?);
-                    let a_idx = k.mul_add(a_idx, ci0, taps * as_i64(M0)?);
-                    let a_len = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
-                    let a_ptr = k.span_addr(wts.a, a_idx, a_len);
-                    // Output channel of the panel's first row, and the tile's C.
-                    let oc = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
-                    let oc = k.b.ins().iadd(oc, used);
-                    let c_idx = k.b.ins().imul_imm_s(n, as_i64(g.o)?);
-                    let c_idx = k.b.ins().iadd(c_idx, oc);
-                    let c_idx = k.b.ins().imul_imm_s(c_idx, p);
-                    let c_idx = k.b.ins().iadd(c_idx, pos0);
-                    let c_len = k.b.ins().iadd_imm_s(m, -1);
-                    let c_len = k.b.ins().imul_imm_s(c_len, p);
-                    let c_len = k.b.ins().iadd(c_len, ncols);
-                    let c_ptr = k.span_addr(BufId::Out, c_idx, c_len);
-                    let bias = match wts.bias {
-                        Some((buf, off, per)) => {
-                            let idx = k.mul_add(oc, n, per);
-                            let idx = k.add_imm(idx, off);
-                            let b = k.span_addr(buf, idx, m);
-                            k.b.ins().select(last, b, zero)
-                        }
-                        None => zero,
-                    };
-                    let below = k.b.ins().f32const(lo_v);
-                    let above = k.b.ins().f32const(hi_v);
-                    let c_tile = (c_idx, m, ncols, g.positions());
-                    if let Some(r) = wts.residual {
-                        when(k, first, |k| {
-                            over_tile(k, c_tile, |k, idx, ty| {
-                                let v = k.load(r, ty, idx);
-                                k.store(BufId::Out, idx, v);
-                                Ok(())
-                            })
-                        })?;
-                    }
-                    let (ldb, ldc) = (k.iconst(ldb), k.iconst(p));
-                    let args = [
-                        kc, a_ptr, b_ptr, ldb, c_ptr, ldc, m, ncols, bias, flags, below, above,
-                    ];
-                    k.b.ins().call_indirect(sig, tile, &args);
-                    if let Some(a) = wts.act {
-                        when(k, last, |k| {
-                            over_tile(k, c_tile, |k, idx, ty| {
-                                let v = k.load(BufId::Out, ty, idx);
-                                let lanes = if ty == types::F32 { 1 } else { LANES };
-                                let v = super::conv::act(k, lanes, a, v)?;
-                                k.store(BufId::Out, idx, v);
-                                Ok(())
-                            })
-                        })?;
-                    }
-                    Ok(())
-                })
-            })
-        };
-        if t.clipped() {
-            let some = k.b.ins().icmp_imm_s(IntCC::NotEqual, ncols, 0);
-            when(k, some, column)?;
-        } else {
-            column(k)?;
-        }
-    }
-    Ok(())
 }
 
 /// Emits `body` to run only when `cond` (an i8 truth value) holds.
@@ -680,7 +845,8 @@ struct Mix<'a> {
 
 impl Mix<'_> {
     /// Mixes channel panel `mb` of group `grp` for every image: kernels into the packed
-    /// layout, biases into the bias rows. `coefs` holds [`IMAGES`] × experts × M0 floats.
+    /// layout (unless fused), biases into the bias rows. `coefs` holds [`IMAGES`] × experts ×
+    /// M0 floats.
     fn panel(&self, k: &mut Kernel, grp: Value, mb: Value, coefs: Value) -> LResult {
         let g = self.g;
         let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
@@ -690,7 +856,8 @@ impl Mix<'_> {
         let pnl = k.b.ins().iadd(pnl, mb);
         let base = k.b.ins().imul_imm_s(pnl, as_i64(g.k * M0)?);
         let flags = MemFlagsData::new().with_notrap();
-        for first in (0..g.batch).step_by(IMAGES) {
+        let images = if g.fused { 0 } else { g.batch };
+        for first in (0..images).step_by(IMAGES) {
             let imgs = IMAGES.min(g.batch - first);
             self.coefficients(k, oc0, first..first + imgs, coefs)?;
             k.loop_range(0, g.k, MIX_STEPS, |k, s0| {
@@ -708,12 +875,7 @@ impl Mix<'_> {
                         });
                         for (i, acc) in accs.iter_mut().enumerate() {
                             for h in 0..2 {
-                                let off = i32::try_from(((i * self.experts + e) * M0 + h * 4) * 4)
-                                    .map_err(|_| {
-                                        crate::error::CodegenError::Overflow(
-                                            "the coefficient table".into(),
-                                        )
-                                    })?;
+                                let off = coef_offset(i, e, self.experts, h)?;
                                 let c = k.b.ins().load(types::F32X4, flags, coefs, off);
                                 acc[h] = k.b.ins().fma(c, b[h], acc[h]);
                             }
@@ -741,6 +903,55 @@ impl Mix<'_> {
             })?;
         }
         Ok(())
+    }
+
+    /// Mixes steps `s0 .. s0 + kc` of channel panel `mb` of group `grp` for image 0 into
+    /// `abuf` (`kc` rows of M0 floats, the tile's A panel); `coefs` holds experts × M0 floats.
+    fn chunk(
+        &self,
+        k: &mut Kernel,
+        grp: Value,
+        mb: Value,
+        (s0, kc): (Value, Value),
+        abuf: Value,
+        coefs: Value,
+    ) -> LResult {
+        let g = self.g;
+        let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
+        let oc0 = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
+        let oc0 = k.b.ins().iadd(oc0, used);
+        self.coefficients(k, oc0, 0..1, coefs)?;
+        let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
+        let pnl = k.b.ins().iadd(pnl, mb);
+        let base = k.b.ins().imul_imm_s(pnl, as_i64(g.k * M0)?);
+        let base = k.mul_add(base, s0, as_i64(M0)?);
+        let flags = MemFlagsData::new().with_notrap();
+        let zero = k.iconst(0);
+        k.loop_dyn(zero, kc, |k, s| {
+            let at = k.mul_add(base, s, as_i64(M0)?);
+            let z = k.fconst(LANES, 0.0);
+            let mut acc = [z; 2];
+            for e in 0..self.experts {
+                let eo = as_i64(e)? * self.expert_elems;
+                for (h, a) in acc.iter_mut().enumerate() {
+                    let b = k.load_off(
+                        BufId::In(2),
+                        types::F32X4,
+                        at,
+                        eo + as_i64(h * LANES)?,
+                        true,
+                    );
+                    let off = coef_offset(0, e, self.experts, h)?;
+                    let c = k.b.ins().load(types::F32X4, flags, coefs, off);
+                    *a = k.b.ins().fma(c, b, *a);
+                }
+            }
+            let dst = k.b.ins().imul_imm_s(s, as_i64(M0 * 4)?);
+            let dst = k.b.ins().iadd(abuf, dst);
+            k.b.ins().store(flags, acc[0], dst, 0);
+            k.b.ins().store(flags, acc[1], dst, 16);
+            Ok(())
+        })
     }
 
     /// Fills `coefs[i][e][lane]` with c[first + i, oc0 + lane, e] (per channel, the channel
@@ -803,4 +1014,10 @@ impl Mix<'_> {
         k.store_off(BufId::Scratch, oc, self.kernels + as_i64(n * g.o)?, b);
         Ok(())
     }
+}
+
+/// Byte offset of `coefs[i][e][h·4 ..]` in a coefficient table of `experts` experts.
+fn coef_offset(i: usize, e: usize, experts: usize, h: usize) -> LResult<i32> {
+    i32::try_from(((i * experts + e) * M0 + h * LANES) * 4)
+        .map_err(|_| crate::error::CodegenError::Overflow("the coefficient table".into()))
 }

@@ -90,11 +90,16 @@ pub(crate) fn packed_operand(op: &Op) -> Option<usize> {
     }
 }
 
-/// f32 elements of scratch memory the kernel of `op` needs (0: none), given its operand types
-/// and the packing of its [`packed_operand`].
-pub(crate) fn scratch_elems(op: &Op, operands: &[&TensorType], packed: Option<&Packing>) -> usize {
+/// f32 elements of scratch memory the kernel of `op` needs (0: none), given its operand and
+/// result types and the packing of its [`packed_operand`].
+pub(crate) fn scratch_elems(
+    op: &Op,
+    operands: &[&TensorType],
+    result: &TensorType,
+    packed: Option<&Packing>,
+) -> usize {
     match (op, operands.first(), operands.get(2), packed) {
-        (Op::DynConv(_), Some(x), _, Some(p)) => conv_gemm::dyn_scratch(x, p),
+        (Op::DynConv(o), Some(x), _, Some(p)) => conv_gemm::dyn_scratch(o, x, result, p),
         (Op::DynConv(_), Some(x), Some(bank), None) => dyn_conv::scratch_elems(x, bank),
         (Op::Predict(o), Some(_), _, _) => predict::scratch_elems(o, operands),
         _ => 0,
