@@ -94,6 +94,11 @@ pub fn isa(opts: &CodegenOptions, pic: bool) -> Result<OwnedTargetIsa, CodegenEr
     set(&mut flags, "opt_level", "speed")?;
     set(&mut flags, "is_pic", if pic { "true" } else { "false" })?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
+    // GEMM convs keep packed panels on the stack (tens of KiB): touch every page of a large
+    // frame in order, so that a thread whose stack is too small hits its guard page instead
+    // of writing past it.
+    set(&mut flags, "enable_probestack", "true")?;
+    set(&mut flags, "probestack_strategy", "inline")?;
     set(
         &mut flags,
         "enable_verifier",
