@@ -113,7 +113,12 @@ unsafe fn avx512(
         }
     }
     let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-    for (i, row) in acc.iter().enumerate().take(m) {
+    // A constant trip count with an early exit (not `take(m)`): the loop unrolls and the
+    // accumulators stay in registers instead of going through the stack.
+    for (i, row) in acc.iter().enumerate() {
+        if i >= m {
+            break;
+        }
         // SAFETY: C's row i has n valid elements (only those lanes are accessed); bias[i] is
         // readable when bias is not null.
         unsafe {
@@ -263,7 +268,11 @@ unsafe fn avx2_4x16(
         }
     }
     let (vlo, vhi) = (_mm256_set1_ps(ep.lo), _mm256_set1_ps(ep.hi));
-    for (i, row) in acc.iter().enumerate().take(m) {
+    // Unrolled with an early exit, as in the AVX-512 tile: no accumulator on the stack.
+    for (i, row) in acc.iter().enumerate() {
+        if i >= m {
+            break;
+        }
         // SAFETY: C's row i has n valid elements (only those lanes are accessed); bias[i] is
         // readable when bias is not null.
         unsafe {
