@@ -41,6 +41,9 @@ fn conv_epilogues_on_both_paths() {
         (2, 7, 9, 13, 7, 3, 1, 1, 7),
         (1, 6, 6, 5, 6, 3, 2, 1, 6),
         (1, 4, 5, 7, 6, 3, 1, 1, 2),
+        // Fully connected layers (1×1 over 1×1): contiguous dot products, in tasks.
+        (1, 240, 1, 1, 960, 1, 1, 0, 1),
+        (3, 24, 1, 1, 40, 1, 2, 0, 2),
     ];
     for (n, c, h, w, o, k, s, p, g) in cases {
         let x = rand_f32(&mut r, &[n, c, h, w]);

@@ -17,6 +17,7 @@ mod binary;
 mod cast;
 mod concat;
 mod conv;
+mod conv_fc;
 mod conv_gemm;
 mod dyn_conv;
 mod einsum;
@@ -52,6 +53,9 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef, phase: usize) -> LR
         )),
         Op::Conv(o) => match k.buf(BufId::In(1)).packed {
             Some(p) => conv_gemm::lower_conv(k, o, &p),
+            None if conv_fc::applies(o, &k.buf(BufId::In(0)).ty, &k.buf(BufId::In(1)).ty) => {
+                conv_fc::lower(k, o)
+            }
             None => conv::lower(k, o),
         },
         Op::DynConv(o) => match k.buf(BufId::In(2)).packed {
@@ -126,6 +130,9 @@ pub(crate) fn tasks(
 ) -> usize {
     match (op, operands.first(), operands.get(1), packed) {
         (Op::Conv(o), Some(x), _, Some(p)) => conv_gemm::conv_tasks(o, x, result, p),
+        (Op::Conv(o), Some(x), Some(w), None) if conv_fc::applies(o, x, w) => {
+            conv_fc::tasks(o, x, w)
+        }
         (Op::Conv(o), Some(x), _, None) => conv::tasks(x, result, o.group),
         (Op::DynConv(o), Some(x), _, Some(p)) => conv_gemm::dyn_tasks(o, x, result, p, phase),
         (Op::DynConv(o), Some(_), _, None) => dyn_conv::tasks(result, o.group),
