@@ -11,7 +11,8 @@
 //!
 //! Not packed (the direct conv path): depthwise and small-group convs whose panels would be
 //! less than half full (`og < M0 / 2`), tiny reductions (`K < 4`) and outputs of fewer than
-//! [`MIN_POSITIONS`] positions, where a GEMM tile would be mostly empty. A half-full panel
+//! [`MIN_POSITIONS`] positions, where a GEMM tile would be mostly empty (a 1×1 conv over a 1×1
+//! input then takes the dot-product path of `lower::conv_fc`). A half-full panel
 //! (dy-mobile's 6 channels per group) still runs several times faster on the micro-kernel
 //! than on the direct path.
 
