@@ -79,9 +79,6 @@ struct Gemm {
     groups: usize,
     /// The tiling of the output positions.
     t: Tiling,
-    /// A task covers every tile of its image (at most [`WHOLE_TILES`] of them): each chunk
-    /// of a channel panel's A serves them all while it is in L1.
-    whole: bool,
     /// A dyn_conv mixing its kernels chunk by chunk inside the convolution (batch 1, whole
     /// images): the bank is read once and no mixed kernels go through memory.
     fused: bool,
@@ -123,7 +120,6 @@ impl Gemm {
             mblocks: p.mblocks(),
             groups: p.groups,
             t: Tiling::new(oh, ow, direct),
-            whole: Tiling::new(oh, ow, direct).whole(),
             fused: false,
             direct,
             cc,
@@ -133,19 +129,6 @@ impl Gemm {
 
     fn positions(&self) -> usize {
         self.oh * self.ow
-    }
-
-    /// Row blocks the tasks are split into (1: each task covers the whole image).
-    fn task_row_blocks(&self) -> usize {
-        if self.whole {
-            1
-        } else {
-            self.t.row_blocks
-        }
-    }
-
-    fn tiles_per_image(&self) -> usize {
-        self.t.tiles()
     }
 
     fn has_work(&self) -> bool {
@@ -177,8 +160,13 @@ enum ASource<'a> {
     /// Packed panels in a buffer, `per_image` elements apart for consecutive images (0:
     /// shared by every image).
     Packed { buf: BufId, per_image: i64 },
-    /// Mixed from the bank chunk by chunk, right before the tiles use them (a fused dyn_conv).
-    Mixed(&'a Mix<'a>),
+    /// Mixed from the bank chunk by chunk into the stack buffer `abuf`, right before the tiles
+    /// use them (a fused dyn_conv); `coefs` holds the panel's coefficients.
+    Mixed {
+        mix: &'a Mix<'a>,
+        abuf: Value,
+        coefs: Value,
+    },
 }
 
 /// Where the tile's `A` panels and bias come from.
@@ -245,9 +233,19 @@ impl Tiling {
         self.row_blocks * self.cols.len()
     }
 
-    /// Whether a task takes the whole image (see [`Gemm::whole`]).
+    /// Whether a task covers every tile of its image (at most [`WHOLE_TILES`] of them): each
+    /// chunk of a channel panel's A then serves them all while it is in L1.
     fn whole(&self) -> bool {
         self.tiles() <= WHOLE_TILES
+    }
+
+    /// Row blocks the tasks are split into (1: each task covers the whole image).
+    fn task_row_blocks(&self) -> usize {
+        if self.whole() {
+            1
+        } else {
+            self.row_blocks
+        }
     }
 
     /// Whether some tile extends past the image's positions (a direct conv's last row).
@@ -266,8 +264,7 @@ fn panels_per_task(units: usize, mblocks: usize) -> usize {
 
 /// Tasks of the convolution phase: images × groups × panel blocks × row blocks.
 fn conv_task_count(batch: usize, y: &[usize], p: &Packing, direct: bool) -> usize {
-    let t = Tiling::new(y[2], y[3], direct);
-    let row_blocks = if t.whole() { 1 } else { t.row_blocks };
+    let row_blocks = Tiling::new(y[2], y[3], direct).task_row_blocks();
     let units = batch * p.groups * row_blocks;
     (units * p.mblocks().div_ceil(panels_per_task(units, p.mblocks()))).max(1)
 }
@@ -375,7 +372,11 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
         let has_bias = op.bias || op.bias_bank;
         let wts = Weights {
             a: if g.fused {
-                ASource::Mixed(&mix)
+                ASource::Mixed {
+                    mix: &mix,
+                    abuf: k.stack_buffer(KC.max(g.kh * g.kw) * M0 * 4)?,
+                    coefs: k.stack_buffer(mix.experts * M0 * 4)?,
+                }
             } else {
                 ASource::Packed {
                     buf: BufId::Scratch,
@@ -400,29 +401,21 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
 
 /// The convolution phase: task = (image, group, block of channel panels, row block), or
 /// (image, group, block of channel panels) when a task covers the whole image
-/// ([`Gemm::whole`]).
+/// ([`Tiling::whole`]).
 fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     if !g.has_work() {
         return Ok(());
     }
-    let rbs = g.task_row_blocks();
+    let rbs = g.t.task_row_blocks();
     let per = panels_per_task(g.batch * g.groups * rbs, g.mblocks);
     let blocks = g.mblocks.div_ceil(per);
     let per_group = as_i64(blocks * rbs)?;
     let per_image = as_i64(g.groups)? * per_group;
     let rb_n = as_i64(rbs)?;
-    let tiles = if g.whole { g.tiles_per_image() } else { 1 };
+    let tiles = if g.t.whole() { g.t.tiles() } else { 1 };
     let panels = match g.panel_bytes() {
         0 => None,
         n => Some(k.stack_buffer(n * tiles)?),
-    };
-    // A fused dyn_conv mixes each chunk of a channel panel here, for the tiles that follow.
-    let mixed = match &wts.a {
-        ASource::Mixed(mix) => Some((
-            k.stack_buffer(KC.max(g.kh * g.kw) * M0 * 4)?,
-            k.stack_buffer(mix.experts * M0 * 4)?,
-        )),
-        ASource::Packed { .. } => None,
     };
     k.for_tasks(|k, t| {
         let n = k.b.ins().udiv_imm_u(t, per_image);
@@ -437,9 +430,8 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
             grp,
             mbs,
             panels,
-            mixed,
         };
-        if g.whole {
+        if g.t.whole() {
             let tiles = image_tiles(k, g)?;
             return tile_group(k, g, wts, &task, &tiles);
         }
@@ -459,14 +451,13 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     })
 }
 
-/// One task's image, group, channel panels, and stack buffers: the packed X̂ panels (one per
-/// tile of a group), and for a fused dyn_conv the mixed A panel and its coefficients.
+/// One task's image, group, channel panels, and the stack buffer of its packed X̂ panels (one
+/// per tile of a group).
 struct Task {
     n: Value,
     grp: Value,
     mbs: (Value, Value),
     panels: Option<Value>,
-    mixed: Option<(Value, Value)>,
 }
 
 /// An output tile: its first tiling row, first position, columns of a row and columns in all.
@@ -597,13 +588,13 @@ fn tile_group(k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, tiles: &[Til
             let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
             let m = clipped(k, M0, g.og, used)?;
             // The chunk's steps of panel mb of group grp (of image n).
-            let a_ptr = match (&wts.a, task.mixed) {
-                (ASource::Mixed(mix), Some((abuf, coefs))) => {
+            let a_ptr = match &wts.a {
+                &ASource::Mixed { mix, abuf, coefs } => {
                     let s0 = k.b.ins().imul_imm_s(ci0, taps);
                     mix.chunk(k, grp, mb, (s0, kc), abuf, coefs)?;
                     abuf
                 }
-                (ASource::Packed { buf, per_image }, _) => {
+                ASource::Packed { buf, per_image } => {
                     let a_idx = k.b.ins().imul_imm_s(n, *per_image);
                     let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
                     let pnl = k.b.ins().iadd(pnl, mb);
@@ -611,11 +602,6 @@ fn tile_group(k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, tiles: &[Til
                     let a_idx = k.mul_add(a_idx, ci0, taps * as_i64(M0)?);
                     let a_len = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
                     k.span_addr(*buf, a_idx, a_len)
-                }
-                (ASource::Mixed(_), None) => {
-                    return Err(crate::error::CodegenError::Overflow(
-                        "a fused dyn_conv without its mixing buffers".into(),
-                    ))
                 }
             };
             // Output channel of the panel's first row.
