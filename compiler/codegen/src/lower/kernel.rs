@@ -507,17 +507,25 @@ impl<'a> Kernel<'a> {
         self.module.isa().default_call_conv()
     }
 
-    /// A stack slot of `bytes` bytes, 64-byte aligned; returns its address.
+    /// A stack buffer of `bytes` bytes at a 64-byte aligned address (a cache line: the tiles'
+    /// 512-bit loads of a packed panel then never straddle two lines); returns its address.
+    /// The slot's own alignment is only relative to the frame, whose base the ABI aligns to
+    /// 16 bytes, so the slot is 48 bytes larger and the address is rounded up at run time.
     pub fn stack_buffer(&mut self, bytes: usize) -> LResult<Value> {
-        let size = u32::try_from(bytes)
-            .map_err(|_| CodegenError::Overflow(format!("{}: a stack buffer", self.name)))?;
+        const LINE: usize = 64;
+        let size = bytes
+            .checked_add(LINE - 16)
+            .and_then(|b| u32::try_from(b).ok())
+            .ok_or_else(|| CodegenError::Overflow(format!("{}: a stack buffer", self.name)))?;
         let slot = self.b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
             size,
-            6,
+            4,
         ));
         let ptr = self.module.isa().pointer_type();
-        Ok(self.b.ins().stack_addr(ptr, slot, 0))
+        let base = self.b.ins().stack_addr(ptr, slot, 0);
+        let base = self.b.ins().iadd_imm_s(base, (LINE - 1) as i64);
+        Ok(self.b.ins().band_imm_s(base, -(LINE as i64)))
     }
 
     /// Emits `body(i)` for i in lo..hi: unrolled (i a constant) when there are at most
