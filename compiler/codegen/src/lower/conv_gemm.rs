@@ -90,18 +90,23 @@ struct Gemm {
 }
 
 impl Gemm {
+    /// The geometry of a convolution of `x` into `y` with weights of shape `ws` (a dyn_conv's
+    /// bank without its expert axis); `mixing` for a dyn_conv, whose mixing is then fused
+    /// into the convolution when [`fused`] allows it.
     fn new(
         x: &[usize],
         y: &[usize],
         ws: &[usize],
         (strides, pads, dilations): ([usize; 2], [usize; 4], [usize; 2]),
         p: &Packing,
+        mixing: bool,
     ) -> Gemm {
         let [ay, ax] = axes(x, y, [ws[2], ws[3]], strides, pads, dilations);
         let (oh, ow) = (y[2], y[3]);
         let taps = ws[2] * ws[3];
         let direct = is_direct(taps, strides, pads);
         let cc = (KC / taps).clamp(1, ws[1].max(1));
+        let t = Tiling::new(oh, ow, direct);
         Gemm {
             batch: x[0],
             c: x[1],
@@ -119,8 +124,8 @@ impl Gemm {
             k: p.k,
             mblocks: p.mblocks(),
             groups: p.groups,
-            t: Tiling::new(oh, ow, direct),
-            fused: false,
+            fused: mixing && fused(x[0], &t),
+            t,
             direct,
             cc,
             chunks: ws[1].div_ceil(cc),
@@ -331,7 +336,7 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
         k.shape(BufId::Out),
         k.shape(BufId::In(1)),
     );
-    let g = Gemm::new(&xs, &ys, &ws, conv_attrs(op), p);
+    let g = Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false);
     let wts = Weights {
         a: ASource::Packed {
             buf: BufId::In(1),
@@ -354,8 +359,14 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
         k.shape(BufId::Out),
         k.shape(BufId::In(2)),
     );
-    let mut g = Gemm::new(&xs, &ys, &bank[1..], (op.strides, op.pads, op.dilations), p);
-    g.fused = fused(g.batch, &g.t);
+    let g = Gemm::new(
+        &xs,
+        &ys,
+        &bank[1..],
+        (op.strides, op.pads, op.dilations),
+        p,
+        true,
+    );
     let kernels = as_i64(g.batch * g.image_elems())?;
     if !g.has_work() {
         return Ok(());
@@ -439,7 +450,7 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
         let oy0 = k.b.ins().imul_imm_s(rb, as_i64(t.rows)?);
         let rows_here = clipped(k, t.rows, g.oh, oy0)?;
         for &col in &t.cols {
-            let tile = tile_at(k, g, oy0, rows_here, col)?;
+            let tile = tile_at(k, g, oy0, col, Ncols::Rows(rows_here))?;
             if t.clipped() {
                 let some = k.b.ins().icmp_imm_s(IntCC::NotEqual, tile.ncols, 0);
                 when(k, some, |k| tile_group(k, g, wts, &task, &[tile]))?;
@@ -469,18 +480,40 @@ struct TileAt {
     ncols: Value,
 }
 
-/// The tile of columns `(c0, cw)` of the tiling rows from `oy0` (`rows_here` of them).
+/// How many columns a tile has: known at compile time, or those of its `rows_here` tiling
+/// rows (a run-time value), clipped at the image's end.
+enum Ncols {
+    Static(usize),
+    Rows(Value),
+}
+
+/// The tile of columns `(c0, cw)` of the tiling rows from `oy0`.
 fn tile_at(
     k: &mut Kernel,
     g: &Gemm,
     oy0: Value,
-    rows_here: Value,
     (c0, cw): (usize, usize),
+    ncols: Ncols,
 ) -> LResult<TileAt> {
     let t = &g.t;
     let pos0 = k.b.ins().imul_imm_s(oy0, as_i64(t.row_w)?);
     let pos0 = k.add_imm(pos0, as_i64(c0)?);
-    let ncols = if t.rows > 1 {
+    let ncols = match ncols {
+        Ncols::Static(n) => k.iconst(as_i64(n)?),
+        Ncols::Rows(rows_here) => tile_cols(k, g, pos0, rows_here, cw)?,
+    };
+    Ok(TileAt {
+        oy0,
+        pos0,
+        col: (c0, cw),
+        ncols,
+    })
+}
+
+/// The run-time column count of a tile of `cw` columns at `pos0` over `rows_here` rows.
+fn tile_cols(k: &mut Kernel, g: &Gemm, pos0: Value, rows_here: Value, cw: usize) -> LResult<Value> {
+    let t = &g.t;
+    Ok(if t.rows > 1 {
         k.b.ins().imul_imm_s(rows_here, as_i64(cw)?)
     } else if t.clipped() {
         // max(0, min(cw, P − pos0)): tiles past the image's end have no columns.
@@ -492,12 +525,6 @@ fn tile_at(
         k.b.ins().umin(left, cap)
     } else {
         k.iconst(as_i64(cw)?)
-    };
-    Ok(TileAt {
-        oy0,
-        pos0,
-        col: (c0, cw),
-        ncols,
     })
 }
 
@@ -515,10 +542,8 @@ fn image_tiles(k: &mut Kernel, g: &Gemm) -> LResult<Vec<TileAt>> {
                 cw.min(g.positions().saturating_sub(pos0))
             };
             if ncols > 0 {
-                let (oy0, rows) = (k.iconst(as_i64(oy0)?), k.iconst(as_i64(t.rows)?));
-                let mut tile = tile_at(k, g, oy0, rows, (c0, cw))?;
-                tile.ncols = k.iconst(as_i64(ncols)?);
-                tiles.push(tile);
+                let oy0 = k.iconst(as_i64(oy0)?);
+                tiles.push(tile_at(k, g, oy0, (c0, cw), Ncols::Static(ncols))?);
             }
         }
     }
@@ -835,13 +860,7 @@ impl Mix<'_> {
     /// M0 floats.
     fn panel(&self, k: &mut Kernel, grp: Value, mb: Value, coefs: Value) -> LResult {
         let g = self.g;
-        let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
-        let oc0 = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
-        let oc0 = k.b.ins().iadd(oc0, used);
-        let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
-        let pnl = k.b.ins().iadd(pnl, mb);
-        let base = k.b.ins().imul_imm_s(pnl, as_i64(g.k * M0)?);
-        let flags = MemFlagsData::new().with_notrap();
+        let (used, oc0, base) = self.panel_start(k, grp, mb)?;
         let images = if g.fused { 0 } else { g.batch };
         for first in (0..images).step_by(IMAGES) {
             let imgs = IMAGES.min(g.batch - first);
@@ -852,21 +871,7 @@ impl Mix<'_> {
                 let end = k.b.ins().umin(end, kk);
                 k.loop_dyn(s0, end, |k, s| {
                     let at = k.mul_add(base, s, as_i64(M0)?);
-                    let zero = k.fconst(LANES, 0.0);
-                    let mut accs = vec![[zero; 2]; imgs];
-                    for e in 0..self.experts {
-                        let eo = as_i64(e)? * self.expert_elems;
-                        let b = [0, LANES].map(|h| {
-                            k.load_off(BufId::In(2), types::F32X4, at, eo + h as i64, true)
-                        });
-                        for (i, acc) in accs.iter_mut().enumerate() {
-                            for h in 0..2 {
-                                let off = coef_offset(i, e, self.experts, h)?;
-                                let c = k.b.ins().load(types::F32X4, flags, coefs, off);
-                                acc[h] = k.b.ins().fma(c, b[h], acc[h]);
-                            }
-                        }
-                    }
+                    let accs = self.step(k, at, imgs, coefs)?;
                     for (i, acc) in accs.iter().enumerate() {
                         let img = as_i64(first + i)? * as_i64(g.image_elems())?;
                         for (h, &v) in acc.iter().enumerate() {
@@ -902,42 +907,63 @@ impl Mix<'_> {
         abuf: Value,
         coefs: Value,
     ) -> LResult {
-        let g = self.g;
-        let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
-        let oc0 = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
-        let oc0 = k.b.ins().iadd(oc0, used);
+        let (_, oc0, base) = self.panel_start(k, grp, mb)?;
         self.coefficients(k, oc0, 0..1, coefs)?;
-        let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
-        let pnl = k.b.ins().iadd(pnl, mb);
-        let base = k.b.ins().imul_imm_s(pnl, as_i64(g.k * M0)?);
         let base = k.mul_add(base, s0, as_i64(M0)?);
         let flags = MemFlagsData::new().with_notrap();
         let zero = k.iconst(0);
         k.loop_dyn(zero, kc, |k, s| {
             let at = k.mul_add(base, s, as_i64(M0)?);
-            let z = k.fconst(LANES, 0.0);
-            let mut acc = [z; 2];
-            for e in 0..self.experts {
-                let eo = as_i64(e)? * self.expert_elems;
-                for (h, a) in acc.iter_mut().enumerate() {
-                    let b = k.load_off(
-                        BufId::In(2),
-                        types::F32X4,
-                        at,
-                        eo + as_i64(h * LANES)?,
-                        true,
-                    );
-                    let off = coef_offset(0, e, self.experts, h)?;
-                    let c = k.b.ins().load(types::F32X4, flags, coefs, off);
-                    *a = k.b.ins().fma(c, b, *a);
-                }
-            }
             let dst = k.b.ins().imul_imm_s(s, as_i64(M0 * 4)?);
             let dst = k.b.ins().iadd(abuf, dst);
-            k.b.ins().store(flags, acc[0], dst, 0);
-            k.b.ins().store(flags, acc[1], dst, 16);
+            // Image 0 only: one accumulator pair.
+            for [lo, hi] in self.step(k, at, 1, coefs)? {
+                k.b.ins().store(flags, lo, dst, 0);
+                k.b.ins().store(flags, hi, dst, 16);
+            }
             Ok(())
         })
+    }
+
+    /// Channel panel `mb` of group `grp`: its first row's offset in the group (used), its
+    /// first output channel, and the element index of its first step in each expert's bank.
+    fn panel_start(&self, k: &mut Kernel, grp: Value, mb: Value) -> LResult<(Value, Value, Value)> {
+        let g = self.g;
+        let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
+        let oc0 = k.b.ins().imul_imm_s(grp, as_i64(g.og)?);
+        let oc0 = k.b.ins().iadd(oc0, used);
+        let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
+        let pnl = k.b.ins().iadd(pnl, mb);
+        let base = k.b.ins().imul_imm_s(pnl, as_i64(g.k * M0)?);
+        Ok((used, oc0, base))
+    }
+
+    /// One mixed step (M0 lanes as two vectors) for each of the first `imgs` images of the
+    /// coefficient table `coefs`: Σᵢ coefs[img][i] · bank[i][at ..], the bank's vectors loaded
+    /// once for all images.
+    fn step(
+        &self,
+        k: &mut Kernel,
+        at: Value,
+        imgs: usize,
+        coefs: Value,
+    ) -> LResult<Vec<[Value; 2]>> {
+        let flags = MemFlagsData::new().with_notrap();
+        let zero = k.fconst(LANES, 0.0);
+        let mut accs = vec![[zero; 2]; imgs];
+        for e in 0..self.experts {
+            let eo = as_i64(e)? * self.expert_elems;
+            let b =
+                [0, LANES].map(|h| k.load_off(BufId::In(2), types::F32X4, at, eo + h as i64, true));
+            for (i, acc) in accs.iter_mut().enumerate() {
+                for h in 0..2 {
+                    let off = coef_offset(i, e, self.experts, h)?;
+                    let c = k.b.ins().load(types::F32X4, flags, coefs, off);
+                    acc[h] = k.b.ins().fma(c, b[h], acc[h]);
+                }
+            }
+        }
+        Ok(accs)
     }
 
     /// Fills `coefs[i][e][lane]` with c[first + i, oc0 + lane, e] (per channel, the channel
