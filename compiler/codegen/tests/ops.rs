@@ -864,6 +864,13 @@ fn conv_gemm_path() {
         (1, 6, 9, 70, 12, 3, 3, 1, 1, 1, None),
         (2, 18, 20, 66, 18, 3, 2, 1, 1, 3, Some((0.0, 6.0))),
         (1, 12, 8, 8, 20, 3, 1, 2, 2, 4, None),
+        // Tiles across output rows (lcm(ow, 32) positions cut into full tiles): 28-wide rows
+        // in tiling rows of 8, the last one partial; 14-wide rows in one tiling row longer
+        // than the image; 56-wide rows of a stride-2 conv; a 7×7 image in one task.
+        (1, 9, 12, 28, 10, 3, 1, 1, 1, 1, Some((0.0, f32::INFINITY))),
+        (2, 16, 14, 14, 12, 3, 1, 1, 1, 1, None),
+        (1, 5, 10, 112, 8, 3, 2, 1, 1, 1, None),
+        (1, 24, 7, 7, 16, 3, 1, 1, 1, 1, Some((0.0, 6.0))),
     ];
     for (n, c, h, w, o, k, s, p, d, g, clamp) in cases {
         let x = rand_f32(&mut r, &[n, c, h, w]);

@@ -4,11 +4,13 @@
 //! entry point provides — the runtime's AVX-512/AVX2 micro-kernel, or the Cranelift tile of
 //! [`crate::tile`] (aarch64, `--no-ukernels`, no context).
 //!
-//! Positions are tiled by output rows: a tile is `rows` whole output rows when they fit in
-//! `N0` columns (narrow feature maps), else a run of at most `N0` columns of one row. A 1×1
-//! conv of stride 1 without padding has no rows to respect (X̂ is the input, positions are
-//! contiguous): its positions are cut into runs of [`DIRECT_ROW`] ("rows" of the tiling) of
-//! full `N0`-column tiles, so only the last tile of the image is partial. The
+//! A tile is a run of at most `N0` consecutive output positions ([`Tiling`]). A 1×1 conv of
+//! stride 1 without padding reads X̂ in place (the input, positions contiguous): its tiles are
+//! the image's runs of `N0`, only the last one partial. Other convs pack X̂, so a tile may
+//! cross output rows: when `lcm(ow, N0)` is at most [`MAX_SPAN`] positions, that many
+//! positions (whole rows) are cut into full tiles of `N0` whose row segments are static (a
+//! 28-wide map: 8 rows, 7 tiles, where one tile per row would leave 4 of 32 columns idle);
+//! otherwise a tile is whole rows when they fit in `N0`, else a run of one row. The
 //! reduction runs in chunks of whole input channels of at most `KC` steps. For each tile and
 //! chunk, X̂'s panel is packed into a stack buffer (im2col: `[chunk steps][N0]`, zeros where
 //! a tap falls in the padding; row validity tested once per row, column ranges static), or —
@@ -19,7 +21,7 @@
 //! then accumulates too (the tile contract's conv + bias + residual); a fused activation runs
 //! over the output tile after the last chunk, while it is in L1 ([`super::conv::act`]).
 //!
-//! Tasks: image × group × block of channel panels × row block, with as many panels per block
+//! Tasks: image × group × block of channel panels × tile, with as many panels per block
 //! as leave [`MIN_TASKS`] tasks (each task packs X̂ once per tile and chunk for all its
 //! panels). A `dyn_conv` runs in two phases (see [`super::phases`]): first one task per group
 //! and channel panel mixes that panel's kernels for every image straight into the packed
@@ -47,8 +49,8 @@ use dync_runtime::ukernel::{
 /// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
 /// threads with some load balance).
 const MIN_TASKS: usize = 8;
-/// Positions per tiling row of a direct (1×1, stride 1, unpadded) conv: four full tiles.
-const DIRECT_ROW: usize = 4 * N0;
+/// The longest run of whole output rows a packed conv's tiling cuts into full tiles.
+const MAX_SPAN: usize = 8 * N0;
 /// Tiles of an image up to which one task covers them all (7×7 maps: two), so that each A
 /// chunk is read (or mixed) once for all of them; their packed X̂ panels are on the stack
 /// together.
@@ -196,46 +198,62 @@ fn is_direct(taps: usize, strides: [usize; 2], pads: [usize; 4]) -> bool {
     taps == 1 && strides == [1, 1] && pads == [0; 4]
 }
 
-/// How the output positions of a `[.., oh, ow]` result are tiled: rows of `row_w` positions
-/// (the output rows, or runs of [`DIRECT_ROW`] positions for a direct conv), `rows` of them per
-/// tile, each cut into column tiles (first column, width); `row_blocks` tiles down the rows.
+/// How the output positions of a `[.., oh, ow]` result are tiled. The positions are cut into
+/// tiling rows of `span` consecutive positions (`rows` whole output rows of a packed conv),
+/// each into the same tiles `cols` (first position in the row, width ≤ `N0`). Only a prefix of
+/// the tiles in row-major order holds positions (the last tiling row may extend past the
+/// image, and its last non-empty tile is clipped at run time).
 struct Tiling {
     rows: usize,
-    row_w: usize,
+    span: usize,
     cols: Vec<(usize, usize)>,
     row_blocks: usize,
-    /// Positions of the image: a direct conv's last row may be partial (its tiles are clipped
-    /// at run time).
     positions: usize,
 }
 
 impl Tiling {
     fn new(oh: usize, ow: usize, direct: bool) -> Tiling {
         let positions = oh * ow;
-        let (rows, row_w, total_rows) = match (direct, ow <= N0) {
-            (true, _) => {
-                let w = DIRECT_ROW.min(positions.next_multiple_of(N0));
-                (1, w, positions.div_ceil(w.max(1)))
-            }
-            (false, true) => ((N0 / ow.max(1)).clamp(1, oh.max(1)), ow, oh),
-            (false, false) => (1, ow, oh),
+        let ow1 = ow.max(1);
+        let lcm = ow1 / gcd(ow1, N0) * N0;
+        let (rows, span) = if direct {
+            (1, N0)
+        } else if lcm <= MAX_SPAN {
+            (lcm / ow1, lcm)
+        } else if ow <= N0 {
+            let rows = (N0 / ow1).clamp(1, oh.max(1));
+            (rows, rows * ow)
+        } else {
+            (1, ow)
         };
-        let cols = (0..row_w)
+        let cols = (0..span)
             .step_by(N0)
-            .map(|c| (c, N0.min(row_w - c)))
+            .map(|c| (c, N0.min(span - c)))
             .collect();
         Tiling {
             rows,
-            row_w,
+            span,
             cols,
-            row_blocks: total_rows.div_ceil(rows),
+            row_blocks: positions.div_ceil(span.max(1)),
             positions,
         }
     }
 
-    /// Tiles of an image (a direct conv's tiles past the end included).
+    /// The first position of each non-empty tile of the image, in row-major order (tiling
+    /// row, then column), with its tiling row and column.
+    fn starts(&self) -> impl Iterator<Item = (usize, (usize, usize), usize)> + '_ {
+        (0..self.row_blocks)
+            .flat_map(move |rb| {
+                self.cols
+                    .iter()
+                    .map(move |&col| (rb, col, rb * self.span + col.0))
+            })
+            .take_while(move |&(_, _, pos0)| pos0 < self.positions)
+    }
+
+    /// Tiles of the image that hold positions.
     fn tiles(&self) -> usize {
-        self.row_blocks * self.cols.len()
+        self.starts().count()
     }
 
     /// Whether a task covers every tile of its image (at most [`WHOLE_TILES`] of them): each
@@ -244,33 +262,41 @@ impl Tiling {
         self.tiles() <= WHOLE_TILES
     }
 
-    /// Row blocks the tasks are split into (1: each task covers the whole image).
-    fn task_row_blocks(&self) -> usize {
+    /// Tiles the tasks are split into (1: each task covers the whole image).
+    fn task_tiles(&self) -> usize {
         if self.whole() {
             1
         } else {
-            self.row_blocks
+            self.tiles()
         }
     }
 
-    /// Whether some tile extends past the image's positions (a direct conv's last row).
+    /// Whether the last tile is partial (its column count is computed at run time).
     fn clipped(&self) -> bool {
-        self.row_blocks * self.rows * self.row_w > self.positions
+        self.row_blocks * self.span > self.positions
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 
 /// Channel panels per task of the convolution: as many as leave at least [`MIN_TASKS`] tasks
-/// (images × groups × row blocks × panel blocks), since every task packs X̂'s panels for its
-/// rows once and reuses them for all its channel panels.
+/// (images × groups × tiles × panel blocks), since every task packs X̂'s panels for its tile
+/// once and reuses them for all its channel panels.
 fn panels_per_task(units: usize, mblocks: usize) -> usize {
     let blocks = MIN_TASKS.div_ceil(units.max(1)).clamp(1, mblocks.max(1));
     mblocks.div_ceil(blocks).max(1)
 }
 
-/// Tasks of the convolution phase: images × groups × panel blocks × row blocks.
+/// Tasks of the convolution phase: images × groups × panel blocks × tiles.
 fn conv_task_count(batch: usize, y: &[usize], p: &Packing, direct: bool) -> usize {
-    let row_blocks = Tiling::new(y[2], y[3], direct).task_row_blocks();
-    let units = batch * p.groups * row_blocks;
+    let tiles = Tiling::new(y[2], y[3], direct).task_tiles();
+    let units = batch * p.groups * tiles;
     (units * p.mblocks().div_ceil(panels_per_task(units, p.mblocks()))).max(1)
 }
 
@@ -410,19 +436,19 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
     })
 }
 
-/// The convolution phase: task = (image, group, block of channel panels, row block), or
+/// The convolution phase: task = (image, group, block of channel panels, tile), or
 /// (image, group, block of channel panels) when a task covers the whole image
 /// ([`Tiling::whole`]).
 fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     if !g.has_work() {
         return Ok(());
     }
-    let rbs = g.t.task_row_blocks();
-    let per = panels_per_task(g.batch * g.groups * rbs, g.mblocks);
+    let tts = g.t.task_tiles();
+    let per = panels_per_task(g.batch * g.groups * tts, g.mblocks);
     let blocks = g.mblocks.div_ceil(per);
-    let per_group = as_i64(blocks * rbs)?;
+    let per_group = as_i64(blocks * tts)?;
     let per_image = as_i64(g.groups)? * per_group;
-    let rb_n = as_i64(rbs)?;
+    let tt_n = as_i64(tts)?;
     let tiles = if g.t.whole() { g.t.tiles() } else { 1 };
     let panels = match g.panel_bytes() {
         0 => None,
@@ -433,8 +459,8 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
         let r = k.b.ins().urem_imm_u(t, per_image);
         let grp = k.b.ins().udiv_imm_u(r, per_group);
         let r = k.b.ins().urem_imm_u(r, per_group);
-        let blk = k.b.ins().udiv_imm_u(r, rb_n);
-        let rb = k.b.ins().urem_imm_u(r, rb_n);
+        let blk = k.b.ins().udiv_imm_u(r, tt_n);
+        let ti = k.b.ins().urem_imm_u(r, tt_n);
         let mbs = panel_range(k, g, blk, per)?;
         let task = Task {
             n,
@@ -446,17 +472,21 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
             let tiles = image_tiles(k, g)?;
             return tile_group(k, g, wts, &task, &tiles);
         }
+        // Tile ti is column ti mod cols of tiling row ti / cols (only non-empty tiles exist).
         let t = &g.t;
-        let oy0 = k.b.ins().imul_imm_s(rb, as_i64(t.rows)?);
-        let rows_here = clipped(k, t.rows, g.oh, oy0)?;
-        for &col in &t.cols {
-            let tile = tile_at(k, g, oy0, col, Ncols::Rows(rows_here))?;
-            if t.clipped() {
-                let some = k.b.ins().icmp_imm_s(IntCC::NotEqual, tile.ncols, 0);
-                when(k, some, |k| tile_group(k, g, wts, &task, &[tile]))?;
-            } else {
-                tile_group(k, g, wts, &task, &[tile])?;
-            }
+        let cols = as_i64(t.cols.len())?;
+        let rb = k.b.ins().udiv_imm_u(ti, cols);
+        if let [col] = t.cols[..] {
+            let tile = tile_at(k, g, rb, col, Ncols::Clipped)?;
+            return tile_group(k, g, wts, &task, &[tile]);
+        }
+        let ci = k.b.ins().urem_imm_u(ti, cols);
+        for (i, &col) in t.cols.iter().enumerate() {
+            let here = k.b.ins().icmp_imm_s(IntCC::Equal, ci, as_i64(i)?);
+            when(k, here, |k| {
+                let tile = tile_at(k, g, rb, col, Ncols::Clipped)?;
+                tile_group(k, g, wts, &task, &[tile])
+            })?;
         }
         Ok(())
     })
@@ -471,7 +501,8 @@ struct Task {
     panels: Option<Value>,
 }
 
-/// An output tile: its first tiling row, first position, columns of a row and columns in all.
+/// An output tile: the first output row of its tiling row, its first position, its column
+/// in the tiling row (first position in the row, width) and its run-time column count.
 #[derive(Clone, Copy)]
 struct TileAt {
     oy0: Value,
@@ -480,27 +511,35 @@ struct TileAt {
     ncols: Value,
 }
 
-/// How many columns a tile has: known at compile time, or those of its `rows_here` tiling
-/// rows (a run-time value), clipped at the image's end.
+/// How many columns a tile has: known at compile time, or its width clipped at the image's
+/// end at run time when the tiling has a partial last tile.
 enum Ncols {
     Static(usize),
-    Rows(Value),
+    Clipped,
 }
 
-/// The tile of columns `(c0, cw)` of the tiling rows from `oy0`.
+/// The tile of column `(c0, cw)` of tiling row `rb`.
 fn tile_at(
     k: &mut Kernel,
     g: &Gemm,
-    oy0: Value,
+    rb: Value,
     (c0, cw): (usize, usize),
     ncols: Ncols,
 ) -> LResult<TileAt> {
     let t = &g.t;
-    let pos0 = k.b.ins().imul_imm_s(oy0, as_i64(t.row_w)?);
+    let oy0 = k.b.ins().imul_imm_s(rb, as_i64(t.rows)?);
+    let pos0 = k.b.ins().imul_imm_s(rb, as_i64(t.span)?);
     let pos0 = k.add_imm(pos0, as_i64(c0)?);
     let ncols = match ncols {
         Ncols::Static(n) => k.iconst(as_i64(n)?),
-        Ncols::Rows(rows_here) => tile_cols(k, g, pos0, rows_here, cw)?,
+        // min(cw, P − pos0): tasks exist only for tiles that hold positions (pos0 < P).
+        Ncols::Clipped if t.clipped() => {
+            let left = k.iconst(as_i64(g.positions())?);
+            let left = k.b.ins().isub(left, pos0);
+            let cap = k.iconst(as_i64(cw)?);
+            k.b.ins().umin(left, cap)
+        }
+        Ncols::Clipped => k.iconst(as_i64(cw)?),
     };
     Ok(TileAt {
         oy0,
@@ -510,44 +549,17 @@ fn tile_at(
     })
 }
 
-/// The run-time column count of a tile of `cw` columns at `pos0` over `rows_here` rows.
-fn tile_cols(k: &mut Kernel, g: &Gemm, pos0: Value, rows_here: Value, cw: usize) -> LResult<Value> {
-    let t = &g.t;
-    Ok(if t.rows > 1 {
-        k.b.ins().imul_imm_s(rows_here, as_i64(cw)?)
-    } else if t.clipped() {
-        // max(0, min(cw, P − pos0)): tiles past the image's end have no columns.
-        let left = k.iconst(as_i64(g.positions())?);
-        let left = k.b.ins().isub(left, pos0);
-        let zero = k.iconst(0);
-        let left = k.b.ins().smax(left, zero);
-        let cap = k.iconst(as_i64(cw)?);
-        k.b.ins().umin(left, cap)
-    } else {
-        k.iconst(as_i64(cw)?)
-    })
-}
-
 /// Every non-empty tile of the image, with static positions (a whole-image task).
 fn image_tiles(k: &mut Kernel, g: &Gemm) -> LResult<Vec<TileAt>> {
-    let t = &g.t;
-    let mut tiles = Vec::new();
-    for rb in 0..t.row_blocks {
-        let oy0 = rb * t.rows;
-        for &(c0, cw) in &t.cols {
-            let pos0 = oy0 * t.row_w + c0;
-            let ncols = if t.rows > 1 {
-                t.rows.min(g.oh - oy0) * cw
-            } else {
-                cw.min(g.positions().saturating_sub(pos0))
-            };
-            if ncols > 0 {
-                let oy0 = k.iconst(as_i64(oy0)?);
-                tiles.push(tile_at(k, g, oy0, (c0, cw), Ncols::Static(ncols))?);
-            }
-        }
-    }
-    Ok(tiles)
+    let starts: Vec<_> = g.t.starts().collect();
+    starts
+        .into_iter()
+        .map(|(rb, (c0, cw), pos0)| {
+            let rb = k.iconst(as_i64(rb)?);
+            let n = cw.min(g.positions() - pos0);
+            tile_at(k, g, rb, (c0, cw), Ncols::Static(n))
+        })
+        .collect()
 }
 
 /// Every output of the task's channel panels in `tiles`: per reduction chunk, X̂'s panel of
@@ -740,7 +752,12 @@ fn over_tile(
 }
 
 /// Packs X̂'s rows of input channels `chan .. chan + ci_n` (image-absolute) for the tile of
-/// rows `oy0..` and columns `c0..c0 + cw` into `buf` ([steps][N0]).
+/// positions `c0 .. c0 + cw` of the tiling row whose first output row is `oy0` into `buf`
+/// ([steps][N0]). The tile's positions fall into segments of output rows (static: a row
+/// offset, its first output column, its length, its first panel column); each is copied with
+/// one bounds test of its input row per tap row. Rows past the image (the last tiling row)
+/// are packed like any other, from input rows inside the image or as zeros: their outputs
+/// are never stored.
 fn pack_panel(
     k: &mut Kernel,
     g: &Gemm,
@@ -758,16 +775,13 @@ fn pack_panel(
     let (sx, dx, pl) = (g.ax.stride, g.ax.dilation, g.ax.pad_begin);
     // Strides 2 and 3 gather 4 columns with two loads and a shuffle where shuffles are native.
     let vec_strided = sx <= 3 && k.has_shuffle();
-    // Valid tile columns j (input column inside the image) for each kx.
-    let valid: Vec<(usize, usize)> = (0..g.kw)
-        .map(|kx| {
-            let ok = |j: usize| {
-                let col = (c0 + j) * sx + kx * dx;
-                col >= pl && col - pl < g.w
-            };
-            let lo = (0..cw).find(|&j| ok(j)).unwrap_or(cw);
-            let hi = (lo..cw).find(|&j| !ok(j)).unwrap_or(cw);
-            (lo, hi.max(lo))
+    let ow = g.ow.max(1);
+    let segments: Vec<(usize, usize, usize, usize)> = (c0..c0 + cw)
+        .filter(|&q| q == c0 || q % ow == 0)
+        .map(|q| {
+            let (r, x0) = (q / ow, q % ow);
+            let len = (ow - x0).min(c0 + cw - q);
+            (r, x0, len, q - c0)
         })
         .collect();
     k.loop_dyn(zero, ci_n, |k, ci| {
@@ -776,7 +790,19 @@ fn pack_panel(
         let dst = k.b.ins().imul_imm_s(ci, taps * row_bytes);
         let dst = k.b.ins().iadd(buf, dst);
         for ky in 0..g.kh {
-            for r in 0..g.t.rows {
+            for &(r, x0, len, j0) in &segments {
+                // Valid segment columns j (input column inside the image) for each kx.
+                let valid: Vec<(usize, usize)> = (0..g.kw)
+                    .map(|kx| {
+                        let ok = |j: usize| {
+                            let col = (x0 + j) * sx + kx * dx;
+                            col >= pl && col - pl < g.w
+                        };
+                        let lo = (0..len).find(|&j| ok(j)).unwrap_or(len);
+                        let hi = (lo..len).find(|&j| !ok(j)).unwrap_or(len);
+                        (lo, hi.max(lo))
+                    })
+                    .collect();
                 let iy = k.add_imm(oy0, as_i64(r)?);
                 let iy = k.b.ins().imul_imm_s(iy, as_i64(g.ay.stride)?);
                 let shift = as_i64(ky * g.ay.dilation)? - as_i64(g.ay.pad_begin)?;
@@ -788,7 +814,7 @@ fn pack_panel(
                     (k.b.create_block(), k.b.create_block(), k.b.create_block());
                 k.b.ins().brif(inside, copy, &[], blank, &[]);
                 let at = |kx: usize, j: usize| -> LResult<i32> {
-                    let off = ((ky * g.kw + kx) * N0 + r * cw + j) * 4;
+                    let off = ((ky * g.kw + kx) * N0 + j0 + j) * 4;
                     i32::try_from(off).map_err(|_| {
                         crate::error::CodegenError::Overflow(format!("the panel offset {off}"))
                     })
@@ -797,7 +823,7 @@ fn pack_panel(
                 let row = k.mul_add(plane0, iy, as_i64(g.w)?);
                 for (kx, &(lo, hi)) in valid.iter().enumerate() {
                     fill_zero(k, dst, store, 0..lo, |j| at(kx, j))?;
-                    let src0 = as_i64(c0 * sx + kx * dx)? - as_i64(pl)?;
+                    let src0 = as_i64(x0 * sx + kx * dx)? - as_i64(pl)?;
                     let mut j = lo;
                     while j < hi {
                         let off = src0 + as_i64(j * sx)?;
@@ -810,12 +836,12 @@ fn pack_panel(
                         k.b.ins().store(store, v, dst, at(kx, j)?);
                         j += lanes;
                     }
-                    fill_zero(k, dst, store, hi..cw, |j| at(kx, j))?;
+                    fill_zero(k, dst, store, hi..len, |j| at(kx, j))?;
                 }
                 k.b.ins().jump(join, &[]);
                 k.b.switch_to_block(blank);
                 for kx in 0..g.kw {
-                    fill_zero(k, dst, store, 0..cw, |j| at(kx, j))?;
+                    fill_zero(k, dst, store, 0..len, |j| at(kx, j))?;
                 }
                 k.b.ins().jump(join, &[]);
                 k.b.switch_to_block(join);
