@@ -3,7 +3,8 @@
 //! panels stay in L1/L2, as in a blocked conv), and the same tile reading B straight from an
 //! NCHW activation with a 56·56 row stride (a 1×1 conv without packing). `fma_peak` measures
 //! the FMA throughput the CPU gives right now (independent register FMAs, no loads), the
-//! ceiling to read the tiles against on a shared machine.
+//! ceiling to read the tiles against on a shared machine. `silu_f32`: elements per second of
+//! each SiLU variant over a 56×56 plane.
 //!
 //! Run briefly: `cargo bench -p dync-runtime --bench ukernel -- --warm-up-time 1
 //! --measurement-time 3`.
@@ -131,5 +132,27 @@ fn fma_peak(c: &mut Criterion) {
 #[cfg(not(target_arch = "x86_64"))]
 fn fma_peak(_: &mut Criterion) {}
 
-criterion_group!(benches, tile, fma_peak);
+/// Elements per second of each SiLU variant over one 56×56 plane (in place, in L1/L2).
+fn silu(c: &mut Criterion) {
+    let mut g = c.benchmark_group("silu_f32");
+    let n = 56 * 56;
+    g.throughput(Throughput::Elements(n as u64));
+    for isa in Isa::ALL {
+        let Some(t) = table(isa) else {
+            continue;
+        };
+        // Values in [-1, 1): SiLU maps them back into the range, so repeated runs stay finite.
+        let mut x = data(n, 4);
+        g.bench_function(isa.name(), |bench| {
+            bench.iter(|| {
+                // SAFETY: one row of n elements inside `x`.
+                unsafe { (t.silu_f32)(x.as_mut_ptr(), 1, n, n) };
+                black_box(&mut x);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, tile, fma_peak, silu);
 criterion_main!(benches);

@@ -23,7 +23,9 @@
 //! Kernels (one per IR node, internal) are tasks: `fn(args: *const *mut u8, begin: u64,
 //! end: u64) -> i32`. `args` holds one pointer per operand, one for the result and, for kernels
 //! that need it, one for scratch memory in the arena (the entry writes them into a stack slot);
-//! then, for kernels on the GEMM path, the GEMM tile function ([`tile_signature`]); the kernel
+//! then, for kernels on the GEMM path, the GEMM tile function ([`tile_signature`]), and for
+//! kernels with a SiLU epilogue when the micro-kernels may be used, the context table's SiLU
+//! kernel or null ([`silu_signature`]; null: the kernel's own Cranelift loop); the kernel
 //! computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
 //! (the first one in task order). Tasks of a kernel write disjoint parts of its result (and of
 //! its scratch memory), and every output element is computed by the same instructions whatever
@@ -143,8 +145,16 @@ pub use dync_runtime::ctx::{
     CTX_KERNEL_HOOK, CTX_PARALLEL_FOR, CTX_UKERNELS, HOOK_BEGIN, HOOK_END,
 };
 pub use dync_runtime::ukernel::{
-    UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0, UKERNELS_GEMM_F32_N0, UKERNELS_ISA,
+    UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0, UKERNELS_GEMM_F32_N0, UKERNELS_ISA, UKERNELS_SILU_F32,
 };
+
+/// Signature of the SiLU kernel (`dync_runtime::ukernel::silu::SiluF32Fn`): `x, rows, cols,
+/// ld`, pointer-sized, no result.
+pub fn silu_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 4));
+    s
+}
 
 /// Signature of the GEMM tile (`dync_runtime::ukernel::GemmF32Fn`): `k, a, b, ldb, c, ldc, m,
 /// n, bias` pointer-sized, then `flags: u32`, `lo: f32`, `hi: f32`, no result.

@@ -29,7 +29,7 @@
 use crate::abi::{self, MAX_KERNELS};
 use crate::error::{CodegenError, NodeRef};
 use crate::libcalls::MathFn;
-use crate::lower::{self, kernel::math_signature, kernel::Kernel, kernel::Operand};
+use crate::lower::{self, kernel::math_signature, kernel::Kernel, kernel::Operand, kernel::Slots};
 use crate::pack::Packing;
 use crate::plan::{self, MemoryPlan, Storage};
 use crate::target::CodegenOptions;
@@ -122,6 +122,10 @@ pub fn emit_model_with_progress<M: Module>(
         )
     };
 
+    // Whether generated code may call the context's micro-kernels (x86-64 only: aarch64's hot
+    // path is Cranelift's).
+    let ukernels = !opts.no_ukernels
+        && module.isa().triple().architecture == target_lexicon::Architecture::X86_64;
     let mut fctx = FunctionBuilderContext::new();
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Mutex::new(rx);
@@ -132,7 +136,17 @@ pub fn emit_model_with_progress<M: Module>(
         let handles: Vec<_> = (0..workers)
             .map(|_| s.spawn(|| compile_jobs(isa, &rx)))
             .collect();
-        let lowered = lower_kernels(module, g, &num, &plan, opts, &math, &mut fctx, tx, progress);
+        let lowered = lower_kernels(
+            module,
+            g,
+            &num,
+            &plan,
+            (opts, ukernels),
+            &math,
+            &mut fctx,
+            tx,
+            progress,
+        );
         // The sender is gone (dropped by `lower_kernels`): the queue drains, then every loop ends.
         let mut compiled = compile_jobs(isa, &rx);
         for h in handles {
@@ -158,9 +172,7 @@ pub fn emit_model_with_progress<M: Module>(
         .map(|&id| node_ref(g, &num, id))
         .collect();
 
-    let tile = if kernel_ids.iter().any(|k| k.1) {
-        let ukernels = !opts.no_ukernels
-            && module.isa().triple().architecture == target_lexicon::Architecture::X86_64;
+    let tile = if kernel_ids.iter().any(|k| k.slots.tile) {
         Some((crate::tile::emit_gemm_tile(module, TILE_SYMBOL)?, ukernels))
     } else {
         None
@@ -208,7 +220,7 @@ fn lower_kernels(
     g: &Graph,
     num: &Numbering,
     plan: &MemoryPlan,
-    opts: &CodegenOptions,
+    (opts, ukernels): (&CodegenOptions, bool),
     math: &HashMap<MathFn, FuncId>,
     fctx: &mut FunctionBuilderContext,
     jobs: mpsc::Sender<Job>,
@@ -228,6 +240,10 @@ fn lower_kernels(
             .and_then(|i| operands.get(i))
             .and_then(|o| plan.packed.get(o));
         let scratch = lower::scratch_elems(&node.op, &operand_tys, &node.ty, packed);
+        let slots = Slots {
+            tile: packed.is_some(),
+            silu: ukernels && lower::uses_silu(&node.op, &operand_tys, packed.is_some()),
+        };
         let mut phases = Vec::new();
         for phase in 0..lower::phases(&node.op, packed) {
             let tasks = lower::tasks(&node.op, &operand_tys, &node.ty, packed, phase);
@@ -253,7 +269,7 @@ fn lower_kernels(
                 b,
                 (tys, node.ty.clone()),
                 scratch,
-                packed.is_some(),
+                slots,
                 tasks,
                 opts.checked,
                 module,
@@ -277,7 +293,7 @@ fn lower_kernels(
             })?;
             phases.push((fid, tasks));
         }
-        kernel_ids.push((phases, packed.is_some()));
+        kernel_ids.push(KernelFns { phases, slots });
         progress(i + 1, plan.kernels.len());
     }
     Ok(kernel_ids)
@@ -285,7 +301,12 @@ fn lower_kernels(
 
 /// A kernel's phases (function and tasks, run in order with the same arguments) and whether it
 /// calls the GEMM tile.
-type KernelFns = (Vec<(FuncId, usize)>, bool);
+struct KernelFns {
+    /// Each phase's function and task count, run in order with the same arguments.
+    phases: Vec<(FuncId, usize)>,
+    /// The function pointers the kernel takes after its buffers.
+    slots: Slots,
+}
 
 /// Compiles jobs from `jobs` until the queue is empty and its sender gone; returns each job's
 /// position, function and machine code (or error).
@@ -497,6 +518,43 @@ fn micro_kernel_or(
     Ok(chosen)
 }
 
+/// The context's SiLU micro-kernel (`ctx->ukernels->silu_f32`) when there is a context with a
+/// table that is not the portable one, else null (the kernels then run their own loop).
+fn silu_kernel(
+    b: &mut FunctionBuilder,
+    rt: Value,
+    has_ctx: Value,
+    ptr: cranelift_codegen::ir::Type,
+) -> Result<Value, CodegenError> {
+    let off = |n: usize| {
+        i32::try_from(n).map_err(|_| CodegenError::cranelift(abi::ENTRY_SYMBOL, "ctx layout"))
+    };
+    let flags = MemFlagsData::new().with_notrap().with_aligned();
+    let null = b.ins().iconst(ptr, 0);
+    let (read, check, join) = (b.create_block(), b.create_block(), b.create_block());
+    let chosen = b.append_block_param(join, ptr);
+    b.ins()
+        .brif(has_ctx, read, &[], join, &[BlockArg::Value(null)]);
+    b.switch_to_block(read);
+    let table = b.ins().load(ptr, flags, rt, off(abi::CTX_UKERNELS)?);
+    b.ins()
+        .brif(table, check, &[], join, &[BlockArg::Value(null)]);
+    b.switch_to_block(check);
+    let isa = b
+        .ins()
+        .load(types::I32, flags, table, off(abi::UKERNELS_ISA)?);
+    let fast = b
+        .ins()
+        .icmp_imm_s(IntCC::NotEqual, isa, Isa::Generic as i64);
+    let f = b
+        .ins()
+        .load(ptr, flags, table, off(abi::UKERNELS_SILU_F32)?);
+    let pick = b.ins().select(fast, f, null);
+    b.ins().jump(join, &[BlockArg::Value(pick)]);
+    b.switch_to_block(join);
+    Ok(chosen)
+}
+
 /// Little-endian bytes of tensor data (bool as one byte 0 or 1), the layout kernels read.
 pub fn tensor_bytes(d: &TensorData) -> Vec<u8> {
     match d {
@@ -510,14 +568,14 @@ pub fn tensor_bytes(d: &TensorData) -> Vec<u8> {
 /// Symbol of the module's Cranelift GEMM tile.
 const TILE_SYMBOL: &str = "dync_gemm_tile";
 
-/// Emits the entry point. `kernel_ids`: each kernel's phases (function and tasks, run in
-/// order with the same arguments) and whether it calls the GEMM tile; `tile`: the module's Cranelift tile and whether the context's micro-kernel
-/// may replace it.
+/// Emits the entry point. `kernel_ids`: each kernel's phases and function slots; `tile`: the
+/// module's Cranelift tile and whether the context's micro-kernels may be used (the GEMM tile
+/// replacing it, the SiLU kernel in the slot of the kernels that take one).
 fn emit_entry(
     module: &mut dyn Module,
     g: &Graph,
     plan: &MemoryPlan,
-    kernel_ids: &[(Vec<(FuncId, usize)>, bool)],
+    kernel_ids: &[KernelFns],
     weights: Option<cranelift_module::DataId>,
     tile: Option<(FuncId, bool)>,
     fctx: &mut FunctionBuilderContext,
@@ -542,7 +600,7 @@ fn emit_entry(
         let max_bufs = plan
             .kernels
             .iter()
-            .map(|&id| g.operands(id).len() + 3)
+            .map(|&id| g.operands(id).len() + 4)
             .max()
             .unwrap_or(0);
         let slot_bytes = u32::try_from(max_bufs * 8)
@@ -640,7 +698,14 @@ fn emit_entry(
                 .copied()
                 .ok_or_else(|| err(format!("node {} has no storage", id.index())))
         };
-        for (i, (&id, (phases, uses_tile))) in plan.kernels.iter().zip(kernel_ids).enumerate() {
+        let silu_fn = if kernel_ids.iter().any(|k| k.slots.silu) {
+            Some(silu_kernel(&mut b, rt, has_ctx, ptr)?)
+        } else {
+            None
+        };
+        for (i, (&id, KernelFns { phases, slots })) in
+            plan.kernels.iter().zip(kernel_ids).enumerate()
+        {
             let mut bufs = Vec::new();
             for o in g.operands(id) {
                 bufs.push(address(&mut b, storage_of(o)?)?);
@@ -649,8 +714,11 @@ fn emit_entry(
             if let Some(&off) = plan.scratch.get(&id) {
                 bufs.push(address(&mut b, Storage::Arena(off))?);
             }
-            if *uses_tile {
+            if slots.tile {
                 bufs.push(tile_fn.ok_or_else(|| err("a GEMM kernel without a tile".into()))?);
+            }
+            if slots.silu {
+                bufs.push(silu_fn.ok_or_else(|| err("a SiLU slot without a kernel".into()))?);
             }
             for (j, &v) in bufs.iter().enumerate() {
                 let off = i32::try_from(j * 8).map_err(|_| err("too many operands".into()))?;

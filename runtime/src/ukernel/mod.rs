@@ -34,6 +34,9 @@
 //! weights) are valid whichever variant the running CPU selects. Results of different variants
 //! may differ by rounding (FMA or not, the same order of summation).
 //!
+//! The table also holds the SiLU activation kernel ([`silu`]), under the same rules: generated
+//! code applies a conv's SiLU epilogue with it, 16 lanes at a time with AVX-512.
+//!
 //! # Calling convention
 //! The kernels are `extern "C"` functions ([`GemmF32Fn`]) called through the pointers of a
 //! [`UkernelTable`]. They allocate nothing, use no global state, are reentrant and may run on
@@ -46,6 +49,7 @@
 //! variant when the CPU has it (tests, benches, `--no-ukernels`-style comparisons).
 
 mod generic;
+pub mod silu;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
@@ -128,6 +132,7 @@ pub struct UkernelTable {
     pub gemm_f32_m0: usize,
     pub gemm_f32_n0: usize,
     pub isa: Isa,
+    pub silu_f32: silu::SiluF32Fn,
 }
 
 /// Byte offsets of [`UkernelTable`]'s fields, for generated code.
@@ -135,12 +140,14 @@ pub const UKERNELS_GEMM_F32: usize = std::mem::offset_of!(UkernelTable, gemm_f32
 pub const UKERNELS_GEMM_F32_M0: usize = std::mem::offset_of!(UkernelTable, gemm_f32_m0);
 pub const UKERNELS_GEMM_F32_N0: usize = std::mem::offset_of!(UkernelTable, gemm_f32_n0);
 pub const UKERNELS_ISA: usize = std::mem::offset_of!(UkernelTable, isa);
+pub const UKERNELS_SILU_F32: usize = std::mem::offset_of!(UkernelTable, silu_f32);
 
 static GENERIC: UkernelTable = UkernelTable {
     gemm_f32: generic::gemm_f32_tile,
     gemm_f32_m0: GEMM_F32_M0,
     gemm_f32_n0: GEMM_F32_N0,
     isa: Isa::Generic,
+    silu_f32: silu::silu_generic,
 };
 
 /// The table of `isa` if this CPU can run it.

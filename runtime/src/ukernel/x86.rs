@@ -9,8 +9,8 @@
 //! accumulators, two B loads, four broadcasts per step); passes wholly outside `m × n` are
 //! skipped, partial column groups use `vmaskmovps`.
 //!
-//! The functions are only reachable through [`avx512_table`]/[`avx2_table`], which check the
-//! CPU features first.
+//! The functions (and the SiLU variants of [`super::silu`]) are only reachable through
+//! [`avx512_table`]/[`avx2_table`], which check the CPU features first.
 
 use super::{Isa, UkernelTable, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0};
 use std::arch::x86_64::*;
@@ -23,6 +23,7 @@ static AVX512: UkernelTable = UkernelTable {
     gemm_f32_m0: M0,
     gemm_f32_n0: N0,
     isa: Isa::Avx512,
+    silu_f32: super::silu::x86::silu_avx512,
 };
 
 static AVX2: UkernelTable = UkernelTable {
@@ -30,6 +31,7 @@ static AVX2: UkernelTable = UkernelTable {
     gemm_f32_m0: M0,
     gemm_f32_n0: N0,
     isa: Isa::Avx2,
+    silu_f32: super::silu::x86::silu_avx2,
 };
 
 pub(super) fn avx512_table() -> Option<&'static UkernelTable> {

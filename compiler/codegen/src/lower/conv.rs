@@ -299,10 +299,27 @@ fn block(
             for j in jb.max(ja)..nvec {
                 tile(k, g, rs, &t, Cols::Edge(j * LANES), nb, 1)?;
             }
+            if let Some(a) = g.act.filter(|&a| row_pass(a)) {
+                // The row of the block's channels, while it is in L1.
+                let plane = g.oh * g.ow;
+                let at = k.b.ins().imul_imm_s(oc0, as_i64(plane)?);
+                let at = k.b.ins().iadd(at, yn);
+                let at = k.mul_add(at, oy, as_i64(g.ow)?);
+                let (rows, cols) = (k.iconst(as_i64(nb)?), k.iconst(as_i64(g.ow)?));
+                act_region(k, a, (at, rows, cols, plane))?;
+            }
             Ok(())
         })?;
     }
     Ok(())
+}
+
+/// Whether activation `a` runs as a pass over each finished output row ([`act_region`])
+/// instead of on each vector before its store: SiLU, whose polynomial is long enough that one
+/// dependent chain per vector leaves the core idle, and which the SiLU micro-kernel computes
+/// 16 lanes wide when the kernel has one.
+fn row_pass(a: Act) -> bool {
+    matches!(a, Act::Silu)
 }
 
 /// The output columns of a tile.
@@ -469,8 +486,8 @@ fn tile(
                 None => val,
             };
             let val = match g.act {
-                Some(a) => act(k, lanes, a, val)?,
-                None => val,
+                Some(a) if !row_pass(a) => act(k, lanes, a, val)?,
+                _ => val,
             };
             store_lanes(k, yc, off, val, stored);
         }
@@ -596,6 +613,73 @@ pub(crate) fn act(k: &mut Kernel, lanes: usize, a: Act, x: Value) -> LResult<Val
         }
         Act::HardSwish => super::unary::apply(k, UnaryKind::HardSwish, x, lanes),
     }
+}
+
+/// Applies activation `a` in place over the output region of `rows` × `cols` elements from
+/// element `c0` at a row stride of `ld` (run-time `c0`, `rows` ≥ 1 and `cols`): SiLU through
+/// the kernel's SiLU micro-kernel when its slot holds one (x86-64 with the context's table; the
+/// same bits as the Cranelift code), otherwise f32x4 vectors of the Cranelift [`act`] over each
+/// row, whose iterations are independent.
+pub(crate) fn act_region(
+    k: &mut Kernel,
+    a: Act,
+    (c0, rows, cols, ld): (Value, Value, Value, usize),
+) -> LResult {
+    let own = |k: &mut Kernel| {
+        over_tile(k, (c0, rows, cols, ld), |k, idx, ty| {
+            let v = k.load(BufId::Out, ty, idx);
+            let lanes = if ty == types::F32 { 1 } else { LANES };
+            let v = act(k, lanes, a, v)?;
+            k.store(BufId::Out, idx, v);
+            Ok(())
+        })
+    };
+    let f = match (a, k.silu_fn()) {
+        (Act::Silu, Some(f)) => f,
+        _ => return own(k),
+    };
+    let (call, inline, join) = (k.b.create_block(), k.b.create_block(), k.b.create_block());
+    k.b.ins().brif(f, call, &[], inline, &[]);
+    k.b.switch_to_block(call);
+    let len = k.b.ins().iadd_imm_s(rows, -1);
+    let len = k.b.ins().imul_imm_s(len, as_i64(ld)?);
+    let len = k.b.ins().iadd(len, cols);
+    let ptr = k.span_addr(BufId::Out, c0, len);
+    let ptr_ty = k.b.func.dfg.value_type(ptr);
+    let sig =
+        k.b.import_signature(crate::abi::silu_signature(k.call_conv(), ptr_ty));
+    let ld = k.iconst(as_i64(ld)?);
+    k.b.ins().call_indirect(sig, f, &[ptr, rows, cols, ld]);
+    k.b.ins().jump(join, &[]);
+    k.b.switch_to_block(inline);
+    own(k)?;
+    k.b.ins().jump(join, &[]);
+    k.b.switch_to_block(join);
+    Ok(())
+}
+
+/// Emits `body(idx, ty)` over the output tile of `m` rows × `n` columns from element `c0` at a
+/// row stride of `ldc` elements (run-time `c0`, `m`, `n`): f32x4 vectors from each row's start,
+/// then scalars for the row's last `n mod 4` columns (`ty` F32X4 or F32; `idx` the element).
+pub(crate) fn over_tile(
+    k: &mut Kernel,
+    (c0, m, n, ldc): (Value, Value, Value, usize),
+    mut body: impl FnMut(&mut Kernel, Value, Type) -> LResult,
+) -> LResult {
+    let zero = k.iconst(0);
+    let vecs = k.b.ins().ushr_imm_s(n, 2);
+    let tail = k.b.ins().imul_imm_s(vecs, as_i64(LANES)?);
+    k.loop_dyn(zero, m, |k, i| {
+        let row = k.mul_add(c0, i, as_i64(ldc)?);
+        k.loop_dyn(zero, vecs, |k, v| {
+            let idx = k.mul_add(row, v, as_i64(LANES)?);
+            body(k, idx, types::F32X4)
+        })?;
+        k.loop_dyn(tail, n, |k, j| {
+            let idx = k.b.ins().iadd(row, j);
+            body(k, idx, types::F32)
+        })
+    })
 }
 
 /// Loads a `ty` value at element `idx + off` of the input, movable (placed at its use, see

@@ -32,14 +32,14 @@
 //!
 //! Requires: the weight (bank) operand packed with the packing of this convolution.
 
-use super::conv::load_x;
+use super::conv::{act_region, load_x, over_tile};
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
 use super::pool::axes;
 use super::window::Axis;
 use crate::abi::tile_signature;
 use crate::pack::Packing;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use dync_ir::ops::{Act, Clamp, Conv, DynConv};
 use dync_ir::TensorType;
 use dync_runtime::ukernel::{
@@ -680,15 +680,7 @@ fn tile_group(k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, tiles: &[Til
                 ];
                 k.b.ins().call_indirect(sig, tile, &args);
                 if let Some(a) = wts.act {
-                    when(k, last, |k| {
-                        over_tile(k, c_tile, |k, idx, ty| {
-                            let v = k.load(BufId::Out, ty, idx);
-                            let lanes = if ty == types::F32 { 1 } else { LANES };
-                            let v = super::conv::act(k, lanes, a, v)?;
-                            k.store(BufId::Out, idx, v);
-                            Ok(())
-                        })
-                    })?;
+                    when(k, last, |k| act_region(k, a, c_tile))?;
                 }
             }
             Ok(())
@@ -725,30 +717,6 @@ fn when(k: &mut Kernel, cond: Value, body: impl FnOnce(&mut Kernel) -> LResult) 
     k.b.ins().jump(join, &[]);
     k.b.switch_to_block(join);
     Ok(())
-}
-
-/// Emits `body(idx, ty)` over the output tile of `m` rows × `n` columns from element `c0` at a
-/// row stride of `ldc` elements (run-time `c0`, `m`, `n`): f32x4 vectors from each row's start,
-/// then scalars for the row's last `n mod 4` columns (`ty` F32X4 or F32; `idx` the element).
-fn over_tile(
-    k: &mut Kernel,
-    (c0, m, n, ldc): (Value, Value, Value, usize),
-    mut body: impl FnMut(&mut Kernel, Value, Type) -> LResult,
-) -> LResult {
-    let zero = k.iconst(0);
-    let vecs = k.b.ins().ushr_imm_s(n, 2);
-    let tail = k.b.ins().imul_imm_s(vecs, as_i64(LANES)?);
-    k.loop_dyn(zero, m, |k, i| {
-        let row = k.mul_add(c0, i, as_i64(ldc)?);
-        k.loop_dyn(zero, vecs, |k, v| {
-            let idx = k.mul_add(row, v, as_i64(LANES)?);
-            body(k, idx, types::F32X4)
-        })?;
-        k.loop_dyn(tail, n, |k, j| {
-            let idx = k.b.ins().iadd(row, j);
-            body(k, idx, types::F32)
-        })
-    })
 }
 
 /// Packs X̂'s rows of input channels `chan .. chan + ci_n` (image-absolute) for the tile of

@@ -91,18 +91,29 @@ pub(crate) struct Kernel<'a> {
     tasks: usize,
     /// The GEMM tile function (see [`Kernel::call_tile`]), for kernels that asked for it.
     tile: Option<Value>,
+    /// The SiLU micro-kernel or null ([`Kernel::silu_fn`]), for kernels that asked for it.
+    silu: Option<Value>,
+}
+
+/// The function pointers a kernel receives after its buffers (see [`crate::abi`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Slots {
+    /// The GEMM tile function.
+    pub tile: bool,
+    /// The SiLU micro-kernel, or null when the context has none.
+    pub silu: bool,
 }
 
 impl<'a> Kernel<'a> {
     /// Starts a kernel of `tasks` tasks whose `args` hold one pointer per buffer: operands,
     /// the result, then scratch memory of `scratch` f32 elements when that is not 0, then the
-    /// GEMM tile function when `tile`.
+    /// function pointers of `slots`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         mut b: FunctionBuilder<'a>,
         tys: (Vec<Operand>, TensorType),
         scratch: usize,
-        tile: bool,
+        slots: Slots,
         tasks: usize,
         checked: bool,
         module: &'a mut dyn Module,
@@ -119,7 +130,11 @@ impl<'a> Kernel<'a> {
         let (in_tys, out_ty) = tys;
         let (args, range) = (p[0], (p[1], p[2]));
         let ptr_ty = module.isa().pointer_type();
-        let nbufs = in_tys.len() + 1 + usize::from(scratch > 0) + usize::from(tile);
+        let nbufs = in_tys.len()
+            + 1
+            + usize::from(scratch > 0)
+            + usize::from(slots.tile)
+            + usize::from(slots.silu);
         let flags = MemFlagsData::new()
             .with_notrap()
             .with_aligned()
@@ -163,7 +178,10 @@ impl<'a> Kernel<'a> {
                 })
             }
         };
-        let tile = tile.then(|| params[nbufs - 1]);
+        // The function pointers follow the operands, the result and the scratch buffer.
+        let fns = bufs.len() + 1 + usize::from(scratch.is_some());
+        let tile = slots.tile.then(|| params[fns]);
+        let silu = slots.silu.then(|| params[fns + usize::from(slots.tile)]);
         Ok(Kernel {
             b,
             ins: bufs,
@@ -182,6 +200,7 @@ impl<'a> Kernel<'a> {
             range,
             tasks,
             tile,
+            silu,
         })
     }
 
@@ -487,6 +506,13 @@ impl<'a> Kernel<'a> {
             .ok_or_else(|| CodegenError::cranelift(&self.name, "kernel without a tile slot"))
     }
 
+    /// The SiLU micro-kernel (`dync_runtime::ukernel::silu`'s contract, see
+    /// [`crate::abi::silu_signature`]) or null, for kernels started with `silu`; `None` when the
+    /// kernel has no such slot (it then computes SiLU itself).
+    pub fn silu_fn(&self) -> Option<Value> {
+        self.silu
+    }
+
     /// Whether any 16-byte `shuffle` is native code: on x86-64 it needs SSSE3 and SSE4.1
     /// (Cranelift otherwise calls a helper that AOT objects cannot link); aarch64 always.
     pub fn has_shuffle(&self) -> bool {
@@ -676,8 +702,18 @@ mod tests {
                 packed: None,
             };
             let tys = (vec![operand], TensorType::f32([1]));
-            let mut k =
-                Kernel::new(b, tys, 0, false, 1, checked, &mut module, &math, "k".into()).unwrap();
+            let mut k = Kernel::new(
+                b,
+                tys,
+                0,
+                Slots::default(),
+                1,
+                checked,
+                &mut module,
+                &math,
+                "k".into(),
+            )
+            .unwrap();
             let i = k.iconst(idx);
             let v = k.load(BufId::In(0), types::F32, i);
             let zero = k.iconst(0);

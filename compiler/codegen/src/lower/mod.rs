@@ -37,6 +37,7 @@ mod unary;
 
 use crate::error::{CodegenError, NodeRef};
 use crate::pack::Packing;
+use dync_ir::ops::Act;
 use dync_ir::{Op, TensorType};
 use kernel::{BufId, Kernel, LResult};
 
@@ -107,6 +108,19 @@ pub(crate) fn scratch_elems(
         (Op::DynConv(_), Some(x), Some(bank), None) => dyn_conv::scratch_elems(x, bank),
         (Op::Predict(o), Some(_), _, _) => predict::scratch_elems(o, operands),
         _ => 0,
+    }
+}
+
+/// Whether the kernel of `op` applies a SiLU epilogue with [`conv::act_region`] (a conv or
+/// dyn_conv off the FC path, `packed`: on the GEMM path), and so takes the SiLU micro-kernel
+/// slot when the micro-kernels may be used.
+pub(crate) fn uses_silu(op: &Op, operands: &[&TensorType], packed: bool) -> bool {
+    match (op, operands.first(), operands.get(1)) {
+        (Op::Conv(o), Some(x), Some(w)) => {
+            o.act == Some(Act::Silu) && (packed || !conv_fc::applies(o, x, w))
+        }
+        (Op::DynConv(o), _, _) => o.act == Some(Act::Silu),
+        _ => false,
     }
 }
 
