@@ -470,8 +470,8 @@ fn write_weight(packed: Option<&Packing>, data: &TensorData, dst: &mut [u8]) {
     }
 }
 
-/// The context's micro-kernel (`ctx->ukernels->gemm_f32`) when there is a context with a
-/// table that is not the portable one and has the `M0 × N0` tile the code was compiled for,
+/// The context's GEMM micro-kernel (`ctx->ukernels->gemm_f32`) when there is a context with
+/// a table that is not the portable one and has the `M0 × N0` tile the code was compiled for,
 /// else `own` (the module's Cranelift tile).
 fn micro_kernel_or(
     b: &mut FunctionBuilder,
@@ -480,42 +480,24 @@ fn micro_kernel_or(
     own: Value,
     ptr: cranelift_codegen::ir::Type,
 ) -> Result<Value, CodegenError> {
-    let off = |n: usize| {
-        i32::try_from(n).map_err(|_| CodegenError::cranelift(abi::ENTRY_SYMBOL, "ctx layout"))
-    };
-    let flags = MemFlagsData::new().with_notrap().with_aligned();
-    let (read, check, join) = (b.create_block(), b.create_block(), b.create_block());
-    let chosen = b.append_block_param(join, ptr);
-    b.ins()
-        .brif(has_ctx, read, &[], join, &[BlockArg::Value(own)]);
-    b.switch_to_block(read);
-    let table = b.ins().load(ptr, flags, rt, off(abi::CTX_UKERNELS)?);
-    b.ins()
-        .brif(table, check, &[], join, &[BlockArg::Value(own)]);
-    b.switch_to_block(check);
-    let isa = b
-        .ins()
-        .load(types::I32, flags, table, off(abi::UKERNELS_ISA)?);
-    let m0 = b
-        .ins()
-        .load(ptr, flags, table, off(abi::UKERNELS_GEMM_F32_M0)?);
-    let n0 = b
-        .ins()
-        .load(ptr, flags, table, off(abi::UKERNELS_GEMM_F32_N0)?);
-    let fast = b
-        .ins()
-        .icmp_imm_s(IntCC::NotEqual, isa, Isa::Generic as i64);
-    let m_ok = b.ins().icmp_imm_s(IntCC::Equal, m0, GEMM_F32_M0 as i64);
-    let n_ok = b.ins().icmp_imm_s(IntCC::Equal, n0, GEMM_F32_N0 as i64);
-    let ok = b.ins().band(fast, m_ok);
-    let ok = b.ins().band(ok, n_ok);
-    let f = b
-        .ins()
-        .load(ptr, flags, table, off(abi::UKERNELS_GEMM_F32)?);
-    let pick = b.ins().select(ok, f, own);
-    b.ins().jump(join, &[BlockArg::Value(pick)]);
-    b.switch_to_block(join);
-    Ok(chosen)
+    table_fn(
+        b,
+        (rt, has_ctx),
+        ptr,
+        abi::UKERNELS_GEMM_F32,
+        own,
+        |b, table, flags| {
+            let m0 = b
+                .ins()
+                .load(ptr, flags, table, ctx_off(abi::UKERNELS_GEMM_F32_M0)?);
+            let n0 = b
+                .ins()
+                .load(ptr, flags, table, ctx_off(abi::UKERNELS_GEMM_F32_N0)?);
+            let m_ok = b.ins().icmp_imm_s(IntCC::Equal, m0, GEMM_F32_M0 as i64);
+            let n_ok = b.ins().icmp_imm_s(IntCC::Equal, n0, GEMM_F32_N0 as i64);
+            Ok(Some(b.ins().band(m_ok, n_ok)))
+        },
+    )
 }
 
 /// The context's SiLU micro-kernel (`ctx->ukernels->silu_f32`) when there is a context with a
@@ -526,33 +508,62 @@ fn silu_kernel(
     has_ctx: Value,
     ptr: cranelift_codegen::ir::Type,
 ) -> Result<Value, CodegenError> {
-    let off = |n: usize| {
-        i32::try_from(n).map_err(|_| CodegenError::cranelift(abi::ENTRY_SYMBOL, "ctx layout"))
-    };
-    let flags = MemFlagsData::new().with_notrap().with_aligned();
     let null = b.ins().iconst(ptr, 0);
+    table_fn(
+        b,
+        (rt, has_ctx),
+        ptr,
+        abi::UKERNELS_SILU_F32,
+        null,
+        |_, _, _| Ok(None),
+    )
+}
+
+/// The function pointer at byte offset `field` of the context's micro-kernel table when there
+/// is a context (`rt`, `has_ctx`) with a table that is not the portable one and `usable`
+/// (given the table; `None`: no further condition) holds, else `fallback`.
+fn table_fn(
+    b: &mut FunctionBuilder,
+    (rt, has_ctx): (Value, Value),
+    ptr: cranelift_codegen::ir::Type,
+    field: usize,
+    fallback: Value,
+    usable: impl FnOnce(
+        &mut FunctionBuilder,
+        Value,
+        MemFlagsData,
+    ) -> Result<Option<Value>, CodegenError>,
+) -> Result<Value, CodegenError> {
+    let flags = MemFlagsData::new().with_notrap().with_aligned();
     let (read, check, join) = (b.create_block(), b.create_block(), b.create_block());
     let chosen = b.append_block_param(join, ptr);
     b.ins()
-        .brif(has_ctx, read, &[], join, &[BlockArg::Value(null)]);
+        .brif(has_ctx, read, &[], join, &[BlockArg::Value(fallback)]);
     b.switch_to_block(read);
-    let table = b.ins().load(ptr, flags, rt, off(abi::CTX_UKERNELS)?);
+    let table = b.ins().load(ptr, flags, rt, ctx_off(abi::CTX_UKERNELS)?);
     b.ins()
-        .brif(table, check, &[], join, &[BlockArg::Value(null)]);
+        .brif(table, check, &[], join, &[BlockArg::Value(fallback)]);
     b.switch_to_block(check);
     let isa = b
         .ins()
-        .load(types::I32, flags, table, off(abi::UKERNELS_ISA)?);
-    let fast = b
+        .load(types::I32, flags, table, ctx_off(abi::UKERNELS_ISA)?);
+    let ok = b
         .ins()
         .icmp_imm_s(IntCC::NotEqual, isa, Isa::Generic as i64);
-    let f = b
-        .ins()
-        .load(ptr, flags, table, off(abi::UKERNELS_SILU_F32)?);
-    let pick = b.ins().select(fast, f, null);
+    let ok = match usable(b, table, flags)? {
+        Some(more) => b.ins().band(ok, more),
+        None => ok,
+    };
+    let f = b.ins().load(ptr, flags, table, ctx_off(field)?);
+    let pick = b.ins().select(ok, f, fallback);
     b.ins().jump(join, &[BlockArg::Value(pick)]);
     b.switch_to_block(join);
     Ok(chosen)
+}
+
+/// A byte offset of the context's or its table's layout, as a load offset.
+fn ctx_off(n: usize) -> Result<i32, CodegenError> {
+    i32::try_from(n).map_err(|_| CodegenError::cranelift(abi::ENTRY_SYMBOL, "ctx layout"))
 }
 
 /// Little-endian bytes of tensor data (bool as one byte 0 or 1), the layout kernels read.
@@ -623,9 +634,9 @@ fn emit_entry(
                 let (check, call, done) = (b.create_block(), b.create_block(), b.create_block());
                 b.ins().brif(has_ctx, check, &[], done, &[]);
                 b.switch_to_block(check);
-                let off =
-                    i32::try_from(abi::CTX_KERNEL_HOOK).map_err(|_| err("ctx layout".into()))?;
-                let f = b.ins().load(ptr, ctx_flags, rt, off);
+                let f = b
+                    .ins()
+                    .load(ptr, ctx_flags, rt, ctx_off(abi::CTX_KERNEL_HOOK)?);
                 b.ins().brif(f, call, &[], done, &[]);
                 b.switch_to_block(call);
                 let k = b.ins().iconst(
@@ -751,9 +762,9 @@ fn emit_entry(
                     let st = b.append_block_param(join, types::I32);
                     b.ins().brif(has_ctx, pool, &[], direct, &[]);
                     b.switch_to_block(pool);
-                    let off = i32::try_from(abi::CTX_PARALLEL_FOR)
-                        .map_err(|_| err("ctx layout".into()))?;
-                    let pf = b.ins().load(ptr, ctx_flags, rt, off);
+                    let pf = b
+                        .ins()
+                        .load(ptr, ctx_flags, rt, ctx_off(abi::CTX_PARALLEL_FOR)?);
                     let task = b.ins().func_addr(ptr, fref);
                     let call = b.ins().call_indirect(pf_sig, pf, &[rt, task, args, n]);
                     let r = b.inst_results(call)[0];

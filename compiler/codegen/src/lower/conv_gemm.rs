@@ -744,12 +744,30 @@ fn pack_panel(
     // Strides 2 and 3 gather 4 columns with two loads and a shuffle where shuffles are native.
     let vec_strided = sx <= 3 && k.has_shuffle();
     let ow = g.ow.max(1);
-    let segments: Vec<(usize, usize, usize, usize)> = (c0..c0 + cw)
+    let segments: Vec<RowRun> = (c0..c0 + cw)
         .filter(|&q| q == c0 || q % ow == 0)
         .map(|q| {
             let (r, x0) = (q / ow, q % ow);
             let len = (ow - x0).min(c0 + cw - q);
-            (r, x0, len, q - c0)
+            // Valid segment columns j (input column inside the image) for each kx.
+            let valid = (0..g.kw)
+                .map(|kx| {
+                    let ok = |j: usize| {
+                        let col = (x0 + j) * sx + kx * dx;
+                        col >= pl && col - pl < g.w
+                    };
+                    let lo = (0..len).find(|&j| ok(j)).unwrap_or(len);
+                    let hi = (lo..len).find(|&j| !ok(j)).unwrap_or(len);
+                    (lo, hi.max(lo))
+                })
+                .collect();
+            RowRun {
+                r,
+                x0,
+                len,
+                j0: q - c0,
+                valid,
+            }
         })
         .collect();
     k.loop_dyn(zero, ci_n, |k, ci| {
@@ -758,19 +776,14 @@ fn pack_panel(
         let dst = k.b.ins().imul_imm_s(ci, taps * row_bytes);
         let dst = k.b.ins().iadd(buf, dst);
         for ky in 0..g.kh {
-            for &(r, x0, len, j0) in &segments {
-                // Valid segment columns j (input column inside the image) for each kx.
-                let valid: Vec<(usize, usize)> = (0..g.kw)
-                    .map(|kx| {
-                        let ok = |j: usize| {
-                            let col = (x0 + j) * sx + kx * dx;
-                            col >= pl && col - pl < g.w
-                        };
-                        let lo = (0..len).find(|&j| ok(j)).unwrap_or(len);
-                        let hi = (lo..len).find(|&j| !ok(j)).unwrap_or(len);
-                        (lo, hi.max(lo))
-                    })
-                    .collect();
+            for seg in &segments {
+                let RowRun {
+                    r,
+                    x0,
+                    len,
+                    j0,
+                    ref valid,
+                } = *seg;
                 let iy = k.add_imm(oy0, as_i64(r)?);
                 let iy = k.b.ins().imul_imm_s(iy, as_i64(g.ay.stride)?);
                 let shift = as_i64(ky * g.ay.dilation)? - as_i64(g.ay.pad_begin)?;
@@ -817,6 +830,19 @@ fn pack_panel(
         }
         Ok(())
     })
+}
+
+/// The part of a tile's positions in one output row, for [`pack_panel`].
+struct RowRun {
+    /// The row, relative to the tiling row's first.
+    r: usize,
+    /// Its first output column and its length.
+    x0: usize,
+    len: usize,
+    /// Its first column in the panel.
+    j0: usize,
+    /// For each kx, the run's columns whose input column is inside the image (lo..hi).
+    valid: Vec<(usize, usize)>,
 }
 
 /// Stores zeros at columns `cols` of a panel row (`at(j)`: byte offset of column j from `dst`).
