@@ -20,11 +20,15 @@
 /// `x` is readable and writable for the `rows × cols` elements at row stride `ld`.
 pub type SiluF32Fn = unsafe extern "C" fn(x: *mut f32, rows: usize, cols: usize, ld: usize);
 
-const LO: f32 = -87.336_54;
+/// The constants of the exp polynomial (Cephes' expf), shared with the compiler's inline math
+/// so that both compute the same bits: the lower end of the argument range, ln 2 split in a
+/// part exact in few bits and the rest (negated first part), and the polynomial's
+/// coefficients, highest degree first.
+pub const LO: f32 = -87.336_54;
 const LOG2E: f32 = std::f32::consts::LOG2_E;
-const C1: f32 = -0.693_359_4;
-const C2: f32 = 2.121_944_4e-4;
-const POLY: [f32; 6] = [
+pub const C1: f32 = -0.693_359_4;
+pub const C2: f32 = 2.121_944_4e-4;
+pub const POLY: [f32; 6] = [
     1.987_569_1e-4,
     1.398_199_9e-3,
     8.333_452e-3,

@@ -9,6 +9,8 @@
 use super::kernel::Kernel;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
+// The exp polynomial's constants, shared with the runtime's SiLU kernel (same bits).
+use dync_runtime::ukernel::silu::{C1, C2, LO, POLY};
 
 /// Lane-wise `if a cc b { t } else { e }` on f32 values of `lanes` lanes.
 pub(crate) fn select_cmp(
@@ -89,9 +91,8 @@ pub(crate) fn exp_saturating(k: &mut Kernel, lanes: usize, x: Value) -> Value {
     k.b.ins().fmul(y, s)
 }
 
-/// Upper and lower ends of exp's argument range.
+/// Upper end of exp's argument range (the lower one, `LO`, is the runtime SiLU kernel's).
 const HI: f32 = 88.722_83;
-const LO: f32 = -87.336_54;
 
 /// For `xc` in [LO, HI]: (e^r, n) with e^xc = e^r · 2^n, n = round(xc / ln 2).
 fn exp_reduced(k: &mut Kernel, lanes: usize, xc: Value) -> (Value, Value) {
@@ -99,20 +100,12 @@ fn exp_reduced(k: &mut Kernel, lanes: usize, xc: Value) -> (Value, Value) {
     let n = k.b.ins().fmul(xc, log2e);
     let n = k.b.ins().nearest(n);
     // r = x - n·ln2, with ln2 = C1 + C2 (C1 exact in few bits).
-    let c1 = k.fconst(lanes, -0.693_359_4);
-    let c2 = k.fconst(lanes, 2.121_944_4e-4);
+    let c1 = k.fconst(lanes, C1);
+    let c2 = k.fconst(lanes, C2);
     let r = k.b.ins().fma(n, c1, xc);
     let r = k.b.ins().fma(n, c2, r);
-    let coeffs = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ];
-    let mut p = k.fconst(lanes, coeffs[0]);
-    for &c in &coeffs[1..] {
+    let mut p = k.fconst(lanes, POLY[0]);
+    for &c in &POLY[1..] {
         let cv = k.fconst(lanes, c);
         p = k.b.ins().fma(p, r, cv);
     }
