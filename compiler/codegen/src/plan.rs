@@ -3,8 +3,13 @@
 //! - Graph inputs stay in the caller's input buffers; constants go to the read-only weights
 //!   blob (each 64-byte aligned); every other value gets a 64-byte aligned offset in one
 //!   activation arena (the `workspace` of [`crate::abi`]).
-//! - `reshape` is a pure view: it aliases its operand's storage (its "root", found by following
-//!   reshape operands), so it has no kernel and costs no copy.
+//! - Views have no kernel and cost no copy: they alias their operand's storage at a byte
+//!   offset (their "root" is the first value up the chain of view operands that is not a view):
+//!   - a `reshape`, at offset 0;
+//!   - a `slice` that selects one contiguous run of its operand (ShuffleNet's channel split at
+//!     batch 1), at the run's offset, when its root is computed by a kernel and is not (viewed
+//!     as) a graph output, and the slice is not one either (an output's buffer holds exactly
+//!     the output). Its root then lives in the arena.
 //! - A value that is a graph output (itself or through a reshape view) is computed directly into
 //!   that output's buffer. An output whose storage is an input, a constant or another output's
 //!   buffer is filled by a copy after the kernels ran ([`MemoryPlan::copies`]); copy sources are
@@ -26,6 +31,8 @@
 use crate::abi::ALIGN;
 use crate::error::CodegenError;
 use crate::pack::Packing;
+use dync_ir::ops::Slice;
+use dync_ir::tensor::strides;
 use dync_ir::{Graph, NodeId, Op};
 use std::collections::{HashMap, HashSet};
 
@@ -60,8 +67,10 @@ pub struct ArenaBuffer {
 pub struct MemoryPlan {
     /// The nodes that get a kernel, in execution order (a topological order).
     pub kernels: Vec<NodeId>,
-    /// Storage of every live value (views share their root's storage).
+    /// Storage of every live value (a view: its root's storage at the view's offset).
     pub storage: HashMap<NodeId, Storage>,
+    /// Every live view: its operand and its byte offset in the operand.
+    pub views: HashMap<NodeId, (NodeId, usize)>,
     /// Live constants with their byte offsets in the weights blob, in blob order.
     pub weights: Vec<(NodeId, usize)>,
     /// The constants stored packed, with their layout.
@@ -81,8 +90,24 @@ fn align_up(n: usize) -> Result<usize, CodegenError> {
         .ok_or_else(|| CodegenError::Overflow(format!("a buffer of {n} bytes")))
 }
 
-/// The storage root of `id`: the first non-reshape value up its chain of reshape operands.
-pub fn root(g: &Graph, mut id: NodeId) -> NodeId {
+impl MemoryPlan {
+    /// The storage root of `id`: the first value up its chain of view operands that is not a
+    /// view.
+    pub fn root(&self, id: NodeId) -> NodeId {
+        view_root(&self.views, id)
+    }
+}
+
+fn view_root(views: &HashMap<NodeId, (NodeId, usize)>, mut id: NodeId) -> NodeId {
+    while let Some(&(o, _)) = views.get(&id) {
+        id = o;
+    }
+    id
+}
+
+/// The first non-reshape value up the chain of reshape operands of `id` (a constant's
+/// root: constants are never sliced views).
+fn reshape_root(g: &Graph, mut id: NodeId) -> NodeId {
     while let Op::Reshape(_) = g.node(id).op {
         match g.operands(id).first() {
             Some(&o) => id = o,
@@ -90,6 +115,70 @@ pub fn root(g: &Graph, mut id: NodeId) -> NodeId {
         }
     }
     id
+}
+
+/// The element offset of the slice `s` of a tensor of shape `shape` when it selects one
+/// contiguous run of it (every dim after some dim d whole and in order, dim d with unit step,
+/// every dim before d of extent 1 in the result); None otherwise or when it is empty.
+fn contiguous_run(s: &Slice, shape: &[usize], out: &[usize]) -> Option<usize> {
+    if out.contains(&0) {
+        return None;
+    }
+    let whole = |i: usize| out[i] == shape[i] && (s.steps[i] == 1 || shape[i] == 1);
+    let inner = (0..shape.len()).rev().take_while(|&i| whole(i)).count();
+    if let Some(d) = shape.len().checked_sub(inner + 1) {
+        if s.steps[d] != 1 && out[d] != 1 || out[..d].iter().any(|&e| e != 1) {
+            return None;
+        }
+    }
+    let mut offset = 0usize;
+    for (i, &st) in strides(shape).iter().enumerate() {
+        offset = offset.checked_add(usize::try_from(s.starts[i]).ok()?.checked_mul(st)?)?;
+    }
+    Some(offset)
+}
+
+/// The live views in `order` (see the module doc): each with its operand and byte offset.
+fn find_views(
+    g: &Graph,
+    order: &[NodeId],
+) -> Result<HashMap<NodeId, (NodeId, usize)>, CodegenError> {
+    // The outputs and every value they view through reshapes.
+    let mut output_chain = HashSet::new();
+    for (_, o) in &g.outputs {
+        output_chain.insert(*o);
+        let mut id = *o;
+        while let Op::Reshape(_) = g.node(id).op {
+            id = g.operands(id)[0];
+            output_chain.insert(id);
+        }
+    }
+    let mut views = HashMap::new();
+    for &id in order {
+        let x = match g.operands(id).first() {
+            Some(&x) => x,
+            None => continue,
+        };
+        let offset = match &g.node(id).op {
+            Op::Reshape(_) => 0,
+            Op::Slice(s) if !output_chain.contains(&id) => {
+                let Some(elems) = contiguous_run(s, &g.ty(x).shape, &g.ty(id).shape) else {
+                    continue;
+                };
+                let r = view_root(&views, x);
+                if output_chain.contains(&r) || matches!(g.node(r).op, Op::Input(_) | Op::Const(_))
+                {
+                    continue;
+                }
+                elems
+                    .checked_mul(g.ty(id).dtype.size())
+                    .ok_or_else(|| CodegenError::Overflow(format!("the slice {}", id.index())))?
+            }
+            _ => continue,
+        };
+        views.insert(id, (x, offset));
+    }
+    Ok(views)
 }
 
 /// Nodes that some graph output depends on (including the outputs).
@@ -113,6 +202,8 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
     let order: Vec<NodeId> = order.into_iter().filter(|n| live.contains(n)).collect();
 
     let packed = packings(g, &order);
+    let views = find_views(g, &order)?;
+    let root = |id| view_root(&views, id);
     let mut storage: HashMap<NodeId, Storage> = HashMap::new();
     let mut weights = Vec::new();
     let mut weight_bytes = 0usize;
@@ -141,14 +232,14 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
                     .checked_add(align_up(bytes)?)
                     .ok_or_else(|| CodegenError::Overflow("the weights blob".into()))?;
             }
-            Op::Reshape(_) => {}
+            _ if views.contains_key(&id) => {}
             _ => kernels.push(id),
         }
     }
 
     // Computed roots that are (or are viewed as) a graph output live in that output's buffer.
     for (j, (_, out)) in g.outputs.iter().enumerate() {
-        let r = root(g, *out);
+        let r = root(*out);
         if !storage.contains_key(&r) && !matches!(g.node(r).op, Op::Input(_)) {
             storage.insert(r, Storage::Output(j));
         }
@@ -157,7 +248,7 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
         .outputs
         .iter()
         .enumerate()
-        .filter(|(j, (_, out))| storage.get(&root(g, *out)) != Some(&Storage::Output(*j)))
+        .filter(|(j, (_, out))| storage.get(&root(*out)) != Some(&Storage::Output(*j)))
         .map(|(j, (_, out))| (j, *out))
         .collect();
 
@@ -166,7 +257,7 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
     for (s, &k) in kernels.iter().enumerate() {
         last.entry(k).or_insert(s);
         for o in g.operands(k) {
-            let e = last.entry(root(g, o)).or_insert(s);
+            let e = last.entry(root(o)).or_insert(s);
             *e = (*e).max(s);
         }
     }
@@ -200,17 +291,25 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
             );
         }
     }
-    // Views share their root's storage.
+    // Views share their operand's storage, at their offset (only arena roots have slices).
     for &id in &order {
-        if let Op::Reshape(_) = g.node(id).op {
-            if let Some(&st) = storage.get(&root(g, id)) {
-                storage.insert(id, st);
-            }
+        if let Some(&(x, off)) = views.get(&id) {
+            let st = match storage.get(&x) {
+                Some(&Storage::Arena(base)) => {
+                    Storage::Arena(base.checked_add(off).ok_or_else(|| {
+                        CodegenError::Overflow(format!("the view {}", id.index()))
+                    })?)
+                }
+                Some(&st) if off == 0 => st,
+                _ => continue,
+            };
+            storage.insert(id, st);
         }
     }
     Ok(MemoryPlan {
         kernels,
         storage,
+        views,
         weights,
         packed,
         copies,
@@ -226,7 +325,7 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
 /// path, all with the same packing, and that are not graph outputs.
 fn packings(g: &Graph, order: &[NodeId]) -> HashMap<NodeId, Packing> {
     let mut uses: HashMap<NodeId, Option<Packing>> = HashMap::new();
-    let outputs: HashSet<NodeId> = g.outputs.iter().map(|(_, o)| root(g, *o)).collect();
+    let outputs: HashSet<NodeId> = g.outputs.iter().map(|(_, o)| reshape_root(g, *o)).collect();
     for &id in order {
         let ops = g.operands(id);
         let group = match &g.node(id).op {
@@ -330,5 +429,47 @@ mod tests {
         assert_eq!(best_fit(&busy, 128).unwrap(), 64);
         assert_eq!(best_fit(&busy, 192).unwrap(), 384);
         assert_eq!(best_fit(&[], 64).unwrap(), 0);
+    }
+
+    #[test]
+    fn contiguous_runs_of_slices() {
+        let slice = |starts: &[i64], ends: &[i64], steps: &[i64]| Slice {
+            starts: starts.to_vec(),
+            ends: ends.to_vec(),
+            steps: steps.to_vec(),
+        };
+        let shape = [1, 116, 28, 28];
+        // ShuffleNet's split at batch 1: channels 87.. are one run.
+        let s = slice(&[0, 87, 0, 0], &[1, 116, 28, 28], &[1; 4]);
+        assert_eq!(contiguous_run(&s, &shape, &[1, 29, 28, 28]), Some(87 * 784));
+        // At batch 2 the run breaks between the samples.
+        let s = slice(&[0, 87, 0, 0], &[2, 116, 28, 28], &[1; 4]);
+        assert_eq!(
+            contiguous_run(&s, &[2, 116, 28, 28], &[2, 29, 28, 28]),
+            None
+        );
+        // One row of one channel; a part of a row.
+        let s = slice(&[0, 3, 5, 0], &[1, 4, 6, 28], &[1; 4]);
+        assert_eq!(
+            contiguous_run(&s, &shape, &[1, 1, 1, 28]),
+            Some(3 * 784 + 5 * 28)
+        );
+        let s = slice(&[0, 3, 5, 2], &[1, 4, 6, 9], &[1; 4]);
+        assert_eq!(
+            contiguous_run(&s, &shape, &[1, 1, 1, 7]),
+            Some(3 * 784 + 5 * 28 + 2)
+        );
+        // Rows cut inside, a step, a reversal: not one run.
+        let s = slice(&[0, 0, 0, 1], &[1, 116, 28, 28], &[1; 4]);
+        assert_eq!(contiguous_run(&s, &shape, &[1, 116, 28, 27]), None);
+        let s = slice(&[0, 0, 0, 0], &[1, 116, 28, 28], &[1, 2, 1, 1]);
+        assert_eq!(contiguous_run(&s, &shape, &[1, 58, 28, 28]), None);
+        let s = slice(&[0, 115, 0, 0], &[1, -1, 28, 28], &[1, -1, 1, 1]);
+        assert_eq!(contiguous_run(&s, &shape, &[1, 116, 28, 28]), None);
+        // The whole tensor; an empty slice.
+        let s = slice(&[0; 4], &[1, 116, 28, 28], &[1; 4]);
+        assert_eq!(contiguous_run(&s, &shape, &shape), Some(0));
+        let s = slice(&[0, 3, 0, 0], &[1, 3, 28, 28], &[1; 4]);
+        assert_eq!(contiguous_run(&s, &shape, &[1, 0, 28, 28]), None);
     }
 }

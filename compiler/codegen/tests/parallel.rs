@@ -126,6 +126,60 @@ fn cast_and_expand_in_tasks() {
 }
 
 #[test]
+fn layout_copies_in_tasks() {
+    let mut r = rng(15);
+    // Two large operands (each cut into tasks), a small one, an i64 one.
+    let (a, b, c) = (
+        rand_f32(&mut r, &[2, 37, 29, 31]),
+        rand_f32(&mut r, &[2, 5, 29, 31]),
+        rand_f32(&mut r, &[2, 41, 29, 31]),
+    );
+    check_parallel(
+        Op::Concat(Concat { axis: 1 }),
+        vec![Arg::In(a.clone()), Arg::In(b), Arg::In(c)],
+        "concat along channels",
+    );
+    let d = rand_f32(&mut r, &[2, 37, 29, 7]);
+    check_parallel(
+        Op::Concat(Concat { axis: 3 }),
+        vec![Arg::In(a.clone()), Arg::In(d)],
+        "concat along rows",
+    );
+    let ints = |n: usize| {
+        let v: Vec<i64> = (0..n as i64).map(|i| i * 7 - 3).collect();
+        Tensor::new(vec![n], TensorData::I64(v)).unwrap()
+    };
+    check_parallel(
+        Op::Concat(Concat { axis: 0 }),
+        vec![Arg::In(ints(40_000)), Arg::In(ints(3))],
+        "concat of i64",
+    );
+    check_parallel(
+        Op::Transpose(Transpose {
+            perm: vec![0, 2, 1, 3],
+        }),
+        vec![Arg::In(a.clone())],
+        "transpose keeping rows",
+    );
+    check_parallel(
+        Op::Transpose(Transpose {
+            perm: vec![3, 1, 0, 2],
+        }),
+        vec![Arg::In(a.clone())],
+        "transpose of the innermost dim",
+    );
+    check_parallel(
+        Op::Slice(Slice {
+            starts: vec![1, 3, 28, 0],
+            ends: vec![-1, 36, -1, 31],
+            steps: vec![-1, 2, -3, 1],
+        }),
+        vec![Arg::In(a)],
+        "strided, reversed slice",
+    );
+}
+
+#[test]
 fn reductions_and_pools_over_planes() {
     let mut r = rng(14);
     for (axes, shape, kind) in [

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use dync_codegen::abi::ALIGN;
-use dync_codegen::plan::{plan, root, Storage};
+use dync_codegen::plan::{plan, Storage};
 use dync_ir::ops::*;
 use dync_ir::{Graph, NodeId, Op, Tensor};
 use proptest::prelude::*;
@@ -114,7 +114,7 @@ fn check_plan(g: &Graph) {
         .collect();
     for (s, &k) in p.kernels.iter().enumerate() {
         for o in g.operands(k) {
-            if let Some(iv) = live.get_mut(&root(g, o)) {
+            if let Some(iv) = live.get_mut(&p.root(o)) {
                 iv.1 = iv.1.max(s);
             }
         }
@@ -148,8 +148,26 @@ fn check_plan(g: &Graph) {
             );
         }
     }
+    // A view lies inside its root's storage.
+    for &v in p.views.keys() {
+        let r = p.root(v);
+        if let (Some(Storage::Arena(off)), Some(Storage::Arena(base))) =
+            (p.storage.get(&v), p.storage.get(&r))
+        {
+            let end = off + g.ty(v).bytes().unwrap();
+            assert!(
+                *base <= *off && end <= base + g.ty(r).bytes().unwrap(),
+                "view {v:?} outside its root {r:?}"
+            );
+        } else {
+            assert!(
+                !matches!(g.node(v).op, Op::Slice(_)),
+                "slice view {v:?} of a non-arena root"
+            );
+        }
+    }
     for (j, (_, out)) in g.outputs.iter().enumerate() {
-        let st = p.storage[&root(g, *out)];
+        let st = p.storage[&p.root(*out)];
         if st != Storage::Output(j) {
             assert!(
                 p.copies.contains(&(j, *out)),

@@ -10,12 +10,14 @@
 //! after the clamp). Then
 //! `fuse_predictor` turns each coefficient predictor (pool, FC layers, sigmoid/softmax) into one
 //! `predict` op (after `fuse_clamp` and `fuse_act`: a hidden 1×1 conv's Relu or SiLU is then
-//! its epilogue). Last,
+//! its epilogue). `concat_transpose` folds a transpose of a concat (ShuffleNet's channel
+//! shuffle) into the concat; it is no dynamic-conv pass, so `literal` runs it too. Last,
 //! with `Options::batch`, `retarget_batch` (after
 //! recognition, which removes the batch-as-groups reshapes that tie a graph to its batch).
 
 use crate::error::PassError;
 use crate::manager::{Pass, PassManager, PrintAfter};
+use crate::passes::concat_transpose::ConcatTranspose;
 use crate::passes::dynconv_mix::DynConvMix;
 use crate::passes::dynconv_scale::DynConvScale;
 use crate::passes::dynconv_train::DynConvTrain;
@@ -41,6 +43,7 @@ pub const PASS_NAMES: &[&str] = &[
     "fuse_clamp",
     "fuse_act",
     "fuse_predictor",
+    "concat_transpose",
     "retarget_batch",
 ];
 
@@ -72,6 +75,7 @@ pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
         "fuse_clamp" => Box::new(FuseClamp),
         "fuse_act" => Box::new(FuseAct),
         "fuse_predictor" => Box::new(FusePredictor),
+        "concat_transpose" => Box::new(ConcatTranspose),
         _ => return None,
     })
 }

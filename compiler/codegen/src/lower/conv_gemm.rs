@@ -483,7 +483,7 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
         let ci = k.b.ins().urem_imm_u(ti, cols);
         for (i, &col) in t.cols.iter().enumerate() {
             let here = k.b.ins().icmp_imm_s(IntCC::Equal, ci, as_i64(i)?);
-            when(k, here, |k| {
+            k.when(here, |k| {
                 let tile = tile_at(k, g, rb, col, Ncols::Clipped)?;
                 tile_group(k, g, wts, &task, &[tile])
             })?;
@@ -666,7 +666,7 @@ fn tile_group(k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, tiles: &[Til
                 let c_ptr = k.span_addr(BufId::Out, c_idx, c_len);
                 let c_tile = (c_idx, m, at.ncols, g.positions());
                 if let Some(r) = wts.residual {
-                    when(k, first, |k| {
+                    k.when(first, |k| {
                         over_tile(k, c_tile, |k, idx, ty| {
                             let v = k.load(r, ty, idx);
                             k.store(BufId::Out, idx, v);
@@ -680,7 +680,7 @@ fn tile_group(k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, tiles: &[Til
                 ];
                 k.b.ins().call_indirect(sig, tile, &args);
                 if let Some(a) = wts.act {
-                    when(k, last, |k| act_region(k, a, c_tile))?;
+                    k.when(last, |k| act_region(k, a, c_tile))?;
                 }
             }
             Ok(())
@@ -706,17 +706,6 @@ fn clipped(k: &mut Kernel, cap: usize, total: usize, used: Value) -> LResult<Val
     let t = k.iconst(as_i64(total)?);
     let left = k.b.ins().isub(t, used);
     Ok(k.b.ins().umin(c, left))
-}
-
-/// Emits `body` to run only when `cond` (an i8 truth value) holds.
-fn when(k: &mut Kernel, cond: Value, body: impl FnOnce(&mut Kernel) -> LResult) -> LResult {
-    let (then, join) = (k.b.create_block(), k.b.create_block());
-    k.b.ins().brif(cond, then, &[], join, &[]);
-    k.b.switch_to_block(then);
-    body(k)?;
-    k.b.ins().jump(join, &[]);
-    k.b.switch_to_block(join);
-    Ok(())
 }
 
 /// Packs X̂'s rows of input channels `chan .. chan + ci_n` (image-absolute) for the tile of

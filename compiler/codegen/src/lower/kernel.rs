@@ -215,6 +215,17 @@ impl<'a> Kernel<'a> {
         self.loop_dyn(begin, end, body)
     }
 
+    /// Emits `body` to run only when `cond` (an i8 truth value) holds.
+    pub fn when(&mut self, cond: Value, body: impl FnOnce(&mut Self) -> LResult) -> LResult {
+        let (then, join) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(cond, then, &[], join, &[]);
+        self.b.switch_to_block(then);
+        body(self)?;
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(join);
+        Ok(())
+    }
+
     /// A kernel's buffer. Lowerings only name the scratch buffer of ops that request one
     /// (`scratch_elems`); the result stands in otherwise, so a slip is caught by checked mode.
     pub fn buf(&self, id: BufId) -> &Buf {

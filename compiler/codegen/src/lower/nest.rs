@@ -151,7 +151,17 @@ fn level(
                 .collect();
             body(k, &at, lanes)
         };
-        k.loop_range(0, full, LANES, |k, i| emit(k, i, LANES, body))?;
+        // Four vectors per iteration: independent loads and stores, a quarter of the loop
+        // overhead.
+        let wide = n / (UNROLL * LANES) * (UNROLL * LANES);
+        k.loop_range(0, wide, UNROLL * LANES, |k, i| {
+            for u in 0..UNROLL {
+                let iu = k.add_imm(i, (u * LANES) as i64);
+                emit(k, iu, LANES, body)?;
+            }
+            Ok(())
+        })?;
+        k.loop_range(wide, full, LANES, |k, i| emit(k, i, LANES, body))?;
         return k.loop_range(full, n, 1, |k, i| emit(k, i, 1, body));
     }
     k.loop_n(n, |k, i| {
@@ -163,6 +173,9 @@ fn level(
         level(k, dims, views, d + 1, &next, vec_ok, body)
     })
 }
+
+/// Vectors per iteration of a vectorized innermost loop.
+const UNROLL: usize = 4;
 
 /// Work units (elements, or multiply-adds) a task should have at least: below that, waking a
 /// second thread costs more than it saves.
@@ -275,18 +288,64 @@ pub(crate) fn for_each_split(
     if split.tasks <= 1 {
         return for_each(k, &split.dims, &split.views, vector, body);
     }
-    let n = split.dims[0];
+    k.for_tasks(|k, t| split_task(k, split, t, vector, &mut body))
+}
+
+/// [`for_each_split`] of several nests in one kernel of the sum of their tasks, numbered one
+/// nest after the other: task t runs the chunk of the nest whose numbers hold t. `body` also
+/// gets the nest's index.
+pub(crate) fn for_each_splits(
+    k: &mut Kernel,
+    splits: &[Split],
+    vector: bool,
+    mut body: impl FnMut(&mut Kernel, usize, &[At], usize) -> LResult,
+) -> LResult {
     k.for_tasks(|k, t| {
-        chunked(k, t, n, split.chunk, |k, first, len| {
-            let bases: Vec<Value> = split
-                .views
-                .iter()
-                .map(|v| k.b.ins().imul_imm_s(first, v.strides[0]))
-                .collect();
-            let mut dims = split.dims.clone();
-            dims[0] = len;
-            for_each_from(k, &dims, &split.views, &bases, vector, &mut body)
-        })
+        let mut first = 0i64;
+        for (i, split) in splits.iter().enumerate() {
+            let end = first + as_i64(split.tasks)?;
+            let from = k.iconst(first);
+            let after =
+                k.b.ins()
+                    .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, t, first);
+            let before = k.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, t, end);
+            let mine = k.b.ins().band(after, before);
+            k.when(mine, |k| {
+                let local = k.b.ins().isub(t, from);
+                split_task(
+                    k,
+                    split,
+                    local,
+                    vector,
+                    &mut |k: &mut Kernel, at: &[At], l| body(k, i, at, l),
+                )
+            })?;
+            first = end;
+        }
+        Ok(())
+    })
+}
+
+/// Task `t` (of `split.tasks`) of a split nest: its chunk, or the whole nest for one task.
+fn split_task(
+    k: &mut Kernel,
+    split: &Split,
+    t: Value,
+    vector: bool,
+    body: &mut impl FnMut(&mut Kernel, &[At], usize) -> LResult,
+) -> LResult {
+    if split.tasks <= 1 {
+        return for_each(k, &split.dims, &split.views, vector, body);
+    }
+    chunked(k, t, split.dims[0], split.chunk, |k, first, len| {
+        let bases: Vec<Value> = split
+            .views
+            .iter()
+            .map(|v| k.b.ins().imul_imm_s(first, v.strides[0]))
+            .collect();
+        let mut dims = split.dims.clone();
+        dims[0] = len;
+        for_each_from(k, &dims, &split.views, &bases, vector, &mut *body)
     })
 }
 
@@ -348,18 +407,81 @@ fn simplify(dims: &[usize], views: &[View]) -> (Vec<usize>, Vec<View>) {
     (out_dims, out_views)
 }
 
-/// Elementwise map: `out[view] = f(loaded operands)` over `dims`, in one task. Operands and
-/// result are loaded and stored with their buffers' element types; `vector` allows 4-lane f32
-/// code (then `f` receives f32x4 values and must return one).
+/// One elementwise map: `out[view] = f(loaded operands)` over `dims`. Operands and result are
+/// loaded and stored with their buffers' element types; `vector` (where the maps are run)
+/// allows 4-lane f32 code (then `f` receives f32x4 values and must return one).
+#[derive(Clone, Debug)]
+pub(crate) struct MapNest {
+    pub dims: Vec<usize>,
+    pub ins: Vec<View>,
+    pub out: View,
+}
+
+impl MapNest {
+    fn split(&self, parallel: bool) -> Split {
+        let mut views = self.ins.clone();
+        views.push(self.out.clone());
+        if parallel {
+            Split::new(&self.dims, &views, 1)
+        } else {
+            Split::serial(&self.dims, &views)
+        }
+    }
+}
+
+/// The splits of [`par_maps`]: each nest cut into tasks, or all in one task when every nest
+/// fits one (a few small copies are not worth waking a thread for each).
+fn map_splits(nests: &[MapNest]) -> Vec<Split> {
+    let splits: Vec<Split> = nests.iter().map(|n| n.split(true)).collect();
+    if splits.iter().all(|s| s.tasks <= 1) {
+        return nests.iter().map(|n| n.split(false)).collect();
+    }
+    splits
+}
+
+/// Loads the operands at `at`, applies `f` and stores the result (the last position).
+fn map_element(
+    k: &mut Kernel,
+    nest: &MapNest,
+    at: &[At],
+    lanes: usize,
+    f: &mut impl FnMut(&mut Kernel, &[Value], usize) -> LResult<Value>,
+) -> LResult {
+    let (out_at, in_at) = at
+        .split_last()
+        .ok_or_else(|| crate::error::CodegenError::cranelift(&k.name, "map without result"))?;
+    let mut vals = Vec::with_capacity(in_at.len());
+    for (a, v) in in_at.iter().zip(&nest.ins) {
+        let x = if lanes > 1 {
+            k.load_f32(v.buf, a.idx, lanes, a.contiguous)
+        } else {
+            let ty = super::kernel::clif_type(k.dtype(v.buf));
+            k.load(v.buf, ty, a.idx)
+        };
+        vals.push(x);
+    }
+    let y = f(k, &vals, lanes)?;
+    k.store(nest.out.buf, out_at.idx, y);
+    Ok(())
+}
+
+/// An elementwise map ([`MapNest`]) in one task.
 pub(crate) fn map(
     k: &mut Kernel,
     dims: &[usize],
     ins: &[View],
     out: View,
     vector: bool,
-    f: impl FnMut(&mut Kernel, &[Value], usize) -> LResult<Value>,
+    mut f: impl FnMut(&mut Kernel, &[Value], usize) -> LResult<Value>,
 ) -> LResult {
-    map_in(k, dims, ins, out, vector, false, f)
+    let nest = MapNest {
+        dims: dims.to_vec(),
+        ins: ins.to_vec(),
+        out,
+    };
+    for_each_split(k, &nest.split(false), vector, |k, at, lanes| {
+        map_element(k, &nest, at, lanes, &mut f)
+    })
 }
 
 /// [`map`] in a kernel of [`map_tasks`] tasks (of the same dims and views).
@@ -369,53 +491,60 @@ pub(crate) fn par_map(
     ins: &[View],
     out: View,
     vector: bool,
-    f: impl FnMut(&mut Kernel, &[Value], usize) -> LResult<Value>,
-) -> LResult {
-    map_in(k, dims, ins, out, vector, true, f)
-}
-
-fn map_in(
-    k: &mut Kernel,
-    dims: &[usize],
-    ins: &[View],
-    out: View,
-    vector: bool,
-    parallel: bool,
     mut f: impl FnMut(&mut Kernel, &[Value], usize) -> LResult<Value>,
 ) -> LResult {
-    let mut views = ins.to_vec();
-    views.push(out);
-    let bufs: Vec<BufId> = views.iter().map(|v| v.buf).collect();
-    let split = if parallel {
-        Split::new(dims, &views, 1)
-    } else {
-        Split::serial(dims, &views)
+    let nest = MapNest {
+        dims: dims.to_vec(),
+        ins: ins.to_vec(),
+        out,
     };
-    for_each_split(k, &split, vector, |k, at, lanes| {
-        let (out_at, in_at) = at
-            .split_last()
-            .ok_or_else(|| crate::error::CodegenError::cranelift(&k.name, "map without result"))?;
-        let mut vals = Vec::with_capacity(in_at.len());
-        for (a, &buf) in in_at.iter().zip(&bufs) {
-            let v = if lanes > 1 {
-                k.load_f32(buf, a.idx, lanes, a.contiguous)
-            } else {
-                let ty = super::kernel::clif_type(k.dtype(buf));
-                k.load(buf, ty, a.idx)
-            };
-            vals.push(v);
-        }
-        let y = f(k, &vals, lanes)?;
-        k.store(BufId::Out, out_at.idx, y);
-        Ok(())
-    })
+    par_maps(k, &[nest], vector, |k, _, v, lanes| f(k, v, lanes))
 }
 
 /// The tasks of [`par_map`] over `dims` with these operand views and result view.
 pub(crate) fn map_tasks(dims: &[usize], ins: &[View], out: View) -> usize {
-    let mut views = ins.to_vec();
-    views.push(out);
-    Split::new(dims, &views, 1).tasks
+    let nest = MapNest {
+        dims: dims.to_vec(),
+        ins: ins.to_vec(),
+        out,
+    };
+    maps_tasks(&[nest])
+}
+
+/// Several maps in one kernel of [`maps_tasks`] tasks ([`for_each_splits`]); `f` also gets
+/// the nest's index. Each element is computed by the same instructions whatever the split.
+pub(crate) fn par_maps(
+    k: &mut Kernel,
+    nests: &[MapNest],
+    vector: bool,
+    mut f: impl FnMut(&mut Kernel, usize, &[Value], usize) -> LResult<Value>,
+) -> LResult {
+    let splits = map_splits(nests);
+    match splits.as_slice() {
+        [split] => for_each_split(k, split, vector, |k, at, lanes| {
+            map_element(k, &nests[0], at, lanes, &mut |k, v, l| f(k, 0, v, l))
+        }),
+        _ if splits.iter().all(|s| s.tasks <= 1) => {
+            for (i, (split, nest)) in splits.iter().zip(nests).enumerate() {
+                for_each_split(k, split, vector, |k, at, lanes| {
+                    map_element(k, nest, at, lanes, &mut |k, v, l| f(k, i, v, l))
+                })?;
+            }
+            Ok(())
+        }
+        _ => for_each_splits(k, &splits, vector, |k, i, at, lanes| {
+            map_element(k, &nests[i], at, lanes, &mut |k, v, l| f(k, i, v, l))
+        }),
+    }
+}
+
+/// The tasks of [`par_maps`] over these nests.
+pub(crate) fn maps_tasks(nests: &[MapNest]) -> usize {
+    let splits = map_splits(nests);
+    if splits.iter().all(|s| s.tasks <= 1) {
+        return 1;
+    }
+    splits.iter().map(|s| s.tasks).sum()
 }
 
 /// Horizontal combination of the 4 lanes of `v` with `op` (lane order 0, 1, 2, 3).

@@ -5,6 +5,7 @@
 use crate::error::PassError;
 use dync_ir::{Graph, NodeId};
 
+pub mod concat_transpose;
 pub mod dce;
 mod dynconv_common;
 pub mod dynconv_mix;
