@@ -1,7 +1,8 @@
 //! The direct conv path (depthwise and small-group convs, run-time weights) and dyn_conv's
 //! direct path against the reference interpreter, in checked and unchecked mode: odd sizes,
 //! strides 1 to 4 (vector de-interleaving for 2 and 3, lane by lane beyond), dilation,
-//! asymmetric padding, batches, the fused clamp (NaN kept, lo > hi) and partial channel blocks.
+//! asymmetric padding, batches, the fused clamp (NaN kept, lo > hi) and partial channel blocks;
+//! the padded-plane depthwise path (`conv_dw`) on rows 4 to 32 wide, strides 1 and 2.
 
 mod common;
 
@@ -46,6 +47,14 @@ fn depthwise_and_small_group_convs() {
         (1, 3, 7, 7, 3, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 3, Some(Clamp { lo: 1.0, hi: -1.0 })),
         (1, 2, 2, 3, 2, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 2, None),
         (1, 2, 1, 1, 2, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 2, None),
+        // The padded-plane depthwise path: 4-wide rows with an input column past the last
+        // window, 5×5 on 7×7 and 14×14, stride 2 with 5×5 and an odd left pad, 32 wide.
+        (1, 2, 10, 10, 2, [3, 3], [2, 2], [1, 0, 1, 0], [1, 1], 2, relu6),
+        (2, 3, 7, 7, 3, [5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 3, None),
+        (1, 5, 14, 14, 5, [5, 5], [2, 2], [1, 1, 2, 2], [1, 1], 5, relu6),
+        (1, 2, 14, 14, 2, [5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 2, None),
+        (1, 2, 6, 32, 2, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 2, None),
+        (1, 2, 5, 65, 2, [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 2, None),
         // Depthwise with a channel multiplier, and small groups (dy-mobile's 6 per group).
         (1, 3, 11, 14, 6, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 3, relu6),
         (2, 12, 10, 13, 12, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 2, relu6),
@@ -116,6 +125,8 @@ fn dyn_conv_depthwise_and_small_groups() {
         (3, 4, 9, 10, 4, 2, 5, 1, 2, Some(Clamp { lo: 0.0, hi: 6.0 })),
         (2, 12, 14, 14, 2, 4, 3, 2, 1, Some(Clamp { lo: 0.0, hi: 6.0 })),
         (1, 18, 11, 11, 3, 4, 3, 1, 1, None),
+        (2, 8, 7, 7, 8, 4, 5, 1, 2, None),
+        (1, 6, 14, 14, 6, 3, 5, 2, 2, Some(Clamp { lo: 0.0, hi: 6.0 })),
     ];
     for (n, c, h, w, group, e, k, s, p, clamp) in cases {
         let op = DynConv {

@@ -3,7 +3,8 @@
 //! path and checked ([`common::check_graph`]): the GEMM path (≥ 8 channels per group, several
 //! reduction chunks, partial channel panels, column tiles and rows per tile with run-time
 //! widths, the in-place 1×1 path) and the direct path (depthwise, odd widths whose edge
-//! vectors store partial lanes).
+//! vectors store partial lanes; the padded-plane depthwise path, whose last vector of a row
+//! overlaps the one before).
 
 mod common;
 
@@ -40,6 +41,9 @@ fn conv_epilogues_on_both_paths() {
         (1, 12, 11, 11, 16, 3, 2, 1, 1),
         (2, 7, 9, 13, 7, 3, 1, 1, 7),
         (1, 6, 6, 5, 6, 3, 2, 1, 6),
+        // The padded-plane depthwise path: 5×5 on 7×7 (EfficientNet), stride 2.
+        (2, 4, 7, 7, 4, 5, 1, 2, 4),
+        (1, 3, 15, 13, 3, 5, 2, 2, 3),
         (1, 4, 5, 7, 6, 3, 1, 1, 2),
         // Fully connected layers (1×1 over 1×1): contiguous dot products, in tasks.
         (1, 240, 1, 1, 960, 1, 1, 0, 1),
@@ -91,6 +95,8 @@ fn dyn_conv_epilogues_on_both_paths() {
         (2, 20, 14, 14, 16, 3, 1, 1, 0, 1),
         (2, 6, 9, 11, 6, 4, 3, 1, 1, 6),
         (2, 6, 7, 9, 6, 3, 3, 2, 1, 2),
+        (2, 5, 7, 7, 5, 3, 5, 1, 2, 5),
+        (1, 4, 13, 14, 4, 2, 3, 2, 1, 4),
     ];
     for (n, c, h, w, o, e, k, s, p, g) in cases {
         let oh = (h + 2 * p - k) / s + 1;

@@ -72,21 +72,21 @@ pub(crate) struct Geo {
     pub group: usize,
     /// The fused epilogue, applied before the store: the residual operand (the result's
     /// layout), the clamp, the activation.
-    residual: Option<BufId>,
-    clamp: Option<Clamp>,
-    act: Option<Act>,
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    cg: usize,
-    og: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-    ow: usize,
-    ay: Axis,
-    ax: Axis,
+    pub residual: Option<BufId>,
+    pub clamp: Option<Clamp>,
+    pub act: Option<Act>,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub cg: usize,
+    pub og: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub ay: Axis,
+    pub ax: Axis,
 }
 
 impl Geo {
@@ -217,8 +217,31 @@ pub(crate) fn conv_channels(
     oc0: Value,
     nb: usize,
 ) -> LResult {
+    if nb == 1 && super::conv_dw::applies(g) {
+        return super::conv_dw::channel(k, g, n, oc0);
+    }
     let (rows, cols) = (g.ay.segments(), g.ax.segments());
     block(k, g, &rows, &cols, n, grp, oc0, nb)
+}
+
+/// Output channel `oc`'s weights of image `n` (the element of `g.weights`' buffer where its
+/// [C/G, kh, kw] start) and its bias, loaded (None without one).
+pub(crate) fn channel_params(
+    k: &mut Kernel,
+    g: &Geo,
+    n: Value,
+    oc: Value,
+) -> LResult<(Value, Option<Value>)> {
+    let bias = match g.bias {
+        Some((buf, off)) => {
+            let at = k.mul_add(oc, n, g.per_image.1);
+            Some(k.load_off(buf, types::F32, at, off, true))
+        }
+        None => None,
+    };
+    let wb = k.b.ins().imul_imm_s(oc, as_i64(g.cg * g.kh * g.kw)?);
+    let wb = k.mul_add(wb, n, g.per_image.0);
+    Ok((k.add_imm(wb, g.weights.1), bias))
 }
 
 /// All outputs of `nb` channels starting at `oc0` of image `n`, group `grp`.
@@ -238,24 +261,14 @@ fn block(
     let xg = k.b.ins().imul_imm_s(grp, as_i64(g.cg * g.h * g.w)?);
     let xg = k.b.ins().iadd(xn, xg);
     let yn = k.b.ins().imul_imm_s(n, as_i64(g.o * g.oh * g.ow)?);
-    let zero = k.iconst(0);
-    let wn = k.mul_add(zero, n, g.per_image.0);
-    let bn = k.mul_add(zero, n, g.per_image.1);
     let taps = g.kh * g.kw;
     let mut bias = Vec::with_capacity(nb);
     let mut w_base = Vec::with_capacity(nb);
     for j in 0..nb {
         let oc = k.add_imm(oc0, as_i64(j)?);
-        bias.push(match g.bias {
-            Some((buf, off)) => {
-                let at = k.b.ins().iadd(oc, bn);
-                Some(k.load_off(buf, types::F32, at, off, true))
-            }
-            None => None,
-        });
-        let wb = k.b.ins().imul_imm_s(oc, as_i64(g.cg * taps)?);
-        let wb = k.b.ins().iadd(wb, wn);
-        w_base.push(k.add_imm(wb, g.weights.1));
+        let (w, b) = channel_params(k, g, n, oc)?;
+        w_base.push(w);
+        bias.push(b);
     }
     // A single input channel's weights of one output channel stay in registers for the block.
     let weights = if nb == 1 && g.cg == 1 && taps <= HELD_TAPS {
@@ -318,7 +331,7 @@ fn block(
 /// instead of on each vector before its store: SiLU, whose polynomial is long enough that one
 /// dependent chain per vector leaves the core idle, and which the SiLU micro-kernel computes
 /// 16 lanes wide when the kernel has one.
-fn row_pass(a: Act) -> bool {
+pub(crate) fn row_pass(a: Act) -> bool {
     matches!(a, Act::Silu)
 }
 
@@ -474,25 +487,39 @@ fn tile(
                 val = k.b.ins().fadd(val, part);
             }
             let off = as_i64(v * LANES)?;
-            let val = match g.residual {
-                Some(r) => {
-                    let rv = load_lanes(k, r, yc, off, stored);
-                    k.b.ins().fadd(val, rv)
-                }
-                None => val,
-            };
-            let val = match g.clamp {
-                Some(c) => super::math::clamp(k, lanes, c.lo, c.hi, val),
-                None => val,
-            };
-            let val = match g.act {
-                Some(a) if !row_pass(a) => act(k, lanes, a, val)?,
-                _ => val,
-            };
+            let val = epilogue(k, g, val, yc, off, stored)?;
             store_lanes(k, yc, off, val, stored);
         }
     }
     Ok(())
+}
+
+/// The fused epilogue of the f32x4 `val` of outputs from element `yc + off` (the first
+/// `stored` lanes are outputs): + the residual there, the clamp, the activation unless it is a
+/// row pass ([`row_pass`]).
+pub(crate) fn epilogue(
+    k: &mut Kernel,
+    g: &Geo,
+    val: Value,
+    yc: Value,
+    off: i64,
+    stored: usize,
+) -> LResult<Value> {
+    let val = match g.residual {
+        Some(r) => {
+            let rv = load_lanes(k, r, yc, off, stored);
+            k.b.ins().fadd(val, rv)
+        }
+        None => val,
+    };
+    let val = match g.clamp {
+        Some(c) => super::math::clamp(k, LANES, c.lo, c.hi, val),
+        None => val,
+    };
+    Ok(match g.act {
+        Some(a) if !row_pass(a) => act(k, LANES, a, val)?,
+        _ => val,
+    })
 }
 
 /// The input column tap `kx` of each lane of the edge vector of outputs from column `c` reads,
@@ -717,7 +744,7 @@ pub(crate) fn load_x(k: &mut Kernel, idx: Value, off: i64, sx: i64, movable: boo
 }
 
 /// The f32x4 whose lane i is lane `lanes[i]` of the concatenation of `a` (0..4) and `b` (4..8).
-fn shuffle_f32(k: &mut Kernel, a: Value, b: Value, lanes: [usize; 4]) -> Value {
+pub(crate) fn shuffle_f32(k: &mut Kernel, a: Value, b: Value, lanes: [usize; 4]) -> Value {
     let little = MemFlagsData::new().with_endianness(Endianness::Little);
     let a = k.b.ins().bitcast(types::I8X16, little, a);
     let b = k.b.ins().bitcast(types::I8X16, little, b);

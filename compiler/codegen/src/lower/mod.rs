@@ -17,6 +17,7 @@ mod binary;
 mod cast;
 mod concat;
 mod conv;
+mod conv_dw;
 mod conv_fc;
 mod conv_gemm;
 mod dyn_conv;

@@ -1,0 +1,295 @@
+//! Depthwise convolution (one input and one output channel per group) over a zero-padded copy
+//! of the input plane: the `conv` and `dyn_conv` direct paths' block of one channel, when
+//! [`applies`].
+//!
+//! Why: on small maps (EfficientNet's and ShuffleNet's 7×7 and 14×14) nearly every output
+//! vector of the direct path is an edge vector, built from shuffled partial windows tap by
+//! tap. Here the task first copies its input plane into a stack buffer with zero borders (the
+//! padding, multiplied in like the direct path's edge vectors do), so every output vector reads
+//! every tap with one unaligned load and no edge logic. A stride-2 plane is stored
+//! deinterleaved (even padded columns, then odd ones, per row), so its taps are contiguous
+//! loads too: tap kx of output column x reads phase kx mod 2 at index x + kx div 2.
+//!
+//! Output rows are cut into f32x4 vectors from column 0; when the row is not a multiple of 4
+//! wide its last vector starts at ow − 4 and overlaps the one before (both store the same
+//! values there), so every store is a whole vector. A step computes up to [`CHAINS`] vectors
+//! (several rows of a narrow map) as independent FMA chains, over a loop of kernel rows. The
+//! epilogue is the direct path's ([`super::conv::epilogue`]); SiLU runs as one pass over the
+//! channel's finished plane (contiguous), not per row: on 7-wide rows the micro-kernel's call
+//! per row cost more than the convolution.
+//!
+//! Applies to stride 1 or 2 in both dims, dilation 1, output rows 4 to [`MAX_WIDTH`] wide and
+//! a padded plane of at most [`MAX_PLANE`] floats (the stack buffer); everything else keeps the
+//! direct path.
+
+use super::conv::{act_region, channel_params, epilogue, row_pass, shuffle_f32, Geo};
+use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::Variable;
+
+/// Widest output rows that take this path: on wider ones the direct path has few edge vectors
+/// and no copy to make, and measured as fast or faster (56 and 112 wide).
+const MAX_WIDTH: usize = 32;
+/// Largest padded plane (floats) held on the stack (32 KB, within L1).
+const MAX_PLANE: usize = 8 * 1024;
+/// Output vectors (independent FMA chains) per step: rows are taken together until a step has
+/// this many, longer rows are cut.
+const CHAINS: usize = 8;
+
+/// The padded plane's layout: rows × phases × `len` floats.
+struct Plane {
+    rows: usize,
+    /// Stride of the columns (1 or 2): phase q holds padded columns q, q + s, ...
+    phases: usize,
+    /// Floats per phase row.
+    len: usize,
+}
+
+impl Plane {
+    fn new(g: &Geo) -> Plane {
+        // Rows and columns some output reads (the padded extent may have more).
+        let rows = (g.oh - 1) * g.ay.stride + g.kh;
+        let cols = (g.ow - 1) * g.ax.stride + g.kw;
+        Plane {
+            rows,
+            phases: g.ax.stride,
+            len: cols.div_ceil(g.ax.stride),
+        }
+    }
+
+    fn floats(&self) -> usize {
+        self.rows * self.phases * self.len
+    }
+
+    /// Float offset of padded (row, col).
+    fn at(&self, row: usize, col: usize) -> usize {
+        (row * self.phases + col % self.phases) * self.len + col / self.phases
+    }
+}
+
+/// Whether the block of one channel of `g` takes this path.
+pub(crate) fn applies(g: &Geo) -> bool {
+    g.cg == 1
+        && g.og == 1
+        && g.ax.dilation == 1
+        && g.ay.dilation == 1
+        && matches!(g.ax.stride, 1 | 2)
+        && matches!(g.ay.stride, 1 | 2)
+        && g.ow >= LANES
+        && g.oh >= 1
+        && g.ow <= MAX_WIDTH
+        && Plane::new(g).floats() <= MAX_PLANE
+}
+
+/// The first column of each output vector of a row: 0, 4, ... and ow − 4 when the row is not
+/// a multiple of 4 wide.
+fn vector_cols(ow: usize) -> Vec<usize> {
+    let mut cols: Vec<usize> = (0..ow / LANES).map(|j| j * LANES).collect();
+    if !ow.is_multiple_of(LANES) {
+        cols.push(ow - LANES);
+    }
+    cols
+}
+
+/// All outputs of channel `oc` (= its group) of image `n`.
+pub(crate) fn channel(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult {
+    let plane = Plane::new(g);
+    let buf = k.stack_buffer(plane.floats() * 4)?;
+    fill(k, g, &plane, buf, n, oc)?;
+    let (w, bias) = channel_params(k, g, n, oc)?;
+    let cols = vector_cols(g.ow);
+    let rows_per_step = (CHAINS / cols.len()).clamp(1, g.oh);
+    let y_chan = k.b.ins().imul_imm_s(n, as_i64(g.o)?);
+    let y_chan = k.b.ins().iadd(y_chan, oc);
+    let y_chan = k.b.ins().imul_imm_s(y_chan, as_i64(g.oh * g.ow)?);
+    let full = g.oh / rows_per_step * rows_per_step;
+    k.loop_range(0, full, rows_per_step, |k, oy| {
+        rows(
+            k,
+            g,
+            &plane,
+            (buf, w, bias),
+            y_chan,
+            oy,
+            rows_per_step,
+            &cols,
+        )
+    })?;
+    if full < g.oh {
+        let oy = k.iconst(as_i64(full)?);
+        rows(k, g, &plane, (buf, w, bias), y_chan, oy, g.oh - full, &cols)?;
+    }
+    if let Some(a) = g.act.filter(|&a| row_pass(a)) {
+        // The channel's plane is contiguous: one pass over all of it.
+        let (one, len) = (k.iconst(1), k.iconst(as_i64(g.oh * g.ow)?));
+        act_region(k, a, (y_chan, one, len, g.oh * g.ow))?;
+    }
+    Ok(())
+}
+
+/// Output rows oy .. oy + nrows of the channel whose outputs start at element `y_chan`, at most
+/// [`CHAINS`] vectors at a time.
+#[allow(clippy::too_many_arguments)]
+fn rows(
+    k: &mut Kernel,
+    g: &Geo,
+    plane: &Plane,
+    params: (Value, Value, Option<Value>),
+    y_chan: Value,
+    oy: Value,
+    nrows: usize,
+    cols: &[usize],
+) -> LResult {
+    for part in cols.chunks(CHAINS.max(1)) {
+        vectors(k, g, plane, params, y_chan, oy, nrows, part)?;
+    }
+    Ok(())
+}
+
+/// The vectors from columns `cols` of output rows oy .. oy + nrows (one accumulator each).
+#[allow(clippy::too_many_arguments)]
+fn vectors(
+    k: &mut Kernel,
+    g: &Geo,
+    plane: &Plane,
+    (buf, w, bias): (Value, Value, Option<Value>),
+    y_chan: Value,
+    oy: Value,
+    nrows: usize,
+    cols: &[usize],
+) -> LResult {
+    // The kernel rows are a loop, whose accumulators pass its back edge: each row's FMAs run
+    // in its iteration. The plane loads are pure (readonly, movable) so that each is placed at
+    // its FMA, keeping one loaded vector live instead of one per chain. Sound although the
+    // task wrote the plane before and writes the next channel's after: every load's address
+    // depends on the kernel-row counter, so it cannot leave that loop, which runs between the
+    // fill and the next fill, and no two loads of one iteration share an address (so none is
+    // merged with another).
+    let flags = MemFlagsData::new()
+        .with_notrap()
+        .with_readonly()
+        .with_can_move();
+    let init = match bias {
+        Some(b) => k.splat(LANES, b),
+        None => k.fconst(LANES, 0.0),
+    };
+    let accs: Vec<Variable> = (0..nrows * cols.len())
+        .map(|_| k.var(types::F32X4, init))
+        .collect();
+    let row_bytes = as_i64(plane.at(1, 0) * 4)?;
+    // Byte address of padded row oy·sy.
+    let row0 = k.b.ins().imul_imm_s(oy, as_i64(g.ay.stride)? * row_bytes);
+    let row0 = k.b.ins().iadd(buf, row0);
+    k.loop_range(0, g.kh, 1, |k, ky| {
+        let row = k.mul_add(row0, ky, row_bytes);
+        let w_row = k.mul_add(w, ky, as_i64(g.kw)?);
+        for kx in 0..g.kw {
+            let wv = k.load_off(g.weights.0, types::F32, w_row, as_i64(kx)?, true);
+            let wv = k.splat(LANES, wv);
+            for r in 0..nrows {
+                for (v, &x0) in cols.iter().enumerate() {
+                    let off = plane.at(r * g.ay.stride, x0 * g.ax.stride + kx) * 4;
+                    let disp = i32::try_from(off)
+                        .map_err(|_| crate::error::CodegenError::Overflow("a plane".into()))?;
+                    let x = k.b.ins().load(types::F32X4, flags, row, disp);
+                    let var = accs[r * cols.len() + v];
+                    let a = k.b.use_var(var);
+                    let a = k.b.ins().fma(x, wv, a);
+                    k.b.def_var(var, a);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    for r in 0..nrows {
+        let y_row = k.add_imm(oy, as_i64(r)?);
+        let y_row = k.mul_add(y_chan, y_row, as_i64(g.ow)?);
+        for (v, &x0) in cols.iter().enumerate() {
+            let acc = k.b.use_var(accs[r * cols.len() + v]);
+            let val = epilogue(k, g, acc, y_row, as_i64(x0)?, LANES)?;
+            k.store_off(BufId::Out, y_row, as_i64(x0)?, val);
+        }
+    }
+    Ok(())
+}
+
+/// Copies channel `c` of image `n` into the plane at `buf`, and zeroes the rest of the plane:
+/// the rows above and below the input, the columns left and right of it.
+fn fill(k: &mut Kernel, g: &Geo, plane: &Plane, buf: Value, n: Value, c: Value) -> LResult {
+    let store = MemFlagsData::new().with_notrap();
+    let (pt, pl) = (g.ay.pad_begin, g.ax.pad_begin);
+    let padded_cols = plane.len * plane.phases;
+    // Input rows iy < r_hi and columns < c_hi land in the plane (at iy + pt, c + pl).
+    let r_hi = g.h.min(plane.rows.saturating_sub(pt));
+    let c_hi = g.w.min(padded_cols.saturating_sub(pl));
+    let zero = k.fconst(LANES, 0.0);
+    let zs = k.fconst(1, 0.0);
+    let row_floats = plane.at(1, 0);
+    let overflow = || crate::error::CodegenError::Overflow("a plane".into());
+    // Whole rows of zeros: above the input, and below it (all rows when nothing lands).
+    let data_rows = if c_hi == 0 { 0 } else { r_hi };
+    for (from, to) in [(0, pt.min(plane.rows)), (pt + data_rows, plane.rows)] {
+        let (f0, f1) = (from * row_floats, to.max(from) * row_floats);
+        let vecs = (f1 - f0) / LANES;
+        k.loop_range(0, vecs, 1, |k, i| {
+            let a = k.b.ins().imul_imm_s(i, (LANES * 4) as i64);
+            let a = k.b.ins().iadd(buf, a);
+            let off = i32::try_from(f0 * 4).map_err(|_| overflow())?;
+            k.b.ins().store(store, zero, a, off);
+            Ok(())
+        })?;
+        for f in f0 + vecs * LANES..f1 {
+            let off = i32::try_from(f * 4).map_err(|_| overflow())?;
+            k.b.ins().store(store, zs, buf, off);
+        }
+    }
+    if data_rows == 0 {
+        return Ok(());
+    }
+    let x_chan = k.b.ins().imul_imm_s(n, as_i64(g.c)?);
+    let x_chan = k.b.ins().iadd(x_chan, c);
+    let x_chan = k.b.ins().imul_imm_s(x_chan, as_i64(g.h * g.w)?);
+    let deinterleave = plane.phases == 2 && k.has_shuffle();
+    k.loop_range(0, r_hi, 1, |k, iy| {
+        let src = k.mul_add(x_chan, iy, as_i64(g.w)?);
+        // Byte address of padded row iy + pt.
+        let dst = k.add_imm(iy, as_i64(pt)?);
+        let dst = k.b.ins().imul_imm_s(dst, as_i64(plane.at(1, 0) * 4)?);
+        let dst = k.b.ins().iadd(buf, dst);
+        let put = |k: &mut Kernel, v: Value, col: usize| -> LResult {
+            let off = i32::try_from(plane.at(0, col) * 4)
+                .map_err(|_| crate::error::CodegenError::Overflow("a plane".into()))?;
+            k.b.ins().store(store, v, dst, off);
+            Ok(())
+        };
+        // The padding columns of the row.
+        for col in (0..pl).chain(c_hi + pl..padded_cols) {
+            put(k, zs, col)?;
+        }
+        let mut c0 = 0;
+        if plane.phases == 1 {
+            while c0 + LANES <= c_hi {
+                let v = k.load_off(BufId::In(0), types::F32X4, src, as_i64(c0)?, true);
+                put(k, v, c0 + pl)?;
+                c0 += LANES;
+            }
+        } else if deinterleave {
+            // Columns c0..c0+8: the even ones go to padded columns c0+pl, c0+pl+2, ... (one
+            // phase, consecutive), the odd ones to the other phase.
+            while c0 + 2 * LANES <= c_hi {
+                let a = k.load_off(BufId::In(0), types::F32X4, src, as_i64(c0)?, true);
+                let b = k.load_off(BufId::In(0), types::F32X4, src, as_i64(c0 + LANES)?, true);
+                let even = shuffle_f32(k, a, b, [0, 2, 4, 6]);
+                let odd = shuffle_f32(k, a, b, [1, 3, 5, 7]);
+                put(k, even, c0 + pl)?;
+                put(k, odd, c0 + 1 + pl)?;
+                c0 += 2 * LANES;
+            }
+        }
+        for c in c0..c_hi {
+            let v = k.load_off(BufId::In(0), types::F32, src, as_i64(c)?, true);
+            put(k, v, c + pl)?;
+        }
+        Ok(())
+    })
+}
