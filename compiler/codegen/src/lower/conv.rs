@@ -22,7 +22,9 @@
 //! weights in registers. The fused epilogue is applied to the accumulators before the store,
 //! in the op's order: + the residual (its lanes at the output's position; an edge vector loads
 //! only the lanes it stores), the clamp (`Conv::clamp`, as `maxps`/`minps`, NaN kept), the
-//! activation ([`act`]).
+//! activation ([`act`]); SiLU instead runs as one pass over the block's finished planes
+//! ([`separate_pass`]). Depthwise blocks whose rows are at most 32 wide take
+//! [`super::conv_dw`] (a zero-padded copy of the plane, no edge vectors).
 //!
 //! Weights are read in their IR layout, so run-time (dynamic) weights work the same as
 //! constant ones; loads of constant weights may be hoisted. `dyn_conv` reuses this per block
@@ -312,26 +314,26 @@ fn block(
             for j in jb.max(ja)..nvec {
                 tile(k, g, rs, &t, Cols::Edge(j * LANES), nb, 1)?;
             }
-            if let Some(a) = g.act.filter(|&a| row_pass(a)) {
-                // The row of the block's channels, while it is in L1.
-                let plane = g.oh * g.ow;
-                let at = k.b.ins().imul_imm_s(oc0, as_i64(plane)?);
-                let at = k.b.ins().iadd(at, yn);
-                let at = k.mul_add(at, oy, as_i64(g.ow)?);
-                let (rows, cols) = (k.iconst(as_i64(nb)?), k.iconst(as_i64(g.ow)?));
-                act_region(k, a, (at, rows, cols, plane))?;
-            }
             Ok(())
         })?;
+    }
+    if let Some(a) = g.act.filter(|&a| separate_pass(a)) {
+        // The block's planes, in L1 or L2, in one pass: a pass per output row cost a
+        // micro-kernel call per row (on depthwise 56-wide rows, most of the SiLU's time).
+        let plane = g.oh * g.ow;
+        let at = k.b.ins().imul_imm_s(oc0, as_i64(plane)?);
+        let at = k.b.ins().iadd(at, yn);
+        let (rows, cols) = (k.iconst(as_i64(nb)?), k.iconst(as_i64(plane)?));
+        act_region(k, a, (at, rows, cols, plane))?;
     }
     Ok(())
 }
 
-/// Whether activation `a` runs as a pass over each finished output row ([`act_region`])
+/// Whether activation `a` runs as a pass over the block's finished output ([`act_region`])
 /// instead of on each vector before its store: SiLU, whose polynomial is long enough that one
 /// dependent chain per vector leaves the core idle, and which the SiLU micro-kernel computes
 /// 16 lanes wide when the kernel has one.
-pub(crate) fn row_pass(a: Act) -> bool {
+pub(crate) fn separate_pass(a: Act) -> bool {
     matches!(a, Act::Silu)
 }
 
@@ -496,7 +498,7 @@ fn tile(
 
 /// The fused epilogue of the f32x4 `val` of outputs from element `yc + off` (the first
 /// `stored` lanes are outputs): + the residual there, the clamp, the activation unless it is a
-/// row pass ([`row_pass`]).
+/// separate pass ([`separate_pass`]).
 pub(crate) fn epilogue(
     k: &mut Kernel,
     g: &Geo,
@@ -517,7 +519,7 @@ pub(crate) fn epilogue(
         None => val,
     };
     Ok(match g.act {
-        Some(a) if !row_pass(a) => act(k, LANES, a, val)?,
+        Some(a) if !separate_pass(a) => act(k, LANES, a, val)?,
         _ => val,
     })
 }
