@@ -180,6 +180,40 @@ fn layout_copies_in_tasks() {
 }
 
 #[test]
+fn resize_in_tasks() {
+    let mut r = rng(16);
+    // FCN's upsampling (classes cut into tasks), and a batch split with a copied dim.
+    let x = rand_f32(&mut r, &[1, 21, 9, 11]);
+    for mode in [ResizeMode::Linear, ResizeMode::Nearest] {
+        let op = Resize {
+            mode,
+            coord: CoordMode::HalfPixel,
+            nearest: NearestMode::RoundPreferFloor,
+            sizes: vec![1, 21, 72, 88],
+            scales: vec![1.0, 1.0, 8.0, 8.0],
+        };
+        check_parallel(
+            Op::Resize(op),
+            vec![Arg::In(x.clone())],
+            &format!("resize {mode:?} by 8"),
+        );
+    }
+    let x = rand_f32(&mut r, &[5, 3, 20, 30]);
+    let op = Resize {
+        mode: ResizeMode::Linear,
+        coord: CoordMode::AlignCorners,
+        nearest: NearestMode::Floor,
+        sizes: vec![5, 3, 47, 30],
+        scales: vec![1.0, 1.0, 2.35, 1.0],
+    };
+    check_parallel(
+        Op::Resize(op),
+        vec![Arg::In(x)],
+        "resize of rows, in batches",
+    );
+}
+
+#[test]
 fn reductions_and_pools_over_planes() {
     let mut r = rng(14);
     for (axes, shape, kind) in [

@@ -159,6 +159,7 @@ pub(crate) fn tasks(
         (Op::MatMul(_), Some(a), Some(b), _) => matmul::tasks(a, b),
         (Op::Reduce(o), Some(x), _, _) => reduce::tasks(x, o),
         (Op::Concat(o), _, _, _) => concat::tasks(o, operands, result),
+        (Op::Resize(o), Some(x), _, _) => resize::tasks(o, x, result),
         (Op::Transpose(o), Some(x), _, _) => transpose::tasks(o, x, result),
         (Op::Slice(o), Some(x), _, _) => slice::tasks(o, x, result),
         (Op::AvgPool(o), _, _, _) => pool::tasks(result, o.kernel),

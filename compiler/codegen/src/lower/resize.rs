@@ -7,12 +7,16 @@
 //! coordinate has its second tap equal to the first with weight 0, and nearest uses only the
 //! first tap. Each output element is the weighted sum over the taps of all resampled dims
 //! (products of the per-dim weights). Rejects more than [`MAX_RESAMPLED`] resampled dims.
+//! Tasks: chunks of the outermost output dim longer than 1 ([`Split`]), e.g. the classes of
+//! FCN's upsampling; every element is computed by the same instructions whatever the split.
 
 use super::kernel::{as_i64, BufId, Kernel, LResult};
+use super::nest::{chunk_len, chunked};
 use crate::error::{CodegenError, NodeRef};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use dync_ir::ops::{Resize, ResizeMode};
 use dync_ir::tensor::strides;
+use dync_ir::TensorType;
 
 /// Limit on resampled dims (an output element reads 2^dims taps in linear mode).
 const MAX_RESAMPLED: usize = 6;
@@ -21,6 +25,41 @@ const MAX_RESAMPLED: usize = 6;
 struct Tables {
     offsets: Value,
     weights: Value,
+}
+
+/// The output dim cut into task chunks (the first longer than 1) and the chunk length.
+struct Split {
+    dim: usize,
+    chunk: usize,
+}
+
+impl Split {
+    fn new(op: &Resize, xs: &[usize], ys: &[usize]) -> Option<Split> {
+        let dim = ys.iter().position(|&e| e > 1)?;
+        let resampled = (0..xs.len()).filter(|&d| op.resamples(d, xs[d])).count();
+        let taps = if op.mode == ResizeMode::Linear {
+            1usize << resampled.min(MAX_RESAMPLED)
+        } else {
+            1
+        };
+        let inner = ys[dim + 1..].iter().fold(taps, |a, &e| a.saturating_mul(e));
+        Some(Split {
+            dim,
+            chunk: chunk_len(ys[dim], inner, 1),
+        })
+    }
+
+    fn tasks(&self, ys: &[usize]) -> usize {
+        ys[self.dim].div_ceil(self.chunk).max(1)
+    }
+}
+
+/// The kernel's tasks (see [`Split`]).
+pub(crate) fn tasks(op: &Resize, x: &TensorType, y: &TensorType) -> usize {
+    if y.shape.contains(&0) {
+        return 1;
+    }
+    Split::new(op, &x.shape, &y.shape).map_or(1, |s| s.tasks(&y.shape))
 }
 
 pub(crate) fn lower(k: &mut Kernel, op: &Resize, node: &NodeRef) -> LResult {
@@ -58,17 +97,20 @@ pub(crate) fn lower(k: &mut Kernel, op: &Resize, node: &NodeRef) -> LResult {
     let one = k.fconst(1, 1.0);
     let zero = k.iconst(0);
     let linear = op.mode == ResizeMode::Linear;
+    let split = Split::new(op, &xs, &ys);
     let ctx = Ctx {
         ys: ys.clone(),
         own,
         tables,
         linear,
         ystrides: strides(&ys),
+        split,
     };
-    level(k, &ctx, 0, &[(zero, one)], zero)
+    k.for_tasks(|k, t| level(k, &ctx, 0, &[(zero, one)], zero, t))
 }
 
 struct Ctx {
+    split: Option<Split>,
     ys: Vec<usize>,
     own: Vec<usize>,
     tables: Vec<Option<Tables>>,
@@ -76,8 +118,16 @@ struct Ctx {
     ystrides: Vec<usize>,
 }
 
-/// Loops over output dim `d`, extending each partial tap (input offset, weight product).
-fn level(k: &mut Kernel, c: &Ctx, d: usize, partial: &[(Value, Value)], y: Value) -> LResult {
+/// Loops over output dim `d` (task `t`'s chunk of it when it is the split dim), extending
+/// each partial tap (input offset, weight product).
+fn level(
+    k: &mut Kernel,
+    c: &Ctx,
+    d: usize,
+    partial: &[(Value, Value)],
+    y: Value,
+    t: Value,
+) -> LResult {
     if d == c.ys.len() {
         let mut acc: Option<Value> = None;
         for &(off, w) in partial {
@@ -92,7 +142,7 @@ fn level(k: &mut Kernel, c: &Ctx, d: usize, partial: &[(Value, Value)], y: Value
         k.store(BufId::Out, y, v);
         return Ok(());
     }
-    k.loop_n(c.ys[d], |k, o| {
+    let body = |k: &mut Kernel, o: Value| {
         let y2 = k.mul_add(y, o, as_i64(c.ystrides[d])?);
         let next: Vec<(Value, Value)> = match &c.tables[d] {
             None => partial
@@ -116,6 +166,15 @@ fn level(k: &mut Kernel, c: &Ctx, d: usize, partial: &[(Value, Value)], y: Value
                 next
             }
         };
-        level(k, c, d + 1, &next, y2)
-    })
+        level(k, c, d + 1, &next, y2, t)
+    };
+    match &c.split {
+        Some(s) if s.dim == d => chunked(k, t, c.ys[d], s.chunk, |k, first, len| {
+            k.loop_range(0, len, 1, |k, o| {
+                let o = k.b.ins().iadd(first, o);
+                body(k, o)
+            })
+        }),
+        _ => k.loop_n(c.ys[d], body),
+    }
 }
