@@ -183,34 +183,28 @@ fn layout_copies_in_tasks() {
 fn resize_in_tasks() {
     let mut r = rng(16);
     // FCN's upsampling (classes cut into tasks), and a batch split with a copied dim.
-    let x = rand_f32(&mut r, &[1, 21, 9, 11]);
-    for mode in [ResizeMode::Linear, ResizeMode::Nearest] {
+    // FCN's upsampling (classes cut into tasks), both modes; rows resampled in a batch split
+    // (a copied dim inside).
+    #[rustfmt::skip]
+    let cases = [
+        ([1, 21, 9, 11], ResizeMode::Linear, CoordMode::HalfPixel, [1, 21, 72, 88], [1.0, 1.0, 8.0, 8.0]),
+        ([1, 21, 9, 11], ResizeMode::Nearest, CoordMode::HalfPixel, [1, 21, 72, 88], [1.0, 1.0, 8.0, 8.0]),
+        ([5, 3, 20, 30], ResizeMode::Linear, CoordMode::AlignCorners, [5, 3, 47, 30], [1.0, 1.0, 2.35, 1.0]),
+    ];
+    for (shape, mode, coord, sizes, scales) in cases {
         let op = Resize {
             mode,
-            coord: CoordMode::HalfPixel,
+            coord,
             nearest: NearestMode::RoundPreferFloor,
-            sizes: vec![1, 21, 72, 88],
-            scales: vec![1.0, 1.0, 8.0, 8.0],
+            sizes: sizes.to_vec(),
+            scales: scales.to_vec(),
         };
         check_parallel(
             Op::Resize(op),
-            vec![Arg::In(x.clone())],
-            &format!("resize {mode:?} by 8"),
+            vec![Arg::In(rand_f32(&mut r, &shape))],
+            &format!("resize {mode:?} {coord:?} {shape:?} -> {sizes:?}"),
         );
     }
-    let x = rand_f32(&mut r, &[5, 3, 20, 30]);
-    let op = Resize {
-        mode: ResizeMode::Linear,
-        coord: CoordMode::AlignCorners,
-        nearest: NearestMode::Floor,
-        sizes: vec![5, 3, 47, 30],
-        scales: vec![1.0, 1.0, 2.35, 1.0],
-    };
-    check_parallel(
-        Op::Resize(op),
-        vec![Arg::In(x)],
-        "resize of rows, in batches",
-    );
 }
 
 #[test]
