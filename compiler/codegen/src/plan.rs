@@ -105,16 +105,17 @@ fn view_root(views: &HashMap<NodeId, (NodeId, usize)>, mut id: NodeId) -> NodeId
     id
 }
 
-/// The first non-reshape value up the chain of reshape operands of `id` (a constant's
-/// root: constants are never sliced views).
-fn reshape_root(g: &Graph, mut id: NodeId) -> NodeId {
+/// `id` and the values up its chain of reshape operands, the first non-reshape one last.
+fn reshape_chain(g: &Graph, mut id: NodeId) -> Vec<NodeId> {
+    let mut chain = vec![id];
     while let Op::Reshape(_) = g.node(id).op {
         match g.operands(id).first() {
             Some(&o) => id = o,
             None => break,
         }
+        chain.push(id);
     }
-    id
+    chain
 }
 
 /// The element offset of the slice `s` of a tensor of shape `shape` when it selects one
@@ -144,15 +145,11 @@ fn find_views(
     order: &[NodeId],
 ) -> Result<HashMap<NodeId, (NodeId, usize)>, CodegenError> {
     // The outputs and every value they view through reshapes.
-    let mut output_chain = HashSet::new();
-    for (_, o) in &g.outputs {
-        output_chain.insert(*o);
-        let mut id = *o;
-        while let Op::Reshape(_) = g.node(id).op {
-            id = g.operands(id)[0];
-            output_chain.insert(id);
-        }
-    }
+    let output_chain: HashSet<NodeId> = g
+        .outputs
+        .iter()
+        .flat_map(|(_, o)| reshape_chain(g, *o))
+        .collect();
     let mut views = HashMap::new();
     for &id in order {
         let x = match g.operands(id).first() {
@@ -325,7 +322,11 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
 /// path, all with the same packing, and that are not graph outputs.
 fn packings(g: &Graph, order: &[NodeId]) -> HashMap<NodeId, Packing> {
     let mut uses: HashMap<NodeId, Option<Packing>> = HashMap::new();
-    let outputs: HashSet<NodeId> = g.outputs.iter().map(|(_, o)| reshape_root(g, *o)).collect();
+    let outputs: HashSet<NodeId> = g
+        .outputs
+        .iter()
+        .filter_map(|(_, o)| reshape_chain(g, *o).pop())
+        .collect();
     for &id in order {
         let ops = g.operands(id);
         let group = match &g.node(id).op {

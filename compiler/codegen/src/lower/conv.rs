@@ -317,12 +317,17 @@ fn block(
             Ok(())
         })?;
     }
+    let at = k.b.ins().imul_imm_s(oc0, as_i64(g.oh * g.ow)?);
+    let at = k.b.ins().iadd(at, yn);
+    separate_act(k, g, at, nb)
+}
+
+/// The activation's separate pass ([`separate_pass`]), if it has one, over the `nb` finished
+/// output planes from element `at`: one pass, in L1 or L2 (a pass per output row cost a
+/// micro-kernel call per row, on depthwise 56-wide rows most of the SiLU's time).
+pub(crate) fn separate_act(k: &mut Kernel, g: &Geo, at: Value, nb: usize) -> LResult {
     if let Some(a) = g.act.filter(|&a| separate_pass(a)) {
-        // The block's planes, in L1 or L2, in one pass: a pass per output row cost a
-        // micro-kernel call per row (on depthwise 56-wide rows, most of the SiLU's time).
         let plane = g.oh * g.ow;
-        let at = k.b.ins().imul_imm_s(oc0, as_i64(plane)?);
-        let at = k.b.ins().iadd(at, yn);
         let (rows, cols) = (k.iconst(as_i64(nb)?), k.iconst(as_i64(plane)?));
         act_region(k, a, (at, rows, cols, plane))?;
     }

@@ -22,7 +22,7 @@
 //! a padded plane of at most [`MAX_PLANE`] floats (the stack buffer); everything else keeps the
 //! direct path.
 
-use super::conv::{act_region, channel_params, epilogue, separate_pass, shuffle_f32, Geo};
+use super::conv::{channel_params, epilogue, separate_act, shuffle_f32, Geo};
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::Variable;
@@ -119,12 +119,7 @@ pub(crate) fn channel(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult {
         let oy = k.iconst(as_i64(full)?);
         rows(k, g, &plane, (buf, w, bias), y_chan, oy, g.oh - full, &cols)?;
     }
-    if let Some(a) = g.act.filter(|&a| separate_pass(a)) {
-        // The channel's plane is contiguous: one pass over all of it.
-        let (one, len) = (k.iconst(1), k.iconst(as_i64(g.oh * g.ow)?));
-        act_region(k, a, (y_chan, one, len, g.oh * g.ow))?;
-    }
-    Ok(())
+    separate_act(k, g, y_chan, 1)
 }
 
 /// Output rows oy .. oy + nrows of the channel whose outputs start at element `y_chan`, at most

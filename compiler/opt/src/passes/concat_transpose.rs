@@ -18,6 +18,7 @@
 //! the split-off dim) of the parts reshaped to the transposed shape. Exact: the same elements
 //! land at the same places. Needs nothing before it; leaves the old nodes dead for DCE.
 
+use super::simplify_reshapes::moves_no_data;
 use crate::error::PassError;
 use crate::manager::{Pass, PassCx};
 use dync_ir::ops::{Concat, Reshape};
@@ -93,11 +94,7 @@ fn rewrite(g: &mut Graph, n: NodeId) -> Result<bool, PassError> {
     let Some((cat, axis, shapes)) = parts(g, x) else {
         return Ok(false);
     };
-    let moves_data = |s: &Vec<usize>| {
-        let kept: Vec<usize> = perm.iter().copied().filter(|&p| s[p] != 1).collect();
-        kept.windows(2).any(|w| w[0] > w[1])
-    };
-    if shapes.iter().any(moves_data) {
+    if !shapes.iter().all(|s| moves_no_data(&perm, s)) {
         return Ok(false);
     }
     let Some(new_axis) = perm.iter().position(|&p| p == axis) else {

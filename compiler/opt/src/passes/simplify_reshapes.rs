@@ -18,7 +18,7 @@ use dync_ir::{Graph, NodeId, Op};
 pub struct SimplifyReshapes;
 
 /// Whether `perm` applied to `shape` keeps the dims of extent > 1 in order.
-fn moves_no_data(perm: &[usize], shape: &[usize]) -> bool {
+pub(super) fn moves_no_data(perm: &[usize], shape: &[usize]) -> bool {
     let moved: Vec<usize> = perm.iter().copied().filter(|&p| shape[p] != 1).collect();
     moved.windows(2).all(|w| w[0] < w[1])
 }
