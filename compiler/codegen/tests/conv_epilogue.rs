@@ -2,7 +2,7 @@
 //! convolution paths and for `conv` and `dyn_conv`, with micro-kernels, on the pure Cranelift
 //! path and checked ([`common::check_graph`]): the GEMM path (≥ 8 channels per group, several
 //! reduction chunks, partial channel panels, column tiles and rows per tile with run-time
-//! widths, the in-place 1×1 path) and the direct path (depthwise, odd widths whose edge
+//! widths, the in-place 1×1 path, tasks of several tiles when the A panels exceed L2) and the direct path (depthwise, odd widths whose edge
 //! vectors store partial lanes; the padded-plane depthwise path, whose last vector of a row
 //! overlaps the one before).
 
@@ -29,6 +29,17 @@ fn epilogues() -> Vec<(bool, Option<Clamp>, Option<Act>)> {
     ]
 }
 
+/// Random weights of `shape` scaled by 1/√fan_in (fan_in: the product of the last three
+/// dims), as trained layers are: sums of thousands of terms then stay O(1), so the
+/// tolerance's relative part is not swamped by the rounding of large cancelling sums.
+fn weights(r: &mut rand_chacha::ChaCha8Rng, shape: &[usize]) -> dync_ir::Tensor {
+    let fan_in: usize = shape[shape.len() - 3..].iter().product();
+    let scale = 1.0 / (fan_in as f32).sqrt();
+    let t = rand_f32(r, shape);
+    let v = t.as_f32().expect("f32").iter().map(|x| x * scale).collect();
+    dync_ir::Tensor::from_f32(shape, v).expect("same shape")
+}
+
 #[test]
 fn conv_epilogues_on_both_paths() {
     let mut r = rng(61);
@@ -39,6 +50,10 @@ fn conv_epilogues_on_both_paths() {
         (2, 24, 14, 14, 16, 1, 1, 0, 1),
         (2, 16, 9, 37, 20, 3, 1, 1, 1),
         (1, 12, 11, 11, 16, 3, 2, 1, 1),
+        // A panels beyond L2 (> 1.5 MiB per task): tasks run 4 tiles per reduction chunk; 5
+        // tiles per tiling row, the last one clipped; in place (1×1).
+        (1, 768, 20, 20, 64, 3, 1, 1, 1),
+        (1, 6400, 10, 10, 128, 1, 1, 0, 1),
         (2, 7, 9, 13, 7, 3, 1, 1, 7),
         (1, 6, 6, 5, 6, 3, 2, 1, 6),
         // The padded-plane depthwise path: 5×5 on 7×7 (EfficientNet), stride 2.
@@ -51,7 +66,7 @@ fn conv_epilogues_on_both_paths() {
     ];
     for (n, c, h, w, o, k, s, p, g) in cases {
         let x = rand_f32(&mut r, &[n, c, h, w]);
-        let wt = rand_f32(&mut r, &[o, c / g, k, k]);
+        let wt = weights(&mut r, &[o, c / g, k, k]);
         let oh = (h + 2 * p - k) / s + 1;
         let ow = (w + 2 * p - k) / s + 1;
         for (i, (residual, clamp, act)) in epilogues().into_iter().enumerate() {
@@ -93,6 +108,8 @@ fn dyn_conv_epilogues_on_both_paths() {
         (3, 16, 9, 11, 20, 4, 3, 1, 1, 1),
         (2, 40, 6, 6, 24, 3, 1, 1, 0, 1),
         (2, 20, 14, 14, 16, 3, 1, 1, 0, 1),
+        // Each image's A panels beyond L2: runs of tiles.
+        (2, 704, 13, 13, 64, 2, 3, 1, 1, 1),
         (2, 6, 9, 11, 6, 4, 3, 1, 1, 6),
         (2, 6, 7, 9, 6, 3, 3, 2, 1, 2),
         (2, 5, 7, 7, 5, 3, 5, 1, 2, 5),
@@ -117,7 +134,7 @@ fn dyn_conv_epilogues_on_both_paths() {
             let mut args = vec![
                 Arg::In(rand_f32(&mut r, &[n, c, h, w])),
                 Arg::In(rand_f32(&mut r, &[n, o, e])),
-                Arg::Const(rand_f32(&mut r, &[e, o, c / g, k, k])),
+                Arg::Const(weights(&mut r, &[e, o, c / g, k, k])),
             ];
             if bias {
                 args.push(Arg::Const(rand_f32(&mut r, &[o])));

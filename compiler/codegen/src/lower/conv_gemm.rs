@@ -55,6 +55,11 @@ const MAX_SPAN: usize = 8 * N0;
 /// chunk is read (or mixed) once for all of them; their packed X̂ panels are on the stack
 /// together.
 const WHOLE_TILES: usize = 2;
+/// Bytes of a task's A panels above which its tiles run in runs of [`RUN_TILES`] (see
+/// [`Schedule`]): three quarters of a 2 MiB L2, leaving room for the C tiles and X̂'s panel.
+const A_L2_BYTES: usize = 3 << 19;
+/// Tiles per task when the A panels do not stay in L2 ([`Schedule`]).
+const RUN_TILES: usize = 4;
 /// Images mixed per pass over a step of the bank (2 accumulators each fit the 16 registers).
 const IMAGES: usize = 4;
 /// Steps of the bank mixed for all images before moving on (its panels stay in L1).
@@ -262,15 +267,6 @@ impl Tiling {
         self.tiles() <= WHOLE_TILES
     }
 
-    /// Tiles the tasks are split into (1: each task covers the whole image).
-    fn task_tiles(&self) -> usize {
-        if self.whole() {
-            1
-        } else {
-            self.tiles()
-        }
-    }
-
     /// Whether the last tile is partial (its column count is computed at run time).
     fn clipped(&self) -> bool {
         self.row_blocks * self.span > self.positions
@@ -286,18 +282,62 @@ fn gcd(a: usize, b: usize) -> usize {
 }
 
 /// Channel panels per task of the convolution: as many as leave at least [`MIN_TASKS`] tasks
-/// (images × groups × tiles × panel blocks), since every task packs X̂'s panels for its tile
-/// once and reuses them for all its channel panels.
+/// (images × groups × tile runs × panel blocks), since every task packs X̂'s panels for its
+/// tiles once and reuses them for all its channel panels.
 fn panels_per_task(units: usize, mblocks: usize) -> usize {
     let blocks = MIN_TASKS.div_ceil(units.max(1)).clamp(1, mblocks.max(1));
     mblocks.div_ceil(blocks).max(1)
 }
 
-/// Tasks of the convolution phase: images × groups × panel blocks × tiles.
+/// How the convolution phase is cut into tasks: image × group × block of `per` channel panels
+/// × run of `run` consecutive tiles (`runs` of them per image).
+///
+/// A whole-image task ([`Tiling::whole`]) packs all its tiles' X̂ panels per chunk, so each A
+/// chunk serves them all from L1. Otherwise a task runs its tiles one by one inside each
+/// chunk: X̂'s panel stays in L1 for all the task's channel panels, whose A chunks come from
+/// L2. When the A panels of a block exceed [`A_L2_BYTES`] (dilated ResNet-50's 3×3 2048→512
+/// conv on 28×28: 37 MB), one tile per task would stream them from L3 or memory once per tile;
+/// runs of [`RUN_TILES`] tiles read each A chunk once per run while it is in L2.
+struct Schedule {
+    per: usize,
+    blocks: usize,
+    run: usize,
+    runs: usize,
+}
+
+impl Schedule {
+    fn new(batch: usize, groups: usize, mblocks: usize, k: usize, t: &Tiling) -> Schedule {
+        let tiles = t.tiles().max(1);
+        let with_run = |run: usize| {
+            let runs = tiles.div_ceil(run);
+            let per = panels_per_task(batch * groups * runs, mblocks);
+            Schedule {
+                per,
+                blocks: mblocks.div_ceil(per),
+                run,
+                runs,
+            }
+        };
+        if t.whole() {
+            return with_run(tiles);
+        }
+        let each = with_run(1);
+        if each.per * k * M0 * 4 > A_L2_BYTES {
+            with_run(RUN_TILES.min(tiles))
+        } else {
+            each
+        }
+    }
+
+    fn tasks(&self, batch: usize, groups: usize) -> usize {
+        (batch * groups * self.blocks * self.runs).max(1)
+    }
+}
+
+/// Tasks of the convolution phase ([`Schedule`]).
 fn conv_task_count(batch: usize, y: &[usize], p: &Packing, direct: bool) -> usize {
-    let tiles = Tiling::new(y[2], y[3], direct).task_tiles();
-    let units = batch * p.groups * tiles;
-    (units * p.mblocks().div_ceil(panels_per_task(units, p.mblocks()))).max(1)
+    let t = Tiling::new(y[2], y[3], direct);
+    Schedule::new(batch, p.groups, p.mblocks(), p.k, &t).tasks(batch, p.groups)
 }
 
 /// Whether the convolution of `x` with packing `p` reads X̂ in place (see [`is_direct`]).
@@ -436,59 +476,48 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
     })
 }
 
-/// The convolution phase: task = (image, group, block of channel panels, tile), or
-/// (image, group, block of channel panels) when a task covers the whole image
-/// ([`Tiling::whole`]).
+/// The convolution phase, in the tasks of [`Schedule`].
 fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     if !g.has_work() {
         return Ok(());
     }
-    let tts = g.t.task_tiles();
-    let per = panels_per_task(g.batch * g.groups * tts, g.mblocks);
-    let blocks = g.mblocks.div_ceil(per);
-    let per_group = as_i64(blocks * tts)?;
+    let s = Schedule::new(g.batch, g.groups, g.mblocks, g.k, &g.t);
+    let per_group = as_i64(s.blocks * s.runs)?;
     let per_image = as_i64(g.groups)? * per_group;
-    let tt_n = as_i64(tts)?;
-    let tiles = if g.t.whole() { g.t.tiles() } else { 1 };
+    let runs = as_i64(s.runs)?;
+    let whole = g.t.whole();
     let panels = match g.panel_bytes() {
         0 => None,
-        n => Some(k.stack_buffer(n * tiles)?),
+        n => Some(k.stack_buffer(n * if whole { g.t.tiles() } else { 1 })?),
     };
     k.for_tasks(|k, t| {
         let n = k.b.ins().udiv_imm_u(t, per_image);
         let r = k.b.ins().urem_imm_u(t, per_image);
         let grp = k.b.ins().udiv_imm_u(r, per_group);
         let r = k.b.ins().urem_imm_u(r, per_group);
-        let blk = k.b.ins().udiv_imm_u(r, tt_n);
-        let ti = k.b.ins().urem_imm_u(r, tt_n);
-        let mbs = panel_range(k, g, blk, per)?;
+        let blk = k.b.ins().udiv_imm_u(r, runs);
+        let ri = k.b.ins().urem_imm_u(r, runs);
+        let mbs = panel_range(k, g, blk, s.per)?;
         let task = Task {
             n,
             grp,
             mbs,
             panels,
         };
-        if g.t.whole() {
+        if whole {
             let tiles = image_tiles(k, g)?;
-            return tile_group(k, g, wts, &task, &tiles);
+            return k.loop_n(g.chunks, |k, ch| {
+                Chunk::new(k, g, wts, &task, ch)?.run(k, g, wts, &task, &tiles)
+            });
         }
-        // Tile ti is column ti mod cols of tiling row ti / cols (only non-empty tiles exist).
-        let t = &g.t;
-        let cols = as_i64(t.cols.len())?;
-        let rb = k.b.ins().udiv_imm_u(ti, cols);
-        if let [col] = t.cols[..] {
-            let tile = tile_at(k, g, rb, col, Ncols::Clipped)?;
-            return tile_group(k, g, wts, &task, &[tile]);
-        }
-        let ci = k.b.ins().urem_imm_u(ti, cols);
-        for (i, &col) in t.cols.iter().enumerate() {
-            let here = k.b.ins().icmp_imm_s(IntCC::Equal, ci, as_i64(i)?);
-            k.when(here, |k| {
-                let tile = tile_at(k, g, rb, col, Ncols::Clipped)?;
-                tile_group(k, g, wts, &task, &[tile])
-            })?;
-        }
-        Ok(())
+        let lo = k.b.ins().imul_imm_s(ri, as_i64(s.run)?);
+        let hi = k.add_imm(lo, as_i64(s.run)?);
+        let all = k.iconst(as_i64(g.t.tiles())?);
+        let hi = k.b.ins().umin(hi, all);
+        k.loop_n(g.chunks, |k, ch| {
+            let c = Chunk::new(k, g, wts, &task, ch)?;
+            k.loop_dyn(lo, hi, |k, ti| c.tile(k, g, wts, &task, ti))
+        })
     })
 }
 
@@ -562,24 +591,103 @@ fn image_tiles(k: &mut Kernel, g: &Gemm) -> LResult<Vec<TileAt>> {
         .collect()
 }
 
-/// Every output of the task's channel panels in `tiles`: per reduction chunk, X̂'s panel of
-/// each tile is packed (or addressed in place), then per channel panel the tile runs on each
-/// of them, so a panel's A chunk (mixed here for a fused dyn_conv) serves every tile from L1.
-fn tile_group(k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, tiles: &[TileAt]) -> LResult {
-    let Task { n, grp, .. } = *task;
-    let tile = k.tile_fn()?;
-    let ptr = k.b.func.dfg.value_type(tile);
-    let sig = k.b.import_signature(tile_signature(k.call_conv(), ptr));
-    let p = as_i64(g.positions())?;
-    let taps = as_i64(g.kh * g.kw)?;
-    k.loop_n(g.chunks, |k, ch| {
+/// One reduction chunk of a task: input channels `ci0 .. ci0 + ci_n` of the group, `kc`
+/// steps, and the flags of its tile calls.
+struct Chunk {
+    ci0: Value,
+    ci_n: Value,
+    kc: Value,
+    /// The chunk's first channel, as an input channel of the task's image.
+    chan: Value,
+    first: Value,
+    last: Value,
+    flags: Value,
+}
+
+impl Chunk {
+    fn new(k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, ch: Value) -> LResult<Chunk> {
         let ci0 = k.b.ins().imul_imm_s(ch, as_i64(g.cc)?);
         let ci_n = clipped(k, g.cc, g.cg, ci0)?;
-        let kc = k.b.ins().imul_imm_s(ci_n, taps);
-        // First channel of the chunk, as an input channel of image n.
-        let chan = k.b.ins().imul_imm_s(n, as_i64(g.c)?);
-        let chan = k.mul_add(chan, grp, as_i64(g.cg)?);
+        let kc = k.b.ins().imul_imm_s(ci_n, as_i64(g.kh * g.kw)?);
+        let chan = k.b.ins().imul_imm_s(task.n, as_i64(g.c)?);
+        let chan = k.mul_add(chan, task.grp, as_i64(g.cg)?);
         let chan = k.b.ins().iadd(chan, ci0);
+        let first = k.b.ins().icmp_imm_s(IntCC::Equal, ch, 0);
+        let acc = k.b.ins().iconst(types::I32, i64::from(GEMM_ACCUMULATE));
+        let zero32 = k.b.ins().iconst(types::I32, 0);
+        // With a residual, the first chunk accumulates onto it.
+        let flags = match wts.residual {
+            Some(_) => acc,
+            None => k.b.ins().select(first, zero32, acc),
+        };
+        let last =
+            k.b.ins()
+                .icmp_imm_s(IntCC::Equal, ch, as_i64(g.chunks - 1)?);
+        let flags = match wts.clamp {
+            Some(_) => {
+                let clamped = k.b.ins().bor_imm_u(flags, i64::from(GEMM_CLAMP));
+                k.b.ins().select(last, clamped, flags)
+            }
+            None => flags,
+        };
+        Ok(Chunk {
+            ci0,
+            ci_n,
+            kc,
+            chan,
+            first,
+            last,
+            flags,
+        })
+    }
+
+    /// The chunk for tile `ti` of the image (row-major among the non-empty tiles): column
+    /// `ti mod cols` of tiling row `ti / cols`, each column's packing static.
+    fn tile(&self, k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, ti: Value) -> LResult {
+        let t = &g.t;
+        let cols = as_i64(t.cols.len())?;
+        let rb = k.b.ins().udiv_imm_u(ti, cols);
+        if let [col] = t.cols[..] {
+            let tile = tile_at(k, g, rb, col, Ncols::Clipped)?;
+            return self.run(k, g, wts, task, &[tile]);
+        }
+        let ci = k.b.ins().urem_imm_u(ti, cols);
+        for (i, &col) in t.cols.iter().enumerate() {
+            let here = k.b.ins().icmp_imm_s(IntCC::Equal, ci, as_i64(i)?);
+            k.when(here, |k| {
+                let tile = tile_at(k, g, rb, col, Ncols::Clipped)?;
+                self.run(k, g, wts, task, &[tile])
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The chunk for every output of the task's channel panels in `tiles`: X̂'s panel of each
+    /// tile is packed (or addressed in place), then per channel panel the tile runs on each of
+    /// them, so a panel's A chunk (mixed here for a fused dyn_conv) serves every tile from L1.
+    fn run(
+        &self,
+        k: &mut Kernel,
+        g: &Gemm,
+        wts: &Weights,
+        task: &Task,
+        tiles: &[TileAt],
+    ) -> LResult {
+        let Task { n, grp, .. } = *task;
+        let Chunk {
+            ci0,
+            ci_n,
+            kc,
+            chan,
+            first,
+            last,
+            flags,
+        } = *self;
+        let tile = k.tile_fn()?;
+        let ptr = k.b.func.dfg.value_type(tile);
+        let sig = k.b.import_signature(tile_signature(k.call_conv(), ptr));
+        let p = as_i64(g.positions())?;
+        let taps = as_i64(g.kh * g.kw)?;
         let mut bs = Vec::with_capacity(tiles.len());
         for (i, at) in tiles.iter().enumerate() {
             bs.push(match task.panels {
@@ -599,24 +707,6 @@ fn tile_group(k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, tiles: &[Til
             });
         }
         let zero = k.iconst(0);
-        let first = k.b.ins().icmp_imm_s(IntCC::Equal, ch, 0);
-        let acc = k.b.ins().iconst(types::I32, i64::from(GEMM_ACCUMULATE));
-        let zero32 = k.b.ins().iconst(types::I32, 0);
-        // With a residual, the first chunk accumulates onto it.
-        let flags = match wts.residual {
-            Some(_) => acc,
-            None => k.b.ins().select(first, zero32, acc),
-        };
-        let last =
-            k.b.ins()
-                .icmp_imm_s(IntCC::Equal, ch, as_i64(g.chunks - 1)?);
-        let flags = match wts.clamp {
-            Some(_) => {
-                let clamped = k.b.ins().bor_imm_u(flags, i64::from(GEMM_CLAMP));
-                k.b.ins().select(last, clamped, flags)
-            }
-            None => flags,
-        };
         let (lo_v, hi_v) = wts
             .clamp
             .map_or((f32::NEG_INFINITY, f32::INFINITY), |c| (c.lo, c.hi));
@@ -685,7 +775,7 @@ fn tile_group(k: &mut Kernel, g: &Gemm, wts: &Weights, task: &Task, tiles: &[Til
             }
             Ok(())
         })
-    })
+    }
 }
 
 /// Channel panels `blk·per .. min((blk + 1)·per, mblocks)`.
