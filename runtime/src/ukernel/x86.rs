@@ -9,6 +9,11 @@
 //! accumulators, two B loads, four broadcasts per step); passes wholly outside `m × n` are
 //! skipped, partial column groups use `vmaskmovps`.
 //!
+//! Both prefetch A a kilobyte ahead (the panels of large layers stream from L3 or memory, one
+//! row per step) and, when B is read in place (`ldb != N0`: an NCHW input whose rows are a
+//! plane apart, beyond the hardware prefetchers, which stay within a page), B's row eight
+//! steps ahead. Prefetches are hints: past the end of a buffer they neither fault nor read.
+//!
 //! The functions (and the SiLU variants of [`super::silu`]) are only reachable through
 //! [`avx512_table`]/[`avx2_table`], which check the CPU features first.
 
@@ -17,6 +22,26 @@ use std::arch::x86_64::*;
 
 const M0: usize = GEMM_F32_M0;
 const N0: usize = GEMM_F32_N0;
+/// Floats of A prefetched ahead of the current step's row (1 KiB: 32 steps).
+const A_AHEAD: usize = 256;
+/// Steps ahead whose B row is prefetched when B is read in place.
+const B_AHEAD: usize = 8;
+
+/// Prefetches for one reduction step whose A row is at `ap` and B row at `bp`: A's row
+/// [`A_AHEAD`] floats on and, when `strided`, the first and last of the `cols` floats of B's
+/// row [`B_AHEAD`] steps on.
+#[inline(always)]
+fn prefetch_step(ap: *const f32, bp: *const f32, ldb: usize, cols: usize, strided: bool) {
+    // SAFETY: prefetches never fault, whatever the address.
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(A_AHEAD).cast());
+        if strided {
+            let row = bp.wrapping_add(B_AHEAD * ldb);
+            _mm_prefetch::<_MM_HINT_T0>(row.cast());
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(cols - 1).cast());
+        }
+    }
+}
 
 static AVX512: UkernelTable = UkernelTable {
     gemm_f32: gemm_f32_avx512,
@@ -91,11 +116,13 @@ unsafe fn avx512(
     };
     let mut acc = [[_mm512_setzero_ps(); 2]; M0];
     let (mut ap, mut bp) = (a, b);
+    let strided = ldb != N0;
     // SAFETY (both loops): masked-out lanes are not accessed; the rest is B's row and A's
     // packed row. Full tiles avoid masked loads (an extra ALU uop each on some cores).
     if n == N0 {
         for _ in 0..k {
             unsafe {
+                prefetch_step(ap, bp, ldb, N0, strided);
                 let b0 = _mm512_loadu_ps(bp);
                 let b1 = _mm512_loadu_ps(bp.add(16));
                 avx512_step(&mut acc, ap, b0, b1);
@@ -106,6 +133,7 @@ unsafe fn avx512(
     } else {
         for _ in 0..k {
             unsafe {
+                prefetch_step(ap, bp, ldb, n, strided);
                 let b0 = _mm512_maskz_loadu_ps(mask0, bp);
                 let b1 = _mm512_maskz_loadu_ps(mask1, bp.wrapping_add(16));
                 avx512_step(&mut acc, ap, b0, b1);
@@ -246,11 +274,13 @@ unsafe fn avx2_4x16(
     ];
     let mut acc = [[_mm256_setzero_ps(); 2]; 4];
     let (mut ap, mut bp) = (a, b);
+    let strided = ldb != N0;
     // SAFETY (both loops): masked-out lanes are not accessed; the rest is B's row and the
     // pass's part of A's packed row (rows m..4 of the pass are still within the panel).
     if n == 16 {
         for _ in 0..k {
             unsafe {
+                prefetch_step(ap, bp, ldb, 16, strided);
                 let b0 = _mm256_loadu_ps(bp);
                 let b1 = _mm256_loadu_ps(bp.wrapping_add(8));
                 avx2_step(&mut acc, ap, b0, b1);
@@ -261,6 +291,7 @@ unsafe fn avx2_4x16(
     } else {
         for _ in 0..k {
             unsafe {
+                prefetch_step(ap, bp, ldb, n, strided);
                 let b0 = _mm256_maskload_ps(bp, mask[0]);
                 let b1 = _mm256_maskload_ps(bp.wrapping_add(8), mask[1]);
                 avx2_step(&mut acc, ap, b0, b1);
