@@ -10,8 +10,9 @@
 //! `exp_saturating`): the argument clamped to [−87.336 54, 87.336 54] (NaN kept), `n =
 //! round_half_even(a · log₂e)`, `r = a − n·C1 − n·C2` (two FMAs), a degree-6 polynomial in
 //! Horner form with FMAs, scaled by `2ⁿ` built from exponent bits. Every variant performs the
-//! same operations in the same order with fused multiply-adds, so the results are the same
-//! bits as the generated code's and each other's. Nothing else is read or written;
+//! same operations in the same order with fused multiply-adds (AVX-512 scales with `vscalefps`,
+//! which rounds the same exact product), so the results are the same bits as the generated
+//! code's and each other's. Nothing else is read or written;
 //! `rows == 0` or `cols == 0` does nothing. Reentrant, no allocation, no global state.
 
 /// The SiLU kernel's type; see the module documentation.
@@ -124,11 +125,10 @@ pub(super) mod x86 {
             p = _mm512_fmadd_ps(p, r, set(*c));
         }
         let y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, set(1.0)));
-        // n is integral, so truncation is exact; NaN lanes give 0 like the scalar code.
-        let ok = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(n, n);
-        let ni = _mm512_maskz_mov_epi32(ok, _mm512_cvttps_epi32(n));
-        let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(ni, _mm512_set1_epi32(127)));
-        let e = _mm512_mul_ps(y, _mm512_castsi512_ps(bits));
+        // y · 2ⁿ in one instruction: n is an integer in [−126, 126], so this is the same
+        // correctly rounded product as the reference's multiplication by 2ⁿ built from
+        // exponent bits; a NaN n comes with a NaN y, and both give NaN.
+        let e = _mm512_scalef_ps(y, n);
         let one = set(1.0);
         _mm512_mul_ps(v, _mm512_div_ps(one, _mm512_add_ps(one, e)))
     }
