@@ -11,7 +11,8 @@
 //! positions (whole rows) are cut into full tiles of `N0` whose row segments are static (a
 //! 28-wide map: 8 rows, 7 tiles, where one tile per row would leave 4 of 32 columns idle);
 //! otherwise a tile is whole rows when they fit in `N0`, else a run of one row. The
-//! reduction runs in chunks of whole input channels of at most `KC` steps. For each tile and
+//! reduction runs in chunks of whole input channels of at most `KC` steps (`KC / tiles` for a
+//! whole-image task, whose tiles' panels share L1). For each tile and
 //! chunk, X̂'s panel is packed into a stack buffer (im2col: `[chunk steps][N0]`, zeros where
 //! a tap falls in the padding; row validity tested once per row, column ranges static), or —
 //! for 1×1 convs of stride 1 without padding — read in place (`ldb` = H·W). The panel then
@@ -112,8 +113,10 @@ impl Gemm {
         let (oh, ow) = (y[2], y[3]);
         let taps = ws[2] * ws[3];
         let direct = is_direct(taps, strides, pads);
-        let cc = (KC / taps).clamp(1, ws[1].max(1));
         let t = Tiling::new(oh, ow, direct);
+        // A whole-image task keeps every tile's X̂ panel and the A chunk in L1 together.
+        let steps = if t.whole() { KC / t.tiles().max(1) } else { KC };
+        let cc = (steps / taps).clamp(1, ws[1].max(1));
         Gemm {
             batch: x[0],
             c: x[1],
