@@ -486,22 +486,33 @@ fn micro_kernel_or(
         ptr,
         abi::UKERNELS_GEMM_F32,
         own,
-        |b, table, flags| {
-            let m0 = b
-                .ins()
-                .load(ptr, flags, table, ctx_off(abi::UKERNELS_GEMM_F32_M0)?);
-            let n0 = b
-                .ins()
-                .load(ptr, flags, table, ctx_off(abi::UKERNELS_GEMM_F32_N0)?);
-            let m_ok = b.ins().icmp_imm_s(IntCC::Equal, m0, GEMM_F32_M0 as i64);
-            let n_ok = b.ins().icmp_imm_s(IntCC::Equal, n0, GEMM_F32_N0 as i64);
-            Ok(Some(b.ins().band(m_ok, n_ok)))
-        },
+        |b, table, flags| tile_matches(b, table, flags, ptr),
     )
 }
 
+/// Whether the micro-kernel table `table` has the `M0 × N0` GEMM tile the code was compiled
+/// for.
+fn tile_matches(
+    b: &mut FunctionBuilder,
+    table: Value,
+    flags: MemFlagsData,
+    ptr: cranelift_codegen::ir::Type,
+) -> Result<Option<Value>, CodegenError> {
+    let m0 = b
+        .ins()
+        .load(ptr, flags, table, ctx_off(abi::UKERNELS_GEMM_F32_M0)?);
+    let n0 = b
+        .ins()
+        .load(ptr, flags, table, ctx_off(abi::UKERNELS_GEMM_F32_N0)?);
+    let m_ok = b.ins().icmp_imm_s(IntCC::Equal, m0, GEMM_F32_M0 as i64);
+    let n_ok = b.ins().icmp_imm_s(IntCC::Equal, n0, GEMM_F32_N0 as i64);
+    Ok(Some(b.ins().band(m_ok, n_ok)))
+}
+
 /// The context's SiLU micro-kernel (`ctx->ukernels->silu_f32`) when there is a context with a
-/// table that is not the portable one, else null (the kernels then run their own loop).
+/// table that is not the portable one and whose GEMM tile the code uses ([`micro_kernel_or`]'s
+/// condition), else null (the kernels then run their own loop). Non-null thus also means that
+/// the GEMM tile is the table's, which implements `GEMM_SILU`.
 fn silu_kernel(
     b: &mut FunctionBuilder,
     rt: Value,
@@ -515,7 +526,7 @@ fn silu_kernel(
         ptr,
         abi::UKERNELS_SILU_F32,
         null,
-        |_, _, _| Ok(None),
+        |b, table, flags| tile_matches(b, table, flags, ptr),
     )
 }
 

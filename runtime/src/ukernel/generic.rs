@@ -2,7 +2,7 @@
 //! fallback on CPUs without a SIMD variant and the reference the SIMD variants are tested
 //! against (besides an f64 reference). Sums without FMA, in increasing `p` like the others.
 
-use super::{GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0};
+use super::{GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0, GEMM_SILU};
 
 /// `min(hi, max(lo, s))` with the SIMD variants' rules: NaN stays NaN, `lo > hi` gives `hi`
 /// (x86 `maxps`/`minps` return their second operand unless the first compares greater/less).
@@ -72,6 +72,9 @@ pub unsafe fn gemm_f32_generic<const M0: usize, const N0: usize>(
             }
             if flags & GEMM_CLAMP != 0 {
                 s = clamp(s, lo, hi);
+            }
+            if flags & GEMM_SILU != 0 {
+                s = super::silu::silu(s);
             }
             *out = s;
         }

@@ -10,6 +10,7 @@
 //! s      = s + C[i·ldc + j]                             if flags & GEMM_ACCUMULATE
 //! s      = s + bias[i]                                  if bias is not null
 //! s      = min(hi, max(lo, s))                          if flags & GEMM_CLAMP
+//! s      = s · σ(s)   ([`silu::silu`], the same bits)    if flags & GEMM_SILU
 //! C[i·ldc + j] = s
 //! ```
 //!
@@ -26,6 +27,11 @@
 //!   `hi = +inf`), ReLU6 / Clip (`lo`, `hi`). When a reduction is split into several calls
 //!   (blocking over K), the first uses overwrite, later ones accumulate, and only the last
 //!   passes the bias and the clamp.
+//! - `GEMM_SILU` applies SiLU to the accumulators before the store: a conv's SiLU epilogue
+//!   then costs no pass that reloads the tile right after its stores (which, while the output
+//!   lines are still being fetched for ownership, waits for memory). The compiler's Cranelift
+//!   tile does not implement it: generated code passes it only to a runtime table's kernel and
+//!   otherwise runs its own SiLU pass.
 //! - The clamp propagates NaN (a NaN sum stays NaN) and yields `hi` when `lo > hi`, in every
 //!   variant.
 //! - `k == 0` is valid (the sum is 0); `m == 0` or `n == 0` writes nothing.
@@ -72,6 +78,8 @@ pub const GEMM_F32_KC: usize = 256;
 pub const GEMM_ACCUMULATE: u32 = 1;
 /// Flag: clamp the result to `[lo, hi]` after the bias.
 pub const GEMM_CLAMP: u32 = 2;
+/// Flag: apply SiLU ([`silu::silu`]) after the clamp (runtime kernels only, see above).
+pub const GEMM_SILU: u32 = 4;
 
 /// The f32 GEMM tile; see the module documentation for the exact contract.
 ///

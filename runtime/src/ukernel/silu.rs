@@ -109,8 +109,9 @@ pub(super) mod x86 {
         }
     }
 
+    /// SiLU of 16 lanes (the GEMM tile's `GEMM_SILU` epilogue uses it too).
     #[target_feature(enable = "avx512f")]
-    fn silu16(v: __m512) -> __m512 {
+    pub(in crate::ukernel) fn silu16(v: __m512) -> __m512 {
         let set = _mm512_set1_ps;
         let a = _mm512_sub_ps(_mm512_setzero_ps(), v);
         // maxps/minps return the second operand when either is NaN: NaN is kept.
@@ -162,8 +163,9 @@ pub(super) mod x86 {
         }
     }
 
+    /// SiLU of 8 lanes (the GEMM tile's `GEMM_SILU` epilogue uses it too).
     #[target_feature(enable = "avx2,fma")]
-    fn silu8(v: __m256) -> __m256 {
+    pub(in crate::ukernel) fn silu8(v: __m256) -> __m256 {
         let set = _mm256_set1_ps;
         let a = _mm256_sub_ps(_mm256_setzero_ps(), v);
         let a = _mm256_min_ps(set(-LO), _mm256_max_ps(set(LO), a));

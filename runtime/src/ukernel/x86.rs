@@ -17,7 +17,8 @@
 //! The functions (and the SiLU variants of [`super::silu`]) are only reachable through
 //! [`avx512_table`]/[`avx2_table`], which check the CPU features first.
 
-use super::{Isa, UkernelTable, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0};
+use super::silu::x86::{silu16, silu8};
+use super::{Isa, UkernelTable, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0, GEMM_SILU};
 use std::arch::x86_64::*;
 
 const M0: usize = GEMM_F32_M0;
@@ -164,6 +165,9 @@ unsafe fn avx512(
             }
             if flags & GEMM_CLAMP != 0 {
                 s = s.map(|v| _mm512_min_ps(vhi, _mm512_max_ps(vlo, v)));
+            }
+            if flags & GEMM_SILU != 0 {
+                s = s.map(|v| silu16(v));
             }
             _mm512_mask_storeu_ps(crow, mask0, s[0]);
             _mm512_mask_storeu_ps(crow.wrapping_add(16), mask1, s[1]);
@@ -321,6 +325,9 @@ unsafe fn avx2_4x16(
             }
             if ep.flags & GEMM_CLAMP != 0 {
                 s = s.map(|v| _mm256_min_ps(vhi, _mm256_max_ps(vlo, v)));
+            }
+            if ep.flags & GEMM_SILU != 0 {
+                s = s.map(|v| silu8(v));
             }
             _mm256_maskstore_ps(crow, mask[0], s[0]);
             _mm256_maskstore_ps(crow.wrapping_add(8), mask[1], s[1]);

@@ -19,8 +19,10 @@
 //! stays in L1 while the tile runs it against every channel panel of the task; the first
 //! chunk overwrites the output, later ones accumulate, the last adds the bias and applies the
 //! fused clamp. A fused residual is copied into the output tile before the first chunk, which
-//! then accumulates too (the tile contract's conv + bias + residual); a fused activation runs
-//! over the output tile after the last chunk, while it is in L1 ([`super::conv::act`]).
+//! then accumulates too (the tile contract's conv + bias + residual). A fused SiLU is the last
+//! call's epilogue (`GEMM_SILU`) when the tile is the runtime's micro-kernel; otherwise, and
+//! for HardSwish, the activation runs over the output tile after the last chunk
+//! ([`super::conv::act`]).
 //!
 //! Tasks: image × group × block of channel panels × tile, with as many panels per block
 //! as leave [`MIN_TASKS`] tasks (each task packs X̂ once per tile and chunk for all its
@@ -44,7 +46,7 @@ use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use dync_ir::ops::{Act, Clamp, Conv, DynConv};
 use dync_ir::TensorType;
 use dync_runtime::ukernel::{
-    GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
+    GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0, GEMM_SILU,
 };
 
 /// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
@@ -605,6 +607,9 @@ struct Chunk {
     first: Value,
     last: Value,
     flags: Value,
+    /// Whether the fused activation runs as a pass over each tile after its call: the last
+    /// chunk's, unless the call applied it.
+    act_pass: Value,
 }
 
 impl Chunk {
@@ -633,6 +638,19 @@ impl Chunk {
             }
             None => flags,
         };
+        // SiLU in the last call's epilogue when the tile is a runtime kernel (the SiLU slot is
+        // then not null), else as a pass over each finished tile.
+        let (flags, act_pass) = match (wts.act, k.silu_fn()) {
+            (Some(Act::Silu), Some(f)) => {
+                let fused = k.b.ins().icmp_imm_s(IntCC::NotEqual, f, 0);
+                let silu = k.b.ins().bor_imm_u(flags, i64::from(GEMM_SILU));
+                let in_call = k.b.ins().band(last, fused);
+                let flags = k.b.ins().select(in_call, silu, flags);
+                let own = k.b.ins().bxor_imm_u(fused, 1);
+                (flags, k.b.ins().band(last, own))
+            }
+            _ => (flags, last),
+        };
         Ok(Chunk {
             ci0,
             ci_n,
@@ -641,6 +659,7 @@ impl Chunk {
             first,
             last,
             flags,
+            act_pass,
         })
     }
 
@@ -685,6 +704,7 @@ impl Chunk {
             first,
             last,
             flags,
+            act_pass,
         } = *self;
         let tile = k.tile_fn()?;
         let ptr = k.b.func.dfg.value_type(tile);
@@ -773,7 +793,7 @@ impl Chunk {
                 ];
                 k.b.ins().call_indirect(sig, tile, &args);
                 if let Some(a) = wts.act {
-                    k.when(last, |k| act_region(k, a, c_tile))?;
+                    k.when(act_pass, |k| act_region(k, a, c_tile))?;
                 }
             }
             Ok(())
