@@ -12,7 +12,7 @@
 //! Both prefetch A a kilobyte ahead (the panels of large layers stream from L3 or memory, one
 //! row per step) and, when B is read in place (`ldb != N0`: an NCHW input whose rows are a
 //! plane apart, beyond the hardware prefetchers, which stay within a page), B's row eight
-//! steps ahead. The AVX-512 tile also prefetches for writing the C tile `N0` columns on, the
+//! steps ahead. Both also prefetch for writing the C tile `N0` columns on, the
 //! one its caller stores next in these rows: a large output written once (a 1×1 conv with a
 //! short reduction over 112×112) otherwise waits for each line's ownership at the store
 //! (MobileNetV3's 16→64 1×1 conv over 112×112: 1.1 → 0.75 ms, medians of six interleaved
@@ -224,6 +224,7 @@ unsafe extern "C" fn gemm_f32_avx2(
     hi: f32,
 ) {
     let (m, n) = (m.min(M0), n.min(N0));
+    prefetch_next_tile(c, ldc, m);
     let ep = Epilogue {
         bias,
         flags,
