@@ -24,8 +24,9 @@
 //! for HardSwish, the activation runs over the output tile after the last chunk
 //! ([`super::conv::act`]).
 //!
-//! Tasks: image × group × block of channel panels × tile, with as many panels per block
-//! as leave [`MIN_TASKS`] tasks (each task packs X̂ once per tile and chunk for all its
+//! Tasks: image × group × block of channel panels × tile (a run of tiles when the block's A
+//! panels exceed L2, the whole image on 7×7 maps: [`Schedule`]), with as many panels per
+//! block as leave [`MIN_TASKS`] tasks (each task packs X̂ once per tile and chunk for all its
 //! panels). A `dyn_conv` runs in two phases (see [`super::phases`]): first one task per group
 //! and channel panel mixes that panel's kernels for every image straight into the packed
 //! layout in the scratch memory (W̃[n] = Σᵢ c[n,·,i] · bank[i], the bank read once per block
