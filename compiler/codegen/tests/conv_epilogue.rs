@@ -58,6 +58,9 @@ fn conv_epilogues_on_both_paths() {
         (1, 6, 6, 5, 6, 3, 2, 1, 6),
         // The padded-plane depthwise path: 5×5 on 7×7 (EfficientNet), stride 2.
         (2, 4, 7, 7, 4, 5, 1, 2, 4),
+        // 1×1 depthwise: one kernel row, so the plane loads are ordinary loads.
+        (2, 6, 3, 5, 6, 1, 1, 0, 6),
+        (1, 6, 1, 4, 6, 1, 1, 0, 6),
         (1, 3, 15, 13, 3, 5, 2, 2, 3),
         (1, 4, 5, 7, 6, 3, 1, 1, 2),
         // Fully connected layers (1×1 over 1×1): contiguous dot products, in tasks.
@@ -113,6 +116,8 @@ fn dyn_conv_epilogues_on_both_paths() {
         (2, 6, 9, 11, 6, 4, 3, 1, 1, 6),
         (2, 6, 7, 9, 6, 3, 3, 2, 1, 2),
         (2, 5, 7, 7, 5, 3, 5, 1, 2, 5),
+        (2, 6, 3, 6, 6, 3, 1, 1, 0, 6),
+        (1, 6, 1, 4, 6, 3, 1, 1, 0, 6),
         (1, 4, 13, 14, 4, 2, 3, 2, 1, 4),
     ];
     for (n, c, h, w, o, e, k, s, p, g) in cases {

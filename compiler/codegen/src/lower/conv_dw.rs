@@ -159,11 +159,17 @@ fn vectors(
     // task wrote the plane before and writes the next channel's after: every load's address
     // depends on the kernel-row counter, so it cannot leave that loop, which runs between the
     // fill and the next fill, and no two loads of one iteration share an address (so none is
-    // merged with another).
-    let flags = MemFlagsData::new()
-        .with_notrap()
-        .with_readonly()
-        .with_can_move();
+    // merged with another). With one kernel row there is no loop (`loop_range` runs a single
+    // iteration inline, the counter a constant): pure loads could then move above the fill or
+    // merge with another channel's, so they are ordinary loads.
+    let flags = if g.kh > 1 {
+        MemFlagsData::new()
+            .with_notrap()
+            .with_readonly()
+            .with_can_move()
+    } else {
+        MemFlagsData::new().with_notrap()
+    };
     let init = match bias {
         Some(b) => k.splat(LANES, b),
         None => k.fconst(LANES, 0.0),
