@@ -4,10 +4,13 @@
 //! 16-lane vectors), two B loads and eight broadcast FMAs per reduction step (16 FMAs against
 //! 10 loads, enough independent chains to cover the FMA latency on two ports). Edge columns
 //! use masked loads and stores (masked-out lanes are neither read nor written, without fault).
+//! A tile of at most 16 columns runs one column vector, half the FMAs (the last tile of a
+//! 14×14 map has 4 columns; each output element sees the same FMAs in the same order).
 //!
 //! AVX2 has only 16 ymm registers, so it covers the tile in four 4 × 16 passes (8
 //! accumulators, two B loads, four broadcasts per step); passes wholly outside `m × n` are
-//! skipped, partial column groups use `vmaskmovps`.
+//! skipped, partial column groups use `vmaskmovps`. Only the passes over rows 0..4 prefetch:
+//! those over rows 4..8 read the same A lines and B rows right after them.
 //!
 //! Both prefetch A a kilobyte ahead (the panels of large layers stream from L3 or memory, one
 //! row per step) and, when B is read in place (`ldb != N0`: an NCHW input whose rows are a
@@ -127,26 +130,62 @@ unsafe fn avx512(
     if m == 0 || n == 0 {
         return;
     }
-    // Lane j of the column group g is valid when 16·g + j < n.
-    let mask0: __mmask16 = if n >= 16 { !0 } else { (1u16 << n) - 1 };
-    let mask1: __mmask16 = if n >= N0 {
-        !0
-    } else {
-        (1u16 << (n.max(16) - 16)) - 1
-    };
     prefetch_next_tile(c, ldc, m);
-    let mut acc = [[_mm512_setzero_ps(); 2]; M0];
+    // SAFETY (both): the same contract. Up to 16 columns need one column vector: half the
+    // FMAs of the full tile (a 14×14 map's last tile has 4 columns).
+    let args = (k, a, b, ldb, c, ldc, m, n);
+    let ep = Epilogue {
+        bias,
+        flags,
+        lo,
+        hi,
+    };
+    unsafe {
+        if n > 16 {
+            avx512_tile::<2>(args, ep)
+        } else {
+            avx512_tile::<1>(args, ep)
+        }
+    }
+}
+
+/// The AVX-512 tile's rows `0..m` and columns `0..n` (`1 <= n <= 16·V`) with `V` column
+/// vectors of 16 lanes.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
+unsafe fn avx512_tile<const V: usize>(
+    (k, a, b, ldb, c, ldc, m, n): (
+        usize,
+        *const f32,
+        *const f32,
+        usize,
+        *mut f32,
+        usize,
+        usize,
+        usize,
+    ),
+    ep: Epilogue,
+) {
+    // Lane j of the column group g is valid when 16·g + j < n.
+    let mask: [__mmask16; V] = std::array::from_fn(|g| {
+        let valid = n.saturating_sub(16 * g).min(16);
+        if valid == 16 {
+            !0
+        } else {
+            (1u16 << valid) - 1
+        }
+    });
+    let mut acc = [[_mm512_setzero_ps(); V]; M0];
     let (mut ap, mut bp) = (a, b);
     let strided = ldb != N0;
     // SAFETY (both loops): masked-out lanes are not accessed; the rest is B's row and A's
     // packed row. Full tiles avoid masked loads (an extra ALU uop each on some cores).
-    if n == N0 {
+    if n == 16 * V {
         for _ in 0..k {
             unsafe {
-                prefetch_step(ap, bp, ldb, N0, strided);
-                let b0 = _mm512_loadu_ps(bp);
-                let b1 = _mm512_loadu_ps(bp.add(16));
-                avx512_step(&mut acc, ap, b0, b1);
+                prefetch_step(ap, bp, ldb, n, strided);
+                let bv = std::array::from_fn(|g| _mm512_loadu_ps(bp.wrapping_add(16 * g)));
+                avx512_step(&mut acc, ap, bv);
                 ap = ap.add(M0);
                 bp = bp.wrapping_add(ldb);
             }
@@ -155,15 +194,16 @@ unsafe fn avx512(
         for _ in 0..k {
             unsafe {
                 prefetch_step(ap, bp, ldb, n, strided);
-                let b0 = _mm512_maskz_loadu_ps(mask0, bp);
-                let b1 = _mm512_maskz_loadu_ps(mask1, bp.wrapping_add(16));
-                avx512_step(&mut acc, ap, b0, b1);
+                let bv = std::array::from_fn(|g| {
+                    _mm512_maskz_loadu_ps(mask[g], bp.wrapping_add(16 * g))
+                });
+                avx512_step(&mut acc, ap, bv);
                 ap = ap.add(M0);
                 bp = bp.wrapping_add(ldb);
             }
         }
     }
-    let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+    let (vlo, vhi) = (_mm512_set1_ps(ep.lo), _mm512_set1_ps(ep.hi));
     // A constant trip count with an early exit (not `take(m)`): the loop unrolls and the
     // accumulators stay in registers instead of going through the stack.
     for (i, row) in acc.iter().enumerate() {
@@ -175,35 +215,43 @@ unsafe fn avx512(
         unsafe {
             let crow = c.add(i * ldc);
             let mut s = *row;
-            if flags & GEMM_ACCUMULATE != 0 {
-                s[0] = _mm512_add_ps(s[0], _mm512_maskz_loadu_ps(mask0, crow));
-                s[1] = _mm512_add_ps(s[1], _mm512_maskz_loadu_ps(mask1, crow.wrapping_add(16)));
+            if ep.flags & GEMM_ACCUMULATE != 0 {
+                for (g, v) in s.iter_mut().enumerate() {
+                    let old = _mm512_maskz_loadu_ps(mask[g], crow.wrapping_add(16 * g));
+                    *v = _mm512_add_ps(*v, old);
+                }
             }
-            if !bias.is_null() {
-                let bi = _mm512_set1_ps(*bias.add(i));
+            if !ep.bias.is_null() {
+                let bi = _mm512_set1_ps(*ep.bias.add(i));
                 s = s.map(|v| _mm512_add_ps(v, bi));
             }
-            if flags & GEMM_CLAMP != 0 {
+            if ep.flags & GEMM_CLAMP != 0 {
                 s = s.map(|v| _mm512_min_ps(vhi, _mm512_max_ps(vlo, v)));
             }
-            if flags & GEMM_SILU != 0 {
+            if ep.flags & GEMM_SILU != 0 {
                 s = s.map(|v| silu16(v));
             }
-            _mm512_mask_storeu_ps(crow, mask0, s[0]);
-            _mm512_mask_storeu_ps(crow.wrapping_add(16), mask1, s[1]);
+            for (g, v) in s.into_iter().enumerate() {
+                _mm512_mask_storeu_ps(crow.wrapping_add(16 * g), mask[g], v);
+            }
         }
     }
 }
 
-/// One reduction step of the 8 × 32 tile: `acc[i] += a[i] · (b0, b1)`.
+/// One reduction step of the 8 × 16·V tile: `acc[i] += a[i] · b`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn avx512_step(acc: &mut [[__m512; 2]; M0], a: *const f32, b0: __m512, b1: __m512) {
+unsafe fn avx512_step<const V: usize>(
+    acc: &mut [[__m512; V]; M0],
+    a: *const f32,
+    b: [__m512; V],
+) {
     for (i, row) in acc.iter_mut().enumerate() {
         // SAFETY: the caller's A row has M0 readable floats.
         let ai = _mm512_set1_ps(unsafe { *a.add(i) });
-        row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
-        row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        for (r, bv) in row.iter_mut().zip(b) {
+            *r = _mm512_fmadd_ps(ai, bv, *r);
+        }
     }
 }
 
@@ -247,6 +295,7 @@ unsafe extern "C" fn gemm_f32_avx2(
                     (m - r0).min(4),
                     (n - c0).min(16),
                     ep.rows_from(r0),
+                    r0 == 0,
                 )
             };
         }
@@ -276,7 +325,7 @@ impl Epilogue {
 }
 
 /// A 4 × 16 pass: rows `0..m` (`m <= 4`) of the packed A panel (row stride `M0`), columns
-/// `0..n` (`1 <= n <= 16`) of B and C.
+/// `0..n` (`1 <= n <= 16`) of B and C; `prefetch`: whether its steps prefetch.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)] // the C signature of the contract
 unsafe fn avx2_4x16(
@@ -289,6 +338,7 @@ unsafe fn avx2_4x16(
     m: usize,
     n: usize,
     ep: Epilogue,
+    prefetch: bool,
 ) {
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     // Lane j of the column group g is valid when 8·g + j < n (vmaskmovps reads the sign bit).
@@ -305,7 +355,9 @@ unsafe fn avx2_4x16(
     if n == 16 {
         for _ in 0..k {
             unsafe {
-                prefetch_step(ap, bp, ldb, 16, strided);
+                if prefetch {
+                    prefetch_step(ap, bp, ldb, 16, strided);
+                }
                 let b0 = _mm256_loadu_ps(bp);
                 let b1 = _mm256_loadu_ps(bp.wrapping_add(8));
                 avx2_step(&mut acc, ap, b0, b1);
@@ -316,7 +368,9 @@ unsafe fn avx2_4x16(
     } else {
         for _ in 0..k {
             unsafe {
-                prefetch_step(ap, bp, ldb, n, strided);
+                if prefetch {
+                    prefetch_step(ap, bp, ldb, n, strided);
+                }
                 let b0 = _mm256_maskload_ps(bp, mask[0]);
                 let b1 = _mm256_maskload_ps(bp.wrapping_add(8), mask[1]);
                 avx2_step(&mut acc, ap, b0, b1);
