@@ -25,8 +25,9 @@
 //! that need it, one for scratch memory in the arena (the entry writes them into a stack slot);
 //! then, for kernels on the GEMM path, the GEMM tile function ([`tile_signature`]), and for
 //! kernels with a SiLU epilogue when the micro-kernels may be used, the context table's SiLU
-//! kernel or null ([`silu_signature`]; null: the kernel's own Cranelift loop); the kernel
-//! computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
+//! kernel or null ([`silu_signature`]; null: the kernel's own Cranelift loop), and for
+//! dyn_convs on the GEMM path under the same condition the table's mixing kernel or null
+//! ([`mix_signature`]); the kernel computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
 //! (the first one in task order). Tasks of a kernel write disjoint parts of its result (and of
 //! its scratch memory), and every output element is computed by the same instructions whatever
 //! range its task is run in, so results are bit-identical at every thread count. A kernel of
@@ -145,7 +146,8 @@ pub use dync_runtime::ctx::{
     CTX_KERNEL_HOOK, CTX_PARALLEL_FOR, CTX_UKERNELS, HOOK_BEGIN, HOOK_END,
 };
 pub use dync_runtime::ukernel::{
-    UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0, UKERNELS_GEMM_F32_N0, UKERNELS_ISA, UKERNELS_SILU_F32,
+    UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0, UKERNELS_GEMM_F32_N0, UKERNELS_ISA, UKERNELS_MIX_F32,
+    UKERNELS_SILU_F32,
 };
 
 /// Signature of the SiLU kernel (`dync_runtime::ukernel::silu::SiluF32Fn`): `x, rows, cols,
@@ -153,6 +155,14 @@ pub use dync_runtime::ukernel::{
 pub fn silu_signature(call_conv: CallConv, ptr: Type) -> Signature {
     let mut s = Signature::new(call_conv);
     s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 4));
+    s
+}
+
+/// Signature of the mixing kernel (`dync_runtime::ukernel::mix::MixF32Fn`): `steps, bank,
+/// expert_ld, experts, coefs, images, dst, dst_ld`, pointer-sized, no result.
+pub fn mix_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 8));
     s
 }
 

@@ -243,6 +243,7 @@ fn lower_kernels(
         let slots = Slots {
             tile: packed.is_some(),
             silu: ukernels && lower::uses_silu(&node.op, &operand_tys, packed.is_some()),
+            mix: ukernels && lower::uses_mix(&node.op, packed.is_some()),
         };
         let mut phases = Vec::new();
         for phase in 0..lower::phases(&node.op, packed) {
@@ -530,6 +531,26 @@ fn silu_kernel(
     )
 }
 
+/// The context's mixing micro-kernel (`ctx->ukernels->mix_f32`) under [`silu_kernel`]'s
+/// condition (its `M0` is the tile's, which the packed layout it writes depends on), else null
+/// (the kernels then mix in their own code).
+fn mix_kernel(
+    b: &mut FunctionBuilder,
+    rt: Value,
+    has_ctx: Value,
+    ptr: cranelift_codegen::ir::Type,
+) -> Result<Value, CodegenError> {
+    let null = b.ins().iconst(ptr, 0);
+    table_fn(
+        b,
+        (rt, has_ctx),
+        ptr,
+        abi::UKERNELS_MIX_F32,
+        null,
+        |b, table, flags| tile_matches(b, table, flags, ptr),
+    )
+}
+
 /// The function pointer at byte offset `field` of the context's micro-kernel table when there
 /// is a context (`rt`, `has_ctx`) with a table that is not the portable one and `usable`
 /// (given the table; `None`: no further condition) holds, else `fallback`.
@@ -725,6 +746,11 @@ fn emit_entry(
         } else {
             None
         };
+        let mix_fn = if kernel_ids.iter().any(|k| k.slots.mix) {
+            Some(mix_kernel(&mut b, rt, has_ctx, ptr)?)
+        } else {
+            None
+        };
         for (i, (&id, KernelFns { phases, slots })) in
             plan.kernels.iter().zip(kernel_ids).enumerate()
         {
@@ -741,6 +767,9 @@ fn emit_entry(
             }
             if slots.silu {
                 bufs.push(silu_fn.ok_or_else(|| err("a SiLU slot without a kernel".into()))?);
+            }
+            if slots.mix {
+                bufs.push(mix_fn.ok_or_else(|| err("a mixing slot without a kernel".into()))?);
             }
             for (j, &v) in bufs.iter().enumerate() {
                 let off = i32::try_from(j * 8).map_err(|_| err("too many operands".into()))?;

@@ -113,6 +113,13 @@ fn dyn_conv_epilogues_on_both_paths() {
         (2, 20, 14, 14, 16, 3, 1, 1, 0, 1),
         // Each image's A panels beyond L2: runs of tiles.
         (2, 704, 13, 13, 64, 2, 3, 1, 1, 1),
+        // One image of at most two tiles: mixing fused into the convolution (in place and
+        // packed; 17 experts: more than the x86 mixing kernels hold in registers).
+        (1, 24, 7, 7, 20, 4, 1, 1, 0, 1),
+        (1, 16, 7, 7, 12, 3, 3, 1, 1, 1),
+        (1, 8, 5, 5, 8, 17, 1, 1, 0, 1),
+        // Unfused, more images than one mixing pass takes.
+        (5, 16, 4, 4, 9, 6, 1, 1, 0, 1),
         (2, 6, 9, 11, 6, 4, 3, 1, 1, 6),
         (2, 6, 7, 9, 6, 3, 3, 2, 1, 2),
         (2, 5, 7, 7, 5, 3, 5, 1, 2, 5),

@@ -41,7 +41,8 @@
 //! may differ by rounding (FMA or not, the same order of summation).
 //!
 //! The table also holds the SiLU activation kernel ([`silu`]), under the same rules: generated
-//! code applies a conv's SiLU epilogue with it, 16 lanes at a time with AVX-512.
+//! code applies a conv's SiLU epilogue with it, 16 lanes at a time with AVX-512; and the
+//! kernel-mixing kernel ([`mix`]), with which a dyn_conv mixes its bank into packed `A` panels.
 //!
 //! # Calling convention
 //! The kernels are `extern "C"` functions ([`GemmF32Fn`]) called through the pointers of a
@@ -55,6 +56,7 @@
 //! variant when the CPU has it (tests, benches, `--no-ukernels`-style comparisons).
 
 mod generic;
+pub mod mix;
 pub mod silu;
 #[cfg(test)]
 mod tests;
@@ -141,6 +143,7 @@ pub struct UkernelTable {
     pub gemm_f32_n0: usize,
     pub isa: Isa,
     pub silu_f32: silu::SiluF32Fn,
+    pub mix_f32: mix::MixF32Fn,
 }
 
 /// Byte offsets of [`UkernelTable`]'s fields, for generated code.
@@ -149,6 +152,7 @@ pub const UKERNELS_GEMM_F32_M0: usize = std::mem::offset_of!(UkernelTable, gemm_
 pub const UKERNELS_GEMM_F32_N0: usize = std::mem::offset_of!(UkernelTable, gemm_f32_n0);
 pub const UKERNELS_ISA: usize = std::mem::offset_of!(UkernelTable, isa);
 pub const UKERNELS_SILU_F32: usize = std::mem::offset_of!(UkernelTable, silu_f32);
+pub const UKERNELS_MIX_F32: usize = std::mem::offset_of!(UkernelTable, mix_f32);
 
 static GENERIC: UkernelTable = UkernelTable {
     gemm_f32: generic::gemm_f32_tile,
@@ -156,6 +160,7 @@ static GENERIC: UkernelTable = UkernelTable {
     gemm_f32_n0: GEMM_F32_N0,
     isa: Isa::Generic,
     silu_f32: silu::silu_generic,
+    mix_f32: mix::mix_generic,
 };
 
 /// The table of `isa` if this CPU can run it.

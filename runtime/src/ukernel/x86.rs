@@ -21,7 +21,7 @@
 //! (MobileNetV3's 16→64 1×1 conv over 112×112: 1.1 → 0.75 ms, medians of six interleaved
 //! runs). Prefetches are hints: past the end of a buffer they neither fault nor read.
 //!
-//! The functions (and the SiLU variants of [`super::silu`]) are only reachable through
+//! The functions (and the SiLU and mixing variants of [`super::silu`] and [`super::mix`]) are only reachable through
 //! [`avx512_table`]/[`avx2_table`], which check the CPU features first.
 
 use super::silu::x86::{silu16, silu8};
@@ -72,6 +72,7 @@ static AVX512: UkernelTable = UkernelTable {
     gemm_f32_n0: N0,
     isa: Isa::Avx512,
     silu_f32: super::silu::x86::silu_avx512,
+    mix_f32: super::mix::x86::mix_avx512,
 };
 
 static AVX2: UkernelTable = UkernelTable {
@@ -80,6 +81,7 @@ static AVX2: UkernelTable = UkernelTable {
     gemm_f32_n0: N0,
     isa: Isa::Avx2,
     silu_f32: super::silu::x86::silu_avx2,
+    mix_f32: super::mix::x86::mix_avx2,
 };
 
 pub(super) fn avx512_table() -> Option<&'static UkernelTable> {
@@ -241,11 +243,7 @@ unsafe fn avx512_tile<const V: usize>(
 /// One reduction step of the 8 × 16·V tile: `acc[i] += a[i] · b`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn avx512_step<const V: usize>(
-    acc: &mut [[__m512; V]; M0],
-    a: *const f32,
-    b: [__m512; V],
-) {
+unsafe fn avx512_step<const V: usize>(acc: &mut [[__m512; V]; M0], a: *const f32, b: [__m512; V]) {
     for (i, row) in acc.iter_mut().enumerate() {
         // SAFETY: the caller's A row has M0 readable floats.
         let ai = _mm512_set1_ps(unsafe { *a.add(i) });

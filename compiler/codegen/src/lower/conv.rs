@@ -668,28 +668,23 @@ pub(crate) fn act_region(
             Ok(())
         })
     };
-    let f = match (a, k.silu_fn()) {
-        (Act::Silu, Some(f)) => f,
-        _ => return own(k),
+    let f = match a {
+        Act::Silu => k.silu_fn(),
+        _ => None,
     };
-    let (call, inline, join) = (k.b.create_block(), k.b.create_block(), k.b.create_block());
-    k.b.ins().brif(f, call, &[], inline, &[]);
-    k.b.switch_to_block(call);
-    let len = k.b.ins().iadd_imm_s(rows, -1);
-    let len = k.b.ins().imul_imm_s(len, as_i64(ld)?);
-    let len = k.b.ins().iadd(len, cols);
-    let ptr = k.span_addr(BufId::Out, c0, len);
-    let ptr_ty = k.b.func.dfg.value_type(ptr);
-    let sig =
-        k.b.import_signature(crate::abi::silu_signature(k.call_conv(), ptr_ty));
-    let ld = k.iconst(as_i64(ld)?);
-    k.b.ins().call_indirect(sig, f, &[ptr, rows, cols, ld]);
-    k.b.ins().jump(join, &[]);
-    k.b.switch_to_block(inline);
-    own(k)?;
-    k.b.ins().jump(join, &[]);
-    k.b.switch_to_block(join);
-    Ok(())
+    let call = |k: &mut Kernel, f: Value| {
+        let len = k.b.ins().iadd_imm_s(rows, -1);
+        let len = k.b.ins().imul_imm_s(len, as_i64(ld)?);
+        let len = k.b.ins().iadd(len, cols);
+        let ptr = k.span_addr(BufId::Out, c0, len);
+        let ptr_ty = k.b.func.dfg.value_type(ptr);
+        let sig =
+            k.b.import_signature(crate::abi::silu_signature(k.call_conv(), ptr_ty));
+        let ld = k.iconst(as_i64(ld)?);
+        k.b.ins().call_indirect(sig, f, &[ptr, rows, cols, ld]);
+        Ok(())
+    };
+    k.ukernel_or(f, call, own)
 }
 
 /// Emits `body(idx, ty)` over the output tile of `m` rows × `n` columns from element `c0` at a

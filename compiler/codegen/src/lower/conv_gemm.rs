@@ -992,17 +992,31 @@ impl Mix<'_> {
                 let end = k.add_imm(s0, as_i64(MIX_STEPS)?);
                 let kk = k.iconst(as_i64(g.k)?);
                 let end = k.b.ins().umin(end, kk);
-                k.loop_dyn(s0, end, |k, s| {
-                    let at = k.mul_add(base, s, as_i64(M0)?);
-                    let accs = self.step(k, at, imgs, coefs)?;
-                    for (i, acc) in accs.iter().enumerate() {
-                        let img = as_i64(first + i)? * as_i64(g.image_elems())?;
-                        for (h, &v) in acc.iter().enumerate() {
-                            k.store_off(BufId::Scratch, at, img + as_i64(h * LANES)?, v);
+                let f = k.mix_fn();
+                let call = |k: &mut Kernel, f: Value| {
+                    let at = k.mul_add(base, s0, as_i64(M0)?);
+                    let steps = k.b.ins().isub(end, s0);
+                    let first_elem = as_i64(first * g.image_elems())?;
+                    let dst = k.add_imm(at, first_elem);
+                    let len = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
+                    let len = k.add_imm(len, as_i64((imgs - 1) * g.image_elems())?);
+                    let dst = k.span_addr(BufId::Scratch, dst, len);
+                    self.call_kernel(k, f, (at, steps), (coefs, imgs), (dst, g.image_elems()))
+                };
+                let own = |k: &mut Kernel| {
+                    k.loop_dyn(s0, end, |k, s| {
+                        let at = k.mul_add(base, s, as_i64(M0)?);
+                        let accs = self.step(k, at, imgs, coefs)?;
+                        for (i, acc) in accs.iter().enumerate() {
+                            let img = as_i64(first + i)? * as_i64(g.image_elems())?;
+                            for (h, &v) in acc.iter().enumerate() {
+                                k.store_off(BufId::Scratch, at, img + as_i64(h * LANES)?, v);
+                            }
                         }
-                    }
-                    Ok(())
-                })
+                        Ok(())
+                    })
+                };
+                k.ukernel_or(f, call, own)
             })?;
         }
         if self.op.bias || self.op.bias_bank {
@@ -1033,19 +1047,58 @@ impl Mix<'_> {
         let (_, oc0, base) = self.panel_start(k, grp, mb)?;
         self.coefficients(k, oc0, 0..1, coefs)?;
         let base = k.mul_add(base, s0, as_i64(M0)?);
-        let flags = MemFlagsData::new().with_notrap();
-        let zero = k.iconst(0);
-        k.loop_dyn(zero, kc, |k, s| {
-            let at = k.mul_add(base, s, as_i64(M0)?);
-            let dst = k.b.ins().imul_imm_s(s, as_i64(M0 * 4)?);
-            let dst = k.b.ins().iadd(abuf, dst);
-            // Image 0 only: one accumulator pair.
-            for [lo, hi] in self.step(k, at, 1, coefs)? {
-                k.b.ins().store(flags, lo, dst, 0);
-                k.b.ins().store(flags, hi, dst, 16);
-            }
-            Ok(())
-        })
+        let f = k.mix_fn();
+        let call =
+            |k: &mut Kernel, f: Value| self.call_kernel(k, f, (base, kc), (coefs, 1), (abuf, 0));
+        let own = |k: &mut Kernel| {
+            let flags = MemFlagsData::new().with_notrap();
+            let zero = k.iconst(0);
+            k.loop_dyn(zero, kc, |k, s| {
+                let at = k.mul_add(base, s, as_i64(M0)?);
+                let dst = k.b.ins().imul_imm_s(s, as_i64(M0 * 4)?);
+                let dst = k.b.ins().iadd(abuf, dst);
+                // Image 0 only: one accumulator pair.
+                for [lo, hi] in self.step(k, at, 1, coefs)? {
+                    k.b.ins().store(flags, lo, dst, 0);
+                    k.b.ins().store(flags, hi, dst, 16);
+                }
+                Ok(())
+            })
+        };
+        k.ukernel_or(f, call, own)
+    }
+
+    /// Calls the mixing micro-kernel `f` (`dync_runtime::ukernel::mix`'s contract, the same
+    /// bits as [`Mix::step`]) for `steps` steps from the bank's element `at`, the first
+    /// `images` images of the coefficient table `coefs`, into `dst` (image `i` at element
+    /// `i · dst_ld`).
+    fn call_kernel(
+        &self,
+        k: &mut Kernel,
+        f: Value,
+        (at, steps): (Value, Value),
+        (coefs, images): (Value, usize),
+        (dst, dst_ld): (Value, usize),
+    ) -> LResult {
+        let len = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
+        let rest = as_i64(self.experts.saturating_sub(1))? * self.expert_elems;
+        let len = k.add_imm(len, rest);
+        let bank = k.span_addr(BufId::In(2), at, len);
+        let ptr = k.b.func.dfg.value_type(bank);
+        let sig =
+            k.b.import_signature(crate::abi::mix_signature(k.call_conv(), ptr));
+        let args = [
+            steps,
+            bank,
+            k.iconst(self.expert_elems),
+            k.iconst(as_i64(self.experts)?),
+            coefs,
+            k.iconst(as_i64(images)?),
+            dst,
+            k.iconst(as_i64(dst_ld)?),
+        ];
+        k.b.ins().call_indirect(sig, f, &args);
+        Ok(())
     }
 
     /// Channel panel `mb` of group `grp`: its first row's offset in the group (used), its

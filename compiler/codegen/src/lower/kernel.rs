@@ -93,6 +93,8 @@ pub(crate) struct Kernel<'a> {
     tile: Option<Value>,
     /// The SiLU micro-kernel or null ([`Kernel::silu_fn`]), for kernels that asked for it.
     silu: Option<Value>,
+    /// The mixing micro-kernel or null ([`Kernel::mix_fn`]), for kernels that asked for it.
+    mix: Option<Value>,
 }
 
 /// The function pointers a kernel receives after its buffers (see [`crate::abi`]).
@@ -102,6 +104,8 @@ pub struct Slots {
     pub tile: bool,
     /// The SiLU micro-kernel, or null when the context has none.
     pub silu: bool,
+    /// The kernel-mixing micro-kernel, or null when the context has none.
+    pub mix: bool,
 }
 
 impl<'a> Kernel<'a> {
@@ -134,7 +138,8 @@ impl<'a> Kernel<'a> {
             + 1
             + usize::from(scratch > 0)
             + usize::from(slots.tile)
-            + usize::from(slots.silu);
+            + usize::from(slots.silu)
+            + usize::from(slots.mix);
         let flags = MemFlagsData::new()
             .with_notrap()
             .with_aligned()
@@ -182,6 +187,9 @@ impl<'a> Kernel<'a> {
         let fns = bufs.len() + 1 + usize::from(scratch.is_some());
         let tile = slots.tile.then(|| params[fns]);
         let silu = slots.silu.then(|| params[fns + usize::from(slots.tile)]);
+        let mix = slots
+            .mix
+            .then(|| params[fns + usize::from(slots.tile) + usize::from(slots.silu)]);
         Ok(Kernel {
             b,
             ins: bufs,
@@ -201,6 +209,7 @@ impl<'a> Kernel<'a> {
             tasks,
             tile,
             silu,
+            mix,
         })
     }
 
@@ -522,6 +531,41 @@ impl<'a> Kernel<'a> {
     /// kernel has no such slot (it then computes SiLU itself).
     pub fn silu_fn(&self) -> Option<Value> {
         self.silu
+    }
+
+    /// The mixing micro-kernel (`dync_runtime::ukernel::mix`'s contract, see
+    /// [`crate::abi::mix_signature`]) or null, for kernels started with `mix`; `None` when the
+    /// kernel has no such slot.
+    pub fn mix_fn(&self) -> Option<Value> {
+        self.mix
+    }
+
+    /// Calls the micro-kernel `f` through `call` when `f` is given and not null at run time,
+    /// else emits `own` (the kernel's own code for the same contract): both paths are compiled,
+    /// the context's table picks one.
+    pub fn ukernel_or(
+        &mut self,
+        f: Option<Value>,
+        call: impl FnOnce(&mut Self, Value) -> LResult,
+        own: impl FnOnce(&mut Self) -> LResult,
+    ) -> LResult {
+        let Some(f) = f else {
+            return own(self);
+        };
+        let (cb, inline, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().brif(f, cb, &[], inline, &[]);
+        self.b.switch_to_block(cb);
+        call(self, f)?;
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(inline);
+        own(self)?;
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(join);
+        Ok(())
     }
 
     /// Whether any 16-byte `shuffle` is native code: on x86-64 it needs SSSE3 and SSE4.1

@@ -125,6 +125,12 @@ pub(crate) fn uses_silu(op: &Op, operands: &[&TensorType], packed: bool) -> bool
     }
 }
 
+/// Whether the kernel of `op` mixes a dyn_conv's bank into packed panels (`packed`: on the
+/// GEMM path), and so takes the mixing micro-kernel slot when the micro-kernels may be used.
+pub(crate) fn uses_mix(op: &Op, packed: bool) -> bool {
+    matches!(op, Op::DynConv(_)) && packed
+}
+
 /// The phases of the kernel of `op`: task functions run one after the other on the same
 /// buffers (a dyn_conv on the GEMM path mixes its kernels, then convolves).
 pub(crate) fn phases(op: &Op, packed: Option<&Packing>) -> usize {
