@@ -4,7 +4,8 @@
 //! NCHW activation with a 56·56 row stride (a 1×1 conv without packing). `fma_peak` measures
 //! the FMA throughput the CPU gives right now (independent register FMAs, no loads), the
 //! ceiling to read the tiles against on a shared machine. `silu_f32`: elements per second of
-//! each SiLU variant over a 56×56 plane.
+//! each SiLU variant over a 56×56 plane. `mix_f32`: bytes of bank per second each mixing
+//! variant streams.
 //!
 //! Run briefly: `cargo bench -p dync-runtime --bench ukernel -- --warm-up-time 1
 //! --measurement-time 3`.
@@ -154,5 +155,45 @@ fn silu(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tile, fma_peak, silu);
+/// Bytes of bank per second each mixing variant reads: CondConv's 4-expert bank of a 192→1152
+/// 1×1 layer (3.5 MB, beyond L2), mixed for one image in calls of 192 steps, one channel panel
+/// each, as a fused dyn_conv does.
+fn mix(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mix_f32");
+    let (experts, steps, panels) = (4, 192, 1152 / GEMM_F32_M0);
+    let eld = panels * steps * GEMM_F32_M0;
+    let bank = data(experts * eld, 5);
+    let coefs = data(experts * GEMM_F32_M0, 6);
+    let mut dst = vec![0f32; steps * GEMM_F32_M0];
+    g.throughput(Throughput::Bytes((experts * eld * 4) as u64));
+    for isa in Isa::ALL {
+        let Some(t) = table(isa) else {
+            continue;
+        };
+        g.bench_function(isa.name(), |bench| {
+            bench.iter(|| {
+                for p in 0..panels {
+                    // SAFETY: panel p's steps of every expert are inside `bank`; `dst` holds
+                    // one image's `steps` rows.
+                    unsafe {
+                        (t.mix_f32)(
+                            steps,
+                            bank.as_ptr().add(p * steps * GEMM_F32_M0),
+                            eld,
+                            experts,
+                            coefs.as_ptr(),
+                            1,
+                            dst.as_mut_ptr(),
+                            0,
+                        )
+                    };
+                    black_box(&mut dst);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, tile, fma_peak, silu, mix);
 criterion_main!(benches);
