@@ -27,7 +27,8 @@
 //! kernels with a SiLU epilogue when the micro-kernels may be used, the context table's SiLU
 //! kernel or null ([`silu_signature`]; null: the kernel's own Cranelift loop), and for
 //! dyn_convs on the GEMM path under the same condition the table's mixing kernel or null
-//! ([`mix_signature`]); the kernel computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
+//! ([`mix_signature`]), and for depthwise convs and dyn_convs on the direct path the table's
+//! depthwise kernel or null ([`dw_signature`]); the kernel computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
 //! (the first one in task order). Tasks of a kernel write disjoint parts of its result (and of
 //! its scratch memory), and every output element is computed by the same instructions whatever
 //! range its task is run in, so results are bit-identical at every thread count. A kernel of
@@ -146,8 +147,8 @@ pub use dync_runtime::ctx::{
     CTX_KERNEL_HOOK, CTX_PARALLEL_FOR, CTX_UKERNELS, HOOK_BEGIN, HOOK_END,
 };
 pub use dync_runtime::ukernel::{
-    UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0, UKERNELS_GEMM_F32_N0, UKERNELS_ISA, UKERNELS_MIX_F32,
-    UKERNELS_SILU_F32,
+    UKERNELS_DW_F32, UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0, UKERNELS_GEMM_F32_N0, UKERNELS_ISA,
+    UKERNELS_MIX_F32, UKERNELS_SILU_F32,
 };
 
 /// Signature of the SiLU kernel (`dync_runtime::ukernel::silu::SiluF32Fn`): `x, rows, cols,
@@ -163,6 +164,19 @@ pub fn silu_signature(call_conv: CallConv, ptr: Type) -> Signature {
 pub fn mix_signature(call_conv: CallConv, ptr: Type) -> Signature {
     let mut s = Signature::new(call_conv);
     s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 8));
+    s
+}
+
+/// Signature of the depthwise kernel (`dync_runtime::ukernel::dw::DwF32Fn`): `x, h, w, wts,
+/// kh, kw, sy, sx, pt, pl, y, oh, ow` pointer-sized, then `bias: f32`, `flags: u32`, `lo: f32`,
+/// `hi: f32`, no result.
+pub fn dw_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 13));
+    s.params.push(AbiParam::new(types::F32));
+    s.params.push(AbiParam::new(types::I32));
+    s.params.push(AbiParam::new(types::F32));
+    s.params.push(AbiParam::new(types::F32));
     s
 }
 

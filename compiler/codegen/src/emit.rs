@@ -244,6 +244,7 @@ fn lower_kernels(
             tile: packed.is_some(),
             silu: ukernels && lower::uses_silu(&node.op, &operand_tys, packed.is_some()),
             mix: ukernels && lower::uses_mix(&node.op, packed.is_some()),
+            dw: ukernels && lower::uses_dw(&node.op, &operand_tys, &node.ty, packed.is_some()),
         };
         let mut phases = Vec::new();
         for phase in 0..lower::phases(&node.op, packed) {
@@ -551,6 +552,25 @@ fn mix_kernel(
     )
 }
 
+/// The context's depthwise micro-kernel (`ctx->ukernels->dw_f32`, null for ISAs without one)
+/// when there is a context with a table that is not the portable one, else null.
+fn dw_kernel(
+    b: &mut FunctionBuilder,
+    rt: Value,
+    has_ctx: Value,
+    ptr: cranelift_codegen::ir::Type,
+) -> Result<Value, CodegenError> {
+    let null = b.ins().iconst(ptr, 0);
+    table_fn(
+        b,
+        (rt, has_ctx),
+        ptr,
+        abi::UKERNELS_DW_F32,
+        null,
+        |_, _, _| Ok(None),
+    )
+}
+
 /// The function pointer at byte offset `field` of the context's micro-kernel table when there
 /// is a context (`rt`, `has_ctx`) with a table that is not the portable one and `usable`
 /// (given the table; `None`: no further condition) holds, else `fallback`.
@@ -640,10 +660,17 @@ fn emit_entry(
         b.switch_to_block(start);
         let p = b.block_params(start).to_vec();
         let (inputs, outputs, workspace, rt) = (p[0], p[1], p[2], p[3]);
+        // Per kernel: operands, result, scratch, function pointers (as the loop below writes).
         let max_bufs = plan
             .kernels
             .iter()
-            .map(|&id| g.operands(id).len() + 4)
+            .zip(kernel_ids)
+            .map(|(&id, k)| {
+                g.operands(id).len()
+                    + 1
+                    + usize::from(plan.scratch.contains_key(&id))
+                    + k.slots.count()
+            })
             .max()
             .unwrap_or(0);
         let slot_bytes = u32::try_from(max_bufs * 8)
@@ -751,6 +778,11 @@ fn emit_entry(
         } else {
             None
         };
+        let dw_fn = if kernel_ids.iter().any(|k| k.slots.dw) {
+            Some(dw_kernel(&mut b, rt, has_ctx, ptr)?)
+        } else {
+            None
+        };
         for (i, (&id, KernelFns { phases, slots })) in
             plan.kernels.iter().zip(kernel_ids).enumerate()
         {
@@ -770,6 +802,9 @@ fn emit_entry(
             }
             if slots.mix {
                 bufs.push(mix_fn.ok_or_else(|| err("a mixing slot without a kernel".into()))?);
+            }
+            if slots.dw {
+                bufs.push(dw_fn.ok_or_else(|| err("a depthwise slot without a kernel".into()))?);
             }
             for (j, &v) in bufs.iter().enumerate() {
                 let off = i32::try_from(j * 8).map_err(|_| err("too many operands".into()))?;

@@ -63,6 +63,13 @@ fn conv_epilogues_on_both_paths() {
         (1, 6, 1, 4, 6, 1, 1, 0, 6),
         (1, 3, 15, 13, 3, 5, 2, 2, 3),
         (1, 4, 5, 7, 6, 3, 1, 1, 2),
+        // Depthwise rows wider than 32: the depthwise micro-kernel (stride 1 and 2, 3×3 to
+        // 7×7, more than 128 columns: two vector groups; 9 wide: its own loop).
+        (2, 3, 5, 40, 3, 3, 1, 1, 3),
+        (1, 4, 9, 75, 4, 3, 2, 1, 4),
+        (1, 2, 4, 57, 2, 5, 1, 2, 2),
+        (1, 2, 6, 139, 2, 7, 2, 3, 2),
+        (1, 2, 3, 150, 2, 3, 1, 1, 2),
         // Fully connected layers (1×1 over 1×1): contiguous dot products, in tasks.
         (1, 240, 1, 1, 960, 1, 1, 0, 1),
         (3, 24, 1, 1, 40, 1, 2, 0, 2),
@@ -126,6 +133,9 @@ fn dyn_conv_epilogues_on_both_paths() {
         (2, 6, 3, 6, 6, 3, 1, 1, 0, 6),
         (1, 6, 1, 4, 6, 3, 1, 1, 0, 6),
         (1, 4, 13, 14, 4, 2, 3, 2, 1, 4),
+        // Rows wider than 32: the depthwise micro-kernel with the mixed kernels.
+        (2, 3, 5, 45, 3, 3, 3, 1, 1, 3),
+        (1, 4, 9, 70, 4, 2, 5, 2, 2, 4),
     ];
     for (n, c, h, w, o, e, k, s, p, g) in cases {
         let oh = (h + 2 * p - k) / s + 1;

@@ -42,7 +42,8 @@
 //!
 //! The table also holds the SiLU activation kernel ([`silu`]), under the same rules: generated
 //! code applies a conv's SiLU epilogue with it, 16 lanes at a time with AVX-512; and the
-//! kernel-mixing kernel ([`mix`]), with which a dyn_conv mixes its bank into packed `A` panels.
+//! kernel-mixing kernel ([`mix`]), with which a dyn_conv mixes its bank into packed `A` panels;
+//! and the depthwise convolution kernel ([`dw`]) for one channel's plane.
 //!
 //! # Calling convention
 //! The kernels are `extern "C"` functions ([`GemmF32Fn`]) called through the pointers of a
@@ -55,6 +56,7 @@
 //! AVX-512F, else AVX2 + FMA, else the portable [`generic`] kernel. [`table`] gives a named
 //! variant when the CPU has it (tests, benches, `--no-ukernels`-style comparisons).
 
+pub mod dw;
 mod generic;
 pub mod mix;
 pub mod silu;
@@ -144,6 +146,8 @@ pub struct UkernelTable {
     pub isa: Isa,
     pub silu_f32: silu::SiluF32Fn,
     pub mix_f32: mix::MixF32Fn,
+    /// Null where the ISA has no depthwise variant (AVX2: generated code keeps its own).
+    pub dw_f32: Option<dw::DwF32Fn>,
 }
 
 /// Byte offsets of [`UkernelTable`]'s fields, for generated code.
@@ -153,6 +157,7 @@ pub const UKERNELS_GEMM_F32_N0: usize = std::mem::offset_of!(UkernelTable, gemm_
 pub const UKERNELS_ISA: usize = std::mem::offset_of!(UkernelTable, isa);
 pub const UKERNELS_SILU_F32: usize = std::mem::offset_of!(UkernelTable, silu_f32);
 pub const UKERNELS_MIX_F32: usize = std::mem::offset_of!(UkernelTable, mix_f32);
+pub const UKERNELS_DW_F32: usize = std::mem::offset_of!(UkernelTable, dw_f32);
 
 static GENERIC: UkernelTable = UkernelTable {
     gemm_f32: generic::gemm_f32_tile,
@@ -161,6 +166,7 @@ static GENERIC: UkernelTable = UkernelTable {
     isa: Isa::Generic,
     silu_f32: silu::silu_generic,
     mix_f32: mix::mix_generic,
+    dw_f32: Some(dw::dw_generic),
 };
 
 /// The table of `isa` if this CPU can run it.

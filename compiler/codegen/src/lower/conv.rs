@@ -219,11 +219,97 @@ pub(crate) fn conv_channels(
     oc0: Value,
     nb: usize,
 ) -> LResult {
-    if nb == 1 && super::conv_dw::applies(g) {
-        return super::conv_dw::channel(k, g, n, oc0);
+    let own = |k: &mut Kernel| {
+        if nb == 1 && super::conv_dw::applies(g) {
+            return super::conv_dw::channel(k, g, n, oc0);
+        }
+        let (rows, cols) = (g.ay.segments(), g.ax.segments());
+        block(k, g, &rows, &cols, n, grp, oc0, nb)
+    };
+    let f = if nb == 1 && dw_kernel_applies(g) {
+        k.dw_fn()
+    } else {
+        None
+    };
+    k.ukernel_or(f, |k, f| dw_kernel_call(k, g, n, oc0, f), own)
+}
+
+/// Whether a depthwise block of one channel calls the depthwise micro-kernel
+/// (`dync_runtime::ukernel::dw`) when the context has one: stride 1 or 2, dilation 1, kernels
+/// 3, 5 or 7 wide (the widths it has vector code for), no fused residual, rows too wide for [`super::conv_dw`] (whose padded plane
+/// serves 7- to 32-wide rows, where the kernel's 16-lane vectors would be mostly idle).
+pub(crate) fn dw_kernel_applies(g: &Geo) -> bool {
+    g.cg == 1
+        && g.og == 1
+        && g.ax.dilation == 1
+        && g.ay.dilation == 1
+        && matches!(g.ax.stride, 1 | 2)
+        && matches!(g.ay.stride, 1 | 2)
+        && matches!(g.kw, 3 | 5 | 7)
+        && g.residual.is_none()
+        && !super::conv_dw::applies(g)
+}
+
+/// Channel `oc` of image `n` by the depthwise micro-kernel `f`: the plane with the bias, the
+/// clamp and SiLU in the call; HardSwish as a pass over the plane after it.
+fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LResult {
+    let (w, bias) = channel_params(k, g, n, oc)?;
+    let taps = k.iconst(as_i64(g.kh * g.kw)?);
+    let wp = k.span_addr(g.weights.0, w, taps);
+    // One input channel per group: the input plane of channel `oc`.
+    let plane = |k: &mut Kernel, chans: usize, size: usize| -> LResult<Value> {
+        let at = k.b.ins().imul_imm_s(n, as_i64(chans)?);
+        let at = k.b.ins().iadd(at, oc);
+        Ok(k.b.ins().imul_imm_s(at, as_i64(size)?))
+    };
+    let xi = plane(k, g.c, g.h * g.w)?;
+    let len = k.iconst(as_i64(g.h * g.w)?);
+    let xp = k.span_addr(BufId::In(0), xi, len);
+    let yi = plane(k, g.o, g.oh * g.ow)?;
+    let len = k.iconst(as_i64(g.oh * g.ow)?);
+    let yp = k.span_addr(BufId::Out, yi, len);
+    let mut flags = 0;
+    if g.clamp.is_some() {
+        flags |= dync_runtime::ukernel::GEMM_CLAMP;
     }
-    let (rows, cols) = (g.ay.segments(), g.ax.segments());
-    block(k, g, &rows, &cols, n, grp, oc0, nb)
+    if g.act == Some(Act::Silu) {
+        flags |= dync_runtime::ukernel::GEMM_SILU;
+    }
+    let (lo, hi) = g.clamp.map_or((0.0, 0.0), |c| (c.lo, c.hi));
+    let ptr = k.b.func.dfg.value_type(xp);
+    let sig =
+        k.b.import_signature(crate::abi::dw_signature(k.call_conv(), ptr));
+    let mut args = vec![xp];
+    for d in [g.h, g.w] {
+        args.push(k.iconst(as_i64(d)?));
+    }
+    args.push(wp);
+    for d in [
+        g.kh,
+        g.kw,
+        g.ay.stride,
+        g.ax.stride,
+        g.ay.pad_begin,
+        g.ax.pad_begin,
+    ] {
+        args.push(k.iconst(as_i64(d)?));
+    }
+    args.push(yp);
+    for d in [g.oh, g.ow] {
+        args.push(k.iconst(as_i64(d)?));
+    }
+    args.push(bias.unwrap_or_else(|| k.fconst(1, 0.0)));
+    args.push(k.b.ins().iconst(types::I32, i64::from(flags)));
+    args.push(k.fconst(1, lo));
+    args.push(k.fconst(1, hi));
+    k.b.ins().call_indirect(sig, f, &args);
+    match g.act {
+        Some(a @ Act::HardSwish) => {
+            let (rows, cols) = (k.iconst(1), k.iconst(as_i64(g.oh * g.ow)?));
+            act_region(k, a, (yi, rows, cols, g.oh * g.ow))
+        }
+        Some(Act::Silu) | None => Ok(()),
+    }
 }
 
 /// Output channel `oc`'s weights of image `n` (the element of `g.weights`' buffer where its

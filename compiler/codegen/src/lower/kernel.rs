@@ -95,6 +95,8 @@ pub(crate) struct Kernel<'a> {
     silu: Option<Value>,
     /// The mixing micro-kernel or null ([`Kernel::mix_fn`]), for kernels that asked for it.
     mix: Option<Value>,
+    /// The depthwise micro-kernel or null ([`Kernel::dw_fn`]), for kernels that asked for it.
+    dw: Option<Value>,
 }
 
 /// The function pointers a kernel receives after its buffers (see [`crate::abi`]).
@@ -106,6 +108,18 @@ pub struct Slots {
     pub silu: bool,
     /// The kernel-mixing micro-kernel, or null when the context has none.
     pub mix: bool,
+    /// The depthwise convolution micro-kernel, or null when the context has none.
+    pub dw: bool,
+}
+
+impl Slots {
+    /// The function pointers a kernel with these slots receives.
+    pub fn count(&self) -> usize {
+        [self.tile, self.silu, self.mix, self.dw]
+            .into_iter()
+            .filter(|&s| s)
+            .count()
+    }
 }
 
 impl<'a> Kernel<'a> {
@@ -134,12 +148,7 @@ impl<'a> Kernel<'a> {
         let (in_tys, out_ty) = tys;
         let (args, range) = (p[0], (p[1], p[2]));
         let ptr_ty = module.isa().pointer_type();
-        let nbufs = in_tys.len()
-            + 1
-            + usize::from(scratch > 0)
-            + usize::from(slots.tile)
-            + usize::from(slots.silu)
-            + usize::from(slots.mix);
+        let nbufs = in_tys.len() + 1 + usize::from(scratch > 0) + slots.count();
         let flags = MemFlagsData::new()
             .with_notrap()
             .with_aligned()
@@ -185,11 +194,17 @@ impl<'a> Kernel<'a> {
         };
         // The function pointers follow the operands, the result and the scratch buffer.
         let fns = bufs.len() + 1 + usize::from(scratch.is_some());
-        let tile = slots.tile.then(|| params[fns]);
-        let silu = slots.silu.then(|| params[fns + usize::from(slots.tile)]);
-        let mix = slots
-            .mix
-            .then(|| params[fns + usize::from(slots.tile) + usize::from(slots.silu)]);
+        let mut next = fns;
+        let mut slot = |wanted: bool| {
+            wanted.then(|| {
+                next += 1;
+                params[next - 1]
+            })
+        };
+        let tile = slot(slots.tile);
+        let silu = slot(slots.silu);
+        let mix = slot(slots.mix);
+        let dw = slot(slots.dw);
         Ok(Kernel {
             b,
             ins: bufs,
@@ -210,6 +225,7 @@ impl<'a> Kernel<'a> {
             tile,
             silu,
             mix,
+            dw,
         })
     }
 
@@ -538,6 +554,13 @@ impl<'a> Kernel<'a> {
     /// kernel has no such slot.
     pub fn mix_fn(&self) -> Option<Value> {
         self.mix
+    }
+
+    /// The depthwise micro-kernel (`dync_runtime::ukernel::dw`'s contract, see
+    /// [`crate::abi::dw_signature`]) or null, for kernels started with `dw`; `None` when the
+    /// kernel has no such slot.
+    pub fn dw_fn(&self) -> Option<Value> {
+        self.dw
     }
 
     /// Calls the micro-kernel `f` through `call` when `f` is given and not null at run time,

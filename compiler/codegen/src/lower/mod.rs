@@ -131,6 +131,27 @@ pub(crate) fn uses_mix(op: &Op, packed: bool) -> bool {
     matches!(op, Op::DynConv(_)) && packed
 }
 
+/// Whether the kernel of `op` is a depthwise conv or dyn_conv on the direct path (not
+/// `packed`, not a conv on the FC path), and so takes the depthwise micro-kernel slot when the
+/// micro-kernels may be used ([`conv::dw_kernel_applies`] decides per shape whether it calls it).
+pub(crate) fn uses_dw(
+    op: &Op,
+    operands: &[&TensorType],
+    result: &TensorType,
+    packed: bool,
+) -> bool {
+    let depthwise = |group: usize, x: &TensorType| {
+        x.shape.get(1) == Some(&group) && result.shape.get(1) == Some(&group)
+    };
+    match (op, operands.first(), operands.get(1)) {
+        (Op::Conv(o), Some(x), Some(w)) => {
+            !packed && !conv_fc::applies(o, x, w) && depthwise(o.group, x)
+        }
+        (Op::DynConv(o), Some(x), _) => !packed && depthwise(o.group, x),
+        _ => false,
+    }
+}
+
 /// The phases of the kernel of `op`: task functions run one after the other on the same
 /// buffers (a dyn_conv on the GEMM path mixes its kernels, then convolves).
 pub(crate) fn phases(op: &Op, packed: Option<&Packing>) -> usize {
