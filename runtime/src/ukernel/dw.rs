@@ -286,6 +286,8 @@ pub(super) mod x86 {
                     continue;
                 };
                 let row = p.x.wrapping_add(iy * p.w).wrapping_offset(base);
+                // kx and v index the weights, the addresses and the masks together.
+                #[allow(clippy::needless_range_loop)]
                 for kx in 0..KW {
                     // SAFETY: a tap of the kernel.
                     let wv = _mm512_set1_ps(unsafe { *p.wts.add(ky * KW + kx) });
