@@ -136,8 +136,6 @@ unsafe fn avx512(
         return;
     }
     prefetch_next_tile(c, ldc, m);
-    // SAFETY (both): the same contract. Up to 16 columns need one column vector: half the
-    // FMAs of the full tile (a 14×14 map's last tile has 4 columns).
     let args = (k, a, b, ldb, c, ldc, m, n);
     let ep = Epilogue {
         bias,
@@ -145,20 +143,34 @@ unsafe fn avx512(
         lo,
         hi,
     };
+    // SAFETY (all): the same contract. Column vectors of 16 cover the columns, except that up
+    // to 4 columns past the last full vector (past 0 or 16) run as row vectors: a 7×7
+    // map's second tile (17 columns) costs 9 FMAs a step instead of 16, the 4-column last
+    // tile of a 14×14 map 4 instead of 8.
     unsafe {
-        if n > 16 {
-            avx512_tile::<2>(args, ep)
-        } else {
-            avx512_tile::<1>(args, ep)
+        match n {
+            1 => avx512_tile::<0, 1>(args, ep),
+            2 => avx512_tile::<0, 2>(args, ep),
+            3 => avx512_tile::<0, 3>(args, ep),
+            4 => avx512_tile::<0, 4>(args, ep),
+            17 => avx512_tile::<1, 1>(args, ep),
+            18 => avx512_tile::<1, 2>(args, ep),
+            19 => avx512_tile::<1, 3>(args, ep),
+            20 => avx512_tile::<1, 4>(args, ep),
+            5..=16 => avx512_tile::<1, 0>(args, ep),
+            _ => avx512_tile::<2, 0>(args, ep),
         }
     }
 }
 
-/// The AVX-512 tile's rows `0..m` and columns `0..n` (`1 <= n <= 16·V`) with `V` column
-/// vectors of 16 lanes.
+/// The AVX-512 tile's rows `0..m` and columns `0..n` (`n <= 16·V + R`, `R <= 4`): `V`
+/// column vectors of 16 lanes (the columns `0..min(n, 16·V)`), then `R` columns `16·V ..`
+/// each held as one vector over the rows (lane i: row i), which a step updates with the A
+/// row times B's broadcast element. Either way each element's sum is the same chain of FMAs
+/// in the same order.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
-unsafe fn avx512_tile<const V: usize>(
+unsafe fn avx512_tile<const V: usize, const R: usize>(
     (k, a, b, ldb, c, ldc, m, n): (
         usize,
         *const f32,
@@ -180,11 +192,14 @@ unsafe fn avx512_tile<const V: usize>(
             (1u16 << valid) - 1
         }
     });
+    let rows: __mmask16 = (1u16 << m) - 1;
     let mut acc = [[_mm512_setzero_ps(); V]; M0];
+    let mut spare = [_mm512_setzero_ps(); R];
     let (mut ap, mut bp) = (a, b);
     let strided = ldb != N0;
     // SAFETY (both loops): masked-out lanes are not accessed; the rest is B's row and A's
-    // packed row. Full tiles avoid masked loads (an extra ALU uop each on some cores).
+    // packed row (all M0 floats of which are readable). Full tiles avoid masked loads (an
+    // extra ALU uop each on some cores).
     if n == 16 * V {
         for _ in 0..k {
             unsafe {
@@ -203,12 +218,31 @@ unsafe fn avx512_tile<const V: usize>(
                     _mm512_maskz_loadu_ps(mask[g], bp.wrapping_add(16 * g))
                 });
                 avx512_step(&mut acc, ap, bv);
+                if R > 0 {
+                    let arow = _mm512_maskz_loadu_ps(0xff, ap);
+                    for (j, s) in spare.iter_mut().enumerate() {
+                        let bj = _mm512_set1_ps(*bp.add(16 * V + j));
+                        *s = _mm512_fmadd_ps(arow, bj, *s);
+                    }
+                }
                 ap = ap.add(M0);
                 bp = bp.wrapping_add(ldb);
             }
         }
     }
     let (vlo, vhi) = (_mm512_set1_ps(ep.lo), _mm512_set1_ps(ep.hi));
+    let epilogue = |mut s: __m512, bias: Option<__m512>| {
+        if let Some(b) = bias {
+            s = _mm512_add_ps(s, b);
+        }
+        if ep.flags & GEMM_CLAMP != 0 {
+            s = _mm512_min_ps(vhi, _mm512_max_ps(vlo, s));
+        }
+        if ep.flags & GEMM_SILU != 0 {
+            s = silu16(s);
+        }
+        s
+    };
     // A constant trip count with an early exit (not `take(m)`): the loop unrolls and the
     // accumulators stay in registers instead of going through the stack.
     for (i, row) in acc.iter().enumerate() {
@@ -226,18 +260,29 @@ unsafe fn avx512_tile<const V: usize>(
                     *v = _mm512_add_ps(*v, old);
                 }
             }
-            if !ep.bias.is_null() {
-                let bi = _mm512_set1_ps(*ep.bias.add(i));
-                s = s.map(|v| _mm512_add_ps(v, bi));
-            }
-            if ep.flags & GEMM_CLAMP != 0 {
-                s = s.map(|v| _mm512_min_ps(vhi, _mm512_max_ps(vlo, v)));
-            }
-            if ep.flags & GEMM_SILU != 0 {
-                s = s.map(|v| silu16(v));
-            }
+            let bi = (!ep.bias.is_null()).then(|| _mm512_set1_ps(*ep.bias.add(i)));
             for (g, v) in s.into_iter().enumerate() {
-                _mm512_mask_storeu_ps(crow.wrapping_add(16 * g), mask[g], v);
+                _mm512_mask_storeu_ps(crow.wrapping_add(16 * g), mask[g], epilogue(v, bi));
+            }
+        }
+    }
+    // The spare columns, lane i holding row i: through a stack row for C's strided column.
+    for (j, s) in spare.into_iter().enumerate() {
+        let col = c.wrapping_add(16 * V + j);
+        let mut t = [0f32; 16];
+        let mut s = s;
+        // SAFETY: rows i < m of column 16·V + j are C's elements; bias has m readable floats.
+        unsafe {
+            if ep.flags & GEMM_ACCUMULATE != 0 {
+                for (i, x) in t.iter_mut().enumerate().take(m) {
+                    *x = *col.add(i * ldc);
+                }
+                s = _mm512_add_ps(s, _mm512_loadu_ps(t.as_ptr()));
+            }
+            let bi = (!ep.bias.is_null()).then(|| _mm512_maskz_loadu_ps(rows, ep.bias));
+            _mm512_storeu_ps(t.as_mut_ptr(), epilogue(s, bi));
+            for (i, x) in t.iter().enumerate().take(m) {
+                *col.add(i * ldc) = *x;
             }
         }
     }
