@@ -28,7 +28,8 @@
 //! kernel or null ([`silu_signature`]; null: the kernel's own Cranelift loop), and for
 //! dyn_convs on the GEMM path under the same condition the table's mixing kernel or null
 //! ([`mix_signature`]), and for depthwise convs and dyn_convs on the direct path the table's
-//! depthwise kernel or null ([`dw_signature`]); the kernel computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
+//! depthwise kernel or null ([`dw_signature`]), and for batch-1 `gemm`s with `transB` the
+//! table's matrix-vector kernel or null ([`gemv_signature`]); the kernel computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
 //! (the first one in task order). Tasks of a kernel write disjoint parts of its result (and of
 //! its scratch memory), and every output element is computed by the same instructions whatever
 //! range its task is run in, so results are bit-identical at every thread count. A kernel of
@@ -147,8 +148,8 @@ pub use dync_runtime::ctx::{
     CTX_KERNEL_HOOK, CTX_PARALLEL_FOR, CTX_UKERNELS, HOOK_BEGIN, HOOK_END,
 };
 pub use dync_runtime::ukernel::{
-    UKERNELS_DW_F32, UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0, UKERNELS_GEMM_F32_N0, UKERNELS_ISA,
-    UKERNELS_MIX_F32, UKERNELS_SILU_F32,
+    UKERNELS_DW_F32, UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0, UKERNELS_GEMM_F32_N0,
+    UKERNELS_GEMV_F32, UKERNELS_ISA, UKERNELS_MIX_F32, UKERNELS_SILU_F32,
 };
 
 /// Signature of the SiLU kernel (`dync_runtime::ukernel::silu::SiluF32Fn`): `x, rows, cols,
@@ -177,6 +178,14 @@ pub fn dw_signature(call_conv: CallConv, ptr: Type) -> Signature {
     s.params.push(AbiParam::new(types::I32));
     s.params.push(AbiParam::new(types::F32));
     s.params.push(AbiParam::new(types::F32));
+    s
+}
+
+/// Signature of the matrix-vector kernel (`dync_runtime::ukernel::gemv::GemvF32Fn`): `k, x,
+/// w, ldw, y, n`, pointer-sized, no result.
+pub fn gemv_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 6));
     s
 }
 

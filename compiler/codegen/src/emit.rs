@@ -245,6 +245,7 @@ fn lower_kernels(
             silu: ukernels && lower::uses_silu(&node.op, &operand_tys, packed.is_some()),
             mix: ukernels && lower::uses_mix(&node.op, packed.is_some()),
             dw: ukernels && lower::uses_dw(&node.op, &operand_tys, &node.ty, packed.is_some()),
+            gemv: ukernels && lower::uses_gemv(&node.op, &operand_tys),
         };
         let mut phases = Vec::new();
         for phase in 0..lower::phases(&node.op, packed) {
@@ -552,23 +553,18 @@ fn mix_kernel(
     )
 }
 
-/// The context's depthwise micro-kernel (`ctx->ukernels->dw_f32`, null for ISAs without one)
-/// when there is a context with a table that is not the portable one, else null.
-fn dw_kernel(
+/// The context's micro-kernel at byte offset `field` of its table, one that may be null for
+/// ISAs without it (`dw_f32`, `gemv_f32`), when there is a context with a table that is not
+/// the portable one, else null.
+fn optional_kernel(
     b: &mut FunctionBuilder,
     rt: Value,
     has_ctx: Value,
     ptr: cranelift_codegen::ir::Type,
+    field: usize,
 ) -> Result<Value, CodegenError> {
     let null = b.ins().iconst(ptr, 0);
-    table_fn(
-        b,
-        (rt, has_ctx),
-        ptr,
-        abi::UKERNELS_DW_F32,
-        null,
-        |_, _, _| Ok(None),
-    )
+    table_fn(b, (rt, has_ctx), ptr, field, null, |_, _, _| Ok(None))
 }
 
 /// The function pointer at byte offset `field` of the context's micro-kernel table when there
@@ -779,7 +775,24 @@ fn emit_entry(
             None
         };
         let dw_fn = if kernel_ids.iter().any(|k| k.slots.dw) {
-            Some(dw_kernel(&mut b, rt, has_ctx, ptr)?)
+            Some(optional_kernel(
+                &mut b,
+                rt,
+                has_ctx,
+                ptr,
+                abi::UKERNELS_DW_F32,
+            )?)
+        } else {
+            None
+        };
+        let gemv_fn = if kernel_ids.iter().any(|k| k.slots.gemv) {
+            Some(optional_kernel(
+                &mut b,
+                rt,
+                has_ctx,
+                ptr,
+                abi::UKERNELS_GEMV_F32,
+            )?)
         } else {
             None
         };
@@ -805,6 +818,11 @@ fn emit_entry(
             }
             if slots.dw {
                 bufs.push(dw_fn.ok_or_else(|| err("a depthwise slot without a kernel".into()))?);
+            }
+            if slots.gemv {
+                let f =
+                    gemv_fn.ok_or_else(|| err("a matrix-vector slot without a kernel".into()))?;
+                bufs.push(f);
             }
             for (j, &v) in bufs.iter().enumerate() {
                 let off = i32::try_from(j * 8).map_err(|_| err("too many operands".into()))?;

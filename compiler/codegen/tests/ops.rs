@@ -635,6 +635,21 @@ fn gemm_transposes_alpha_beta_and_bias_broadcast() {
             }
         }
     }
+    // Matrix-vector products without an epilogue (alpha 1, no C): the micro-kernel's result
+    // as it is.
+    for (k, n) in [(33, 21), (1, 3), (100, 4)] {
+        let op = Op::Gemm(Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: true,
+        });
+        let args = vec![
+            Arg::In(rand_f32(&mut r, &[1, k])),
+            Arg::Const(rand_f32(&mut r, &[n, k])),
+        ];
+        check_op(op, args, &format!("gemv 1x{k}x{n}"));
+    }
 }
 
 #[test]

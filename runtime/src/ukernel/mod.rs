@@ -43,7 +43,8 @@
 //! The table also holds the SiLU activation kernel ([`silu`]), under the same rules: generated
 //! code applies a conv's SiLU epilogue with it, 16 lanes at a time with AVX-512; and the
 //! kernel-mixing kernel ([`mix`]), with which a dyn_conv mixes its bank into packed `A` panels;
-//! and the depthwise convolution kernel ([`dw`]) for one channel's plane.
+//! the depthwise convolution kernel ([`dw`]) for one channel's plane; and the matrix-vector
+//! kernel ([`gemv`]) of batch-1 fully connected layers.
 //!
 //! # Calling convention
 //! The kernels are `extern "C"` functions ([`GemmF32Fn`]) called through the pointers of a
@@ -57,6 +58,7 @@
 //! variant when the CPU has it (tests, benches, `--no-ukernels`-style comparisons).
 
 pub mod dw;
+pub mod gemv;
 mod generic;
 pub mod mix;
 pub mod silu;
@@ -148,6 +150,8 @@ pub struct UkernelTable {
     pub mix_f32: mix::MixF32Fn,
     /// Null where the ISA has no depthwise variant (AVX2: generated code keeps its own).
     pub dw_f32: Option<dw::DwF32Fn>,
+    /// Null where the ISA has no matrix-vector variant (AVX2).
+    pub gemv_f32: Option<gemv::GemvF32Fn>,
 }
 
 /// Byte offsets of [`UkernelTable`]'s fields, for generated code.
@@ -158,6 +162,7 @@ pub const UKERNELS_ISA: usize = std::mem::offset_of!(UkernelTable, isa);
 pub const UKERNELS_SILU_F32: usize = std::mem::offset_of!(UkernelTable, silu_f32);
 pub const UKERNELS_MIX_F32: usize = std::mem::offset_of!(UkernelTable, mix_f32);
 pub const UKERNELS_DW_F32: usize = std::mem::offset_of!(UkernelTable, dw_f32);
+pub const UKERNELS_GEMV_F32: usize = std::mem::offset_of!(UkernelTable, gemv_f32);
 
 static GENERIC: UkernelTable = UkernelTable {
     gemm_f32: generic::gemm_f32_tile,
@@ -167,6 +172,7 @@ static GENERIC: UkernelTable = UkernelTable {
     silu_f32: silu::silu_generic,
     mix_f32: mix::mix_generic,
     dw_f32: Some(dw::dw_generic),
+    gemv_f32: Some(gemv::gemv_generic),
 };
 
 /// The table of `isa` if this CPU can run it.

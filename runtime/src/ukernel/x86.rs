@@ -21,8 +21,8 @@
 //! (MobileNetV3's 16→64 1×1 conv over 112×112: 1.1 → 0.75 ms, medians of six interleaved
 //! runs). Prefetches are hints: past the end of a buffer they neither fault nor read.
 //!
-//! The functions (and the SiLU, mixing and depthwise variants of [`super::silu`],
-//! [`super::mix`] and [`super::dw`]) are only reachable through
+//! The functions (and the SiLU, mixing, depthwise and matrix-vector variants of
+//! [`super::silu`], [`super::mix`], [`super::dw`] and [`super::gemv`]) are only reachable through
 //! [`avx512_table`]/[`avx2_table`], which check the CPU features first.
 
 use super::silu::x86::{silu16, silu8};
@@ -76,6 +76,7 @@ static AVX512: UkernelTable = UkernelTable {
     silu_f32: super::silu::x86::silu_avx512,
     mix_f32: super::mix::x86::mix_avx512,
     dw_f32: Some(super::dw::x86::dw_avx512),
+    gemv_f32: Some(super::gemv::x86::gemv_avx512),
 };
 
 static AVX2: UkernelTable = UkernelTable {
@@ -86,6 +87,7 @@ static AVX2: UkernelTable = UkernelTable {
     silu_f32: super::silu::x86::silu_avx2,
     mix_f32: super::mix::x86::mix_avx2,
     dw_f32: None,
+    gemv_f32: None,
 };
 
 pub(super) fn avx512_table() -> Option<&'static UkernelTable> {

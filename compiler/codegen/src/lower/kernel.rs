@@ -97,6 +97,9 @@ pub(crate) struct Kernel<'a> {
     mix: Option<Value>,
     /// The depthwise micro-kernel or null ([`Kernel::dw_fn`]), for kernels that asked for it.
     dw: Option<Value>,
+    /// The matrix-vector micro-kernel or null ([`Kernel::gemv_fn`]), for kernels that asked
+    /// for it.
+    gemv: Option<Value>,
 }
 
 /// The function pointers a kernel receives after its buffers (see [`crate::abi`]).
@@ -110,12 +113,14 @@ pub struct Slots {
     pub mix: bool,
     /// The depthwise convolution micro-kernel, or null when the context has none.
     pub dw: bool,
+    /// The matrix-vector micro-kernel, or null when the context has none.
+    pub gemv: bool,
 }
 
 impl Slots {
     /// The function pointers a kernel with these slots receives.
     pub fn count(&self) -> usize {
-        [self.tile, self.silu, self.mix, self.dw]
+        [self.tile, self.silu, self.mix, self.dw, self.gemv]
             .into_iter()
             .filter(|&s| s)
             .count()
@@ -205,6 +210,7 @@ impl<'a> Kernel<'a> {
         let silu = slot(slots.silu);
         let mix = slot(slots.mix);
         let dw = slot(slots.dw);
+        let gemv = slot(slots.gemv);
         Ok(Kernel {
             b,
             ins: bufs,
@@ -226,6 +232,7 @@ impl<'a> Kernel<'a> {
             silu,
             mix,
             dw,
+            gemv,
         })
     }
 
@@ -561,6 +568,13 @@ impl<'a> Kernel<'a> {
     /// kernel has no such slot.
     pub fn dw_fn(&self) -> Option<Value> {
         self.dw
+    }
+
+    /// The matrix-vector micro-kernel (`dync_runtime::ukernel::gemv`'s contract, see
+    /// [`crate::abi::gemv_signature`]) or null, for kernels started with `gemv`; `None` when the
+    /// kernel has no such slot.
+    pub fn gemv_fn(&self) -> Option<Value> {
+        self.gemv
     }
 
     /// Calls the micro-kernel `f` through `call` when `f` is given and not null at run time,

@@ -152,6 +152,15 @@ pub(crate) fn uses_dw(
     }
 }
 
+/// Whether the kernel of `op` is a matrix-vector product ([`gemm::gemv`]), and so takes the
+/// matrix-vector micro-kernel slot when the micro-kernels may be used.
+pub(crate) fn uses_gemv(op: &Op, operands: &[&TensorType]) -> bool {
+    match (op, operands.first(), operands.get(1)) {
+        (Op::Gemm(o), Some(a), Some(b)) => gemm::gemv(o, &a.shape, &b.shape),
+        _ => false,
+    }
+}
+
 /// The phases of the kernel of `op`: task functions run one after the other on the same
 /// buffers (a dyn_conv on the GEMM path mixes its kernels, then convolves).
 pub(crate) fn phases(op: &Op, packed: Option<&Packing>) -> usize {
