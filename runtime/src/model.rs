@@ -28,8 +28,12 @@ use thiserror::Error;
 
 /// `ModelDesc::magic`: "DYNC" in little-endian byte order.
 pub const MODEL_MAGIC: u32 = u32::from_le_bytes(*b"DYNC");
-/// `ModelDesc::abi_version` of this layout.
-pub const ABI_VERSION: u32 = 1;
+/// `ModelDesc::abi_version`: the layout of these descriptors and of the micro-kernel table
+/// generated code reads (`crate::ukernel::UkernelTable`, whose fields it loads by offset). 2:
+/// the table gained the mixing, depthwise and matrix-vector kernels. An executable linked with
+/// a runtime library of another version (a stale `libdync_runtime.a`) then stops with
+/// [`ModelError::Version`] instead of calling through fields its table does not have.
+pub const ABI_VERSION: u32 = 2;
 /// `run` was given a null handle, or null inputs or outputs for a model that has some.
 pub const STATUS_NULL: i32 = -1;
 /// `run` could not allocate a second arena for a concurrent call on a busy handle.
@@ -127,7 +131,11 @@ pub enum ModelError {
     Null,
     #[error("bad model descriptor magic {0:#x} (not produced by dync compile)")]
     Magic(u32),
-    #[error("the model uses ABI version {0}; this runtime implements version {ABI_VERSION}")]
+    #[error(
+        "the model uses ABI version {0}; this runtime implements version {ABI_VERSION} (it was \
+         linked with a runtime library of another dync build: rebuild that with `cargo build \
+         --release` and compile again)"
+    )]
     Version(u32),
     #[error("model descriptor: {0}")]
     Invalid(String),
