@@ -12,25 +12,27 @@
 //! input plane `x` is `h × w` floats (row stride `w`), the kernel `wts` is `kh × kw` floats,
 //! the output plane `y` is `oh × ow` floats (row stride `ow`); strides `sy`, `sx` are 1 or 2
 //! (others: nothing is written), dilation 1, `pt`/`pl` the top and left padding. For each
-//! output `(oy, ox)`:
+//! output `(oy, ox)`, with `ix(kx) = ox·sx + kx − pl`:
 //!
 //! ```text
-//! s = +0.0
+//! c₀ = bias, c₁ = c₂ = +0.0
 //! for ky < kh whose input row iy = oy·sy + ky − pt is inside 0..h:
-//!     for kx < kw:   s = fma(wts[ky·kw + kx], x[iy·w + ix] or 0 when ix ∉ 0..w, s)
-//!                    with ix = ox·sx + kx − pl
-//! s = s + bias
+//!     for kx < kw that column group ⌊ox/4⌋ uses:
+//!         c[ky mod 3] = fma(x[iy·w + ix(kx)] or +0.0 when ix(kx) ∉ 0..w, wts[ky·kw + kx], c[ky mod 3])
+//! s = (c₀ + c₁) + c₂
 //! s = min(hi, max(lo, s))                          if flags & GEMM_CLAMP
 //! s = s · σ(s)   ([`super::silu::silu`])            if flags & GEMM_SILU
 //! y[oy·ow + ox] = s
 //! ```
 //!
-//! (the flags are [`super::GEMM_CLAMP`] and [`super::GEMM_SILU`]; the clamp propagates NaN as
-//! the GEMM tile's does). Columns in the padding are multiplied in as zeros, as the compiler's
-//! direct path does; rows in the padding are skipped (the same sum unless a weight is
-//! infinite or NaN). Every variant computes the same bits. Nothing outside `y`'s `oh × ow`
-//! elements is written, nothing outside `x`'s plane and the kernel is read. Reentrant, no
-//! allocation, no global state.
+//! where column group `g` (outputs `4g .. 4g + 4`) uses tap column `kx` when `ix(kx)` is inside
+//! `0..w` for at least one of its outputs below `ow`. This is the compiler's direct depthwise
+//! path, operation for operation (its f32x4 vectors are those column groups; an edge vector
+//! skips the tap columns none of its lanes reads), so the kernel and the generated code give
+//! the same bits. The flags are [`super::GEMM_CLAMP`] and [`super::GEMM_SILU`]; the clamp
+//! propagates NaN as the GEMM tile's does. Nothing outside `y`'s `oh × ow` elements is
+//! written, nothing outside `x`'s plane and the kernel is read. Reentrant, no allocation, no
+//! global state.
 
 use super::{generic::clamp, silu::silu, GEMM_CLAMP, GEMM_SILU};
 
@@ -64,9 +66,15 @@ fn input_row(oy: usize, ky: usize, sy: usize, pt: usize, h: usize) -> Option<usi
     (oy * sy + ky).checked_sub(pt).filter(|&iy| iy < h)
 }
 
+/// Whether column group `g` uses tap column `kx`: some output of the group below `ow` reads an
+/// input column inside `0..w`.
+fn group_uses(g: usize, kx: usize, (sx, pl, w, ow): (usize, usize, usize, usize)) -> bool {
+    (4 * g..(4 * g + 4).min(ow)).any(|ox| (ox * sx + kx).checked_sub(pl).is_some_and(|ix| ix < w))
+}
+
 /// The epilogue of one sum.
-fn finish(s: f32, bias: f32, flags: u32, lo: f32, hi: f32) -> f32 {
-    let mut s = s + bias;
+fn finish(s: f32, flags: u32, lo: f32, hi: f32) -> f32 {
+    let mut s = s;
     if flags & GEMM_CLAMP != 0 {
         s = clamp(s, lo, hi);
     }
@@ -105,23 +113,28 @@ pub unsafe extern "C" fn dw_generic(
     }
     for oy in 0..oh {
         for ox in 0..ow {
-            let mut s = 0.0f32;
+            let mut c = [bias, 0.0, 0.0];
             for ky in 0..kh {
                 let Some(iy) = input_row(oy, ky, sy, pt, h) else {
                     continue;
                 };
                 for kx in 0..kw {
+                    if !group_uses(ox / 4, kx, (sx, pl, w, ow)) {
+                        continue;
+                    }
                     let v = match (ox * sx + kx).checked_sub(pl).filter(|&ix| ix < w) {
                         // SAFETY: (iy, ix) is inside the plane.
                         Some(ix) => unsafe { *x.add(iy * w + ix) },
                         None => 0.0,
                     };
                     // SAFETY: a tap of the kernel.
-                    s = unsafe { *wts.add(ky * kw + kx) }.mul_add(v, s);
+                    let wt = unsafe { *wts.add(ky * kw + kx) };
+                    c[ky % 3] = v.mul_add(wt, c[ky % 3]);
                 }
             }
+            let s = (c[0] + c[1]) + c[2];
             // SAFETY: an element of the output plane.
-            unsafe { *y.add(oy * ow + ox) = finish(s, bias, flags, lo, hi) };
+            unsafe { *y.add(oy * ow + ox) = finish(s, flags, lo, hi) };
         }
     }
 }
@@ -129,7 +142,7 @@ pub unsafe extern "C" fn dw_generic(
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use super::super::silu::x86::silu16;
-    use super::{input_row, GEMM_CLAMP, GEMM_SILU};
+    use super::{group_uses, input_row, GEMM_CLAMP, GEMM_SILU};
     use std::arch::x86_64::*;
 
     /// Output vectors of a row computed together (independent FMA chains): 64 columns; a
@@ -252,23 +265,37 @@ pub(super) mod x86 {
     }
 
     /// Output columns `x0 .. x0 + 16·V` (clipped at `ow`) of every output row; returns `V`.
-    /// Vectors whose taps all lie inside the row (the interior) use plain loads; the others
-    /// (at the padding and the row's end) masked ones.
+    /// Vectors whose taps all lie inside the row (the interior) use plain loads and FMAs; the
+    /// others (at the padding and the row's end) masked loads, and FMAs masked to the column
+    /// groups that use the tap (the contract's order).
     #[target_feature(enable = "avx512f")]
     unsafe fn columns<const V: usize, const KW: usize>(p: &Plane, o: &Out, x0: usize) -> usize {
         let s2 = p.sx == 2;
         // The input column of vector 0's tap 0; vector v's tap kx reads from
-        // base + 16·v·sx + kx. Masks (first and, at stride 2, second load) per vector and tap,
-        // the same for every row.
+        // base + 16·v·sx + kx. Masks per vector and tap (the first and, at stride 2, second
+        // load; the lanes of the column groups that use the tap), the same for every row.
         let base = (x0 * p.sx) as isize - p.pl as isize;
         let step = 16 * p.sx;
-        let mut masks = [[(0u16, 0u16); KW]; V];
+        let geo = (p.sx, p.pl, p.w, o.ow);
+        let mut masks = [[(0u16, 0u16, 0u16); KW]; V];
         let mut inner = [true; V];
         for (v, (mv, full)) in masks.iter_mut().zip(&mut inner).enumerate() {
             for (kx, m) in mv.iter_mut().enumerate() {
                 let c = base + (step * v + kx) as isize;
-                *m = (valid(c, p.w), if s2 { valid(c + 16, p.w) } else { !0 });
-                *full &= *m == (!0, !0);
+                let g0 = (x0 + 16 * v) / 4;
+                let uses = (0..4).fold(0u16, |acc, g| {
+                    if group_uses(g0 + g, kx, geo) {
+                        acc | (0xf << (4 * g))
+                    } else {
+                        acc
+                    }
+                });
+                *m = (
+                    valid(c, p.w),
+                    if s2 { valid(c + 16, p.w) } else { !0 },
+                    uses,
+                );
+                *full &= *m == (!0, !0, !0);
             }
         }
         let store: [__mmask16; V] = std::array::from_fn(|v| valid((x0 + 16 * v) as isize, o.ow));
@@ -280,11 +307,17 @@ pub(super) mod x86 {
             _mm512_set1_ps(o.bias),
         );
         for oy in 0..o.oh {
-            let mut acc = [_mm512_setzero_ps(); V];
+            // Chain c of vector v: acc[c][v] (kernel row ky into chain ky mod 3).
+            let mut acc = [
+                [vbias; V],
+                [_mm512_setzero_ps(); V],
+                [_mm512_setzero_ps(); V],
+            ];
             for ky in 0..p.kh {
                 let Some(iy) = input_row(oy, ky, p.sy, p.pt, p.h) else {
                     continue;
                 };
+                let chain = &mut acc[ky % 3];
                 let row = p.x.wrapping_add(iy * p.w).wrapping_offset(base);
                 // kx and v index the weights, the addresses and the masks together.
                 #[allow(clippy::needless_range_loop)]
@@ -293,32 +326,42 @@ pub(super) mod x86 {
                     let wv = _mm512_set1_ps(unsafe { *p.wts.add(ky * KW + kx) });
                     for v in 0..V {
                         let at = row.wrapping_add(step * v + kx);
-                        let (m0, m1) = masks[v][kx];
+                        let (m0, m1, uses) = masks[v][kx];
                         // SAFETY: an inner vector's loads lie inside the row; elsewhere only
                         // the lanes inside the row (the masks) are read.
-                        let xin = unsafe {
-                            match (s2, inner[v]) {
-                                (false, true) => _mm512_loadu_ps(at),
-                                (false, false) => _mm512_maskz_loadu_ps(m0, at),
-                                (true, true) => _mm512_permutex2var_ps(
-                                    _mm512_loadu_ps(at),
-                                    evens,
-                                    _mm512_loadu_ps(at.wrapping_add(16)),
-                                ),
-                                (true, false) => _mm512_permutex2var_ps(
+                        unsafe {
+                            chain[v] = match (s2, inner[v]) {
+                                (false, true) => _mm512_fmadd_ps(_mm512_loadu_ps(at), wv, chain[v]),
+                                (true, true) => {
+                                    let xin = _mm512_permutex2var_ps(
+                                        _mm512_loadu_ps(at),
+                                        evens,
+                                        _mm512_loadu_ps(at.wrapping_add(16)),
+                                    );
+                                    _mm512_fmadd_ps(xin, wv, chain[v])
+                                }
+                                (false, false) => _mm512_mask3_fmadd_ps(
                                     _mm512_maskz_loadu_ps(m0, at),
-                                    evens,
-                                    _mm512_maskz_loadu_ps(m1, at.wrapping_add(16)),
+                                    wv,
+                                    chain[v],
+                                    uses,
                                 ),
-                            }
-                        };
-                        acc[v] = _mm512_fmadd_ps(wv, xin, acc[v]);
+                                (true, false) => {
+                                    let xin = _mm512_permutex2var_ps(
+                                        _mm512_maskz_loadu_ps(m0, at),
+                                        evens,
+                                        _mm512_maskz_loadu_ps(m1, at.wrapping_add(16)),
+                                    );
+                                    _mm512_mask3_fmadd_ps(xin, wv, chain[v], uses)
+                                }
+                            };
+                        }
                     }
                 }
             }
             let yrow = o.y.wrapping_add(oy * o.ow + x0);
-            for (v, a) in acc.into_iter().enumerate() {
-                let mut s = _mm512_add_ps(a, vbias);
+            for v in 0..V {
+                let mut s = _mm512_add_ps(_mm512_add_ps(acc[0][v], acc[1][v]), acc[2][v]);
                 if o.flags & GEMM_CLAMP != 0 {
                     s = _mm512_min_ps(vhi, _mm512_max_ps(vlo, s));
                 }

@@ -7,12 +7,22 @@
 //!
 //! # Contract
 //! `gemv_f32(k, x, w, ldw, y, n)` ([`GemvF32Fn`], a field of [`super::UkernelTable`], null
-//! where an ISA has no variant): for `j < n`, `y[j] = Σ_{p < k} x[p] · w[j·ldw + p]`. The
-//! order of the summation is the variant's own (it may differ from another variant's by
-//! rounding), but fixed: the same arguments give the same bits, and each `y[j]` depends only
-//! on `x` and row `j`, so splitting the rows over calls does not change it. `k == 0` gives
-//! zeros; `n == 0` writes nothing. Nothing else is read or written. Reentrant, no allocation,
-//! no global state.
+//! where an ISA has no variant): for `j < n`, `y[j] = Σ_{p < k} x[p] · w[j·ldw + p]`, summed
+//! in the order of the compiler's dot products (`compiler/codegen/src/lower/matmul.rs`,
+//! `dots`), so that both give the same bits:
+//!
+//! ```text
+//! a[0..8] = +0.0                          (lane l sums the p with p mod 8 = l)
+//! for p in 0, 8, … while p + 8 <= k:       a[l] = fma(x[p + l], w[p + l], a[l])       (l < 8)
+//! if k mod 8 >= 4, p = k − k mod 8:        a[l] = fma(x[p + l], w[p + l], a[l])       (l < 4)
+//! v[l] = a[l] + a[l + 4]                   (l < 4)
+//! s = ((v[0] + v[1]) + v[2]) + v[3]
+//! for q from k − k mod 4 to k − 1:         s = fma(x[q], w[q], s)
+//! ```
+//!
+//! (`w` stands for row `j`). Each `y[j]` depends only on `x` and row `j`, so splitting the
+//! rows over calls does not change it. `n == 0` writes nothing. Nothing else is read or
+//! written. Reentrant, no allocation, no global state.
 
 /// The matrix-vector kernel's type; see the module documentation.
 ///
@@ -22,7 +32,13 @@
 pub type GemvF32Fn =
     unsafe extern "C" fn(k: usize, x: *const f32, w: *const f32, ldw: usize, y: *mut f32, n: usize);
 
-/// The portable variant: each dot product in order, with fused multiply-adds.
+/// The contract's lane sums `v` reduced in order, then its scalar tail.
+fn finish(v: [f32; 4], tail: impl Iterator<Item = (f32, f32)>) -> f32 {
+    let s = ((v[0] + v[1]) + v[2]) + v[3];
+    tail.fold(s, |s, (x, w)| x.mul_add(w, s))
+}
+
+/// The portable variant (the reference of the others).
 ///
 /// # Safety
 /// As [`GemvF32Fn`].
@@ -34,13 +50,24 @@ pub unsafe extern "C" fn gemv_generic(
     y: *mut f32,
     n: usize,
 ) {
+    // SAFETY: x has k floats.
+    let x = unsafe { std::slice::from_raw_parts(x, k) };
+    let (wide, full) = (k / 8 * 8, k / 4 * 4);
     for j in 0..n {
-        let mut s = 0.0f32;
-        for p in 0..k {
-            // SAFETY: the elements the contract names.
-            s = unsafe { (*x.add(p)).mul_add(*w.add(j * ldw + p), s) };
+        // SAFETY: row j has k readable floats.
+        let row = unsafe { std::slice::from_raw_parts(w.add(j * ldw), k) };
+        let mut a = [0.0f32; 8];
+        for p in (0..wide).step_by(8) {
+            for (l, a) in a.iter_mut().enumerate() {
+                *a = x[p + l].mul_add(row[p + l], *a);
+            }
         }
-        // SAFETY: as above.
+        for (l, a) in a.iter_mut().enumerate().take(full - wide) {
+            *a = x[wide + l].mul_add(row[wide + l], *a);
+        }
+        let v = std::array::from_fn(|l| a[l] + a[l + 4]);
+        let s = finish(v, (full..k).map(|q| (x[q], row[q])));
+        // SAFETY: y has n floats.
         unsafe { *y.add(j) = s };
     }
 }
@@ -49,8 +76,8 @@ pub unsafe extern "C" fn gemv_generic(
 pub(super) mod x86 {
     use std::arch::x86_64::*;
 
-    /// Rows per pass (their streams prefetched side by side).
-    const ROWS: usize = 4;
+    /// Rows per pass (independent FMA chains; their streams prefetched side by side).
+    const ROWS: usize = 8;
     /// Floats of each row prefetched ahead of the current step (2 KiB).
     const AHEAD: usize = 512;
 
@@ -64,7 +91,8 @@ pub(super) mod x86 {
         y: *mut f32,
         n: usize,
     ) {
-        // SAFETY: the same contract; only reachable when the CPU has AVX-512F.
+        // SAFETY: the same contract; only reachable when the CPU has AVX-512F (which implies
+        // AVX2 and FMA).
         unsafe {
             let mut j = 0;
             while j + ROWS <= n {
@@ -78,9 +106,9 @@ pub(super) mod x86 {
         }
     }
 
-    /// The dot products of `x` with `R` rows: per row two 16-lane accumulators over steps of
-    /// 32 (a masked step for the rest), summed, then reduced across lanes.
-    #[target_feature(enable = "avx512f")]
+    /// The contract's sums for `R` rows: one 8-lane accumulator per row (the contract's
+    /// `a`), every row's next lines prefetched each step.
+    #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn rows<const R: usize>(
         k: usize,
         x: *const f32,
@@ -88,36 +116,39 @@ pub(super) mod x86 {
         ldw: usize,
         y: *mut f32,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        let mut p = 0;
-        // SAFETY (both loops): p + 32 <= k (or the masked lanes below k) stays within x and
-        // each row; prefetches never fault.
-        while p + 32 <= k {
-            let xv = unsafe { [_mm512_loadu_ps(x.add(p)), _mm512_loadu_ps(x.add(p + 16))] };
+        let (wide, full) = (k / 8 * 8, k / 4 * 4);
+        let mut acc = [_mm256_setzero_ps(); R];
+        // SAFETY (all): p + 8 <= wide <= k (p + 4 <= full) stays within x and each row;
+        // prefetches never fault.
+        for p in (0..wide).step_by(8) {
+            let xv = unsafe { _mm256_loadu_ps(x.add(p)) };
             for (r, a) in acc.iter_mut().enumerate() {
                 let row = w.wrapping_add(r * ldw + p);
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(AHEAD).cast());
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(AHEAD + 16).cast());
-                for (h, v) in a.iter_mut().enumerate() {
-                    let wv = unsafe { _mm512_loadu_ps(row.add(16 * h)) };
-                    *v = _mm512_fmadd_ps(xv[h], wv, *v);
+                if p % 16 == 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(AHEAD).cast());
                 }
+                *a = _mm256_fmadd_ps(xv, unsafe { _mm256_loadu_ps(row) }, *a);
             }
-            p += 32;
         }
-        while p < k {
-            let left = k - p;
-            let mask: __mmask16 = if left >= 16 { !0 } else { (1u16 << left) - 1 };
-            let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.add(p)) };
+        if full > wide {
+            // Lanes 4..8 add 0·0 to sums that are never −0 (they start at +0.0): unchanged.
+            let xv = unsafe { _mm256_zextps128_ps256(_mm_loadu_ps(x.add(wide))) };
             for (r, a) in acc.iter_mut().enumerate() {
-                let wv = unsafe { _mm512_maskz_loadu_ps(mask, w.wrapping_add(r * ldw + p)) };
-                a[0] = _mm512_fmadd_ps(xv, wv, a[0]);
+                let wv = unsafe { _mm256_zextps128_ps256(_mm_loadu_ps(w.add(r * ldw + wide))) };
+                *a = _mm256_fmadd_ps(xv, wv, *a);
             }
-            p += 16;
         }
-        for (r, [a0, a1]) in acc.into_iter().enumerate() {
-            // SAFETY: y[r] is one of the caller's n outputs.
-            unsafe { *y.add(r) = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) };
+        for (r, a) in acc.into_iter().enumerate() {
+            let v = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+            let mut lanes = [0f32; 4];
+            // SAFETY: four floats into a local array.
+            unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), v) };
+            let row = w.wrapping_add(r * ldw);
+            // SAFETY: q < k: within x and the row; y[r] is one of the caller's outputs.
+            unsafe {
+                let tail = (full..k).map(|q| (*x.add(q), *row.add(q)));
+                *y.add(r) = super::finish(lanes, tail);
+            }
         }
     }
 }
@@ -128,8 +159,9 @@ mod tests {
     use crate::rt::SplitMix;
     use crate::ukernel::{table, Isa};
 
-    /// Every variant against an f64 reference, over row counts around the passes, reductions
-    /// around the steps and a row stride with a gap (NaN, never read); guards after `y`.
+    /// Every variant against an f64 reference and bit for bit against the portable one, over
+    /// row counts around the passes, reductions around the steps and a row stride with a gap
+    /// (NaN, never read); guards after `y`.
     #[test]
     fn variants_match_the_reference() {
         let mut rng = SplitMix(17);
@@ -139,8 +171,10 @@ mod tests {
             .filter_map(|t| t.gemv_f32.map(|f| (t.isa.name(), f)))
             .collect();
         assert!(!kernels.is_empty());
-        for k in [0usize, 1, 15, 16, 17, 31, 32, 33, 100, 1280] {
-            for n in [0usize, 1, 3, 4, 5, 9] {
+        for k in [
+            0usize, 1, 3, 4, 5, 7, 8, 12, 15, 16, 17, 31, 32, 33, 100, 1280,
+        ] {
+            for n in [0usize, 1, 3, 4, 5, 9, 17] {
                 let ldw = k + 3;
                 let mut w = vec![f32::NAN; n * ldw + 1];
                 for j in 0..n {
@@ -149,6 +183,11 @@ mod tests {
                     }
                 }
                 let x: Vec<f32> = (0..k).map(|_| rng.normal()).collect();
+                let mut want = vec![0f32; n];
+                // SAFETY: as below.
+                unsafe {
+                    super::gemv_generic(k, x.as_ptr(), w.as_ptr(), ldw, want.as_mut_ptr(), n)
+                };
                 for (name, f) in &kernels {
                     let mut y = vec![-7.25e30f32; n + 4];
                     // SAFETY: x, w and y are as large as the contract requires.

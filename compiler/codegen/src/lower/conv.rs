@@ -18,7 +18,9 @@
 //! weight is broadcast and FMA'd into the tile's input vectors. Input loads may move to their
 //! uses, so each accumulator's taps become a chain of loads and FMAs (see [`tile`]). A block of
 //! one output channel (depthwise) unrolls the kernel rows and splits each output vector's taps
-//! into [`SPLIT`] chains summed at the end; with one input channel it also holds its kernel's
+//! into [`SPLIT`] chains by kernel row (row ky into chain ky mod 3, the bias starting chain 0),
+//! summed in order at the end, the order the depthwise micro-kernel
+//! (`dync_runtime::ukernel::dw`) follows, so both give the same bits; with one input channel it also holds its kernel's
 //! weights in registers. The fused epilogue is applied to the accumulators before the store,
 //! in the op's order: + the residual (its lanes at the output's position; an edge vector loads
 //! only the lanes it stores), the clamp (`Conv::clamp`, as `maxps`/`minps`, NaN kept), the
@@ -44,9 +46,10 @@ use dync_ir::TensorType;
 pub(crate) const OC_BLOCK: usize = 4;
 /// f32x4 vectors of output columns per register tile.
 const VECS: usize = 2;
-/// Accumulator chains per output vector of a one-channel tile: its taps go round-robin to them
-/// (summed in order at the end), so three FMA chains of a third of the latency run side by
-/// side (measured faster than one or two for depthwise 3×3).
+/// Accumulator chains per output vector of a one-channel tile: kernel row ky's taps go to chain
+/// ky mod SPLIT (summed in order at the end), so a 3×3 kernel runs three FMA chains of a third
+/// of the latency side by side (measured faster than one or two for depthwise 3×3). The
+/// depthwise micro-kernel splits its taps the same way (`dync_runtime::ukernel::dw`).
 const SPLIT: usize = 3;
 /// Kernel taps up to which a depthwise block holds its weights in registers (3×3 and 3×5).
 const HELD_TAPS: usize = 15;
@@ -485,8 +488,6 @@ fn tile(
                 .collect(),
         );
     }
-    // Taps emitted so far: tap i goes to chain i mod chains.
-    let emitted = std::cell::Cell::new(0usize);
     let (sx, dx) = (as_i64(g.ax.stride)?, as_i64(g.ax.dilation)?);
     let pad = as_i64(g.ax.pad_begin)?;
     let (ox, kx_range) = match cols {
@@ -540,7 +541,9 @@ fn tile(
                         _ => k.load_off(g.weights.0, types::F32, w_row[j], as_i64(kx)?, true),
                     };
                     let wv = k.splat(lanes, wv);
-                    let c = emitted.get() % chains;
+                    // One channel: its rows are unrolled (`fixed`), row ky into chain ky mod
+                    // SPLIT; several channels keep one chain.
+                    let c = fixed.map_or(0, |ky| ky % chains);
                     for (v, &x) in xv.iter().enumerate() {
                         let var = accs[j][v * chains + c];
                         let a = k.b.use_var(var);
@@ -548,7 +551,6 @@ fn tile(
                         k.b.def_var(var, a);
                     }
                 }
-                emitted.set(emitted.get() + 1);
             }
             Ok(())
         };
