@@ -244,32 +244,44 @@ pub(super) mod x86 {
         upto(hi) & !upto(lo)
     }
 
-    /// Every output column, in groups of [`GROUP`], 2 and 1 vectors.
+    /// Every output column: interior vectors (every tap of every lane inside the row, every
+    /// column group using every tap) in runs of up to [`GROUP`] with plain loads and FMAs, the
+    /// others one by one with masked ones.
     #[target_feature(enable = "avx512f")]
     unsafe fn row_groups<const KW: usize>(p: &Plane, o: &Out) {
-        let mut x0 = 0;
-        while x0 < o.ow {
-            let left = (o.ow - x0).div_ceil(16);
+        let vecs = o.ow.div_ceil(16);
+        let inner = |v: usize| {
+            let x0 = 16 * v;
+            let first = (x0 * p.sx) as isize - p.pl as isize;
+            // The last column its loads read: at stride 2 the pair of loads of the last tap
+            // spans one column past the last one used.
+            let last = ((x0 + 15) * p.sx + KW - 1 + (p.sx - 1)) as isize - p.pl as isize;
+            x0 + 16 <= o.ow && first >= 0 && last < p.w as isize
+        };
+        let mut v = 0;
+        while v < vecs {
+            let run = (v..vecs.min(v + GROUP)).take_while(|&u| inner(u)).count();
             // SAFETY: the caller's contract.
-            let v = unsafe {
-                if left >= GROUP {
-                    columns::<GROUP, KW>(p, o, x0)
-                } else if left >= 2 {
-                    columns::<2, KW>(p, o, x0)
-                } else {
-                    columns::<1, KW>(p, o, x0)
-                }
-            };
-            x0 += 16 * v;
+            unsafe {
+                v += match run {
+                    0 => columns::<1, KW, true>(p, o, 16 * v),
+                    1 => columns::<1, KW, false>(p, o, 16 * v),
+                    2 | 3 => columns::<2, KW, false>(p, o, 16 * v),
+                    _ => columns::<GROUP, KW, false>(p, o, 16 * v),
+                };
+            }
         }
     }
 
     /// Output columns `x0 .. x0 + 16·V` (clipped at `ow`) of every output row; returns `V`.
-    /// Vectors whose taps all lie inside the row (the interior) use plain loads and FMAs; the
-    /// others (at the padding and the row's end) masked loads, and FMAs masked to the column
-    /// groups that use the tap (the contract's order).
+    /// `MASKED`: loads masked to the lanes inside the row and FMAs to the column groups that
+    /// use the tap (the contract's order); otherwise the vectors are interior ones.
     #[target_feature(enable = "avx512f")]
-    unsafe fn columns<const V: usize, const KW: usize>(p: &Plane, o: &Out, x0: usize) -> usize {
+    unsafe fn columns<const V: usize, const KW: usize, const MASKED: bool>(
+        p: &Plane,
+        o: &Out,
+        x0: usize,
+    ) -> usize {
         let s2 = p.sx == 2;
         // The input column of vector 0's tap 0; vector v's tap kx reads from
         // base + 16·v·sx + kx. Masks per vector and tap (the first and, at stride 2, second
@@ -278,8 +290,7 @@ pub(super) mod x86 {
         let step = 16 * p.sx;
         let geo = (p.sx, p.pl, p.w, o.ow);
         let mut masks = [[(0u16, 0u16, 0u16); KW]; V];
-        let mut inner = [true; V];
-        for (v, (mv, full)) in masks.iter_mut().zip(&mut inner).enumerate() {
+        for (v, mv) in masks.iter_mut().enumerate() {
             for (kx, m) in mv.iter_mut().enumerate() {
                 let c = base + (step * v + kx) as isize;
                 let g0 = (x0 + 16 * v) / 4;
@@ -290,12 +301,7 @@ pub(super) mod x86 {
                         acc
                     }
                 });
-                *m = (
-                    valid(c, p.w),
-                    if s2 { valid(c + 16, p.w) } else { !0 },
-                    uses,
-                );
-                *full &= *m == (!0, !0, !0);
+                *m = (valid(c, p.w), if s2 { valid(c + 16, p.w) } else { 0 }, uses);
             }
         }
         let store: [__mmask16; V] = std::array::from_fn(|v| valid((x0 + 16 * v) as isize, o.ow));
@@ -306,59 +312,65 @@ pub(super) mod x86 {
             _mm512_set1_ps(o.hi),
             _mm512_set1_ps(o.bias),
         );
-        for oy in 0..o.oh {
-            // Chain c of vector v: acc[c][v] (kernel row ky into chain ky mod 3).
-            let mut acc = [
-                [vbias; V],
-                [_mm512_setzero_ps(); V],
-                [_mm512_setzero_ps(); V],
-            ];
-            for ky in 0..p.kh {
-                let Some(iy) = input_row(oy, ky, p.sy, p.pt, p.h) else {
-                    continue;
-                };
-                let chain = &mut acc[ky % 3];
-                let row = p.x.wrapping_add(iy * p.w).wrapping_offset(base);
-                // kx and v index the weights, the addresses and the masks together.
-                #[allow(clippy::needless_range_loop)]
-                for kx in 0..KW {
-                    // SAFETY: a tap of the kernel.
-                    let wv = _mm512_set1_ps(unsafe { *p.wts.add(ky * KW + kx) });
-                    for v in 0..V {
-                        let at = row.wrapping_add(step * v + kx);
-                        let (m0, m1, uses) = masks[v][kx];
-                        // SAFETY: an inner vector's loads lie inside the row; elsewhere only
-                        // the lanes inside the row (the masks) are read.
-                        unsafe {
-                            chain[v] = match (s2, inner[v]) {
-                                (false, true) => _mm512_fmadd_ps(_mm512_loadu_ps(at), wv, chain[v]),
-                                (true, true) => {
-                                    let xin = _mm512_permutex2var_ps(
-                                        _mm512_loadu_ps(at),
-                                        evens,
-                                        _mm512_loadu_ps(at.wrapping_add(16)),
-                                    );
-                                    _mm512_fmadd_ps(xin, wv, chain[v])
-                                }
-                                (false, false) => _mm512_mask3_fmadd_ps(
-                                    _mm512_maskz_loadu_ps(m0, at),
-                                    wv,
-                                    chain[v],
-                                    uses,
-                                ),
-                                (true, false) => {
-                                    let xin = _mm512_permutex2var_ps(
-                                        _mm512_maskz_loadu_ps(m0, at),
-                                        evens,
-                                        _mm512_maskz_loadu_ps(m1, at.wrapping_add(16)),
-                                    );
-                                    _mm512_mask3_fmadd_ps(xin, wv, chain[v], uses)
+        // Kernel row ky's taps into `chain` (every address, mask and weight index static but
+        // the row): a macro, so that each chain's accumulators stay in registers.
+        macro_rules! kernel_row {
+            ($chain:ident, $oy:expr, $ky:expr) => {
+                if let Some(iy) = input_row($oy, $ky, p.sy, p.pt, p.h) {
+                    let row = p.x.wrapping_add(iy * p.w).wrapping_offset(base);
+                    // kx and v index the weights, the addresses and the masks together.
+                    #[allow(clippy::needless_range_loop)]
+                    for kx in 0..KW {
+                        // SAFETY: a tap of the kernel.
+                        let wv = _mm512_set1_ps(unsafe { *p.wts.add($ky * KW + kx) });
+                        for v in 0..V {
+                            let at = row.wrapping_add(step * v + kx);
+                            let (m0, m1, uses) = masks[v][kx];
+                            // SAFETY: only the lanes inside the row (the masks, or all of
+                            // an interior vector's) are read.
+                            $chain[v] = unsafe {
+                                if MASKED {
+                                    let a0 = _mm512_maskz_loadu_ps(m0, at);
+                                    let xin = if s2 {
+                                        let a1 = _mm512_maskz_loadu_ps(m1, at.wrapping_add(16));
+                                        _mm512_permutex2var_ps(a0, evens, a1)
+                                    } else {
+                                        a0
+                                    };
+                                    _mm512_mask3_fmadd_ps(xin, wv, $chain[v], uses)
+                                } else {
+                                    let a0 = _mm512_loadu_ps(at);
+                                    let xin = if s2 {
+                                        let a1 = _mm512_loadu_ps(at.wrapping_add(16));
+                                        _mm512_permutex2var_ps(a0, evens, a1)
+                                    } else {
+                                        a0
+                                    };
+                                    _mm512_fmadd_ps(xin, wv, $chain[v])
                                 }
                             };
                         }
                     }
                 }
+            };
+        }
+        for oy in 0..o.oh {
+            // Kernel row ky into chain ky mod 3; the bias starts chain 0.
+            let mut acc0 = [vbias; V];
+            let mut acc1 = [_mm512_setzero_ps(); V];
+            let mut acc2 = [_mm512_setzero_ps(); V];
+            let mut ky = 0;
+            while ky < p.kh {
+                kernel_row!(acc0, oy, ky);
+                if ky + 1 < p.kh {
+                    kernel_row!(acc1, oy, ky + 1);
+                }
+                if ky + 2 < p.kh {
+                    kernel_row!(acc2, oy, ky + 2);
+                }
+                ky += 3;
             }
+            let acc = [acc0, acc1, acc2];
             let yrow = o.y.wrapping_add(oy * o.ow + x0);
             for v in 0..V {
                 let mut s = _mm512_add_ps(_mm512_add_ps(acc[0][v], acc[1][v]), acc[2][v]);
