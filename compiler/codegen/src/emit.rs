@@ -512,59 +512,28 @@ fn tile_matches(
     Ok(Some(b.ins().band(m_ok, n_ok)))
 }
 
-/// The context's SiLU micro-kernel (`ctx->ukernels->silu_f32`) when there is a context with a
-/// table that is not the portable one and whose GEMM tile the code uses ([`micro_kernel_or`]'s
-/// condition), else null (the kernels then run their own loop). Non-null thus also means that
-/// the GEMM tile is the table's, which implements `GEMM_SILU`.
-fn silu_kernel(
+/// The context's micro-kernel at byte offset `field` of its table when there is a context with
+/// a table that is not the portable one (and, `with_tile`, whose GEMM tile the code uses:
+/// [`micro_kernel_or`]'s condition), else null; the kernels then run their own code. The
+/// SiLU slot takes the tile's condition (non-null then also means that the GEMM tile is the
+/// table's, which implements `GEMM_SILU`), the mixing slot too (its `M0` is the tile's, which
+/// the packed layout it writes depends on); the depthwise and matrix-vector kernels may be
+/// null in a table (ISAs without them).
+fn kernel_or_null(
     b: &mut FunctionBuilder,
-    rt: Value,
-    has_ctx: Value,
-    ptr: cranelift_codegen::ir::Type,
-) -> Result<Value, CodegenError> {
-    let null = b.ins().iconst(ptr, 0);
-    table_fn(
-        b,
-        (rt, has_ctx),
-        ptr,
-        abi::UKERNELS_SILU_F32,
-        null,
-        |b, table, flags| tile_matches(b, table, flags, ptr),
-    )
-}
-
-/// The context's mixing micro-kernel (`ctx->ukernels->mix_f32`) under [`silu_kernel`]'s
-/// condition (its `M0` is the tile's, which the packed layout it writes depends on), else null
-/// (the kernels then mix in their own code).
-fn mix_kernel(
-    b: &mut FunctionBuilder,
-    rt: Value,
-    has_ctx: Value,
-    ptr: cranelift_codegen::ir::Type,
-) -> Result<Value, CodegenError> {
-    let null = b.ins().iconst(ptr, 0);
-    table_fn(
-        b,
-        (rt, has_ctx),
-        ptr,
-        abi::UKERNELS_MIX_F32,
-        null,
-        |b, table, flags| tile_matches(b, table, flags, ptr),
-    )
-}
-
-/// The context's micro-kernel at byte offset `field` of its table, one that may be null for
-/// ISAs without it (`dw_f32`, `gemv_f32`), when there is a context with a table that is not
-/// the portable one, else null.
-fn optional_kernel(
-    b: &mut FunctionBuilder,
-    rt: Value,
-    has_ctx: Value,
+    (rt, has_ctx): (Value, Value),
     ptr: cranelift_codegen::ir::Type,
     field: usize,
+    with_tile: bool,
 ) -> Result<Value, CodegenError> {
     let null = b.ins().iconst(ptr, 0);
-    table_fn(b, (rt, has_ctx), ptr, field, null, |_, _, _| Ok(None))
+    table_fn(b, (rt, has_ctx), ptr, field, null, |b, table, flags| {
+        if with_tile {
+            tile_matches(b, table, flags, ptr)
+        } else {
+            Ok(None)
+        }
+    })
 }
 
 /// The function pointer at byte offset `field` of the context's micro-kernel table when there
@@ -764,38 +733,18 @@ fn emit_entry(
                 .copied()
                 .ok_or_else(|| err(format!("node {} has no storage", id.index())))
         };
-        let silu_fn = if kernel_ids.iter().any(|k| k.slots.silu) {
-            Some(silu_kernel(&mut b, rt, has_ctx, ptr)?)
-        } else {
-            None
+        // The micro-kernels some kernel takes a slot for, read once per call.
+        let slot_fn = |b: &mut FunctionBuilder, wanted: fn(&Slots) -> bool, field, with_tile| {
+            if kernel_ids.iter().any(|k| wanted(&k.slots)) {
+                kernel_or_null(b, (rt, has_ctx), ptr, field, with_tile).map(Some)
+            } else {
+                Ok(None)
+            }
         };
-        let mix_fn = if kernel_ids.iter().any(|k| k.slots.mix) {
-            Some(mix_kernel(&mut b, rt, has_ctx, ptr)?)
-        } else {
-            None
-        };
-        let dw_fn = if kernel_ids.iter().any(|k| k.slots.dw) {
-            Some(optional_kernel(
-                &mut b,
-                rt,
-                has_ctx,
-                ptr,
-                abi::UKERNELS_DW_F32,
-            )?)
-        } else {
-            None
-        };
-        let gemv_fn = if kernel_ids.iter().any(|k| k.slots.gemv) {
-            Some(optional_kernel(
-                &mut b,
-                rt,
-                has_ctx,
-                ptr,
-                abi::UKERNELS_GEMV_F32,
-            )?)
-        } else {
-            None
-        };
+        let silu_fn = slot_fn(&mut b, |s| s.silu, abi::UKERNELS_SILU_F32, true)?;
+        let mix_fn = slot_fn(&mut b, |s| s.mix, abi::UKERNELS_MIX_F32, true)?;
+        let dw_fn = slot_fn(&mut b, |s| s.dw, abi::UKERNELS_DW_F32, false)?;
+        let gemv_fn = slot_fn(&mut b, |s| s.gemv, abi::UKERNELS_GEMV_F32, false)?;
         for (i, (&id, KernelFns { phases, slots })) in
             plan.kernels.iter().zip(kernel_ids).enumerate()
         {

@@ -242,12 +242,7 @@ pub(crate) fn conv_channels(
 /// 3, 5 or 7 wide (the widths it has vector code for), no fused residual, rows too wide for [`super::conv_dw`] (whose padded plane
 /// serves 7- to 32-wide rows, where the kernel's 16-lane vectors would be mostly idle).
 pub(crate) fn dw_kernel_applies(g: &Geo) -> bool {
-    g.cg == 1
-        && g.og == 1
-        && g.ax.dilation == 1
-        && g.ay.dilation == 1
-        && matches!(g.ax.stride, 1 | 2)
-        && matches!(g.ay.stride, 1 | 2)
+    super::conv_dw::plain_depthwise(g)
         && matches!(g.kw, 3 | 5 | 7)
         && g.residual.is_none()
         && !super::conv_dw::applies(g)

@@ -67,14 +67,20 @@ impl Plane {
     }
 }
 
-/// Whether the block of one channel of `g` takes this path.
-pub(crate) fn applies(g: &Geo) -> bool {
+/// Whether `g` is a depthwise conv (one input and one output channel per group) of stride 1
+/// or 2 and dilation 1: the shapes this path and the depthwise micro-kernel handle.
+pub(crate) fn plain_depthwise(g: &Geo) -> bool {
     g.cg == 1
         && g.og == 1
         && g.ax.dilation == 1
         && g.ay.dilation == 1
         && matches!(g.ax.stride, 1 | 2)
         && matches!(g.ay.stride, 1 | 2)
+}
+
+/// Whether the block of one channel of `g` takes this path.
+pub(crate) fn applies(g: &Geo) -> bool {
+    plain_depthwise(g)
         && g.ow >= LANES
         && g.oh >= 1
         && g.ow <= MAX_WIDTH
