@@ -289,8 +289,9 @@ pub(super) mod x86 {
         let base = (x0 * p.sx) as isize - p.pl as isize;
         let step = 16 * p.sx;
         let geo = (p.sx, p.pl, p.w, o.ow);
+        // Interior vectors (not `MASKED`) read no mask: none is computed for them.
         let mut masks = [[(0u16, 0u16, 0u16); KW]; V];
-        for (v, mv) in masks.iter_mut().enumerate() {
+        for (v, mv) in masks.iter_mut().enumerate().filter(|_| MASKED) {
             for (kx, m) in mv.iter_mut().enumerate() {
                 let c = base + (step * v + kx) as isize;
                 let g0 = (x0 + 16 * v) / 4;
