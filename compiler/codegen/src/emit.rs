@@ -248,7 +248,7 @@ fn lower_kernels(
             gemv: ukernels && lower::uses_gemv(&node.op, &operand_tys),
         };
         let mut phases = Vec::new();
-        for phase in 0..lower::phases(&node.op, packed) {
+        for phase in 0..lower::phases(&node.op, &operand_tys, packed) {
             let tasks = lower::tasks(&node.op, &operand_tys, &node.ty, packed, phase);
             let sig = abi::task_signature(call_conv, ptr);
             let name = match phase {

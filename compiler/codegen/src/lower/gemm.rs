@@ -76,37 +76,19 @@ pub(crate) fn lower(k: &mut Kernel, op: &Gemm) -> LResult {
     // Both of a block's paths are emitted, each using the epilogue.
     let epi = std::cell::RefCell::new(epi);
     let body = &mut |k: &mut Kernel, blk: Block| {
+        let (j0, cols) = blk.cols;
         let call = |k: &mut Kernel, f: Value| {
-            let (j0, cols) = blk.cols;
-            let x_len = k.iconst(as_i64(kk)?);
-            let x = k.span_addr(BufId::In(0), zero, x_len);
             let w0 = k.b.ins().imul_imm_s(j0, as_i64(kk)?);
-            let w_len = k.iconst(as_i64(cols * kk)?);
-            let w = k.span_addr(BufId::In(1), w0, w_len);
             let y0 = k.b.ins().iadd(blk.base, j0);
-            let y_len = k.iconst(as_i64(cols)?);
-            let y = k.span_addr(BufId::Out, y0, y_len);
-            let ptr = k.b.func.dfg.value_type(y);
-            let sig =
-                k.b.import_signature(crate::abi::gemv_signature(k.call_conv(), ptr));
-            let args = [x_len, x, w, x_len, y, y_len];
-            k.b.ins().call_indirect(sig, f, &args);
-            if identity {
-                return Ok(());
-            }
-            let one = k.iconst(1);
-            over_tile(k, (y0, one, y_len, cols), |k, idx, ty| {
-                let lanes = if ty == types::F32 {
-                    1
-                } else {
-                    super::kernel::LANES
-                };
-                let acc = k.load(BufId::Out, ty, idx);
-                let j = k.b.ins().isub(idx, blk.base);
-                let v = (*epi.borrow_mut())(k, acc, zero, j, lanes)?;
-                k.store(BufId::Out, idx, v);
-                Ok(())
-            })
+            let mv = Gemv {
+                x: (BufId::In(0), zero),
+                w: (BufId::In(1), w0),
+                y: (BufId::Out, y0),
+                kk,
+                cols,
+            };
+            let mut epi = epi.borrow_mut();
+            call_gemv(k, f, mv, (!identity).then_some((blk.base, &mut **epi)))
         };
         k.ukernel_or(f, call, |k| product(k, a, b, kk, blk, *epi.borrow_mut()))
     };
@@ -116,6 +98,55 @@ pub(crate) fn lower(k: &mut Kernel, op: &Gemm) -> LResult {
         return body(k, c);
     }
     k.for_tasks(|k, t| blocks.block(k, t, (m, n), zero, body))
+}
+
+/// One matrix-vector product for [`call_gemv`]: `cols` outputs from element `y.1` of buffer
+/// `y.0`, each the dot product of the `kk` floats from `x.1` of `x.0` with its own row of
+/// the weights (`kk` floats each, rows consecutive from element `w.1` of `w.0`).
+pub(crate) struct Gemv {
+    pub x: (BufId, Value),
+    pub w: (BufId, Value),
+    pub y: (BufId, Value),
+    pub kk: usize,
+    pub cols: usize,
+}
+
+/// Calls the matrix-vector micro-kernel `f` (`dync_runtime::ukernel::gemv`'s contract: the
+/// same sums as [`product`]'s dot products) for `mv`, then, when `epi` is given as `(origin,
+/// epi)`, applies `epi` to each output in place (row 0, column its index minus `origin`).
+pub(crate) fn call_gemv(
+    k: &mut Kernel,
+    f: Value,
+    mv: Gemv,
+    epi: Option<(Value, &mut super::matmul::Epilogue)>,
+) -> LResult {
+    let x_len = k.iconst(as_i64(mv.kk)?);
+    let x = k.span_addr(mv.x.0, mv.x.1, x_len);
+    let w_len = k.iconst(as_i64(mv.cols.saturating_mul(mv.kk))?);
+    let w = k.span_addr(mv.w.0, mv.w.1, w_len);
+    let y_len = k.iconst(as_i64(mv.cols)?);
+    let y = k.span_addr(mv.y.0, mv.y.1, y_len);
+    let ptr = k.b.func.dfg.value_type(y);
+    let sig =
+        k.b.import_signature(crate::abi::gemv_signature(k.call_conv(), ptr));
+    let args = [x_len, x, w, x_len, y, y_len];
+    k.b.ins().call_indirect(sig, f, &args);
+    let Some((origin, epi)) = epi else {
+        return Ok(());
+    };
+    let (zero, one) = (k.iconst(0), k.iconst(1));
+    over_tile(k, (mv.y.1, one, y_len, mv.cols), |k, idx, ty| {
+        let lanes = if ty == types::F32 {
+            1
+        } else {
+            super::kernel::LANES
+        };
+        let acc = k.load(mv.y.0, ty, idx);
+        let j = k.b.ins().isub(idx, origin);
+        let v = epi(k, acc, zero, j, lanes)?;
+        k.store(mv.y.0, idx, v);
+        Ok(())
+    })
 }
 
 /// Whether a `gemm` of operands shaped `a` and `b` is a matrix-vector product with contiguous

@@ -151,21 +151,24 @@ pub(crate) fn uses_dw(
         _ => false,
     }
 }
-
-/// Whether the kernel of `op` is a matrix-vector product ([`gemm::gemv`]), and so takes the
-/// matrix-vector micro-kernel slot when the micro-kernels may be used.
+/// Whether the kernel of `op` computes matrix-vector products ([`gemm::gemv`], every layer of a
+/// `predict`), and so takes the matrix-vector micro-kernel slot when the micro-kernels may be
+/// used.
 pub(crate) fn uses_gemv(op: &Op, operands: &[&TensorType]) -> bool {
     match (op, operands.first(), operands.get(1)) {
         (Op::Gemm(o), Some(a), Some(b)) => gemm::gemv(o, &a.shape, &b.shape),
+        (Op::Predict(_), _, _) => true,
         _ => false,
     }
 }
 
 /// The phases of the kernel of `op`: task functions run one after the other on the same
-/// buffers (a dyn_conv on the GEMM path mixes its kernels, then convolves).
-pub(crate) fn phases(op: &Op, packed: Option<&Packing>) -> usize {
+/// buffers (a dyn_conv on the GEMM path mixes its kernels, then convolves), given its operand
+/// types and the packing of its [`packed_operand`].
+pub(crate) fn phases(op: &Op, operands: &[&TensorType], packed: Option<&Packing>) -> usize {
     match (op, packed) {
-        (Op::DynConv(_), Some(_)) | (Op::Predict(_), _) => 2,
+        (Op::DynConv(_), Some(_)) => 2,
+        (Op::Predict(o), _) => predict::phases(o, operands),
         _ => 1,
     }
 }
