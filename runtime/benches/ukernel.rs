@@ -186,6 +186,7 @@ fn mix(c: &mut Criterion) {
                             1,
                             dst.as_mut_ptr(),
                             0,
+                            bank.as_ptr().wrapping_add((p + 1) * steps * GEMM_F32_M0),
                         )
                     };
                     black_box(&mut dst);

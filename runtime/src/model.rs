@@ -29,11 +29,12 @@ use thiserror::Error;
 /// `ModelDesc::magic`: "DYNC" in little-endian byte order.
 pub const MODEL_MAGIC: u32 = u32::from_le_bytes(*b"DYNC");
 /// `ModelDesc::abi_version`: the layout of these descriptors and of the micro-kernel table
-/// generated code reads (`crate::ukernel::UkernelTable`, whose fields it loads by offset). 2:
-/// the table gained the mixing, depthwise and matrix-vector kernels. An executable linked with
+/// generated code reads (`crate::ukernel::UkernelTable`, whose fields it loads by offset) and
+/// of the micro-kernels' signatures. 2: the table gained the mixing, depthwise and
+/// matrix-vector kernels; 3: the mixing kernel takes its caller's next bank. An executable linked with
 /// a runtime library of another version (a stale `libdync_runtime.a`) then stops with
 /// [`ModelError::Version`] instead of calling through fields its table does not have.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// `run` was given a null handle, or null inputs or outputs for a model that has some.
 pub const STATUS_NULL: i32 = -1;
 /// `run` could not allocate a second arena for a concurrent call on a busy handle.

@@ -4,11 +4,15 @@
 //! At batch 1 a dyn_conv's mixing streams its whole bank (g kernels per output channel) from
 //! memory for one use: CondConv's 7×7 layers read 3.5 MB of bank for a 0.1 ms GEMM. Generated
 //! code mixes in 4-lane Cranelift code that waits on each load; these kernels mix 16 (AVX-512)
-//! or 8 (AVX2) lanes per instruction and prefetch every expert's bank ahead of the loads.
+//! or 8 (AVX2) lanes per instruction, and prefetch the bank of the caller's next call (`next`)
+//! while they mix this one: a fused dyn_conv (7×7 maps) mixes a chunk of one channel panel,
+//! runs the GEMM tile on it, then mixes the same chunk of the next panel, 73 KB further in
+//! each expert (ResNet's 3×3 256-channel convs), so neither hardware prefetchers nor a fixed
+//! distance ahead find it; prefetched one call ahead, it arrives during the GEMM.
 //!
 //! # Contract
-//! `mix_f32(steps, bank, expert_ld, experts, coefs, images, dst, dst_ld)` ([`MixF32Fn`], a
-//! field of [`super::UkernelTable`]): for `i < images`, `s < steps`, `l < M0`,
+//! `mix_f32(steps, bank, expert_ld, experts, coefs, images, dst, dst_ld, next)` ([`MixF32Fn`],
+//! a field of [`super::UkernelTable`]): for `i < images`, `s < steps`, `l < M0`,
 //!
 //! ```text
 //! acc = +0.0
@@ -20,6 +24,8 @@
 //! variant computes the same bits as each other and as the compiler's Cranelift mixing
 //! (`compiler/codegen/src/lower/conv_gemm.rs`, `Mix::step`), which performs the same
 //! operations. Nothing else is read or written; `steps == 0` or `images == 0` does nothing.
+//! `next` is a hint, never dereferenced: where the caller's next call's `bank` will be (null
+//! for none); variants may prefetch `steps · M0` floats of each expert from it.
 //! Reentrant, no allocation, no global state; no alignment needed beyond `f32`'s.
 
 use super::GEMM_F32_M0 as M0;
@@ -39,12 +45,14 @@ pub type MixF32Fn = unsafe extern "C" fn(
     images: usize,
     dst: *mut f32,
     dst_ld: usize,
+    next: *const f32,
 );
 
 /// The portable variant (and the reference of the others).
 ///
 /// # Safety
 /// As [`MixF32Fn`].
+#[allow(clippy::too_many_arguments)] // the C signature of the contract
 pub unsafe extern "C" fn mix_generic(
     steps: usize,
     bank: *const f32,
@@ -54,6 +62,7 @@ pub unsafe extern "C" fn mix_generic(
     images: usize,
     dst: *mut f32,
     dst_ld: usize,
+    _next: *const f32,
 ) {
     for i in 0..images {
         for s in 0..steps {
@@ -81,8 +90,6 @@ pub(super) mod x86 {
     /// Experts whose coefficient vectors the x86 kernels keep on the stack; more take the
     /// portable loop (no published dynamic conv has more than 8).
     const MAX_EXPERTS: usize = 16;
-    /// Floats of each expert's bank prefetched ahead of the current step (2 KiB: 64 steps).
-    const AHEAD: usize = 512;
 
     /// # Safety
     /// As [`super::MixF32Fn`], on a CPU with AVX-512F.
@@ -96,11 +103,14 @@ pub(super) mod x86 {
         images: usize,
         dst: *mut f32,
         dst_ld: usize,
+        next: *const f32,
     ) {
         // SAFETY: the same contract; only reachable when the CPU has AVX-512F.
         unsafe {
             if experts > MAX_EXPERTS {
-                super::mix_generic(steps, bank, expert_ld, experts, coefs, images, dst, dst_ld)
+                super::mix_generic(
+                    steps, bank, expert_ld, experts, coefs, images, dst, dst_ld, next,
+                )
             } else {
                 avx512(
                     steps,
@@ -108,13 +118,14 @@ pub(super) mod x86 {
                     coefs,
                     images,
                     (dst, dst_ld),
+                    next,
                 )
             }
         }
     }
 
     /// Two steps (16 floats) per vector, four vectors at a time; the first image's pass
-    /// prefetches the bank, the others find it in L1 (callers pass a few dozen steps).
+    /// prefetches the next call's bank (the others repeat this call's from L1).
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512(
         steps: usize,
@@ -122,6 +133,7 @@ pub(super) mod x86 {
         coefs: *const f32,
         images: usize,
         (dst, dld): (*mut f32, usize),
+        next: *const f32,
     ) {
         const U: usize = 4;
         let floats = steps * M0;
@@ -142,9 +154,10 @@ pub(super) mod x86 {
                 let mut acc = [_mm512_setzero_ps(); U];
                 for (e, &ce) in c.iter().enumerate().take(experts) {
                     let be = bank.wrapping_add(e * eld + j);
-                    if i == 0 {
+                    if i == 0 && !next.is_null() {
+                        let ne = next.wrapping_add(e * eld + j);
                         for u in 0..U {
-                            _mm_prefetch::<_MM_HINT_T0>(be.wrapping_add(AHEAD + 16 * u).cast());
+                            _mm_prefetch::<_MM_HINT_T0>(ne.wrapping_add(16 * u).cast());
                         }
                     }
                     for (u, a) in acc.iter_mut().enumerate() {
@@ -182,11 +195,14 @@ pub(super) mod x86 {
         images: usize,
         dst: *mut f32,
         dst_ld: usize,
+        next: *const f32,
     ) {
         // SAFETY: the same contract; only reachable when the CPU has AVX2 and FMA.
         unsafe {
             if experts > MAX_EXPERTS {
-                super::mix_generic(steps, bank, expert_ld, experts, coefs, images, dst, dst_ld)
+                super::mix_generic(
+                    steps, bank, expert_ld, experts, coefs, images, dst, dst_ld, next,
+                )
             } else {
                 avx2(
                     steps,
@@ -194,6 +210,7 @@ pub(super) mod x86 {
                     coefs,
                     images,
                     (dst, dst_ld),
+                    next,
                 )
             }
         }
@@ -207,6 +224,7 @@ pub(super) mod x86 {
         coefs: *const f32,
         images: usize,
         (dst, dld): (*mut f32, usize),
+        next: *const f32,
     ) {
         const U: usize = 4;
         for i in 0..images {
@@ -223,9 +241,10 @@ pub(super) mod x86 {
                 let mut acc = [_mm256_setzero_ps(); U];
                 for (e, &ce) in c.iter().enumerate().take(experts) {
                     let be = bank.wrapping_add(e * eld + s * M0);
-                    if i == 0 {
+                    if i == 0 && !next.is_null() {
+                        let ne = next.wrapping_add(e * eld + s * M0);
                         for u in (0..U).step_by(2) {
-                            _mm_prefetch::<_MM_HINT_T0>(be.wrapping_add(AHEAD + M0 * u).cast());
+                            _mm_prefetch::<_MM_HINT_T0>(ne.wrapping_add(M0 * u).cast());
                         }
                     }
                     for (u, a) in acc.iter_mut().enumerate() {
@@ -280,7 +299,8 @@ mod tests {
                     let coefs: Vec<f32> =
                         (0..images * experts * M0).map(|_| rng.normal()).collect();
                     let dld = steps * M0 + 3;
-                    let run = |f: MixF32Fn| {
+                    // A hint past the bank's end (prefetched, never read) and none.
+                    let run = |f: MixF32Fn, next: *const f32| {
                         let mut dst = vec![-7.25e30f32; images * dld + 3];
                         // SAFETY: the buffers are as large as the contract requires.
                         unsafe {
@@ -293,11 +313,13 @@ mod tests {
                                 images,
                                 dst.as_mut_ptr(),
                                 dld,
+                                next,
                             )
                         };
                         dst
                     };
-                    let want = run(super::mix_generic);
+                    let past = bank.as_ptr().wrapping_add(bank.len());
+                    let want = run(super::mix_generic, std::ptr::null());
                     for (j, x) in want.iter().enumerate() {
                         let written = j < images * dld && j % dld < steps * M0;
                         assert!(written || *x == -7.25e30, "element {j} was written");
@@ -315,8 +337,11 @@ mod tests {
                             }
                         }
                     }
-                    for (name, f) in &kernels {
-                        let got = run(*f);
+                    for ((name, f), next) in kernels
+                        .iter()
+                        .flat_map(|k| [(k, std::ptr::null()), (k, past)])
+                    {
+                        let got = run(*f, next);
                         let same = got
                             .iter()
                             .zip(&want)

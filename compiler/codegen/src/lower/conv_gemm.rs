@@ -742,7 +742,18 @@ impl Chunk {
             let a_ptr = match &wts.a {
                 &ASource::Mixed { mix, abuf, coefs } => {
                     let s0 = k.b.ins().imul_imm_s(ci0, taps);
-                    mix.chunk(k, grp, mb, (s0, kc), abuf, coefs)?;
+                    // The next mixing: this chunk of the next panel, after the task's last
+                    // panel the next chunk of its first (`kc` steps on).
+                    let panel = as_i64(g.k * M0)?;
+                    let mb1 = k.b.ins().iadd_imm_s(mb, 1);
+                    let more = k.b.ins().icmp(IntCC::UnsignedLessThan, mb1, hi);
+                    let back = k.b.ins().isub(mb, lo);
+                    let back = k.b.ins().imul_imm_s(back, panel);
+                    let on = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
+                    let wrap = k.b.ins().isub(on, back);
+                    let step = k.iconst(panel);
+                    let next = k.b.ins().select(more, step, wrap);
+                    mix.chunk(k, grp, mb, (s0, kc), abuf, coefs, next)?;
                     abuf
                 }
                 ASource::Packed { buf, per_image } => {
@@ -1001,7 +1012,10 @@ impl Mix<'_> {
                     let len = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
                     let len = k.add_imm(len, as_i64((imgs - 1) * g.image_elems())?);
                     let dst = k.span_addr(BufId::Scratch, dst, len);
-                    self.call_kernel(k, f, (at, steps), (coefs, imgs), (dst, g.image_elems()))
+                    // The next call continues the panel (or starts the next one).
+                    let next = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
+                    let dst = (dst, g.image_elems());
+                    self.call_kernel(k, f, (at, steps, next), (coefs, imgs), dst)
                 };
                 let own = |k: &mut Kernel| {
                     k.loop_dyn(s0, end, |k, s| {
@@ -1035,6 +1049,8 @@ impl Mix<'_> {
 
     /// Mixes steps `s0 .. s0 + kc` of channel panel `mb` of group `grp` for image 0 into
     /// `abuf` (`kc` rows of M0 floats, the tile's A panel); `coefs` holds experts × M0 floats.
+    /// The task's next mixing starts `next` bank elements (signed) after this one's.
+    #[allow(clippy::too_many_arguments)]
     fn chunk(
         &self,
         k: &mut Kernel,
@@ -1043,13 +1059,15 @@ impl Mix<'_> {
         (s0, kc): (Value, Value),
         abuf: Value,
         coefs: Value,
+        next: Value,
     ) -> LResult {
         let (_, oc0, base) = self.panel_start(k, grp, mb)?;
         self.coefficients(k, oc0, 0..1, coefs)?;
         let base = k.mul_add(base, s0, as_i64(M0)?);
         let f = k.mix_fn();
-        let call =
-            |k: &mut Kernel, f: Value| self.call_kernel(k, f, (base, kc), (coefs, 1), (abuf, 0));
+        let call = |k: &mut Kernel, f: Value| {
+            self.call_kernel(k, f, (base, kc, next), (coefs, 1), (abuf, 0))
+        };
         let own = |k: &mut Kernel| {
             let flags = MemFlagsData::new().with_notrap();
             let zero = k.iconst(0);
@@ -1071,12 +1089,13 @@ impl Mix<'_> {
     /// Calls the mixing micro-kernel `f` (`dync_runtime::ukernel::mix`'s contract, the same
     /// bits as [`Mix::step`]) for `steps` steps from the bank's element `at`, the first
     /// `images` images of the coefficient table `coefs`, into `dst` (image `i` at element
-    /// `i · dst_ld`).
+    /// `i · dst_ld`); the caller's next call starts `next` elements (signed) after `at`, a
+    /// prefetch hint that may point past the bank.
     fn call_kernel(
         &self,
         k: &mut Kernel,
         f: Value,
-        (at, steps): (Value, Value),
+        (at, steps, next): (Value, Value, Value),
         (coefs, images): (Value, usize),
         (dst, dst_ld): (Value, usize),
     ) -> LResult {
@@ -1084,6 +1103,8 @@ impl Mix<'_> {
         let rest = as_i64(self.experts.saturating_sub(1))? * self.expert_elems;
         let len = k.add_imm(len, rest);
         let bank = k.span_addr(BufId::In(2), at, len);
+        let next = k.b.ins().imul_imm_s(next, 4);
+        let next = k.b.ins().iadd(bank, next);
         let ptr = k.b.func.dfg.value_type(bank);
         let sig =
             k.b.import_signature(crate::abi::mix_signature(k.call_conv(), ptr));
@@ -1096,6 +1117,7 @@ impl Mix<'_> {
             k.iconst(as_i64(images)?),
             dst,
             k.iconst(as_i64(dst_ld)?),
+            next,
         ];
         k.b.ins().call_indirect(sig, f, &args);
         Ok(())
