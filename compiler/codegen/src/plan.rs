@@ -340,7 +340,14 @@ fn packings(g: &Graph, order: &[NodeId]) -> HashMap<NodeId, Packing> {
                 continue;
             }
             let p = match wanted {
-                Some(w) if w == j => Packing::for_conv(g.ty(ops[0]), g.ty(o), g.ty(id), group),
+                Some(w) if w == j => {
+                    let (x, y) = (g.ty(ops[0]), g.ty(id));
+                    let p = Packing::for_conv(x, g.ty(o), y, group);
+                    match &g.node(id).op {
+                        Op::Conv(c) => p.map(|p| crate::lower::blocking(c, x, y, g.ty(o), p)),
+                        _ => p,
+                    }
+                }
                 _ => None,
             };
             let entry = uses.entry(o).or_insert(p);

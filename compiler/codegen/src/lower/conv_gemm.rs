@@ -176,8 +176,13 @@ impl Gemm {
 /// Where the tile's `A` panels come from.
 enum ASource<'a> {
     /// Packed panels in a buffer, `per_image` elements apart for consecutive images (0:
-    /// shared by every image).
-    Packed { buf: BufId, per_image: i64 },
+    /// shared by every image); `blocked` when laid out in the convolution's runs and chunks
+    /// ([`blocking`]), else `[G][panel][K][M0]`.
+    Packed {
+        buf: BufId,
+        per_image: i64,
+        blocked: bool,
+    },
     /// Mixed from the bank chunk by chunk into the stack buffer `abuf`, right before the tiles
     /// use them (a fused dyn_conv); `coefs` holds the panel's coefficients.
     Mixed {
@@ -402,6 +407,25 @@ pub(crate) fn dyn_scratch(op: &DynConv, x: &TensorType, y: &TensorType, p: &Pack
         .unwrap_or(usize::MAX)
 }
 
+/// The blocking of a conv's packed weight: `p` (its packing in one chunk and one run) with the
+/// chunks and runs of its convolution ([`Packing::offset`]), so that each task reads its A
+/// panels in order.
+pub(crate) fn blocking(
+    op: &Conv,
+    x: &TensorType,
+    y: &TensorType,
+    w: &TensorType,
+    p: Packing,
+) -> Packing {
+    let g = Gemm::new(&x.shape, &y.shape, &w.shape, conv_attrs(op), &p, false);
+    let s = Schedule::new(g.batch, g.groups, g.mblocks, g.k, &g.t);
+    Packing {
+        chunk: g.cc * g.kh * g.kw,
+        run: s.per,
+        ..p
+    }
+}
+
 pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
     let (xs, ys, ws) = (
         k.shape(BufId::In(0)),
@@ -409,10 +433,19 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
         k.shape(BufId::In(1)),
     );
     let g = Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false);
+    let s = Schedule::new(g.batch, g.groups, g.mblocks, g.k, &g.t);
+    let blocked = (p.chunk, p.run) == (g.cc * g.kh * g.kw, s.per);
+    if !blocked && (p.chunk, p.run) != (g.k, g.mblocks) {
+        return Err(crate::error::CodegenError::cranelift(
+            &k.name,
+            format!("the weight's packing {p:?} is neither this conv's blocking nor plain"),
+        ));
+    }
     let wts = Weights {
         a: ASource::Packed {
             buf: BufId::In(1),
             per_image: 0,
+            blocked,
         },
         bias: op.bias_index(k.n_inputs()).map(|i| (BufId::In(i), 0, 0)),
         residual: op.residual_index(k.n_inputs()).map(BufId::In),
@@ -464,6 +497,7 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
                 ASource::Packed {
                     buf: BufId::Scratch,
                     per_image: as_i64(g.image_elems())?,
+                    blocked: false,
                 }
             },
             bias: has_bias.then_some((BufId::Scratch, kernels, as_i64(g.o)?)),
@@ -756,14 +790,33 @@ impl Chunk {
                     mix.chunk(k, grp, mb, (s0, kc), abuf, coefs, next)?;
                     abuf
                 }
-                ASource::Packed { buf, per_image } => {
-                    let a_idx = k.b.ins().imul_imm_s(n, *per_image);
-                    let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
-                    let pnl = k.b.ins().iadd(pnl, mb);
-                    let a_idx = k.mul_add(a_idx, pnl, as_i64(g.k * M0)?);
-                    let a_idx = k.mul_add(a_idx, ci0, taps * as_i64(M0)?);
+                &ASource::Packed {
+                    buf,
+                    per_image,
+                    blocked,
+                } => {
+                    let a_idx = k.b.ins().imul_imm_s(n, per_image);
+                    let steps0 = k.b.ins().imul_imm_s(ci0, taps);
+                    let a_idx = if blocked {
+                        // `Packing::offset`: the task's run starts at its first panel; the
+                        // chunk holds its panels' `kc` steps one after the other.
+                        let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
+                        let pnl = k.b.ins().iadd(pnl, lo);
+                        let a_idx = k.mul_add(a_idx, pnl, as_i64(g.k * M0)?);
+                        let panels = k.b.ins().isub(hi, lo);
+                        let before = k.b.ins().imul(steps0, panels);
+                        let a_idx = k.mul_add(a_idx, before, as_i64(M0)?);
+                        let bi = k.b.ins().isub(mb, lo);
+                        let skip = k.b.ins().imul(bi, kc);
+                        k.mul_add(a_idx, skip, as_i64(M0)?)
+                    } else {
+                        let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
+                        let pnl = k.b.ins().iadd(pnl, mb);
+                        let a_idx = k.mul_add(a_idx, pnl, as_i64(g.k * M0)?);
+                        k.mul_add(a_idx, steps0, as_i64(M0)?)
+                    };
                     let a_len = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
-                    k.span_addr(*buf, a_idx, a_len)
+                    k.span_addr(buf, a_idx, a_len)
                 }
             };
             // Output channel of the panel's first row.

@@ -36,6 +36,8 @@ mod softmax;
 mod transpose;
 mod unary;
 
+pub(crate) use conv_gemm::blocking;
+
 use crate::error::{CodegenError, NodeRef};
 use crate::pack::Packing;
 use dync_ir::ops::Act;
