@@ -345,6 +345,9 @@ fn packings(g: &Graph, order: &[NodeId]) -> HashMap<NodeId, Packing> {
                     let p = Packing::for_conv(x, g.ty(o), y, group);
                     match &g.node(id).op {
                         Op::Conv(c) => p.map(|p| crate::lower::blocking(c, x, y, g.ty(o), p)),
+                        Op::DynConv(c) => {
+                            p.map(|p| crate::lower::dyn_blocking(c, x, y, g.ty(o), p))
+                        }
                         _ => p,
                     }
                 }

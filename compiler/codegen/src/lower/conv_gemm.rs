@@ -426,6 +426,39 @@ pub(crate) fn blocking(
     }
 }
 
+/// The blocking of a dyn_conv's packed bank ([`Mix`]): `p` with the convolution's chunks and
+/// runs when the mixing is fused into it, else blocks of [`MIX_STEPS`] steps panel by panel.
+pub(crate) fn dyn_blocking(
+    op: &DynConv,
+    x: &TensorType,
+    y: &TensorType,
+    bank: &TensorType,
+    p: Packing,
+) -> Packing {
+    let (chunk, run) = dyn_layout(
+        op,
+        &x.shape,
+        &y.shape,
+        bank.shape.get(1..).unwrap_or(&[]),
+        &p,
+    );
+    Packing { chunk, run, ..p }
+}
+
+/// The (chunk, run) of a dyn_conv's blocked bank; see [`dyn_blocking`].
+fn dyn_layout(op: &DynConv, x: &[usize], y: &[usize], ws: &[usize], p: &Packing) -> (usize, usize) {
+    if ws.len() != 4 {
+        return (p.chunk, p.run);
+    }
+    let g = Gemm::new(x, y, ws, (op.strides, op.pads, op.dilations), p, true);
+    if g.fused {
+        let s = Schedule::new(g.batch, g.groups, g.mblocks, g.k, &g.t);
+        (g.cc * g.kh * g.kw, s.per)
+    } else {
+        (MIX_STEPS.min(g.k), 1)
+    }
+}
+
 pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
     let (xs, ys, ws) = (
         k.shape(BufId::In(0)),
@@ -476,12 +509,17 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
     if !g.has_work() {
         return Ok(());
     }
+    if (p.chunk, p.run) != dyn_layout(op, &xs, &ys, &bank[1..], p) {
+        return Err(crate::error::CodegenError::cranelift(
+            &k.name,
+            format!("the bank's packing {p:?} is not this dyn_conv's blocking"),
+        ));
+    }
     let mix = Mix {
         op,
         g: &g,
         per_channel: k.shape(BufId::In(1)).len() == 3,
         experts: bank[0],
-        expert_elems: as_i64(p.expert_elems().unwrap_or(0))?,
         kernels,
     };
     if phase == 1 {
@@ -776,18 +814,7 @@ impl Chunk {
             let a_ptr = match &wts.a {
                 &ASource::Mixed { mix, abuf, coefs } => {
                     let s0 = k.b.ins().imul_imm_s(ci0, taps);
-                    // The next mixing: this chunk of the next panel, after the task's last
-                    // panel the next chunk of its first (`kc` steps on).
-                    let panel = as_i64(g.k * M0)?;
-                    let mb1 = k.b.ins().iadd_imm_s(mb, 1);
-                    let more = k.b.ins().icmp(IntCC::UnsignedLessThan, mb1, hi);
-                    let back = k.b.ins().isub(mb, lo);
-                    let back = k.b.ins().imul_imm_s(back, panel);
-                    let on = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
-                    let wrap = k.b.ins().isub(on, back);
-                    let step = k.iconst(panel);
-                    let next = k.b.ins().select(more, step, wrap);
-                    mix.chunk(k, grp, mb, (s0, kc), abuf, coefs, next)?;
+                    mix.chunk(k, (grp, mb, (lo, hi)), (s0, kc), abuf, coefs)?;
                     abuf
                 }
                 &ASource::Packed {
@@ -798,17 +825,8 @@ impl Chunk {
                     let a_idx = k.b.ins().imul_imm_s(n, per_image);
                     let steps0 = k.b.ins().imul_imm_s(ci0, taps);
                     let a_idx = if blocked {
-                        // `Packing::offset`: the task's run starts at its first panel; the
-                        // chunk holds its panels' `kc` steps one after the other.
-                        let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
-                        let pnl = k.b.ins().iadd(pnl, lo);
-                        let a_idx = k.mul_add(a_idx, pnl, as_i64(g.k * M0)?);
-                        let panels = k.b.ins().isub(hi, lo);
-                        let before = k.b.ins().imul(steps0, panels);
-                        let a_idx = k.mul_add(a_idx, before, as_i64(M0)?);
-                        let bi = k.b.ins().isub(mb, lo);
-                        let skip = k.b.ins().imul(bi, kc);
-                        k.mul_add(a_idx, skip, as_i64(M0)?)
+                        let at = block_at(k, g, 1, grp, (lo, hi, mb), (steps0, kc))?;
+                        k.b.ins().iadd(a_idx, at)
                     } else {
                         let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
                         let pnl = k.b.ins().iadd(pnl, mb);
@@ -864,6 +882,29 @@ impl Chunk {
             Ok(())
         })
     }
+}
+
+/// The element index in a blocked packing ([`Packing::offset`]) of `experts` experts where the
+/// chunk of `kc` steps from step `s0` of panel `mb` of group `grp` starts, its run being the
+/// panels `lo .. hi`: expert e's steps follow at `e · kc · M0`.
+fn block_at(
+    k: &mut Kernel,
+    g: &Gemm,
+    experts: usize,
+    grp: Value,
+    (lo, hi, mb): (Value, Value, Value),
+    (s0, kc): (Value, Value),
+) -> LResult<Value> {
+    let e = as_i64(experts)?;
+    let pnl = k.b.ins().imul_imm_s(grp, as_i64(g.mblocks)?);
+    let pnl = k.b.ins().iadd(pnl, lo);
+    let run = k.b.ins().imul_imm_s(pnl, as_i64(g.k * M0)? * e);
+    let panels = k.b.ins().isub(hi, lo);
+    let before = k.b.ins().imul(s0, panels);
+    let at = k.mul_add(run, before, as_i64(M0)? * e);
+    let bi = k.b.ins().isub(mb, lo);
+    let skip = k.b.ins().imul(bi, kc);
+    Ok(k.mul_add(at, skip, as_i64(M0)? * e))
 }
 
 /// Channel panels `blk·per .. min((blk + 1)·per, mblocks)`.
@@ -1030,14 +1071,16 @@ fn fill_zero(
     Ok(())
 }
 
-/// The mixing of one dyn_conv's kernels into the packed layout.
+/// The mixing of one dyn_conv's kernels into the packed layout. The bank is blocked
+/// ([`Packing::offset`], experts inside each block) in the order the mixing reads it: fused,
+/// in the convolution's chunks and runs ([`dyn_blocking`]); otherwise panel by panel in blocks
+/// of [`MIX_STEPS`] steps, each phase-0 task streaming its panel's blocks in order.
 struct Mix<'a> {
     op: &'a DynConv,
     g: &'a Gemm,
     per_channel: bool,
     experts: usize,
-    /// Elements of one expert's packed bank, and of all images' packed kernels.
-    expert_elems: i64,
+    /// Elements of all images' packed kernels.
     kernels: i64,
 }
 
@@ -1049,6 +1092,7 @@ impl Mix<'_> {
         let g = self.g;
         let (used, oc0, base) = self.panel_start(k, grp, mb)?;
         let images = if g.fused { 0 } else { g.batch };
+        let mb1 = k.b.ins().iadd_imm_s(mb, 1);
         for first in (0..images).step_by(IMAGES) {
             let imgs = IMAGES.min(g.batch - first);
             self.coefficients(k, oc0, first..first + imgs, coefs)?;
@@ -1056,28 +1100,30 @@ impl Mix<'_> {
                 let end = k.add_imm(s0, as_i64(MIX_STEPS)?);
                 let kk = k.iconst(as_i64(g.k)?);
                 let end = k.b.ins().umin(end, kk);
+                let steps = k.b.ins().isub(end, s0);
+                // The block of this panel (a run of one) and these steps in the bank; the
+                // same steps of image `first`'s plain packed panel in scratch.
+                let at = block_at(k, g, self.experts, grp, (mb, mb1, mb), (s0, steps))?;
+                let dst0 = k.mul_add(base, s0, as_i64(M0)?);
+                let dst0 = k.add_imm(dst0, as_i64(first * g.image_elems())?);
                 let f = k.mix_fn();
                 let call = |k: &mut Kernel, f: Value| {
-                    let at = k.mul_add(base, s0, as_i64(M0)?);
-                    let steps = k.b.ins().isub(end, s0);
-                    let first_elem = as_i64(first * g.image_elems())?;
-                    let dst = k.add_imm(at, first_elem);
                     let len = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
                     let len = k.add_imm(len, as_i64((imgs - 1) * g.image_elems())?);
-                    let dst = k.span_addr(BufId::Scratch, dst, len);
-                    // The next call continues the panel (or starts the next one).
-                    let next = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
-                    let dst = (dst, g.image_elems());
-                    self.call_kernel(k, f, (at, steps, next), (coefs, imgs), dst)
+                    let dst = k.span_addr(BufId::Scratch, dst0, len);
+                    self.call_kernel(k, f, (at, steps), (coefs, imgs), (dst, g.image_elems()))
                 };
                 let own = |k: &mut Kernel| {
-                    k.loop_dyn(s0, end, |k, s| {
-                        let at = k.mul_add(base, s, as_i64(M0)?);
-                        let accs = self.step(k, at, imgs, coefs)?;
+                    let eld = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
+                    let zero = k.iconst(0);
+                    k.loop_dyn(zero, steps, |k, s| {
+                        let src = k.mul_add(at, s, as_i64(M0)?);
+                        let dst = k.mul_add(dst0, s, as_i64(M0)?);
+                        let accs = self.step(k, src, eld, imgs, coefs)?;
                         for (i, acc) in accs.iter().enumerate() {
-                            let img = as_i64(first + i)? * as_i64(g.image_elems())?;
+                            let img = as_i64(i)? * as_i64(g.image_elems())?;
                             for (h, &v) in acc.iter().enumerate() {
-                                k.store_off(BufId::Scratch, at, img + as_i64(h * LANES)?, v);
+                                k.store_off(BufId::Scratch, dst, img + as_i64(h * LANES)?, v);
                             }
                         }
                         Ok(())
@@ -1101,35 +1147,39 @@ impl Mix<'_> {
     }
 
     /// Mixes steps `s0 .. s0 + kc` of channel panel `mb` of group `grp` for image 0 into
-    /// `abuf` (`kc` rows of M0 floats, the tile's A panel); `coefs` holds experts × M0 floats.
-    /// The task's next mixing starts `next` bank elements (signed) after this one's.
-    #[allow(clippy::too_many_arguments)]
+    /// `abuf` (`kc` rows of M0 floats, the tile's A panel), the task's panels being
+    /// `panels.0 .. panels.1`; `coefs` holds experts × M0 floats.
     fn chunk(
         &self,
         k: &mut Kernel,
-        grp: Value,
-        mb: Value,
+        (grp, mb, panels): (Value, Value, (Value, Value)),
         (s0, kc): (Value, Value),
         abuf: Value,
         coefs: Value,
-        next: Value,
     ) -> LResult {
-        let (_, oc0, base) = self.panel_start(k, grp, mb)?;
+        let (_, oc0, _) = self.panel_start(k, grp, mb)?;
         self.coefficients(k, oc0, 0..1, coefs)?;
-        let base = k.mul_add(base, s0, as_i64(M0)?);
+        let at = block_at(
+            k,
+            self.g,
+            self.experts,
+            grp,
+            (panels.0, panels.1, mb),
+            (s0, kc),
+        )?;
         let f = k.mix_fn();
-        let call = |k: &mut Kernel, f: Value| {
-            self.call_kernel(k, f, (base, kc, next), (coefs, 1), (abuf, 0))
-        };
+        let call =
+            |k: &mut Kernel, f: Value| self.call_kernel(k, f, (at, kc), (coefs, 1), (abuf, 0));
         let own = |k: &mut Kernel| {
             let flags = MemFlagsData::new().with_notrap();
+            let eld = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
             let zero = k.iconst(0);
             k.loop_dyn(zero, kc, |k, s| {
-                let at = k.mul_add(base, s, as_i64(M0)?);
+                let src = k.mul_add(at, s, as_i64(M0)?);
                 let dst = k.b.ins().imul_imm_s(s, as_i64(M0 * 4)?);
                 let dst = k.b.ins().iadd(abuf, dst);
                 // Image 0 only: one accumulator pair.
-                for [lo, hi] in self.step(k, at, 1, coefs)? {
+                for [lo, hi] in self.step(k, src, eld, 1, coefs)? {
                     k.b.ins().store(flags, lo, dst, 0);
                     k.b.ins().store(flags, hi, dst, 16);
                 }
@@ -1140,31 +1190,30 @@ impl Mix<'_> {
     }
 
     /// Calls the mixing micro-kernel `f` (`dync_runtime::ukernel::mix`'s contract, the same
-    /// bits as [`Mix::step`]) for `steps` steps from the bank's element `at`, the first
-    /// `images` images of the coefficient table `coefs`, into `dst` (image `i` at element
-    /// `i · dst_ld`); the caller's next call starts `next` elements (signed) after `at`, a
-    /// prefetch hint that may point past the bank.
+    /// bits as [`Mix::step`]) for the bank block of `steps` steps at element `at` (each
+    /// expert's `steps` rows in turn), the first `images` images of the coefficient table
+    /// `coefs`, into `dst` (image `i` at element `i · dst_ld`). The mixing's next block follows
+    /// this one in the bank: the kernel prefetches it.
     fn call_kernel(
         &self,
         k: &mut Kernel,
         f: Value,
-        (at, steps, next): (Value, Value, Value),
+        (at, steps): (Value, Value),
         (coefs, images): (Value, usize),
         (dst, dst_ld): (Value, usize),
     ) -> LResult {
-        let len = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
-        let rest = as_i64(self.experts.saturating_sub(1))? * self.expert_elems;
-        let len = k.add_imm(len, rest);
+        let eld = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
+        let len = k.b.ins().imul_imm_s(eld, as_i64(self.experts)?);
         let bank = k.span_addr(BufId::In(2), at, len);
-        let next = k.b.ins().imul_imm_s(next, 4);
-        let next = k.b.ins().iadd(bank, next);
+        let bytes = k.b.ins().imul_imm_s(len, 4);
+        let next = k.b.ins().iadd(bank, bytes);
         let ptr = k.b.func.dfg.value_type(bank);
         let sig =
             k.b.import_signature(crate::abi::mix_signature(k.call_conv(), ptr));
         let args = [
             steps,
             bank,
-            k.iconst(self.expert_elems),
+            eld,
             k.iconst(as_i64(self.experts)?),
             coefs,
             k.iconst(as_i64(images)?),
@@ -1177,7 +1226,8 @@ impl Mix<'_> {
     }
 
     /// Channel panel `mb` of group `grp`: its first row's offset in the group (used), its
-    /// first output channel, and the element index of its first step in each expert's bank.
+    /// first output channel, and the element index of its first step in an image's plain
+    /// packed kernels.
     fn panel_start(&self, k: &mut Kernel, grp: Value, mb: Value) -> LResult<(Value, Value, Value)> {
         let g = self.g;
         let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
@@ -1196,16 +1246,19 @@ impl Mix<'_> {
         &self,
         k: &mut Kernel,
         at: Value,
+        eld: Value,
         imgs: usize,
         coefs: Value,
     ) -> LResult<Vec<[Value; 2]>> {
         let flags = MemFlagsData::new().with_notrap();
         let zero = k.fconst(LANES, 0.0);
         let mut accs = vec![[zero; 2]; imgs];
+        let mut ae = at;
         for e in 0..self.experts {
-            let eo = as_i64(e)? * self.expert_elems;
-            let b =
-                [0, LANES].map(|h| k.load_off(BufId::In(2), types::F32X4, at, eo + h as i64, true));
+            if e > 0 {
+                ae = k.b.ins().iadd(ae, eld);
+            }
+            let b = [0, LANES].map(|h| k.load_off(BufId::In(2), types::F32X4, ae, h as i64, true));
             for (i, acc) in accs.iter_mut().enumerate() {
                 for h in 0..2 {
                     let off = coef_offset(i, e, self.experts, h)?;

@@ -36,7 +36,7 @@ mod softmax;
 mod transpose;
 mod unary;
 
-pub(crate) use conv_gemm::blocking;
+pub(crate) use conv_gemm::{blocking, dyn_blocking};
 
 use crate::error::{CodegenError, NodeRef};
 use crate::pack::Packing;
