@@ -162,11 +162,12 @@ fn silu(c: &mut Criterion) {
 fn mix(c: &mut Criterion) {
     let mut g = c.benchmark_group("mix_f32");
     let (experts, steps, panels) = (4, 192, 1152 / GEMM_F32_M0);
-    let eld = panels * steps * GEMM_F32_M0;
-    let bank = data(experts * eld, 5);
+    // The compiler's blocked bank: per panel, each step's experts side by side.
+    let block = steps * experts * GEMM_F32_M0;
+    let bank = data(panels * block, 5);
     let coefs = data(experts * GEMM_F32_M0, 6);
     let mut dst = vec![0f32; steps * GEMM_F32_M0];
-    g.throughput(Throughput::Bytes((experts * eld * 4) as u64));
+    g.throughput(Throughput::Bytes((panels * block * 4) as u64));
     for isa in Isa::ALL {
         let Some(t) = table(isa) else {
             continue;
@@ -179,14 +180,15 @@ fn mix(c: &mut Criterion) {
                     unsafe {
                         (t.mix_f32)(
                             steps,
-                            bank.as_ptr().add(p * steps * GEMM_F32_M0),
-                            eld,
+                            bank.as_ptr().add(p * block),
+                            GEMM_F32_M0,
+                            experts * GEMM_F32_M0,
                             experts,
                             coefs.as_ptr(),
                             1,
                             dst.as_mut_ptr(),
                             0,
-                            bank.as_ptr().wrapping_add((p + 1) * steps * GEMM_F32_M0),
+                            bank.as_ptr().wrapping_add((p + 1) * block),
                         )
                     };
                     black_box(&mut dst);

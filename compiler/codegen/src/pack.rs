@@ -8,11 +8,13 @@
 //! the experts of a bank) as panels of `M0` channels × `K` steps per group, channels past `og`
 //! zero, in the order the convolution (or a dyn_conv's mixing) reads them ([`Packing::offset`]):
 //! runs of `run` panels (one task's), within a run chunks of `chunk` steps (one call of the
-//! tile), within a chunk the run's panels one after the other, within a panel's chunk every
-//! expert's steps in turn. A task then reads its weights as one sequential stream: a chunk of
-//! each panel in turn, 18 KB apart, streamed from memory at 13.8 GB/s against 23 GB/s for runs
-//! of 8 panels read in order, and a fused dyn_conv's mixing read 6 experts' banks at 19 GB/s
-//! against 37 GB/s in one stream (read loops of those patterns on this machine). With one
+//! tile), within a chunk the run's panels one after the other, within a panel's chunk its steps,
+//! each step's experts side by side. A task then reads its weights as one sequential stream: a
+//! chunk of each panel in turn, 18 KB apart, streamed from memory at 13.8 GB/s against 23 GB/s
+//! for runs of 8 panels read in order, and a fused dyn_conv's mixing read 6 experts' banks at
+//! 19 GB/s, at 12 GB/s with each expert's steps in a 4 KB block of its own, and at 48 GB/s
+//! interleaved and prefetched a block ahead (read loops of those patterns on this machine;
+//! `dync_runtime::ukernel::mix`). With one
 //! expert, `chunk = K` and `run = ⌈og/M0⌉` the layout is plain `[G][⌈og/M0⌉][K][M0]`. The memory plan
 //! packs a constant when every use of it is such a weight ([`crate::plan`]); the conv lowerings
 //! take the GEMM path exactly for packed weights, so the decision is made once.
@@ -73,8 +75,8 @@ impl Packing {
 
     /// Element index of lane 0 of step `p` of panel `b` of group `g` of expert `e`: runs of
     /// [`Self::run`] panels, each as chunks of [`Self::chunk`] steps, each the run's panels in
-    /// order, each panel's chunk as every expert's `kc` steps in turn (see the module
-    /// documentation).
+    /// order, each panel's chunk as its steps in turn, each step's experts side by side (see the
+    /// module documentation).
     pub fn offset(&self, e: usize, g: usize, b: usize, p: usize) -> usize {
         let (mb, k, n) = (self.mblocks(), self.k, self.experts);
         let (r, bi) = (b / self.run, b % self.run);
@@ -82,7 +84,7 @@ impl Packing {
         let (c, s) = (p / self.chunk, p % self.chunk);
         let kc = self.chunk.min(k - c * self.chunk);
         let run = (g * mb + r * self.run) * k * n;
-        (run + (c * self.chunk * panels + bi * kc) * n + e * kc + s) * M0
+        (run + (c * self.chunk * panels + bi * kc + s) * n + e) * M0
     }
 
     /// Panels of `M0` channels per group.
@@ -178,9 +180,10 @@ mod tests {
             chunk: 2,
             run: 2,
         };
-        // Run 0 (panels 0, 1): chunk 0 holds panel 0's steps 0–1, then panel 1's.
-        // Each panel's chunk holds expert 0's steps, then expert 1's.
-        assert_eq!(p.offset(1, 0, 0, 1), 3 * M0);
+        // Run 0 (panels 0, 1): chunk 0 holds panel 0's steps 0–1, then panel 1's, each
+        // step's two experts side by side.
+        assert_eq!(p.offset(1, 0, 0, 0), M0);
+        assert_eq!(p.offset(0, 0, 0, 1), 2 * M0);
         assert_eq!(p.offset(0, 0, 1, 0), 4 * M0);
         assert_eq!(p.offset(0, 0, 0, 2), 8 * M0);
         // The last chunk (1 step) of run 0, then run 1 (panel 2 alone).

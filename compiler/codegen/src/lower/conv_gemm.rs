@@ -886,7 +886,7 @@ impl Chunk {
 
 /// The element index in a blocked packing ([`Packing::offset`]) of `experts` experts where the
 /// chunk of `kc` steps from step `s0` of panel `mb` of group `grp` starts, its run being the
-/// panels `lo .. hi`: expert e's steps follow at `e · kc · M0`.
+/// panels `lo .. hi`: step s of expert e follows at `(s · experts + e) · M0`.
 fn block_at(
     k: &mut Kernel,
     g: &Gemm,
@@ -1114,12 +1114,11 @@ impl Mix<'_> {
                     self.call_kernel(k, f, (at, steps), (coefs, imgs), (dst, g.image_elems()))
                 };
                 let own = |k: &mut Kernel| {
-                    let eld = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
                     let zero = k.iconst(0);
                     k.loop_dyn(zero, steps, |k, s| {
-                        let src = k.mul_add(at, s, as_i64(M0)?);
+                        let src = k.mul_add(at, s, as_i64(self.experts * M0)?);
                         let dst = k.mul_add(dst0, s, as_i64(M0)?);
-                        let accs = self.step(k, src, eld, imgs, coefs)?;
+                        let accs = self.step(k, src, imgs, coefs)?;
                         for (i, acc) in accs.iter().enumerate() {
                             let img = as_i64(i)? * as_i64(g.image_elems())?;
                             for (h, &v) in acc.iter().enumerate() {
@@ -1172,14 +1171,13 @@ impl Mix<'_> {
             |k: &mut Kernel, f: Value| self.call_kernel(k, f, (at, kc), (coefs, 1), (abuf, 0));
         let own = |k: &mut Kernel| {
             let flags = MemFlagsData::new().with_notrap();
-            let eld = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
             let zero = k.iconst(0);
             k.loop_dyn(zero, kc, |k, s| {
-                let src = k.mul_add(at, s, as_i64(M0)?);
+                let src = k.mul_add(at, s, as_i64(self.experts * M0)?);
                 let dst = k.b.ins().imul_imm_s(s, as_i64(M0 * 4)?);
                 let dst = k.b.ins().iadd(abuf, dst);
                 // Image 0 only: one accumulator pair.
-                for [lo, hi] in self.step(k, src, eld, 1, coefs)? {
+                for [lo, hi] in self.step(k, src, 1, coefs)? {
                     k.b.ins().store(flags, lo, dst, 0);
                     k.b.ins().store(flags, hi, dst, 16);
                 }
@@ -1190,8 +1188,8 @@ impl Mix<'_> {
     }
 
     /// Calls the mixing micro-kernel `f` (`dync_runtime::ukernel::mix`'s contract, the same
-    /// bits as [`Mix::step`]) for the bank block of `steps` steps at element `at` (each
-    /// expert's `steps` rows in turn), the first `images` images of the coefficient table
+    /// bits as [`Mix::step`]) for the bank block of `steps` steps at element `at` (each step's
+    /// experts side by side), the first `images` images of the coefficient table
     /// `coefs`, into `dst` (image `i` at element `i · dst_ld`). The mixing's next block follows
     /// this one in the bank: the kernel prefetches it.
     fn call_kernel(
@@ -1202,8 +1200,7 @@ impl Mix<'_> {
         (coefs, images): (Value, usize),
         (dst, dst_ld): (Value, usize),
     ) -> LResult {
-        let eld = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
-        let len = k.b.ins().imul_imm_s(eld, as_i64(self.experts)?);
+        let len = k.b.ins().imul_imm_s(steps, as_i64(self.experts * M0)?);
         let bank = k.span_addr(BufId::In(2), at, len);
         let bytes = k.b.ins().imul_imm_s(len, 4);
         let next = k.b.ins().iadd(bank, bytes);
@@ -1213,7 +1210,8 @@ impl Mix<'_> {
         let args = [
             steps,
             bank,
-            eld,
+            k.iconst(as_i64(M0)?),
+            k.iconst(as_i64(self.experts * M0)?),
             k.iconst(as_i64(self.experts)?),
             coefs,
             k.iconst(as_i64(images)?),
@@ -1240,25 +1238,22 @@ impl Mix<'_> {
     }
 
     /// One mixed step (M0 lanes as two vectors) for each of the first `imgs` images of the
-    /// coefficient table `coefs`: Σᵢ coefs[img][i] · bank[i][at ..], the bank's vectors loaded
-    /// once for all images.
+    /// coefficient table `coefs`: Σᵢ coefs[img][i] · bank[at + i·M0 ..] (the step's experts
+    /// side by side), the bank's vectors loaded once for all images.
     fn step(
         &self,
         k: &mut Kernel,
         at: Value,
-        eld: Value,
         imgs: usize,
         coefs: Value,
     ) -> LResult<Vec<[Value; 2]>> {
         let flags = MemFlagsData::new().with_notrap();
         let zero = k.fconst(LANES, 0.0);
         let mut accs = vec![[zero; 2]; imgs];
-        let mut ae = at;
         for e in 0..self.experts {
-            if e > 0 {
-                ae = k.b.ins().iadd(ae, eld);
-            }
-            let b = [0, LANES].map(|h| k.load_off(BufId::In(2), types::F32X4, ae, h as i64, true));
+            let eo = as_i64(e * M0)?;
+            let b =
+                [0, LANES].map(|h| k.load_off(BufId::In(2), types::F32X4, at, eo + h as i64, true));
             for (i, acc) in accs.iter_mut().enumerate() {
                 for h in 0..2 {
                     let off = coef_offset(i, e, self.experts, h)?;
