@@ -811,13 +811,13 @@ impl Chunk {
             let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
             let m = clipped(k, M0, g.og, used)?;
             // The chunk's steps of panel mb of group grp (of image n).
-            let a_ptr = match &wts.a {
-                &ASource::Mixed { mix, abuf, coefs } => {
+            let a_ptr = match wts.a {
+                ASource::Mixed { mix, abuf, coefs } => {
                     let s0 = k.b.ins().imul_imm_s(ci0, taps);
                     mix.chunk(k, (grp, mb, (lo, hi)), (s0, kc), abuf, coefs)?;
                     abuf
                 }
-                &ASource::Packed {
+                ASource::Packed {
                     buf,
                     per_image,
                     blocked,
