@@ -74,7 +74,7 @@ static AVX512: UkernelTable = UkernelTable {
     gemm_f32_n0: N0,
     isa: Isa::Avx512,
     silu_f32: super::silu::x86::silu_avx512,
-    mix_f32: super::mix::x86::mix_avx2,
+    mix_f32: super::mix::x86::mix_avx512,
     dw_f32: Some(super::dw::x86::dw_avx512),
     gemv_f32: Some(super::gemv::x86::gemv_avx512),
 };

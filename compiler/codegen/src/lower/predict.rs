@@ -190,15 +190,16 @@ fn hidden(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
     })
 }
 
-/// The last layer's phase: task t is column block t % blocks of sample t / blocks.
+/// The last layer's phase: task t is column block t / n of sample t % n, so that the tasks a
+/// thread runs in a row read the same block of weights (from cache after the first sample).
 fn last(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
     let (m, _) = plan.layers.last().copied().unwrap_or((0, 0));
     let mi = as_i64(m)?;
     let last = plan.layers.len() - 1;
     k.for_tasks(|k, t| {
-        let blocks = as_i64(plan.blocks)?;
-        let s = k.b.ins().udiv_imm_u(t, blocks);
-        let q = k.b.ins().urem_imm_u(t, blocks);
+        let n = as_i64(plan.n)?;
+        let q = k.b.ins().udiv_imm_u(t, n);
+        let s = k.b.ins().urem_imm_u(t, n);
         let input = plan.last_input(k, s)?;
         let row = k.b.ins().imul_imm_s(s, mi);
         chunked(k, q, m, plan.cols, |k, j0, len| {
