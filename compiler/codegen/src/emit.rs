@@ -516,7 +516,7 @@ fn tile_matches(
 /// a table that is not the portable one (and, `with_tile`, whose GEMM tile the code uses:
 /// [`micro_kernel_or`]'s condition), else null; the kernels then run their own code. The
 /// SiLU slot takes the tile's condition (non-null then also means that the GEMM tile is the
-/// table's, which implements `GEMM_SILU`), the mixing slot too (its `M0` is the tile's, which
+/// table's, which implements `GEMM_SILU` and `GEMM_HARDSWISH`), the mixing slot too (its `M0` is the tile's, which
 /// the packed layout it writes depends on); the depthwise and matrix-vector kernels may be
 /// null in a table (ISAs without them).
 fn kernel_or_null(

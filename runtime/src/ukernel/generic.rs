@@ -2,7 +2,7 @@
 //! fallback on CPUs without a SIMD variant and the reference the SIMD variants are tested
 //! against (besides an f64 reference). Sums without FMA, in increasing `p` like the others.
 
-use super::{GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0, GEMM_SILU};
+use super::{GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0, GEMM_HARDSWISH, GEMM_SILU};
 
 /// `min(hi, max(lo, s))` with the SIMD variants' rules: NaN stays NaN, `lo > hi` gives `hi`
 /// (x86 `maxps`/`minps` return their second operand unless the first compares greater/less).
@@ -13,6 +13,11 @@ pub(super) fn clamp(s: f32, lo: f32, hi: f32) -> f32 {
     } else {
         y
     }
+}
+
+/// HardSwish as the tile contract's `GEMM_HARDSWISH` (the compiler's `hard_swish`).
+fn hard_swish(s: f32) -> f32 {
+    s * clamp(s.mul_add(1.0 / 6.0, 0.5), 0.0, 1.0)
 }
 
 /// The tile of [`super`]'s contract for an `M0 × N0` tile (`A` packed `M0` wide).
@@ -75,6 +80,9 @@ pub unsafe fn gemm_f32_generic<const M0: usize, const N0: usize>(
             }
             if flags & GEMM_SILU != 0 {
                 s = super::silu::silu(s);
+            }
+            if flags & GEMM_HARDSWISH != 0 {
+                s = hard_swish(s);
             }
             *out = s;
         }

@@ -11,6 +11,7 @@
 //! s      = s + bias[i]                                  if bias is not null
 //! s      = min(hi, max(lo, s))                          if flags & GEMM_CLAMP
 //! s      = s · σ(s)   ([`silu::silu`], the same bits)    if flags & GEMM_SILU
+//! s      = s · min(1, max(0, fma(s, 1/6, 1/2)))         if flags & GEMM_HARDSWISH
 //! C[i·ldc + j] = s
 //! ```
 //!
@@ -31,7 +32,9 @@
 //!   then costs no pass that reloads the tile right after its stores (which, while the output
 //!   lines are still being fetched for ownership, waits for memory). The compiler's Cranelift
 //!   tile does not implement it: generated code passes it only to a runtime table's kernel and
-//!   otherwise runs its own SiLU pass.
+//!   otherwise runs its own SiLU pass. `GEMM_HARDSWISH` likewise (MobileNetV3's stems and
+//!   expansion convs), with the operations of the compiler's `hard_swish` (the clamp as
+//!   `GEMM_CLAMP`'s, `1/6` rounded to f32), so the same bits.
 //! - The clamp propagates NaN (a NaN sum stays NaN) and yields `hi` when `lo > hi`, in every
 //!   variant.
 //! - `k == 0` is valid (the sum is 0); `m == 0` or `n == 0` writes nothing.
@@ -86,6 +89,8 @@ pub const GEMM_ACCUMULATE: u32 = 1;
 pub const GEMM_CLAMP: u32 = 2;
 /// Flag: apply SiLU ([`silu::silu`]) after the clamp (runtime kernels only, see above).
 pub const GEMM_SILU: u32 = 4;
+/// Tile flag: apply HardSwish after the clamp (and after SiLU, should both be set).
+pub const GEMM_HARDSWISH: u32 = 8;
 
 /// The f32 GEMM tile; see the module documentation for the exact contract.
 ///

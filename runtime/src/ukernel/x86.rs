@@ -26,7 +26,10 @@
 //! [`avx512_table`]/[`avx2_table`], which check the CPU features first.
 
 use super::silu::x86::{silu16, silu8};
-use super::{Isa, UkernelTable, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0, GEMM_SILU};
+use super::{
+    Isa, UkernelTable, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0, GEMM_HARDSWISH,
+    GEMM_SILU,
+};
 use std::arch::x86_64::*;
 
 const M0: usize = GEMM_F32_M0;
@@ -244,6 +247,12 @@ unsafe fn avx512_tile<const V: usize, const R: usize>(
         if ep.flags & GEMM_SILU != 0 {
             s = silu16(s);
         }
+        if ep.flags & GEMM_HARDSWISH != 0 {
+            // s · min(1, max(0, fma(s, 1/6, 1/2))), as the compiler's `hard_swish`.
+            let t = _mm512_fmadd_ps(s, _mm512_set1_ps(1.0 / 6.0), _mm512_set1_ps(0.5));
+            let t = _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), t));
+            s = _mm512_mul_ps(s, t);
+        }
         s
     };
     // A constant trip count with an early exit (not `take(m)`): the loop unrolls and the
@@ -452,6 +461,14 @@ unsafe fn avx2_4x16(
             }
             if ep.flags & GEMM_SILU != 0 {
                 s = s.map(|v| silu8(v));
+            }
+            if ep.flags & GEMM_HARDSWISH != 0 {
+                s = s.map(|v| {
+                    let t = _mm256_fmadd_ps(v, _mm256_set1_ps(1.0 / 6.0), _mm256_set1_ps(0.5));
+                    let t =
+                        _mm256_min_ps(_mm256_set1_ps(1.0), _mm256_max_ps(_mm256_setzero_ps(), t));
+                    _mm256_mul_ps(v, t)
+                });
             }
             _mm256_maskstore_ps(crow, mask[0], s[0]);
             _mm256_maskstore_ps(crow.wrapping_add(8), mask[1], s[1]);

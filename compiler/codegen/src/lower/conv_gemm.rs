@@ -19,10 +19,10 @@
 //! stays in L1 while the tile runs it against every channel panel of the task; the first
 //! chunk overwrites the output, later ones accumulate, the last adds the bias and applies the
 //! fused clamp. A fused residual is copied into the output tile before the first chunk, which
-//! then accumulates too (the tile contract's conv + bias + residual). A fused SiLU is the last
-//! call's epilogue (`GEMM_SILU`) when the tile is the runtime's micro-kernel; otherwise, and
-//! for HardSwish, the activation runs over the output tile after the last chunk
-//! ([`super::conv::act`]).
+//! then accumulates too (the tile contract's conv + bias + residual). A fused SiLU or
+//! HardSwish is the last call's epilogue (`GEMM_SILU`, `GEMM_HARDSWISH`) when the tile is the
+//! runtime's micro-kernel; otherwise the activation runs over the output tile after the last
+//! chunk ([`super::conv::act`]).
 //!
 //! Tasks: image × group × block of channel panels × tile (a run of tiles when the block's A
 //! panels exceed L2, the whole image on 7×7 maps: [`Schedule`]), with as many panels per
@@ -47,7 +47,8 @@ use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use dync_ir::ops::{Act, Clamp, Conv, DynConv};
 use dync_ir::TensorType;
 use dync_runtime::ukernel::{
-    GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0, GEMM_SILU,
+    GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
+    GEMM_HARDSWISH, GEMM_SILU,
 };
 
 /// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
@@ -711,14 +712,18 @@ impl Chunk {
             }
             None => flags,
         };
-        // SiLU in the last call's epilogue when the tile is a runtime kernel (the SiLU slot is
-        // then not null), else as a pass over each finished tile.
+        // SiLU or HardSwish in the last call's epilogue when the tile is a runtime kernel (the
+        // SiLU slot is then not null), else as a pass over each finished tile.
         let (flags, act_pass) = match (wts.act, k.silu_fn()) {
-            (Some(Act::Silu), Some(f)) => {
+            (Some(a), Some(f)) => {
+                let bit = match a {
+                    Act::Silu => GEMM_SILU,
+                    Act::HardSwish => GEMM_HARDSWISH,
+                };
                 let fused = k.b.ins().icmp_imm_s(IntCC::NotEqual, f, 0);
-                let silu = k.b.ins().bor_imm_u(flags, i64::from(GEMM_SILU));
+                let with = k.b.ins().bor_imm_u(flags, i64::from(bit));
                 let in_call = k.b.ins().band(last, fused);
-                let flags = k.b.ins().select(in_call, silu, flags);
+                let flags = k.b.ins().select(in_call, with, flags);
                 let own = k.b.ins().bxor_imm_u(fused, 1);
                 (flags, k.b.ins().band(last, own))
             }

@@ -115,14 +115,22 @@ pub(crate) fn scratch_elems(
 }
 
 /// Whether the kernel of `op` applies a SiLU epilogue with [`conv::act_region`] (a conv or
-/// dyn_conv off the FC path, `packed`: on the GEMM path), and so takes the SiLU micro-kernel
-/// slot when the micro-kernels may be used.
+/// dyn_conv off the FC path, `packed`: on the GEMM path), or is on the GEMM path with a
+/// HardSwish epilogue, and so takes the SiLU micro-kernel slot when the micro-kernels may be
+/// used (not null, the slot also tells a GEMM kernel that its tile is the runtime's, which
+/// applies either activation in its epilogue).
 pub(crate) fn uses_silu(op: &Op, operands: &[&TensorType], packed: bool) -> bool {
     match (op, operands.first(), operands.get(1)) {
-        (Op::Conv(o), Some(x), Some(w)) => {
-            o.act == Some(Act::Silu) && (packed || !conv_fc::applies(o, x, w))
-        }
-        (Op::DynConv(o), _, _) => o.act == Some(Act::Silu),
+        (Op::Conv(o), Some(x), Some(w)) => match o.act {
+            Some(Act::Silu) => packed || !conv_fc::applies(o, x, w),
+            Some(Act::HardSwish) => packed,
+            None => false,
+        },
+        (Op::DynConv(o), _, _) => match o.act {
+            Some(Act::Silu) => true,
+            Some(Act::HardSwish) => packed,
+            None => false,
+        },
         _ => false,
     }
 }
