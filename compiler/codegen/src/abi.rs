@@ -148,8 +148,8 @@ pub use dync_runtime::ctx::{
     CTX_KERNEL_HOOK, CTX_PARALLEL_FOR, CTX_UKERNELS, HOOK_BEGIN, HOOK_END,
 };
 pub use dync_runtime::ukernel::{
-    UKERNELS_DW_F32, UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0, UKERNELS_GEMM_F32_N0,
-    UKERNELS_GEMV_F32, UKERNELS_ISA, UKERNELS_MIX_F32, UKERNELS_SILU_F32,
+    UKERNELS_DWP_F32, UKERNELS_DW_F32, UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0,
+    UKERNELS_GEMM_F32_N0, UKERNELS_GEMV_F32, UKERNELS_ISA, UKERNELS_MIX_F32, UKERNELS_SILU_F32,
 };
 
 /// Signature of the SiLU kernel (`dync_runtime::ukernel::silu::SiluF32Fn`): `x, rows, cols,
@@ -174,6 +174,19 @@ pub fn mix_signature(call_conv: CallConv, ptr: Type) -> Signature {
 pub fn dw_signature(call_conv: CallConv, ptr: Type) -> Signature {
     let mut s = Signature::new(call_conv);
     s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 13));
+    s.params.push(AbiParam::new(types::F32));
+    s.params.push(AbiParam::new(types::I32));
+    s.params.push(AbiParam::new(types::F32));
+    s.params.push(AbiParam::new(types::F32));
+    s
+}
+
+/// Signature of the small-map depthwise kernel (`dync_runtime::ukernel::dwp::DwpF32Fn`):
+/// `plane, len, phases, sy, wts, kh, kw, y, oh, ow` pointer-sized, then `bias: f32`,
+/// `flags: u32`, `lo: f32`, `hi: f32`, no result.
+pub fn dwp_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 10));
     s.params.push(AbiParam::new(types::F32));
     s.params.push(AbiParam::new(types::I32));
     s.params.push(AbiParam::new(types::F32));

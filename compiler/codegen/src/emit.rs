@@ -245,6 +245,7 @@ fn lower_kernels(
             silu: ukernels && lower::uses_silu(&node.op, &operand_tys, packed.is_some()),
             mix: ukernels && lower::uses_mix(&node.op, packed.is_some()),
             dw: ukernels && lower::uses_dw(&node.op, &operand_tys, &node.ty, packed.is_some()),
+            dwp: ukernels && lower::uses_dw(&node.op, &operand_tys, &node.ty, packed.is_some()),
             gemv: ukernels && lower::uses_gemv(&node.op, &operand_tys),
         };
         let mut phases = Vec::new();
@@ -744,6 +745,7 @@ fn emit_entry(
         let silu_fn = slot_fn(&mut b, |s| s.silu, abi::UKERNELS_SILU_F32, true)?;
         let mix_fn = slot_fn(&mut b, |s| s.mix, abi::UKERNELS_MIX_F32, true)?;
         let dw_fn = slot_fn(&mut b, |s| s.dw, abi::UKERNELS_DW_F32, false)?;
+        let dwp_fn = slot_fn(&mut b, |s| s.dwp, abi::UKERNELS_DWP_F32, false)?;
         let gemv_fn = slot_fn(&mut b, |s| s.gemv, abi::UKERNELS_GEMV_F32, false)?;
         for (i, (&id, KernelFns { phases, slots })) in
             plan.kernels.iter().zip(kernel_ids).enumerate()
@@ -767,6 +769,10 @@ fn emit_entry(
             }
             if slots.dw {
                 bufs.push(dw_fn.ok_or_else(|| err("a depthwise slot without a kernel".into()))?);
+            }
+            if slots.dwp {
+                let f = dwp_fn.ok_or_else(|| err("a depthwise slot without a kernel".into()))?;
+                bufs.push(f);
             }
             if slots.gemv {
                 let f =

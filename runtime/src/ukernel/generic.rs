@@ -16,7 +16,7 @@ pub(super) fn clamp(s: f32, lo: f32, hi: f32) -> f32 {
 }
 
 /// HardSwish as the tile contract's `GEMM_HARDSWISH` (the compiler's `hard_swish`).
-fn hard_swish(s: f32) -> f32 {
+pub(super) fn hard_swish(s: f32) -> f32 {
     s * clamp(s.mul_add(1.0 / 6.0, 0.5), 0.0, 1.0)
 }
 

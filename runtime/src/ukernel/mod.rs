@@ -46,7 +46,8 @@
 //! The table also holds the SiLU activation kernel ([`silu`]), under the same rules: generated
 //! code applies a conv's SiLU epilogue with it, 16 lanes at a time with AVX-512; and the
 //! kernel-mixing kernel ([`mix`]), with which a dyn_conv mixes its bank into packed `A` panels;
-//! the depthwise convolution kernel ([`dw`]) for one channel's plane; and the matrix-vector
+//! the depthwise convolution kernels for one channel's plane ([`dw`], and [`dwp`] on a padded
+//! copy of a small one); and the matrix-vector
 //! kernel ([`gemv`]) of batch-1 fully connected layers.
 //!
 //! # Calling convention
@@ -61,6 +62,7 @@
 //! variant when the CPU has it (tests, benches, `--no-ukernels`-style comparisons).
 
 pub mod dw;
+pub mod dwp;
 pub mod gemv;
 mod generic;
 pub mod mix;
@@ -155,6 +157,8 @@ pub struct UkernelTable {
     pub mix_f32: mix::MixF32Fn,
     /// Null where the ISA has no depthwise variant (AVX2: generated code keeps its own).
     pub dw_f32: Option<dw::DwF32Fn>,
+    /// Null where the ISA has no small-map depthwise variant (AVX2).
+    pub dwp_f32: Option<dwp::DwpF32Fn>,
     /// Null where the ISA has no matrix-vector variant (AVX2).
     pub gemv_f32: Option<gemv::GemvF32Fn>,
 }
@@ -167,6 +171,7 @@ pub const UKERNELS_ISA: usize = std::mem::offset_of!(UkernelTable, isa);
 pub const UKERNELS_SILU_F32: usize = std::mem::offset_of!(UkernelTable, silu_f32);
 pub const UKERNELS_MIX_F32: usize = std::mem::offset_of!(UkernelTable, mix_f32);
 pub const UKERNELS_DW_F32: usize = std::mem::offset_of!(UkernelTable, dw_f32);
+pub const UKERNELS_DWP_F32: usize = std::mem::offset_of!(UkernelTable, dwp_f32);
 pub const UKERNELS_GEMV_F32: usize = std::mem::offset_of!(UkernelTable, gemv_f32);
 
 static GENERIC: UkernelTable = UkernelTable {
@@ -177,6 +182,7 @@ static GENERIC: UkernelTable = UkernelTable {
     silu_f32: silu::silu_generic,
     mix_f32: mix::mix_generic,
     dw_f32: Some(dw::dw_generic),
+    dwp_f32: Some(dwp::dwp_generic),
     gemv_f32: Some(gemv::gemv_generic),
 };
 

@@ -79,6 +79,7 @@ static AVX512: UkernelTable = UkernelTable {
     silu_f32: super::silu::x86::silu_avx512,
     mix_f32: super::mix::x86::mix_avx512,
     dw_f32: Some(super::dw::x86::dw_avx512),
+    dwp_f32: Some(super::dwp::x86::dwp_avx512),
     gemv_f32: Some(super::gemv::x86::gemv_avx512),
 };
 
@@ -90,6 +91,7 @@ static AVX2: UkernelTable = UkernelTable {
     silu_f32: super::silu::x86::silu_avx2,
     mix_f32: super::mix::x86::mix_avx2,
     dw_f32: None,
+    dwp_f32: None,
     gemv_f32: None,
 };
 
@@ -248,10 +250,7 @@ unsafe fn avx512_tile<const V: usize, const R: usize>(
             s = silu16(s);
         }
         if ep.flags & GEMM_HARDSWISH != 0 {
-            // s · min(1, max(0, fma(s, 1/6, 1/2))), as the compiler's `hard_swish`.
-            let t = _mm512_fmadd_ps(s, _mm512_set1_ps(1.0 / 6.0), _mm512_set1_ps(0.5));
-            let t = _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), t));
-            s = _mm512_mul_ps(s, t);
+            s = hard_swish16(s);
         }
         s
     };
@@ -474,6 +473,16 @@ unsafe fn avx2_4x16(
             _mm256_maskstore_ps(crow.wrapping_add(8), mask[1], s[1]);
         }
     }
+}
+
+/// s · min(1, max(0, fma(s, 1/6, 1/2))) on 16 lanes, as the compiler's `hard_swish` (the
+/// `GEMM_HARDSWISH` epilogue of the tile and of the small-map depthwise kernel).
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) fn hard_swish16(s: __m512) -> __m512 {
+    let t = _mm512_fmadd_ps(s, _mm512_set1_ps(1.0 / 6.0), _mm512_set1_ps(0.5));
+    let t = _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), t));
+    _mm512_mul_ps(s, t)
 }
 
 /// One reduction step of a 4 × 16 pass: `acc[i] += a[i] · (b0, b1)`.

@@ -26,6 +26,7 @@ use super::conv::{channel_params, epilogue, separate_act, shuffle_f32, Geo};
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::Variable;
+use dync_ir::ops::Act;
 
 /// Widest output rows that take this path: on wider ones the direct path has few edge vectors
 /// and no copy to make, and measured as fast or faster (56 and 112 wide).
@@ -109,23 +110,82 @@ pub(crate) fn channel(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult {
     let y_chan = k.b.ins().iadd(y_chan, oc);
     let y_chan = k.b.ins().imul_imm_s(y_chan, as_i64(g.oh * g.ow)?);
     let full = g.oh / rows_per_step * rows_per_step;
-    k.loop_range(0, full, rows_per_step, |k, oy| {
-        rows(
-            k,
-            g,
-            &plane,
-            (buf, w, bias),
-            y_chan,
-            oy,
-            rows_per_step,
-            &cols,
-        )
-    })?;
-    if full < g.oh {
-        let oy = k.iconst(as_i64(full)?);
-        rows(k, g, &plane, (buf, w, bias), y_chan, oy, g.oh - full, &cols)?;
-    }
+    let own = |k: &mut Kernel| {
+        k.loop_range(0, full, rows_per_step, |k, oy| {
+            rows(
+                k,
+                g,
+                &plane,
+                (buf, w, bias),
+                y_chan,
+                oy,
+                rows_per_step,
+                &cols,
+            )
+        })?;
+        if full < g.oh {
+            let oy = k.iconst(as_i64(full)?);
+            rows(k, g, &plane, (buf, w, bias), y_chan, oy, g.oh - full, &cols)?;
+        }
+        Ok(())
+    };
+    // The micro-kernel's epilogue is the clamp: a fused residual keeps the own code, and so
+    // do rows of at most 8 (a 16-lane vector per row would be half idle).
+    let f = if g.residual.is_none() && g.ow > 8 {
+        k.dwp_fn()
+    } else {
+        None
+    };
+    let call = |k: &mut Kernel, f: Value| kernel_call(k, g, &plane, (buf, w, bias), y_chan, f);
+    k.ukernel_or(f, call, own)?;
     separate_act(k, g, y_chan, 1)
+}
+
+/// The channel's outputs (from element `y_chan`) by the small-map depthwise micro-kernel `f`
+/// (`dync_runtime::ukernel::dwp`) on the filled plane: the bias, clamp and HardSwish in the
+/// call (SiLU's pass follows in both paths).
+fn kernel_call(
+    k: &mut Kernel,
+    g: &Geo,
+    plane: &Plane,
+    (buf, w, bias): (Value, Value, Option<Value>),
+    y_chan: Value,
+    f: Value,
+) -> LResult {
+    let taps = k.iconst(as_i64(g.kh * g.kw)?);
+    let wp = k.span_addr(g.weights.0, w, taps);
+    let outs = g.oh * g.ow;
+    let len = k.iconst(as_i64(outs)?);
+    let yp = k.span_addr(BufId::Out, y_chan, len);
+    let mut flags = 0;
+    if g.clamp.is_some() {
+        flags |= dync_runtime::ukernel::GEMM_CLAMP;
+    }
+    if g.act == Some(Act::HardSwish) {
+        flags |= dync_runtime::ukernel::GEMM_HARDSWISH;
+    }
+    let (lo, hi) = g.clamp.map_or((0.0, 0.0), |c| (c.lo, c.hi));
+    let ptr = k.b.func.dfg.value_type(yp);
+    let sig =
+        k.b.import_signature(crate::abi::dwp_signature(k.call_conv(), ptr));
+    let mut args = vec![buf];
+    for d in [plane.len, plane.phases, g.ay.stride] {
+        args.push(k.iconst(as_i64(d)?));
+    }
+    args.push(wp);
+    for d in [g.kh, g.kw] {
+        args.push(k.iconst(as_i64(d)?));
+    }
+    args.push(yp);
+    for d in [g.oh, g.ow] {
+        args.push(k.iconst(as_i64(d)?));
+    }
+    args.push(bias.unwrap_or_else(|| k.fconst(1, 0.0)));
+    args.push(k.b.ins().iconst(types::I32, i64::from(flags)));
+    args.push(k.fconst(1, lo));
+    args.push(k.fconst(1, hi));
+    k.b.ins().call_indirect(sig, f, &args);
+    Ok(())
 }
 
 /// Output rows oy .. oy + nrows of the channel whose outputs start at element `y_chan`, at most

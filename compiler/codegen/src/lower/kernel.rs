@@ -97,6 +97,9 @@ pub(crate) struct Kernel<'a> {
     mix: Option<Value>,
     /// The depthwise micro-kernel or null ([`Kernel::dw_fn`]), for kernels that asked for it.
     dw: Option<Value>,
+    /// The small-map depthwise micro-kernel or null ([`Kernel::dwp_fn`]), for kernels that
+    /// asked for it.
+    dwp: Option<Value>,
     /// The matrix-vector micro-kernel or null ([`Kernel::gemv_fn`]), for kernels that asked
     /// for it.
     gemv: Option<Value>,
@@ -113,6 +116,8 @@ pub struct Slots {
     pub mix: bool,
     /// The depthwise convolution micro-kernel, or null when the context has none.
     pub dw: bool,
+    /// The small-map depthwise micro-kernel, or null when the context has none.
+    pub dwp: bool,
     /// The matrix-vector micro-kernel, or null when the context has none.
     pub gemv: bool,
 }
@@ -120,7 +125,7 @@ pub struct Slots {
 impl Slots {
     /// The function pointers a kernel with these slots receives.
     pub fn count(&self) -> usize {
-        [self.tile, self.silu, self.mix, self.dw, self.gemv]
+        [self.tile, self.silu, self.mix, self.dw, self.dwp, self.gemv]
             .into_iter()
             .filter(|&s| s)
             .count()
@@ -210,6 +215,7 @@ impl<'a> Kernel<'a> {
         let silu = slot(slots.silu);
         let mix = slot(slots.mix);
         let dw = slot(slots.dw);
+        let dwp = slot(slots.dwp);
         let gemv = slot(slots.gemv);
         Ok(Kernel {
             b,
@@ -232,6 +238,7 @@ impl<'a> Kernel<'a> {
             silu,
             mix,
             dw,
+            dwp,
             gemv,
         })
     }
@@ -568,6 +575,13 @@ impl<'a> Kernel<'a> {
     /// kernel has no such slot.
     pub fn dw_fn(&self) -> Option<Value> {
         self.dw
+    }
+
+    /// The small-map depthwise micro-kernel (`dync_runtime::ukernel::dwp`'s contract, see
+    /// [`crate::abi::dwp_signature`]) or null, for kernels started with `dwp`; `None` when the
+    /// kernel has no such slot.
+    pub fn dwp_fn(&self) -> Option<Value> {
+        self.dwp
     }
 
     /// The matrix-vector micro-kernel (`dync_runtime::ukernel::gemv`'s contract, see

@@ -1,0 +1,361 @@
+//! The small-map depthwise micro-kernel: one channel's outputs from a zero-padded copy of its
+//! input plane, one 16-lane vector per output row of 9–16 outputs, two for 17–32.
+//!
+//! MobileNetV3's and EfficientNet's depthwise convs on 14×14 and 28×28 maps (5×5 kernels, up
+//! to 672 channels) run on the compiler's padded-plane path (`compiler/codegen/src/lower/
+//! conv_dw.rs`: the task copies the channel into a stack buffer with zero borders, then every
+//! output vector reads every tap with one load). Its 4-lane vectors cover a 14-wide row with
+//! four overlapping vectors; here one masked vector covers it, and eight rows run as eight
+//! independent FMA chains sharing one mask, one broadcast weight and one tap offset per tap.
+//! Each output is still the same FMA chain, so the compiler calls this kernel on the plane it
+//! filled and gets the same bits.
+//!
+//! # Contract
+//! `dwp_f32(plane, len, phases, sy, wts, kh, kw, y, oh, ow, bias, flags, lo, hi)` ([`DwpF32Fn`],
+//! a field of [`super::UkernelTable`], null where an ISA has no variant): the padded plane
+//! holds padded row `r`, column `c` at `plane[(r·phases + c mod phases)·len + c div phases]`
+//! (`phases` 1 or 2, the horizontal stride: a stride-2 row is stored as its even columns,
+//! then its odd ones); the kernel `wts` is `kh × kw` floats, the output plane `y` is `oh × ow`
+//! floats (row stride `ow`), `sy` the vertical stride. For each output `(oy, ox)`:
+//!
+//! ```text
+//! s = bias
+//! for ky < kh, then kx < kw:   s = fma(plane at (oy·sy + ky, ox·phases + kx), wts[ky·kw + kx], s)
+//! s = min(hi, max(lo, s))      if flags & GEMM_CLAMP
+//! s = s · min(1, max(0, fma(s, 1/6, 1/2)))   if flags & GEMM_HARDSWISH (the GEMM tile's)
+//! y[oy·ow + ox] = s
+//! ```
+//!
+//! `phases` other than 1 and 2, or rows wider than 32, write nothing. The flags are
+//! [`super::GEMM_CLAMP`] (the clamp propagates NaN as the GEMM tile's does) and
+//! [`super::GEMM_HARDSWISH`]. Nothing outside
+//! `y`'s `oh × ow` elements is written, nothing outside the plane's elements the outputs read
+//! and the kernel is read. Reentrant, no allocation, no global state.
+
+use super::{
+    generic::{clamp, hard_swish},
+    GEMM_CLAMP, GEMM_HARDSWISH,
+};
+
+/// The kernel's type; see the module documentation.
+///
+/// # Safety
+/// `plane` is readable at every element an output reads, `wts` for `kh·kw` floats, `y`
+/// writable for `oh·ow` and overlaps neither.
+pub type DwpF32Fn = unsafe extern "C" fn(
+    plane: *const f32,
+    len: usize,
+    phases: usize,
+    sy: usize,
+    wts: *const f32,
+    kh: usize,
+    kw: usize,
+    y: *mut f32,
+    oh: usize,
+    ow: usize,
+    bias: f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+);
+
+/// Element index in the plane of padded (row, col).
+fn at(len: usize, phases: usize, row: usize, col: usize) -> usize {
+    (row * phases + col % phases) * len + col / phases
+}
+
+/// The portable variant (the reference of the others).
+///
+/// # Safety
+/// As [`DwpF32Fn`].
+#[allow(clippy::too_many_arguments)] // the C signature of the contract
+pub unsafe extern "C" fn dwp_generic(
+    plane: *const f32,
+    len: usize,
+    phases: usize,
+    sy: usize,
+    wts: *const f32,
+    kh: usize,
+    kw: usize,
+    y: *mut f32,
+    oh: usize,
+    ow: usize,
+    bias: f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+) {
+    if !matches!(phases, 1 | 2) || ow > 32 {
+        return;
+    }
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let mut s = bias;
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    // SAFETY: an element the output reads, and a tap of the kernel.
+                    unsafe {
+                        let v = *plane.add(at(len, phases, oy * sy + ky, ox * phases + kx));
+                        s = v.mul_add(*wts.add(ky * kw + kx), s);
+                    }
+                }
+            }
+            if flags & GEMM_CLAMP != 0 {
+                s = clamp(s, lo, hi);
+            }
+            if flags & GEMM_HARDSWISH != 0 {
+                s = hard_swish(s);
+            }
+            // SAFETY: an element of the output plane.
+            unsafe { *y.add(oy * ow + ox) = s };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod x86 {
+    use super::super::x86::hard_swish16;
+    use super::{GEMM_CLAMP, GEMM_HARDSWISH};
+    use std::arch::x86_64::*;
+
+    /// The plane and kernel of a call.
+    #[derive(Clone, Copy)]
+    struct Taps {
+        plane: *const f32,
+        len: usize,
+        phases: usize,
+        sy: usize,
+        wts: *const f32,
+        kh: usize,
+        kw: usize,
+    }
+
+    /// The output plane and epilogue of a call.
+    #[derive(Clone, Copy)]
+    struct Out {
+        y: *mut f32,
+        ow: usize,
+        bias: f32,
+        flags: u32,
+        lo: f32,
+        hi: f32,
+    }
+
+    /// # Safety
+    /// As [`super::DwpF32Fn`], on a CPU with AVX-512F.
+    #[allow(clippy::too_many_arguments)] // the C signature of the contract
+    pub(in crate::ukernel) unsafe extern "C" fn dwp_avx512(
+        plane: *const f32,
+        len: usize,
+        phases: usize,
+        sy: usize,
+        wts: *const f32,
+        kh: usize,
+        kw: usize,
+        y: *mut f32,
+        oh: usize,
+        ow: usize,
+        bias: f32,
+        flags: u32,
+        lo: f32,
+        hi: f32,
+    ) {
+        if !matches!(phases, 1 | 2) || ow > 32 || ow == 0 {
+            return;
+        }
+        let t = Taps {
+            plane,
+            len,
+            phases,
+            sy,
+            wts,
+            kh,
+            kw,
+        };
+        let o = Out {
+            y,
+            ow,
+            bias,
+            flags,
+            lo,
+            hi,
+        };
+        // SAFETY: the same contract; only reachable when the CPU has AVX-512F. Rows of up to
+        // 16 outputs take one vector each (8 rows at a time), wider ones two (4 rows).
+        unsafe {
+            let mut oy = 0;
+            if ow <= 16 {
+                while oy + 8 <= oh {
+                    rows::<8, 1>(t, o, oy);
+                    oy += 8;
+                }
+                while oy + 2 <= oh {
+                    rows::<2, 1>(t, o, oy);
+                    oy += 2;
+                }
+                if oy < oh {
+                    rows::<1, 1>(t, o, oy);
+                }
+            } else {
+                while oy + 4 <= oh {
+                    rows::<4, 2>(t, o, oy);
+                    oy += 4;
+                }
+                while oy < oh {
+                    rows::<1, 2>(t, o, oy);
+                    oy += 1;
+                }
+            }
+        }
+    }
+
+    /// Output rows `oy .. oy + R`, `V` vectors each (columns 0..16 and 16..ow): `R·V`
+    /// independent FMA chains.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows<const R: usize, const V: usize>(t: Taps, o: Out, oy: usize) {
+        let masks: [__mmask16; V] = std::array::from_fn(|v| {
+            let n = (o.ow - 16 * v).min(16);
+            ((1u32 << n) - 1) as __mmask16
+        });
+        // Padded row (oy + r)·sy, phase 0, column 0 of each output row.
+        let row_floats = t.sy * t.phases * t.len;
+        let base = t.plane.wrapping_add(oy * row_floats);
+        let mut acc = [[_mm512_set1_ps(o.bias); V]; R];
+        for ky in 0..t.kh {
+            for kx in 0..t.kw {
+                // Tap (ky, kx) of an output at padded (r, c·phases): row r + ky, phase
+                // kx mod phases, index c + kx div phases.
+                let shift = t.phases - 1;
+                let tap = (ky * t.phases + (kx & shift)) * t.len + (kx >> shift);
+                // SAFETY: a tap of the kernel.
+                let w = _mm512_set1_ps(unsafe { *t.wts.add(ky * t.kw + kx) });
+                let p = base.wrapping_add(tap);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    for (v, a) in row.iter_mut().enumerate() {
+                        // SAFETY: the masked lanes read elements the row's outputs read; the
+                        // others are not accessed.
+                        let x = unsafe {
+                            _mm512_maskz_loadu_ps(masks[v], p.wrapping_add(r * row_floats + 16 * v))
+                        };
+                        *a = _mm512_fmadd_ps(x, w, *a);
+                    }
+                }
+            }
+        }
+        let (vlo, vhi) = (_mm512_set1_ps(o.lo), _mm512_set1_ps(o.hi));
+        for (r, row) in acc.iter().enumerate() {
+            for (v, &a) in row.iter().enumerate() {
+                let mut s = a;
+                if o.flags & GEMM_CLAMP != 0 {
+                    s = _mm512_min_ps(vhi, _mm512_max_ps(vlo, s));
+                }
+                if o.flags & GEMM_HARDSWISH != 0 {
+                    s = hard_swish16(s);
+                }
+                let at = (oy + r) * o.ow + 16 * v;
+                // SAFETY: the row's outputs, inside y's oh·ow elements.
+                unsafe { _mm512_mask_storeu_ps(o.y.wrapping_add(at), masks[v], s) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{at, DwpF32Fn};
+    use crate::rt::SplitMix;
+    use crate::ukernel::{table, Isa, GEMM_CLAMP, GEMM_HARDSWISH};
+
+    /// Every variant this CPU runs against the portable one, bit for bit (guards around the
+    /// output), and the portable one against an f64 reference, over widths around the vector
+    /// counts, row counts around the groups, both strides and the clamp.
+    #[test]
+    fn variants_match_the_portable_kernel() {
+        let mut rng = SplitMix(23);
+        let kernels: Vec<(&str, DwpF32Fn)> = Isa::ALL
+            .into_iter()
+            .filter_map(table)
+            .filter_map(|t| t.dwp_f32.map(|f| (t.isa.name(), f)))
+            .collect();
+        // (oh, ow, kh, kw, sy, phases)
+        let shapes = [
+            (7usize, 7usize, 5usize, 5usize, 1usize, 1usize),
+            (14, 14, 5, 5, 1, 1),
+            (14, 14, 3, 3, 2, 2),
+            (9, 9, 3, 3, 1, 1),
+            (11, 16, 5, 5, 2, 2),
+            (28, 28, 3, 3, 1, 1),
+            (5, 17, 3, 3, 1, 1),
+            (3, 32, 7, 7, 2, 2),
+            (1, 12, 1, 1, 1, 1),
+            (10, 20, 3, 5, 1, 2),
+        ];
+        for (oh, ow, kh, kw, sy, phases) in shapes {
+            for flags in [0, GEMM_CLAMP, GEMM_HARDSWISH, GEMM_CLAMP | GEMM_HARDSWISH] {
+                let rows = (oh - 1) * sy + kh;
+                let len = ((ow - 1) * phases + kw).div_ceil(phases);
+                let plane: Vec<f32> = (0..rows * phases * len).map(|_| rng.normal()).collect();
+                let wts: Vec<f32> = (0..kh * kw).map(|_| rng.normal()).collect();
+                let bias = rng.normal();
+                let run = |f: DwpF32Fn| {
+                    let mut y = vec![-7.25e30f32; oh * ow + 16];
+                    // SAFETY: the plane holds every padded row and column the outputs read.
+                    unsafe {
+                        f(
+                            plane.as_ptr(),
+                            len,
+                            phases,
+                            sy,
+                            wts.as_ptr(),
+                            kh,
+                            kw,
+                            y.as_mut_ptr(),
+                            oh,
+                            ow,
+                            bias,
+                            flags,
+                            -0.5,
+                            0.75,
+                        )
+                    };
+                    y
+                };
+                let want = run(super::dwp_generic);
+                assert!(
+                    want[oh * ow..].iter().all(|&g| g == -7.25e30),
+                    "guard written"
+                );
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut r = f64::from(bias);
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let p = plane[at(len, phases, oy * sy + ky, ox * phases + kx)];
+                                r += f64::from(wts[ky * kw + kx]) * f64::from(p);
+                            }
+                        }
+                        if flags & GEMM_CLAMP != 0 {
+                            r = r.clamp(-0.5, 0.75);
+                        }
+                        if flags & GEMM_HARDSWISH != 0 {
+                            r *= (r / 6.0 + 0.5).clamp(0.0, 1.0);
+                        }
+                        let got = f64::from(want[oy * ow + ox]);
+                        assert!((got - r).abs() <= 1e-4 * (1.0 + r.abs()), "{got} vs {r}");
+                    }
+                }
+                for (name, f) in &kernels {
+                    let got = run(*f);
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{name}: {oh}x{ow} k{kh}x{kw} s{sy} phases {phases} flags {flags}"
+                    );
+                }
+            }
+        }
+    }
+}
