@@ -31,7 +31,8 @@ pub const MODEL_MAGIC: u32 = u32::from_le_bytes(*b"DYNC");
 /// `ModelDesc::abi_version`: the layout of these descriptors and of the micro-kernel table
 /// generated code reads (`crate::ukernel::UkernelTable`, whose fields it loads by offset) and
 /// of the micro-kernels' signatures. 2: the table gained the mixing, depthwise and
-/// matrix-vector kernels; 3: the mixing kernel takes a step stride and its caller's next bank. An executable linked with
+/// matrix-vector kernels; 3: the mixing kernel takes a step stride and its caller's next bank, and the table gained
+/// the small-map depthwise kernel. An executable linked with
 /// a runtime library of another version (a stale `libdync_runtime.a`) then stops with
 /// [`ModelError::Version`] instead of calling through fields its table does not have.
 pub const ABI_VERSION: u32 = 3;

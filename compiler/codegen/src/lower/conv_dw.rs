@@ -18,6 +18,12 @@
 //! channel's finished plane (contiguous), not per row: on 7-wide rows the micro-kernel's call
 //! per row cost more than the convolution.
 //!
+//! Rows of 9 to 32 outputs without a fused residual call the runtime's small-map depthwise
+//! micro-kernel on the filled plane when the context has one (`dync_runtime::ukernel::dwp`:
+//! one masked 16-lane vector per row of up to 16 outputs, the bias, clamp and HardSwish in the
+//! call, the same FMA chains, so the same bits). MobileNetV3-small at two threads 0.639 →
+//! 0.577 ms, CondConv 4e 4.52 → 4.27 ms (interleaved runs).
+//!
 //! Applies to stride 1 or 2 in both dims, dilation 1, output rows 4 to [`MAX_WIDTH`] wide and
 //! a padded plane of at most [`MAX_PLANE`] floats (the stack buffer); everything else keeps the
 //! direct path.
