@@ -266,14 +266,6 @@ fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LRe
     let yi = plane(k, g.o, g.oh * g.ow)?;
     let len = k.iconst(as_i64(g.oh * g.ow)?);
     let yp = k.span_addr(BufId::Out, yi, len);
-    let mut flags = 0;
-    if g.clamp.is_some() {
-        flags |= dync_runtime::ukernel::GEMM_CLAMP;
-    }
-    if g.act == Some(Act::Silu) {
-        flags |= dync_runtime::ukernel::GEMM_SILU;
-    }
-    let (lo, hi) = g.clamp.map_or((0.0, 0.0), |c| (c.lo, c.hi));
     let ptr = k.b.func.dfg.value_type(xp);
     let sig =
         k.b.import_signature(crate::abi::dw_signature(k.call_conv(), ptr));
@@ -293,13 +285,7 @@ fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LRe
         args.push(k.iconst(as_i64(d)?));
     }
     args.push(yp);
-    for d in [g.oh, g.ow] {
-        args.push(k.iconst(as_i64(d)?));
-    }
-    args.push(bias.unwrap_or_else(|| k.fconst(1, 0.0)));
-    args.push(k.b.ins().iconst(types::I32, i64::from(flags)));
-    args.push(k.fconst(1, lo));
-    args.push(k.fconst(1, hi));
+    dw_out_args(k, g, bias, Act::Silu, &mut args)?;
     k.b.ins().call_indirect(sig, f, &args);
     match g.act {
         Some(a @ Act::HardSwish) => {
@@ -308,6 +294,37 @@ fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LRe
         }
         Some(Act::Silu) | None => Ok(()),
     }
+}
+
+/// The last arguments of a depthwise micro-kernel call (`dync_runtime::ukernel::dw` and
+/// `dwp`), pushed onto `args`: `oh, ow`, the bias (0 without one), the flags (the clamp, and
+/// `act` when it is the conv's: the activation the kernel applies), the clamp's bounds.
+pub(crate) fn dw_out_args(
+    k: &mut Kernel,
+    g: &Geo,
+    bias: Option<Value>,
+    act: Act,
+    args: &mut Vec<Value>,
+) -> LResult {
+    for d in [g.oh, g.ow] {
+        args.push(k.iconst(as_i64(d)?));
+    }
+    let mut flags = 0;
+    if g.clamp.is_some() {
+        flags |= dync_runtime::ukernel::GEMM_CLAMP;
+    }
+    if g.act == Some(act) {
+        flags |= match act {
+            Act::Silu => dync_runtime::ukernel::GEMM_SILU,
+            Act::HardSwish => dync_runtime::ukernel::GEMM_HARDSWISH,
+        };
+    }
+    let (lo, hi) = g.clamp.map_or((0.0, 0.0), |c| (c.lo, c.hi));
+    args.push(bias.unwrap_or_else(|| k.fconst(1, 0.0)));
+    args.push(k.b.ins().iconst(types::I32, i64::from(flags)));
+    args.push(k.fconst(1, lo));
+    args.push(k.fconst(1, hi));
+    Ok(())
 }
 
 /// Output channel `oc`'s weights of image `n` (the element of `g.weights`' buffer where its

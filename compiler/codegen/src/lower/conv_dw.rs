@@ -28,7 +28,7 @@
 //! a padded plane of at most [`MAX_PLANE`] floats (the stack buffer); everything else keeps the
 //! direct path.
 
-use super::conv::{channel_params, epilogue, separate_act, shuffle_f32, Geo};
+use super::conv::{channel_params, dw_out_args, epilogue, separate_act, shuffle_f32, Geo};
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::Variable;
@@ -163,14 +163,6 @@ fn kernel_call(
     let outs = g.oh * g.ow;
     let len = k.iconst(as_i64(outs)?);
     let yp = k.span_addr(BufId::Out, y_chan, len);
-    let mut flags = 0;
-    if g.clamp.is_some() {
-        flags |= dync_runtime::ukernel::GEMM_CLAMP;
-    }
-    if g.act == Some(Act::HardSwish) {
-        flags |= dync_runtime::ukernel::GEMM_HARDSWISH;
-    }
-    let (lo, hi) = g.clamp.map_or((0.0, 0.0), |c| (c.lo, c.hi));
     let ptr = k.b.func.dfg.value_type(yp);
     let sig =
         k.b.import_signature(crate::abi::dwp_signature(k.call_conv(), ptr));
@@ -183,13 +175,7 @@ fn kernel_call(
         args.push(k.iconst(as_i64(d)?));
     }
     args.push(yp);
-    for d in [g.oh, g.ow] {
-        args.push(k.iconst(as_i64(d)?));
-    }
-    args.push(bias.unwrap_or_else(|| k.fconst(1, 0.0)));
-    args.push(k.b.ins().iconst(types::I32, i64::from(flags)));
-    args.push(k.fconst(1, lo));
-    args.push(k.fconst(1, hi));
+    dw_out_args(k, g, bias, Act::HardSwish, &mut args)?;
     k.b.ins().call_indirect(sig, f, &args);
     Ok(())
 }
