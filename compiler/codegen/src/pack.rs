@@ -14,10 +14,10 @@
 //! for runs of 8 panels read in order, and a fused dyn_conv's mixing read 6 experts' banks at
 //! 19 GB/s, at 12 GB/s with each expert's steps in a 4 KB block of its own, and at 48 GB/s
 //! interleaved and prefetched a block ahead (read loops of those patterns on this machine;
-//! `dync_runtime::ukernel::mix`). With one
-//! expert, `chunk = K` and `run = ⌈og/M0⌉` the layout is plain `[G][⌈og/M0⌉][K][M0]`. The memory plan
-//! packs a constant when every use of it is such a weight ([`crate::plan`]); the conv lowerings
-//! take the GEMM path exactly for packed weights, so the decision is made once.
+//! `dync_runtime::ukernel::mix`). With one expert, `chunk = K` and `run = ⌈og/M0⌉` the layout
+//! is plain `[G][⌈og/M0⌉][K][M0]`. The memory plan packs a constant when every use of it is
+//! such a weight ([`crate::plan`]); the conv lowerings take the GEMM path exactly for packed
+//! weights, so the decision is made once.
 //!
 //! Not packed (the direct conv path): depthwise and small-group convs whose panels would be
 //! less than half full (`og < M0 / 2`), tiny reductions (`K < 4`) and outputs of fewer than

@@ -154,6 +154,13 @@ impl Gemm {
         self.batch * self.o * self.positions() * self.cg > 0
     }
 
+    /// The (chunk, run) a weight packed for this convolution is blocked in
+    /// ([`Packing::offset`]): the steps of one reduction chunk and the panels of one task.
+    fn blocked(&self) -> (usize, usize) {
+        let s = Schedule::new(self.batch, self.groups, self.mblocks, self.k, &self.t);
+        (self.cc * self.kh * self.kw, s.per)
+    }
+
     /// Bytes of the packed X̂ panel (0 when X̂ is read in place).
     fn panel_bytes(&self) -> usize {
         if self.direct {
@@ -419,12 +426,8 @@ pub(crate) fn blocking(
     p: Packing,
 ) -> Packing {
     let g = Gemm::new(&x.shape, &y.shape, &w.shape, conv_attrs(op), &p, false);
-    let s = Schedule::new(g.batch, g.groups, g.mblocks, g.k, &g.t);
-    Packing {
-        chunk: g.cc * g.kh * g.kw,
-        run: s.per,
-        ..p
-    }
+    let (chunk, run) = g.blocked();
+    Packing { chunk, run, ..p }
 }
 
 /// The blocking of a dyn_conv's packed bank ([`Mix`]): `p` with the convolution's chunks and
@@ -453,8 +456,7 @@ fn dyn_layout(op: &DynConv, x: &[usize], y: &[usize], ws: &[usize], p: &Packing)
     }
     let g = Gemm::new(x, y, ws, (op.strides, op.pads, op.dilations), p, true);
     if g.fused {
-        let s = Schedule::new(g.batch, g.groups, g.mblocks, g.k, &g.t);
-        (g.cc * g.kh * g.kw, s.per)
+        g.blocked()
     } else {
         (MIX_STEPS.min(g.k), 1)
     }
@@ -467,8 +469,7 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
         k.shape(BufId::In(1)),
     );
     let g = Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false);
-    let s = Schedule::new(g.batch, g.groups, g.mblocks, g.k, &g.t);
-    let blocked = (p.chunk, p.run) == (g.cc * g.kh * g.kw, s.per);
+    let blocked = (p.chunk, p.run) == g.blocked();
     if !blocked && (p.chunk, p.run) != (g.k, g.mblocks) {
         return Err(crate::error::CodegenError::cranelift(
             &k.name,

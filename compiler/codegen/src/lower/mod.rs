@@ -161,6 +161,7 @@ pub(crate) fn uses_dw(
         _ => false,
     }
 }
+
 /// Whether the kernel of `op` computes matrix-vector products ([`gemm::gemv`], every layer of a
 /// batch-1 `predict`), and so takes the matrix-vector micro-kernel slot when the micro-kernels
 /// may be used. (With more samples, the compiler's dot products apply each layer's epilogue in
