@@ -240,12 +240,14 @@ fn lower_kernels(
             .and_then(|i| operands.get(i))
             .and_then(|o| plan.packed.get(o));
         let scratch = lower::scratch_elems(&node.op, &operand_tys, &node.ty, packed);
+        // Both depthwise kernels serve the same ops (the shape picks one at compile time).
+        let dw = ukernels && lower::uses_dw(&node.op, &operand_tys, &node.ty, packed.is_some());
         let slots = Slots {
             tile: packed.is_some(),
             silu: ukernels && lower::uses_silu(&node.op, &operand_tys, packed.is_some()),
             mix: ukernels && lower::uses_mix(&node.op, packed.is_some()),
-            dw: ukernels && lower::uses_dw(&node.op, &operand_tys, &node.ty, packed.is_some()),
-            dwp: ukernels && lower::uses_dw(&node.op, &operand_tys, &node.ty, packed.is_some()),
+            dw,
+            dwp: dw,
             gemv: ukernels && lower::uses_gemv(&node.op, &operand_tys),
         };
         let mut phases = Vec::new();
@@ -758,26 +760,11 @@ fn emit_entry(
             if let Some(&off) = plan.scratch.get(&id) {
                 bufs.push(address(&mut b, Storage::Arena(off))?);
             }
-            if slots.tile {
-                bufs.push(tile_fn.ok_or_else(|| err("a GEMM kernel without a tile".into()))?);
-            }
-            if slots.silu {
-                bufs.push(silu_fn.ok_or_else(|| err("a SiLU slot without a kernel".into()))?);
-            }
-            if slots.mix {
-                bufs.push(mix_fn.ok_or_else(|| err("a mixing slot without a kernel".into()))?);
-            }
-            if slots.dw {
-                bufs.push(dw_fn.ok_or_else(|| err("a depthwise slot without a kernel".into()))?);
-            }
-            if slots.dwp {
-                let f = dwp_fn.ok_or_else(|| err("a depthwise slot without a kernel".into()))?;
-                bufs.push(f);
-            }
-            if slots.gemv {
-                let f =
-                    gemv_fn.ok_or_else(|| err("a matrix-vector slot without a kernel".into()))?;
-                bufs.push(f);
+            let fns = [tile_fn, silu_fn, mix_fn, dw_fn, dwp_fn, gemv_fn];
+            for (name, (taken, f)) in Slots::NAMES.iter().zip(slots.taken().into_iter().zip(fns)) {
+                if taken {
+                    bufs.push(f.ok_or_else(|| err(format!("a {name} slot without a kernel")))?);
+                }
             }
             for (j, &v) in bufs.iter().enumerate() {
                 let off = i32::try_from(j * 8).map_err(|_| err("too many operands".into()))?;

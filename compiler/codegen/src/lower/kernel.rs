@@ -123,12 +123,24 @@ pub struct Slots {
 }
 
 impl Slots {
+    /// What each slot holds, in the order of [`Slots::taken`].
+    pub const NAMES: [&'static str; 6] = [
+        "GEMM tile",
+        "SiLU",
+        "mixing",
+        "depthwise",
+        "small-map depthwise",
+        "matrix-vector",
+    ];
+
+    /// Which slots a kernel takes, in the order it receives their pointers.
+    pub fn taken(&self) -> [bool; 6] {
+        [self.tile, self.silu, self.mix, self.dw, self.dwp, self.gemv]
+    }
+
     /// The function pointers a kernel with these slots receives.
     pub fn count(&self) -> usize {
-        [self.tile, self.silu, self.mix, self.dw, self.dwp, self.gemv]
-            .into_iter()
-            .filter(|&s| s)
-            .count()
+        self.taken().into_iter().filter(|&s| s).count()
     }
 }
 
@@ -211,12 +223,7 @@ impl<'a> Kernel<'a> {
                 params[next - 1]
             })
         };
-        let tile = slot(slots.tile);
-        let silu = slot(slots.silu);
-        let mix = slot(slots.mix);
-        let dw = slot(slots.dw);
-        let dwp = slot(slots.dwp);
-        let gemv = slot(slots.gemv);
+        let [tile, silu, mix, dw, dwp, gemv] = slots.taken().map(&mut slot);
         Ok(Kernel {
             b,
             ins: bufs,
