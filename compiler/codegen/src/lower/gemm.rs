@@ -8,7 +8,7 @@
 
 use super::conv::over_tile;
 use super::kernel::{as_i64, BufId, Kernel, LResult};
-use super::matmul::{product, Block, Blocks, Mat};
+use super::matmul::{product, Block, Blocks, Epilogue, Mat};
 use super::nest::View;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use dync_ir::ops::Gemm;
@@ -73,24 +73,8 @@ pub(crate) fn lower(k: &mut Kernel, op: &Gemm) -> LResult {
     } else {
         None
     };
-    // Both of a block's paths are emitted, each using the epilogue.
-    let epi = std::cell::RefCell::new(epi);
     let body = &mut |k: &mut Kernel, blk: Block| {
-        let (j0, cols) = blk.cols;
-        let call = |k: &mut Kernel, f: Value| {
-            let w0 = k.b.ins().imul_imm_s(j0, as_i64(kk)?);
-            let y0 = k.b.ins().iadd(blk.base, j0);
-            let mv = Gemv {
-                x: (BufId::In(0), zero),
-                w: (BufId::In(1), w0),
-                y: (BufId::Out, y0),
-                kk,
-                cols,
-            };
-            let mut epi = epi.borrow_mut();
-            call_gemv(k, f, mv, (!identity).then_some((blk.base, &mut **epi)))
-        };
-        k.ukernel_or(f, call, |k| product(k, a, b, kk, blk, *epi.borrow_mut()))
+        gemv_or_product(k, f, (a, b, kk), blk, &mut *epi, identity)
     };
     let blocks = Blocks::new(1, m, kk, n);
     if blocks.tasks <= 1 {
@@ -100,26 +84,52 @@ pub(crate) fn lower(k: &mut Kernel, op: &Gemm) -> LResult {
     k.for_tasks(|k, t| blocks.block(k, t, (m, n), zero, body))
 }
 
+/// The one-row product of `a` (one row, contiguous) with `b` transposed (rows contiguous:
+/// [`gemv`]'s shape) over `kk` steps into block `blk`, with the epilogue `epi`: through the
+/// matrix-vector micro-kernel `f` when it is given and not null at run time (`epi` then a pass
+/// over the block's outputs, none when `identity`), else [`product`]'s dot products (the same
+/// sums, `epi` in registers). Both paths are emitted.
+pub(crate) fn gemv_or_product(
+    k: &mut Kernel,
+    f: Option<Value>,
+    (a, b, kk): (Mat, Mat, usize),
+    blk: Block,
+    epi: &mut Epilogue,
+    identity: bool,
+) -> LResult {
+    let epi = std::cell::RefCell::new(epi);
+    let call = |k: &mut Kernel, f: Value| {
+        let (j0, cols) = blk.cols;
+        let w0 = k.mul_add(b.base, j0, as_i64(kk)?);
+        let y0 = k.b.ins().iadd(blk.base, j0);
+        let mv = Gemv {
+            x: (a.buf, a.base),
+            w: (b.buf, w0),
+            y: (blk.buf, y0),
+            kk,
+            cols,
+        };
+        let mut epi = epi.borrow_mut();
+        call_gemv(k, f, mv, (!identity).then_some((blk.base, &mut **epi)))
+    };
+    k.ukernel_or(f, call, |k| product(k, a, b, kk, blk, *epi.borrow_mut()))
+}
+
 /// One matrix-vector product for [`call_gemv`]: `cols` outputs from element `y.1` of buffer
 /// `y.0`, each the dot product of the `kk` floats from `x.1` of `x.0` with its own row of
 /// the weights (`kk` floats each, rows consecutive from element `w.1` of `w.0`).
-pub(crate) struct Gemv {
-    pub x: (BufId, Value),
-    pub w: (BufId, Value),
-    pub y: (BufId, Value),
-    pub kk: usize,
-    pub cols: usize,
+struct Gemv {
+    x: (BufId, Value),
+    w: (BufId, Value),
+    y: (BufId, Value),
+    kk: usize,
+    cols: usize,
 }
 
 /// Calls the matrix-vector micro-kernel `f` (`dync_runtime::ukernel::gemv`'s contract: the
 /// same sums as [`product`]'s dot products) for `mv`, then, when `epi` is given as `(origin,
 /// epi)`, applies `epi` to each output in place (row 0, column its index minus `origin`).
-pub(crate) fn call_gemv(
-    k: &mut Kernel,
-    f: Value,
-    mv: Gemv,
-    epi: Option<(Value, &mut super::matmul::Epilogue)>,
-) -> LResult {
+fn call_gemv(k: &mut Kernel, f: Value, mv: Gemv, epi: Option<(Value, &mut Epilogue)>) -> LResult {
     let x_len = k.iconst(as_i64(mv.kk)?);
     let x = k.span_addr(mv.x.0, mv.x.1, x_len);
     let w_len = k.iconst(as_i64(mv.cols.saturating_mul(mv.kk))?);

@@ -12,15 +12,15 @@
 //!
 //! Each layer is a one-row product: the weights are [O, I], so every output is a contiguous
 //! dot product streaming its own weight row — the matrix-vector micro-kernel when the context
-//! has one ([`call_gemv`]), else [`product`]'s dot products (the same sums).
+//! has one, else the compiler's dot products (the same sums): [`gemv_or_product`].
 //!
 //! The pooled vector and the hidden layers never become graph tensors. Each output is
 //! computed by the same instructions whatever the split, so results do not depend on the
 //! thread count.
 
-use super::gemm::{call_gemv, Gemv};
+use super::gemm::gemv_or_product;
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
-use super::matmul::{product, Block, Epilogue, Mat};
+use super::matmul::{Block, Epilogue, Mat};
 use super::nest::{chunk_len, chunked};
 use super::reduce::Run;
 use super::softmax::contiguous_row;
@@ -276,22 +276,5 @@ fn fc(
         }
     };
     let f = k.gemv_fn();
-    let epi = std::cell::RefCell::new(epi);
-    let call = |k: &mut Kernel, f: Value| {
-        let (j0, len) = cols;
-        let w0 = k.b.ins().imul_imm_s(j0, as_i64(width)?);
-        let y0 = k.b.ins().iadd(dest, j0);
-        let mv = Gemv {
-            x: (BufId::Scratch, input),
-            w: (BufId::In(1 + 2 * l), w0),
-            y: (buf, y0),
-            kk: width,
-            cols: len,
-        };
-        let mut epi = epi.borrow_mut();
-        call_gemv(k, f, mv, Some((dest, &mut **epi)))
-    };
-    k.ukernel_or(f, call, |k| {
-        product(k, a, w, width, block, *epi.borrow_mut())
-    })
+    gemv_or_product(k, f, (a, w, width), block, epi, false)
 }
