@@ -149,31 +149,28 @@ pub(super) mod x86 {
         next: *const f32,
     ) {
         // SAFETY: the same contract; only reachable when the CPU has AVX-512F (which implies
-        // AVX2 and FMA).
+        // AVX2 and FMA). One image is bound by memory, and the 8-lane loop streams it faster
+        // (dy-resnet18 9.46 → 9.06 ms at one thread); several are bound by the FMAs. The
+        // 8-lane kernel mixes the remaining steps (and everything past `MAX_EXPERTS`).
         unsafe {
-            if experts > MAX_EXPERTS {
-                super::mix_generic(
-                    steps, bank, expert_ld, step_ld, experts, coefs, images, dst, dst_ld, next,
-                )
-            } else {
+            let done = if images > 1 && experts <= MAX_EXPERTS {
                 let bank = (bank, expert_ld, step_ld, experts);
-                // One image is bound by memory, and the 8-lane loop streams it faster (dy-resnet18
-                // 9.46 → 9.06 ms at one thread); several are bound by the FMAs.
-                let done = if images > 1 {
-                    avx512(steps, bank, coefs, images, (dst, dst_ld), next)
-                } else {
-                    0
-                };
-                let (b, _, sld, _) = bank;
-                avx2(
-                    steps - done,
-                    (b.add(done * sld), expert_ld, step_ld, experts),
-                    coefs,
-                    images,
-                    (dst.add(done * M0), dst_ld),
-                    next.wrapping_add(done * sld),
-                )
-            }
+                avx512(steps, bank, coefs, images, (dst, dst_ld), next)
+            } else {
+                0
+            };
+            mix_avx2(
+                steps - done,
+                bank.add(done * step_ld),
+                expert_ld,
+                step_ld,
+                experts,
+                coefs,
+                images,
+                dst.add(done * M0),
+                dst_ld,
+                next.wrapping_add(done * step_ld),
+            )
         }
     }
 
@@ -197,10 +194,8 @@ pub(super) mod x86 {
             for (e, ce) in c.iter_mut().enumerate().take(experts) {
                 // SAFETY: coefs[(i·experts + e)·M0 ..][..M0], duplicated into both halves.
                 *ce = unsafe {
-                    halves(
-                        _mm256_loadu_ps(coefs.add((i * experts + e) * M0)),
-                        coefs.add((i * experts + e) * M0),
-                    )
+                    let row = coefs.add((i * experts + e) * M0);
+                    halves(row, row)
                 };
             }
             let d = dst.wrapping_add(i * dld);
@@ -215,8 +210,7 @@ pub(super) mod x86 {
                             _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
                             _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at + sld).cast());
                         }
-                        let v =
-                            unsafe { halves(_mm256_loadu_ps(bank.add(at)), bank.add(at + sld)) };
+                        let v = unsafe { halves(bank.add(at), bank.add(at + sld)) };
                         *a = _mm512_fmadd_ps(ce, v, *a);
                     }
                 }
@@ -228,16 +222,17 @@ pub(super) mod x86 {
         done
     }
 
-    /// The 16 lanes `lo`, then the 8 floats at `hi` (AVX-512F only: a 256-bit insert of doubles).
+    /// The 8 floats at `lo`, then the 8 at `hi`, as 16 lanes (AVX-512F only: a 256-bit insert
+    /// of doubles).
     ///
     /// # Safety
-    /// `hi` is readable for 8 floats.
+    /// `lo` and `hi` are readable for 8 floats each.
     #[inline(always)]
-    unsafe fn halves(lo: __m256, hi: *const f32) -> __m512 {
+    unsafe fn halves(lo: *const f32, hi: *const f32) -> __m512 {
         // SAFETY: the caller's; reachable only from `avx512`, on a CPU with AVX-512F.
         unsafe {
             let hi = _mm256_castps_pd(_mm256_loadu_ps(hi));
-            let lo = _mm512_castpd256_pd512(_mm256_castps_pd(lo));
+            let lo = _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(lo)));
             _mm512_castpd_ps(_mm512_insertf64x4::<1>(lo, hi))
         }
     }
