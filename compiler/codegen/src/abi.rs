@@ -172,25 +172,24 @@ pub fn mix_signature(call_conv: CallConv, ptr: Type) -> Signature {
 /// kh, kw, sy, sx, pt, pl, y, oh, ow` pointer-sized, then `bias: f32`, `flags: u32`, `lo: f32`,
 /// `hi: f32`, no result.
 pub fn dw_signature(call_conv: CallConv, ptr: Type) -> Signature {
-    let mut s = Signature::new(call_conv);
-    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 13));
-    s.params.push(AbiParam::new(types::F32));
-    s.params.push(AbiParam::new(types::I32));
-    s.params.push(AbiParam::new(types::F32));
-    s.params.push(AbiParam::new(types::F32));
-    s
+    depthwise_signature(call_conv, ptr, 13)
 }
 
 /// Signature of the small-map depthwise kernel (`dync_runtime::ukernel::dwp::DwpF32Fn`):
 /// `plane, len, phases, sy, wts, kh, kw, y, oh, ow` pointer-sized, then `bias: f32`,
 /// `flags: u32`, `lo: f32`, `hi: f32`, no result.
 pub fn dwp_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    depthwise_signature(call_conv, ptr, 10)
+}
+
+/// `pointers` pointer-sized parameters, then the depthwise kernels' epilogue `bias: f32`,
+/// `flags: u32`, `lo: f32`, `hi: f32`, no result.
+fn depthwise_signature(call_conv: CallConv, ptr: Type, pointers: usize) -> Signature {
     let mut s = Signature::new(call_conv);
-    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 10));
-    s.params.push(AbiParam::new(types::F32));
-    s.params.push(AbiParam::new(types::I32));
-    s.params.push(AbiParam::new(types::F32));
-    s.params.push(AbiParam::new(types::F32));
+    s.params
+        .extend(std::iter::repeat_n(AbiParam::new(ptr), pointers));
+    s.params
+        .extend([types::F32, types::I32, types::F32, types::F32].map(AbiParam::new));
     s
 }
 
