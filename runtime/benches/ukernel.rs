@@ -247,18 +247,20 @@ fn dw(c: &mut Criterion) {
 }
 
 /// Bytes of weights per second each matrix-vector variant reads: MobileNetV2's classifier,
-/// 1280 → 1000 (5 MB, beyond L2).
+/// 1280 → 1000 (5 MB, beyond L2), for one vector and for a batch of eight.
 fn gemv(c: &mut Criterion) {
     let mut g = c.benchmark_group("gemv_f32");
-    // A classifier (L3-resident: 5 MB), and DyNet ResNet-50's largest predictor layer run over
-    // eight copies in turn (75 MB: its weights stream from memory, as in a model's run).
-    for (k, n, copies, label) in [
-        (1280, 1000, 1, "fc1280x1000"),
-        (256, 9216, 8, "dram256x9216"),
+    // A classifier (L3-resident: 5 MB) at batch 1 and 8, and DyNet ResNet-50's largest
+    // predictor layer run over eight copies in turn (75 MB: its weights stream from memory,
+    // as in a model's run).
+    for (k, n, m, copies, label) in [
+        (1280, 1000, 1, 1, "fc1280x1000"),
+        (1280, 1000, 8, 1, "b8fc1280x1000"),
+        (256, 9216, 1, 8, "dram256x9216"),
     ] {
-        let x = data(k, 9);
+        let x = data(m * k, 9);
         let w = data(n * k * copies, 10);
-        let mut y = vec![0f32; n];
+        let mut y = vec![0f32; m * n];
         g.throughput(Throughput::Bytes((n * k * 4) as u64));
         for isa in Isa::ALL {
             let Some(f) = table(isa).and_then(|t| t.gemv_f32) else {
@@ -268,14 +270,18 @@ fn gemv(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(isa.name(), label), |bench| {
                 bench.iter(|| {
                     copy = (copy + 1) % copies;
-                    // SAFETY: x has k floats, w `copies` matrices of n rows of k, y n floats.
+                    // SAFETY: x has m vectors of k floats, w `copies` matrices of n rows of k,
+                    // y m rows of n floats.
                     unsafe {
                         f(
                             k,
                             x.as_ptr(),
+                            k,
+                            m,
                             w.as_ptr().add(copy * n * k),
                             k,
                             y.as_mut_ptr(),
+                            n,
                             n,
                         )
                     };

@@ -28,7 +28,7 @@
 //! kernel or null ([`silu_signature`]; null: the kernel's own Cranelift loop), and for
 //! dyn_convs on the GEMM path under the same condition the table's mixing kernel or null
 //! ([`mix_signature`]), and for depthwise convs and dyn_convs on the direct path the table's
-//! depthwise kernel or null ([`dw_signature`]), and for batch-1 `gemm`s with `transB` the
+//! depthwise kernel or null ([`dw_signature`]), and for `gemm`s with `transB` and `predict`s the
 //! table's matrix-vector kernel or null ([`gemv_signature`]); the kernel computes its tasks `begin..end` of `0..tasks` and returns 0 or a [`Fault`] code
 //! (the first one in task order). Tasks of a kernel write disjoint parts of its result (and of
 //! its scratch memory), and every output element is computed by the same instructions whatever
@@ -194,10 +194,10 @@ fn depthwise_signature(call_conv: CallConv, ptr: Type, pointers: usize) -> Signa
 }
 
 /// Signature of the matrix-vector kernel (`dync_runtime::ukernel::gemv::GemvF32Fn`): `k, x,
-/// w, ldw, y, n`, pointer-sized, no result.
+/// ldx, m, w, ldw, y, ldy, n`, pointer-sized, no result.
 pub fn gemv_signature(call_conv: CallConv, ptr: Type) -> Signature {
     let mut s = Signature::new(call_conv);
-    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 6));
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 9));
     s
 }
 

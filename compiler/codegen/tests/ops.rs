@@ -636,8 +636,15 @@ fn gemm_transposes_alpha_beta_and_bias_broadcast() {
         }
     }
     // Matrix-vector products without an epilogue (alpha 1, no C): the micro-kernel's result
-    // as it is.
-    for (k, n) in [(33, 21), (1, 3), (100, 4)] {
+    // as it is, for one vector and for several (pairs, a pass of eight and more).
+    for (m, k, n) in [
+        (1, 33, 21),
+        (1, 1, 3),
+        (1, 100, 4),
+        (2, 12, 9),
+        (8, 162, 40),
+        (11, 7, 5),
+    ] {
         let op = Op::Gemm(Gemm {
             alpha: 1.0,
             beta: 1.0,
@@ -645,10 +652,10 @@ fn gemm_transposes_alpha_beta_and_bias_broadcast() {
             trans_b: true,
         });
         let args = vec![
-            Arg::In(rand_f32(&mut r, &[1, k])),
+            Arg::In(rand_f32(&mut r, &[m, k])),
             Arg::Const(rand_f32(&mut r, &[n, k])),
         ];
-        check_op(op, args, &format!("gemv 1x{k}x{n}"));
+        check_op(op, args, &format!("gemv {m}x{k}x{n}"));
     }
 }
 

@@ -48,7 +48,8 @@
 //! kernel-mixing kernel ([`mix`]), with which a dyn_conv mixes its bank into packed `A` panels;
 //! the depthwise convolution kernels for one channel's plane ([`dw`], and [`dwp`] on a padded
 //! copy of a small one); and the matrix-vector
-//! kernel ([`gemv`]) of batch-1 fully connected layers.
+//! kernel ([`gemv`]) of fully connected layers, which reads each weight row once for up to
+//! eight samples.
 //!
 //! # Calling convention
 //! The kernels are `extern "C"` functions ([`GemmF32Fn`]) called through the pointers of a

@@ -163,14 +163,12 @@ pub(crate) fn uses_dw(
 }
 
 /// Whether the kernel of `op` computes matrix-vector products ([`gemm::gemv`], every layer of a
-/// batch-1 `predict`), and so takes the matrix-vector micro-kernel slot when the micro-kernels
-/// may be used. (With more samples, the compiler's dot products apply each layer's epilogue in
-/// registers; the kernel's separate pass over the outputs made dy-mobile's batch-8 predictors
-/// 3.3 → 4.0 ms at one thread.)
+/// `predict`), and so takes the matrix-vector micro-kernel slot when the micro-kernels may be
+/// used.
 pub(crate) fn uses_gemv(op: &Op, operands: &[&TensorType]) -> bool {
     match (op, operands.first(), operands.get(1)) {
         (Op::Gemm(o), Some(a), Some(b)) => gemm::gemv(o, &a.shape, &b.shape),
-        (Op::Predict(_), Some(x), _) => x.shape.first() == Some(&1),
+        (Op::Predict(_), _, _) => true,
         _ => false,
     }
 }

@@ -6,13 +6,15 @@
 //!    with the bias and hidden activation (Relu, SiLU) as epilogue;
 //! 2. (1 without hidden layers) the last layer with the bias, the scale and the sigmoid,
 //!    straight into the result, a softmax then normalizing each run in place; its outputs are
-//!    cut into column blocks of whole softmax runs, one task each, so that its weights (the
-//!    largest: DyNet's ResNet-50 predicts 9216 coefficients from 256 hidden units, 9.4 MB)
-//!    stream on every thread.
+//!    cut into column blocks of whole softmax runs, one task each for every sample, so that
+//!    its weights (the largest: DyNet's ResNet-50 predicts 9216 coefficients from 256 hidden
+//!    units, 9.4 MB) stream on every thread, each block once for the whole batch.
 //!
-//! Each layer is a one-row product: the weights are [O, I], so every output is a contiguous
-//! dot product streaming its own weight row — the matrix-vector micro-kernel when the context
-//! has one, else the compiler's dot products (the same sums): [`gemv_or_product`].
+//! The weights are [O, I], so every output is a contiguous dot product streaming its own
+//! weight row — the matrix-vector micro-kernel when the context has one (one call per hidden
+//! layer of a sample, one per block of the last layer for all samples: dy-mobile's batch-8
+//! predictors read their 3.7 MB rows once, not once per sample), else the compiler's dot
+//! products (the same sums): [`gemv_or_product`].
 //!
 //! The pooled vector and the hidden layers never become graph tensors. Each output is
 //! computed by the same instructions whatever the split, so results do not depend on the
@@ -38,7 +40,7 @@ struct Plan {
     layers: Vec<(usize, usize)>,
     /// (sample, channel) runs per pooling task.
     pool_chunk: usize,
-    /// Outputs of the last layer per task, and blocks per sample.
+    /// Outputs of the last layer per task, and blocks (tasks of the last phase).
     cols: usize,
     blocks: usize,
 }
@@ -96,7 +98,7 @@ impl Plan {
         match phase {
             0 => (self.n * self.c).div_ceil(self.pool_chunk).max(1),
             p if p + 1 < self.phases() => self.n.max(1),
-            _ => (self.n * self.blocks).max(1),
+            _ => self.blocks,
         }
     }
 
@@ -106,15 +108,14 @@ impl Plan {
         Ok(k.add_imm(at, as_i64(self.n * self.c)?))
     }
 
-    /// Where sample `s`'s input of the last layer starts in scratch: its last hidden layer's
-    /// result, or its pooled vector.
-    fn last_input(&self, k: &mut Kernel, s: Value) -> LResult<Value> {
+    /// Where sample 0's input of the last layer starts in scratch (its last hidden layer's
+    /// result, or its pooled vector), and the stride from one sample's to the next's.
+    fn last_input(&self) -> LResult<(i64, i64)> {
         match self.layers.len() {
-            0 | 1 => Ok(k.b.ins().imul_imm_s(s, as_i64(self.c)?)),
+            0 | 1 => Ok((0, as_i64(self.c)?)),
             n => {
-                let start = self.hidden_start(k, s)?;
                 let before: usize = self.layers[..n - 2].iter().map(|l| l.0).sum();
-                Ok(k.add_imm(start, as_i64(before)?))
+                Ok((as_i64(self.n * self.c + before)?, as_i64(self.hidden())?))
             }
         }
     }
@@ -182,7 +183,14 @@ fn hidden(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
         let mut at = plan.hidden_start(k, s)?;
         let zero = k.iconst(0);
         for (l, &(out, _)) in plan.layers[..last].iter().enumerate() {
-            fc(k, op, l, input, (BufId::Scratch, at), (zero, out))?;
+            fc(
+                k,
+                op,
+                l,
+                (input, 0, 1),
+                (BufId::Scratch, at, out),
+                (zero, out),
+            )?;
             input = at;
             at = k.add_imm(at, as_i64(out)?);
         }
@@ -190,26 +198,32 @@ fn hidden(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
     })
 }
 
-/// The last layer's phase: task t is column block t / n of sample t % n, so that the tasks a
-/// thread runs in a row read the same block of weights (from cache after the first sample).
+/// The last layer's phase: task t is column block t for every sample.
 fn last(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
     let (m, _) = plan.layers.last().copied().unwrap_or((0, 0));
-    let mi = as_i64(m)?;
     let last = plan.layers.len() - 1;
+    let (first, ldx) = plan.last_input()?;
     k.for_tasks(|k, t| {
-        let n = as_i64(plan.n)?;
-        let q = k.b.ins().udiv_imm_u(t, n);
-        let s = k.b.ins().urem_imm_u(t, n);
-        let input = plan.last_input(k, s)?;
-        let row = k.b.ins().imul_imm_s(s, mi);
-        chunked(k, q, m, plan.cols, |k, j0, len| {
-            fc(k, op, last, input, (BufId::Out, row), (j0, len))?;
+        let input = k.iconst(first);
+        let zero = k.iconst(0);
+        chunked(k, t, m, plan.cols, |k, j0, len| {
+            fc(
+                k,
+                op,
+                last,
+                (input, ldx, plan.n),
+                (BufId::Out, zero, m),
+                (j0, len),
+            )?;
             if let PredictAct::Softmax { run } = op.act {
-                let r0 = k.b.ins().iadd(row, j0);
                 // In place, as the `softmax` op computes a contiguous row.
-                k.loop_range(0, len, run, |k, r| {
-                    let r = k.b.ins().iadd(r0, r);
-                    contiguous_row(k, (BufId::Out, r), r, run)
+                k.loop_n(plan.n, |k, s| {
+                    let r0 = k.b.ins().imul_imm_s(s, as_i64(m)?);
+                    let r0 = k.b.ins().iadd(r0, j0);
+                    k.loop_range(0, len, run, |k, r| {
+                        let r = k.b.ins().iadd(r0, r);
+                        contiguous_row(k, (BufId::Out, r), r, run)
+                    })
                 })?;
             }
             Ok(())
@@ -217,15 +231,15 @@ fn last(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
     })
 }
 
-/// Columns `cols` of layer `l` (weight [O, I]) on the vector at `input` in scratch, stored
-/// from `dest` (the row of outputs) with the layer's epilogue (the last layer's when its
-/// bias is the kernel's last operand).
+/// Columns `cols` of layer `l` (weight [O, I]) on the `rows` vectors from `input` in scratch
+/// (`ldx` apart), stored in rows from `dest` (`ldc` apart) with the layer's epilogue (the last
+/// layer's when its bias is the kernel's last operand).
 fn fc(
     k: &mut Kernel,
     op: &Predict,
     l: usize,
-    input: Value,
-    (buf, dest): (BufId, Value),
+    (input, ldx, rows): (Value, i64, usize),
+    (buf, dest, ldc): (BufId, Value, usize),
     cols: (Value, usize),
 ) -> LResult {
     let width = k.shape(BufId::In(1 + 2 * l))[1];
@@ -234,7 +248,7 @@ fn fc(
     let a = Mat {
         buf: BufId::Scratch,
         base: input,
-        rs: 0,
+        rs: ldx,
         cs: 1,
     };
     let w = Mat {
@@ -244,10 +258,10 @@ fn fc(
         cs: as_i64(width)?,
     };
     let block = Block {
-        rows: (zero, 1),
+        rows: (zero, rows),
         cols,
         base: dest,
-        ldc: cols.1,
+        ldc,
         buf,
     };
     let bias = BufId::In(2 + 2 * l);
