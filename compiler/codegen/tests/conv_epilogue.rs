@@ -4,7 +4,7 @@
 //! reduction chunks, partial channel panels, column tiles and rows per tile with run-time
 //! widths, the in-place 1×1 path, tasks of several tiles when the A panels exceed L2) and the direct path (depthwise, odd widths whose edge
 //! vectors store partial lanes; the padded-plane depthwise path, whose last vector of a row
-//! overlaps the one before).
+//! overlaps the one before), and inputs large enough for the micro-kernels' streaming hint.
 
 mod common;
 
@@ -75,6 +75,10 @@ fn conv_epilogues_on_both_paths() {
         (1, 2, 4, 57, 2, 5, 1, 2, 2),
         (1, 2, 6, 139, 2, 7, 2, 3, 2),
         (1, 2, 3, 150, 2, 3, 1, 1, 2),
+        // Inputs beyond 8 MiB: the micro-kernels get the `GEMM_STREAM` prefetch hint (the
+        // in-place 1×1 GEMM, the depthwise kernel at stride 2).
+        (2, 32, 184, 184, 16, 1, 1, 0, 1),
+        (2, 40, 168, 168, 40, 3, 2, 1, 40),
         // Fully connected layers (1×1 over 1×1): contiguous dot products, in tasks.
         (1, 240, 1, 1, 960, 1, 1, 0, 1),
         (3, 24, 1, 1, 40, 1, 2, 0, 2),

@@ -180,14 +180,14 @@ fn every_edge_tile_and_mode() {
         for k in [0, 1, 2, 5, 64, 257] {
             for m in 0..=GEMM_F32_M0 {
                 for n in 0..=GEMM_F32_N0 {
-                    for flags in 0..16 {
+                    for flags in 0..32 {
                         for bias in [false, true] {
                             seed += 1;
                             let case = Case {
                                 k,
                                 m,
                                 n,
-                                ldb_extra: GEMM_F32_N0 - n,
+                                ldb_extra: GEMM_F32_N0 - n + (seed % 2) as usize * 5,
                                 ldc_extra: (seed % 3) as usize,
                                 flags,
                                 bias,
@@ -245,7 +245,7 @@ fn generic_any_tile_size() {
                         n,
                         ldb_extra: 2,
                         ldc_extra: 1,
-                        flags: (seed % 16) as u32,
+                        flags: (seed % 32) as u32,
                         bias: seed % 5 < 2,
                         lo: 0.0,
                         hi: 6.0,

@@ -15,7 +15,10 @@
 //! whole-image task, whose tiles' panels share L1). For each tile and
 //! chunk, X̂'s panel is packed into a stack buffer (im2col: `[chunk steps][N0]`, zeros where
 //! a tap falls in the padding; row validity tested once per row, column ranges static), or —
-//! for 1×1 convs of stride 1 without padding — read in place (`ldb` = H·W). The panel then
+//! for 1×1 convs of stride 1 without padding — read in place (`ldb` = H·W; from an input
+//! larger than the caches, every call has the `GEMM_STREAM` hint, so that the micro-kernel
+//! prefetches the next tile's columns: MobileNetV2's 32→16 1×1 conv over 112×112 at batch 8,
+//! one thread, 1.32 → 0.67 ms). The panel then
 //! stays in L1 while the tile runs it against every channel panel of the task; the first
 //! chunk overwrites the output, later ones accumulate, the last adds the bias and applies the
 //! fused clamp. A fused residual is copied into the output tile before the first chunk, which
@@ -36,7 +39,7 @@
 //!
 //! Requires: the weight (bank) operand packed with the packing of this convolution.
 
-use super::conv::{act_region, load_x, over_tile};
+use super::conv::{act_region, load_x, over_tile, streams};
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
 use super::pool::axes;
 use super::window::Axis;
@@ -48,7 +51,7 @@ use dync_ir::ops::{Act, Clamp, Conv, DynConv};
 use dync_ir::TensorType;
 use dync_runtime::ukernel::{
     GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
-    GEMM_HARDSWISH, GEMM_SILU,
+    GEMM_HARDSWISH, GEMM_SILU, GEMM_STREAM,
 };
 
 /// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
@@ -96,6 +99,9 @@ struct Gemm {
     fused: bool,
     /// X̂ is the input itself (1×1, stride 1, no padding).
     direct: bool,
+    /// The tile's flags for every call: `GEMM_STREAM` when X̂ is read in place from an input
+    /// larger than the caches hold ([`super::conv::streams`]), else none.
+    hint: u32,
     /// Input channels per reduction chunk, and chunks.
     cc: usize,
     chunks: usize,
@@ -141,6 +147,7 @@ impl Gemm {
             fused: mixing && fused(x[0], &t),
             t,
             direct,
+            hint: if direct && streams(x) { GEMM_STREAM } else { 0 },
             cc,
             chunks: ws[1].div_ceil(cc),
         }
@@ -696,12 +703,14 @@ impl Chunk {
         let chan = k.mul_add(chan, task.grp, as_i64(g.cg)?);
         let chan = k.b.ins().iadd(chan, ci0);
         let first = k.b.ins().icmp_imm_s(IntCC::Equal, ch, 0);
-        let acc = k.b.ins().iconst(types::I32, i64::from(GEMM_ACCUMULATE));
-        let zero32 = k.b.ins().iconst(types::I32, 0);
+        let acc =
+            k.b.ins()
+                .iconst(types::I32, i64::from(GEMM_ACCUMULATE | g.hint));
+        let fresh = k.b.ins().iconst(types::I32, i64::from(g.hint));
         // With a residual, the first chunk accumulates onto it.
         let flags = match wts.residual {
             Some(_) => acc,
-            None => k.b.ins().select(first, zero32, acc),
+            None => k.b.ins().select(first, fresh, acc),
         };
         let last =
             k.b.ins()
