@@ -1,9 +1,10 @@
 //! The thread pool of compiled models: `threads − 1` worker threads plus the calling thread run
 //! the chunks of one parallel loop at a time.
 //!
-//! [`Pool::run`] splits the tasks `[0, n)` into contiguous chunks (about sixteen per thread,
-//! for balance: the last chunk is what one thread may still run while the others wait), hands them out through one atomic counter, and returns when
-//! every chunk has run. The caller participates; with one thread, or when another thread is
+//! [`Pool::run`] hands the tasks `[0, n)` out in contiguous chunks through one atomic counter,
+//! each claim taking 1/([`GUIDE`]·threads) of the tasks not yet claimed (at least one): large
+//! chunks first, single tasks at the end, so that a thread waits at most about one task for the
+//! others (guided scheduling), and returns when every task has run. The caller participates; with one thread, or when another thread is
 //! already running a loop on this pool (a shared handle, a nested call), the whole range runs
 //! on the caller. Chunk boundaries never change results: generated tasks compute each output
 //! element with the same instructions whatever range they are given.
@@ -14,7 +15,8 @@
 //!
 //! No allocation after [`Pool::new`]: a loop publishes its job in atomics; workers sleep on a
 //! condition variable between loops (after a short spin, since loops follow each other closely
-//! during a run). The claim counter packs a 32-bit loop generation with the chunk index, so a
+//! during a run). The claim counter packs a 32-bit loop generation with the first unclaimed
+//! task, so a
 //! worker that wakes late can never claim a chunk of a later loop with an earlier loop's job
 //! (up to a wrap-around of 2³² loops during one worker's stall, which is not a concern).
 
@@ -27,10 +29,11 @@ pub type TaskFn = extern "C" fn(args: *const *mut u8, begin: u64, end: u64) -> i
 
 /// The most threads a pool runs on.
 pub const MAX_THREADS: usize = 1 << 10;
-/// Chunks per thread of one loop: with 4, a conv of about 100 tasks (resnet18's 56×56 layers)
-/// left one thread a tenth of the layer alone at its end (resnet18 at two threads 9.63 →
-/// 9.41 ms with 16, interleaved runs); 64 measured slower again (the claims' cost).
-const CHUNKS_PER_THREAD: u64 = 16;
+/// A claim takes 1/(GUIDE·threads) of the unclaimed tasks. Fixed chunks left one thread alone
+/// at a loop's end for up to a chunk: with 4 per thread, a tenth of resnet18's 56×56 layers
+/// (about 100 tasks); with 16, their layers scaled 1.90–1.95× from one thread to two; 64
+/// chunks cost more in claims than they saved.
+const GUIDE: u64 = 2;
 /// Spin iterations of an idle worker before it sleeps.
 const SPIN: u32 = 1 << 14;
 
@@ -39,14 +42,14 @@ struct Shared {
     task: AtomicUsize,
     args: AtomicUsize,
     n: AtomicU64,
-    chunk: AtomicU64,
-    chunks: AtomicU64,
-    /// `generation << 32 | next chunk index`.
+    /// `generation << 32 | first unclaimed task`.
     next: AtomicU64,
-    /// Chunks finished in the current loop.
+    /// Tasks finished in the current loop.
     done: AtomicU64,
-    /// `chunk << 32 | status as u32` of the lowest failing chunk, `u64::MAX` if none.
+    /// `begin << 32 | status as u32` of the lowest failing chunk, `u64::MAX` if none.
     fail: AtomicU64,
+    /// GUIDE · threads: a claim takes the unclaimed tasks divided by this.
+    share: u64,
     /// The generation workers are woken for, and its condition variable.
     wake: Mutex<u32>,
     cv: Condvar,
@@ -72,24 +75,19 @@ impl Shared {
     fn work(&self, generation: u64) {
         loop {
             let cur = self.next.load(Ordering::Acquire);
-            if cur >> 32 != generation || (cur & 0xffff_ffff) >= self.chunks.load(Ordering::Relaxed)
-            {
+            let begin = cur & 0xffff_ffff;
+            let n = self.n.load(Ordering::Relaxed);
+            if cur >> 32 != generation || begin >= n {
                 return;
             }
+            let end = begin + (n - begin).div_ceil(self.share);
             if self
                 .next
-                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange_weak(cur, cur - begin + end, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
             {
                 continue;
             }
-            let c = cur & 0xffff_ffff;
-            let (n, chunk) = (
-                self.n.load(Ordering::Relaxed),
-                self.chunk.load(Ordering::Relaxed),
-            );
-            let begin = c * chunk;
-            let end = (begin + chunk).min(n);
             let task = self.task.load(Ordering::Relaxed);
             // SAFETY: `task` was stored from a `TaskFn` by `Pool::run` of this generation,
             // which has not returned: our chunk is not done yet.
@@ -101,9 +99,9 @@ impl Shared {
             );
             if status != 0 {
                 self.fail
-                    .fetch_min(c << 32 | u64::from(status as u32), Ordering::AcqRel);
+                    .fetch_min(begin << 32 | u64::from(status as u32), Ordering::AcqRel);
             }
-            self.done.fetch_add(1, Ordering::Release);
+            self.done.fetch_add(end - begin, Ordering::Release);
         }
     }
 }
@@ -118,11 +116,10 @@ impl Pool {
             task: AtomicUsize::new(0),
             args: AtomicUsize::new(0),
             n: AtomicU64::new(0),
-            chunk: AtomicU64::new(1),
-            chunks: AtomicU64::new(0),
             next: AtomicU64::new(0),
             done: AtomicU64::new(0),
             fail: AtomicU64::new(u64::MAX),
+            share: GUIDE * threads as u64,
             wake: Mutex::new(0),
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -158,20 +155,16 @@ impl Pool {
         if n == 0 {
             return 0;
         }
+        // Task indices share the claim counter with the generation: 32 bits each.
         let guard = match self.busy.try_lock() {
-            Ok(g) if self.threads > 1 && n > 1 => g,
+            Ok(g) if self.threads > 1 && n > 1 && n <= u64::from(u32::MAX) => g,
             _ => return task(args, 0, n),
         };
         let s = &*self.shared;
-        let want = (self.threads as u64).saturating_mul(CHUNKS_PER_THREAD);
-        let chunk = n.div_ceil(want.min(n));
-        let chunks = n.div_ceil(chunk);
         let generation = (self.generation.fetch_add(1, Ordering::Relaxed) + 1) & 0xffff_ffff;
         s.task.store(task as usize, Ordering::Relaxed);
         s.args.store(args as usize, Ordering::Relaxed);
         s.n.store(n, Ordering::Relaxed);
-        s.chunk.store(chunk, Ordering::Relaxed);
-        s.chunks.store(chunks, Ordering::Relaxed);
         s.done.store(0, Ordering::Relaxed);
         s.fail.store(u64::MAX, Ordering::Relaxed);
         s.next.store(generation << 32, Ordering::Release);
@@ -182,7 +175,7 @@ impl Pool {
         }
         s.work(generation);
         let mut spins = 0u32;
-        while s.done.load(Ordering::Acquire) < chunks {
+        while s.done.load(Ordering::Acquire) < n {
             if spins < SPIN {
                 spins += 1;
                 std::hint::spin_loop();
