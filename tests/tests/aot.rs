@@ -1,9 +1,10 @@
 //! Ahead-of-time compilation end to end, through the command line: `dync compile` to
 //! executables, shared libraries and objects (the C harness gets the executable's results); the
 //! executables' handling of bad input; `--bench --json`; determinism of artifacts and outputs;
-//! CPU levels; flag errors; the size the runtime adds to an executable. The executables' outputs against the interpreter and onnxruntime on
-//! every zoo model and real export are checked by `zoo_ort.rs`, `real_exports.rs` and
-//! `dynconv_real.rs` (`dync_tests::assert_engines_match`).
+//! CPU levels; flag errors; the size the runtime adds to an executable. The executables'
+//! outputs against the interpreter and onnxruntime on every zoo model and real export are
+//! checked by `zoo_ort.rs`, `real_exports.rs` and `dynconv_real.rs`
+//! (`dync_tests::assert_engines_match`).
 
 mod aot_common;
 
