@@ -52,8 +52,8 @@
 use crate::error::CodegenError;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, BlockArg, Endianness, InstBuilder, MemFlagsData, Signature, StackSlot,
-    StackSlotData, StackSlotKind, Type, UserFuncName, Value,
+    types, Block, BlockArg, Endianness, InstBuilder, MemFlagsData, StackSlot, StackSlotData,
+    StackSlotKind, Type, UserFuncName, Value,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::{FuncId, Linkage, Module};
@@ -81,11 +81,7 @@ pub fn emit_gemm_tile(module: &mut dyn Module, name: &str) -> Result<FuncId, Cod
     let isa = module.isa();
     let ptr = isa.pointer_type();
     let fma = isa.has_native_fma();
-    let mut sig = Signature::new(isa.default_call_conv());
-    // k, a, b, ldb, c, ldc, m, n, bias.
-    sig.params.extend([AbiParam::new(ptr); 9]);
-    sig.params.push(AbiParam::new(types::I32));
-    sig.params.extend([AbiParam::new(types::F32); 2]);
+    let sig = crate::abi::tile_signature(isa.default_call_conv(), ptr);
     let id = module
         .declare_function(name, Linkage::Local, &sig)
         .map_err(|e| CodegenError::cranelift(name, e))?;
