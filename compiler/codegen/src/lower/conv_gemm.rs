@@ -41,6 +41,7 @@
 
 use super::conv::{act_region, load_x, over_tile, streams};
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
+use super::nest::chunk_len;
 use super::pool::axes;
 use super::window::Axis;
 use crate::abi::tile_signature;
@@ -99,6 +100,8 @@ struct Gemm {
     fused: bool,
     /// X̂ is the input itself (1×1, stride 1, no padding).
     direct: bool,
+    /// X̂ is packed from the column-split copy of the input in the scratch memory ([`splits`]).
+    split: bool,
     /// The tile's flags for every call: `GEMM_STREAM` when X̂ is read in place from an input
     /// larger than the caches hold ([`super::conv::streams`]), else none.
     hint: u32,
@@ -147,6 +150,7 @@ impl Gemm {
             fused: mixing && fused(x[0], &t),
             t,
             direct,
+            split: false,
             hint: if direct && streams(x) { GEMM_STREAM } else { 0 },
             cc,
             chunks: ws[1].div_ceil(cc),
@@ -373,6 +377,48 @@ fn direct_for(x: &TensorType, p: &Packing, strides: [usize; 2], pads: [usize; 4]
     is_direct(taps, strides, pads)
 }
 
+/// Whether a conv of `x` with packing `p` packs X̂ (im2col) rather than reading it in place.
+fn packs(x: &TensorType, p: &Packing, strides: [usize; 2], pads: [usize; 4]) -> bool {
+    !direct_for(x, p, strides, pads)
+}
+
+/// Whether a conv of `x` with packing `p` packs X̂ from a column-split copy of its input
+/// ([`split`], the kernel's phase 0): stride 2 along the rows, where the packing would gather
+/// every other column (two loads and a shuffle per four) at every tap of every tile, while the
+/// copy gathers each input element once and the packing then copies contiguous runs.
+/// ResNet's 7×7 stem, the 3×3 stems of the MobileNets and EfficientNets, the stride-2 convs
+/// of ResNet's stages. (A dyn_conv's two phases are its mixing's and its convolution's.)
+pub(crate) fn splits(op: &Conv, x: &TensorType, p: &Packing) -> bool {
+    op.strides[1] == 2 && packs(x, p, op.strides, op.pads)
+}
+
+/// f32 elements of scratch memory of a conv that [`splits`]: the split copy of its input.
+pub(crate) fn split_scratch(x: &TensorType) -> usize {
+    x.shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
+}
+
+/// Planes (image × channel) per task of the split copy ([`split`]).
+fn split_chunk(xs: &[usize]) -> usize {
+    chunk_len(xs[0].saturating_mul(xs[1]), xs[2].saturating_mul(xs[3]), 1)
+}
+
+/// Tasks of phase `phase` of a conv on the GEMM path: its split copy's ([`splits`]) and its
+/// convolution's.
+pub(crate) fn conv_phase_tasks(
+    op: &Conv,
+    x: &TensorType,
+    y: &TensorType,
+    p: &Packing,
+    phase: usize,
+) -> usize {
+    if splits(op, x, p) && phase == 0 {
+        let xs = &x.shape;
+        let planes = xs[0].saturating_mul(xs[1]);
+        return planes.div_ceil(split_chunk(xs)).max(1);
+    }
+    conv_tasks(op, x, y, p)
+}
+
 /// Tasks of a conv on the GEMM path.
 pub(crate) fn conv_tasks(op: &Conv, x: &TensorType, y: &TensorType, p: &Packing) -> usize {
     let direct = direct_for(x, p, op.strides, op.pads);
@@ -469,13 +515,22 @@ fn dyn_layout(op: &DynConv, x: &[usize], y: &[usize], ws: &[usize], p: &Packing)
     }
 }
 
-pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing) -> LResult {
+/// A conv's kernel: with a split copy ([`splits`]) phase 0 makes it and phase 1 convolves,
+/// otherwise its one phase convolves.
+pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing, phase: usize) -> LResult {
     let (xs, ys, ws) = (
         k.shape(BufId::In(0)),
         k.shape(BufId::Out),
         k.shape(BufId::In(1)),
     );
-    let g = Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false);
+    let split = splits(op, &k.buf(BufId::In(0)).ty, p);
+    if split && phase == 0 {
+        return split_copy(k);
+    }
+    let g = Gemm {
+        split,
+        ..Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false)
+    };
     let blocked = (p.chunk, p.run) == g.blocked();
     if !blocked && (p.chunk, p.run) != (g.k, g.mblocks) {
         return Err(crate::error::CodegenError::cranelift(
@@ -942,6 +997,52 @@ fn clipped(k: &mut Kernel, cap: usize, total: usize, used: Value) -> LResult<Val
     Ok(k.b.ins().umin(c, left))
 }
 
+/// Phase 0 of a conv that [`splits`]: copies each input row into the scratch memory (the same
+/// place in the same layout) as its even columns, then its odd ones, in tasks of planes. Tap
+/// `kx` of output column `x` (input column `2x + kx·dx − pl`) then sits in half `(kx·dx − pl)
+/// mod 2` at index `x + ⌊(kx·dx − pl) / 2⌋`: consecutive outputs read consecutive floats.
+fn split_copy(k: &mut Kernel) -> LResult {
+    let xs = k.shape(BufId::In(0));
+    let (planes, h, w) = (xs[0] * xs[1], xs[2], xs[3]);
+    let chunk = split_chunk(&xs);
+    let half = w.div_ceil(2);
+    k.for_tasks(|k, t| {
+        super::nest::chunked(k, t, planes, chunk, |k, first, len| {
+            k.loop_n(len, |k, pi| {
+                let plane = k.b.ins().iadd(first, pi);
+                let base = k.b.ins().imul_imm_s(plane, as_i64(h * w)?);
+                k.loop_n(h, |k, y| {
+                    let row = k.mul_add(base, y, as_i64(w)?);
+                    for (phase, count) in [(0, half), (1, w / 2)] {
+                        let dst0 = k.add_imm(row, as_i64(phase * half)?);
+                        // Four outputs from two loads spanning exactly their inputs.
+                        let vecs = count / LANES * LANES;
+                        k.loop_range(0, vecs, LANES, |k, i| {
+                            let src = k.mul_add(row, i, 2);
+                            let v = load_x(k, src, as_i64(phase)?, 2, false);
+                            let dst = k.b.ins().iadd(dst0, i);
+                            k.store(BufId::Scratch, dst, v);
+                            Ok(())
+                        })?;
+                        for i in vecs..count {
+                            let v = k.load_off(
+                                BufId::In(0),
+                                types::F32,
+                                row,
+                                as_i64(2 * i + phase)?,
+                                false,
+                            );
+                            let dst = k.add_imm(dst0, as_i64(i)?);
+                            k.store(BufId::Scratch, dst, v);
+                        }
+                    }
+                    Ok(())
+                })
+            })
+        })
+    })
+}
+
 /// Packs X̂'s rows of input channels `chan .. chan + ci_n` (image-absolute) for the tile of
 /// positions `c0 .. c0 + cw` of the tiling row whose first output row is `oy0` into `buf`
 /// ([steps][N0]). The tile's positions fall into segments of output rows (static: a row
@@ -966,6 +1067,8 @@ fn pack_panel(
     let (sx, dx, pl) = (g.ax.stride, g.ax.dilation, g.ax.pad_begin);
     // Strides 2 and 3 gather 4 columns with two loads and a shuffle where shuffles are native.
     let vec_strided = sx <= 3 && k.has_shuffle();
+    // A split row's even columns, then its odd ones ([`split_copy`]).
+    let half = g.w.div_ceil(2);
     let ow = g.ow.max(1);
     let segments: Vec<RowRun> = (c0..c0 + cw)
         .filter(|&q| q == c0 || q % ow == 0)
@@ -1032,7 +1135,13 @@ fn pack_panel(
                     while j < hi {
                         let off = src0 + as_i64(j * sx)?;
                         // Not movable: the loads must stay behind the row's bounds check.
-                        let (v, lanes) = if hi - j >= LANES && (sx == 1 || vec_strided) {
+                        let (v, lanes) = if g.split {
+                            // Column `off` (≥ 0 from `lo` on) in its half of the split row.
+                            let at = off.rem_euclid(2) * as_i64(half)? + off.div_euclid(2);
+                            let lanes = if hi - j >= LANES { LANES } else { 1 };
+                            let ty = super::kernel::f32_type(lanes);
+                            (k.load_off(BufId::Scratch, ty, row, at, false), lanes)
+                        } else if hi - j >= LANES && (sx == 1 || vec_strided) {
                             (load_x(k, row, off, as_i64(sx)?, false), LANES)
                         } else {
                             (k.load_off(BufId::In(0), types::F32, row, off, false), 1)

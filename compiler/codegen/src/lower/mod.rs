@@ -56,7 +56,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef, phase: usize) -> LR
             "has no kernel: the memory plan places it",
         )),
         Op::Conv(o) => match k.buf(BufId::In(1)).packed {
-            Some(p) => conv_gemm::lower_conv(k, o, &p),
+            Some(p) => conv_gemm::lower_conv(k, o, &p, phase),
             None if conv_fc::applies(o, &k.buf(BufId::In(0)).ty, &k.buf(BufId::In(1)).ty) => {
                 conv_fc::lower(k, o)
             }
@@ -107,6 +107,9 @@ pub(crate) fn scratch_elems(
     packed: Option<&Packing>,
 ) -> usize {
     match (op, operands.first(), operands.get(2), packed) {
+        (Op::Conv(o), Some(x), _, Some(p)) if conv_gemm::splits(o, x, p) => {
+            conv_gemm::split_scratch(x)
+        }
         (Op::DynConv(o), Some(x), _, Some(p)) => conv_gemm::dyn_scratch(o, x, result, p),
         (Op::DynConv(_), Some(x), Some(bank), None) => dyn_conv::scratch_elems(x, bank),
         (Op::Predict(o), Some(_), _, _) => predict::scratch_elems(o, operands),
@@ -178,6 +181,7 @@ pub(crate) fn uses_gemv(op: &Op, operands: &[&TensorType]) -> bool {
 /// types and the packing of its [`packed_operand`].
 pub(crate) fn phases(op: &Op, operands: &[&TensorType], packed: Option<&Packing>) -> usize {
     match (op, packed) {
+        (Op::Conv(o), Some(p)) if operands.first().is_some_and(|x| conv_gemm::splits(o, x, p)) => 2,
         (Op::DynConv(_), Some(_)) => 2,
         (Op::Predict(o), _) => predict::phases(o, operands),
         _ => 1,
@@ -194,7 +198,7 @@ pub(crate) fn tasks(
     phase: usize,
 ) -> usize {
     match (op, operands.first(), operands.get(1), packed) {
-        (Op::Conv(o), Some(x), _, Some(p)) => conv_gemm::conv_tasks(o, x, result, p),
+        (Op::Conv(o), Some(x), _, Some(p)) => conv_gemm::conv_phase_tasks(o, x, result, p, phase),
         (Op::Conv(o), Some(x), Some(w), None) if conv_fc::applies(o, x, w) => {
             conv_fc::tasks(o, x, w)
         }
