@@ -14,7 +14,9 @@
 //! reduction runs in chunks of whole input channels of at most `KC` steps (`KC / tiles` for a
 //! whole-image task, whose tiles' panels share L1). For each tile and
 //! chunk, X̂'s panel is packed into a stack buffer (im2col: `[chunk steps][N0]`, zeros where
-//! a tap falls in the padding; row validity tested once per row, column ranges static), or —
+//! a tap falls in the padding; row validity tested once per row, column ranges static; a conv
+//! of stride 2 along the rows packs from a copy of its input split into even and odd columns,
+//! made by the kernel's phase 0 in the scratch memory: [`splits`]), or —
 //! for 1×1 convs of stride 1 without padding — read in place (`ldb` = H·W; from an input
 //! larger than the caches, every call has the `GEMM_STREAM` hint, so that the micro-kernel
 //! prefetches the next tile's columns: MobileNetV2's 32→16 1×1 conv over 112×112 at batch 8,
