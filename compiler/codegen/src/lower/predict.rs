@@ -6,7 +6,7 @@
 //!    with the bias and hidden activation (Relu, SiLU) as epilogue;
 //! 2. (1 without hidden layers) the last layer with the bias, the scale and the sigmoid,
 //!    straight into the result, a softmax then normalizing each run in place; its outputs are
-//!    cut into column blocks of whole softmax runs, one task each for every sample, so that
+//!    cut into column blocks of whole softmax runs, one task per block for all samples, so that
 //!    its weights (the largest: DyNet's ResNet-50 predicts 9216 coefficients from 256 hidden
 //!    units, 9.4 MB) stream on every thread, each block once for the whole batch.
 //!
