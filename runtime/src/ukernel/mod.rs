@@ -94,7 +94,8 @@ pub const GEMM_CLAMP: u32 = 2;
 pub const GEMM_SILU: u32 = 4;
 /// Tile flag: apply HardSwish after the clamp (and after SiLU, should both be set).
 pub const GEMM_HARDSWISH: u32 = 8;
-/// Hint for the GEMM tile and the depthwise kernel ([`dw`]), no effect on results: the
+/// Hint for the AVX-512 GEMM tile and the depthwise kernel ([`dw`]), no effect on results
+/// (the other variants ignore it): the
 /// operand read in place (the tile's `B` when `ldb != N0`, the depthwise kernel's plane)
 /// comes from memory, not from cache (the compiler sets it for inputs larger than its
 /// `STREAM_BYTES`), so the kernel also prefetches what its caller reads next: the tile the

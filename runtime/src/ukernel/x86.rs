@@ -421,7 +421,9 @@ unsafe fn avx2_4x16(
     ];
     let mut acc = [[_mm256_setzero_ps(); 2]; 4];
     let (mut ap, mut bp) = (a, b);
-    let strided = (ldb != N0, ldb != N0 && ep.flags & GEMM_STREAM != 0);
+    // The GEMM_STREAM hint is the AVX-512 tile's only: a test of it in the step loop would
+    // cost every call (see `avx512_tile`'s `STREAM`).
+    let strided = (ldb != N0, false);
     // SAFETY (both loops): masked-out lanes are not accessed; the rest is B's row and the
     // pass's part of A's packed row (rows m..4 of the pass are still within the panel).
     if n == 16 {
@@ -477,12 +479,7 @@ unsafe fn avx2_4x16(
                 s = s.map(|v| silu8(v));
             }
             if ep.flags & GEMM_HARDSWISH != 0 {
-                s = s.map(|v| {
-                    let t = _mm256_fmadd_ps(v, _mm256_set1_ps(1.0 / 6.0), _mm256_set1_ps(0.5));
-                    let t =
-                        _mm256_min_ps(_mm256_set1_ps(1.0), _mm256_max_ps(_mm256_setzero_ps(), t));
-                    _mm256_mul_ps(v, t)
-                });
+                s = s.map(|v| hard_swish8(v));
             }
             _mm256_maskstore_ps(crow, mask[0], s[0]);
             _mm256_maskstore_ps(crow.wrapping_add(8), mask[1], s[1]);
@@ -498,6 +495,15 @@ pub(super) fn hard_swish16(s: __m512) -> __m512 {
     let t = _mm512_fmadd_ps(s, _mm512_set1_ps(1.0 / 6.0), _mm512_set1_ps(0.5));
     let t = _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), t));
     _mm512_mul_ps(s, t)
+}
+
+/// [`hard_swish16`] on 8 lanes.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn hard_swish8(s: __m256) -> __m256 {
+    let t = _mm256_fmadd_ps(s, _mm256_set1_ps(1.0 / 6.0), _mm256_set1_ps(0.5));
+    let t = _mm256_min_ps(_mm256_set1_ps(1.0), _mm256_max_ps(_mm256_setzero_ps(), t));
+    _mm256_mul_ps(s, t)
 }
 
 /// One reduction step of a 4 × 16 pass: `acc[i] += a[i] · (b0, b1)`.
