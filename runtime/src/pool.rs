@@ -4,9 +4,9 @@
 //! [`Pool::run`] hands the tasks `[0, n)` out in contiguous chunks through one atomic counter,
 //! each claim taking 1/([`GUIDE`]·threads) of the tasks not yet claimed (at least one): large
 //! chunks first, single tasks at the end, so that a thread waits at most about one task for the
-//! others (guided scheduling), and returns when every task has run. The caller participates; with one thread, or when another thread is
-//! already running a loop on this pool (a shared handle, a nested call), the whole range runs
-//! on the caller. Chunk boundaries never change results: generated tasks compute each output
+//! others (guided scheduling), and returns when every task has run. The caller participates;
+//! with one thread, or when another thread is already running a loop on this pool (a shared
+//! handle, a nested call), the whole range runs on the caller. Chunk boundaries never change results: generated tasks compute each output
 //! element with the same instructions whatever range they are given.
 //!
 //! Status: the first non-zero status of the lowest failing chunk. A task stops at its first
@@ -16,9 +16,9 @@
 //! No allocation after [`Pool::new`]: a loop publishes its job in atomics; workers sleep on a
 //! condition variable between loops (after a short spin, since loops follow each other closely
 //! during a run). The claim counter packs a 32-bit loop generation with the first unclaimed
-//! task, so a
-//! worker that wakes late can never claim a chunk of a later loop with an earlier loop's job
-//! (up to a wrap-around of 2³² loops during one worker's stall, which is not a concern).
+//! task, so a worker that wakes late can never claim a chunk of a later loop with an earlier
+//! loop's job (up to a wrap-around of 2³² loops during one worker's stall, which is not a
+//! concern).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};

@@ -30,10 +30,9 @@
 //! path, operation for operation (its f32x4 vectors are those column groups; an edge vector
 //! skips the tap columns none of its lanes reads), so the kernel and the generated code give
 //! the same bits. The flags are [`super::GEMM_CLAMP`] and [`super::GEMM_SILU`] (and the hint
-//! [`super::GEMM_STREAM`]); the clamp
-//! propagates NaN as the GEMM tile's does. Nothing outside `y`'s `oh × ow` elements is
-//! written, nothing outside `x`'s plane and the kernel is read. Reentrant, no allocation, no
-//! global state.
+//! [`super::GEMM_STREAM`]); the clamp propagates NaN as the GEMM tile's does. Nothing outside
+//! `y`'s `oh × ow` elements is written, nothing outside `x`'s plane and the kernel is read.
+//! Reentrant, no allocation, no global state.
 
 use super::{generic::clamp, silu::silu, GEMM_CLAMP, GEMM_SILU};
 
@@ -372,9 +371,9 @@ pub(super) mod x86 {
         // over the plane prefetches the input rows of the output row AHEAD_ROWS on: its
         // column-major passes read each row's first lines a row apart, which the hardware
         // prefetchers do not follow (MobileNetV2's 112 → 56 stride-2 layer at batch 8, one
-        // thread: 4.16 → 2.23 ms).
-        // Rows prefetched per output row: a count, not a branch, so that the compiler keeps one
-        // copy of the row loop (a test here doubled the kernel's code).
+        // thread: 4.16 → 2.23 ms). The rows prefetched per output row are a count, not a
+        // branch, so that the compiler keeps one copy of the row loop (a test here doubled the
+        // kernel's code).
         let ahead = if x0 == 0 && o.flags & GEMM_STREAM != 0 {
             p.sy
         } else {

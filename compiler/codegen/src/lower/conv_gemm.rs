@@ -43,7 +43,7 @@
 
 use super::conv::{act_region, load_x, over_tile, streams};
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
-use super::nest::chunk_len;
+use super::nest::{chunk_len, chunked};
 use super::pool::axes;
 use super::window::Axis;
 use crate::abi::tile_signature;
@@ -385,7 +385,7 @@ fn packs(x: &TensorType, p: &Packing, strides: [usize; 2], pads: [usize; 4]) -> 
 }
 
 /// Whether a conv of `x` with packing `p` packs X̂ from a column-split copy of its input
-/// ([`split`], the kernel's phase 0): stride 2 along the rows, where the packing would gather
+/// ([`split_copy`], the kernel's phase 0): stride 2 along the rows, where the packing would gather
 /// every other column (two loads and a shuffle per four) at every tap of every tile, while the
 /// copy gathers each input element once and the packing then copies contiguous runs.
 /// ResNet's 7×7 stem, the 3×3 stems of the MobileNets and EfficientNets, the stride-2 convs
@@ -399,7 +399,12 @@ pub(crate) fn split_scratch(x: &TensorType) -> usize {
     x.shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
 }
 
-/// Planes (image × channel) per task of the split copy ([`split`]).
+/// Where a split row's odd columns start: after its `⌈w/2⌉` even ones ([`split_copy`]).
+fn split_half(w: usize) -> usize {
+    w.div_ceil(2)
+}
+
+/// Planes (image × channel) per task of the split copy ([`split_copy`]).
 fn split_chunk(xs: &[usize]) -> usize {
     chunk_len(xs[0].saturating_mul(xs[1]), xs[2].saturating_mul(xs[3]), 1)
 }
@@ -1007,9 +1012,9 @@ fn split_copy(k: &mut Kernel) -> LResult {
     let xs = k.shape(BufId::In(0));
     let (planes, h, w) = (xs[0] * xs[1], xs[2], xs[3]);
     let chunk = split_chunk(&xs);
-    let half = w.div_ceil(2);
+    let half = split_half(w);
     k.for_tasks(|k, t| {
-        super::nest::chunked(k, t, planes, chunk, |k, first, len| {
+        chunked(k, t, planes, chunk, |k, first, len| {
             k.loop_n(len, |k, pi| {
                 let plane = k.b.ins().iadd(first, pi);
                 let base = k.b.ins().imul_imm_s(plane, as_i64(h * w)?);
@@ -1069,8 +1074,7 @@ fn pack_panel(
     let (sx, dx, pl) = (g.ax.stride, g.ax.dilation, g.ax.pad_begin);
     // Strides 2 and 3 gather 4 columns with two loads and a shuffle where shuffles are native.
     let vec_strided = sx <= 3 && k.has_shuffle();
-    // A split row's even columns, then its odd ones ([`split_copy`]).
-    let half = g.w.div_ceil(2);
+    let half = split_half(g.w);
     let ow = g.ow.max(1);
     let segments: Vec<RowRun> = (c0..c0 + cw)
         .filter(|&q| q == c0 || q % ow == 0)
