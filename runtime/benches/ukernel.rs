@@ -6,7 +6,7 @@
 //! ceiling to read the tiles against on a shared machine. `silu_f32`: elements per second of
 //! each SiLU variant over a 56×56 plane. `mix_f32`: bytes of bank per second each mixing
 //! variant streams. `dw_f32`: outputs per second of each depthwise variant over a 112×112
-//! plane. `gemv_f32`: bytes of weights per second each matrix-vector variant streams.
+//! and a 56×56 plane. `gemv_f32`: bytes of weights per second each matrix-vector variant streams.
 //!
 //! Run briefly: `cargo bench -p dync-runtime --bench ukernel -- --warm-up-time 1
 //! --measurement-time 3`.
@@ -199,48 +199,52 @@ fn mix(c: &mut Criterion) {
     g.finish();
 }
 
-/// Output elements per second of each depthwise variant: MobileNetV2's 3×3 depthwise conv
-/// over one 112×112 channel, stride 1 and 2, with ReLU6.
+/// Output elements per second of each depthwise variant: MobileNetV2's 3×3 depthwise convs
+/// over one 112×112 and one 56×56 channel, stride 1 and 2, with ReLU6.
 fn dw(c: &mut Criterion) {
     let mut g = c.benchmark_group("dw_f32");
-    let (h, w) = (112, 112);
-    let x = data(h * w, 7);
-    let wts = data(9, 8);
-    for s in [1, 2] {
-        let (oh, ow) = ((h - 1) / s + 1, (w - 1) / s + 1);
-        let mut y = vec![0f32; oh * ow];
-        g.throughput(Throughput::Elements((oh * ow) as u64));
-        for isa in Isa::ALL {
-            let Some(f) = table(isa).and_then(|t| t.dw_f32) else {
-                continue;
-            };
-            g.bench_function(BenchmarkId::new(isa.name(), format!("3x3s{s}")), |bench| {
-                bench.iter(|| {
-                    // SAFETY: a 112×112 plane, a 3×3 kernel, an oh×ow output.
-                    unsafe {
-                        f(
-                            x.as_ptr(),
-                            h,
-                            w,
-                            wts.as_ptr(),
-                            3,
-                            3,
-                            s,
-                            s,
-                            1,
-                            1,
-                            y.as_mut_ptr(),
-                            oh,
-                            ow,
-                            0.5,
-                            GEMM_CLAMP,
-                            0.0,
-                            6.0,
-                        )
-                    };
-                    black_box(&mut y);
-                })
-            });
+    for (h, w) in [(112usize, 112usize), (56, 56)] {
+        let x = data(h * w, 7);
+        let wts = data(9, 8);
+        for s in [1, 2] {
+            let (oh, ow) = ((h - 1) / s + 1, (w - 1) / s + 1);
+            let mut y = vec![0f32; oh * ow];
+            g.throughput(Throughput::Elements((oh * ow) as u64));
+            for isa in Isa::ALL {
+                let Some(f) = table(isa).and_then(|t| t.dw_f32) else {
+                    continue;
+                };
+                g.bench_function(
+                    BenchmarkId::new(isa.name(), format!("3x3s{s}w{w}")),
+                    |bench| {
+                        bench.iter(|| {
+                            // SAFETY: an h×w plane, a 3×3 kernel, an oh×ow output.
+                            unsafe {
+                                f(
+                                    x.as_ptr(),
+                                    h,
+                                    w,
+                                    wts.as_ptr(),
+                                    3,
+                                    3,
+                                    s,
+                                    s,
+                                    1,
+                                    1,
+                                    y.as_mut_ptr(),
+                                    oh,
+                                    ow,
+                                    0.5,
+                                    GEMM_CLAMP,
+                                    0.0,
+                                    6.0,
+                                )
+                            };
+                            black_box(&mut y);
+                        })
+                    },
+                );
+            }
         }
     }
     g.finish();

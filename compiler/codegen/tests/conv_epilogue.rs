@@ -75,8 +75,8 @@ fn conv_epilogues_on_both_paths() {
         (1, 2, 4, 57, 2, 5, 1, 2, 2),
         (1, 2, 6, 139, 2, 7, 2, 3, 2),
         (1, 2, 3, 150, 2, 3, 1, 1, 2),
-        // Inputs beyond 8 MiB: the micro-kernels get the `GEMM_STREAM` prefetch hint (the
-        // in-place 1×1 GEMM, the depthwise kernel at stride 2).
+        // Inputs beyond 8 MiB: the GEMM tile gets the `GEMM_STREAM` prefetch hint (the
+        // in-place 1×1 GEMM); a large depthwise conv at stride 2.
         (2, 32, 184, 184, 16, 1, 1, 0, 1),
         (2, 40, 168, 168, 40, 3, 2, 1, 40),
         // Fully connected layers (1×1 over 1×1): contiguous dot products, in tasks.

@@ -94,14 +94,12 @@ pub const GEMM_CLAMP: u32 = 2;
 pub const GEMM_SILU: u32 = 4;
 /// Tile flag: apply HardSwish after the clamp (and after SiLU, should both be set).
 pub const GEMM_HARDSWISH: u32 = 8;
-/// Hint for the AVX-512 GEMM tile and the depthwise kernel ([`dw`]), no effect on results
-/// (the other variants ignore it): the
-/// operand read in place (the tile's `B` when `ldb != N0`, the depthwise kernel's plane)
-/// comes from memory, not from cache (the compiler sets it for inputs larger than its
-/// `STREAM_BYTES`), so the kernel also prefetches what its caller reads next: the tile the
-/// `B` columns of the next tile (`N0` on), the depthwise kernel its plane's rows a few output
-/// rows ahead. Prefetching them from cache costs time (MobileNetV2 at batch 1, two threads:
-/// 2.17 → 2.24 ms), so it is not the default.
+/// Hint for the AVX-512 GEMM tile, no effect on results (the other variants ignore it): the
+/// tile's `B`, read in place (`ldb != N0`), comes from memory, not from cache (the compiler
+/// sets it for inputs larger than its `STREAM_BYTES`), so the tile also prefetches the `B`
+/// columns of the next tile (`N0` on). Prefetching them from cache costs time (MobileNetV2 at
+/// batch 1, two threads: 2.17 → 2.24 ms), so it is not the default. (The depthwise kernel
+/// reads its plane row by row, which the hardware prefetchers follow.)
 pub const GEMM_STREAM: u32 = 16;
 
 /// The f32 GEMM tile; see the module documentation for the exact contract.

@@ -285,12 +285,7 @@ fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LRe
         args.push(k.iconst(as_i64(d)?));
     }
     args.push(yp);
-    let flags = if streams(&k.shape(BufId::In(0))) {
-        dync_runtime::ukernel::GEMM_STREAM
-    } else {
-        0
-    };
-    dw_out_args(k, g, bias, (Act::Silu, flags), &mut args)?;
+    dw_out_args(k, g, bias, Act::Silu, &mut args)?;
     k.b.ins().call_indirect(sig, f, &args);
     match g.act {
         Some(a @ Act::HardSwish) => {
@@ -302,16 +297,16 @@ fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LRe
 }
 
 /// The last arguments of a depthwise micro-kernel call (`dync_runtime::ukernel::dw` and
-/// `dwp`), pushed onto `args`: `oh, ow`, the bias (0 without one), the flags (`flags`, the
-/// clamp, and `act` when it is the conv's: the activation the kernel applies), the clamp's
-/// bounds.
+/// `dwp`), pushed onto `args`: `oh, ow`, the bias (0 without one), the flags (the clamp, and
+/// `act` when it is the conv's: the activation the kernel applies), the clamp's bounds.
 pub(crate) fn dw_out_args(
     k: &mut Kernel,
     g: &Geo,
     bias: Option<Value>,
-    (act, mut flags): (Act, u32),
+    act: Act,
     args: &mut Vec<Value>,
 ) -> LResult {
+    let mut flags = 0;
     for d in [g.oh, g.ow] {
         args.push(k.iconst(as_i64(d)?));
     }

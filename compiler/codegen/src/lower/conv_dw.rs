@@ -175,7 +175,7 @@ fn kernel_call(
         args.push(k.iconst(as_i64(d)?));
     }
     args.push(yp);
-    dw_out_args(k, g, bias, (Act::HardSwish, 0), &mut args)?;
+    dw_out_args(k, g, bias, Act::HardSwish, &mut args)?;
     k.b.ins().call_indirect(sig, f, &args);
     Ok(())
 }
