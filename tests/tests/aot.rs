@@ -316,8 +316,10 @@ fn portable_cpu_levels_compile_and_agree() {
 
 /// Issue 6: the runtime adds under 1 MB to an executable. A one-kernel model without weights
 /// (ONNX's node test `test_abs`) compiles to little more than the runtime: its executable
-/// stays below 1 MiB. (A branch in the depthwise micro-kernel's row loop once doubled that
-/// kernel's code and took it to 1.13 MB.)
+/// (symbols included) stays below 1 MB, 10⁶ bytes. (A branch in the depthwise micro-kernel's
+/// row loop once doubled that kernel's code and took it to 1.13 MB; the kernels' unrolled
+/// SiLU epilogues are most of what is left: an out-of-line SiLU cost the depthwise convs
+/// 10–30 %.)
 #[test]
 fn the_runtime_adds_under_a_megabyte() {
     let dir = tempdir();
@@ -328,7 +330,7 @@ fn the_runtime_adds_under_a_megabyte() {
         .unwrap_or_else(|e| panic!("{}: {e}", exe.display()))
         .len();
     assert!(
-        bytes < 1 << 20,
+        bytes < 1_000_000,
         "the one-kernel executable has {bytes} bytes"
     );
 }

@@ -59,7 +59,8 @@ fn conv_epilogues_on_both_paths() {
         // The padded-plane depthwise path: 5×5 on 7×7 (EfficientNet), stride 2.
         (2, 4, 7, 7, 4, 5, 1, 2, 4),
         // Its rows of 9 to 32 outputs take the small-map depthwise micro-kernel (epilogue
-        // in the call): 5×5 on 14×14 (MobileNetV3), stride 2 to 14 wide, 20 wide.
+        // in the call, bands of rows for 3×3 and 5×5): 5×5 on 14×14 (MobileNetV3), stride 2
+        // to 14 wide, 20 wide.
         (1, 4, 14, 14, 4, 5, 1, 2, 4),
         (1, 3, 28, 28, 3, 3, 2, 1, 3),
         (2, 2, 11, 20, 2, 3, 1, 1, 2),

@@ -285,7 +285,7 @@ fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LRe
         args.push(k.iconst(as_i64(d)?));
     }
     args.push(yp);
-    dw_out_args(k, g, bias, Act::Silu, &mut args)?;
+    dw_out_args(k, g, bias, &[Act::Silu], &mut args)?;
     k.b.ins().call_indirect(sig, f, &args);
     match g.act {
         Some(a @ Act::HardSwish) => {
@@ -298,12 +298,13 @@ fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LRe
 
 /// The last arguments of a depthwise micro-kernel call (`dync_runtime::ukernel::dw` and
 /// `dwp`), pushed onto `args`: `oh, ow`, the bias (0 without one), the flags (the clamp, and
-/// `act` when it is the conv's: the activation the kernel applies), the clamp's bounds.
+/// the conv's activation when it is one of `in_call`, those the kernel applies), the clamp's
+/// bounds.
 pub(crate) fn dw_out_args(
     k: &mut Kernel,
     g: &Geo,
     bias: Option<Value>,
-    act: Act,
+    in_call: &[Act],
     args: &mut Vec<Value>,
 ) -> LResult {
     let mut flags = 0;
@@ -313,8 +314,8 @@ pub(crate) fn dw_out_args(
     if g.clamp.is_some() {
         flags |= dync_runtime::ukernel::GEMM_CLAMP;
     }
-    if g.act == Some(act) {
-        flags |= match act {
+    if let Some(a) = g.act.filter(|a| in_call.contains(a)) {
+        flags |= match a {
             Act::Silu => dync_runtime::ukernel::GEMM_SILU,
             Act::HardSwish => dync_runtime::ukernel::GEMM_HARDSWISH,
         };

@@ -20,9 +20,11 @@
 //!
 //! Rows of 9 to 32 outputs without a fused residual call the runtime's small-map depthwise
 //! micro-kernel on the filled plane when the context has one (`dync_runtime::ukernel::dwp`:
-//! one masked 16-lane vector per row of up to 16 outputs, the bias, clamp and HardSwish in the
-//! call, the same FMA chains, so the same bits). MobileNetV3-small at two threads 0.639 →
-//! 0.577 ms, CondConv 4e 4.52 → 4.27 ms (interleaved runs).
+//! one masked 16-lane vector per row of up to 16 outputs, the bias, clamp and activation in
+//! the call, the same FMA chains, so the same bits). MobileNetV3-small at two threads 0.639 →
+//! 0.577 ms, CondConv 4e 4.52 → 4.27 ms (interleaved runs). Rows of up to 8 keep the own code:
+//! the micro-kernel (a 16-lane vector per 7-wide row, SiLU per row vector) ran EfficientNet's
+//! 3×3 depthwise conv on 7×7 maps at 0.088 ms against 0.068 here, its 5×5 ones no faster.
 //!
 //! Applies to stride 1 or 2 in both dims, dilation 1, output rows 4 to [`MAX_WIDTH`] wide and
 //! a padded plane of at most [`MAX_PLANE`] floats (the stack buffer); everything else keeps the
@@ -116,6 +118,7 @@ pub(crate) fn channel(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult {
     let y_chan = k.b.ins().iadd(y_chan, oc);
     let y_chan = k.b.ins().imul_imm_s(y_chan, as_i64(g.oh * g.ow)?);
     let full = g.oh / rows_per_step * rows_per_step;
+    // SiLU is a pass over the finished plane here, in the micro-kernel's epilogue there.
     let own = |k: &mut Kernel| {
         k.loop_range(0, full, rows_per_step, |k, oy| {
             rows(
@@ -133,23 +136,36 @@ pub(crate) fn channel(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult {
             let oy = k.iconst(as_i64(full)?);
             rows(k, g, &plane, (buf, w, bias), y_chan, oy, g.oh - full, &cols)?;
         }
-        Ok(())
+        separate_act(k, g, y_chan, 1)
     };
-    // The micro-kernel's epilogue is the clamp: a fused residual keeps the own code, and so
-    // do rows of at most 8 (a 16-lane vector per row would be half idle).
+    // The micro-kernel's epilogue has no residual: a fused one keeps the own code.
     let f = if g.residual.is_none() && g.ow > 8 {
         k.dwp_fn()
     } else {
         None
     };
-    let call = |k: &mut Kernel, f: Value| kernel_call(k, g, &plane, (buf, w, bias), y_chan, f);
-    k.ukernel_or(f, call, own)?;
-    separate_act(k, g, y_chan, 1)
+    let call = |k: &mut Kernel, f: Value| {
+        kernel_call(k, g, &plane, (buf, w, bias), y_chan, f)?;
+        if in_call_silu(g) {
+            Ok(())
+        } else {
+            separate_act(k, g, y_chan, 1)
+        }
+    };
+    k.ukernel_or(f, call, own)
+}
+
+/// Whether the micro-kernel applies SiLU to each row's vector rather than a pass over the
+/// contiguous plane after it: on rows of 9 to 16 outputs at most 7 of the 16 lanes are idle,
+/// and the pass costs a call, a load and a store per element (EfficientNet-B0's 28×28 5×5
+/// depthwise conv, one thread: 0.131 → 0.106 ms with the kernel's bands below).
+fn in_call_silu(g: &Geo) -> bool {
+    g.ow > 8
 }
 
 /// The channel's outputs (from element `y_chan`) by the small-map depthwise micro-kernel `f`
-/// (`dync_runtime::ukernel::dwp`) on the filled plane: the bias, clamp and HardSwish in the
-/// call (SiLU's pass follows in both paths).
+/// (`dync_runtime::ukernel::dwp`) on the filled plane: the bias, clamp and activation in the
+/// call.
 fn kernel_call(
     k: &mut Kernel,
     g: &Geo,
@@ -175,7 +191,12 @@ fn kernel_call(
         args.push(k.iconst(as_i64(d)?));
     }
     args.push(yp);
-    dw_out_args(k, g, bias, Act::HardSwish, &mut args)?;
+    let in_call: &[Act] = if in_call_silu(g) {
+        &[Act::HardSwish, Act::Silu]
+    } else {
+        &[Act::HardSwish]
+    };
+    dw_out_args(k, g, bias, in_call, &mut args)?;
     k.b.ins().call_indirect(sig, f, &args);
     Ok(())
 }
