@@ -45,7 +45,8 @@
 //! feeds every output row that uses it. MobileNetV2's 56-wide stride-1 layer, one thread:
 //! 0.222 → 0.129 ms; its 112 → 56 stride-2 layer 0.30 → 0.21 ms. Kernels other than 3×3,
 //! 5×5 and 7×7, unequal strides, and rows too wide for the ring (about 2,700 floats at 3×3)
-//! take the portable loop.
+//! take the portable loop; [`vector_shape`] tells the compiler which shapes those are, and it
+//! keeps its own 4-lane code for them.
 
 use super::{generic::clamp, silu::silu, GEMM_CLAMP, GEMM_SILU};
 
@@ -161,24 +162,93 @@ pub unsafe extern "C" fn dw_generic(
     }
 }
 
+/// Output rows the AVX-512 variant computes together: their vectors are independent FMA
+/// chains, and they share each input row's shifted blocks.
+const BAND: usize = 4;
+/// Most edge vectors (a store or a column group crossing a row's end) the AVX-512 variant holds
+/// masks for.
+const MAX_EDGES: usize = 8;
+/// Floats of the AVX-512 variant's ring of padded input rows (32 KB on the stack, within L1):
+/// 3×3 kernels take rows up to about 2,700 wide, 7×7 ones at stride 2 about 1,100.
+const RING: usize = 8 * 1024;
+
+/// How the AVX-512 variant lays out a plane: padded rows of `len` floats per phase, `slots`
+/// of them in its ring, the interior output vectors (the others are edge vectors).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Layout {
+    len: usize,
+    slots: usize,
+    interior: std::ops::Range<usize>,
+}
+
+impl Layout {
+    /// The layout of a plane (`h × w`, `ow` outputs per row, left padding `pl`) for a `k × k`
+    /// kernel at stride `s` in both dims; None when the AVX-512 variant leaves it to the
+    /// portable loop: other kernels or strides, rows too wide for the ring even in a band of
+    /// one row, more than [`MAX_EDGES`] edge vectors, rows narrower than 2.
+    fn of(
+        (kh, kw, sy, sx): (usize, usize, usize, usize),
+        w: usize,
+        pl: usize,
+        ow: usize,
+    ) -> Option<Layout> {
+        let s = sx;
+        if kh != kw || !matches!(kw, 3 | 5 | 7) || sy != sx || !matches!(s, 1 | 2) || w < 2 {
+            return None;
+        }
+        let vecs = ow.div_ceil(16);
+        // Padded column c + pl holds input column c; output vector v's tap kx reads phase
+        // kx mod s at blocks v and v + 1 (shifted by kx div s).
+        let copied = if s == 1 {
+            pl + 16 * w.div_ceil(16)
+        } else {
+            pl.div_ceil(2) + 16 * w.div_ceil(32)
+        };
+        let len = (16 * (vecs + 1)).max(copied).checked_next_multiple_of(16)?;
+        // The input rows a band of r output rows reads.
+        let reads = |r: usize| (r - 1) * s + kh;
+        let fits = |r: usize| reads(r).checked_mul(s * len).is_some_and(|f| f <= RING);
+        let slots = [BAND, 1].into_iter().find(|&r| fits(r)).map(reads)?;
+        // Edge vectors sit at the ends of a row (the column groups' first and last input
+        // columns grow with the vector, and a row of w ≥ 2 holds a column between them), so
+        // the interior ones are the run [a, b).
+        let interior = |v: usize| {
+            16 * v + 16 <= ow
+                && (0..kw).all(|kx| (0..4).all(|g| group_uses(4 * v + g, kx, (s, pl, w, ow))))
+        };
+        let a = (0..vecs)
+            .take(MAX_EDGES + 1)
+            .find(|&v| interior(v))
+            .unwrap_or(vecs);
+        let b = (a..vecs)
+            .rev()
+            .take(MAX_EDGES + 1)
+            .find(|&v| interior(v))
+            .map_or(a, |v| v + 1);
+        (a + (vecs - b) <= MAX_EDGES).then_some(Layout {
+            len,
+            slots,
+            interior: a..b,
+        })
+    }
+}
+
+/// Whether the AVX-512 variant computes this plane with its vector code rather than the
+/// portable loop (see [`Layout::of`]); the compiler calls the micro-kernel only then, and keeps
+/// its own 4-lane code for the other shapes. Arguments: the kernel's `(kh, kw)`, the strides
+/// `(sy, sx)`, the input row width `w`, the left padding `pl` and the output row width `ow`.
+pub fn vector_shape(k: (usize, usize), s: (usize, usize), w: usize, pl: usize, ow: usize) -> bool {
+    Layout::of((k.0, k.1, s.0, s.1), w, pl, ow).is_some()
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use super::super::silu::x86::silu16;
-    use super::{group_uses, GEMM_CLAMP, GEMM_SILU};
+    use super::{group_uses, Layout, BAND, GEMM_CLAMP, GEMM_SILU, MAX_EDGES, RING};
     use std::arch::x86_64::*;
 
-    /// Output rows computed together: their vectors are independent FMA chains, and they share
-    /// each input row's shifted blocks.
-    const BAND: usize = 4;
     /// Most input rows a band reads: 4 output rows of a 7×7 kernel at stride 2.
     const MAX_READS: usize = (BAND - 1) * 2 + 7;
-    /// Most edge vectors (a store or a column group crossing a row's end) a call holds masks
-    /// for; planes with more take the portable loop.
-    const MAX_EDGES: usize = 8;
-    /// Floats of the ring of padded input rows (32 KB on the stack, within L1): 3×3 kernels
-    /// take rows up to about 2,700 wide, 7×7 ones at stride 2 about 1,100; wider planes take
-    /// the portable loop.
-    const RING: usize = 8 * 1024;
 
     /// The ring's storage, aligned so that every 16-float block of a padded row is one cache
     /// line.
@@ -307,10 +377,6 @@ pub(super) mod x86 {
                 store: valid(x0 as isize, o.ow),
             }
         }
-
-        fn interior(&self) -> bool {
-            self.store == !0 && self.uses.iter().all(|&u| u == !0)
-        }
     }
 
     /// Output rows in bands of [`BAND`] (then one by one), each band from a ring of the input
@@ -323,43 +389,16 @@ pub(super) mod x86 {
     /// overflows the ring or the edges overflow their list.
     #[target_feature(enable = "avx512f")]
     unsafe fn rows<const KH: usize, const KW: usize, const S: usize>(p: &Plane, o: &Out) -> bool {
-        let vecs = o.ow.div_ceil(16);
-        // Padded column c + pl holds input column c; output vector v's tap kx reads phase
-        // kx mod S at blocks v and v + 1 (shifted by kx div S).
-        let copied = if S == 1 {
-            p.pl + 16 * p.w.div_ceil(16)
-        } else {
-            p.pl.div_ceil(2) + 16 * p.w.div_ceil(32)
-        };
-        let Some(len) = (16 * (vecs + 1)).max(copied).checked_next_multiple_of(16) else {
+        let Some(Layout {
+            len,
+            slots,
+            interior,
+        }) = Layout::of((KH, KW, S, S), p.w, p.pl, o.ow)
+        else {
             return false;
         };
-        // The input rows a band of r output rows reads.
-        let reads = |r: usize| (r - 1) * S + KH;
-        let slots = if reads(BAND) * S * len <= RING {
-            reads(BAND)
-        } else {
-            reads(1)
-        };
-        if slots * S * len > RING || p.w < 2 {
-            return false;
-        }
-        // Edge vectors sit at the ends of a row (the column groups' first and last input
-        // columns grow with the vector, and a row of w ≥ 2 holds a column between them), so
-        // the interior ones are the run [a, b).
+        let (vecs, a, b) = (o.ow.div_ceil(16), interior.start, interior.end);
         let masks = |v: usize| Masks::<KW>::of::<S>(p, o, 16 * v);
-        let a = (0..vecs)
-            .take(MAX_EDGES + 1)
-            .find(|&v| masks(v).interior())
-            .unwrap_or(vecs);
-        let b = (a..vecs)
-            .rev()
-            .take(MAX_EDGES + 1)
-            .find(|&v| masks(v).interior())
-            .map_or(a, |v| v + 1);
-        if a + (vecs - b) > MAX_EDGES {
-            return false;
-        }
         let mut edges = [Masks {
             uses: [0; KW],
             store: 0,
@@ -373,7 +412,7 @@ pub(super) mod x86 {
             slots,
             len,
             vecs,
-            interior: a..b,
+            interior,
             edges,
         };
         // SAFETY: the slots used, inside the ring (checked above).
@@ -383,7 +422,7 @@ pub(super) mod x86 {
         while oy < o.oh {
             // SAFETY: the ring holds `slots` padded rows; a band reads at most that many.
             unsafe {
-                if slots == reads(BAND) && oy + BAND <= o.oh {
+                if slots == (BAND - 1) * S + KH && oy + BAND <= o.oh {
                     band::<BAND, KH, KW, S>(p, o, &r, &mut copied, oy);
                     oy += BAND;
                 } else {
@@ -608,6 +647,22 @@ mod tests {
     use super::DwF32Fn;
     use crate::rt::SplitMix;
     use crate::ukernel::{table, Isa, GEMM_CLAMP, GEMM_SILU, GEMM_STREAM};
+
+    /// The shapes the AVX-512 variant takes with its vector code (the compiler asks before it
+    /// calls the kernel).
+    #[test]
+    fn vector_shapes() {
+        use super::vector_shape;
+        assert!(vector_shape((3, 3), (1, 1), 112, 1, 112));
+        assert!(vector_shape((3, 3), (2, 2), 112, 1, 56));
+        assert!(vector_shape((7, 7), (2, 2), 1000, 3, 500));
+        // Other kernels and strides, rows too wide for the ring, rows of one column.
+        assert!(!vector_shape((3, 5), (1, 1), 112, 1, 110));
+        assert!(!vector_shape((9, 9), (1, 1), 112, 4, 112));
+        assert!(!vector_shape((3, 3), (1, 2), 112, 1, 56));
+        assert!(!vector_shape((3, 3), (1, 1), 3000, 1, 3000));
+        assert!(!vector_shape((3, 3), (1, 1), 1, 1, 1));
+    }
 
     /// The constant-time `group_uses` against its definition: some output of the group below
     /// `ow` reads a column inside the row.

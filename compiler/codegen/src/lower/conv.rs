@@ -238,14 +238,22 @@ pub(crate) fn conv_channels(
 }
 
 /// Whether a depthwise block of one channel calls the depthwise micro-kernel
-/// (`dync_runtime::ukernel::dw`) when the context has one: stride 1 or 2, dilation 1, kernels
-/// 3, 5 or 7 wide (the widths it has vector code for), no fused residual, rows too wide for [`super::conv_dw`] (whose padded plane
-/// serves 7- to 32-wide rows, where the kernel's 16-lane vectors would be mostly idle).
+/// (`dync_runtime::ukernel::dw`) when the context has one: dilation 1, no fused residual, rows
+/// too wide for [`super::conv_dw`] (whose padded plane serves 4- to 32-wide rows, where the
+/// kernel's 16-lane vectors would be mostly idle), and a shape its AVX-512 code takes
+/// (`dw::vector_shape`: 3×3, 5×5 or 7×7, equal strides of 1 or 2, rows that fit its ring);
+/// it would run any other in its portable scalar loop, slower than this path's 4-lane code.
 pub(crate) fn dw_kernel_applies(g: &Geo) -> bool {
     super::conv_dw::plain_depthwise(g)
-        && matches!(g.kw, 3 | 5 | 7)
         && g.residual.is_none()
         && !super::conv_dw::applies(g)
+        && dync_runtime::ukernel::dw::vector_shape(
+            (g.kh, g.kw),
+            (g.ay.stride, g.ax.stride),
+            g.w,
+            g.ax.pad_begin,
+            g.ow,
+        )
 }
 
 /// Channel `oc` of image `n` by the depthwise micro-kernel `f`: the plane with the bias, the
