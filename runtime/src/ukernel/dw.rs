@@ -182,10 +182,11 @@ struct Layout {
 }
 
 impl Layout {
-    /// The layout of a plane (`h × w`, `ow` outputs per row, left padding `pl`) for a `k × k`
-    /// kernel at stride `s` in both dims; None when the AVX-512 variant leaves it to the
-    /// portable loop: other kernels or strides, rows too wide for the ring even in a band of
-    /// one row, more than [`MAX_EDGES`] edge vectors, rows narrower than 2.
+    /// The layout of a plane of rows `w` wide (`ow` outputs per row, left padding `pl`) for a
+    /// `kh × kw` kernel at strides `(sy, sx)`; None when the AVX-512 variant leaves it to the
+    /// portable loop: kernels other than 3×3, 5×5 and 7×7, unequal strides, rows too wide
+    /// for the ring even in a band of one row, more than [`MAX_EDGES`] edge vectors, rows
+    /// narrower than 2.
     fn of(
         (kh, kw, sy, sx): (usize, usize, usize, usize),
         w: usize,
