@@ -212,21 +212,16 @@ pub(super) mod x86 {
     unsafe fn each_row(t: Taps, o: Out, oh: usize) {
         // SAFETY (all): the caller's contract.
         unsafe {
-            let mut oy = 0;
-            if o.ow <= 16 {
-                while oy + 8 <= oh {
+            if o.ow <= 16 && oh >= 8 {
+                for oy in group_starts(oh, 8) {
                     rows::<8, 1>(t, o, oy);
-                    oy += 8;
                 }
-                if oy < oh && oh >= 8 {
-                    rows::<8, 1>(t, o, oh - 8);
-                } else {
-                    while oy < oh {
-                        rows::<1, 1>(t, o, oy);
-                        oy += 1;
-                    }
+            } else if o.ow <= 16 {
+                for oy in 0..oh {
+                    rows::<1, 1>(t, o, oy);
                 }
             } else {
+                let mut oy = 0;
                 while oy + 4 <= oh {
                     rows::<4, 2>(t, o, oy);
                     oy += 4;
@@ -237,6 +232,15 @@ pub(super) mod x86 {
                 }
             }
         }
+    }
+
+    /// The first rows of groups of `r` rows covering `0..oh` (`oh ≥ r`): every `r` rows from
+    /// 0, and `oh − r` when `r` does not divide `oh` (that group overlaps the one before: its
+    /// shared rows are stored twice, the same values).
+    fn group_starts(oh: usize, r: usize) -> impl Iterator<Item = usize> {
+        (0..oh / r)
+            .map(move |i| i * r)
+            .chain((!oh.is_multiple_of(r)).then_some(oh - r))
     }
 
     /// The lanes of each of a row's `V` vectors inside the row.
@@ -288,26 +292,16 @@ pub(super) mod x86 {
         // SAFETY (all): the caller's contract, oh ≥ 4.
         unsafe {
             if o.ow <= 16 && oh >= 8 {
-                let mut oy = 0;
-                while oy + 8 <= oh {
+                for oy in group_starts(oh, 8) {
                     band::<8, 1, KH, KW, SY>(t, o, oy);
-                    oy += 8;
-                }
-                if oy < oh {
-                    band::<8, 1, KH, KW, SY>(t, o, oh - 8);
                 }
             } else if o.ow <= 16 {
                 // Fewer than 8 rows of 9 to 16 (rare: maps are square and 7×7 ones keep the
                 // compiler's code); a band of 4 here would add its code to every executable.
                 each_row(t, o, oh);
             } else {
-                let mut oy = 0;
-                while oy + 4 <= oh {
+                for oy in group_starts(oh, 4) {
                     band::<4, 2, KH, KW, SY>(t, o, oy);
-                    oy += 4;
-                }
-                if oy < oh {
-                    band::<4, 2, KH, KW, SY>(t, o, oh - 4);
                 }
             }
         }
