@@ -172,6 +172,18 @@ const MAX_EDGES: usize = 8;
 /// 3×3 kernels take rows up to about 2,700 wide, 7×7 ones at stride 2 about 1,100.
 const RING: usize = 8 * 1024;
 
+/// The lanes of the 16-output vector from output `x0` whose 4-column group uses tap column `kx`
+/// ([`group_uses`]); `geo` = (stride, left padding, input row width, output row width).
+fn uses_lanes(kx: usize, geo: (usize, usize, usize, usize), x0: usize) -> u16 {
+    (0..4).fold(0u16, |acc, g| {
+        if group_uses(x0 / 4 + g, kx, geo) {
+            acc | (0xf << (4 * g))
+        } else {
+            acc
+        }
+    })
+}
+
 /// How the AVX-512 variant lays out a plane: padded rows of `len` floats per phase, `slots`
 /// of them in its ring, the interior output vectors (the others are edge vectors).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -214,8 +226,7 @@ impl Layout {
         // columns grow with the vector, and a row of w ≥ 2 holds a column between them), so
         // the interior ones are the run [a, b).
         let interior = |v: usize| {
-            16 * v + 16 <= ow
-                && (0..kw).all(|kx| (0..4).all(|g| group_uses(4 * v + g, kx, (s, pl, w, ow))))
+            16 * v + 16 <= ow && (0..kw).all(|kx| uses_lanes(kx, (s, pl, w, ow), 16 * v) == !0)
         };
         let a = (0..vecs)
             .take(MAX_EDGES + 1)
@@ -245,7 +256,7 @@ pub fn vector_shape(k: (usize, usize), s: (usize, usize), w: usize, pl: usize, o
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use super::super::silu::x86::silu16;
-    use super::{group_uses, Layout, BAND, GEMM_CLAMP, GEMM_SILU, MAX_EDGES, RING};
+    use super::{uses_lanes, Layout, BAND, GEMM_CLAMP, GEMM_SILU, MAX_EDGES, RING};
     use std::arch::x86_64::*;
 
     /// Most input rows a band reads: 4 output rows of a 7×7 kernel at stride 2.
@@ -366,15 +377,7 @@ pub(super) mod x86 {
         fn of<const S: usize>(p: &Plane, o: &Out, x0: usize) -> Masks<KW> {
             let geo = (S, p.pl, p.w, o.ow);
             Masks {
-                uses: std::array::from_fn(|kx| {
-                    (0..4).fold(0u16, |acc, g| {
-                        if group_uses(x0 / 4 + g, kx, geo) {
-                            acc | (0xf << (4 * g))
-                        } else {
-                            acc
-                        }
-                    })
-                }),
+                uses: std::array::from_fn(|kx| uses_lanes(kx, geo, x0)),
                 store: valid(x0 as isize, o.ow),
             }
         }
