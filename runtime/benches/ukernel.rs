@@ -7,6 +7,8 @@
 //! each SiLU variant over a 56×56 plane. `mix_f32`: bytes of bank per second each mixing
 //! variant streams. `dw_f32`: outputs per second of each depthwise variant over a 112×112
 //! and a 56×56 plane. `gemv_f32`: bytes of weights per second each matrix-vector variant streams.
+//! `taps_f32`: FLOP/s of the in-place stride-1 convolution tile against the GEMM tile on the
+//! packed panel it replaces.
 //!
 //! Run briefly: `cargo bench -p dync-runtime --bench ukernel -- --warm-up-time 1
 //! --measurement-time 3`.
@@ -297,5 +299,84 @@ fn gemv(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tile, fma_peak, silu, mix, dw, gemv);
+/// The in-place stride-1 convolution tile against the GEMM tile on the packed panel it
+/// replaces: 28 input channels of a 3×3 conv with padding 1 over a 56×56 map (K = 252, a
+/// chunk of ResNet's 64-channel layer 1), one 8 × 32 tile crossing a row end.
+fn taps(c: &mut Criterion) {
+    use dync_runtime::ukernel::taps::TapGeo;
+    let mut g = c.benchmark_group("taps_f32");
+    let geo = TapGeo {
+        h: 56,
+        w: 56,
+        kh: 3,
+        kw: 3,
+        dh: 1,
+        dw: 1,
+        pt: 1,
+        pl: 1,
+        chunk: 0,
+    };
+    let (k, pos0) = (28 * 9, 56 * 10 + 40);
+    let x = data(28 * 56 * 56, 4);
+    let a = data(k * GEMM_F32_M0, 1);
+    let b = data(k * GEMM_F32_N0, 2);
+    let bias = data(GEMM_F32_M0, 3);
+    let mut out = vec![0f32; GEMM_F32_M0 * 56 * 56];
+    g.throughput(Throughput::Elements(
+        2 * (k * GEMM_F32_M0 * GEMM_F32_N0) as u64,
+    ));
+    for isa in Isa::ALL {
+        let Some(t) = table(isa) else { continue };
+        if let Some(f) = t.taps_f32 {
+            g.bench_function(BenchmarkId::new(isa.name(), "in_place"), |bench| {
+                bench.iter(|| {
+                    // SAFETY: the planes hold every tap the tile reads, C 8 rows of 56·56.
+                    unsafe {
+                        f(
+                            black_box(k),
+                            a.as_ptr(),
+                            x.as_ptr(),
+                            &geo,
+                            pos0,
+                            out.as_mut_ptr().add(pos0),
+                            56 * 56,
+                            GEMM_F32_M0,
+                            GEMM_F32_N0,
+                            bias.as_ptr(),
+                            GEMM_CLAMP,
+                            0.0,
+                            6.0,
+                        )
+                    };
+                    black_box(&mut out);
+                })
+            });
+        }
+        g.bench_function(BenchmarkId::new(isa.name(), "packed"), |bench| {
+            bench.iter(|| {
+                // SAFETY: as `tile`'s packed case.
+                unsafe {
+                    (t.gemm_f32)(
+                        black_box(k),
+                        a.as_ptr(),
+                        b.as_ptr(),
+                        GEMM_F32_N0,
+                        out.as_mut_ptr().add(pos0),
+                        56 * 56,
+                        GEMM_F32_M0,
+                        GEMM_F32_N0,
+                        bias.as_ptr(),
+                        GEMM_CLAMP,
+                        0.0,
+                        6.0,
+                    )
+                };
+                black_box(&mut out);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, tile, fma_peak, silu, mix, dw, gemv, taps);
 criterion_main!(benches);

@@ -150,6 +150,7 @@ pub use dync_runtime::ctx::{
 pub use dync_runtime::ukernel::{
     UKERNELS_DWP_F32, UKERNELS_DW_F32, UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0,
     UKERNELS_GEMM_F32_N0, UKERNELS_GEMV_F32, UKERNELS_ISA, UKERNELS_MIX_F32, UKERNELS_SILU_F32,
+    UKERNELS_TAPS_F32,
 };
 
 /// Signature of the SiLU kernel (`dync_runtime::ukernel::silu::SiluF32Fn`): `x, rows, cols,
@@ -198,6 +199,17 @@ fn depthwise_signature(call_conv: CallConv, ptr: Type, pointers: usize) -> Signa
 pub fn gemv_signature(call_conv: CallConv, ptr: Type) -> Signature {
     let mut s = Signature::new(call_conv);
     s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 9));
+    s
+}
+
+/// Signature of the in-place stride-1 convolution tile (`dync_runtime::ukernel::taps::
+/// TapsF32Fn`): `k, a, x, geo, pos0, c, ldc, m, n, bias` pointer-sized, then `flags: u32`,
+/// `lo: f32`, `hi: f32`, no result.
+pub fn taps_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 10));
+    s.params
+        .extend([types::I32, types::F32, types::F32].map(AbiParam::new));
     s
 }
 

@@ -249,6 +249,7 @@ fn lower_kernels(
             dw,
             dwp: dw,
             gemv: ukernels && lower::uses_gemv(&node.op, &operand_tys),
+            taps: ukernels && lower::uses_taps(&node.op, &operand_tys, &node.ty, packed),
         };
         let mut phases = Vec::new();
         for phase in 0..lower::phases(&node.op, &operand_tys, packed) {
@@ -520,7 +521,8 @@ fn tile_matches(
 /// [`micro_kernel_or`]'s condition), else null; the kernels then run their own code. The
 /// SiLU slot takes the tile's condition (non-null then also means that the GEMM tile is the
 /// table's, which implements `GEMM_SILU` and `GEMM_HARDSWISH`), the mixing slot too (its `M0` is the tile's, which
-/// the packed layout it writes depends on); the depthwise and matrix-vector kernels may be
+/// the packed layout it writes depends on), the in-place convolution tile too (it reads the
+/// same packed `A`); the depthwise, matrix-vector and in-place convolution kernels may be
 /// null in a table (ISAs without them).
 fn kernel_or_null(
     b: &mut FunctionBuilder,
@@ -749,6 +751,7 @@ fn emit_entry(
         let dw_fn = slot_fn(&mut b, |s| s.dw, abi::UKERNELS_DW_F32, false)?;
         let dwp_fn = slot_fn(&mut b, |s| s.dwp, abi::UKERNELS_DWP_F32, false)?;
         let gemv_fn = slot_fn(&mut b, |s| s.gemv, abi::UKERNELS_GEMV_F32, false)?;
+        let taps_fn = slot_fn(&mut b, |s| s.taps, abi::UKERNELS_TAPS_F32, true)?;
         for (i, (&id, KernelFns { phases, slots })) in
             plan.kernels.iter().zip(kernel_ids).enumerate()
         {
@@ -760,7 +763,7 @@ fn emit_entry(
             if let Some(&off) = plan.scratch.get(&id) {
                 bufs.push(address(&mut b, Storage::Arena(off))?);
             }
-            let fns = [tile_fn, silu_fn, mix_fn, dw_fn, dwp_fn, gemv_fn];
+            let fns = [tile_fn, silu_fn, mix_fn, dw_fn, dwp_fn, gemv_fn, taps_fn];
             for (name, (taken, f)) in Slots::NAMES.iter().zip(slots.taken().into_iter().zip(fns)) {
                 if taken {
                     bufs.push(f.ok_or_else(|| err(format!("a {name} slot without a kernel")))?);

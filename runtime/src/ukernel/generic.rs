@@ -58,6 +58,28 @@ pub unsafe fn gemm_f32_generic<const M0: usize, const N0: usize>(
             }
         }
     }
+    // SAFETY: the same contract.
+    unsafe { store(&acc, c, ldc, m, n, bias, flags, lo, hi) }
+}
+
+/// The tile's epilogue: rows `0..m`, columns `0..n` of the sums `acc` into `C` as the contract
+/// says (accumulate, bias, clamp, activation), for the portable variants.
+///
+/// # Safety
+/// `C`'s rows `i < m` have `n` readable/writable floats at stride `ldc`; `bias` null or
+/// readable for `m` floats.
+#[allow(clippy::too_many_arguments)] // the contract's epilogue operands
+pub(super) unsafe fn store<const N0: usize>(
+    acc: &[[f32; N0]],
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    bias: *const f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+) {
     for (i, row) in acc.iter().enumerate().take(m) {
         // SAFETY: `C`'s row `i` has `n` readable/writable floats; `bias[i]` is readable when
         // `bias` is not null.

@@ -47,9 +47,10 @@
 //! code applies a conv's SiLU epilogue with it, 16 lanes at a time with AVX-512; and the
 //! kernel-mixing kernel ([`mix`]), with which a dyn_conv mixes its bank into packed `A` panels;
 //! the depthwise convolution kernels for one channel's plane ([`dw`], and [`dwp`] on a padded
-//! copy of a small one); and the matrix-vector
+//! copy of a small one); the matrix-vector
 //! kernel ([`gemv`]) of fully connected layers, which reads each weight row once for up to
-//! eight samples.
+//! eight samples; and the tile of stride-1 convolutions that reads `B` from the input in
+//! place ([`taps`]).
 //!
 //! # Calling convention
 //! The kernels are `extern "C"` functions ([`GemmF32Fn`]) called through the pointers of a
@@ -68,6 +69,7 @@ pub mod gemv;
 mod generic;
 pub mod mix;
 pub mod silu;
+pub mod taps;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
@@ -169,6 +171,9 @@ pub struct UkernelTable {
     pub dwp_f32: Option<dwp::DwpF32Fn>,
     /// Null where the ISA has no matrix-vector variant (AVX2).
     pub gemv_f32: Option<gemv::GemvF32Fn>,
+    /// Null where the ISA has no in-place stride-1 convolution tile (AVX2: generated code
+    /// packs `B` for the GEMM tile instead).
+    pub taps_f32: Option<taps::TapsF32Fn>,
 }
 
 /// Byte offsets of [`UkernelTable`]'s fields, for generated code.
@@ -181,6 +186,7 @@ pub const UKERNELS_MIX_F32: usize = std::mem::offset_of!(UkernelTable, mix_f32);
 pub const UKERNELS_DW_F32: usize = std::mem::offset_of!(UkernelTable, dw_f32);
 pub const UKERNELS_DWP_F32: usize = std::mem::offset_of!(UkernelTable, dwp_f32);
 pub const UKERNELS_GEMV_F32: usize = std::mem::offset_of!(UkernelTable, gemv_f32);
+pub const UKERNELS_TAPS_F32: usize = std::mem::offset_of!(UkernelTable, taps_f32);
 
 static GENERIC: UkernelTable = UkernelTable {
     gemm_f32: generic::gemm_f32_tile,
@@ -192,6 +198,7 @@ static GENERIC: UkernelTable = UkernelTable {
     dw_f32: Some(dw::dw_generic),
     dwp_f32: Some(dwp::dwp_generic),
     gemv_f32: Some(gemv::gemv_generic),
+    taps_f32: Some(taps::taps_generic),
 };
 
 /// The table of `isa` if this CPU can run it.

@@ -21,8 +21,9 @@
 //! (MobileNetV3's 16→64 1×1 conv over 112×112: 1.1 → 0.75 ms, medians of six interleaved
 //! runs). Prefetches are hints: past the end of a buffer they neither fault nor read.
 //!
-//! The functions (and the SiLU, mixing, depthwise and matrix-vector variants of
-//! [`super::silu`], [`super::mix`], [`super::dw`] and [`super::gemv`]) are only reachable through
+//! The functions (and the SiLU, mixing, depthwise, matrix-vector and in-place convolution
+//! variants of [`super::silu`], [`super::mix`], [`super::dw`], [`super::gemv`] and
+//! [`super::taps`]) are only reachable through
 //! [`avx512_table`]/[`avx2_table`], which check the CPU features first.
 
 use super::silu::x86::{silu16, silu8};
@@ -36,7 +37,7 @@ const M0: usize = GEMM_F32_M0;
 const N0: usize = GEMM_F32_N0;
 /// Floats of A prefetched ahead of the current step's row (4 KiB: 128 steps, about the
 /// latency of memory at a step's 8 cycles; 1 KiB left resnet18 5 % slower, 8 KiB no faster).
-const A_AHEAD: usize = 1024;
+pub(super) const A_AHEAD: usize = 1024;
 /// Steps ahead whose B row is prefetched when B is read in place.
 const B_AHEAD: usize = 8;
 
@@ -93,6 +94,7 @@ static AVX512: UkernelTable = UkernelTable {
     dw_f32: Some(super::dw::x86::dw_avx512),
     dwp_f32: Some(super::dwp::x86::dwp_avx512),
     gemv_f32: Some(super::gemv::x86::gemv_avx512),
+    taps_f32: Some(super::taps::x86::taps_avx512),
 };
 
 static AVX2: UkernelTable = UkernelTable {
@@ -105,6 +107,7 @@ static AVX2: UkernelTable = UkernelTable {
     dw_f32: None,
     dwp_f32: None,
     gemv_f32: None,
+    taps_f32: None,
 };
 
 pub(super) fn avx512_table() -> Option<&'static UkernelTable> {
@@ -215,7 +218,6 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
             (1u16 << valid) - 1
         }
     });
-    let rows: __mmask16 = (1u16 << m) - 1;
     let mut acc = [[_mm512_setzero_ps(); V]; M0];
     let mut spare = [_mm512_setzero_ps(); R];
     let (mut ap, mut bp) = (a, b);
@@ -253,6 +255,26 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
             }
         }
     }
+    // SAFETY: the same contract.
+    unsafe { avx512_store(&acc, &spare, (c, ldc, m), mask, ep) }
+}
+
+/// The AVX-512 tile's epilogue: the sums of rows `0..m` (`acc`: `V` column vectors masked by
+/// `mask`, then `R` spare columns each held over the rows) into `C` as the contract says.
+///
+/// # Safety
+/// `C`'s rows `i < m` hold the masks' columns and the spare ones (readable and writable at
+/// stride `ldc`); `ep.bias` null or readable for `m` floats.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn avx512_store<const V: usize, const R: usize>(
+    acc: &[[__m512; V]; M0],
+    spare: &[__m512; R],
+    (c, ldc, m): (*mut f32, usize, usize),
+    mask: [__mmask16; V],
+    ep: Epilogue,
+) {
+    let rows: __mmask16 = (1u16 << m) - 1;
     let (vlo, vhi) = (_mm512_set1_ps(ep.lo), _mm512_set1_ps(ep.hi));
     let epilogue = |mut s: __m512, bias: Option<__m512>| {
         if let Some(b) = bias {
@@ -293,7 +315,7 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
         }
     }
     // The spare columns, lane i holding row i: through a stack row for C's strided column.
-    for (j, s) in spare.into_iter().enumerate() {
+    for (j, &s) in spare.iter().enumerate() {
         let col = c.wrapping_add(16 * V + j);
         let mut t = [0f32; 16];
         let mut s = s;
@@ -317,7 +339,11 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
 /// One reduction step of the 8 × 16·V tile: `acc[i] += a[i] · b`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn avx512_step<const V: usize>(acc: &mut [[__m512; V]; M0], a: *const f32, b: [__m512; V]) {
+pub(super) unsafe fn avx512_step<const V: usize>(
+    acc: &mut [[__m512; V]; M0],
+    a: *const f32,
+    b: [__m512; V],
+) {
     for (i, row) in acc.iter_mut().enumerate() {
         // SAFETY: the caller's A row has M0 readable floats.
         let ai = _mm512_set1_ps(unsafe { *a.add(i) });
@@ -376,11 +402,11 @@ unsafe extern "C" fn gemm_f32_avx2(
 
 /// The epilogue arguments of a call, `bias` already offset to the pass's first row.
 #[derive(Clone, Copy)]
-struct Epilogue {
-    bias: *const f32,
-    flags: u32,
-    lo: f32,
-    hi: f32,
+pub(super) struct Epilogue {
+    pub(super) bias: *const f32,
+    pub(super) flags: u32,
+    pub(super) lo: f32,
+    pub(super) hi: f32,
 }
 
 impl Epilogue {

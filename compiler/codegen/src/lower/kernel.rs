@@ -103,6 +103,9 @@ pub(crate) struct Kernel<'a> {
     /// The matrix-vector micro-kernel or null ([`Kernel::gemv_fn`]), for kernels that asked
     /// for it.
     gemv: Option<Value>,
+    /// The in-place stride-1 convolution tile or null ([`Kernel::taps_fn`]), for kernels that
+    /// asked for it.
+    taps: Option<Value>,
 }
 
 /// The function pointers a kernel receives after its buffers (see [`crate::abi`]).
@@ -120,22 +123,27 @@ pub struct Slots {
     pub dwp: bool,
     /// The matrix-vector micro-kernel, or null when the context has none.
     pub gemv: bool,
+    /// The in-place stride-1 convolution tile, or null when the context has none.
+    pub taps: bool,
 }
 
 impl Slots {
     /// What each slot holds, in the order of [`Slots::taken`].
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "GEMM tile",
         "SiLU",
         "mixing",
         "depthwise",
         "small-map depthwise",
         "matrix-vector",
+        "in-place convolution tile",
     ];
 
     /// Which slots a kernel takes, in the order it receives their pointers.
-    pub fn taken(&self) -> [bool; 6] {
-        [self.tile, self.silu, self.mix, self.dw, self.dwp, self.gemv]
+    pub fn taken(&self) -> [bool; 7] {
+        [
+            self.tile, self.silu, self.mix, self.dw, self.dwp, self.gemv, self.taps,
+        ]
     }
 
     /// The function pointers a kernel with these slots receives.
@@ -223,7 +231,7 @@ impl<'a> Kernel<'a> {
                 params[next - 1]
             })
         };
-        let [tile, silu, mix, dw, dwp, gemv] = slots.taken().map(&mut slot);
+        let [tile, silu, mix, dw, dwp, gemv, taps] = slots.taken().map(&mut slot);
         Ok(Kernel {
             b,
             ins: bufs,
@@ -247,6 +255,7 @@ impl<'a> Kernel<'a> {
             dw,
             dwp,
             gemv,
+            taps,
         })
     }
 
@@ -596,6 +605,13 @@ impl<'a> Kernel<'a> {
     /// kernel has no such slot.
     pub fn gemv_fn(&self) -> Option<Value> {
         self.gemv
+    }
+
+    /// The in-place stride-1 convolution tile (`dync_runtime::ukernel::taps`'s contract, see
+    /// [`crate::abi::taps_signature`]) or null, for kernels started with `taps`; `None` when
+    /// the kernel has no such slot (it then packs `B` for the GEMM tile).
+    pub fn taps_fn(&self) -> Option<Value> {
+        self.taps
     }
 
     /// Calls the micro-kernel `f` through `call` when `f` is given and not null at run time,

@@ -176,6 +176,40 @@ pub(crate) fn uses_gemv(op: &Op, operands: &[&TensorType]) -> bool {
     }
 }
 
+/// Whether the kernel of `op` is a conv or dyn_conv on the GEMM path (`packed`) whose tiles
+/// may read `B` in place ([`conv_gemm::reads_taps`]), and so takes the in-place convolution
+/// tile's slot when the micro-kernels may be used.
+pub(crate) fn uses_taps(
+    op: &Op,
+    operands: &[&TensorType],
+    result: &TensorType,
+    packed: Option<&Packing>,
+) -> bool {
+    match (
+        op,
+        operands.first(),
+        operands.get(1),
+        operands.get(2),
+        packed,
+    ) {
+        (Op::Conv(o), Some(x), Some(w), _, Some(p)) => conv_gemm::reads_taps(
+            &x.shape,
+            &result.shape,
+            &w.shape,
+            conv_gemm::conv_attrs(o),
+            p,
+        ),
+        (Op::DynConv(o), Some(x), _, Some(bank), Some(p)) => conv_gemm::reads_taps(
+            &x.shape,
+            &result.shape,
+            bank.shape.get(1..).unwrap_or(&[]),
+            (o.strides, o.pads, o.dilations),
+            p,
+        ),
+        _ => false,
+    }
+}
+
 /// The phases of the kernel of `op`: task functions run one after the other on the same
 /// buffers (a dyn_conv on the GEMM path mixes its kernels, then convolves), given its operand
 /// types and the packing of its [`packed_operand`].

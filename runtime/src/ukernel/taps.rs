@@ -1,0 +1,516 @@
+//! The GEMM tile of a stride-1 convolution reading its `B` rows in place: the tile contract
+//! of [`super`] where `B` is not a packed im2col panel but the convolution's input, each
+//! reduction step one tap shifted across the input plane.
+//!
+//! For a stride-1 convolution whose output rows are as wide as its input rows (3×3 with
+//! padding 1, dilated 3×3 with padding = dilation), output positions that are consecutive in
+//! the output plane read, at each tap, input elements that are consecutive in the input plane
+//! — shifted by the tap's offset, with the elements that fall in the padding (or wrap into
+//! the row before or after) replaced by zeros. So a tile of `n` consecutive positions reads
+//! each step's `B` row with one masked load per 16 columns from the input itself: the
+//! compiler's im2col packing, which copied every step's row into a panel first (about 15 %
+//! of ResNet-18's 3×3 convs at one thread), is not needed. The masks and offsets are computed
+//! once per call, per tap.
+//!
+//! # Contract
+//! `taps_f32(k, a, x, geo, pos0, c, ldc, m, n, bias, flags, lo, hi)` ([`TapsF32Fn`], a field
+//! of [`super::UkernelTable`], null where an ISA has no variant) computes the tile of
+//! [`super`]'s contract (the same `A`, `C`, `m`, `n`, `bias`, `flags`, `lo`, `hi`) with
+//!
+//! ```text
+//! taps   = geo.kh · geo.kw
+//! B[p][j] = x[ci·h·w + iy·w + ix]   if 0 <= iy < h and 0 <= ix < w, else 0
+//!   where ci = p div taps, ky = (p mod taps) div kw, kx = p mod kw,
+//!         oy = (pos0 + j) div w, ox = (pos0 + j) mod w,
+//!         iy = oy + ky·dh − pt,   ix = ox + kx·dw − pl
+//! ```
+//!
+//! (`x` is the plane of the first input channel of the call, `pos0` the tile's first output
+//! position in an output plane of row width `w`.) The reduction runs in chunks of
+//! `geo.chunk` steps as successive calls of the GEMM tile would (the first as the call's
+//! flags say, later ones with `GEMM_ACCUMULATE`, only the last with the bias, the clamp and
+//! the activation): each element gets the bits of the same ISA's GEMM tile called chunk by
+//! chunk on that `B`, packed — what generated code does without this kernel, so one call
+//! replaces a call per chunk without changing any result.
+//! `geo.w == 0` or more than [`TAPS_MAX`] taps write nothing. Only the input elements above
+//! are read. Reentrant, no allocation, no global state.
+
+use super::{GEMM_ACCUMULATE, GEMM_F32_M0, GEMM_F32_N0};
+
+/// The most taps (`kh · kw`) a call may have.
+pub const TAPS_MAX: usize = 64;
+
+/// The geometry of the convolution a call belongs to (see the module documentation).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TapGeo {
+    /// Input plane height and width (the output row width too).
+    pub h: usize,
+    pub w: usize,
+    /// Kernel height and width.
+    pub kh: usize,
+    pub kw: usize,
+    /// Dilations along the rows and columns.
+    pub dh: usize,
+    pub dw: usize,
+    /// Padding before the first row and column.
+    pub pt: usize,
+    pub pl: usize,
+    /// Steps per reduction chunk (0: one chunk), see the module documentation.
+    pub chunk: usize,
+}
+
+/// Fields of [`TapGeo`], each pointer-sized, in order: what generated code stores.
+pub const TAP_GEO_FIELDS: usize = 9;
+
+/// The kernel's type; see the module documentation.
+///
+/// # Safety
+/// As [`super::GemmF32Fn`] for `a`, `c`, `m`, `n`, `bias` and `flags`; `geo` readable; `x`
+/// readable at every input element of the steps `0..k` that a column `j < n` reads.
+pub type TapsF32Fn = unsafe extern "C" fn(
+    k: usize,
+    a: *const f32,
+    x: *const f32,
+    geo: *const TapGeo,
+    pos0: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    bias: *const f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+);
+
+/// Each tap's offset from an output position to the input element it reads, and which of
+/// the tile's `N0` columns (bit `j`) read inside the input at that tap.
+struct Taps {
+    count: usize,
+    /// The tile's columns (`n`, at most `N0`).
+    columns: usize,
+    offset: [isize; TAPS_MAX],
+    valid: [u32; TAPS_MAX],
+}
+
+impl Taps {
+    /// The taps of a tile of `n` columns from `pos0`, or `None` when `g` has no taps or too
+    /// many, or no row width. (One division per call and none per tap: calls run a chunk of
+    /// a few hundred steps, and this runs for each.)
+    #[inline(always)]
+    fn new(g: &TapGeo, pos0: usize, n: usize) -> Option<Taps> {
+        let count = g.kh.checked_mul(g.kw)?;
+        if count == 0 || count > TAPS_MAX || g.w == 0 {
+            return None;
+        }
+        // Columns j whose input row at tap row ky is inside the plane, and whose input column
+        // at tap column kx is, from the runs of columns on one output row.
+        let (mut rows, mut cols) = ([0u32; TAPS_MAX], [0u32; TAPS_MAX]);
+        let n = n.min(GEMM_F32_N0);
+        let (mut oy, mut ox) = (pos0 / g.w, pos0 % g.w);
+        let mut j = 0;
+        while j < n {
+            let len = (g.w - ox).min(n - j);
+            let run = (((1u64 << len) - 1) << j) as u32;
+            for (ky, r) in rows.iter_mut().enumerate().take(g.kh) {
+                let iy = (oy + ky * g.dh).wrapping_sub(g.pt);
+                if iy < g.h {
+                    *r |= run;
+                }
+            }
+            for (kx, cm) in cols.iter_mut().enumerate().take(g.kw) {
+                // Output columns ox..ox+len read input columns ox + kx·dw − pl.
+                let shift = kx * g.dw;
+                let lo = g.pl.saturating_sub(shift).max(ox);
+                let hi = (g.w + g.pl).saturating_sub(shift).min(ox + len);
+                if lo < hi {
+                    *cm |= (((1u64 << (hi - lo)) - 1) << (j + lo - ox)) as u32;
+                }
+            }
+            j += len;
+            (oy, ox) = (oy + 1, 0);
+        }
+        let mut taps = Taps {
+            count,
+            columns: n,
+            offset: [0; TAPS_MAX],
+            valid: [0; TAPS_MAX],
+        };
+        let w = g.w as isize;
+        let mut t = 0;
+        for (ky, &r) in rows.iter().enumerate().take(g.kh) {
+            let row = ((ky * g.dh) as isize - g.pt as isize) * w - g.pl as isize;
+            for (kx, &cm) in cols.iter().enumerate().take(g.kw) {
+                taps.offset[t] = row + (kx * g.dw) as isize;
+                taps.valid[t] = r & cm;
+                t += 1;
+            }
+        }
+        Some(taps)
+    }
+}
+
+/// The portable variant: builds each step's `B` row and accumulates as
+/// [`super::gemm_f32_generic`] does (the same bits as packing and calling it).
+///
+/// # Safety
+/// As [`TapsF32Fn`].
+#[allow(clippy::too_many_arguments)] // the C signature of the contract
+pub unsafe extern "C" fn taps_generic(
+    k: usize,
+    a: *const f32,
+    x: *const f32,
+    geo: *const TapGeo,
+    pos0: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    bias: *const f32,
+    flags: u32,
+    lo: f32,
+    hi: f32,
+) {
+    const M0: usize = GEMM_F32_M0;
+    const N0: usize = GEMM_F32_N0;
+    // SAFETY: `geo` is readable.
+    let g = unsafe { *geo };
+    let Some(taps) = Taps::new(&g, pos0, n) else {
+        return;
+    };
+    if m == 0 || n == 0 {
+        return;
+    }
+    let plane = g.h * g.w;
+    let n = n.min(N0);
+    let chunk = if g.chunk == 0 { k.max(1) } else { g.chunk };
+    let mut panel = [0f32; N0];
+    let mut done = 0;
+    let mut more = flags & GEMM_ACCUMULATE;
+    loop {
+        // One chunk as the portable tile sums it, one step's B row at a time.
+        let steps = chunk.min(k - done);
+        let mut acc = [[0f32; N0]; M0];
+        for p in done..done + steps {
+            let (ci, t) = (p / taps.count, p % taps.count);
+            for (j, b) in panel.iter_mut().enumerate().take(n) {
+                *b = if taps.valid[t] & (1 << j) != 0 {
+                    let at = (ci * plane + pos0 + j) as isize + taps.offset[t];
+                    // SAFETY: the contract makes every valid column's element readable.
+                    unsafe { *x.offset(at) }
+                } else {
+                    0.0
+                };
+            }
+            // SAFETY: row `p` of the packed A panel is readable.
+            let ap = unsafe { std::slice::from_raw_parts(a.add(p * M0), m.min(M0)) };
+            for (row, &ai) in acc.iter_mut().zip(ap) {
+                for (s, &bj) in row.iter_mut().zip(&panel[..n]) {
+                    *s += ai * bj;
+                }
+            }
+        }
+        done += steps;
+        // SAFETY: as the contract.
+        unsafe {
+            if done < k {
+                super::generic::store(&acc, c, ldc, m, n, std::ptr::null(), more, lo, hi);
+            } else {
+                return super::generic::store(&acc, c, ldc, m, n, bias, flags | more, lo, hi);
+            }
+        }
+        more = GEMM_ACCUMULATE;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod x86 {
+    use super::super::x86::{avx512_step, avx512_store, Epilogue, A_AHEAD};
+    use super::{TapGeo, Taps, GEMM_ACCUMULATE, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0};
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// As [`super::TapsF32Fn`], on a CPU with AVX-512F.
+    #[allow(clippy::too_many_arguments)] // the C signature of the contract
+    pub(in crate::ukernel) unsafe extern "C" fn taps_avx512(
+        k: usize,
+        a: *const f32,
+        x: *const f32,
+        geo: *const TapGeo,
+        pos0: usize,
+        c: *mut f32,
+        ldc: usize,
+        m: usize,
+        n: usize,
+        bias: *const f32,
+        flags: u32,
+        lo: f32,
+        hi: f32,
+    ) {
+        let (m, n) = (m.min(M0), n.min(N0));
+        // SAFETY: `geo` is readable.
+        let g = unsafe { *geo };
+        let Some(taps) = Taps::new(&g, pos0, n) else {
+            return;
+        };
+        if m == 0 || n == 0 {
+            return;
+        }
+        let ep = Epilogue {
+            bias,
+            flags,
+            lo,
+            hi,
+        };
+        let chunk = if g.chunk == 0 { k.max(1) } else { g.chunk };
+        let args = (k, chunk, a, x.wrapping_add(pos0), g.h * g.w, (c, ldc, m));
+        // SAFETY (both): the same contract; the table holding this function exists only with
+        // AVX-512F.
+        unsafe {
+            if n <= 16 {
+                tile::<1>(args, &taps, ep)
+            } else {
+                tile::<2>(args, &taps, ep)
+            }
+        }
+    }
+
+    /// The tile over `V` column vectors, chunk by chunk: per input channel, per tap, a masked
+    /// load of each vector at the tap's offset (masked-out lanes are neither read nor
+    /// faulted), then the GEMM tile's step; each chunk's sums stored as the GEMM tile stores
+    /// a chunk's.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
+    unsafe fn tile<const V: usize>(
+        (k, chunk, a, x, plane, out): (
+            usize,
+            usize,
+            *const f32,
+            *const f32,
+            usize,
+            (*mut f32, usize, usize),
+        ),
+        taps: &Taps,
+        ep: Epilogue,
+    ) {
+        // Lanes j < n of the tile: the columns a step's valid mask already limits.
+        let half = |v: u32, g: usize| (v >> (16 * g)) as __mmask16;
+        let n = taps.columns;
+        let mask = std::array::from_fn(|g| {
+            let valid = n.saturating_sub(16 * g).min(16);
+            ((1u32 << valid) - 1) as __mmask16
+        });
+        let (mut ap, mut xp, mut t, mut done) = (a, x, 0, 0);
+        let mut more = ep.flags & GEMM_ACCUMULATE;
+        loop {
+            let mut acc = [[_mm512_setzero_ps(); V]; M0];
+            let steps = chunk.min(k - done);
+            done += steps;
+            for _ in 0..steps {
+                // SAFETY: t < count <= TAPS_MAX.
+                let (off, valid) =
+                    unsafe { (*taps.offset.get_unchecked(t), *taps.valid.get_unchecked(t)) };
+                let p = xp.wrapping_offset(off);
+                // SAFETY: valid lanes are the contract's readable input elements; the A row
+                // has M0 readable floats; prefetches never fault.
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(A_AHEAD).cast());
+                    // The same tap of the next channel: the tile's first call for these
+                    // positions brings the input from L2, the hardware prefetchers do not
+                    // follow a stride of a plane.
+                    let next = p.wrapping_add(plane);
+                    _mm_prefetch::<_MM_HINT_T0>(next.cast());
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(16 * V - 1).cast());
+                    let bv = std::array::from_fn(|g| {
+                        _mm512_maskz_loadu_ps(half(valid, g), p.wrapping_add(16 * g))
+                    });
+                    avx512_step(&mut acc, ap, bv);
+                    ap = ap.add(M0);
+                }
+                t += 1;
+                if t == taps.count {
+                    (t, xp) = (0, xp.wrapping_add(plane));
+                }
+            }
+            // SAFETY: the contract's C rows and bias.
+            unsafe {
+                if done < k {
+                    let partial = Epilogue {
+                        bias: std::ptr::null(),
+                        flags: more,
+                        ..ep
+                    };
+                    avx512_store::<V, 0>(&acc, &[], out, mask, partial);
+                } else {
+                    let last = Epilogue {
+                        flags: ep.flags | more,
+                        ..ep
+                    };
+                    return avx512_store::<V, 0>(&acc, &[], out, mask, last);
+                }
+            }
+            more = GEMM_ACCUMULATE;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TapGeo, TapsF32Fn, TAPS_MAX};
+    use crate::rt::SplitMix;
+    use crate::ukernel::{
+        table, Isa, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0, GEMM_SILU,
+    };
+
+    /// The im2col panel of the contract's `B`, `[k][N0]`, straight from its formula.
+    fn im2col(x: &[f32], g: &TapGeo, k: usize, pos0: usize, n: usize) -> Vec<f32> {
+        let taps = g.kh * g.kw;
+        let mut b = vec![0f32; k * N0];
+        for p in 0..k {
+            let (ci, ky, kx) = (p / taps, p % taps / g.kw, p % g.kw);
+            for j in 0..n {
+                let (oy, ox) = ((pos0 + j) / g.w, (pos0 + j) % g.w);
+                let (iy, ix) = (
+                    (oy + ky * g.dh) as isize - g.pt as isize,
+                    (ox + kx * g.dw) as isize - g.pl as isize,
+                );
+                if (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix) {
+                    b[p * N0 + j] = x[ci * g.h * g.w + iy as usize * g.w + ix as usize];
+                }
+            }
+        }
+        b
+    }
+
+    /// Every variant against the same table's GEMM tile on the packed `B`, bit for bit (guards
+    /// around C), over kernels, dilations, paddings, tiles crossing rows and the plane's end,
+    /// partial tiles, partial channel counts and the epilogue's flags.
+    #[test]
+    fn variants_match_their_tile_on_the_packed_panel() {
+        let mut rng = SplitMix(41);
+        // (h, w, kh, kw, dh, dw, pt, pl)
+        let geos = [
+            (9, 11, 3, 3, 1, 1, 1, 1),
+            (14, 14, 3, 3, 1, 1, 1, 1),
+            (7, 7, 3, 3, 1, 1, 1, 1),
+            (12, 40, 3, 3, 1, 1, 1, 1),
+            (10, 10, 3, 3, 2, 2, 2, 2),
+            (8, 9, 5, 5, 1, 1, 2, 2),
+            (6, 20, 1, 3, 1, 1, 0, 1),
+            (11, 5, 3, 1, 1, 1, 1, 0),
+            (9, 9, 7, 7, 1, 1, 3, 3),
+            (5, 13, 3, 3, 1, 1, 0, 0),
+        ];
+        let mut tested = 0;
+        for t in Isa::ALL.into_iter().filter_map(table) {
+            let Some(taps) = t.taps_f32 else { continue };
+            for (i, (h, w, kh, kw, dh, dw, pt, pl)) in geos.into_iter().enumerate() {
+                // One chunk, chunks of whole channels, chunks cutting channels.
+                let chunk = [0, 2 * kh * kw, 7][i % 3];
+                let g = TapGeo {
+                    h,
+                    w,
+                    kh,
+                    kw,
+                    dh,
+                    dw,
+                    pt,
+                    pl,
+                    chunk,
+                };
+                assert!(kh * kw <= TAPS_MAX);
+                let chans = 3;
+                let x: Vec<f32> = (0..chans * h * w).map(|_| rng.normal()).collect();
+                let positions = h * w;
+                for (pos0, n) in [
+                    (0, N0),
+                    (w - 1, N0),
+                    (positions - 5, 5),
+                    (w + 2, 17),
+                    (1, 16),
+                ] {
+                    let n = n.min(positions - pos0);
+                    for (k, m, flags) in [
+                        (chans * kh * kw, M0, 0),
+                        (2 * kh * kw + 1, 5, GEMM_ACCUMULATE | GEMM_CLAMP),
+                        (kh * kw, 3, GEMM_SILU),
+                    ] {
+                        let a: Vec<f32> = (0..k * M0).map(|_| rng.normal()).collect();
+                        let bias: Vec<f32> = (0..M0).map(|_| rng.normal()).collect();
+                        let c0: Vec<f32> = (0..M0 * 40).map(|_| rng.normal()).collect();
+                        let b = im2col(&x, &g, k, pos0, n);
+                        let mut want = c0.clone();
+                        let mut got = c0.clone();
+                        // SAFETY: the panels and C (8 rows of 40 ≥ n) hold what the calls read
+                        // and write; the input planes hold every valid tap's element.
+                        // The GEMM tile chunk by chunk, as generated code calls it.
+                        let step = if chunk == 0 { k.max(1) } else { chunk };
+                        let mut done = 0;
+                        let mut more = flags & GEMM_ACCUMULATE;
+                        loop {
+                            let steps = step.min(k - done);
+                            let last = done + steps == k;
+                            // SAFETY: the chunk's rows of both panels, C (8 rows of 40 ≥ n).
+                            unsafe {
+                                (t.gemm_f32)(
+                                    steps,
+                                    a[done * M0..].as_ptr(),
+                                    b[done * N0..].as_ptr(),
+                                    N0,
+                                    want.as_mut_ptr(),
+                                    40,
+                                    m,
+                                    n,
+                                    if last {
+                                        bias.as_ptr()
+                                    } else {
+                                        std::ptr::null()
+                                    },
+                                    if last { flags | more } else { more },
+                                    -0.5,
+                                    0.75,
+                                )
+                            };
+                            done += steps;
+                            more = GEMM_ACCUMULATE;
+                            if last {
+                                break;
+                            }
+                        }
+                        // SAFETY: C (8 rows of 40 ≥ n) holds what the call writes; the input
+                        // planes hold every valid tap's element.
+                        unsafe {
+                            (taps as TapsF32Fn)(
+                                k,
+                                a.as_ptr(),
+                                x.as_ptr(),
+                                &g,
+                                pos0,
+                                got.as_mut_ptr(),
+                                40,
+                                m,
+                                n,
+                                bias.as_ptr(),
+                                flags,
+                                -0.5,
+                                0.75,
+                            );
+                        }
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(p, q)| p.to_bits() == q.to_bits());
+                        assert!(
+                            same,
+                            "{}: {g:?} pos0 {pos0} n {n} k {k} m {m} flags {flags}",
+                            t.isa.name()
+                        );
+                        tested += 1;
+                    }
+                }
+            }
+        }
+        assert!(tested > 0, "no variant to test");
+    }
+}
