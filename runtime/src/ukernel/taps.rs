@@ -276,6 +276,31 @@ pub(super) mod x86 {
         }
     }
 
+    /// A chunk's sums before the last: stored, or added to C's (`more`), as the GEMM tile's
+    /// epilogue does without bias, clamp or activation (its code is not repeated here).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn partial_store<const V: usize>(
+        acc: &[[__m512; V]; M0],
+        (c, ldc, m): (*mut f32, usize, usize),
+        mask: [__mmask16; V],
+        more: bool,
+    ) {
+        for (i, row) in acc.iter().enumerate().take(m) {
+            for (g, &v) in row.iter().enumerate() {
+                let at = c.wrapping_add(i * ldc + 16 * g);
+                // SAFETY: C's row i < m holds the mask's columns.
+                unsafe {
+                    let s = if more {
+                        _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[g], at))
+                    } else {
+                        v
+                    };
+                    _mm512_mask_storeu_ps(at, mask[g], s);
+                }
+            }
+        }
+    }
+
     /// The tile over `V` column vectors, chunk by chunk: per input channel, per tap, a masked
     /// load of each vector at the tap's offset (masked-out lanes are neither read nor
     /// faulted), then the GEMM tile's step; each chunk's sums stored as the GEMM tile stores
@@ -336,12 +361,7 @@ pub(super) mod x86 {
             // SAFETY: the contract's C rows and bias.
             unsafe {
                 if done < k {
-                    let partial = Epilogue {
-                        bias: std::ptr::null(),
-                        flags: more,
-                        ..ep
-                    };
-                    avx512_store::<V, 0>(&acc, &[], out, mask, partial);
+                    partial_store(&acc, out, mask, more != 0);
                 } else {
                     let last = Epilogue {
                         flags: ep.flags | more,
