@@ -13,8 +13,8 @@
 //! once per call, per tap.
 //!
 //! # Contract
-//! `taps_f32(k, a, x, geo, pos0, c, ldc, m, n, bias, flags, lo, hi)` ([`TapsF32Fn`], a field
-//! of [`super::UkernelTable`], null where an ISA has no variant) computes the tile of
+//! `taps_f32(k, a, x, geo, pos0, c, ldc, res, m, n, bias, flags, lo, hi)` ([`TapsF32Fn`], a
+//! field of [`super::UkernelTable`], null where an ISA has no variant) computes the tile of
 //! [`super`]'s contract (the same `A`, `C`, `m`, `n`, `bias`, `flags`, `lo`, `hi`) with
 //!
 //! ```text
@@ -67,7 +67,8 @@ pub const TAP_GEO_FIELDS: usize = 9;
 ///
 /// # Safety
 /// As [`super::GemmF32Fn`] for `a`, `c`, `m`, `n`, `bias` and `flags`; `geo` readable; `x`
-/// readable at every input element of the steps `0..k` that a column `j < n` reads.
+/// readable at every input element of the steps `0..k` that a column `j < n` reads; `res`
+/// null or readable as `C`'s `m × n` elements.
 pub type TapsF32Fn = unsafe extern "C" fn(
     k: usize,
     a: *const f32,
@@ -76,6 +77,7 @@ pub type TapsF32Fn = unsafe extern "C" fn(
     pos0: usize,
     c: *mut f32,
     ldc: usize,
+    res: *const f32,
     m: usize,
     n: usize,
     bias: *const f32,
@@ -165,6 +167,7 @@ pub unsafe extern "C" fn taps_generic(
     pos0: usize,
     c: *mut f32,
     ldc: usize,
+    res: *const f32,
     m: usize,
     n: usize,
     bias: *const f32,
@@ -188,6 +191,14 @@ pub unsafe extern "C" fn taps_generic(
     let mut panel = [0f32; N0];
     let mut done = 0;
     let mut more = flags & GEMM_ACCUMULATE;
+    if !res.is_null() {
+        // The residual, as the caller's copy into C would have put it.
+        for i in 0..m.min(M0) {
+            // SAFETY: `res` and `C` hold rows i < m of n floats at stride ldc.
+            unsafe { std::ptr::copy(res.add(i * ldc), c.add(i * ldc), n) };
+        }
+        more = GEMM_ACCUMULATE;
+    }
     loop {
         // One chunk as the portable tile sums it, one step's B row at a time.
         let steps = chunk.min(k - done);
@@ -241,6 +252,7 @@ pub(super) mod x86 {
         pos0: usize,
         c: *mut f32,
         ldc: usize,
+        res: *const f32,
         m: usize,
         n: usize,
         bias: *const f32,
@@ -264,7 +276,7 @@ pub(super) mod x86 {
             hi,
         };
         let chunk = if g.chunk == 0 { k.max(1) } else { g.chunk };
-        let args = (k, chunk, a, x.wrapping_add(pos0), g.h * g.w, (c, ldc, m));
+        let args = (k, chunk, a, x.wrapping_add(pos0), g.h * g.w, (c, ldc, m), res);
         // SAFETY (both): the same contract; the table holding this function exists only with
         // AVX-512F.
         unsafe {
@@ -308,13 +320,14 @@ pub(super) mod x86 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
     unsafe fn tile<const V: usize>(
-        (k, chunk, a, x, plane, out): (
+        (k, chunk, a, x, plane, out, res): (
             usize,
             usize,
             *const f32,
             *const f32,
             usize,
             (*mut f32, usize, usize),
+            *const f32,
         ),
         taps: &Taps,
         ep: Epilogue,
@@ -328,6 +341,21 @@ pub(super) mod x86 {
         });
         let (mut ap, mut xp, mut t, mut done) = (a, x, 0, 0);
         let mut more = ep.flags & GEMM_ACCUMULATE;
+        if !res.is_null() {
+            // The residual, as the caller's copy into C would have put it.
+            let (c, ldc, m) = out;
+            for i in 0..m {
+                for (g, &lanes) in mask.iter().enumerate() {
+                    let at = i * ldc + 16 * g;
+                    // SAFETY: `res` and `C` hold rows i < m of the mask's columns.
+                    unsafe {
+                        let r = _mm512_maskz_loadu_ps(lanes, res.wrapping_add(at));
+                        _mm512_mask_storeu_ps(c.wrapping_add(at), lanes, r);
+                    }
+                }
+            }
+            more = GEMM_ACCUMULATE;
+        }
         loop {
             let mut acc = [[_mm512_setzero_ps(); V]; M0];
             let steps = chunk.min(k - done);
@@ -451,23 +479,33 @@ mod tests {
                     (1, 16),
                 ] {
                     let n = n.min(positions - pos0);
-                    for (k, m, flags) in [
-                        (chans * kh * kw, M0, 0),
-                        (2 * kh * kw + 1, 5, GEMM_ACCUMULATE | GEMM_CLAMP),
-                        (kh * kw, 3, GEMM_SILU),
+                    for (k, m, flags, residual) in [
+                        (chans * kh * kw, M0, 0, false),
+                        (2 * kh * kw + 1, 5, GEMM_ACCUMULATE | GEMM_CLAMP, false),
+                        (kh * kw, 3, GEMM_SILU, false),
+                        (chans * kh * kw, 7, GEMM_CLAMP, true),
                     ] {
                         let a: Vec<f32> = (0..k * M0).map(|_| rng.normal()).collect();
                         let bias: Vec<f32> = (0..M0).map(|_| rng.normal()).collect();
                         let c0: Vec<f32> = (0..M0 * 40).map(|_| rng.normal()).collect();
+                        let res: Vec<f32> = (0..M0 * 40).map(|_| rng.normal()).collect();
                         let b = im2col(&x, &g, k, pos0, n);
                         let mut want = c0.clone();
                         let mut got = c0.clone();
-                        // SAFETY: the panels and C (8 rows of 40 ≥ n) hold what the calls read
-                        // and write; the input planes hold every valid tap's element.
-                        // The GEMM tile chunk by chunk, as generated code calls it.
+                        // The GEMM tile chunk by chunk, as generated code calls it, onto the
+                        // residual copied into C first.
+                        if residual {
+                            for i in 0..m {
+                                want[i * 40..i * 40 + n].copy_from_slice(&res[i * 40..i * 40 + n]);
+                            }
+                        }
                         let step = if chunk == 0 { k.max(1) } else { chunk };
                         let mut done = 0;
-                        let mut more = flags & GEMM_ACCUMULATE;
+                        let mut more = if residual {
+                            GEMM_ACCUMULATE
+                        } else {
+                            flags & GEMM_ACCUMULATE
+                        };
                         loop {
                             let steps = step.min(k - done);
                             let last = done + steps == k;
@@ -509,6 +547,11 @@ mod tests {
                                 pos0,
                                 got.as_mut_ptr(),
                                 40,
+                                if residual {
+                                    res.as_ptr()
+                                } else {
+                                    std::ptr::null()
+                                },
                                 m,
                                 n,
                                 bias.as_ptr(),
@@ -523,7 +566,7 @@ mod tests {
                             .all(|(p, q)| p.to_bits() == q.to_bits());
                         assert!(
                             same,
-                            "{}: {g:?} pos0 {pos0} n {n} k {k} m {m} flags {flags}",
+                            "{}: {g:?} pos0 {pos0} n {n} k {k} m {m} flags {flags} res {residual}",
                             t.isa.name()
                         );
                         tested += 1;

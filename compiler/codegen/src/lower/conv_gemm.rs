@@ -29,8 +29,9 @@
 //! tap's offset, masked at the borders, and sums a tile's whole reduction in one call, chunk
 //! by chunk as the chained calls would (the same bits); its weights are packed plain, which
 //! the packing path reads too. ResNet-18's 56×56 and 28×28 3×3 convs at one thread 1.11 →
-//! 1.01 ms and 1.06 → 0.99 ms. A fused residual is copied into the output tile before the first chunk, which
-//! then accumulates too (the tile contract's conv + bias + residual). A fused SiLU or
+//! 1.01 ms and 1.06 → 0.99 ms. A fused residual is copied into the output tile before the
+//! first chunk, which then accumulates too (the tile contract's conv + bias + residual); the
+//! in-place tile reads it in place instead of the copy. A fused SiLU or
 //! HardSwish is the last call's epilogue (`GEMM_SILU`, `GEMM_HARDSWISH`) when the tile is the
 //! runtime's micro-kernel; otherwise the activation runs over the output tile after the last
 //! chunk ([`super::conv::act`]).
@@ -1059,7 +1060,16 @@ impl Chunk {
                 let c_len = k.b.ins().iadd(c_len, at.ncols);
                 let c_ptr = k.span_addr(BufId::Out, c_idx, c_len);
                 let c_tile = (c_idx, m, at.ncols, g.positions());
-                if let Some(r) = wts.residual {
+                // The in-place tile reads the residual itself (its first chunk accumulates
+                // onto it); the GEMM tile accumulates onto a copy of it in C.
+                let res = match (wts.residual, callee) {
+                    (Some(r), Callee::Taps { .. }) => {
+                        let r = k.span_addr(r, c_idx, c_len);
+                        k.b.ins().select(first, r, zero)
+                    }
+                    _ => zero,
+                };
+                if let (Some(r), Callee::Tile(_)) = (wts.residual, callee) {
                     k.when(first, |k| {
                         over_tile(k, c_tile, |k, idx, ty| {
                             let v = k.load(r, ty, idx);
@@ -1080,8 +1090,8 @@ impl Chunk {
                     }
                     Callee::Taps { f, geo } => {
                         let args = [
-                            kc, a_ptr, b_ptr, geo, at.pos0, c_ptr, ldc, m, at.ncols, bias, flags,
-                            below, above,
+                            kc, a_ptr, b_ptr, geo, at.pos0, c_ptr, ldc, res, m, at.ncols, bias,
+                            flags, below, above,
                         ];
                         k.b.ins().call_indirect(sig, f, &args)
                     }
