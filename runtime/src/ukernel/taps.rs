@@ -276,7 +276,15 @@ pub(super) mod x86 {
             hi,
         };
         let chunk = if g.chunk == 0 { k.max(1) } else { g.chunk };
-        let args = (k, chunk, a, x.wrapping_add(pos0), g.h * g.w, (c, ldc, m), res);
+        let args = (
+            k,
+            chunk,
+            a,
+            x.wrapping_add(pos0),
+            g.h * g.w,
+            (c, ldc, m),
+            res,
+        );
         // SAFETY (both): the same contract; the table holding this function exists only with
         // AVX-512F.
         unsafe {

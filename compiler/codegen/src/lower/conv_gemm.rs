@@ -251,8 +251,7 @@ fn is_direct(taps: usize, strides: [usize; 2], pads: [usize; 4]) -> bool {
 /// `p` can read X̂ in place with the runtime's in-place convolution tile
 /// (`dync_runtime::ukernel::taps`): it packs X̂ (not [`is_direct`]), has stride 1 and output
 /// rows as wide as its input's (each tap then a constant shift of the positions), at most
-/// `TAPS_MAX` taps, and no tile of 1–4 or 17–20 columns (which the GEMM tile runs with
-/// per-column vectors, cheaper than a masked vector: a 7×7 map's second tile).
+/// `TAPS_MAX` taps, and weights over its whole group's channels.
 pub(crate) fn reads_taps(
     x: &[usize],
     y: &[usize],
@@ -260,23 +259,16 @@ pub(crate) fn reads_taps(
     (strides, pads, _): ([usize; 2], [usize; 4], [usize; 2]),
     p: &Packing,
 ) -> bool {
-    let ([_, c, _, w], [_, _, oh, ow], [_, cg, kh, kw]) = (x, y, ws) else {
+    let ([_, c, _, w], [_, _, _, ow], [_, cg, kh, kw]) = (x, y, ws) else {
         return false;
     };
     let taps = kh.saturating_mul(*kw);
-    if strides != [1, 1] || is_direct(taps, strides, pads) || ow != w || taps > TAPS_MAX {
-        return false;
-    }
-    // The weight's reduction is the whole group's channels (not a mixed or sliced layout).
-    if p.k != cg.saturating_mul(taps) || c.checked_div(p.groups) != Some(*cg) {
-        return false;
-    }
-    let t = Tiling::new(*oh, *ow, false);
-    let positions = oh.saturating_mul(*ow);
-    let ok = t
-        .starts()
-        .all(|(_, (_, cw), pos0)| !matches!(cw.min(positions - pos0), 1..=4 | 17..=20));
-    ok
+    strides == [1, 1]
+        && !is_direct(taps, strides, pads)
+        && ow == w
+        && taps <= TAPS_MAX
+        && p.k == cg.saturating_mul(taps)
+        && c.checked_div(p.groups) == Some(*cg)
 }
 
 /// How the output positions of a `[.., oh, ow]` result are tiled. The positions are cut into
@@ -695,15 +687,24 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     // The in-place tile needs no packed panel in L1, so packed weights (in their plain
     // layout: [`blocking`]) run as one call per tile and panel, which sums in `g`'s chunks
     // ([`tap_geo`]); mixed ones keep the mixing's chunks.
+    // Its tiles are runs of `N0` consecutive positions, however the rows fall (14×14: six
+    // full tiles and one of 4 columns, where the packing's two rows per tile leave 4 of 32
+    // columns idle in all seven); there are at most as many, so the tasks' runs of the
+    // packing's tiles (the schedule) are clipped to them.
+    let whole = g.t.whole();
+    let in_place = Gemm {
+        t: Tiling::new(g.oh, g.ow, true),
+        ..*g
+    };
     let whole_k = Gemm {
         cc: g.cg,
         chunks: 1,
-        t: g.t.clone(),
+        t: Tiling::new(g.oh, g.ow, true),
         ..*g
     };
     let gt = match wts.a {
         ASource::Packed { .. } => &whole_k,
-        ASource::Mixed { .. } => g,
+        ASource::Mixed { .. } => &in_place,
     };
     k.for_tasks(|k, t| {
         let n = k.b.ins().udiv_imm_u(t, per_image);
@@ -722,15 +723,15 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
         };
         let lo = k.b.ins().imul_imm_s(ri, as_i64(s.run)?);
         let hi = k.add_imm(lo, as_i64(s.run)?);
-        let all = k.iconst(as_i64(g.t.tiles())?);
-        let hi = k.b.ins().umin(hi, all);
         let body = |k: &mut Kernel, g: &Gemm, task: &Task| {
-            if g.t.whole() {
+            if whole {
                 let tiles = image_tiles(k, g)?;
                 return k.loop_n(g.chunks, |k, ch| {
                     Chunk::new(k, g, wts, task, ch)?.run(k, g, wts, task, &tiles)
                 });
             }
+            let all = k.iconst(as_i64(g.t.tiles())?);
+            let hi = k.b.ins().umin(hi, all);
             k.loop_n(g.chunks, |k, ch| {
                 let c = Chunk::new(k, g, wts, task, ch)?;
                 k.loop_dyn(lo, hi, |k, ti| c.tile(k, g, wts, task, ti))
