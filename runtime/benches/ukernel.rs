@@ -340,6 +340,7 @@ fn taps(c: &mut Criterion) {
                             pos0,
                             out.as_mut_ptr().add(pos0),
                             56 * 56,
+                            std::ptr::null(),
                             GEMM_F32_M0,
                             GEMM_F32_N0,
                             bias.as_ptr(),
