@@ -308,6 +308,7 @@ fn taps(c: &mut Criterion) {
     let geo = TapGeo {
         h: 56,
         w: 56,
+        s: 1,
         kh: 3,
         kw: 3,
         dh: 1,
@@ -335,6 +336,7 @@ fn taps(c: &mut Criterion) {
                         f(
                             black_box(k),
                             a.as_ptr(),
+                            k * GEMM_F32_M0,
                             x.as_ptr(),
                             &geo,
                             pos0,

@@ -203,11 +203,11 @@ pub fn gemv_signature(call_conv: CallConv, ptr: Type) -> Signature {
 }
 
 /// Signature of the in-place stride-1 convolution tile (`dync_runtime::ukernel::taps::
-/// TapsF32Fn`): `k, a, x, geo, pos0, c, ldc, res, m, n, bias` pointer-sized, then
+/// TapsF32Fn`): `k, a, lda, x, geo, pos0, c, ldc, res, m, n, bias` pointer-sized, then
 /// `flags: u32`, `lo: f32`, `hi: f32`, no result.
 pub fn taps_signature(call_conv: CallConv, ptr: Type) -> Signature {
     let mut s = Signature::new(call_conv);
-    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 11));
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 12));
     s.params
         .extend([types::I32, types::F32, types::F32].map(AbiParam::new));
     s

@@ -50,6 +50,10 @@ fn conv_epilogues_on_both_paths() {
         (2, 24, 14, 14, 16, 1, 1, 0, 1),
         (2, 16, 9, 37, 20, 3, 1, 1, 1),
         (1, 12, 11, 11, 16, 3, 2, 1, 1),
+        // Stride 2 on both axes read in place from phase planes by the in-place tile: a
+        // 7×7 stem and a 1×1 downsampling conv on odd and even sizes.
+        (2, 3, 19, 22, 16, 7, 2, 3, 1),
+        (1, 24, 14, 13, 32, 1, 2, 0, 1),
         // A panels beyond L2 (> 1.5 MiB per task): tasks run 4 tiles per reduction chunk; 5
         // tiles per tiling row, the last one clipped; in place (1×1).
         (1, 768, 20, 20, 64, 3, 1, 1, 1),

@@ -1,5 +1,5 @@
-//! The GEMM tile of a stride-1 convolution reading its `B` rows in place: the tile contract
-//! of [`super`] where `B` is not a packed im2col panel but the convolution's input, each
+//! The GEMM tile of a convolution reading its `B` rows in place: the tile contract of
+//! [`super`] where `B` is not a packed im2col panel but the convolution's input, each
 //! reduction step one tap shifted across the input plane.
 //!
 //! For a stride-1 convolution whose output rows are as wide as its input rows (3×3 with
@@ -9,31 +9,43 @@
 //! the row before or after) replaced by zeros. So a tile of `n` consecutive positions reads
 //! each step's `B` row with one masked load per 16 columns from the input itself: the
 //! compiler's im2col packing, which copied every step's row into a panel first (about 15 %
-//! of ResNet-18's 3×3 convs at one thread), is not needed. The masks and offsets are computed
-//! once per call, per tap.
+//! of ResNet-18's 3×3 convs at one thread), is not needed. A convolution of stride `s` reads
+//! the same way from its input split into `s × s` phase planes (rows and columns of each
+//! residue mod `s`), whose rows are as wide as the output's when the output has
+//! `⌈w / s⌉` columns (ResNet's 7×7 stem, its stride-2 3×3 and 1×1 convs). The masks and
+//! offsets are computed once per call, per tap.
 //!
 //! # Contract
-//! `taps_f32(k, a, x, geo, pos0, c, ldc, res, m, n, bias, flags, lo, hi)` ([`TapsF32Fn`], a
-//! field of [`super::UkernelTable`], null where an ISA has no variant) computes the tile of
-//! [`super`]'s contract (the same `A`, `C`, `m`, `n`, `bias`, `flags`, `lo`, `hi`) with
+//! `taps_f32(k, a, lda, x, geo, pos0, c, ldc, res, m, n, bias, flags, lo, hi)` ([`TapsF32Fn`],
+//! a field of [`super::UkernelTable`], null where an ISA has no variant) computes, for each
+//! panel of `M0` rows of the `m` (any number), the tile of [`super`]'s contract (the same
+//! `C`, `n`, `bias`, `flags`, `lo`, `hi`; panel `q` holds rows `q·M0 ..` and reads its packed
+//! `A` at `a + q·lda`: one call for all the channel panels of an output tile, which share
+//! the offsets, masks and `B` rows) with
 //!
 //! ```text
-//! taps   = geo.kh · geo.kw
-//! B[p][j] = x[ci·h·w + iy·w + ix]   if 0 <= iy < h and 0 <= ix < w, else 0
+//! taps = kh · kw,  ph = ⌈h / s⌉,  pw = ⌈w / s⌉
+//! B[p][j] = x[ci·s²·ph·pw + (py·s + px)·ph·pw + (oy + ry)·pw + ox + rx]
+//!                                        if 0 <= iy < h and 0 <= ix < w, else 0
 //!   where ci = p div taps, ky = (p mod taps) div kw, kx = p mod kw,
-//!         oy = (pos0 + j) div w, ox = (pos0 + j) mod w,
-//!         iy = oy + ky·dh − pt,   ix = ox + kx·dw − pl
+//!         oy = (pos0 + j) div pw, ox = (pos0 + j) mod pw,
+//!         iy = s·oy + ky·dh − pt = s·(oy + ry) + py   (0 <= py < s),
+//!         ix = s·ox + kx·dw − pl = s·(ox + rx) + px   (0 <= px < s)
 //! ```
 //!
-//! (`x` is the plane of the first input channel of the call, `pos0` the tile's first output
-//! position in an output plane of row width `w`.) The reduction runs in chunks of
+//! (`x` holds the call's input channels one after the other, each as `s × s` phase planes of
+//! `ph × pw` floats, phase `(py, px)` holding the input's element `(s·r + py, s·c + px)` at
+//! `r·pw + c` — for `s = 1` the plane itself; `pos0` is the tile's first output position in an
+//! output plane of row width `pw`.) The reduction runs in chunks of
 //! `geo.chunk` steps as successive calls of the GEMM tile would (the first as the call's
 //! flags say, later ones with `GEMM_ACCUMULATE`, only the last with the bias, the clamp and
 //! the activation): each element gets the bits of the same ISA's GEMM tile called chunk by
 //! chunk on that `B`, packed — what generated code does without this kernel, so one call
-//! replaces a call per chunk without changing any result.
-//! `geo.w == 0` or more than [`TAPS_MAX`] taps write nothing. Only the input elements above
-//! are read. Reentrant, no allocation, no global state.
+//! replaces a call per chunk without changing any result. `res` (null: none) is a residual
+//! laid out as `C`: the first chunk accumulates onto it instead of onto `C` (as onto a `C`
+//! the caller had filled with it), so a residual costs no copy.
+//! `geo.w == 0`, `geo.s == 0` or more than [`TAPS_MAX`] taps write nothing. Only the input
+//! elements above are read. Reentrant, no allocation, no global state.
 
 use super::{GEMM_ACCUMULATE, GEMM_F32_M0, GEMM_F32_N0};
 
@@ -44,9 +56,11 @@ pub const TAPS_MAX: usize = 64;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TapGeo {
-    /// Input plane height and width (the output row width too).
+    /// Input plane height and width.
     pub h: usize,
     pub w: usize,
+    /// The stride along both axes (the input is split into `s × s` phase planes).
+    pub s: usize,
     /// Kernel height and width.
     pub kh: usize,
     pub kw: usize,
@@ -61,17 +75,19 @@ pub struct TapGeo {
 }
 
 /// Fields of [`TapGeo`], each pointer-sized, in order: what generated code stores.
-pub const TAP_GEO_FIELDS: usize = 9;
+pub const TAP_GEO_FIELDS: usize = 10;
 
 /// The kernel's type; see the module documentation.
 ///
 /// # Safety
-/// As [`super::GemmF32Fn`] for `a`, `c`, `m`, `n`, `bias` and `flags`; `geo` readable; `x`
+/// As [`super::GemmF32Fn`] for `c`, `n`, `bias` and `flags`, with any `m` and `A`'s panel
+/// `q` readable for `k·M0` floats at `a + q·lda`; `geo` readable; `x`
 /// readable at every input element of the steps `0..k` that a column `j < n` reads; `res`
 /// null or readable as `C`'s `m × n` elements.
 pub type TapsF32Fn = unsafe extern "C" fn(
     k: usize,
     a: *const f32,
+    lda: usize,
     x: *const f32,
     geo: *const TapGeo,
     pos0: usize,
@@ -103,29 +119,32 @@ impl Taps {
     #[inline(always)]
     fn new(g: &TapGeo, pos0: usize, n: usize) -> Option<Taps> {
         let count = g.kh.checked_mul(g.kw)?;
-        if count == 0 || count > TAPS_MAX || g.w == 0 {
+        if count == 0 || count > TAPS_MAX || g.w == 0 || g.s == 0 {
             return None;
         }
+        let (ph, pw) = (div_ceil(g.h, g.s), div_ceil(g.w, g.s));
         // Columns j whose input row at tap row ky is inside the plane, and whose input column
         // at tap column kx is, from the runs of columns on one output row.
         let (mut rows, mut cols) = ([0u32; TAPS_MAX], [0u32; TAPS_MAX]);
         let n = n.min(GEMM_F32_N0);
-        let (mut oy, mut ox) = (pos0 / g.w, pos0 % g.w);
+        // The call's one division.
+        let (mut oy, mut ox) = (pos0 / pw, pos0 % pw);
         let mut j = 0;
         while j < n {
-            let len = (g.w - ox).min(n - j);
+            let len = (pw - ox).min(n - j);
             let run = (((1u64 << len) - 1) << j) as u32;
             for (ky, r) in rows.iter_mut().enumerate().take(g.kh) {
-                let iy = (oy + ky * g.dh).wrapping_sub(g.pt);
+                let iy = (oy * g.s + ky * g.dh).wrapping_sub(g.pt);
                 if iy < g.h {
                     *r |= run;
                 }
             }
             for (kx, cm) in cols.iter_mut().enumerate().take(g.kw) {
-                // Output columns ox..ox+len read input columns ox + kx·dw − pl.
+                // Output columns ox..ox+len read input columns s·ox + kx·dw − pl: inside for
+                // ⌈(pl − kx·dw) / s⌉ <= ox < ⌈(w + pl − kx·dw) / s⌉.
                 let shift = kx * g.dw;
-                let lo = g.pl.saturating_sub(shift).max(ox);
-                let hi = (g.w + g.pl).saturating_sub(shift).min(ox + len);
+                let lo = div_ceil(g.pl.saturating_sub(shift), g.s).max(ox);
+                let hi = div_ceil((g.w + g.pl).saturating_sub(shift), g.s).min(ox + len);
                 if lo < hi {
                     *cm |= (((1u64 << (hi - lo)) - 1) << (j + lo - ox)) as u32;
                 }
@@ -139,17 +158,47 @@ impl Taps {
             offset: [0; TAPS_MAX],
             valid: [0; TAPS_MAX],
         };
-        let w = g.w as isize;
+        // The phase plane and shift of a tap's rows or columns: d = s·r + p, 0 <= p < s.
+        let s = g.s as isize;
+        let split = |d: isize| match s {
+            1 => (0, d),
+            2 => (d & 1, d >> 1),
+            _ => (d.rem_euclid(s), d.div_euclid(s)),
+        };
+        let (plane, pw) = ((ph * pw) as isize, pw as isize);
+        // Each tap column's offset within its phase row, for all tap rows.
+        let mut col_at = [0isize; TAPS_MAX];
+        for (kx, at) in col_at.iter_mut().enumerate().take(g.kw) {
+            let (px, rx) = split((kx * g.dw) as isize - g.pl as isize);
+            *at = px * plane + rx;
+        }
         let mut t = 0;
         for (ky, &r) in rows.iter().enumerate().take(g.kh) {
-            let row = ((ky * g.dh) as isize - g.pt as isize) * w - g.pl as isize;
-            for (kx, &cm) in cols.iter().enumerate().take(g.kw) {
-                taps.offset[t] = row + (kx * g.dw) as isize;
+            let (py, ry) = split((ky * g.dh) as isize - g.pt as isize);
+            let row_at = py * s * plane + ry * pw;
+            for (&cm, &at) in cols.iter().zip(&col_at).take(g.kw) {
+                taps.offset[t] = row_at + at;
                 taps.valid[t] = r & cm;
                 t += 1;
             }
         }
         Some(taps)
+    }
+
+    /// Floats between consecutive input channels: `s²` phase planes.
+    #[inline(always)]
+    fn channel(g: &TapGeo) -> usize {
+        g.s * g.s * div_ceil(g.h, g.s.max(1)) * div_ceil(g.w, g.s.max(1))
+    }
+}
+
+/// `⌈x / s⌉` without a division for the strides convolutions have.
+#[inline(always)]
+fn div_ceil(x: usize, s: usize) -> usize {
+    match s {
+        1 => x,
+        2 => x.div_ceil(2),
+        _ => x.div_ceil(s),
     }
 }
 
@@ -162,6 +211,7 @@ impl Taps {
 pub unsafe extern "C" fn taps_generic(
     k: usize,
     a: *const f32,
+    lda: usize,
     x: *const f32,
     geo: *const TapGeo,
     pos0: usize,
@@ -175,17 +225,51 @@ pub unsafe extern "C" fn taps_generic(
     lo: f32,
     hi: f32,
 ) {
-    const M0: usize = GEMM_F32_M0;
-    const N0: usize = GEMM_F32_N0;
     // SAFETY: `geo` is readable.
     let g = unsafe { *geo };
     let Some(taps) = Taps::new(&g, pos0, n) else {
         return;
     };
+    for (q, r0) in (0..m).step_by(GEMM_F32_M0).enumerate() {
+        let at = |p: *const f32, stride: usize| p.wrapping_add(stride).cast_mut();
+        // SAFETY: the contract, for panel q's rows.
+        unsafe {
+            generic_panel(
+                (k, a.wrapping_add(q * lda), x, &g, &taps, pos0),
+                (at(c, r0 * ldc), ldc, null_or(res, r0 * ldc)),
+                ((m - r0).min(GEMM_F32_M0), n),
+                (null_or(bias, r0), flags, lo, hi),
+            )
+        };
+    }
+}
+
+/// `p + off`, or null for a null `p`.
+fn null_or(p: *const f32, off: usize) -> *const f32 {
+    if p.is_null() {
+        p
+    } else {
+        p.wrapping_add(off)
+    }
+}
+
+/// One panel of [`taps_generic`].
+///
+/// # Safety
+/// As [`TapsF32Fn`] for one panel of `m <= M0` rows.
+#[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
+unsafe fn generic_panel(
+    (k, a, x, g, taps, pos0): (usize, *const f32, *const f32, &TapGeo, &Taps, usize),
+    (c, ldc, res): (*mut f32, usize, *const f32),
+    (m, n): (usize, usize),
+    (bias, flags, lo, hi): (*const f32, u32, f32, f32),
+) {
+    const M0: usize = GEMM_F32_M0;
+    const N0: usize = GEMM_F32_N0;
     if m == 0 || n == 0 {
         return;
     }
-    let plane = g.h * g.w;
+    let plane = Taps::channel(g);
     let n = n.min(N0);
     let chunk = if g.chunk == 0 { k.max(1) } else { g.chunk };
     let mut panel = [0f32; N0];
@@ -237,7 +321,7 @@ pub unsafe extern "C" fn taps_generic(
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
-    use super::super::x86::{avx512_step, avx512_store, Epilogue, A_AHEAD};
+    use super::super::x86::{avx512_step, avx512_store, prefetch_next_tile, Epilogue, A_AHEAD};
     use super::{TapGeo, Taps, GEMM_ACCUMULATE, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0};
     use std::arch::x86_64::*;
 
@@ -247,6 +331,7 @@ pub(super) mod x86 {
     pub(in crate::ukernel) unsafe extern "C" fn taps_avx512(
         k: usize,
         a: *const f32,
+        lda: usize,
         x: *const f32,
         geo: *const TapGeo,
         pos0: usize,
@@ -260,38 +345,45 @@ pub(super) mod x86 {
         lo: f32,
         hi: f32,
     ) {
-        let (m, n) = (m.min(M0), n.min(N0));
+        let n = n.min(N0);
         // SAFETY: `geo` is readable.
         let g = unsafe { *geo };
         let Some(taps) = Taps::new(&g, pos0, n) else {
             return;
         };
-        if m == 0 || n == 0 {
+        if n == 0 {
             return;
         }
-        let ep = Epilogue {
-            bias,
-            flags,
-            lo,
-            hi,
-        };
         let chunk = if g.chunk == 0 { k.max(1) } else { g.chunk };
-        let args = (
-            k,
-            chunk,
-            a,
-            x.wrapping_add(pos0),
-            g.h * g.w,
-            (c, ldc, m),
-            res,
-        );
-        // SAFETY (both): the same contract; the table holding this function exists only with
-        // AVX-512F.
-        unsafe {
-            if n <= 16 {
-                tile::<1>(args, &taps, ep)
-            } else {
-                tile::<2>(args, &taps, ep)
+        let (x, plane) = (x.wrapping_add(pos0), Taps::channel(&g));
+        for (q, r0) in (0..m).step_by(M0).enumerate() {
+            let (cq, rows) = (c.wrapping_add(r0 * ldc), (m - r0).min(M0));
+            // As the GEMM tile: the next tile along the positions is stored next.
+            prefetch_next_tile(cq, ldc, rows);
+            let ep = Epilogue {
+                bias: super::null_or(bias, r0),
+                flags,
+                lo,
+                hi,
+            };
+            let res = super::null_or(res, r0 * ldc);
+            let args = (
+                k,
+                chunk,
+                a.wrapping_add(q * lda),
+                x,
+                plane,
+                (cq, ldc, rows),
+                res,
+            );
+            // SAFETY (both): the contract, for panel q's rows; the table holding this
+            // function exists only with AVX-512F.
+            unsafe {
+                if n <= 16 {
+                    tile::<1>(args, &taps, ep)
+                } else {
+                    tile::<2>(args, &taps, ep)
+                }
             }
         }
     }
@@ -422,14 +514,15 @@ mod tests {
     /// The im2col panel of the contract's `B`, `[k][N0]`, straight from its formula.
     fn im2col(x: &[f32], g: &TapGeo, k: usize, pos0: usize, n: usize) -> Vec<f32> {
         let taps = g.kh * g.kw;
+        let ow = g.w.div_ceil(g.s);
         let mut b = vec![0f32; k * N0];
         for p in 0..k {
             let (ci, ky, kx) = (p / taps, p % taps / g.kw, p % g.kw);
             for j in 0..n {
-                let (oy, ox) = ((pos0 + j) / g.w, (pos0 + j) % g.w);
+                let (oy, ox) = ((pos0 + j) / ow, (pos0 + j) % ow);
                 let (iy, ix) = (
-                    (oy + ky * g.dh) as isize - g.pt as isize,
-                    (ox + kx * g.dw) as isize - g.pl as isize,
+                    (g.s * oy + ky * g.dh) as isize - g.pt as isize,
+                    (g.s * ox + kx * g.dw) as isize - g.pl as isize,
                 );
                 if (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix) {
                     b[p * N0 + j] = x[ci * g.h * g.w + iy as usize * g.w + ix as usize];
@@ -439,34 +532,58 @@ mod tests {
         b
     }
 
+    /// The kernel's input: each channel of `x` as its `s × s` phase planes (NaN where a plane
+    /// is larger than its share of the input: never read).
+    fn phases(x: &[f32], g: &TapGeo, chans: usize) -> Vec<f32> {
+        let (ph, pw) = (g.h.div_ceil(g.s), g.w.div_ceil(g.s));
+        let mut out = vec![f32::NAN; chans * g.s * g.s * ph * pw];
+        for ci in 0..chans {
+            for iy in 0..g.h {
+                for ix in 0..g.w {
+                    let (py, px) = (iy % g.s, ix % g.s);
+                    let at = ((ci * g.s + py) * g.s + px) * ph * pw + iy / g.s * pw + ix / g.s;
+                    out[at] = x[(ci * g.h + iy) * g.w + ix];
+                }
+            }
+        }
+        out
+    }
+
     /// Every variant against the same table's GEMM tile on the packed `B`, bit for bit (guards
     /// around C), over kernels, dilations, paddings, tiles crossing rows and the plane's end,
     /// partial tiles, partial channel counts and the epilogue's flags.
     #[test]
     fn variants_match_their_tile_on_the_packed_panel() {
         let mut rng = SplitMix(41);
-        // (h, w, kh, kw, dh, dw, pt, pl)
+        // (h, w, s, kh, kw, dh, dw, pt, pl)
         let geos = [
-            (9, 11, 3, 3, 1, 1, 1, 1),
-            (14, 14, 3, 3, 1, 1, 1, 1),
-            (7, 7, 3, 3, 1, 1, 1, 1),
-            (12, 40, 3, 3, 1, 1, 1, 1),
-            (10, 10, 3, 3, 2, 2, 2, 2),
-            (8, 9, 5, 5, 1, 1, 2, 2),
-            (6, 20, 1, 3, 1, 1, 0, 1),
-            (11, 5, 3, 1, 1, 1, 1, 0),
-            (9, 9, 7, 7, 1, 1, 3, 3),
-            (5, 13, 3, 3, 1, 1, 0, 0),
+            (9, 11, 1, 3, 3, 1, 1, 1, 1),
+            (14, 14, 1, 3, 3, 1, 1, 1, 1),
+            (7, 7, 1, 3, 3, 1, 1, 1, 1),
+            (12, 40, 1, 3, 3, 1, 1, 1, 1),
+            (10, 10, 1, 3, 3, 2, 2, 2, 2),
+            (8, 9, 1, 5, 5, 1, 1, 2, 2),
+            (6, 20, 1, 1, 3, 1, 1, 0, 1),
+            (11, 5, 1, 3, 1, 1, 1, 1, 0),
+            (9, 9, 1, 7, 7, 1, 1, 3, 3),
+            (5, 13, 1, 3, 3, 1, 1, 0, 0),
+            // Stride 2: a stem, 3×3 and 1×1 convs, odd sizes (phase planes of unequal shares).
+            (14, 14, 2, 7, 7, 1, 1, 3, 3),
+            (13, 11, 2, 7, 7, 1, 1, 3, 3),
+            (12, 12, 2, 3, 3, 1, 1, 1, 1),
+            (9, 15, 2, 3, 3, 1, 1, 1, 1),
+            (10, 7, 2, 1, 1, 1, 1, 0, 0),
         ];
         let mut tested = 0;
         for t in Isa::ALL.into_iter().filter_map(table) {
             let Some(taps) = t.taps_f32 else { continue };
-            for (i, (h, w, kh, kw, dh, dw, pt, pl)) in geos.into_iter().enumerate() {
+            for (i, (h, w, s, kh, kw, dh, dw, pt, pl)) in geos.into_iter().enumerate() {
                 // One chunk, chunks of whole channels, chunks cutting channels.
                 let chunk = [0, 2 * kh * kw, 7][i % 3];
                 let g = TapGeo {
                     h,
                     w,
+                    s,
                     kh,
                     kw,
                     dh,
@@ -478,79 +595,89 @@ mod tests {
                 assert!(kh * kw <= TAPS_MAX);
                 let chans = 3;
                 let x: Vec<f32> = (0..chans * h * w).map(|_| rng.normal()).collect();
-                let positions = h * w;
+                let split = phases(&x, &g, chans);
+                let ow = w.div_ceil(s);
+                let positions = h.div_ceil(s) * ow;
                 for (pos0, n) in [
                     (0, N0),
-                    (w - 1, N0),
+                    (ow - 1, N0),
                     (positions - 5, 5),
-                    (w + 2, 17),
+                    (ow + 2, 17),
                     (1, 16),
                 ] {
                     let n = n.min(positions - pos0);
+                    // Rows of several panels (13: a full one and 5), A panels `lda` apart.
                     for (k, m, flags, residual) in [
                         (chans * kh * kw, M0, 0, false),
                         (2 * kh * kw + 1, 5, GEMM_ACCUMULATE | GEMM_CLAMP, false),
                         (kh * kw, 3, GEMM_SILU, false),
                         (chans * kh * kw, 7, GEMM_CLAMP, true),
+                        (chans * kh * kw, 13, GEMM_CLAMP, true),
+                        (kh * kw + 2, 16, 0, false),
                     ] {
-                        let a: Vec<f32> = (0..k * M0).map(|_| rng.normal()).collect();
-                        let bias: Vec<f32> = (0..M0).map(|_| rng.normal()).collect();
-                        let c0: Vec<f32> = (0..M0 * 40).map(|_| rng.normal()).collect();
-                        let res: Vec<f32> = (0..M0 * 40).map(|_| rng.normal()).collect();
+                        let (panels, lda) = (m.div_ceil(M0), k * M0 + 8);
+                        let a: Vec<f32> = (0..panels * lda).map(|_| rng.normal()).collect();
+                        let bias: Vec<f32> = (0..m).map(|_| rng.normal()).collect();
+                        let c0: Vec<f32> = (0..m * 40).map(|_| rng.normal()).collect();
+                        let res: Vec<f32> = (0..m * 40).map(|_| rng.normal()).collect();
                         let b = im2col(&x, &g, k, pos0, n);
                         let mut want = c0.clone();
                         let mut got = c0.clone();
-                        // The GEMM tile chunk by chunk, as generated code calls it, onto the
-                        // residual copied into C first.
+                        // The GEMM tile chunk by chunk, as generated code calls it, panel by
+                        // panel, onto the residual copied into C first.
                         if residual {
                             for i in 0..m {
                                 want[i * 40..i * 40 + n].copy_from_slice(&res[i * 40..i * 40 + n]);
                             }
                         }
                         let step = if chunk == 0 { k.max(1) } else { chunk };
-                        let mut done = 0;
-                        let mut more = if residual {
-                            GEMM_ACCUMULATE
-                        } else {
-                            flags & GEMM_ACCUMULATE
-                        };
-                        loop {
-                            let steps = step.min(k - done);
-                            let last = done + steps == k;
-                            // SAFETY: the chunk's rows of both panels, C (8 rows of 40 ≥ n).
-                            unsafe {
-                                (t.gemm_f32)(
-                                    steps,
-                                    a[done * M0..].as_ptr(),
-                                    b[done * N0..].as_ptr(),
-                                    N0,
-                                    want.as_mut_ptr(),
-                                    40,
-                                    m,
-                                    n,
-                                    if last {
-                                        bias.as_ptr()
-                                    } else {
-                                        std::ptr::null()
-                                    },
-                                    if last { flags | more } else { more },
-                                    -0.5,
-                                    0.75,
-                                )
+                        for q in 0..panels {
+                            let mut done = 0;
+                            let mut more = if residual {
+                                GEMM_ACCUMULATE
+                            } else {
+                                flags & GEMM_ACCUMULATE
                             };
-                            done += steps;
-                            more = GEMM_ACCUMULATE;
-                            if last {
-                                break;
+                            loop {
+                                let steps = step.min(k - done);
+                                let last = done + steps == k;
+                                // SAFETY: the chunk's rows of both panels, C (m rows of 40 ≥
+                                // n), m biases.
+                                unsafe {
+                                    (t.gemm_f32)(
+                                        steps,
+                                        a[q * lda + done * M0..].as_ptr(),
+                                        b[done * N0..].as_ptr(),
+                                        N0,
+                                        want[q * M0 * 40..].as_mut_ptr(),
+                                        40,
+                                        (m - q * M0).min(M0),
+                                        n,
+                                        if last {
+                                            bias[q * M0..].as_ptr()
+                                        } else {
+                                            std::ptr::null()
+                                        },
+                                        if last { flags | more } else { more },
+                                        -0.5,
+                                        0.75,
+                                    )
+                                };
+                                done += steps;
+                                more = GEMM_ACCUMULATE;
+                                if last {
+                                    break;
+                                }
                             }
                         }
-                        // SAFETY: C (8 rows of 40 ≥ n) holds what the call writes; the input
-                        // planes hold every valid tap's element.
+                        // SAFETY: C (m rows of 40 ≥ n) holds what the call writes; the input
+                        // planes hold every valid tap's element; the A panels and biases.
                         unsafe {
                             (taps as TapsF32Fn)(
                                 k,
                                 a.as_ptr(),
-                                x.as_ptr(),
+                                lda,
+                                split.as_ptr(),
                                 &g,
                                 pos0,
                                 got.as_mut_ptr(),

@@ -45,7 +45,7 @@ const B_AHEAD: usize = 8;
 /// callers walk a row of tiles along the positions, so its lines, which a large output has
 /// out of cache, are owned by the time that tile is stored.
 #[inline(always)]
-fn prefetch_next_tile(c: *mut f32, ldc: usize, m: usize) {
+pub(super) fn prefetch_next_tile(c: *mut f32, ldc: usize, m: usize) {
     for i in 0..m {
         let row = c.wrapping_add(i * ldc + N0);
         // SAFETY: prefetches never fault, whatever the address.

@@ -164,7 +164,7 @@ impl Gemm {
             t,
             direct,
             split: false,
-            taps: reads_taps(x, y, ws, (strides, pads, dilations), p),
+            taps: reads_taps(x, y, ws, (strides, pads, dilations), p, !mixing),
             hint: if direct && streams(x) { GEMM_STREAM } else { 0 },
             cc,
             chunks: ws[1].div_ceil(cc),
@@ -249,23 +249,29 @@ fn is_direct(taps: usize, strides: [usize; 2], pads: [usize; 4]) -> bool {
 
 /// Whether the tiles of a convolution of `x` into `y` with weights of shape `ws` and packing
 /// `p` can read X̂ in place with the runtime's in-place convolution tile
-/// (`dync_runtime::ukernel::taps`): it packs X̂ (not [`is_direct`]), has stride 1 and output
-/// rows as wide as its input's (each tap then a constant shift of the positions), at most
-/// `TAPS_MAX` taps, and weights over its whole group's channels.
+/// (`dync_runtime::ukernel::taps`): it packs X̂ (not [`is_direct`]), has at most `TAPS_MAX`
+/// taps and weights over its whole group's channels, and either stride 1 and output rows as
+/// wide as its input's (each tap then a constant shift of the positions), or — a conv, whose
+/// phase 0 then splits its input into phase planes ([`split_copy`]), `phased` — stride 2
+/// and `⌈w/2⌉` output columns.
 pub(crate) fn reads_taps(
     x: &[usize],
     y: &[usize],
     ws: &[usize],
     (strides, pads, _): ([usize; 2], [usize; 4], [usize; 2]),
     p: &Packing,
+    phased: bool,
 ) -> bool {
     let ([_, c, _, w], [_, _, _, ow], [_, cg, kh, kw]) = (x, y, ws) else {
         return false;
     };
     let taps = kh.saturating_mul(*kw);
-    strides == [1, 1]
-        && !is_direct(taps, strides, pads)
-        && ow == w
+    let rows = match strides {
+        [1, 1] => ow == w,
+        [2, 2] => phased && *ow == w.div_ceil(2),
+        _ => false,
+    };
+    rows && !is_direct(taps, strides, pads)
         && taps <= TAPS_MAX
         && p.k == cg.saturating_mul(taps)
         && c.checked_div(p.groups) == Some(*cg)
@@ -431,9 +437,16 @@ pub(crate) fn splits(op: &Conv, x: &TensorType, p: &Packing) -> bool {
     op.strides[1] == 2 && packs(x, p, op.strides, op.pads)
 }
 
-/// f32 elements of scratch memory of a conv that [`splits`]: the split copy of its input.
+/// f32 elements of scratch memory of a conv that [`splits`]: the split copy of its input, in
+/// either layout of [`split_copy`] (phase planes of `⌈h/2⌉ × ⌈w/2⌉`: up to a row and a
+/// column more than the input).
 pub(crate) fn split_scratch(x: &TensorType) -> usize {
-    x.shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
+    match x.shape[..] {
+        [n, c, h, w] => [n, c, 2 * h.div_ceil(2), 2 * w.div_ceil(2)]
+            .into_iter()
+            .fold(1usize, |a, d| a.saturating_mul(d)),
+        _ => usize::MAX,
+    }
 }
 
 /// Where a split row's odd columns start: after its `⌈w/2⌉` even ones ([`split_copy`]).
@@ -573,13 +586,15 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing, phase: usize) -
         k.shape(BufId::In(1)),
     );
     let split = splits(op, &k.buf(BufId::In(0)).ty, p);
-    if split && phase == 0 {
-        return split_copy(k);
-    }
     let g = Gemm {
         split,
         ..Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false)
     };
+    if split && phase == 0 {
+        // Phase planes for the in-place tile when the context has it, else split rows.
+        let taps = k.taps_fn().filter(|_| g.taps);
+        return k.ukernel_or(taps, |k, _| split_copy(k, true), |k| split_copy(k, false));
+    }
     let blocked = (p.chunk, p.run) == g.blocked();
     if !blocked && (p.chunk, p.run) != (g.k, g.mblocks) {
         return Err(crate::error::CodegenError::cranelift(
@@ -749,13 +764,14 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
 }
 
 /// The read-only table of the in-place convolution tile's geometry
-/// (`dync_runtime::ukernel::taps::TapGeo`: `h, w, kh, kw, dh, dw, pt, pl`, then the steps of
+/// (`dync_runtime::ukernel::taps::TapGeo`: `h, w, s, kh, kw, dh, dw, pt, pl`, then the steps of
 /// `g`'s reduction chunks, pointer-sized): one call then sums as the chunks' calls of the
 /// GEMM tile would.
 fn tap_geo(k: &mut Kernel, g: &Gemm) -> LResult<Value> {
     let fields: [usize; TAP_GEO_FIELDS] = [
         g.h,
         g.w,
+        g.ax.stride,
         g.kh,
         g.kw,
         g.ay.dilation,
@@ -982,10 +998,14 @@ impl Chunk {
         for (i, at) in tiles.iter().enumerate() {
             bs.push(match (&callee, task.panels) {
                 (Callee::Taps { .. }, _) => {
-                    let plane = as_i64(g.h * g.w)?;
-                    let idx = k.b.ins().imul_imm_s(chan, plane);
-                    let len = k.b.ins().imul_imm_s(ci_n, plane);
-                    (k.span_addr(BufId::In(0), idx, len), 0)
+                    // The input planes, or (stride 2) the split copy's phase planes.
+                    let (src, plane) = match g.split {
+                        true => (BufId::Scratch, 4 * g.h.div_ceil(2) * split_half(g.w)),
+                        false => (BufId::In(0), g.h * g.w),
+                    };
+                    let idx = k.b.ins().imul_imm_s(chan, as_i64(plane)?);
+                    let len = k.b.ins().imul_imm_s(ci_n, as_i64(plane)?);
+                    (k.span_addr(src, idx, len), 0)
                 }
                 (Callee::Tile(_), None) => {
                     let idx = k.b.ins().imul_imm_s(chan, p);
@@ -1007,9 +1027,32 @@ impl Chunk {
             .clamp
             .map_or((f32::NEG_INFINITY, f32::INFINITY), |c| (c.lo, c.hi));
         let (lo, hi) = task.mbs;
-        k.loop_dyn(lo, hi, |k, mb| {
+        // The in-place tile on packed weights takes all the task's channel panels in one
+        // call (panels `k·M0` apart in the plain layout): they share its offsets, masks and
+        // X̂ rows. Otherwise one call per panel (mixed ones are mixed panel by panel).
+        let all_panels = matches!(
+            (callee, &wts.a),
+            (Callee::Taps { .. }, ASource::Packed { .. })
+        );
+        let panels =
+            |k: &mut Kernel, body: &mut dyn FnMut(&mut Kernel, Value, Value) -> LResult| {
+                if all_panels {
+                    let used = k.b.ins().imul_imm_s(lo, as_i64(M0)?);
+                    let rows = k.b.ins().isub(hi, lo);
+                    let rows = k.b.ins().imul_imm_s(rows, as_i64(M0)?);
+                    let left = k.iconst(as_i64(g.og)?);
+                    let left = k.b.ins().isub(left, used);
+                    let m = k.b.ins().umin(rows, left);
+                    return body(k, lo, m);
+                }
+                k.loop_dyn(lo, hi, |k, mb| {
+                    let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
+                    let m = clipped(k, M0, g.og, used)?;
+                    body(k, mb, m)
+                })
+            };
+        panels(k, &mut |k, mb, m| {
             let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
-            let m = clipped(k, M0, g.og, used)?;
             // The chunk's steps of panel mb of group grp (of image n).
             let a_ptr = match wts.a {
                 ASource::Mixed { mix, abuf, coefs } => {
@@ -1034,6 +1077,14 @@ impl Chunk {
                         k.mul_add(a_idx, steps0, as_i64(M0)?)
                     };
                     let a_len = k.b.ins().imul_imm_s(kc, as_i64(M0)?);
+                    let a_len = if all_panels {
+                        // The task's other panels follow, `k·M0` apart.
+                        let more = k.b.ins().isub(hi, mb);
+                        let more = k.b.ins().iadd_imm_s(more, -1);
+                        k.mul_add(a_len, more, as_i64(g.k * M0)?)
+                    } else {
+                        a_len
+                    };
                     k.span_addr(buf, a_idx, a_len)
                 }
             };
@@ -1090,9 +1141,10 @@ impl Chunk {
                         k.b.ins().call_indirect(sig, tile, &args)
                     }
                     Callee::Taps { f, geo } => {
+                        let lda = k.iconst(as_i64(g.k * M0)?);
                         let args = [
-                            kc, a_ptr, b_ptr, geo, at.pos0, c_ptr, ldc, res, m, at.ncols, bias,
-                            flags, below, above,
+                            kc, a_ptr, lda, b_ptr, geo, at.pos0, c_ptr, ldc, res, m, at.ncols,
+                            bias, flags, below, above,
                         ];
                         k.b.ins().call_indirect(sig, f, &args)
                     }
@@ -1157,24 +1209,39 @@ fn clipped(k: &mut Kernel, cap: usize, total: usize, used: Value) -> LResult<Val
     Ok(k.b.ins().umin(c, left))
 }
 
-/// Phase 0 of a conv that [`splits`]: copies each input row into the scratch memory (the same
-/// place in the same layout) as its even columns, then its odd ones, in tasks of planes. Tap
-/// `kx` of output column `x` (input column `2x + kx·dx − pl`) then sits in half `(kx·dx − pl)
-/// mod 2` at index `x + ⌊(kx·dx − pl) / 2⌋`: consecutive outputs read consecutive floats.
-fn split_copy(k: &mut Kernel) -> LResult {
+/// Phase 0 of a conv that [`splits`]: copies each input row into the scratch memory as its
+/// even columns, then its odd ones, in tasks of planes. Without `phased`, in the same place
+/// and layout: tap `kx` of output column `x` (input column `2x + kx·dx − pl`) then sits in
+/// half `(kx·dx − pl) mod 2` at index `x + ⌊(kx·dx − pl) / 2⌋`, so consecutive outputs read
+/// consecutive floats. With `phased` (stride 2 along both axes, for the in-place tile) into
+/// the four phase planes of `⌈h/2⌉ × ⌈w/2⌉` of each input plane (`dync_runtime::ukernel::
+/// taps`): row `y`'s even and odd columns become row `y/2` of the planes `(y mod 2, 0)` and
+/// `(y mod 2, 1)` (a plane's cells past its share of the input are never read).
+fn split_copy(k: &mut Kernel, phased: bool) -> LResult {
     let xs = k.shape(BufId::In(0));
     let (planes, h, w) = (xs[0] * xs[1], xs[2], xs[3]);
     let chunk = split_chunk(&xs);
     let half = split_half(w);
+    let quarter = as_i64(h.div_ceil(2) * half)?;
     k.for_tasks(|k, t| {
         chunked(k, t, planes, chunk, |k, first, len| {
             k.loop_n(len, |k, pi| {
                 let plane = k.b.ins().iadd(first, pi);
                 let base = k.b.ins().imul_imm_s(plane, as_i64(h * w)?);
+                let base4 = k.b.ins().imul_imm_s(plane, 4 * quarter);
                 k.loop_n(h, |k, y| {
                     let row = k.mul_add(base, y, as_i64(w)?);
                     for (phase, count) in [(0, half), (1, w / 2)] {
-                        let dst0 = k.add_imm(row, as_i64(phase * half)?);
+                        let dst0 = if phased {
+                            // Plane (y mod 2, phase), row y / 2.
+                            let py = k.b.ins().band_imm_u(y, 1);
+                            let ry = k.b.ins().ushr_imm_u(y, 1);
+                            let at = k.mul_add(base4, py, 2 * quarter);
+                            let at = k.add_imm(at, as_i64(phase)? * quarter);
+                            k.mul_add(at, ry, as_i64(half)?)
+                        } else {
+                            k.add_imm(row, as_i64(phase * half)?)
+                        };
                         // Four outputs from two loads spanning exactly their inputs.
                         let vecs = count / LANES * LANES;
                         k.loop_range(0, vecs, LANES, |k, i| {

@@ -198,6 +198,7 @@ pub(crate) fn uses_taps(
             &w.shape,
             conv_gemm::conv_attrs(o),
             p,
+            true,
         ),
         (Op::DynConv(o), Some(x), _, Some(bank), Some(p)) => conv_gemm::reads_taps(
             &x.shape,
@@ -205,6 +206,7 @@ pub(crate) fn uses_taps(
             bank.shape.get(1..).unwrap_or(&[]),
             (o.strides, o.pads, o.dilations),
             p,
+            false,
         ),
         _ => false,
     }
