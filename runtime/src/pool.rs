@@ -15,7 +15,9 @@
 //!
 //! No allocation after [`Pool::new`]: a loop publishes its job in atomics; workers sleep on a
 //! condition variable between loops (after a short spin, since loops follow each other closely
-//! during a run). The claim counter packs a 32-bit loop generation with the first unclaimed
+//! during a run), and a loop only takes the lock and signals the condition variable (a system
+//! call) when some worker has announced that it sleeps: during a run the workers spin, and a
+//! model's hundred-odd loops then cost no system call each. The claim counter packs a 32-bit loop generation with the first unclaimed
 //! task, so a worker that wakes late can never claim a chunk of a later loop with an earlier
 //! loop's job (up to a wrap-around of 2³² loops during one worker's stall, which is not a
 //! concern).
@@ -50,8 +52,9 @@ struct Shared {
     fail: AtomicU64,
     /// GUIDE · threads: a claim takes the unclaimed tasks divided by this.
     share: u64,
-    /// The generation workers are woken for, and its condition variable.
-    wake: Mutex<u32>,
+    /// Workers asleep or about to sleep on `cv` (under `wake`).
+    sleepers: AtomicUsize,
+    wake: Mutex<()>,
     cv: Condvar,
     stop: AtomicBool,
 }
@@ -120,7 +123,8 @@ impl Pool {
             done: AtomicU64::new(0),
             fail: AtomicU64::new(u64::MAX),
             share: GUIDE * threads as u64,
-            wake: Mutex::new(0),
+            sleepers: AtomicUsize::new(0),
+            wake: Mutex::new(()),
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
         });
@@ -167,10 +171,11 @@ impl Pool {
         s.n.store(n, Ordering::Relaxed);
         s.done.store(0, Ordering::Relaxed);
         s.fail.store(u64::MAX, Ordering::Relaxed);
-        s.next.store(generation << 32, Ordering::Release);
-        {
-            let mut w = lock(&s.wake);
-            *w = generation as u32;
+        // SeqCst with the sleepers' count (as the workers' announcement and recheck): either
+        // a worker about to sleep sees this generation, or this sees it about to sleep.
+        s.next.store(generation << 32, Ordering::SeqCst);
+        if s.sleepers.load(Ordering::SeqCst) > 0 {
+            let _w = lock(&s.wake);
             s.cv.notify_all();
         }
         s.work(generation);
@@ -208,14 +213,17 @@ fn worker(s: &Shared) {
                 std::hint::spin_loop();
                 continue;
             }
+            // Announced before the recheck under the lock, so that a loop published after it
+            // signals (see `Pool::run`) and one published before it is seen here.
+            s.sleepers.fetch_add(1, Ordering::SeqCst);
             let w = lock(&s.wake);
-            let w =
-                s.cv.wait_while(w, |g| *g == seen && !s.stop.load(Ordering::Acquire))
-                    .unwrap_or_else(PoisonError::into_inner);
-            if s.stop.load(Ordering::Acquire) {
-                return;
-            }
-            break *w;
+            let published = || (s.next.load(Ordering::SeqCst) >> 32) as u32 != seen;
+            drop(
+                s.cv.wait_while(w, |_| !published() && !s.stop.load(Ordering::Acquire))
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            s.sleepers.fetch_sub(1, Ordering::SeqCst);
+            spins = 0;
         };
         seen = generation;
         s.work(u64::from(generation));
@@ -308,5 +316,40 @@ mod tests {
                 });
             }
         });
+    }
+
+    /// args[0]: *const AtomicU64 bit set of the threads (by a per-thread index) that ran
+    /// tasks; each task sleeps 200 µs, long enough for a woken worker to claim some.
+    extern "C" fn note_thread(args: *const *mut u8, begin: u64, end: u64) -> i32 {
+        thread_local!(static ME: u64 = std::thread::current().name().map_or(0, |n| {
+            n.rsplit('-').next().and_then(|i| i.parse().ok()).unwrap_or(63)
+        }));
+        // SAFETY: the test passes one AtomicU64.
+        let seen = unsafe { &*(*args as *const AtomicU64) };
+        for _ in begin..end {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            ME.with(|&me| seen.fetch_or(1 << me.min(63), Ordering::Relaxed));
+        }
+        0
+    }
+
+    /// Workers that went to sleep between loops (a pause longer than their spin) are woken
+    /// for the next loop: they run some of its tasks.
+    #[test]
+    fn sleeping_workers_wake_for_the_next_loop() {
+        let pool = Pool::new(2).unwrap();
+        for _ in 0..3 {
+            assert_eq!(run(&pool, 100, u64::MAX).0, 0);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let seen = AtomicU64::new(0);
+            let args = [&seen as *const AtomicU64 as *mut u8];
+            // SAFETY: `note_thread` only touches the atomic.
+            assert_eq!(unsafe { pool.run(note_thread, args.as_ptr(), 200) }, 0);
+            assert_eq!(
+                seen.load(Ordering::Relaxed).count_ones(),
+                2,
+                "one thread ran the loop"
+            );
+        }
     }
 }
