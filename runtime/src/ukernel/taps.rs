@@ -439,6 +439,7 @@ pub(super) mod x86 {
             let valid = n.saturating_sub(16 * g).min(16);
             ((1u32 << valid) - 1) as __mmask16
         });
+        let ahead = plane * (8 / taps.count).max(1);
         let (mut ap, mut xp, mut t, mut done) = (a, x, 0, 0);
         let mut more = ep.flags & GEMM_ACCUMULATE;
         if !res.is_null() {
@@ -469,10 +470,10 @@ pub(super) mod x86 {
                 // has M0 readable floats; prefetches never fault.
                 unsafe {
                     _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(A_AHEAD).cast());
-                    // The same tap of the next channel: the tile's first call for these
-                    // positions brings the input from L2, the hardware prefetchers do not
-                    // follow a stride of a plane.
-                    let next = p.wrapping_add(plane);
+                    // The same tap of a channel at least 8 steps on: the tile's first call
+                    // for these positions brings the input from L2 or memory, and the
+                    // hardware prefetchers do not follow a stride of a plane.
+                    let next = p.wrapping_add(ahead);
                     _mm_prefetch::<_MM_HINT_T0>(next.cast());
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(16 * V - 1).cast());
                     let bv = std::array::from_fn(|g| {
