@@ -86,7 +86,8 @@ pub fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
 /// Cranelift path, checked) and the interpreter, and compares every output; the micro-kernel
 /// and pure Cranelift runs must agree bit for bit (every micro-kernel computes its Cranelift
 /// counterpart's operations in the same order, so that a compiled model gives the same
-/// results with and without the runtime). Returns the JIT outputs.
+/// results with and without the runtime); on a CPU with AVX2, also with the AVX2 table (the
+/// best table of a CPU without AVX-512, which lacks some kernels). Returns the JIT outputs.
 pub fn check_graph(g: &Graph, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
     let want = dync_interp::run(g, inputs).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
     let mut last: Vec<Tensor> = Vec::new();
@@ -119,6 +120,20 @@ pub fn check_graph(g: &Graph, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
             }
         }
         last = got;
+    }
+    // The AVX2 table where the CPU has it, whatever the best one is: its GEMM tile, and the
+    // compiler's own code where it has no kernel (the in-place convolution tile, the
+    // depthwise and matrix-vector kernels).
+    if let Some(avx2) = dync_runtime::ukernel::table(dync_runtime::ukernel::Isa::Avx2) {
+        let mut m = JitModel::compile(g, &CodegenOptions::default())
+            .unwrap_or_else(|e| panic!("{what}: compile (AVX2 table): {e}"));
+        m.ctx_mut().ukernels = avx2;
+        let got = m
+            .run(inputs)
+            .unwrap_or_else(|e| panic!("{what}: run (AVX2 table): {e}"));
+        for (gt, wt) in got.iter().zip(&want) {
+            assert_close(gt, wt, &format!("{what} (AVX2 table)"));
+        }
     }
     last
 }
