@@ -283,6 +283,7 @@ fn lower_kernels(
                 math,
                 name,
             )?;
+            k.residual_in_place = plan.in_place.contains_key(&id);
             lower::lower(&mut k, &node.op, &nref, phase)?;
             k.finish();
             let func = std::mem::replace(&mut ctx.func, Function::new());

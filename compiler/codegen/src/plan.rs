@@ -24,6 +24,13 @@
 //!   blob space is the packed size.
 //! - A kernel that needs scratch memory (see `lower::scratch_elems`) gets an arena buffer live
 //!   only at its own step.
+//! - The one exception to "a result never overlaps its operands": a conv or dyn_conv on the GEMM
+//!   path with a fused residual computed in the arena, whose last use this is (ResNet's
+//!   bottleneck expansions: the block's input), writes its result into the residual's buffer
+//!   ([`MemoryPlan::in_place`]; the buffer then lives on as the result's). Its GEMM tiles then
+//!   accumulate onto the residual where it lies instead of copying it into the output first:
+//!   every output element is read (as the residual) and written by the same task, and the
+//!   residual is not one of its other operands.
 //!
 //! Only nodes that some output depends on are planned (dead nodes get no kernel). Requires a
 //! verified graph; sizes are overflow-checked.
@@ -81,6 +88,8 @@ pub struct MemoryPlan {
     pub scratch: HashMap<NodeId, usize>,
     /// Arena buffers, in placement order.
     pub buffers: Vec<ArenaBuffer>,
+    /// Results written into their fused residual's buffer, with that residual.
+    pub in_place: HashMap<NodeId, NodeId>,
     pub arena_bytes: usize,
     pub weight_bytes: usize,
 }
@@ -260,15 +269,29 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
     }
     let mut buffers: Vec<ArenaBuffer> = Vec::new();
     let mut scratch = HashMap::new();
+    let mut in_place = HashMap::new();
     let mut arena_bytes = 0usize;
     for (s, &k) in kernels.iter().enumerate() {
         if let std::collections::hash_map::Entry::Vacant(slot) = storage.entry(k) {
-            let bytes = g
-                .ty(k)
-                .bytes()
-                .map_err(|e| CodegenError::Overflow(e.to_string()))?;
             let end = last.get(&k).copied().unwrap_or(s);
-            let offset = place(&mut buffers, &mut arena_bytes, k, bytes, (s, end), false)?;
+            let reused = residual_in_place(g, k, &packed, &root)
+                .filter(|r| last.get(r) == Some(&s))
+                .and_then(|r| buffers.iter_mut().find(|b| b.root == r && !b.scratch))
+                .filter(|b| g.ty(k).bytes().ok() == Some(b.bytes));
+            let offset = match reused {
+                Some(b) => {
+                    b.last = b.last.max(end);
+                    in_place.insert(k, b.root);
+                    b.offset
+                }
+                None => {
+                    let bytes = g
+                        .ty(k)
+                        .bytes()
+                        .map_err(|e| CodegenError::Overflow(e.to_string()))?;
+                    place(&mut buffers, &mut arena_bytes, k, bytes, (s, end), false)?
+                }
+            };
             slot.insert(Storage::Arena(offset));
         }
         let ids = g.operands(k);
@@ -312,9 +335,35 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
         copies,
         scratch,
         buffers,
+        in_place,
         arena_bytes,
         weight_bytes,
     })
+}
+
+/// The residual operand of `k` when `k` is a conv or dyn_conv on the GEMM path (its weight or
+/// bank `packed`) whose fused residual is a value of its own (not a view) that none of its
+/// other operands shares: a candidate for [`MemoryPlan::in_place`].
+fn residual_in_place(
+    g: &Graph,
+    k: NodeId,
+    packed: &HashMap<NodeId, Packing>,
+    root: &dyn Fn(NodeId) -> NodeId,
+) -> Option<NodeId> {
+    let ids = g.operands(k);
+    let op = &g.node(k).op;
+    let residual = match op {
+        Op::Conv(c) => c.residual_index(ids.len()),
+        Op::DynConv(d) => d.residual_index(),
+        _ => None,
+    }?;
+    let weight = crate::lower::packed_operand(op).and_then(|i| ids.get(i))?;
+    let r = *ids.get(residual)?;
+    let alone = ids
+        .iter()
+        .enumerate()
+        .all(|(i, &o)| i == residual || root(o) != r);
+    (packed.contains_key(weight) && root(r) == r && alone).then_some(r)
 }
 
 /// The constants to store packed: those whose every use (among `order`, the live nodes) is

@@ -231,9 +231,12 @@ struct Weights<'a> {
     /// Bias buffer, its first element and elements between images.
     bias: Option<(BufId, i64, i64)>,
     /// The fused epilogue: the residual operand (copied into the output tile before the first
-    /// chunk), the clamp (applied by the last chunk's call), the activation (a pass over the
-    /// tile after it).
+    /// chunk, unless `residual_in_place`), the clamp (applied by the last chunk's call), the
+    /// activation (a pass over the tile after it).
     residual: Option<BufId>,
+    /// The output's buffer is the residual's (the memory plan's `in_place`): the first chunk
+    /// accumulates onto it where it lies.
+    residual_in_place: bool,
     clamp: Option<Clamp>,
     act: Option<Act>,
 }
@@ -610,6 +613,7 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing, phase: usize) -
         },
         bias: op.bias_index(k.n_inputs()).map(|i| (BufId::In(i), 0, 0)),
         residual: op.residual_index(k.n_inputs()).map(BufId::In),
+        residual_in_place: k.residual_in_place,
         clamp: op.clamp,
         act: op.act,
     };
@@ -668,6 +672,7 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
             },
             bias: has_bias.then_some((BufId::Scratch, kernels, as_i64(g.o)?)),
             residual: op.residual_index().map(BufId::In),
+            residual_in_place: k.residual_in_place,
             clamp: op.clamp,
             act: op.act,
         };
@@ -1115,13 +1120,16 @@ impl Chunk {
                 // The in-place tile reads the residual itself (its first chunk accumulates
                 // onto it); the GEMM tile accumulates onto a copy of it in C.
                 let res = match (wts.residual, callee) {
+                    _ if wts.residual_in_place => zero,
                     (Some(r), Callee::Taps { .. }) => {
                         let r = k.span_addr(r, c_idx, c_len);
                         k.b.ins().select(first, r, zero)
                     }
                     _ => zero,
                 };
-                if let (Some(r), Callee::Tile(_)) = (wts.residual, callee) {
+                if let (Some(r), Callee::Tile(_), false) =
+                    (wts.residual, callee, wts.residual_in_place)
+                {
                     k.when(first, |k| {
                         over_tile(k, c_tile, |k, idx, ty| {
                             let v = k.load(r, ty, idx);

@@ -106,6 +106,9 @@ pub(crate) struct Kernel<'a> {
     /// The in-place stride-1 convolution tile or null ([`Kernel::taps_fn`]), for kernels that
     /// asked for it.
     taps: Option<Value>,
+    /// The result is stored in its fused residual's buffer (`crate::plan::MemoryPlan::
+    /// in_place`): the output already holds the residual when the kernel starts.
+    pub residual_in_place: bool,
 }
 
 /// The function pointers a kernel receives after its buffers (see [`crate::abi`]).
@@ -256,6 +259,7 @@ impl<'a> Kernel<'a> {
             dwp,
             gemv,
             taps,
+            residual_in_place: false,
         })
     }
 
