@@ -23,15 +23,19 @@
 //! one thread, 1.32 → 0.67 ms). The panel then
 //! stays in L1 while the tile runs it against every channel panel of the task; the first
 //! chunk overwrites the output, later ones accumulate, the last adds the bias and applies the
-//! fused clamp. A stride-1 conv whose output rows are as wide as its input's ([`reads_taps`]:
-//! ResNet's 3×3 convs) packs nothing when the context has the in-place convolution tile
-//! (`dync_runtime::ukernel::taps`): that tile reads each step's row from the input at the
-//! tap's offset, masked at the borders, and sums a tile's whole reduction in one call, chunk
-//! by chunk as the chained calls would (the same bits); its weights are packed plain, which
-//! the packing path reads too. ResNet-18's 56×56 and 28×28 3×3 convs at one thread 1.11 →
-//! 1.01 ms and 1.06 → 0.99 ms. A fused residual is copied into the output tile before the
-//! first chunk, which then accumulates too (the tile contract's conv + bias + residual); the
-//! in-place tile reads it in place instead of the copy. A fused SiLU or
+//! fused clamp. A stride-1 conv whose output rows are as wide as its input's, or a stride-2
+//! one with `⌈w/2⌉` output columns ([`reads_taps`]: ResNet's 3×3 convs, the stems, the stage
+//! entries) packs nothing when the context has the in-place convolution tile
+//! (`dync_runtime::ukernel::taps`): that tile reads each step's row from the input (the
+//! phase planes of the split copy at stride 2) at the tap's offset, masked at the borders,
+//! and runs a tile for all the task's channel panels and (packed weights) its whole
+//! reduction in one call, summed chunk by chunk as the chained calls would (the same bits);
+//! the weights are packed plain, which the packing path reads too. ResNet-18's 56×56 and
+//! 28×28 3×3 convs at one thread 1.11 → 0.95 ms and 1.06 → 0.94 ms. A fused residual is
+//! copied into the output tile before the first chunk, which then accumulates too (the tile
+//! contract's conv + bias + residual); the in-place tile reads it in place instead, and when
+//! the memory plan put the result in the residual's buffer (`MemoryPlan::in_place`) there is
+//! nothing to copy. A fused SiLU or
 //! HardSwish is the last call's epilogue (`GEMM_SILU`, `GEMM_HARDSWISH`) when the tile is the
 //! runtime's micro-kernel; otherwise the activation runs over the output tile after the last
 //! chunk ([`super::conv::act`]).
@@ -705,8 +709,9 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
         _ => None,
     };
     // The in-place tile needs no packed panel in L1, so packed weights (in their plain
-    // layout: [`blocking`]) run as one call per tile and panel, which sums in `g`'s chunks
-    // ([`tap_geo`]); mixed ones keep the mixing's chunks.
+    // layout: [`blocking`]) run as one call per tile for all the task's panels, which sums in
+    // `g`'s chunks ([`tap_geo`]); mixed ones keep the mixing's chunks. (Chunked calls for
+    // tasks of several tiles, to keep each weight chunk in L2 across them, were slower.)
     // Its tiles are runs of `N0` consecutive positions, however the rows fall (14×14: six
     // full tiles and one of 4 columns, where the packing's two rows per tile leave 4 of 32
     // columns idle in all seven); there are at most as many, so the tasks' runs of the
