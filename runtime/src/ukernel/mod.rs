@@ -214,6 +214,16 @@ pub fn table(isa: Isa) -> Option<&'static UkernelTable> {
     }
 }
 
+/// `p + off` elements, or null for a null `p`: an optional operand (a bias, a residual) from a
+/// later row on.
+fn offset_or_null(p: *const f32, off: usize) -> *const f32 {
+    if p.is_null() {
+        p
+    } else {
+        p.wrapping_add(off)
+    }
+}
+
 /// The fastest table this CPU can run.
 pub fn select() -> &'static UkernelTable {
     [Isa::Avx512, Isa::Avx2]

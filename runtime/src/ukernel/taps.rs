@@ -47,7 +47,7 @@
 //! `geo.w == 0`, `geo.s == 0` or more than [`TAPS_MAX`] taps write nothing. Only the input
 //! elements above are read. Reentrant, no allocation, no global state.
 
-use super::{GEMM_ACCUMULATE, GEMM_F32_M0, GEMM_F32_N0};
+use super::{offset_or_null, GEMM_ACCUMULATE, GEMM_F32_M0, GEMM_F32_N0};
 
 /// The most taps (`kh · kw`) a call may have.
 pub const TAPS_MAX: usize = 64;
@@ -231,25 +231,15 @@ pub unsafe extern "C" fn taps_generic(
         return;
     };
     for (q, r0) in (0..m).step_by(GEMM_F32_M0).enumerate() {
-        let at = |p: *const f32, stride: usize| p.wrapping_add(stride).cast_mut();
         // SAFETY: the contract, for panel q's rows.
         unsafe {
             generic_panel(
                 (k, a.wrapping_add(q * lda), x, &g, &taps, pos0),
-                (at(c, r0 * ldc), ldc, null_or(res, r0 * ldc)),
+                (c.wrapping_add(r0 * ldc), ldc, offset_or_null(res, r0 * ldc)),
                 ((m - r0).min(GEMM_F32_M0), n),
-                (null_or(bias, r0), flags, lo, hi),
+                (offset_or_null(bias, r0), flags, lo, hi),
             )
         };
-    }
-}
-
-/// `p + off`, or null for a null `p`.
-fn null_or(p: *const f32, off: usize) -> *const f32 {
-    if p.is_null() {
-        p
-    } else {
-        p.wrapping_add(off)
     }
 }
 
@@ -356,17 +346,18 @@ pub(super) mod x86 {
         }
         let chunk = if g.chunk == 0 { k.max(1) } else { g.chunk };
         let (x, plane) = (x.wrapping_add(pos0), Taps::channel(&g));
+        let ep = Epilogue {
+            bias,
+            flags,
+            lo,
+            hi,
+        };
         for (q, r0) in (0..m).step_by(M0).enumerate() {
             let (cq, rows) = (c.wrapping_add(r0 * ldc), (m - r0).min(M0));
             // As the GEMM tile: the next tile along the positions is stored next.
             prefetch_next_tile(cq, ldc, rows);
-            let ep = Epilogue {
-                bias: super::null_or(bias, r0),
-                flags,
-                lo,
-                hi,
-            };
-            let res = super::null_or(res, r0 * ldc);
+            let ep = ep.rows_from(r0);
+            let res = super::offset_or_null(res, r0 * ldc);
             let args = (
                 k,
                 chunk,

@@ -410,13 +410,10 @@ pub(super) struct Epilogue {
 }
 
 impl Epilogue {
-    fn rows_from(self, r0: usize) -> Epilogue {
+    /// The epilogue of the rows from `r0` on.
+    pub(super) fn rows_from(self, r0: usize) -> Epilogue {
         Epilogue {
-            bias: if self.bias.is_null() {
-                self.bias
-            } else {
-                self.bias.wrapping_add(r0)
-            },
+            bias: super::offset_or_null(self.bias, r0),
             ..self
         }
     }

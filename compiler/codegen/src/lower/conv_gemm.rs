@@ -717,19 +717,15 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     // columns idle in all seven); there are at most as many, so the tasks' runs of the
     // packing's tiles (the schedule) are clipped to them.
     let whole = g.t.whole();
-    let in_place = Gemm {
+    let (cc, chunks) = match wts.a {
+        ASource::Packed { .. } => (g.cg, 1),
+        ASource::Mixed { .. } => (g.cc, g.chunks),
+    };
+    let gt = &Gemm {
+        cc,
+        chunks,
         t: Tiling::new(g.oh, g.ow, true),
         ..*g
-    };
-    let whole_k = Gemm {
-        cc: g.cg,
-        chunks: 1,
-        t: Tiling::new(g.oh, g.ow, true),
-        ..*g
-    };
-    let gt = match wts.a {
-        ASource::Packed { .. } => &whole_k,
-        ASource::Mixed { .. } => &in_place,
     };
     k.for_tasks(|k, t| {
         let n = k.b.ins().udiv_imm_u(t, per_image);
