@@ -63,6 +63,8 @@ fn tile(c: &mut Criterion) {
                                 GEMM_CLAMP,
                                 0.0,
                                 6.0,
+                                std::ptr::null(),
+                                0,
                             )
                         };
                         black_box(&mut out);
@@ -349,6 +351,8 @@ fn taps(c: &mut Criterion) {
                             GEMM_CLAMP,
                             0.0,
                             6.0,
+                            std::ptr::null(),
+                            0,
                         )
                     };
                     black_box(&mut out);
@@ -372,6 +376,8 @@ fn taps(c: &mut Criterion) {
                         GEMM_CLAMP,
                         0.0,
                         6.0,
+                        std::ptr::null(),
+                        0,
                     )
                 };
                 black_box(&mut out);

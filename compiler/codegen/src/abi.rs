@@ -204,22 +204,26 @@ pub fn gemv_signature(call_conv: CallConv, ptr: Type) -> Signature {
 
 /// Signature of the in-place stride-1 convolution tile (`dync_runtime::ukernel::taps::
 /// TapsF32Fn`): `k, a, lda, x, geo, pos0, c, ldc, res, m, n, bias` pointer-sized, then
-/// `flags: u32`, `lo: f32`, `hi: f32`, no result.
+/// `flags: u32`, `lo: f32`, `hi: f32`, then `side, side_len` pointer-sized, no result.
 pub fn taps_signature(call_conv: CallConv, ptr: Type) -> Signature {
-    let mut s = Signature::new(call_conv);
-    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 12));
-    s.params
-        .extend([types::I32, types::F32, types::F32].map(AbiParam::new));
-    s
+    epilogue_params(call_conv, ptr, 12)
 }
 
 /// Signature of the GEMM tile (`dync_runtime::ukernel::GemmF32Fn`): `k, a, b, ldb, c, ldc, m,
-/// n, bias` pointer-sized, then `flags: u32`, `lo: f32`, `hi: f32`, no result.
+/// n, bias` pointer-sized, then `flags: u32`, `lo: f32`, `hi: f32`, then `side, side_len`
+/// pointer-sized, no result.
 pub fn tile_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    epilogue_params(call_conv, ptr, 9)
+}
+
+/// A tile's signature: `lead` pointer-sized parameters, the epilogue's `flags: u32`,
+/// `lo: f32`, `hi: f32`, then the `side` hint's pointer and length.
+fn epilogue_params(call_conv: CallConv, ptr: Type, lead: usize) -> Signature {
     let mut s = Signature::new(call_conv);
-    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 9));
-    s.params.push(AbiParam::new(types::I32));
-    s.params.push(AbiParam::new(types::F32));
-    s.params.push(AbiParam::new(types::F32));
+    s.params
+        .extend(std::iter::repeat_n(AbiParam::new(ptr), lead));
+    s.params
+        .extend([types::I32, types::F32, types::F32].map(AbiParam::new));
+    s.params.extend([AbiParam::new(ptr), AbiParam::new(ptr)]);
     s
 }

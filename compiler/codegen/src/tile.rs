@@ -150,11 +150,12 @@ fn build<'a>(
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
-    let params: [Value; 12] = b
+    let params: [Value; 14] = b
         .block_params(entry)
         .try_into()
         .map_err(|_| CodegenError::cranelift(name, "tile signature"))?;
-    let [k, a, bm, ldb, c, ldc, m, n, bias, flags, lo, hi] = params;
+    // The `side` prefetch hint is ignored: Cranelift has no prefetch instruction.
+    let [k, a, bm, ldb, c, ldc, m, n, bias, flags, lo, hi, _side, _side_len] = params;
     let m = umin_imm(&mut b, ptr, m, GEMM_F32_M0);
     let n = umin_imm(&mut b, ptr, n, GEMM_F32_N0);
     let (setup, done) = (b.create_block(), b.create_block());

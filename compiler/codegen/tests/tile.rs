@@ -136,6 +136,9 @@ impl Case {
                 self.flags,
                 self.lo,
                 self.hi,
+                // A side hint: it must not change any result.
+                self.a.as_ptr(),
+                self.a.len(),
             )
         };
         c
@@ -371,6 +374,8 @@ fn tile_gflops() {
                         GEMM_CLAMP,
                         0.0,
                         f32::INFINITY,
+                        std::ptr::null(),
+                        0,
                     )
                 };
             }

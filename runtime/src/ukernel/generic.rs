@@ -119,7 +119,8 @@ fn activate(mut s: f32, flags: u32, lo: f32, hi: f32) -> f32 {
     s
 }
 
-/// [`gemm_f32_generic`] at the crate's tile size, with the C ABI of [`super::GemmF32Fn`].
+/// [`gemm_f32_generic`] at the crate's tile size, with the C ABI of [`super::GemmF32Fn`]
+/// (the `side` hint ignored).
 ///
 /// # Safety
 /// As [`super::GemmF32Fn`].
@@ -136,6 +137,8 @@ pub(super) unsafe extern "C" fn gemm_f32_tile(
     flags: u32,
     lo: f32,
     hi: f32,
+    _side: *const f32,
+    _side_len: usize,
 ) {
     // SAFETY: the same contract.
     unsafe {

@@ -38,6 +38,11 @@
 //! - The clamp propagates NaN (a NaN sum stays NaN) and yields `hi` when `lo > hi`, in every
 //!   variant.
 //! - `k == 0` is valid (the sum is 0); `m == 0` or `n == 0` writes nothing.
+//! - `side`, `side_len`: a hint, never dereferenced, no effect on results — `side_len`
+//!   floats at `side` that the caller reads right after this call (a fused dyn_conv's next
+//!   bank block, which its mixing then finds in L2). The AVX-512 tile prefetches them into
+//!   L2 over its steps, [`SIDE_LINES_PER_STEP`] cache lines a step, so a memory-bound stream
+//!   runs while the tile's FMAs do; the other variants ignore it. Null or 0 for none.
 //!
 //! Every variant uses the same `M0 × N0` tile, so panels packed at compile time (static
 //! weights) are valid whichever variant the running CPU selects. Results of different variants
@@ -104,9 +109,15 @@ pub const GEMM_HARDSWISH: u32 = 8;
 /// reads its plane row by row, which the hardware prefetchers follow.)
 pub const GEMM_STREAM: u32 = 16;
 
+/// Cache lines of the `side` stream the AVX-512 tiles prefetch per reduction step (64 B
+/// each): 128 B per step of 8 cycles is more than one core's share of memory bandwidth, so
+/// the stream is limited by memory, not by the hint.
+pub const SIDE_LINES_PER_STEP: usize = 2;
+
 /// The f32 GEMM tile; see the module documentation for the exact contract.
 ///
-/// Arguments: `k`, `a`, `b`, `ldb`, `c`, `ldc`, `m`, `n`, `bias`, `flags`, `lo`, `hi`.
+/// Arguments: `k`, `a`, `b`, `ldb`, `c`, `ldc`, `m`, `n`, `bias`, `flags`, `lo`, `hi`,
+/// `side`, `side_len`.
 ///
 /// # Safety
 /// `m <= M0`, `n <= N0`, `ldb >= n` when `k > 1`; `a` is readable for `k·M0` floats; `b` for
@@ -126,6 +137,8 @@ pub type GemmF32Fn = unsafe extern "C" fn(
     flags: u32,
     lo: f32,
     hi: f32,
+    side: *const f32,
+    side_len: usize,
 );
 
 /// The instruction set of a kernel table.

@@ -16,10 +16,12 @@
 //! offsets are computed once per call, per tap.
 //!
 //! # Contract
-//! `taps_f32(k, a, lda, x, geo, pos0, c, ldc, res, m, n, bias, flags, lo, hi)` ([`TapsF32Fn`],
+//! `taps_f32(k, a, lda, x, geo, pos0, c, ldc, res, m, n, bias, flags, lo, hi, side,
+//! side_len)` ([`TapsF32Fn`],
 //! a field of [`super::UkernelTable`], null where an ISA has no variant) computes, for each
 //! panel of `M0` rows of the `m` (any number), the tile of [`super`]'s contract (the same
-//! `C`, `n`, `bias`, `flags`, `lo`, `hi`; panel `q` holds rows `q·M0 ..` and reads its packed
+//! `C`, `n`, `bias`, `flags`, `lo`, `hi`, and the `side` prefetch hint, which the panels'
+//! tiles share in order; panel `q` holds rows `q·M0 ..` and reads its packed
 //! `A` at `a + q·lda`: one call for all the channel panels of an output tile, which share
 //! the offsets, masks and `B` rows) with
 //!
@@ -100,6 +102,8 @@ pub type TapsF32Fn = unsafe extern "C" fn(
     flags: u32,
     lo: f32,
     hi: f32,
+    side: *const f32,
+    side_len: usize,
 );
 
 /// Each tap's offset from an output position to the input element it reads, and which of
@@ -224,6 +228,8 @@ pub unsafe extern "C" fn taps_generic(
     flags: u32,
     lo: f32,
     hi: f32,
+    _side: *const f32,
+    _side_len: usize,
 ) {
     // SAFETY: `geo` is readable.
     let g = unsafe { *geo };
@@ -311,7 +317,9 @@ unsafe fn generic_panel(
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
-    use super::super::x86::{avx512_step, avx512_store, prefetch_next_tile, Epilogue, A_AHEAD};
+    use super::super::x86::{
+        avx512_step, avx512_store, prefetch_next_tile, Epilogue, Side, A_AHEAD,
+    };
     use super::{TapGeo, Taps, GEMM_ACCUMULATE, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0};
     use std::arch::x86_64::*;
 
@@ -334,8 +342,11 @@ pub(super) mod x86 {
         flags: u32,
         lo: f32,
         hi: f32,
+        side: *const f32,
+        side_len: usize,
     ) {
         let n = n.min(N0);
+        let side = Side::new(side, side_len);
         // SAFETY: `geo` is readable.
         let g = unsafe { *geo };
         let Some(taps) = Taps::new(&g, pos0, n) else {
@@ -366,6 +377,7 @@ pub(super) mod x86 {
                 plane,
                 (cq, ldc, rows),
                 res,
+                side.part(q, k),
             );
             // SAFETY (both): the contract, for panel q's rows; the table holding this
             // function exists only with AVX-512F.
@@ -411,7 +423,7 @@ pub(super) mod x86 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
     unsafe fn tile<const V: usize>(
-        (k, chunk, a, x, plane, out, res): (
+        (k, chunk, a, x, plane, out, res, mut side): (
             usize,
             usize,
             *const f32,
@@ -419,6 +431,7 @@ pub(super) mod x86 {
             usize,
             (*mut f32, usize, usize),
             *const f32,
+            Side,
         ),
         taps: &Taps,
         ep: Epilogue,
@@ -467,6 +480,7 @@ pub(super) mod x86 {
                     let next = p.wrapping_add(ahead);
                     _mm_prefetch::<_MM_HINT_T0>(next.cast());
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(16 * V - 1).cast());
+                    side.step();
                     let bv = std::array::from_fn(|g| {
                         _mm512_maskz_loadu_ps(half(valid, g), p.wrapping_add(16 * g))
                     });
@@ -653,6 +667,8 @@ mod tests {
                                         if last { flags | more } else { more },
                                         -0.5,
                                         0.75,
+                                        std::ptr::null(),
+                                        0,
                                     )
                                 };
                                 done += steps;
@@ -685,6 +701,9 @@ mod tests {
                                 flags,
                                 -0.5,
                                 0.75,
+                                // A side hint (the GEMM tile's calls above have none).
+                                b.as_ptr(),
+                                b.len(),
                             );
                         }
                         let same = got

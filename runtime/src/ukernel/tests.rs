@@ -76,6 +76,9 @@ fn check(kernel: GemmF32Fn, m0: usize, n0: usize, case: Case) -> Result<(), Stri
             case.flags,
             case.lo,
             case.hi,
+            // The side hint over other memory: results must not depend on it.
+            c0.as_ptr(),
+            c0.len(),
         )
     };
     for (e, (&got, &old)) in c.iter().zip(&c0).enumerate() {
@@ -224,6 +227,8 @@ fn generic_any_tile_size() {
                 flags: u32,
                 lo: f32,
                 hi: f32,
+                _side: *const f32,
+                _side_len: usize,
             ) {
                 // SAFETY: the caller's contract at this tile size.
                 unsafe {
@@ -298,6 +303,8 @@ fn clamp_corner_cases_match_generic() {
                         GEMM_CLAMP,
                         lo,
                         hi,
+                        std::ptr::null(),
+                        0,
                     )
                 };
                 c

@@ -19,7 +19,9 @@
 //! one its caller stores next in these rows: a large output written once (a 1×1 conv with a
 //! short reduction over 112×112) otherwise waits for each line's ownership at the store
 //! (MobileNetV3's 16→64 1×1 conv over 112×112: 1.1 → 0.75 ms, medians of six interleaved
-//! runs). Prefetches are hints: past the end of a buffer they neither fault nor read.
+//! runs). The AVX-512 tile also streams the caller's `side` hint into L2 over its steps
+//! ([`Side`]; the AVX2 tile ignores it). Prefetches are hints: past the end of a buffer they
+//! neither fault nor read.
 //!
 //! The functions (and the SiLU, mixing, depthwise, matrix-vector and in-place convolution
 //! variants of [`super::silu`], [`super::mix`], [`super::dw`], [`super::gemv`] and
@@ -29,7 +31,7 @@
 use super::silu::x86::{silu16, silu8};
 use super::{
     Isa, UkernelTable, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0, GEMM_HARDSWISH,
-    GEMM_SILU, GEMM_STREAM,
+    GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
 };
 use std::arch::x86_64::*;
 
@@ -84,6 +86,51 @@ fn prefetch_step(
     }
 }
 
+/// The rest of a tile call's `side` hint ([`super`]'s contract): the next line to prefetch
+/// and the end of the stream.
+#[derive(Clone, Copy)]
+pub(super) struct Side {
+    at: *const u8,
+    end: *const u8,
+}
+
+impl Side {
+    /// `len` floats at `p` (none when null).
+    pub(super) fn new(p: *const f32, len: usize) -> Side {
+        let at = p.cast::<u8>();
+        let len = if p.is_null() { 0 } else { len * 4 };
+        Side {
+            at,
+            end: at.wrapping_add(len),
+        }
+    }
+
+    /// Part `index` of the stream cut into parts of `steps` reduction steps each (a call that
+    /// runs several tiles gives each the part its steps prefetch).
+    pub(super) fn part(self, index: usize, steps: usize) -> Side {
+        let skip = index
+            .saturating_mul(steps)
+            .saturating_mul(64 * SIDE_LINES_PER_STEP);
+        let left = (self.end as usize).saturating_sub(self.at as usize);
+        Side {
+            at: self.at.wrapping_add(skip.min(left)),
+            end: self.end,
+        }
+    }
+
+    /// One reduction step's share: [`SIDE_LINES_PER_STEP`] lines into L2, while any are left.
+    #[inline(always)]
+    pub(super) fn step(&mut self) {
+        if self.at < self.end {
+            for i in 0..SIDE_LINES_PER_STEP {
+                // SAFETY: prefetches never fault, whatever the address.
+                unsafe { _mm_prefetch::<_MM_HINT_T1>(self.at.wrapping_add(64 * i).cast()) };
+            }
+            self.at = self.at.wrapping_add(64 * SIDE_LINES_PER_STEP);
+        }
+    }
+}
+
 static AVX512: UkernelTable = UkernelTable {
     gemm_f32: gemm_f32_avx512,
     gemm_f32_m0: M0,
@@ -133,9 +180,12 @@ unsafe extern "C" fn gemm_f32_avx512(
     flags: u32,
     lo: f32,
     hi: f32,
+    side: *const f32,
+    side_len: usize,
 ) {
+    let side = Side::new(side, side_len);
     // SAFETY: the same contract; the table holding this function exists only with AVX-512F.
-    unsafe { avx512(k, a, b, ldb, c, ldc, m, n, bias, flags, lo, hi) }
+    unsafe { avx512(k, a, b, ldb, c, ldc, m, n, bias, flags, lo, hi, side) }
 }
 
 #[target_feature(enable = "avx512f")]
@@ -153,13 +203,14 @@ unsafe fn avx512(
     flags: u32,
     lo: f32,
     hi: f32,
+    side: Side,
 ) {
     let (m, n) = (m.min(M0), n.min(N0));
     if m == 0 || n == 0 {
         return;
     }
     prefetch_next_tile(c, ldc, m);
-    let args = (k, a, b, ldb, c, ldc, m, n);
+    let args = (k, a, b, ldb, c, ldc, m, n, side);
     let ep = Epilogue {
         bias,
         flags,
@@ -197,7 +248,7 @@ unsafe fn avx512(
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
 unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
-    (k, a, b, ldb, c, ldc, m, n): (
+    (k, a, b, ldb, c, ldc, m, n, mut side): (
         usize,
         *const f32,
         *const f32,
@@ -206,6 +257,7 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
         usize,
         usize,
         usize,
+        Side,
     ),
     ep: Epilogue,
 ) {
@@ -229,6 +281,7 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
         for _ in 0..k {
             unsafe {
                 prefetch_step(ap, bp, ldb, n, strided);
+                side.step();
                 let bv = std::array::from_fn(|g| _mm512_loadu_ps(bp.wrapping_add(16 * g)));
                 avx512_step(&mut acc, ap, bv);
                 ap = ap.add(M0);
@@ -239,6 +292,7 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
         for _ in 0..k {
             unsafe {
                 prefetch_step(ap, bp, ldb, n, strided);
+                side.step();
                 let bv = std::array::from_fn(|g| {
                     _mm512_maskz_loadu_ps(mask[g], bp.wrapping_add(16 * g))
                 });
@@ -368,6 +422,8 @@ unsafe extern "C" fn gemm_f32_avx2(
     flags: u32,
     lo: f32,
     hi: f32,
+    _side: *const f32,
+    _side_len: usize,
 ) {
     let (m, n) = (m.min(M0), n.min(N0));
     prefetch_next_tile(c, ldc, m);

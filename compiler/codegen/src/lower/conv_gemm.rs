@@ -66,7 +66,7 @@ use dync_ir::TensorType;
 use dync_runtime::ukernel::taps::{TAPS_MAX, TAP_GEO_FIELDS};
 use dync_runtime::ukernel::{
     GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
-    GEMM_HARDSWISH, GEMM_SILU, GEMM_STREAM,
+    GEMM_HARDSWISH, GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
 };
 
 /// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
@@ -1060,10 +1060,12 @@ impl Chunk {
         panels(k, &mut |k, mb, m| {
             let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
             // The chunk's steps of panel mb of group grp (of image n).
+            // The next bank block, which the tiles prefetch (see `side` below).
+            let mut next = None;
             let a_ptr = match wts.a {
                 ASource::Mixed { mix, abuf, coefs } => {
                     let s0 = k.b.ins().imul_imm_s(ci0, taps);
-                    mix.chunk(k, (grp, mb, (lo, hi)), (s0, kc), abuf, coefs)?;
+                    next = Some(mix.chunk(k, (grp, mb, (lo, hi)), (s0, kc), abuf, coefs)?);
                     abuf
                 }
                 ASource::Packed {
@@ -1108,7 +1110,7 @@ impl Chunk {
             };
             let below = k.b.ins().f32const(lo_v);
             let above = k.b.ins().f32const(hi_v);
-            for (at, &(b_ptr, ldb)) in tiles.iter().zip(&bs) {
+            for (i, (at, &(b_ptr, ldb))) in tiles.iter().zip(&bs).enumerate() {
                 let c_idx = k.b.ins().imul_imm_s(n, as_i64(g.o)?);
                 let c_idx = k.b.ins().iadd(c_idx, oc);
                 let c_idx = k.b.ins().imul_imm_s(c_idx, p);
@@ -1140,12 +1142,16 @@ impl Chunk {
                     })?;
                 }
                 let ldc = k.iconst(p);
+                let (side, side_len) = match next {
+                    Some(next) => side_part(k, next, kc, i)?,
+                    None => (zero, zero),
+                };
                 match callee {
                     Callee::Tile(tile) => {
                         let ldb = k.iconst(ldb);
                         let args = [
                             kc, a_ptr, b_ptr, ldb, c_ptr, ldc, m, at.ncols, bias, flags, below,
-                            above,
+                            above, side, side_len,
                         ];
                         k.b.ins().call_indirect(sig, tile, &args)
                     }
@@ -1153,7 +1159,7 @@ impl Chunk {
                         let lda = k.iconst(as_i64(g.k * M0)?);
                         let args = [
                             kc, a_ptr, lda, b_ptr, geo, at.pos0, c_ptr, ldc, res, m, at.ncols,
-                            bias, flags, below, above,
+                            bias, flags, below, above, side, side_len,
                         ];
                         k.b.ins().call_indirect(sig, f, &args)
                     }
@@ -1165,6 +1171,24 @@ impl Chunk {
             Ok(())
         })
     }
+}
+
+/// The part of the next bank block `(next, len)` (address, floats) that the `i`-th tile call
+/// of a mixed chunk of `kc` steps prefetches (the tile contract's `side` hint): calls before
+/// it cover `kc` steps' share each ([`SIDE_LINES_PER_STEP`] lines a step), so the chunk's
+/// calls together stream the block while their FMAs run, and its mixing then reads it from
+/// L2. (Layer 4 of dy-resnet50 and CondConv's 7×7 blocks are bound by these streams.)
+fn side_part(
+    k: &mut Kernel,
+    (next, len): (Value, Value),
+    kc: Value,
+    i: usize,
+) -> LResult<(Value, Value)> {
+    let per = as_i64(SIDE_LINES_PER_STEP * 16 * i)?;
+    let skip = k.b.ins().imul_imm_s(kc, per);
+    let skip = k.b.ins().umin(skip, len);
+    let bytes = k.b.ins().imul_imm_s(skip, 4);
+    Ok((k.b.ins().iadd(next, bytes), k.b.ins().isub(len, skip)))
 }
 
 /// The function a chunk's tiles call: the GEMM tile, or the in-place convolution tile with the
@@ -1506,7 +1530,9 @@ impl Mix<'_> {
 
     /// Mixes steps `s0 .. s0 + kc` of channel panel `mb` of group `grp` for image 0 into
     /// `abuf` (`kc` rows of M0 floats, the tile's A panel), the task's panels being
-    /// `panels.0 .. panels.1`; `coefs` holds experts × M0 floats.
+    /// `panels.0 .. panels.1`; `coefs` holds experts × M0 floats. Returns the bank block that
+    /// follows (its address and floats, as long as this one): the next chunk's, which the
+    /// tiles prefetch while they run (their `side` hint).
     fn chunk(
         &self,
         k: &mut Kernel,
@@ -1514,7 +1540,7 @@ impl Mix<'_> {
         (s0, kc): (Value, Value),
         abuf: Value,
         coefs: Value,
-    ) -> LResult {
+    ) -> LResult<(Value, Value)> {
         let (_, oc0, _) = self.panel_start(k, grp, mb)?;
         self.coefficients(k, oc0, 0..1, coefs)?;
         let at = block_at(
@@ -1525,6 +1551,7 @@ impl Mix<'_> {
             (panels.0, panels.1, mb),
             (s0, kc),
         )?;
+        let next = self.next_block(k, at, kc)?;
         let f = k.mix_fn();
         let call =
             |k: &mut Kernel, f: Value| self.call_kernel(k, f, (at, kc), (coefs, 1), (abuf, 0));
@@ -1543,7 +1570,17 @@ impl Mix<'_> {
                 Ok(())
             })
         };
-        k.ukernel_or(f, call, own)
+        k.ukernel_or(f, call, own)?;
+        Ok(next)
+    }
+
+    /// The bank block of `steps` steps at element `at`, and the address of the one after it
+    /// (a hint only: past the bank's end for the last block) with its length in floats.
+    fn next_block(&self, k: &mut Kernel, at: Value, steps: Value) -> LResult<(Value, Value)> {
+        let len = k.b.ins().imul_imm_s(steps, as_i64(self.experts * M0)?);
+        let bank = k.span_addr(BufId::In(2), at, len);
+        let bytes = k.b.ins().imul_imm_s(len, 4);
+        Ok((k.b.ins().iadd(bank, bytes), len))
     }
 
     /// Calls the mixing micro-kernel `f` (`dync_runtime::ukernel::mix`'s contract, the same
@@ -1559,10 +1596,8 @@ impl Mix<'_> {
         (coefs, images): (Value, usize),
         (dst, dst_ld): (Value, usize),
     ) -> LResult {
-        let len = k.b.ins().imul_imm_s(steps, as_i64(self.experts * M0)?);
+        let (next, len) = self.next_block(k, at, steps)?;
         let bank = k.span_addr(BufId::In(2), at, len);
-        let bytes = k.b.ins().imul_imm_s(len, 4);
-        let next = k.b.ins().iadd(bank, bytes);
         let ptr = k.b.func.dfg.value_type(bank);
         let sig =
             k.b.import_signature(crate::abi::mix_signature(k.call_conv(), ptr));
