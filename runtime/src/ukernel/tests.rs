@@ -354,3 +354,38 @@ proptest! {
         }
     }
 }
+
+/// The AVX-512 tiles' `side` hint streams exactly its lines (rounded up, at most
+/// `SIDE_LINES_PER_STEP` a step) over a call's steps, none past them.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_side_hint_spreads_its_lines_over_the_steps() {
+    use super::x86::Side;
+    let buf = [0f32; 4];
+    for (len, steps) in [
+        (0, 5),
+        (1, 1),
+        (16, 3),
+        (48, 7),
+        (1000, 7),
+        (100, 2),
+        (33, 300),
+    ] {
+        let mut side = Side::new(buf.as_ptr(), len, steps);
+        let want = len.div_ceil(16).min(SIDE_LINES_PER_STEP * steps);
+        let mut most = 0;
+        for _ in 0..steps {
+            let before = side.left();
+            side.step();
+            most = most.max(before - side.left());
+        }
+        assert_eq!(side.left(), 0, "len {len} steps {steps}");
+        assert_eq!(side.streamed(), want, "len {len} steps {steps}");
+        assert!(
+            most <= SIDE_LINES_PER_STEP,
+            "len {len} steps {steps}: {most} in a step"
+        );
+    }
+    let none = Side::new(std::ptr::null(), 1000, 8);
+    assert_eq!((none.left(), none.streamed()), (0, 0));
+}
