@@ -44,8 +44,9 @@
 //! in bands of four: the band's input rows are read once per vector and each shifted block
 //! feeds every output row that uses it. MobileNetV2's 56-wide stride-1 layer, one thread:
 //! 0.222 → 0.129 ms; its 112 → 56 stride-2 layer 0.30 → 0.21 ms. Kernels other than 3×3,
-//! 5×5 and 7×7, unequal strides, and rows too wide for the ring (about 2,700 floats at 3×3)
-//! take the portable loop; [`vector_shape`] tells the compiler which shapes those are, and it
+//! 5×5 and 7×7, 7×7 at stride 2 (no known network has one; its vector code, 14 KB, kept the
+//! runtime over its size limit), unequal strides, and rows too wide for the ring (about 2,700
+//! floats at 3×3) take the portable loop; [`vector_shape`] tells the compiler which shapes those are, and it
 //! keeps its own 4-lane code for them.
 
 use super::{generic::clamp, silu::silu, GEMM_CLAMP, GEMM_SILU};
@@ -169,7 +170,7 @@ const BAND: usize = 4;
 /// masks for.
 const MAX_EDGES: usize = 8;
 /// Floats of the AVX-512 variant's ring of padded input rows (32 KB on the stack, within L1):
-/// 3×3 kernels take rows up to about 2,700 wide, 7×7 ones at stride 2 about 1,100.
+/// 3×3 kernels take rows up to about 2,700 wide, larger kernels fewer.
 const RING: usize = 8 * 1024;
 
 /// The lanes of the 16-output vector from output `x0` whose 4-column group uses tap column `kx`
@@ -196,7 +197,7 @@ struct Layout {
 impl Layout {
     /// The layout of a plane of rows `w` wide (`ow` outputs per row, left padding `pl`) for a
     /// `kh × kw` kernel at strides `(sy, sx)`; None when the AVX-512 variant leaves it to the
-    /// portable loop: kernels other than 3×3, 5×5 and 7×7, unequal strides, rows too wide
+    /// portable loop: kernels other than 3×3, 5×5 and 7×7 (at stride 1), unequal strides, rows too wide
     /// for the ring even in a band of one row, more than [`MAX_EDGES`] edge vectors, rows
     /// narrower than 2.
     fn of(
@@ -206,7 +207,7 @@ impl Layout {
         ow: usize,
     ) -> Option<Layout> {
         let s = sx;
-        if kh != kw || !matches!(kw, 3 | 5 | 7) || sy != sx || !matches!(s, 1 | 2) || w < 2 {
+        if kh != kw || !matches!((kw, s), (3 | 5, 1 | 2) | (7, 1)) || sy != sx || w < 2 {
             return None;
         }
         let vecs = ow.div_ceil(16);
@@ -259,8 +260,9 @@ pub(super) mod x86 {
     use super::{uses_lanes, Layout, BAND, GEMM_CLAMP, GEMM_SILU, MAX_EDGES, RING};
     use std::arch::x86_64::*;
 
-    /// Most input rows a band reads: 4 output rows of a 7×7 kernel at stride 2.
-    const MAX_READS: usize = (BAND - 1) * 2 + 7;
+    /// Most input rows a band reads: 4 output rows of a 5×5 kernel at stride 2 (a 7×7 one at
+    /// stride 1 reads 10).
+    const MAX_READS: usize = (BAND - 1) * 2 + 5;
 
     /// The ring's storage, aligned so that every 16-float block of a padded row is one cache
     /// line.
@@ -310,8 +312,8 @@ pub(super) mod x86 {
             hi,
         };
         // SAFETY: the same contract; only reachable when the CPU has AVX-512F. Kernels other
-        // than 3×3, 5×5 and 7×7 and unequal strides (rare in depthwise layers) take the
-        // portable loop.
+        // than 3×3, 5×5 and 7×7 (at stride 1) and unequal strides (rare in depthwise layers)
+        // take the portable loop.
         let done = unsafe {
             match (kh, kw, sy, sx) {
                 (3, 3, 1, 1) => rows::<3, 3, 1>(&p, &o),
@@ -319,7 +321,6 @@ pub(super) mod x86 {
                 (5, 5, 1, 1) => rows::<5, 5, 1>(&p, &o),
                 (5, 5, 2, 2) => rows::<5, 5, 2>(&p, &o),
                 (7, 7, 1, 1) => rows::<7, 7, 1>(&p, &o),
-                (7, 7, 2, 2) => rows::<7, 7, 2>(&p, &o),
                 _ => false,
             }
         };
@@ -659,7 +660,8 @@ mod tests {
         use super::vector_shape;
         assert!(vector_shape((3, 3), (1, 1), 112, 1, 112));
         assert!(vector_shape((3, 3), (2, 2), 112, 1, 56));
-        assert!(vector_shape((7, 7), (2, 2), 1000, 3, 500));
+        assert!(vector_shape((7, 7), (1, 1), 1000, 3, 1000));
+        assert!(!vector_shape((7, 7), (2, 2), 1000, 3, 500));
         // Other kernels and strides, rows too wide for the ring, rows of one column.
         assert!(!vector_shape((3, 5), (1, 1), 112, 1, 110));
         assert!(!vector_shape((9, 9), (1, 1), 112, 4, 112));

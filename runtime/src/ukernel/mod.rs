@@ -41,9 +41,8 @@
 //! - `side`, `side_len`: a hint, never dereferenced, no effect on results — `side_len`
 //!   floats at `side` that the caller reads right after this call (a fused dyn_conv's next
 //!   bank block, which its mixing then finds in L2). The AVX-512 tile prefetches them into
-//!   L2 spread evenly over its steps (at most [`SIDE_LINES_PER_STEP`] cache lines a step), so
-//!   a memory-bound stream runs while the tile's FMAs do; the other variants ignore it. Null
-//!   or 0 for none.
+//!   L2 over its steps, [`SIDE_LINES_PER_STEP`] cache lines a step, so a memory-bound stream
+//!   runs while the tile's FMAs do; the other variants ignore it. Null or 0 for none.
 //!
 //! Every variant uses the same `M0 × N0` tile, so panels packed at compile time (static
 //! weights) are valid whichever variant the running CPU selects. Results of different variants
@@ -110,9 +109,9 @@ pub const GEMM_HARDSWISH: u32 = 8;
 /// reads its plane row by row, which the hardware prefetchers follow.)
 pub const GEMM_STREAM: u32 = 16;
 
-/// The most cache lines of the `side` stream the AVX-512 tiles prefetch per reduction step
-/// (64 B each): 128 B per step of 8 cycles is more than one core's share of memory
-/// bandwidth.
+/// Cache lines of the `side` stream the AVX-512 tiles prefetch per reduction step (64 B
+/// each): 128 B per step of 8 cycles is more than one core's share of memory bandwidth, so
+/// the stream is limited by memory, not by the hint.
 pub const SIDE_LINES_PER_STEP: usize = 2;
 
 /// The f32 GEMM tile; see the module documentation for the exact contract.

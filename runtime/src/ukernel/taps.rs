@@ -346,8 +346,7 @@ pub(super) mod x86 {
         side_len: usize,
     ) {
         let n = n.min(N0);
-        // The panels' tiles take equal parts of the side hint, in order.
-        let share = side_len.div_ceil(m.div_ceil(M0).max(1));
+        let side = Side::new(side, side_len);
         // SAFETY: `geo` is readable.
         let g = unsafe { *geo };
         let Some(taps) = Taps::new(&g, pos0, n) else {
@@ -378,11 +377,7 @@ pub(super) mod x86 {
                 plane,
                 (cq, ldc, rows),
                 res,
-                Side::new(
-                    side.wrapping_add(q * share),
-                    share.min(side_len.saturating_sub(q * share)),
-                    k,
-                ),
+                side.part(q, k),
             );
             // SAFETY (both): the contract, for panel q's rows; the table holding this
             // function exists only with AVX-512F.

@@ -355,37 +355,36 @@ proptest! {
     }
 }
 
-/// The AVX-512 tiles' `side` hint streams exactly its lines (rounded up, at most
-/// `SIDE_LINES_PER_STEP` a step) over a call's steps, none past them.
+/// The AVX-512 tiles' `side` hint: [`SIDE_LINES_PER_STEP`] lines a step from where the call's
+/// part starts until the stream ends, nothing for a null one.
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn the_side_hint_spreads_its_lines_over_the_steps() {
+fn the_side_hint_streams_its_part_in_order() {
     use super::x86::Side;
     let buf = [0f32; 4];
-    for (len, steps) in [
-        (0, 5),
-        (1, 1),
-        (16, 3),
-        (48, 7),
-        (1000, 7),
-        (100, 2),
-        (33, 300),
+    let line = 64 * SIDE_LINES_PER_STEP;
+    for (len, steps, index) in [
+        (0, 5, 0),
+        (16, 1, 0),
+        (1000, 7, 0),
+        (1000, 7, 1),
+        (1000, 7, 9),
     ] {
-        let mut side = Side::new(buf.as_ptr(), len, steps);
-        let want = len.div_ceil(16).min(SIDE_LINES_PER_STEP * steps);
-        let mut most = 0;
-        for _ in 0..steps {
+        let bytes = len * 4;
+        let mut side = Side::new(buf.as_ptr(), len).part(index, steps);
+        let start = (index * steps * line).min(bytes);
+        assert_eq!(
+            side.left(),
+            bytes - start,
+            "len {len} steps {steps} part {index}"
+        );
+        for s in 0..steps {
             let before = side.left();
             side.step();
-            most = most.max(before - side.left());
+            let want = if before == 0 { 0 } else { line.min(before) };
+            assert!(before - side.left() <= line, "step {s}");
+            assert!(before - side.left() >= want.min(before), "step {s}");
         }
-        assert_eq!(side.left(), 0, "len {len} steps {steps}");
-        assert_eq!(side.streamed(), want, "len {len} steps {steps}");
-        assert!(
-            most <= SIDE_LINES_PER_STEP,
-            "len {len} steps {steps}: {most} in a step"
-        );
     }
-    let none = Side::new(std::ptr::null(), 1000, 8);
-    assert_eq!((none.left(), none.streamed()), (0, 0));
+    assert_eq!(Side::new(std::ptr::null(), 1000).left(), 0);
 }

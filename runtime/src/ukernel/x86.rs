@@ -86,63 +86,54 @@ fn prefetch_step(
     }
 }
 
-/// A tile's `side` hint ([`super`]'s contract) as it runs: its lines spread evenly over the
-/// tile's steps (`lines` every `steps` steps, at most [`SIDE_LINES_PER_STEP`] a step), so the
-/// stream asks memory for no more than it delivers while the FMAs run (a burst at that rate
-/// for all of them would stall the tile on the prefetches as long as the mixing would wait).
+/// The rest of a tile call's `side` hint ([`super`]'s contract): the next line to prefetch
+/// and the end of the stream.
 #[derive(Clone, Copy)]
 pub(super) struct Side {
     at: *const u8,
-    left: usize,
-    lines: usize,
-    steps: usize,
-    acc: usize,
+    end: *const u8,
 }
 
 impl Side {
-    /// The lines of the `len` floats at `p` (none when null) over a call of `steps` steps.
-    pub(super) fn new(p: *const f32, len: usize, steps: usize) -> Side {
-        let steps = steps.max(1);
-        let lines = if p.is_null() {
-            0
-        } else {
-            len.div_ceil(16).min(SIDE_LINES_PER_STEP * steps)
-        };
+    /// `len` floats at `p` (none when null).
+    pub(super) fn new(p: *const f32, len: usize) -> Side {
+        let at = p.cast::<u8>();
+        let len = if p.is_null() { 0 } else { len * 4 };
         Side {
-            at: p.cast(),
-            left: lines,
-            lines,
-            steps,
-            acc: 0,
+            at,
+            end: at.wrapping_add(len),
         }
     }
 
-    /// One reduction step's share of the lines, prefetched into L2.
+    /// Part `index` of the stream cut into parts of `steps` reduction steps each (a call that
+    /// runs several tiles gives each the part its steps prefetch).
+    pub(super) fn part(self, index: usize, steps: usize) -> Side {
+        let skip = index
+            .saturating_mul(steps)
+            .saturating_mul(64 * SIDE_LINES_PER_STEP);
+        let left = (self.end as usize).saturating_sub(self.at as usize);
+        Side {
+            at: self.at.wrapping_add(skip.min(left)),
+            end: self.end,
+        }
+    }
+
+    /// One reduction step's share: [`SIDE_LINES_PER_STEP`] lines into L2, while any are left.
     #[inline(always)]
     pub(super) fn step(&mut self) {
-        if self.left == 0 {
-            return;
-        }
-        self.acc += self.lines;
-        while self.acc >= self.steps && self.left > 0 {
-            // SAFETY: prefetches never fault, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(self.at.cast()) };
-            self.at = self.at.wrapping_add(64);
-            self.left -= 1;
-            self.acc -= self.steps;
+        if self.at < self.end {
+            for i in 0..SIDE_LINES_PER_STEP {
+                // SAFETY: prefetches never fault, whatever the address.
+                unsafe { _mm_prefetch::<_MM_HINT_T1>(self.at.wrapping_add(64 * i).cast()) };
+            }
+            self.at = self.at.wrapping_add(64 * SIDE_LINES_PER_STEP);
         }
     }
 
-    /// Lines not yet prefetched.
+    /// Bytes not yet prefetched.
     #[cfg(test)]
     pub(super) fn left(&self) -> usize {
-        self.left
-    }
-
-    /// Lines prefetched so far.
-    #[cfg(test)]
-    pub(super) fn streamed(&self) -> usize {
-        self.lines - self.left
+        (self.end as usize).saturating_sub(self.at as usize)
     }
 }
 
@@ -198,7 +189,7 @@ unsafe extern "C" fn gemm_f32_avx512(
     side: *const f32,
     side_len: usize,
 ) {
-    let side = Side::new(side, side_len, k);
+    let side = Side::new(side, side_len);
     // SAFETY: the same contract; the table holding this function exists only with AVX-512F.
     unsafe { avx512(k, a, b, ldb, c, ldc, m, n, bias, flags, lo, hi, side) }
 }

@@ -66,7 +66,7 @@ use dync_ir::TensorType;
 use dync_runtime::ukernel::taps::{TAPS_MAX, TAP_GEO_FIELDS};
 use dync_runtime::ukernel::{
     GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
-    GEMM_HARDSWISH, GEMM_SILU, GEMM_STREAM,
+    GEMM_HARDSWISH, GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
 };
 
 /// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
@@ -1143,7 +1143,7 @@ impl Chunk {
                 }
                 let ldc = k.iconst(p);
                 let (side, side_len) = match next {
-                    Some(next) => side_part(k, next, tiles.len(), i)?,
+                    Some(next) => side_part(k, next, kc, i)?,
                     None => (zero, zero),
                 };
                 match callee {
@@ -1173,27 +1173,22 @@ impl Chunk {
     }
 }
 
-/// The part of the next bank block `(next, len)` (address, floats) that tile call `i` of the
-/// `calls` of a mixed chunk prefetches (the tile contract's `side` hint): equal parts of whole
-/// cache lines, so the chunk's calls stream the block into L2 spread over their FMAs and its
-/// mixing then reads it from there. (Layer 4 of dy-resnet50 and CondConv's 7×7 blocks are
-/// bound by these streams.)
+/// The part of the next bank block `(next, len)` (address, floats) that the `i`-th tile call
+/// of a mixed chunk of `kc` steps prefetches (the tile contract's `side` hint): calls before
+/// it cover `kc` steps' share each ([`SIDE_LINES_PER_STEP`] lines a step), so the chunk's
+/// calls together stream the block while their FMAs run, and its mixing then reads it from
+/// L2. (Layer 4 of dy-resnet50 and CondConv's 7×7 blocks are bound by these streams.)
 fn side_part(
     k: &mut Kernel,
     (next, len): (Value, Value),
-    calls: usize,
+    kc: Value,
     i: usize,
 ) -> LResult<(Value, Value)> {
-    // ⌈len / calls⌉ rounded up to the 16 floats of a cache line.
-    let share = k.b.ins().iadd_imm_s(len, as_i64(16 * calls - 1)?);
-    let share = k.b.ins().udiv_imm_u(share, as_i64(16 * calls)?);
-    let share = k.b.ins().imul_imm_s(share, 16);
-    let skip = k.b.ins().imul_imm_s(share, as_i64(i)?);
+    let per = as_i64(SIDE_LINES_PER_STEP * 16 * i)?;
+    let skip = k.b.ins().imul_imm_s(kc, per);
     let skip = k.b.ins().umin(skip, len);
-    let left = k.b.ins().isub(len, skip);
-    let part = k.b.ins().umin(share, left);
     let bytes = k.b.ins().imul_imm_s(skip, 4);
-    Ok((k.b.ins().iadd(next, bytes), part))
+    Ok((k.b.ins().iadd(next, bytes), k.b.ins().isub(len, skip)))
 }
 
 /// The function a chunk's tiles call: the GEMM tile, or the in-place convolution tile with the
