@@ -6,7 +6,8 @@
 //! ceiling to read the tiles against on a shared machine. `silu_f32`: elements per second of
 //! each SiLU variant over a 56×56 plane. `mix_f32`: bytes of bank per second each mixing
 //! variant streams. `dw_f32`: outputs per second of each depthwise variant over a 112×112
-//! and a 56×56 plane. `gemv_f32`: bytes of weights per second each matrix-vector variant streams.
+//! and a 56×56 plane; `dwc_f32` of the channel-block variants over 16 channels of a 7×7 map
+//! (5×5, SiLU). `gemv_f32`: bytes of weights per second each matrix-vector variant streams.
 //! `taps_f32`: FLOP/s of the in-place stride-1 convolution tile against the GEMM tile on the
 //! packed panel it replaces.
 //!
@@ -254,6 +255,57 @@ fn dw(c: &mut Criterion) {
     g.finish();
 }
 
+/// Outputs per second of each channel-block depthwise variant: 16 channels of a 7×7 map, a 5×5
+/// kernel with SiLU (EfficientNet's last stage).
+fn dwc(c: &mut Criterion) {
+    use dync_runtime::ukernel::dwc::{DwcGeo, DWC_CHANNELS};
+    let mut g = c.benchmark_group("dwc_f32");
+    let geo = DwcGeo {
+        h: 7,
+        w: 7,
+        oh: 7,
+        ow: 7,
+        kh: 5,
+        kw: 5,
+        s: 1,
+        pt: 2,
+        pl: 2,
+    };
+    let x = data(DWC_CHANNELS * 49, 9);
+    let wts = data(DWC_CHANNELS * 25, 10);
+    let bias = data(DWC_CHANNELS, 11);
+    let mut y = vec![0f32; DWC_CHANNELS * 49];
+    g.throughput(Throughput::Elements((DWC_CHANNELS * 49) as u64));
+    for isa in Isa::ALL {
+        let Some(f) = table(isa).and_then(|t| t.dwc_f32) else {
+            continue;
+        };
+        g.bench_function(BenchmarkId::new(isa.name(), "5x5s1w7"), |bench| {
+            bench.iter(|| {
+                // SAFETY: 16 planes of 7×7, 16 kernels of 5×5, 16 biases and outputs.
+                unsafe {
+                    f(
+                        x.as_ptr(),
+                        49,
+                        &geo,
+                        wts.as_ptr(),
+                        25,
+                        bias.as_ptr(),
+                        y.as_mut_ptr(),
+                        49,
+                        DWC_CHANNELS,
+                        dync_runtime::ukernel::GEMM_SILU,
+                        0.0,
+                        0.0,
+                    )
+                };
+                black_box(&mut y);
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Bytes of weights per second each matrix-vector variant reads: MobileNetV2's classifier,
 /// 1280 → 1000 (5 MB, beyond L2), for one vector and for a batch of eight.
 fn gemv(c: &mut Criterion) {
@@ -387,5 +439,5 @@ fn taps(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tile, fma_peak, silu, mix, dw, gemv, taps);
+criterion_group!(benches, tile, fma_peak, silu, mix, dw, dwc, gemv, taps);
 criterion_main!(benches);

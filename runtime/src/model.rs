@@ -34,7 +34,8 @@ pub const MODEL_MAGIC: u32 = u32::from_le_bytes(*b"DYNC");
 /// matrix-vector kernels; 3: the mixing kernel takes a step stride and its caller's next bank, and the table gained
 /// the small-map depthwise kernel; 4: the matrix-vector kernel takes several vectors (`ldx`,
 /// `m`, `ldy`); 5: the table gained the in-place stride-1 convolution tile; 6: the GEMM and
-/// in-place tiles take the `side` prefetch hint. An executable linked with a runtime library of another version (a stale `libdync_runtime.a`) then stops with
+/// in-place tiles take the `side` prefetch hint, and the table gained the channel-block
+/// depthwise kernel. An executable linked with a runtime library of another version (a stale `libdync_runtime.a`) then stops with
 /// [`ModelError::Version`] instead of calling through fields its table does not have.
 pub const ABI_VERSION: u32 = 6;
 /// `run` was given a null handle, or null inputs or outputs for a model that has some.

@@ -148,7 +148,7 @@ pub use dync_runtime::ctx::{
     CTX_KERNEL_HOOK, CTX_PARALLEL_FOR, CTX_UKERNELS, HOOK_BEGIN, HOOK_END,
 };
 pub use dync_runtime::ukernel::{
-    UKERNELS_DWP_F32, UKERNELS_DW_F32, UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0,
+    UKERNELS_DWC_F32, UKERNELS_DWP_F32, UKERNELS_DW_F32, UKERNELS_GEMM_F32, UKERNELS_GEMM_F32_M0,
     UKERNELS_GEMM_F32_N0, UKERNELS_GEMV_F32, UKERNELS_ISA, UKERNELS_MIX_F32, UKERNELS_SILU_F32,
     UKERNELS_TAPS_F32,
 };
@@ -181,6 +181,17 @@ pub fn dw_signature(call_conv: CallConv, ptr: Type) -> Signature {
 /// `flags: u32`, `lo: f32`, `hi: f32`, no result.
 pub fn dwp_signature(call_conv: CallConv, ptr: Type) -> Signature {
     depthwise_signature(call_conv, ptr, 10)
+}
+
+/// Signature of the channel-block depthwise kernel (`dync_runtime::ukernel::dwc::DwcF32Fn`):
+/// `x, x_ld, geo, wts, w_ld, bias, y, y_ld, nc` pointer-sized, then `flags: u32`, `lo: f32`,
+/// `hi: f32`, no result.
+pub fn dwc_signature(call_conv: CallConv, ptr: Type) -> Signature {
+    let mut s = Signature::new(call_conv);
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 9));
+    s.params
+        .extend([types::I32, types::F32, types::F32].map(AbiParam::new));
+    s
 }
 
 /// `pointers` pointer-sized parameters, then the depthwise kernels' epilogue `bias: f32`,

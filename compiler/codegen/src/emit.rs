@@ -248,6 +248,7 @@ fn lower_kernels(
             mix: ukernels && lower::uses_mix(&node.op, packed.is_some()),
             dw,
             dwp: dw,
+            dwc: ukernels && lower::uses_dwc(&node.op, &operand_tys, &node.ty, packed.is_some()),
             gemv: ukernels && lower::uses_gemv(&node.op, &operand_tys),
             taps: ukernels && lower::uses_taps(&node.op, &operand_tys, &node.ty, packed),
         };
@@ -751,6 +752,7 @@ fn emit_entry(
         let mix_fn = slot_fn(&mut b, |s| s.mix, abi::UKERNELS_MIX_F32, true)?;
         let dw_fn = slot_fn(&mut b, |s| s.dw, abi::UKERNELS_DW_F32, false)?;
         let dwp_fn = slot_fn(&mut b, |s| s.dwp, abi::UKERNELS_DWP_F32, false)?;
+        let dwc_fn = slot_fn(&mut b, |s| s.dwc, abi::UKERNELS_DWC_F32, false)?;
         let gemv_fn = slot_fn(&mut b, |s| s.gemv, abi::UKERNELS_GEMV_F32, false)?;
         let taps_fn = slot_fn(&mut b, |s| s.taps, abi::UKERNELS_TAPS_F32, true)?;
         for (i, (&id, KernelFns { phases, slots })) in
@@ -764,7 +766,9 @@ fn emit_entry(
             if let Some(&off) = plan.scratch.get(&id) {
                 bufs.push(address(&mut b, Storage::Arena(off))?);
             }
-            let fns = [tile_fn, silu_fn, mix_fn, dw_fn, dwp_fn, gemv_fn, taps_fn];
+            let fns = [
+                tile_fn, silu_fn, mix_fn, dw_fn, dwp_fn, dwc_fn, gemv_fn, taps_fn,
+            ];
             for (name, (taken, f)) in Slots::NAMES.iter().zip(slots.taken().into_iter().zip(fns)) {
                 if taken {
                     bufs.push(f.ok_or_else(|| err(format!("a {name} slot without a kernel")))?);

@@ -153,3 +153,77 @@ fn dyn_conv_depthwise_and_small_groups() {
         );
     }
 }
+
+/// Depthwise convs and dyn_convs on 7×7-sized maps run in blocks of 16 channels (the
+/// channel-block micro-kernel, or each channel's padded plane without it: the same bits):
+/// full and partial blocks, strides 1 and 2, rows 4 to 8 wide, the clamp and both activations,
+/// per-expert and per-channel coefficients, batches.
+#[test]
+fn depthwise_channel_blocks() {
+    let mut r = rng(74);
+    let relu6 = Some(Clamp { lo: 0.0, hi: 6.0 });
+    #[rustfmt::skip]
+    let cases = [
+        // (n, c, h, w, k, stride, pad, clamp, act)
+        (1, 37, 7, 7, 5, 1, 2, None, Some(Act::Silu)),
+        (2, 16, 7, 7, 3, 1, 1, relu6, None),
+        (1, 40, 14, 14, 5, 2, 2, None, Some(Act::HardSwish)),
+        (1, 33, 8, 8, 3, 1, 1, relu6, Some(Act::HardSwish)),
+        (1, 20, 9, 4, 3, 1, 1, None, Some(Act::Silu)),
+        (2, 17, 13, 13, 3, 2, 1, Some(Clamp { lo: 1.0, hi: -1.0 }), None),
+    ];
+    for (n, c, h, w, k, s, p, clamp, act) in cases {
+        let x = rand_f32(&mut r, &[n, c, h, w]);
+        let conv = Conv {
+            act,
+            ..conv_op([s; 2], [p; 4], [1, 1], c, clamp)
+        };
+        for bias in [true, false] {
+            let mut args = vec![
+                Arg::In(x.clone()),
+                Arg::Const(rand_f32(&mut r, &[c, 1, k, k])),
+            ];
+            if bias {
+                args.push(Arg::Const(rand_f32(&mut r, &[c])));
+            }
+            check_op(
+                Op::Conv(conv.clone()),
+                args,
+                &format!("conv n{n} c{c} {h}x{w} k{k} s{s} p{p} {clamp:?} {act:?} bias={bias}"),
+            );
+        }
+        for per_channel in [false, true] {
+            let e = 4;
+            let coefs = if per_channel {
+                rand_f32(&mut r, &[n, c, e])
+            } else {
+                rand_f32(&mut r, &[n, e])
+            };
+            let op = DynConv {
+                strides: [s; 2],
+                pads: [p; 4],
+                dilations: [1, 1],
+                group: c,
+                bias: true,
+                bias_bank: per_channel,
+                clamp,
+                residual: false,
+                act,
+            };
+            let mut args = vec![
+                Arg::In(x.clone()),
+                Arg::In(coefs),
+                Arg::Const(rand_f32(&mut r, &[e, c, 1, k, k])),
+                Arg::Const(rand_f32(&mut r, &[c])),
+            ];
+            if per_channel {
+                args.push(Arg::Const(rand_f32(&mut r, &[e, c])));
+            }
+            check_op(
+                Op::DynConv(op),
+                args,
+                &format!("dyn_conv n{n} c{c} {h}x{w} k{k} s{s} p{p} per_channel={per_channel}"),
+            );
+        }
+    }
+}

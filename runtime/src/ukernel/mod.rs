@@ -52,7 +52,8 @@
 //! code applies a conv's SiLU epilogue with it, 16 lanes at a time with AVX-512; and the
 //! kernel-mixing kernel ([`mix`]), with which a dyn_conv mixes its bank into packed `A` panels;
 //! the depthwise convolution kernels for one channel's plane ([`dw`], and [`dwp`] on a padded
-//! copy of a small one); the matrix-vector
+//! copy of a small one) and for a block of channels of a 7×7-sized map ([`dwc`]); the
+//! matrix-vector
 //! kernel ([`gemv`]) of fully connected layers, which reads each weight row once for up to
 //! eight samples; and the tile of stride-1 convolutions that reads `B` from the input in
 //! place ([`taps`]).
@@ -69,6 +70,7 @@
 //! variant when the CPU has it (tests, benches, `--no-ukernels`-style comparisons).
 
 pub mod dw;
+pub mod dwc;
 pub mod dwp;
 pub mod gemv;
 mod generic;
@@ -182,6 +184,9 @@ pub struct UkernelTable {
     pub dw_f32: Option<dw::DwF32Fn>,
     /// Null where the ISA has no small-map depthwise variant (AVX2).
     pub dwp_f32: Option<dwp::DwpF32Fn>,
+    /// Null where the ISA has no channel-block depthwise variant (AVX2: generated code keeps
+    /// its own per-channel code).
+    pub dwc_f32: Option<dwc::DwcF32Fn>,
     /// Null where the ISA has no matrix-vector variant (AVX2).
     pub gemv_f32: Option<gemv::GemvF32Fn>,
     /// Null where the ISA has no in-place stride-1 convolution tile (AVX2: generated code
@@ -198,6 +203,7 @@ pub const UKERNELS_SILU_F32: usize = std::mem::offset_of!(UkernelTable, silu_f32
 pub const UKERNELS_MIX_F32: usize = std::mem::offset_of!(UkernelTable, mix_f32);
 pub const UKERNELS_DW_F32: usize = std::mem::offset_of!(UkernelTable, dw_f32);
 pub const UKERNELS_DWP_F32: usize = std::mem::offset_of!(UkernelTable, dwp_f32);
+pub const UKERNELS_DWC_F32: usize = std::mem::offset_of!(UkernelTable, dwc_f32);
 pub const UKERNELS_GEMV_F32: usize = std::mem::offset_of!(UkernelTable, gemv_f32);
 pub const UKERNELS_TAPS_F32: usize = std::mem::offset_of!(UkernelTable, taps_f32);
 
@@ -210,6 +216,7 @@ static GENERIC: UkernelTable = UkernelTable {
     mix_f32: mix::mix_generic,
     dw_f32: Some(dw::dw_generic),
     dwp_f32: Some(dwp::dwp_generic),
+    dwc_f32: Some(dwc::dwc_generic),
     gemv_f32: Some(gemv::gemv_generic),
     taps_f32: Some(taps::taps_generic),
 };

@@ -146,6 +146,7 @@ static AVX512: UkernelTable = UkernelTable {
     mix_f32: super::mix::x86::mix_avx512,
     dw_f32: Some(super::dw::x86::dw_avx512),
     dwp_f32: Some(super::dwp::x86::dwp_avx512),
+    dwc_f32: Some(super::dwc::x86::dwc_avx512),
     gemv_f32: Some(super::gemv::x86::gemv_avx512),
     taps_f32: Some(super::taps::x86::taps_avx512),
 };
@@ -159,6 +160,7 @@ static AVX2: UkernelTable = UkernelTable {
     mix_f32: super::mix::x86::mix_avx2,
     dw_f32: None,
     dwp_f32: None,
+    dwc_f32: None,
     gemv_f32: None,
     taps_f32: None,
 };

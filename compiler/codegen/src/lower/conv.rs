@@ -138,11 +138,20 @@ fn blocks(og: usize) -> usize {
     og.div_ceil(OC_BLOCK)
 }
 
-/// The tasks of a convolution of `x` [N, C, H, W] into `y` [N, O, OH, OW] with `group` groups
-/// (one per image, group and block of output channels; 1 when there is nothing to compute).
-pub(crate) fn tasks(x: &TensorType, y: &TensorType, group: usize) -> usize {
-    let og = y.shape[1].checked_div(group).unwrap_or(0);
-    (x.shape[0] * group * blocks(og)).max(1)
+/// The tasks of `op`'s convolution of `x` [N, C, H, W] into `y` [N, O, OH, OW] with weights
+/// `w` (one per image, group and block of output channels, or per image and block of channels
+/// of a depthwise conv in channel blocks, [`super::conv_dw::block_geo`]; 1 when there is
+/// nothing to compute).
+pub(crate) fn tasks(op: &Conv, x: &TensorType, w: &TensorType, y: &TensorType) -> usize {
+    let og = y.shape[1].checked_div(op.group).unwrap_or(0);
+    let attrs = (op.strides, op.pads, op.dilations);
+    let per_image =
+        match super::conv_dw::block_geo(&x.shape, &y.shape, &w.shape, attrs, op.group, op.residual)
+        {
+            Some(_) => super::conv_dw::channel_blocks(op.group),
+            None => op.group * blocks(og),
+        };
+    (x.shape[0] * per_image).max(1)
 }
 
 /// Blocks of output channels of all groups: the tasks of one image.
@@ -160,6 +169,20 @@ pub(crate) fn lower(k: &mut Kernel, op: &Conv) -> LResult {
     let g = Geo::new(k, op, &k.shape(BufId::In(1)), (BufId::In(1), 0), bias);
     if !has_outputs(&g) || k.shape(BufId::In(0))[0] == 0 {
         return Ok(());
+    }
+    let attrs = (op.strides, op.pads, op.dilations);
+    let (x, y, w) = (
+        k.shape(BufId::In(0)),
+        k.shape(BufId::Out),
+        k.shape(BufId::In(1)),
+    );
+    if let Some(geo) = super::conv_dw::block_geo(&x, &y, &w, attrs, op.group, op.residual) {
+        let per_image = as_i64(super::conv_dw::channel_blocks(op.group))?;
+        return k.for_tasks(|k, t| {
+            let n = k.b.ins().udiv_imm_u(t, per_image);
+            let blk = k.b.ins().urem_imm_u(t, per_image);
+            super::conv_dw::channels(k, &g, &geo, n, blk)
+        });
     }
     let per_image = as_i64(blocks_per_image(&g))?;
     k.for_tasks(|k, t| {
@@ -351,9 +374,14 @@ pub(crate) fn channel_params(
         }
         None => None,
     };
+    Ok((weights_at(k, g, n, oc)?, bias))
+}
+
+/// The element of `g.weights`' buffer where output channel `oc`'s weights of image `n` start.
+pub(crate) fn weights_at(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult<Value> {
     let wb = k.b.ins().imul_imm_s(oc, as_i64(g.cg * g.kh * g.kw)?);
     let wb = k.mul_add(wb, n, g.per_image.0);
-    Ok((k.add_imm(wb, g.weights.1), bias))
+    Ok(k.add_imm(wb, g.weights.1))
 }
 
 /// All outputs of `nb` channels starting at `oc0` of image `n`, group `grp`.

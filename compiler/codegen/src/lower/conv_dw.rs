@@ -29,12 +29,23 @@
 //! Applies to stride 1 or 2 in both dims, dilation 1, output rows 4 to [`MAX_WIDTH`] wide and
 //! a padded plane of at most [`MAX_PLANE`] floats (the stack buffer); everything else keeps the
 //! direct path.
+//!
+//! Maps of rows 4 to 8 wide that the channel-block micro-kernel takes (`dync_runtime::
+//! ukernel::dwc`, [`block_geo`]: 7×7 maps, equal strides, no fused residual) run in blocks of
+//! `DWC_CHANNELS` channels per task instead: one call when the context has the kernel (the
+//! lanes are the block's channels, so no lane is idle and no per-channel copy or pass is
+//! made; the same FMA chains, the same bits), else each channel as above. CondConv's 7×7
+//! depthwise dyn_convs at batch 8, two threads: see docs/benchmarks.md.
 
-use super::conv::{channel_params, dw_out_args, epilogue, separate_act, shuffle_f32, Geo};
+use super::conv::{
+    channel_params, dw_out_args, epilogue, separate_act, shuffle_f32, weights_at, Geo,
+};
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::Variable;
 use dync_ir::ops::Act;
+use dync_runtime::ukernel::dwc::{DwcGeo, DWC_CHANNELS, DWC_GEO_FIELDS, DWC_MAX_WIDTH};
+use dync_runtime::ukernel::{GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
 
 /// Widest output rows that take this path: on wider ones the direct path has few edge vectors
 /// and no copy to make, and measured as fast or faster (56 and 112 wide).
@@ -94,6 +105,144 @@ pub(crate) fn applies(g: &Geo) -> bool {
         && g.oh >= 1
         && g.ow <= MAX_WIDTH
         && Plane::new(g).floats() <= MAX_PLANE
+}
+
+/// The channel-block micro-kernel's geometry for a depthwise conv (or dyn_conv) of `x`
+/// [N, C, H, W] into `y` [N, O, OH, OW] with weights `ws` [O, C/G, kh, kw], when its channels
+/// run in blocks of `DWC_CHANNELS` (see the module documentation): depthwise, dilation 1, equal
+/// strides, no fused residual, output rows 4 to 8 wide and a geometry the kernel takes
+/// (`DwcGeo::fits`). The task counts and the lowerings decide with this one function.
+pub(crate) fn block_geo(
+    x: &[usize],
+    y: &[usize],
+    ws: &[usize],
+    (strides, pads, dilations): ([usize; 2], [usize; 4], [usize; 2]),
+    group: usize,
+    residual: bool,
+) -> Option<DwcGeo> {
+    let ([_, c, h, w], [_, o, oh, ow], [_, cg, kh, kw]) = (x, y, ws) else {
+        return None;
+    };
+    let geo = DwcGeo {
+        h: *h,
+        w: *w,
+        oh: *oh,
+        ow: *ow,
+        kh: *kh,
+        kw: *kw,
+        s: strides[1],
+        pt: pads[0],
+        pl: pads[1],
+    };
+    let depthwise = *c == group && *o == group && *cg == 1;
+    (depthwise
+        && strides[0] == strides[1]
+        && dilations == [1, 1]
+        && !residual
+        && (LANES..=DWC_MAX_WIDTH).contains(ow)
+        && geo.fits())
+    .then_some(geo)
+}
+
+/// Channel blocks of `DWC_CHANNELS` of a conv with `group` (depthwise) channels.
+pub(crate) fn channel_blocks(group: usize) -> usize {
+    group.div_ceil(DWC_CHANNELS)
+}
+
+/// Channel block `blk` of image `n` (its channels `blk · DWC_CHANNELS ..`, at most
+/// `DWC_CHANNELS`): one call of the channel-block micro-kernel (geometry `geo`, see
+/// [`block_geo`]) when the context has one, else each channel by [`channel`], whose chains
+/// the kernel's are.
+pub(crate) fn channels(k: &mut Kernel, g: &Geo, geo: &DwcGeo, n: Value, blk: Value) -> LResult {
+    if !applies(g) {
+        return Err(crate::error::CodegenError::cranelift(
+            &k.name,
+            "a channel block outside the padded-plane path",
+        ));
+    }
+    let c0 = k.b.ins().imul_imm_s(blk, as_i64(DWC_CHANNELS)?);
+    let total = k.iconst(as_i64(g.group)?);
+    let left = k.b.ins().isub(total, c0);
+    let cap = k.iconst(as_i64(DWC_CHANNELS)?);
+    let nc = k.b.ins().umin(left, cap);
+    let end = k.b.ins().iadd(c0, nc);
+    let f = k.dwc_fn();
+    k.ukernel_or(
+        f,
+        |k, f| block_call(k, g, geo, n, (c0, nc), f),
+        |k| k.loop_dyn(c0, end, |k, c| channel(k, g, n, c)),
+    )
+}
+
+/// Channels `c0 .. c0 + nc` of image `n` by the channel-block micro-kernel `f`, with the bias,
+/// the clamp and the activation in the call.
+fn block_call(
+    k: &mut Kernel,
+    g: &Geo,
+    geo: &DwcGeo,
+    n: Value,
+    (c0, nc): (Value, Value),
+    f: Value,
+) -> LResult {
+    let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    // Element `(n·chans + c0)·size` of `buf`, spanning `nc` planes of `size`.
+    let planes = |k: &mut Kernel, buf: BufId, chans: usize, size: usize| -> LResult<Value> {
+        let at = k.b.ins().imul_imm_s(n, as_i64(chans)?);
+        let at = k.b.ins().iadd(at, c0);
+        let at = k.b.ins().imul_imm_s(at, as_i64(size)?);
+        let len = k.b.ins().imul_imm_s(nc, as_i64(size)?);
+        Ok(k.span_addr(buf, at, len))
+    };
+    let xp = planes(k, BufId::In(0), g.c, plane_in)?;
+    let yp = planes(k, BufId::Out, g.o, plane_out)?;
+    let w = weights_at(k, g, n, c0)?;
+    let len = k.b.ins().imul_imm_s(nc, as_i64(taps)?);
+    let wp = k.span_addr(g.weights.0, w, len);
+    let bias = match g.bias {
+        Some((buf, off)) => {
+            let at = k.mul_add(c0, n, g.per_image.1);
+            let at = k.add_imm(at, off);
+            k.span_addr(buf, at, nc)
+        }
+        None => k.iconst(0),
+    };
+    let fields: [usize; DWC_GEO_FIELDS] = [
+        geo.h, geo.w, geo.oh, geo.ow, geo.kh, geo.kw, geo.s, geo.pt, geo.pl,
+    ];
+    let mut bytes = Vec::with_capacity(DWC_GEO_FIELDS * 8);
+    for v in fields {
+        bytes.extend_from_slice(&u64::try_from(v).unwrap_or(u64::MAX).to_le_bytes());
+    }
+    let table = k.table(bytes)?;
+    let mut flags = 0;
+    if g.clamp.is_some() {
+        flags |= GEMM_CLAMP;
+    }
+    flags |= match g.act {
+        Some(Act::Silu) => GEMM_SILU,
+        Some(Act::HardSwish) => GEMM_HARDSWISH,
+        None => 0,
+    };
+    let (lo, hi) = g.clamp.map_or((0.0, 0.0), |c| (c.lo, c.hi));
+    let ptr = k.b.func.dfg.value_type(xp);
+    let sig =
+        k.b.import_signature(crate::abi::dwc_signature(k.call_conv(), ptr));
+    let args = [
+        xp,
+        k.iconst(as_i64(plane_in)?),
+        table,
+        wp,
+        k.iconst(as_i64(taps)?),
+        bias,
+        yp,
+        k.iconst(as_i64(plane_out)?),
+        nc,
+        k.b.ins().iconst(types::I32, i64::from(flags)),
+        k.fconst(1, lo),
+        k.fconst(1, hi),
+    ];
+    k.b.ins().call_indirect(sig, f, &args);
+    Ok(())
 }
 
 /// The first column of each output vector of a row: 0, 4, ... and ow − 4 when the row is not

@@ -7,7 +7,10 @@
 //! each image's block with them ([`super::conv::conv_channels`]), while the panel is in cache.
 //! Coefficients are per output channel ([N,O,g]) or per expert ([N,g]). Each mixed value is
 //! summed over the experts in order by the same instructions whatever the task split, so
-//! results do not depend on the thread count.
+//! results do not depend on the thread count. A depthwise dyn_conv on a 7×7-sized map
+//! ([`block_geo`]) has a task per block of `DWC_CHANNELS` channels instead, which mixes them
+//! all for every image, then convolves each image's block
+//! ([`super::conv_dw::channels`]).
 
 use super::conv::{conv_channels, for_block, Geo};
 use super::kernel::{as_i64, f32_type, BufId, Kernel, LResult};
@@ -15,6 +18,7 @@ use super::nest::{for_each_from, View};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use dync_ir::ops::{Conv, DynConv};
 use dync_ir::TensorType;
+use dync_runtime::ukernel::dwc::{DwcGeo, DWC_CHANNELS};
 
 /// Images whose accumulators share one load of a bank vector.
 const IMAGES: usize = 8;
@@ -31,10 +35,32 @@ pub(crate) fn scratch_elems(x: &TensorType, bank: &TensorType) -> usize {
         .saturating_mul(n)
 }
 
-/// The tasks of a dyn_conv with result `y` [N, O, OH, OW] and `group` groups.
-pub(crate) fn tasks(y: &TensorType, group: usize) -> usize {
-    let og = y.shape[1].checked_div(group).unwrap_or(0);
-    (group * og.div_ceil(super::conv::OC_BLOCK)).max(1)
+/// The tasks of `op` on `x` with bank `bank` and result `y` [N, O, OH, OW]: one per group and
+/// block of output channels, or per block of channels ([`block_geo`]).
+pub(crate) fn tasks(op: &DynConv, x: &TensorType, bank: &TensorType, y: &TensorType) -> usize {
+    if block_geo(op, x, bank, y).is_some() {
+        return super::conv_dw::channel_blocks(op.group).max(1);
+    }
+    let og = y.shape[1].checked_div(op.group).unwrap_or(0);
+    (op.group * og.div_ceil(super::conv::OC_BLOCK)).max(1)
+}
+
+/// The channel-block geometry of a depthwise dyn_conv ([`super::conv_dw::block_geo`] with the
+/// bank's kernel shape).
+pub(crate) fn block_geo(
+    op: &DynConv,
+    x: &TensorType,
+    bank: &TensorType,
+    y: &TensorType,
+) -> Option<DwcGeo> {
+    super::conv_dw::block_geo(
+        &x.shape,
+        &y.shape,
+        bank.shape.get(1..)?,
+        (op.strides, op.pads, op.dilations),
+        op.group,
+        op.residual,
+    )
 }
 
 pub(crate) fn lower(k: &mut Kernel, op: &DynConv) -> LResult {
@@ -72,6 +98,24 @@ pub(crate) fn lower(k: &mut Kernel, op: &DynConv) -> LResult {
         o,
         e,
     };
+    let (x, y, b) = (k.buf(BufId::In(0)), k.buf(BufId::Out), k.buf(BufId::In(2)));
+    if let Some(dg) = block_geo(op, &x.ty, &b.ty, &y.ty) {
+        return k.for_tasks(|k, blk| {
+            let c0 = k.b.ins().imul_imm_s(blk, as_i64(DWC_CHANNELS)?);
+            let total = k.iconst(oi);
+            let left = k.b.ins().isub(total, c0);
+            let cap = k.iconst(as_i64(DWC_CHANNELS)?);
+            let end = k.b.ins().umin(left, cap);
+            let end = k.b.ins().iadd(c0, end);
+            k.loop_dyn(c0, end, |k, oc| {
+                for first in (0..batch).step_by(IMAGES) {
+                    mix.channel(k, oc, first..(first + IMAGES).min(batch))?;
+                }
+                Ok(())
+            })?;
+            k.loop_n(batch, |k, n| super::conv_dw::channels(k, &geo, &dg, n, blk))
+        });
+    }
     k.for_tasks(|k, t| {
         for_block(k, &geo, t, &mut |k, grp, oc0, nb| {
             for j in 0..nb {

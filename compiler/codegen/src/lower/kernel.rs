@@ -100,6 +100,9 @@ pub(crate) struct Kernel<'a> {
     /// The small-map depthwise micro-kernel or null ([`Kernel::dwp_fn`]), for kernels that
     /// asked for it.
     dwp: Option<Value>,
+    /// The channel-block depthwise micro-kernel or null ([`Kernel::dwc_fn`]), for kernels that
+    /// asked for it.
+    dwc: Option<Value>,
     /// The matrix-vector micro-kernel or null ([`Kernel::gemv_fn`]), for kernels that asked
     /// for it.
     gemv: Option<Value>,
@@ -124,6 +127,8 @@ pub struct Slots {
     pub dw: bool,
     /// The small-map depthwise micro-kernel, or null when the context has none.
     pub dwp: bool,
+    /// The channel-block depthwise micro-kernel, or null when the context has none.
+    pub dwc: bool,
     /// The matrix-vector micro-kernel, or null when the context has none.
     pub gemv: bool,
     /// The in-place stride-1 convolution tile, or null when the context has none.
@@ -132,20 +137,21 @@ pub struct Slots {
 
 impl Slots {
     /// What each slot holds, in the order of [`Slots::taken`].
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "GEMM tile",
         "SiLU",
         "mixing",
         "depthwise",
         "small-map depthwise",
+        "channel-block depthwise",
         "matrix-vector",
         "in-place convolution tile",
     ];
 
     /// Which slots a kernel takes, in the order it receives their pointers.
-    pub fn taken(&self) -> [bool; 7] {
+    pub fn taken(&self) -> [bool; 8] {
         [
-            self.tile, self.silu, self.mix, self.dw, self.dwp, self.gemv, self.taps,
+            self.tile, self.silu, self.mix, self.dw, self.dwp, self.dwc, self.gemv, self.taps,
         ]
     }
 
@@ -234,7 +240,7 @@ impl<'a> Kernel<'a> {
                 params[next - 1]
             })
         };
-        let [tile, silu, mix, dw, dwp, gemv, taps] = slots.taken().map(&mut slot);
+        let [tile, silu, mix, dw, dwp, dwc, gemv, taps] = slots.taken().map(&mut slot);
         Ok(Kernel {
             b,
             ins: bufs,
@@ -257,6 +263,7 @@ impl<'a> Kernel<'a> {
             mix,
             dw,
             dwp,
+            dwc,
             gemv,
             taps,
             residual_in_place: false,
@@ -602,6 +609,13 @@ impl<'a> Kernel<'a> {
     /// kernel has no such slot.
     pub fn dwp_fn(&self) -> Option<Value> {
         self.dwp
+    }
+
+    /// The channel-block depthwise micro-kernel (`dync_runtime::ukernel::dwc`'s contract, see
+    /// [`crate::abi::dwc_signature`]) or null, for kernels started with `dwc`; `None` when the
+    /// kernel has no such slot.
+    pub fn dwc_fn(&self) -> Option<Value> {
+        self.dwc
     }
 
     /// The matrix-vector micro-kernel (`dync_runtime::ukernel::gemv`'s contract, see

@@ -165,6 +165,39 @@ pub(crate) fn uses_dw(
     }
 }
 
+/// Whether the kernel of `op` is a depthwise conv or dyn_conv on the direct path (not
+/// `packed`, not a conv on the FC path) whose channels run in blocks
+/// ([`conv_dw::block_geo`]), and so takes the channel-block depthwise micro-kernel's slot when
+/// the micro-kernels may be used.
+pub(crate) fn uses_dwc(
+    op: &Op,
+    operands: &[&TensorType],
+    result: &TensorType,
+    packed: bool,
+) -> bool {
+    if packed {
+        return false;
+    }
+    match (op, operands.first(), operands.get(1), operands.get(2)) {
+        (Op::Conv(o), Some(x), Some(w), _) => {
+            !conv_fc::applies(o, x, w)
+                && conv_dw::block_geo(
+                    &x.shape,
+                    &result.shape,
+                    &w.shape,
+                    (o.strides, o.pads, o.dilations),
+                    o.group,
+                    o.residual,
+                )
+                .is_some()
+        }
+        (Op::DynConv(o), Some(x), _, Some(bank)) => {
+            dyn_conv::block_geo(o, x, bank, result).is_some()
+        }
+        _ => false,
+    }
+}
+
 /// Whether the kernel of `op` computes matrix-vector products ([`gemm::gemv`], every layer of a
 /// `predict`), and so takes the matrix-vector micro-kernel slot when the micro-kernels may be
 /// used.
@@ -238,9 +271,12 @@ pub(crate) fn tasks(
         (Op::Conv(o), Some(x), Some(w), None) if conv_fc::applies(o, x, w) => {
             conv_fc::tasks(o, x, w)
         }
-        (Op::Conv(o), Some(x), _, None) => conv::tasks(x, result, o.group),
+        (Op::Conv(o), Some(x), Some(w), None) => conv::tasks(o, x, w, result),
         (Op::DynConv(o), Some(x), _, Some(p)) => conv_gemm::dyn_tasks(o, x, result, p, phase),
-        (Op::DynConv(o), Some(_), _, None) => dyn_conv::tasks(result, o.group),
+        (Op::DynConv(o), Some(x), _, None) => match operands.get(2) {
+            Some(bank) => dyn_conv::tasks(o, x, bank, result),
+            None => 1,
+        },
         (Op::Predict(o), _, _, _) => predict::tasks(o, operands, phase),
         (Op::Unary(_) | Op::Cast(_), _, _, _) => unary::tasks(result),
         (Op::Binary(_), Some(a), Some(b), _) => binary::tasks(a, b, result),
