@@ -51,7 +51,9 @@ pub const DWC_MAX_PLANE: usize = 324;
 pub const DWC_MAX_OUT: usize = 64;
 /// Most taps (`kh · kw`).
 pub const DWC_MAX_TAPS: usize = 49;
-/// Widest output rows (their positions are the vector variant's independent FMA chains).
+/// Narrowest and widest output rows (their positions are the vector variant's independent FMA
+/// chains; narrower rows would leave the FMA pipes idle).
+pub const DWC_MIN_WIDTH: usize = 4;
 pub const DWC_MAX_WIDTH: usize = 8;
 
 /// The geometry of a call (see the module documentation): input and output planes, kernel,
@@ -82,13 +84,13 @@ impl DwcGeo {
         )
     }
 
-    /// Whether calls take this geometry: stride 1 or 2, output rows of 1 to
+    /// Whether calls take this geometry: stride 1 or 2, output rows of [`DWC_MIN_WIDTH`] to
     /// [`DWC_MAX_WIDTH`], at most [`DWC_MAX_OUT`] outputs, [`DWC_MAX_TAPS`] taps and
     /// [`DWC_MAX_PLANE`] padded positions, and the padding inside the kernel.
     pub fn fits(&self) -> bool {
         let (ph, pw) = self.padded();
         matches!(self.s, 1 | 2)
-            && (1..=DWC_MAX_WIDTH).contains(&self.ow)
+            && (DWC_MIN_WIDTH..=DWC_MAX_WIDTH).contains(&self.ow)
             && self.oh >= 1
             && self.oh * self.ow <= DWC_MAX_OUT
             && (1..=DWC_MAX_TAPS).contains(&(self.kh * self.kw))
@@ -213,44 +215,89 @@ pub(super) mod x86 {
     ) {
         // SAFETY: `geo` is readable.
         let g = unsafe { *geo };
-        // Gather and scatter offsets are 32-bit: planes further apart take the portable loop.
-        let far = [x_ld, w_ld, y_ld]
-            .iter()
-            .any(|&ld| ld.saturating_mul(DWC_CHANNELS) > i32::MAX as usize);
-        if !g.fits() || nc > DWC_CHANNELS || nc == 0 || far {
+        if !g.fits() || nc > DWC_CHANNELS || nc == 0 {
             // SAFETY: the same contract.
             unsafe {
                 super::dwc_generic(x, x_ld, geo, wts, w_ld, bias, y, y_ld, nc, flags, lo, hi)
             };
             return;
         }
-        let mask = if nc == DWC_CHANNELS {
-            !0
-        } else {
-            (1u16 << nc) - 1
-        };
-        // SAFETY: the CPU has AVX-512F (the table holding this function exists only then);
-        // the contract's channels are the mask's lanes.
+        // SAFETY: the CPU has AVX-512F (the table holding this function exists only then).
         unsafe {
             run(
                 (x, x_ld),
                 &g,
                 (wts, w_ld, bias),
                 (y, y_ld),
-                mask,
+                nc,
                 (flags, lo, hi),
             )
         }
     }
 
-    /// Lane j: `j · ld` (the element offset of channel j's plane).
+    /// Transposes the 16 × 16 floats of `r` (row i, lane j → row j, lane i). Out of line: a
+    /// call per 16 positions, three call sites.
     #[target_feature(enable = "avx512f")]
-    fn lanes_at(ld: usize) -> __m512i {
-        let j = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        _mm512_mullo_epi32(j, _mm512_set1_epi32(ld as i32))
+    #[inline(never)]
+    pub(super) fn transpose16(r: &mut [__m512; 16]) {
+        // Rows 4k..4k + 3 into u[4k + m]: column 4L + m of those rows in 128-bit lane L.
+        let mut u = [_mm512_setzero_ps(); 16];
+        for k in 0..4 {
+            let (a, b, c, d) = (r[4 * k], r[4 * k + 1], r[4 * k + 2], r[4 * k + 3]);
+            let (t0, t1) = (_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+            let (t2, t3) = (_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+            u[4 * k] = _mm512_shuffle_ps::<0x44>(t0, t2);
+            u[4 * k + 1] = _mm512_shuffle_ps::<0xEE>(t0, t2);
+            u[4 * k + 2] = _mm512_shuffle_ps::<0x44>(t1, t3);
+            u[4 * k + 3] = _mm512_shuffle_ps::<0xEE>(t1, t3);
+        }
+        // Column 4L + m: lane L of u[m], u[4 + m], u[8 + m], u[12 + m].
+        for m in 0..4 {
+            let v0 = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+            let v1 = _mm512_shuffle_f32x4::<0xDD>(u[m], u[4 + m]);
+            let w0 = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+            let w1 = _mm512_shuffle_f32x4::<0xDD>(u[8 + m], u[12 + m]);
+            r[m] = _mm512_shuffle_f32x4::<0x88>(v0, w0);
+            r[8 + m] = _mm512_shuffle_f32x4::<0xDD>(v0, w0);
+            r[4 + m] = _mm512_shuffle_f32x4::<0x88>(v1, w1);
+            r[12 + m] = _mm512_shuffle_f32x4::<0xDD>(v1, w1);
+        }
     }
 
-    /// The call on a geometry that fits, for the channels of `mask`.
+    /// Lanes `0 .. n` (n <= 16).
+    fn first(n: usize) -> __mmask16 {
+        if n >= 16 {
+            !0
+        } else {
+            (1u16 << n) - 1
+        }
+    }
+
+    /// Element `at` of channel j's row at `base + j·ld`, for j < nc, as one vector per
+    /// element: `count` (<= 16) elements from `at`, each channel's read with one masked load,
+    /// transposed; `put(i, v)` receives element `at + i`'s vector.
+    ///
+    /// # Safety
+    /// Channel j < nc's row is readable at `at .. at + count`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn gather_block(
+        (base, ld, nc): (*const f32, usize, usize),
+        (at, count): (usize, usize),
+        mut put: impl FnMut(usize, __m512),
+    ) {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for (j, row) in t.iter_mut().enumerate().take(nc) {
+            // SAFETY: the caller's.
+            *row = unsafe { _mm512_maskz_loadu_ps(first(count), base.add(j * ld + at)) };
+        }
+        transpose16(&mut t);
+        for (i, &v) in t.iter().enumerate().take(count) {
+            put(i, v);
+        }
+    }
+
+    /// The call on a geometry that fits, for channels `0 .. nc`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
     unsafe fn run(
@@ -258,38 +305,47 @@ pub(super) mod x86 {
         g: &DwcGeo,
         (wts, w_ld, bias): (*const f32, usize, *const f32),
         (y, y_ld): (*mut f32, usize),
-        mask: __mmask16,
+        nc: usize,
         (flags, lo, hi): (u32, f32, f32),
     ) {
         let zero = _mm512_setzero_ps();
+        let mask = first(nc);
         let (ph, pw) = g.padded();
-        // The padded plane: position (r, c) of every channel at r·pw + c, zero outside the
-        // input (written before it is read: the zeros, then the input over them).
+        // The padded plane: position (r, c) of every channel at r·pw + c: zeros in the
+        // padding, the input elsewhere (every position written before any is read).
         let mut plane = MaybeUninit::<[__m512; DWC_MAX_PLANE]>::uninit();
         let p = plane.as_mut_ptr().cast::<__m512>();
-        let xi = lanes_at(x_ld);
-        // SAFETY (all): ph·pw <= DWC_MAX_PLANE (`fits`); the gathers read channel j < nc's
-        // input element (masked lanes are not read); the weights likewise.
+        // SAFETY (all): ph·pw <= DWC_MAX_PLANE (`fits`); the loads read channel j < nc's
+        // plane and kernel.
         unsafe {
-            for i in 0..ph * pw {
-                p.add(i).write(zero);
-            }
-            for iy in 0..g.h.min(ph - g.pt) {
-                for ix in 0..g.w.min(pw - g.pl) {
-                    let v = _mm512_mask_i32gather_ps::<4>(zero, mask, xi, x.add(iy * g.w + ix));
-                    p.add((iy + g.pt) * pw + ix + g.pl).write(v);
+            for r in 0..ph {
+                let inside = (g.pt..g.pt + g.h).contains(&r);
+                for c in 0..pw {
+                    if !inside || !(g.pl..g.pl + g.w).contains(&c) {
+                        p.add(r * pw + c).write(zero);
+                    }
                 }
+            }
+            // Input rows past the plane are not read by any output.
+            let (rows, cols) = (g.h.min(ph - g.pt), g.w.min(pw - g.pl));
+            for at in (0..rows * g.w).step_by(16) {
+                let count = (rows * g.w - at).min(16);
+                gather_block((x, x_ld, nc), (at, count), |i, v| {
+                    let (iy, ix) = ((at + i) / g.w, (at + i) % g.w);
+                    if ix < cols {
+                        p.add((iy + g.pt) * pw + ix + g.pl).write(v);
+                    }
+                });
             }
         }
         let taps = g.kh * g.kw;
         let mut wv = MaybeUninit::<[__m512; DWC_MAX_TAPS]>::uninit();
         let w = wv.as_mut_ptr().cast::<__m512>();
-        let wi = lanes_at(w_ld);
-        // SAFETY: taps <= DWC_MAX_TAPS; tap t of channel j < nc.
+        // SAFETY: taps <= DWC_MAX_TAPS; channel j < nc's taps.
         unsafe {
-            for t in 0..taps {
-                w.add(t)
-                    .write(_mm512_mask_i32gather_ps::<4>(zero, mask, wi, wts.add(t)));
+            for at in (0..taps).step_by(16) {
+                let count = (taps - at).min(16);
+                gather_block((wts, w_ld, nc), (at, count), |i, v| w.add(at + i).write(v));
             }
         }
         let b = if bias.is_null() {
@@ -298,18 +354,17 @@ pub(super) mod x86 {
             // SAFETY: nc biases.
             unsafe { _mm512_maskz_loadu_ps(mask, bias) }
         };
-        let yi = lanes_at(y_ld);
         let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-        debug_assert!(g.oh * g.ow <= DWC_MAX_OUT);
+        // The outputs, position-major (every position written before the stores read it).
+        let outs = g.oh * g.ow;
+        let mut out = MaybeUninit::<[__m512; DWC_MAX_OUT]>::uninit();
+        let o = out.as_mut_ptr().cast::<__m512>();
         for oy in 0..g.oh {
             let mut row = [zero; DWC_MAX_WIDTH];
             // SAFETY: the plane's rows oy·s .. oy·s + kh and the taps, written above.
             unsafe {
                 let at = |r: usize| p.add((oy * g.s + r) * pw) as *const __m512;
                 match g.ow {
-                    1 => row[..1].copy_from_slice(&outputs::<1>(at, g, w, b)),
-                    2 => row[..2].copy_from_slice(&outputs::<2>(at, g, w, b)),
-                    3 => row[..3].copy_from_slice(&outputs::<3>(at, g, w, b)),
                     4 => row[..4].copy_from_slice(&outputs::<4>(at, g, w, b)),
                     5 => row[..5].copy_from_slice(&outputs::<5>(at, g, w, b)),
                     6 => row[..6].copy_from_slice(&outputs::<6>(at, g, w, b)),
@@ -328,8 +383,22 @@ pub(super) mod x86 {
                 if flags & GEMM_HARDSWISH != 0 {
                     v = hard_swish16(v);
                 }
-                // SAFETY: output (oy, ox) of channel j < nc.
-                unsafe { _mm512_mask_i32scatter_ps::<4>(y.add(oy * g.ow + ox), mask, yi, v) };
+                // SAFETY: outs <= DWC_MAX_OUT (`fits`).
+                unsafe { o.add(oy * g.ow + ox).write(v) };
+            }
+        }
+        // Transposed back, 16 positions at a time, into each channel's plane.
+        for at in (0..outs).step_by(16) {
+            let count = (outs - at).min(16);
+            let mut t = [zero; 16];
+            for (i, v) in t.iter_mut().enumerate().take(count) {
+                // SAFETY: position at + i < outs, written above.
+                *v = unsafe { o.add(at + i).read() };
+            }
+            transpose16(&mut t);
+            for (j, &v) in t.iter().enumerate().take(nc) {
+                // SAFETY: channel j < nc's outputs at .. at + count.
+                unsafe { _mm512_mask_storeu_ps(y.add(j * y_ld + at), first(count), v) };
             }
         }
     }
@@ -389,9 +458,9 @@ mod tests {
             (14, 14, 5, 5, 2, 2, 2),
             (14, 14, 3, 3, 2, 1, 1),
             (8, 8, 1, 1, 1, 0, 0),
-            (5, 3, 3, 3, 1, 1, 1),
+            (5, 4, 3, 3, 1, 1, 1),
             (4, 8, 7, 7, 1, 3, 3),
-            (9, 2, 3, 5, 1, 1, 2),
+            (9, 4, 3, 5, 1, 1, 2),
             (6, 6, 3, 3, 1, 0, 0),
         ];
         for (h, w, kh, kw, s, pt, pl) in shapes {
@@ -482,6 +551,29 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn transpose16_transposes() {
+        use std::arch::x86_64::*;
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let a: Vec<f32> = (0..256).map(|v| v as f32).collect();
+        // SAFETY: AVX-512F is present; 16 rows of 16 floats.
+        unsafe {
+            let mut r: [__m512; 16] =
+                std::array::from_fn(|i| _mm512_loadu_ps(a[16 * i..].as_ptr()));
+            super::x86::transpose16(&mut r);
+            for (j, v) in r.iter().enumerate() {
+                let mut row = [0f32; 16];
+                _mm512_storeu_ps(row.as_mut_ptr(), *v);
+                for (i, &x) in row.iter().enumerate() {
+                    assert_eq!(x, a[16 * i + j], "row {j} lane {i}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn geometries_that_do_not_fit() {
         let g = DwcGeo {
@@ -497,6 +589,7 @@ mod tests {
         };
         assert!(g.fits());
         assert!(!DwcGeo { ow: 9, w: 9, ..g }.fits());
+        assert!(!DwcGeo { ow: 3, w: 3, ..g }.fits());
         assert!(!DwcGeo { s: 3, ..g }.fits());
         assert!(!DwcGeo { oh: 10, h: 10, ..g }.fits());
         assert!(!DwcGeo { kh: 9, kw: 9, ..g }.fits());

@@ -44,7 +44,7 @@ use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::Variable;
 use dync_ir::ops::Act;
-use dync_runtime::ukernel::dwc::{DwcGeo, DWC_CHANNELS, DWC_GEO_FIELDS, DWC_MAX_WIDTH};
+use dync_runtime::ukernel::dwc::{DwcGeo, DWC_CHANNELS, DWC_GEO_FIELDS};
 use dync_runtime::ukernel::{GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
 
 /// Widest output rows that take this path: on wider ones the direct path has few edge vectors
@@ -139,7 +139,7 @@ pub(crate) fn block_geo(
         && strides[0] == strides[1]
         && dilations == [1, 1]
         && !residual
-        && (LANES..=DWC_MAX_WIDTH).contains(ow)
+        && *ow >= LANES
         && geo.fits())
     .then_some(geo)
 }
