@@ -1059,9 +1059,9 @@ impl Chunk {
             };
         panels(k, &mut |k, mb, m| {
             let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
-            // The chunk's steps of panel mb of group grp (of image n).
-            // The next bank block, which the tiles prefetch (see `side` below).
+            // The bank block the tiles prefetch ([`Mix::chunk`]; see `side` below).
             let mut next = None;
+            // The chunk's steps of panel mb of group grp (of image n).
             let a_ptr = match wts.a {
                 ASource::Mixed { mix, abuf, coefs } => {
                     let s0 = k.b.ins().imul_imm_s(ci0, taps);
@@ -1530,9 +1530,12 @@ impl Mix<'_> {
 
     /// Mixes steps `s0 .. s0 + kc` of channel panel `mb` of group `grp` for image 0 into
     /// `abuf` (`kc` rows of M0 floats, the tile's A panel), the task's panels being
-    /// `panels.0 .. panels.1`; `coefs` holds experts × M0 floats. Returns the bank block that
-    /// follows (its address and floats, as long as this one): the next chunk's, which the
-    /// tiles prefetch while they run (their `side` hint).
+    /// `panels.0 .. panels.1`; `coefs` holds experts × M0 floats. Returns the bank block two
+    /// on (its address and floats, as long as this one), which the tiles prefetch while they
+    /// run (their `side` hint): the mixing kernel prefetches the next one itself as it reads
+    /// this one, so the tiles keep memory busy with the one after (dy-resnet50's layer 4 at
+    /// two threads 2.33 → 2.13 ms against the next block, CondConv 8 experts' 7×7 pointwise
+    /// dyn_convs 1.61 → 1.53 ms).
     fn chunk(
         &self,
         k: &mut Kernel,
@@ -1551,7 +1554,7 @@ impl Mix<'_> {
             (panels.0, panels.1, mb),
             (s0, kc),
         )?;
-        let next = self.next_block(k, at, kc)?;
+        let next = self.next_block(k, at, kc, 2)?;
         let f = k.mix_fn();
         let call =
             |k: &mut Kernel, f: Value| self.call_kernel(k, f, (at, kc), (coefs, 1), (abuf, 0));
@@ -1574,12 +1577,19 @@ impl Mix<'_> {
         Ok(next)
     }
 
-    /// The bank block of `steps` steps at element `at`, and the address of the one after it
-    /// (a hint only: past the bank's end for the last block) with its length in floats.
-    fn next_block(&self, k: &mut Kernel, at: Value, steps: Value) -> LResult<(Value, Value)> {
+    /// For the bank block of `steps` steps at element `at`: the address of the block `ahead`
+    /// blocks on, were they as long (a hint only: possibly past the bank's end), and this
+    /// block's length in floats.
+    fn next_block(
+        &self,
+        k: &mut Kernel,
+        at: Value,
+        steps: Value,
+        ahead: i64,
+    ) -> LResult<(Value, Value)> {
         let len = k.b.ins().imul_imm_s(steps, as_i64(self.experts * M0)?);
         let bank = k.span_addr(BufId::In(2), at, len);
-        let bytes = k.b.ins().imul_imm_s(len, 4);
+        let bytes = k.b.ins().imul_imm_s(len, 4 * ahead);
         Ok((k.b.ins().iadd(bank, bytes), len))
     }
 
@@ -1596,7 +1606,7 @@ impl Mix<'_> {
         (coefs, images): (Value, usize),
         (dst, dst_ld): (Value, usize),
     ) -> LResult {
-        let (next, len) = self.next_block(k, at, steps)?;
+        let (next, len) = self.next_block(k, at, steps, 1)?;
         let bank = k.span_addr(BufId::In(2), at, len);
         let ptr = k.b.func.dfg.value_type(bank);
         let sig =
