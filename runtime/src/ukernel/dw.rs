@@ -651,7 +651,7 @@ pub(super) mod x86 {
 mod tests {
     use super::DwF32Fn;
     use crate::rt::SplitMix;
-    use crate::ukernel::{table, Isa, GEMM_CLAMP, GEMM_SILU, GEMM_STREAM};
+    use crate::ukernel::{variants, GEMM_CLAMP, GEMM_SILU, GEMM_STREAM};
 
     /// The shapes the AVX-512 variant takes with its vector code (the compiler asks before it
     /// calls the kernel).
@@ -704,11 +704,7 @@ mod tests {
     #[test]
     fn variants_match_the_portable_kernel() {
         let mut rng = SplitMix(11);
-        let kernels: Vec<(&str, DwF32Fn)> = Isa::ALL
-            .into_iter()
-            .filter_map(table)
-            .filter_map(|t| t.dw_f32.map(|f| (t.isa.name(), f)))
-            .collect();
+        let kernels: Vec<(&str, DwF32Fn)> = variants(|t| t.dw_f32);
         let shapes = [
             // (h, w, kh, kw, s, pad)
             (5usize, 5usize, 3usize, 3usize, 1usize, 1usize),

@@ -438,7 +438,7 @@ pub(super) mod x86 {
 mod tests {
     use super::{input_at, DwcF32Fn, DwcGeo, DWC_CHANNELS};
     use crate::rt::SplitMix;
-    use crate::ukernel::{table, Isa, GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
+    use crate::ukernel::{variants, GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
 
     /// Every variant this CPU runs against the portable one, bit for bit (guards between the
     /// output planes), and the portable one against an f64 reference, over both strides,
@@ -446,11 +446,7 @@ mod tests {
     #[test]
     fn variants_match_the_portable_kernel() {
         let mut rng = SplitMix(31);
-        let kernels: Vec<(&str, DwcF32Fn)> = Isa::ALL
-            .into_iter()
-            .filter_map(table)
-            .filter_map(|t| t.dwc_f32.map(|f| (t.isa.name(), f)))
-            .collect();
+        let kernels: Vec<(&str, DwcF32Fn)> = variants(|t| t.dwc_f32);
         // (h, w, kh, kw, s, pt, pl)
         let shapes = [
             (7usize, 7usize, 5usize, 5usize, 1usize, 2usize, 2usize),

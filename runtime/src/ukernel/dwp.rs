@@ -387,7 +387,7 @@ pub(super) mod x86 {
 mod tests {
     use super::{at, DwpF32Fn};
     use crate::rt::SplitMix;
-    use crate::ukernel::{table, Isa, GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
+    use crate::ukernel::{variants, GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
 
     /// Every variant this CPU runs against the portable one, bit for bit (guards around the
     /// output), and the portable one against an f64 reference, over widths around the vector
@@ -395,11 +395,7 @@ mod tests {
     #[test]
     fn variants_match_the_portable_kernel() {
         let mut rng = SplitMix(23);
-        let kernels: Vec<(&str, DwpF32Fn)> = Isa::ALL
-            .into_iter()
-            .filter_map(table)
-            .filter_map(|t| t.dwp_f32.map(|f| (t.isa.name(), f)))
-            .collect();
+        let kernels: Vec<(&str, DwpF32Fn)> = variants(|t| t.dwp_f32);
         // (oh, ow, kh, kw, sy, phases)
         let shapes = [
             (7usize, 7usize, 5usize, 5usize, 1usize, 1usize),

@@ -346,7 +346,7 @@ pub(super) mod x86 {
 mod tests {
     use super::GemvF32Fn;
     use crate::rt::SplitMix;
-    use crate::ukernel::{table, Isa};
+    use crate::ukernel::variants;
 
     /// Every variant against an f64 reference and bit for bit against the portable one, over
     /// row counts around the passes, vector counts around the pairs and passes, reductions
@@ -355,11 +355,7 @@ mod tests {
     #[test]
     fn variants_match_the_reference() {
         let mut rng = SplitMix(17);
-        let kernels: Vec<(&str, GemvF32Fn)> = Isa::ALL
-            .into_iter()
-            .filter_map(table)
-            .filter_map(|t| t.gemv_f32.map(|f| (t.isa.name(), f)))
-            .collect();
+        let kernels: Vec<(&str, GemvF32Fn)> = variants(|t| t.gemv_f32);
         assert!(!kernels.is_empty());
         const GUARD: f32 = -7.25e30;
         for k in [

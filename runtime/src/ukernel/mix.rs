@@ -322,18 +322,14 @@ pub(super) mod x86 {
 mod tests {
     use super::{MixF32Fn, M0};
     use crate::rt::SplitMix;
-    use crate::ukernel::{table, Isa};
+    use crate::ukernel::variants;
 
     /// Every variant this CPU runs against the portable one, bit for bit, in both bank layouts,
     /// with guards around each destination and NaN in the bank's gaps (never read).
     #[test]
     fn variants_match_the_portable_kernel_bit_for_bit() {
         let mut rng = SplitMix(7);
-        let kernels: Vec<(&str, MixF32Fn)> = Isa::ALL
-            .into_iter()
-            .filter_map(table)
-            .map(|t| (t.isa.name(), t.mix_f32))
-            .collect();
+        let kernels: Vec<(&str, MixF32Fn)> = variants(|t| Some(t.mix_f32));
         let layouts = |experts: usize, steps: usize| {
             let gap = 5;
             // Each expert's steps together, and each step's experts side by side, with gaps.

@@ -234,6 +234,17 @@ pub fn table(isa: Isa) -> Option<&'static UkernelTable> {
     }
 }
 
+/// The kernel `slot` picks from every table this CPU runs that has one, with the table's ISA
+/// name: the variants a kernel's test compares.
+#[cfg(test)]
+pub(crate) fn variants<F>(slot: impl Fn(&UkernelTable) -> Option<F>) -> Vec<(&'static str, F)> {
+    Isa::ALL
+        .into_iter()
+        .filter_map(table)
+        .filter_map(|t| slot(t).map(|f| (t.isa.name(), f)))
+        .collect()
+}
+
 /// `p + off` elements, or null for a null `p`: an optional operand (a bias, a residual) from a
 /// later row on.
 fn offset_or_null(p: *const f32, off: usize) -> *const f32 {

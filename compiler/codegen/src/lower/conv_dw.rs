@@ -149,6 +149,17 @@ pub(crate) fn channel_blocks(group: usize) -> usize {
     group.div_ceil(DWC_CHANNELS)
 }
 
+/// The channels `c0 .. end` of channel block `blk` of a depthwise conv with `group` channels:
+/// `DWC_CHANNELS` of them, fewer in the last block.
+pub(crate) fn block_channels(k: &mut Kernel, group: usize, blk: Value) -> LResult<(Value, Value)> {
+    let c0 = k.b.ins().imul_imm_s(blk, as_i64(DWC_CHANNELS)?);
+    let total = k.iconst(as_i64(group)?);
+    let left = k.b.ins().isub(total, c0);
+    let cap = k.iconst(as_i64(DWC_CHANNELS)?);
+    let nc = k.b.ins().umin(left, cap);
+    Ok((c0, k.b.ins().iadd(c0, nc)))
+}
+
 /// Channel block `blk` of image `n` (its channels `blk · DWC_CHANNELS ..`, at most
 /// `DWC_CHANNELS`): one call of the channel-block micro-kernel (geometry `geo`, see
 /// [`block_geo`]) when the context has one, else each channel by [`channel`], whose chains
@@ -160,12 +171,8 @@ pub(crate) fn channels(k: &mut Kernel, g: &Geo, geo: &DwcGeo, n: Value, blk: Val
             "a channel block outside the padded-plane path",
         ));
     }
-    let c0 = k.b.ins().imul_imm_s(blk, as_i64(DWC_CHANNELS)?);
-    let total = k.iconst(as_i64(g.group)?);
-    let left = k.b.ins().isub(total, c0);
-    let cap = k.iconst(as_i64(DWC_CHANNELS)?);
-    let nc = k.b.ins().umin(left, cap);
-    let end = k.b.ins().iadd(c0, nc);
+    let (c0, end) = block_channels(k, g.group, blk)?;
+    let nc = k.b.ins().isub(end, c0);
     let f = k.dwc_fn();
     k.ukernel_or(
         f,
@@ -209,11 +216,7 @@ fn block_call(
     let fields: [usize; DWC_GEO_FIELDS] = [
         geo.h, geo.w, geo.oh, geo.ow, geo.kh, geo.kw, geo.s, geo.pt, geo.pl,
     ];
-    let mut bytes = Vec::with_capacity(DWC_GEO_FIELDS * 8);
-    for v in fields {
-        bytes.extend_from_slice(&u64::try_from(v).unwrap_or(u64::MAX).to_le_bytes());
-    }
-    let table = k.table(bytes)?;
+    let table = k.usize_table(&fields)?;
     let mut flags = 0;
     if g.clamp.is_some() {
         flags |= GEMM_CLAMP;

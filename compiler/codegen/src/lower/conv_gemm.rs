@@ -786,11 +786,7 @@ fn tap_geo(k: &mut Kernel, g: &Gemm) -> LResult<Value> {
         g.ax.pad_begin,
         g.cc * g.kh * g.kw,
     ];
-    let mut bytes = Vec::with_capacity(TAP_GEO_FIELDS * 8);
-    for f in fields {
-        bytes.extend_from_slice(&u64::try_from(f).unwrap_or(u64::MAX).to_le_bytes());
-    }
-    k.table(bytes)
+    k.usize_table(&fields)
 }
 
 /// One task's image, group, channel panels, and the stack buffer of its packed X̂ panels (one
@@ -1173,11 +1169,18 @@ impl Chunk {
     }
 }
 
-/// The part of the next bank block `(next, len)` (address, floats) that the `i`-th tile call
-/// of a mixed chunk of `kc` steps prefetches (the tile contract's `side` hint): calls before
-/// it cover `kc` steps' share each ([`SIDE_LINES_PER_STEP`] lines a step), so the chunk's
-/// calls together stream the block while their FMAs run, and its mixing then reads it from
-/// L2. (Layer 4 of dy-resnet50 and CondConv's 7×7 blocks are bound by these streams.)
+/// The address `n` blocks on from the bank block `(address, floats)`, were they as long (a
+/// hint only: possibly past the bank's end).
+fn blocks_on(k: &mut Kernel, (bank, len): (Value, Value), n: i64) -> Value {
+    let bytes = k.b.ins().imul_imm_s(len, 4 * n);
+    k.b.ins().iadd(bank, bytes)
+}
+
+/// The part of the bank block `(next, len)` (address, floats; [`Mix::chunk`]'s, still to be
+/// mixed) that the `i`-th tile call of a mixed chunk of `kc` steps prefetches (the tile
+/// contract's `side` hint): calls before it cover `kc` steps' share each
+/// ([`SIDE_LINES_PER_STEP`] lines a step), so the chunk's calls together stream the block
+/// while their FMAs run, and its mixing then reads it from L2. (Layer 4 of dy-resnet50 and CondConv's 7×7 blocks are bound by these streams.)
 fn side_part(
     k: &mut Kernel,
     (next, len): (Value, Value),
@@ -1494,7 +1497,8 @@ impl Mix<'_> {
                     let len = k.b.ins().imul_imm_s(steps, as_i64(M0)?);
                     let len = k.add_imm(len, as_i64((imgs - 1) * g.image_elems())?);
                     let dst = k.span_addr(BufId::Scratch, dst0, len);
-                    self.call_kernel(k, f, (at, steps), (coefs, imgs), (dst, g.image_elems()))
+                    let bank = self.block(k, at, steps)?;
+                    self.call_kernel(k, f, (bank, steps), (coefs, imgs), (dst, g.image_elems()))
                 };
                 let own = |k: &mut Kernel| {
                     let zero = k.iconst(0);
@@ -1554,10 +1558,11 @@ impl Mix<'_> {
             (panels.0, panels.1, mb),
             (s0, kc),
         )?;
-        let next = self.next_block(k, at, kc, 2)?;
+        let bank = self.block(k, at, kc)?;
+        let next = (blocks_on(k, bank, 2), bank.1);
         let f = k.mix_fn();
         let call =
-            |k: &mut Kernel, f: Value| self.call_kernel(k, f, (at, kc), (coefs, 1), (abuf, 0));
+            |k: &mut Kernel, f: Value| self.call_kernel(k, f, (bank, kc), (coefs, 1), (abuf, 0));
         let own = |k: &mut Kernel| {
             let flags = MemFlagsData::new().with_notrap();
             let zero = k.iconst(0);
@@ -1577,37 +1582,27 @@ impl Mix<'_> {
         Ok(next)
     }
 
-    /// For the bank block of `steps` steps at element `at`: the address of the block `ahead`
-    /// blocks on, were they as long (a hint only: possibly past the bank's end), and this
-    /// block's length in floats.
-    fn next_block(
-        &self,
-        k: &mut Kernel,
-        at: Value,
-        steps: Value,
-        ahead: i64,
-    ) -> LResult<(Value, Value)> {
+    /// The bank block of `steps` steps at element `at`: its address and its length in floats.
+    fn block(&self, k: &mut Kernel, at: Value, steps: Value) -> LResult<(Value, Value)> {
         let len = k.b.ins().imul_imm_s(steps, as_i64(self.experts * M0)?);
-        let bank = k.span_addr(BufId::In(2), at, len);
-        let bytes = k.b.ins().imul_imm_s(len, 4 * ahead);
-        Ok((k.b.ins().iadd(bank, bytes), len))
+        Ok((k.span_addr(BufId::In(2), at, len), len))
     }
 
     /// Calls the mixing micro-kernel `f` (`dync_runtime::ukernel::mix`'s contract, the same
-    /// bits as [`Mix::step`]) for the bank block of `steps` steps at element `at` (each step's
-    /// experts side by side), the first `images` images of the coefficient table
+    /// bits as [`Mix::step`]) for the bank block `(address, floats)` of `steps` steps (each
+    /// step's experts side by side, [`Mix::block`]), the first `images` images of the coefficient table
     /// `coefs`, into `dst` (image `i` at element `i · dst_ld`). The mixing's next block follows
     /// this one in the bank: the kernel prefetches it.
     fn call_kernel(
         &self,
         k: &mut Kernel,
         f: Value,
-        (at, steps): (Value, Value),
+        (bank, steps): ((Value, Value), Value),
         (coefs, images): (Value, usize),
         (dst, dst_ld): (Value, usize),
     ) -> LResult {
-        let (next, len) = self.next_block(k, at, steps, 1)?;
-        let bank = k.span_addr(BufId::In(2), at, len);
+        let next = blocks_on(k, bank, 1);
+        let bank = bank.0;
         let ptr = k.b.func.dfg.value_type(bank);
         let sig =
             k.b.import_signature(crate::abi::mix_signature(k.call_conv(), ptr));

@@ -18,7 +18,7 @@ use super::nest::{for_each_from, View};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use dync_ir::ops::{Conv, DynConv};
 use dync_ir::TensorType;
-use dync_runtime::ukernel::dwc::{DwcGeo, DWC_CHANNELS};
+use dync_runtime::ukernel::dwc::DwcGeo;
 
 /// Images whose accumulators share one load of a bank vector.
 const IMAGES: usize = 8;
@@ -101,18 +101,8 @@ pub(crate) fn lower(k: &mut Kernel, op: &DynConv) -> LResult {
     let (x, y, b) = (k.buf(BufId::In(0)), k.buf(BufId::Out), k.buf(BufId::In(2)));
     if let Some(dg) = block_geo(op, &x.ty, &b.ty, &y.ty) {
         return k.for_tasks(|k, blk| {
-            let c0 = k.b.ins().imul_imm_s(blk, as_i64(DWC_CHANNELS)?);
-            let total = k.iconst(oi);
-            let left = k.b.ins().isub(total, c0);
-            let cap = k.iconst(as_i64(DWC_CHANNELS)?);
-            let end = k.b.ins().umin(left, cap);
-            let end = k.b.ins().iadd(c0, end);
-            k.loop_dyn(c0, end, |k, oc| {
-                for first in (0..batch).step_by(IMAGES) {
-                    mix.channel(k, oc, first..(first + IMAGES).min(batch))?;
-                }
-                Ok(())
-            })?;
+            let (c0, end) = super::conv_dw::block_channels(k, geo.group, blk)?;
+            k.loop_dyn(c0, end, |k, oc| mix.every_image(k, oc))?;
             k.loop_n(batch, |k, n| super::conv_dw::channels(k, &geo, &dg, n, blk))
         });
     }
@@ -120,9 +110,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &DynConv) -> LResult {
         for_block(k, &geo, t, &mut |k, grp, oc0, nb| {
             for j in 0..nb {
                 let oc = k.add_imm(oc0, as_i64(j)?);
-                for first in (0..batch).step_by(IMAGES) {
-                    mix.channel(k, oc, first..(first + IMAGES).min(batch))?;
-                }
+                mix.every_image(k, oc)?;
             }
             k.loop_n(batch, |k, n| conv_channels(k, &geo, n, grp, oc0, nb))
         })
@@ -140,6 +128,14 @@ struct Mix<'a> {
 }
 
 impl Mix<'_> {
+    /// Mixes channel `oc`'s kernel and bias for every image, [`IMAGES`] at a time.
+    fn every_image(&self, k: &mut Kernel, oc: Value) -> LResult {
+        for first in (0..self.batch).step_by(IMAGES) {
+            self.channel(k, oc, first..(first + IMAGES).min(self.batch))?;
+        }
+        Ok(())
+    }
+
     /// Mixes channel `oc`'s kernel and bias for `images`.
     fn channel(&self, k: &mut Kernel, oc: Value, images: std::ops::Range<usize>) -> LResult {
         let (oi, ei, gi) = (as_i64(self.o)?, as_i64(self.e)?, as_i64(self.gk)?);

@@ -762,6 +762,16 @@ impl<'a> Kernel<'a> {
         out.ok_or_else(|| CodegenError::cranelift(&self.name, "zero lanes"))
     }
 
+    /// Defines a read-only table of `fields` as 64-bit little-endian words (a micro-kernel's
+    /// `repr(C)` geometry of `usize`s on the 64-bit targets) and returns its address.
+    pub fn usize_table(&mut self, fields: &[usize]) -> LResult<Value> {
+        let mut bytes = Vec::with_capacity(fields.len() * 8);
+        for &f in fields {
+            bytes.extend_from_slice(&u64::try_from(f).unwrap_or(u64::MAX).to_le_bytes());
+        }
+        self.table(bytes)
+    }
+
     /// Defines a read-only table holding `bytes` (16-byte aligned) and returns its address.
     pub fn table(&mut self, bytes: Vec<u8>) -> LResult<Value> {
         let id = self
