@@ -312,11 +312,14 @@ fn gemv(c: &mut Criterion) {
     let mut g = c.benchmark_group("gemv_f32");
     // A classifier (L3-resident: 5 MB) at batch 1 and 8, and DyNet ResNet-50's largest
     // predictor layer run over eight copies in turn (75 MB: its weights stream from memory,
-    // as in a model's run).
+    // as in a model's run), and DyNet MobileNetV3-large's largest (160 wide, 8 MB) from L3
+    // and over eight copies from memory.
     for (k, n, m, copies, label) in [
         (1280, 1000, 1, 1, "fc1280x1000"),
         (1280, 1000, 8, 1, "b8fc1280x1000"),
         (256, 9216, 1, 8, "dram256x9216"),
+        (160, 12480, 1, 1, "l3_160x12480"),
+        (160, 12480, 1, 8, "dram160x12480"),
     ] {
         let x = data(m * k, 9);
         let w = data(n * k * copies, 10);

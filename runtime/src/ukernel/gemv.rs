@@ -103,6 +103,12 @@ pub(super) mod x86 {
     const BATCH_ROWS: usize = 4;
     /// Vectors per pass: two per 16-lane register, each half the contract's 8-lane `a`.
     const VECTORS: usize = 8;
+    /// Widest rows read in memory order by one vector (see [`rows`]).
+    const IN_ORDER_MAX_K: usize = 512;
+    /// Floats prefetched ahead of the current step when the rows are read in memory order
+    /// (4 KiB). 160-wide rows on both cores here: 1 KiB ahead read 43–45 GB/s, 2 KiB 46–47,
+    /// 4 KiB 49–50, 8 KiB 43–47.
+    const STREAM_AHEAD: usize = 1024;
     /// Floats of each row prefetched ahead of the current step (2 KiB), for long rows.
     const AHEAD: usize = 512;
     /// Floats of a pass (`ROWS` rows) up to which each step prefetches the next pass's rows
@@ -131,11 +137,16 @@ pub(super) mod x86 {
             if m == 1 {
                 let mut j = 0;
                 while j + ROWS <= n {
-                    rows::<ROWS>(k, x, w.add(j * ldw), ldw, y.add(j));
+                    let (wj, yj) = (w.add(j * ldw), y.add(j));
+                    if k <= IN_ORDER_MAX_K {
+                        rows::<ROWS, true>(k, x, wj, ldw, yj);
+                    } else {
+                        rows::<ROWS, false>(k, x, wj, ldw, yj);
+                    }
                     j += ROWS;
                 }
                 while j < n {
-                    rows::<1>(k, x, w.add(j * ldw), ldw, y.add(j));
+                    rows::<1, false>(k, x, w.add(j * ldw), ldw, y.add(j));
                     j += 1;
                 }
                 return;
@@ -175,9 +186,21 @@ pub(super) mod x86 {
     }
 
     /// The contract's sums for `R` rows of one vector: one 8-lane accumulator per row (the
-    /// contract's `a`), every row's next lines prefetched each step.
+    /// contract's `a`).
+    ///
+    /// `IN_ORDER`: the rows one after the other in memory order, each step prefetching
+    /// [`STREAM_AHEAD`] floats on; else the rows side by side, step by step, every row's next
+    /// lines prefetched each step. The rows' chains are independent, so the out-of-order core
+    /// overlaps consecutive rows in order as long as a row is short, and its loads then walk
+    /// memory as one stream. Dynamic models' predictor weights (tens of MB a run) stream from
+    /// memory, and there the order wins: on both cores here, 160- to 512-wide rows read at
+    /// 47–52 GB/s in order against 24–39 side by side (a plain read loop 45–52); one thread,
+    /// 160 wide (criterion's `dram160x12480`), 243 → 211 µs. From L3 one thread is slower in
+    /// order (`l3_160x12480` 69 → 86 µs: only about three rows' chains fit the out-of-order
+    /// window) and 1280-wide rows are slower on both cores (59 against 74 GB/s), hence
+    /// [`IN_ORDER_MAX_K`]: classifiers keep the side-by-side order.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn rows<const R: usize>(
+    unsafe fn rows<const R: usize, const IN_ORDER: bool>(
         k: usize,
         x: *const f32,
         w: *const f32,
@@ -186,17 +209,31 @@ pub(super) mod x86 {
     ) {
         let (wide, full) = (k / 8 * 8, k / 4 * 4);
         let mut acc = [_mm256_setzero_ps(); R];
-        let ahead = ahead(R, ldw);
         // SAFETY (all): p + 8 <= wide <= k (p + 4 <= full) stays within x and each row;
         // prefetches never fault.
-        for p in (0..wide).step_by(8) {
-            let xv = unsafe { _mm256_loadu_ps(x.add(p)) };
+        let step = |a: __m256, row: *const f32, p: usize| unsafe {
+            _mm256_fmadd_ps(_mm256_loadu_ps(x.add(p)), _mm256_loadu_ps(row.add(p)), a)
+        };
+        if IN_ORDER {
             for (r, a) in acc.iter_mut().enumerate() {
-                let row = w.wrapping_add(r * ldw + p);
-                if p % 16 == 0 {
-                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(ahead).cast());
+                let row = w.wrapping_add(r * ldw);
+                for p in (0..wide).step_by(8) {
+                    if p % 16 == 0 {
+                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(p + STREAM_AHEAD).cast());
+                    }
+                    *a = step(*a, row, p);
                 }
-                *a = _mm256_fmadd_ps(xv, unsafe { _mm256_loadu_ps(row) }, *a);
+            }
+        } else {
+            let ahead = ahead(R, ldw);
+            for p in (0..wide).step_by(8) {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let row = w.wrapping_add(r * ldw);
+                    if p % 16 == 0 {
+                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(p + ahead).cast());
+                    }
+                    *a = step(*a, row, p);
+                }
             }
         }
         if full > wide {
