@@ -354,11 +354,19 @@ fn gemv_speed() {
 fn predict_pooling_tasks_and_column_blocks() {
     let mut r = rng(17);
     // (x shape, layer widths, act): a single layer is cut into column blocks of whole softmax
-    // runs; every case has several pooling tasks.
-    let cases: [(&[usize], &[usize], PredictAct); 3] = [
+    // runs; every case but the last has several pooling tasks. Hidden layers are cut
+    // into column blocks too: 256 × 512 into 8 (two samples), 130 × 300 and 260 × 130 into
+    // three with a short last one, then the last layer into ten.
+    let cases: [(&[usize], &[usize], PredictAct); 5] = [
         (&[1, 96, 56, 56], &[2916], PredictAct::Softmax { run: 6 }),
         (&[3, 40, 17, 19], &[1001], PredictAct::Sigmoid),
         (&[2, 64, 28, 28], &[16, 64], PredictAct::Sigmoid),
+        (&[2, 512, 7, 7], &[256, 1000], PredictAct::Sigmoid),
+        (
+            &[2, 300, 3, 3],
+            &[130, 260, 600],
+            PredictAct::Softmax { run: 6 },
+        ),
     ];
     for (shape, widths, act) in cases {
         let mut args = vec![Arg::In(rand_f32(&mut r, shape))];

@@ -2,19 +2,19 @@
 //! run one after the other):
 //! 0. the global average of each channel of each sample ([`Run`]: 4-lane partial sums), tasks
 //!    of consecutive (sample, channel) runs, into the pooled vectors [N, C] in scratch;
-//! 1. with hidden layers, one task per sample computes them into the sample's part of scratch,
-//!    with the bias and hidden activation (Relu, SiLU) as epilogue;
-//! 2. (1 without hidden layers) the last layer with the bias, the scale and the sigmoid,
-//!    straight into the result, a softmax then normalizing each run in place; its outputs are
-//!    cut into column blocks of whole softmax runs, one task per block for all samples, so that
-//!    its weights (the largest: DyNet's ResNet-50 predicts 9216 coefficients from 256 hidden
-//!    units, 9.4 MB) stream on every thread, each block once for the whole batch.
+//! 1. one phase per layer, hidden layers first: the layer's outputs are cut into column
+//!    blocks (of whole softmax runs for the last layer), one task per block for all samples,
+//!    so that its weights stream on every thread, each block once for the whole batch
+//!    (DyNet's ResNet-50 predicts 9216 coefficients from 256 hidden units, 9.4 MB, and its
+//!    hidden layer reads 1 MB: a task per sample left one thread idle while the other read
+//!    it). A hidden layer's epilogue is the bias and hidden activation (Relu, SiLU) into
+//!    scratch; the last layer's is the bias, the scale and the sigmoid, straight into the
+//!    result, a softmax then normalizing each run in place.
 //!
 //! The weights are [O, I], so every output is a contiguous dot product streaming its own
-//! weight row — the matrix-vector micro-kernel when the context has one (one call per hidden
-//! layer of a sample, one per block of the last layer for all samples: dy-mobile's batch-8
-//! predictors read their 3.7 MB rows once, not once per sample), else the compiler's dot
-//! products (the same sums): [`gemv_or_product`].
+//! weight row — the matrix-vector micro-kernel when the context has one (one call per block
+//! for all samples: dy-mobile's batch-8 predictors read their 3.7 MB rows once, not once per
+//! sample), else the compiler's dot products (the same sums): [`gemv_or_product`].
 //!
 //! The pooled vector and the hidden layers never become graph tensors. Each output is
 //! computed by the same instructions whatever the split, so results do not depend on the
@@ -40,9 +40,8 @@ struct Plan {
     layers: Vec<(usize, usize)>,
     /// (sample, channel) runs per pooling task.
     pool_chunk: usize,
-    /// Outputs of the last layer per task, and blocks (tasks of the last phase).
-    cols: usize,
-    blocks: usize,
+    /// Each layer's outputs per task (its phase's column block).
+    cols: Vec<usize>,
 }
 
 impl Plan {
@@ -55,20 +54,25 @@ impl Plan {
             .step_by(2)
             .map(|w| (dim(w, 0), dim(w, 1)))
             .collect();
-        let (m, k) = layers.last().copied().unwrap_or((0, 0));
-        let align = match act {
-            PredictAct::Softmax { run } => run,
-            PredictAct::Sigmoid => LANES,
-        };
-        let cols = chunk_len(m, k, align);
+        let last = layers.len().saturating_sub(1);
+        let cols = layers
+            .iter()
+            .enumerate()
+            .map(|(l, &(m, k))| {
+                let align = match act {
+                    PredictAct::Softmax { run } if l == last => run,
+                    _ => LANES,
+                };
+                chunk_len(m, k, align)
+            })
+            .collect();
         Plan {
             n,
             c,
             hw,
             pool_chunk: chunk_len(n.saturating_mul(c), hw, 1),
-            blocks: m.div_ceil(cols).max(1),
-            cols,
             layers,
+            cols,
         }
     }
 
@@ -85,38 +89,33 @@ impl Plan {
         self.n.saturating_mul(self.c.saturating_add(self.hidden()))
     }
 
-    /// The phases: pooling, the hidden layers when there are some, the last layer.
+    /// The phases: pooling, then one per layer (at least one).
     fn phases(&self) -> usize {
-        if self.layers.len() > 1 {
-            3
-        } else {
-            2
-        }
+        1 + self.layers.len().max(1)
     }
 
     fn tasks(&self, phase: usize) -> usize {
         match phase {
             0 => (self.n * self.c).div_ceil(self.pool_chunk).max(1),
-            p if p + 1 < self.phases() => self.n.max(1),
-            _ => self.blocks,
+            p => match (self.layers.get(p - 1), self.cols.get(p - 1)) {
+                (Some(&(m, _)), Some(&cols)) => m.div_ceil(cols).max(1),
+                _ => 1,
+            },
         }
     }
 
-    /// Where sample `s`'s hidden layers start in scratch (after every pooled vector).
-    fn hidden_start(&self, k: &mut Kernel, s: Value) -> LResult<Value> {
-        let at = k.b.ins().imul_imm_s(s, as_i64(self.hidden())?);
-        Ok(k.add_imm(at, as_i64(self.n * self.c)?))
+    /// Where sample 0's result of hidden layer `l` starts in scratch (after every pooled
+    /// vector; each sample's hidden layers are `hidden()` apart).
+    fn hidden_at(&self, l: usize) -> usize {
+        self.n * self.c + self.layers[..l].iter().map(|l| l.0).sum::<usize>()
     }
 
-    /// Where sample 0's input of the last layer starts in scratch (its last hidden layer's
-    /// result, or its pooled vector), and the stride from one sample's to the next's.
-    fn last_input(&self) -> LResult<(i64, i64)> {
-        match self.layers.len() {
-            0 | 1 => Ok((0, as_i64(self.c)?)),
-            n => {
-                let before: usize = self.layers[..n - 2].iter().map(|l| l.0).sum();
-                Ok((as_i64(self.n * self.c + before)?, as_i64(self.hidden())?))
-            }
+    /// Where sample 0's input of layer `l` starts in scratch (the previous layer's result,
+    /// or the pooled vector), and the stride from one sample's to the next's.
+    fn input(&self, l: usize) -> LResult<(i64, i64)> {
+        match l {
+            0 => Ok((0, as_i64(self.c)?)),
+            l => Ok((as_i64(self.hidden_at(l - 1))?, as_i64(self.hidden())?)),
         }
     }
 }
@@ -144,8 +143,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &Predict, phase: usize) -> LResult {
     }
     match phase {
         0 => pool(k, &plan),
-        p if p + 1 < plan.phases() => hidden(k, op, &plan),
-        _ => last(k, op, &plan),
+        p => layer(k, op, &plan, p - 1),
     }
 }
 
@@ -173,49 +171,22 @@ fn pool(k: &mut Kernel, plan: &Plan) -> LResult {
     })
 }
 
-/// The hidden layers' phase: task s computes sample s's hidden layers, each from the previous
-/// one's result (the first from the pooled vector).
-fn hidden(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
-    let ci = as_i64(plan.c)?;
-    let last = plan.layers.len() - 1;
-    k.for_tasks(|k, s| {
-        let mut input = k.b.ins().imul_imm_s(s, ci);
-        let mut at = plan.hidden_start(k, s)?;
-        let zero = k.iconst(0);
-        for (l, &(out, _)) in plan.layers[..last].iter().enumerate() {
-            fc(
-                k,
-                op,
-                l,
-                (input, 0, 1),
-                (BufId::Scratch, at, out),
-                (zero, out),
-            )?;
-            input = at;
-            at = k.add_imm(at, as_i64(out)?);
-        }
-        Ok(())
-    })
-}
-
-/// The last layer's phase: task t is column block t for every sample.
-fn last(k: &mut Kernel, op: &Predict, plan: &Plan) -> LResult {
-    let (m, _) = plan.layers.last().copied().unwrap_or((0, 0));
-    let last = plan.layers.len() - 1;
-    let (first, ldx) = plan.last_input()?;
+/// Layer `l`'s phase: task t is column block t for every sample.
+fn layer(k: &mut Kernel, op: &Predict, plan: &Plan, l: usize) -> LResult {
+    let (m, _) = plan.layers[l];
+    let (first, ldx) = plan.input(l)?;
+    let last = l + 1 == plan.layers.len();
+    let (buf, dest, ldc) = if last {
+        (BufId::Out, 0, m)
+    } else {
+        (BufId::Scratch, as_i64(plan.hidden_at(l))?, plan.hidden())
+    };
     k.for_tasks(|k, t| {
         let input = k.iconst(first);
-        let zero = k.iconst(0);
-        chunked(k, t, m, plan.cols, |k, j0, len| {
-            fc(
-                k,
-                op,
-                last,
-                (input, ldx, plan.n),
-                (BufId::Out, zero, m),
-                (j0, len),
-            )?;
-            if let PredictAct::Softmax { run } = op.act {
+        let dest = k.iconst(dest);
+        chunked(k, t, m, plan.cols[l], |k, j0, len| {
+            fc(k, op, l, (input, ldx, plan.n), (buf, dest, ldc), (j0, len))?;
+            if let (true, PredictAct::Softmax { run }) = (last, op.act) {
                 // In place, as the `softmax` op computes a contiguous row.
                 k.loop_n(plan.n, |k, s| {
                     let r0 = k.b.ins().imul_imm_s(s, as_i64(m)?);
