@@ -27,6 +27,7 @@ use crate::passes::fuse_predictor::FusePredictor;
 use crate::passes::fuse_residual::FuseResidual;
 use crate::passes::retarget_batch::RetargetBatch;
 use crate::passes::simplify_reshapes::SimplifyReshapes;
+use crate::passes::split_batch::{SplitBatch, DEFAULT_MIN_BYTES};
 use crate::passes::{dce::Dce, fold_bn::FoldBn, fold_constants::FoldConstants};
 use dync_ir::Graph;
 
@@ -45,6 +46,7 @@ pub const PASS_NAMES: &[&str] = &[
     "fuse_predictor",
     "concat_transpose",
     "retarget_batch",
+    "split_batch",
 ];
 
 /// The passes `Options::literal` leaves out.
@@ -56,11 +58,17 @@ const RECOGNITION: &[&str] = &[
     "fuse_predictor",
 ];
 
-/// The pass called `name`; `retarget_batch` takes its batch as `retarget_batch=N`.
+/// The pass called `name`; `retarget_batch` takes its batch as `retarget_batch=N`,
+/// `split_batch` its threshold as `split_batch=BYTES` (default [`DEFAULT_MIN_BYTES`]).
 pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
     if let Some(n) = name.strip_prefix("retarget_batch=") {
         return Some(Box::new(RetargetBatch {
             batch: n.parse().ok()?,
+        }));
+    }
+    if let Some(b) = name.strip_prefix("split_batch=") {
+        return Some(Box::new(SplitBatch {
+            min_bytes: b.parse().ok()?,
         }));
     }
     Some(match name {
@@ -76,6 +84,9 @@ pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
         "fuse_act" => Box::new(FuseAct),
         "fuse_predictor" => Box::new(FusePredictor),
         "concat_transpose" => Box::new(ConcatTranspose),
+        "split_batch" => Box::new(SplitBatch {
+            min_bytes: DEFAULT_MIN_BYTES,
+        }),
         _ => return None,
     })
 }
@@ -94,15 +105,16 @@ pub struct Options {
 
 /// The passes to run, in order.
 pub fn pipeline(opts: &Options) -> Vec<Box<dyn Pass>> {
-    let mut passes: Vec<Box<dyn Pass>> = PASS_NAMES
+    PASS_NAMES
         .iter()
         .filter(|n| !(opts.literal && RECOGNITION.contains(n)))
-        .filter_map(|n| lookup(n))
-        .collect();
-    if let Some(batch) = opts.batch {
-        passes.push(Box::new(RetargetBatch { batch }));
-    }
-    passes
+        .filter_map(|&n| match n {
+            "retarget_batch" => opts
+                .batch
+                .map(|batch| Box::new(RetargetBatch { batch }) as Box<dyn Pass>),
+            n => lookup(n),
+        })
+        .collect()
 }
 
 /// Runs the pipeline on `g`; the returned manager holds timings, dumps and remarks.

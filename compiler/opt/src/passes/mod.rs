@@ -20,6 +20,7 @@ pub mod fuse_predictor;
 pub mod fuse_residual;
 pub mod retarget_batch;
 pub mod simplify_reshapes;
+pub mod split_batch;
 
 /// The nodes of `g` in dependency order, or the error of pass `pass` on a cyclic graph.
 pub(crate) fn topo_order(g: &Graph, pass: &'static str) -> Result<Vec<NodeId>, PassError> {
