@@ -178,8 +178,12 @@ impl Prefix {
                 let mapped = match map.get(&o) {
                     Some(&m) => m,
                     None => {
-                        // Not an input nor a node before v in the prefix: a constant.
+                        // Not an input nor a node before v in the prefix: a constant (the
+                        // prefix is a start of the dependency order).
                         let node = g.node(o);
+                        if !matches!(node.op, Op::Const(_)) {
+                            return None;
+                        }
                         let c = one.add_typed(
                             node.op.clone(),
                             &[],
