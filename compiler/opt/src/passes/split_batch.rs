@@ -34,7 +34,7 @@ use super::retarget_batch::RetargetBatch;
 use crate::error::PassError;
 use crate::manager::{Pass, PassCx};
 use dync_ir::ops::{Concat, Slice};
-use dync_ir::{Graph, NodeId, Op};
+use dync_ir::{Graph, Node, NodeId, Op};
 use std::collections::{HashMap, HashSet};
 
 /// The pass; `min_bytes` is the size one of the prefix's values must reach (`split_batch=B`
@@ -60,13 +60,7 @@ impl Pass for SplitBatch {
         let Some(one) = prefix.per_image(g) else {
             return Ok(false);
         };
-        *g = prefix
-            .splice(g, &one)
-            .map_err(|message| PassError::Rewrite {
-                pass: NAME,
-                origin: g.node(prefix.nodes[0]).origin.clone().unwrap_or_default(),
-                message,
-            })?;
+        *g = prefix.splice(g, &one)?;
         Ok(true)
     }
 }
@@ -74,8 +68,11 @@ impl Pass for SplitBatch {
 /// The prefix to split.
 struct Prefix {
     n: usize,
-    /// The computed nodes, in dependency order.
+    /// The graph's nodes in dependency order.
+    order: Vec<NodeId>,
+    /// The computed nodes, in dependency order, and as a set.
     nodes: Vec<NodeId>,
+    inside: HashSet<NodeId>,
     /// Its results used after it or as graph outputs.
     frontier: Vec<NodeId>,
     /// The graph inputs it reads, in signature order.
@@ -100,8 +97,9 @@ impl Prefix {
             return Ok(None);
         }
         let bytes = |id: NodeId| g.ty(id).bytes().unwrap_or(usize::MAX);
+        let order = super::topo_order(g, NAME)?;
         let mut nodes = Vec::new();
-        for id in super::topo_order(g, NAME)? {
+        for &id in &order {
             let node = g.node(id);
             match node.op {
                 Op::Input(_) | Op::Const(_) => continue,
@@ -142,12 +140,12 @@ impl Prefix {
                 .iter()
                 .any(|&v| matches!(g.node(v).op, Op::Conv(_)));
             (has_conv && largest >= min_bytes && handed_on.saturating_mul(4) <= largest)
-                .then_some((inside, frontier))
+                .then_some((k, inside, frontier))
         });
-        let Some((inside, frontier)) = split else {
+        let Some((k, inside, frontier)) = split else {
             return Ok(None);
         };
-        nodes.retain(|v| inside.contains(v));
+        nodes.truncate(k);
         let inputs = g
             .inputs
             .iter()
@@ -156,7 +154,9 @@ impl Prefix {
             .collect();
         Ok(Some(Prefix {
             n,
+            order,
             nodes,
+            inside,
             frontier,
             inputs,
         }))
@@ -184,12 +184,7 @@ impl Prefix {
                         if !matches!(node.op, Op::Const(_)) {
                             return None;
                         }
-                        let c = one.add_typed(
-                            node.op.clone(),
-                            &[],
-                            node.ty.clone(),
-                            node.origin.clone(),
-                        );
+                        let c = copy_node(&mut one, node, &[]);
                         consts.insert(c, o);
                         map.insert(o, c);
                         c
@@ -197,14 +192,7 @@ impl Prefix {
                 };
                 operands.push(mapped);
             }
-            let node = g.node(v);
-            let copy = one.add_typed(
-                node.op.clone(),
-                &operands,
-                node.ty.clone(),
-                node.origin.clone(),
-            );
-            map.insert(v, copy);
+            map.insert(v, copy_node(&mut one, g.node(v), &operands));
         }
         for (k, f) in self.frontier.iter().enumerate() {
             one.set_output(format!("frontier{k}"), map[f]);
@@ -221,30 +209,23 @@ impl Prefix {
     /// reading slices of the inputs at sample n), the frontier's concats, then the rest.
     /// Rebuilt rather than edited because node ids break ties in the dependency order and
     /// an edited graph reuses the ids of removed nodes, which would interleave the copies.
-    fn splice(&self, g: &Graph, one: &PerImage) -> Result<Graph, String> {
-        let cycle = |_| "the graph has a cycle".to_string();
-        let (order, per_image) = (
-            g.topo_order().map_err(cycle)?,
-            one.g.topo_order().map_err(cycle)?,
-        );
-        let inside: HashSet<NodeId> = self.nodes.iter().copied().collect();
+    fn splice(&self, g: &Graph, one: &PerImage) -> Result<Graph, PassError> {
+        let fail = |message: String| PassError::Rewrite {
+            pass: NAME,
+            origin: g.node(self.nodes[0]).origin.clone().unwrap_or_default(),
+            message,
+        };
+        let per_image = super::topo_order(&one.g, NAME)?;
+        let inside = &self.inside;
         let mut h = Graph::new();
         // Graph node -> rebuilt node.
         let mut map: HashMap<NodeId, NodeId> = HashMap::new();
         for (name, i) in &g.inputs {
             map.insert(*i, h.add_input(name.clone(), g.ty(*i).clone()));
         }
-        let add = |h: &mut Graph, node: &dync_ir::Node, operands: &[NodeId]| {
-            h.add_typed(
-                node.op.clone(),
-                operands,
-                node.ty.clone(),
-                node.origin.clone(),
-            )
-        };
-        for &v in &order {
+        for &v in &self.order {
             if let Op::Const(_) = g.node(v).op {
-                map.insert(v, add(&mut h, g.node(v), &[]));
+                map.insert(v, copy_node(&mut h, g.node(v), &[]));
             }
         }
         let origin = |i: NodeId| {
@@ -261,12 +242,12 @@ impl Prefix {
             let mut copy: HashMap<NodeId, NodeId> = HashMap::new();
             for (&i, &(_, x)) in self.inputs.iter().zip(&one.g.inputs) {
                 let shape = &g.ty(i).shape;
-                let at = i64::try_from(s).map_err(|e| e.to_string())?;
+                let at = i64::try_from(s).map_err(|e| fail(e.to_string()))?;
                 let mut ends = shape
                     .iter()
                     .map(|&d| i64::try_from(d))
                     .collect::<Result<Vec<i64>, _>>()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| fail(e.to_string()))?;
                 let mut starts = vec![0; shape.len()];
                 (starts[0], ends[0]) = (at, at + 1);
                 let slice = Slice {
@@ -276,7 +257,7 @@ impl Prefix {
                 };
                 let id = h
                     .add(Op::Slice(slice), &[map[&i]], origin(i))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| fail(e.to_string()))?;
                 copy.insert(x, id);
             }
             for &v in &per_image {
@@ -285,12 +266,14 @@ impl Prefix {
                     Op::Input(_) => continue,
                     Op::Const(_) => match one.consts.get(&v) {
                         Some(c) => map[c],
-                        None => *replaced.entry(v).or_insert_with(|| add(&mut h, node, &[])),
+                        None => *replaced
+                            .entry(v)
+                            .or_insert_with(|| copy_node(&mut h, node, &[])),
                     },
                     _ => {
                         let operands: Vec<NodeId> =
                             one.g.operands(v).iter().map(|o| copy[o]).collect();
-                        add(&mut h, node, &operands)
+                        copy_node(&mut h, node, &operands)
                     }
                 };
                 copy.insert(v, id);
@@ -302,20 +285,30 @@ impl Prefix {
         for (&f, c) in self.frontier.iter().zip(&copies) {
             let concat = h
                 .add(Op::Concat(Concat { axis: 0 }), c, g.node(f).origin.clone())
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| fail(e.to_string()))?;
             map.insert(f, concat);
         }
-        for &v in &order {
+        for &v in &self.order {
             let node = g.node(v);
             if inside.contains(&v) || matches!(node.op, Op::Input(_) | Op::Const(_)) {
                 continue;
             }
             let operands: Vec<NodeId> = g.operands(v).iter().map(|o| map[o]).collect();
-            map.insert(v, add(&mut h, node, &operands));
+            map.insert(v, copy_node(&mut h, node, &operands));
         }
         for (name, o) in &g.outputs {
             h.set_output(name.clone(), map[o]);
         }
         Ok(h)
     }
+}
+
+/// Adds a copy of `node` (op, declared type, origin) to `h` on `operands`.
+fn copy_node(h: &mut Graph, node: &Node, operands: &[NodeId]) -> NodeId {
+    h.add_typed(
+        node.op.clone(),
+        operands,
+        node.ty.clone(),
+        node.origin.clone(),
+    )
 }
