@@ -211,8 +211,9 @@ pub(super) mod x86 {
         let mut acc = [_mm256_setzero_ps(); R];
         // SAFETY (all): p + 8 <= wide <= k (p + 4 <= full) stays within x and each row;
         // prefetches never fault.
-        let step = |a: __m256, row: *const f32, p: usize| unsafe {
-            _mm256_fmadd_ps(_mm256_loadu_ps(x.add(p)), _mm256_loadu_ps(row.add(p)), a)
+        let xv = |p: usize| unsafe { _mm256_loadu_ps(x.add(p)) };
+        let step = |a: __m256, xv: __m256, row: *const f32, p: usize| unsafe {
+            _mm256_fmadd_ps(xv, _mm256_loadu_ps(row.add(p)), a)
         };
         if IN_ORDER {
             for (r, a) in acc.iter_mut().enumerate() {
@@ -221,18 +222,20 @@ pub(super) mod x86 {
                     if p % 16 == 0 {
                         _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(p + STREAM_AHEAD).cast());
                     }
-                    *a = step(*a, row, p);
+                    *a = step(*a, xv(p), row, p);
                 }
             }
         } else {
             let ahead = ahead(R, ldw);
             for p in (0..wide).step_by(8) {
+                // One load of x's step for all the rows.
+                let xp = xv(p);
                 for (r, a) in acc.iter_mut().enumerate() {
                     let row = w.wrapping_add(r * ldw);
                     if p % 16 == 0 {
                         _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(p + ahead).cast());
                     }
-                    *a = step(*a, row, p);
+                    *a = step(*a, xp, row, p);
                 }
             }
         }
