@@ -651,7 +651,7 @@ pub(super) mod x86 {
 mod tests {
     use super::DwF32Fn;
     use crate::rt::SplitMix;
-    use crate::ukernel::{variants, GEMM_CLAMP, GEMM_SILU, GEMM_STREAM};
+    use crate::ukernel::{same_bits, variants, GEMM_CLAMP, GEMM_SILU, GEMM_STREAM};
 
     /// The shapes the AVX-512 variant takes with its vector code (the compiler asks before it
     /// calls the kernel).
@@ -795,10 +795,7 @@ mod tests {
                 }
                 for (name, f) in &kernels {
                     let got = run(*f);
-                    let same = got
-                        .iter()
-                        .zip(&want)
-                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = same_bits(&got, &want);
                     assert!(same, "{name}: {h}x{w} k{kh}x{kw} s{s} p{pad} flags {flags}");
                 }
             }

@@ -438,7 +438,7 @@ pub(super) mod x86 {
 mod tests {
     use super::{input_at, DwcF32Fn, DwcGeo, DWC_CHANNELS};
     use crate::rt::SplitMix;
-    use crate::ukernel::{variants, GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
+    use crate::ukernel::{same_bits, variants, GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
 
     /// Every variant this CPU runs against the portable one, bit for bit (guards between the
     /// output planes), and the portable one against an f64 reference, over both strides,
@@ -536,10 +536,7 @@ mod tests {
                     }
                     for (name, f) in &kernels {
                         let got = run(*f);
-                        let same = got
-                            .iter()
-                            .zip(&want)
-                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        let same = same_bits(&got, &want);
                         assert!(same, "{name}: {g:?} nc {nc} flags {flags} bias {with_bias}");
                     }
                 }

@@ -387,7 +387,7 @@ pub(super) mod x86 {
 mod tests {
     use super::{at, DwpF32Fn};
     use crate::rt::SplitMix;
-    use crate::ukernel::{variants, GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
+    use crate::ukernel::{same_bits, variants, GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
 
     /// Every variant this CPU runs against the portable one, bit for bit (guards around the
     /// output), and the portable one against an f64 reference, over widths around the vector
@@ -482,10 +482,7 @@ mod tests {
                 }
                 for (name, f) in &kernels {
                     let got = run(*f);
-                    let same = got
-                        .iter()
-                        .zip(&want)
-                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = same_bits(&got, &want);
                     assert!(
                         same,
                         "{name}: {oh}x{ow} k{kh}x{kw} s{sy} phases {phases} flags {flags}"

@@ -322,7 +322,7 @@ pub(super) mod x86 {
 mod tests {
     use super::{MixF32Fn, M0};
     use crate::rt::SplitMix;
-    use crate::ukernel::variants;
+    use crate::ukernel::{same_bits, variants};
 
     /// Every variant this CPU runs against the portable one, bit for bit, in both bank layouts,
     /// with guards around each destination and NaN in the bank's gaps (never read).
@@ -396,10 +396,7 @@ mod tests {
                     .flat_map(|k| [(k, std::ptr::null()), (k, past)])
                 {
                     let got = run(*f, next);
-                    let same = got
-                        .iter()
-                        .zip(&want)
-                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = same_bits(&got, &want);
                     assert!(
                         same,
                         "{name}: experts {experts}, steps {steps}, images {images}"

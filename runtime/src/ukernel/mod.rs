@@ -245,6 +245,15 @@ pub(crate) fn variants<F>(slot: impl Fn(&UkernelTable) -> Option<F>) -> Vec<(&'s
         .collect()
 }
 
+/// Whether `got` has `want`'s bits element by element (NaNs included), as far as both go:
+/// the check of a variant against the portable kernel.
+#[cfg(test)]
+pub(crate) fn same_bits(got: &[f32], want: &[f32]) -> bool {
+    got.iter()
+        .zip(want)
+        .all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
 /// `p + off` elements, or null for a null `p`: an optional operand (a bias, a residual) from a
 /// later row on.
 fn offset_or_null(p: *const f32, off: usize) -> *const f32 {
