@@ -215,6 +215,9 @@ fn dyn_conv_op_matches_the_interpreter() {
         (1, 16, 20, 4, 3, 1, 1, 2, true, true, true, 7, 7),
         (1, 24, 16, 3, 1, 1, 0, 1, false, true, false, 7, 8),
         (1, 20, 12, 5, 3, 2, 1, 1, true, false, true, 9, 11),
+        // Tasks of six channel panels, mixed four, then two (the last one partial) before
+        // each in-place tile call.
+        (1, 16, 330, 2, 3, 1, 1, 1, true, true, false, 7, 7),
     ];
     for (i, (n, c, o, e, k, s, p, group, per_channel, bias, bias_bank, h, w)) in
         cases.into_iter().enumerate()
