@@ -89,8 +89,8 @@ const IMAGES: usize = 4;
 const MIX_STEPS: usize = 64;
 /// Channel panels of a fused dyn_conv's chunk mixed before one in-place tile call runs them
 /// all (their mixed chunks, 32 KB at most, stay in L1): a call per panel paid its offsets,
-/// masks and `B` rows for eight rows (dy-resnet50's 7×7 3×3 dyn_convs at two threads 0.40 →
-/// 0.37 ms).
+/// masks and `B` rows for eight rows (dy-resnet50's 7×7 3×3 dyn_convs at two threads, in
+/// alternating runs, 0.383–0.390 → 0.370–0.377 ms).
 const MIXED_PANELS: usize = 4;
 
 /// The static geometry of one GEMM convolution.
