@@ -42,6 +42,7 @@ fn graph() -> (Graph, Vec<Tensor>) {
         clamp: None,
         residual: false,
         act: None,
+        in_scale: false,
     };
     let y = g
         .add(Op::Conv(conv), &[xi, w, b], Some("conv".into()))

@@ -19,6 +19,7 @@ fn conv(strides: usize, pads: usize, dilations: usize, group: usize) -> Op {
         clamp: None,
         residual: false,
         act: None,
+        in_scale: false,
     })
 }
 

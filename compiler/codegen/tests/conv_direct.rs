@@ -26,6 +26,7 @@ fn conv_op(
         clamp,
         residual: false,
         act: None,
+        in_scale: false,
     }
 }
 

@@ -102,6 +102,7 @@ fn conv_epilogues_on_both_paths() {
                 clamp,
                 residual,
                 act,
+                in_scale: false,
             };
             let mut args = vec![Arg::In(x.clone()), Arg::Const(wt.clone())];
             let bias = i % 2 == 0;
@@ -117,6 +118,54 @@ fn conv_epilogues_on_both_paths() {
                 &format!(
                     "conv n{n} c{c} {h}x{w} o{o} k{k} s{s} p{p} g{g} bias={bias} \
                      residual={residual} {clamp:?} {act:?}"
+                ),
+            );
+        }
+    }
+}
+
+/// A conv with an input scale (`se_fold`'s squeeze-excitation gate): the weights scaled per
+/// image in phase 0, then the GEMM path, with every epilogue; 1×1 in place (a partial channel
+/// panel, three images) and 3×3 on the in-place tile.
+#[test]
+fn conv_input_scale_on_the_gemm_path() {
+    let mut r = rng(63);
+    // (n, c, h, w, o, k, pad)
+    let cases = [
+        (1, 16, 8, 8, 8, 1, 0),
+        (3, 24, 9, 11, 20, 1, 0),
+        (2, 12, 10, 10, 16, 3, 1),
+    ];
+    for (n, c, h, w, o, k, p) in cases {
+        let x = rand_f32(&mut r, &[n, c, h, w]);
+        let wt = weights(&mut r, &[o, c, k, k]);
+        let scale = rand_f32(&mut r, &[n, c, 1, 1]);
+        for (i, (residual, clamp, act)) in epilogues().into_iter().enumerate() {
+            let op = Conv {
+                strides: [1, 1],
+                pads: [p; 4],
+                dilations: [1, 1],
+                group: 1,
+                clamp,
+                residual,
+                act,
+                in_scale: true,
+            };
+            let mut args = vec![Arg::In(x.clone()), Arg::Const(wt.clone())];
+            let bias = i % 2 == 0;
+            if bias {
+                args.push(Arg::Const(rand_f32(&mut r, &[o])));
+            }
+            if residual {
+                args.push(Arg::In(rand_f32(&mut r, &[n, o, h, w])));
+            }
+            args.push(Arg::In(scale.clone()));
+            check_op(
+                Op::Conv(op),
+                args,
+                &format!(
+                    "in_scale conv n{n} c{c} {h}x{w} o{o} k{k} bias={bias} residual={residual} \
+                     {clamp:?} {act:?}"
                 ),
             );
         }

@@ -842,6 +842,7 @@ fn conv_shapes_groups_strides_dilations() {
             clamp: None,
             residual: false,
             act: None,
+            in_scale: false,
         });
         for const_w in [true, false] {
             let mut args = vec![
@@ -904,6 +905,7 @@ fn conv_gemm_path() {
             clamp: clamp.map(|(lo, hi)| Clamp { lo, hi }),
             residual: false,
             act: None,
+            in_scale: false,
         });
         for bias in [false, true] {
             let mut args = vec![

@@ -317,6 +317,7 @@ fn a_residual_conv_writes_into_its_residual() {
             clamp: None,
             residual: true,
             act: None,
+            in_scale: false,
         });
         let input = if itself { block } else { h };
         let y = g.add(conv, &[input, w, b, block], None).unwrap();

@@ -5,7 +5,8 @@
 //!
 //! where g = o / (O/G) is o's group and x reads 0 outside the input (zero padding), rounded to
 //! f32, then the fused epilogue in the op's order ([`epilogue`]): + residual, clamp,
-//! activation, each rounded to f32 as the unfused ops would be.
+//! activation, each rounded to f32 as the unfused ops would be. With `in_scale`, x is first
+//! multiplied by the scale s[n, c] (rounded to f32, as the folded multiply).
 //!
 //! Evaluated as im2col + matrix product: per image, group and tile of output positions p, the
 //! column matrix col[(c, ky, kx), p] holds the input value each kernel tap sees at p; the
@@ -88,6 +89,18 @@ pub(crate) fn conv(op: &Conv, inputs: &[&Tensor], out: &TensorType) -> Result<Te
     let bias = operand(op.bias_index(inputs.len()))?;
     let residual = operand(op.residual_index(inputs.len()))?;
     let [n, c, h, wd] = dims(inputs[0].shape())?;
+    // `in_scale`: the input scaled per image and channel first, as the folded multiply did.
+    let scaled = match operand(op.scale_index(inputs.len()))? {
+        Some(s) => {
+            let mut v = alloc(x.len(), 0f32)?;
+            for (i, (d, &e)) in v.iter_mut().zip(x).enumerate() {
+                *d = e * s[i / (h * wd).max(1)];
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let x = scaled.as_deref().unwrap_or(x);
     let [o, cg, kh, kw] = dims(inputs[1].shape())?;
     let [_, _, oh, ow] = dims(&out.shape)?;
     let groups = op.group;
@@ -150,6 +163,7 @@ mod tests {
             clamp: None,
             residual: false,
             act: None,
+            in_scale: false,
         }
     }
 

@@ -42,6 +42,7 @@ pub(crate) fn dyn_conv(
         clamp: op.clamp,
         residual: op.residual,
         act: op.act,
+        in_scale: false,
     };
     let sample_out = TensorType::f32([1, o, oh, ow]);
     let mut y = alloc(n * o * oh * ow, 0f32)?;
@@ -209,6 +210,7 @@ mod tests {
                 clamp: None,
                 residual: false,
                 act: None,
+                in_scale: false,
             });
             let want = run_op(conv, &[&xs, &f32t(&[o, 2, k, k], &w), &f32t(&[o], &bias)]);
             assert_close(&f32s(&got)[s * o * 25..][..o * 25], &f32s(&want), 1e-5);

@@ -54,6 +54,7 @@ impl Builder {
             clamp: None,
             residual: false,
             act: None,
+            in_scale: false,
         };
         let y = self.op(Op::Conv(conv), &[x, w]);
         let params: Vec<NodeId> = [(1.0, 0.1), (0.0, 0.1), (0.0, 0.1), (1.0, 0.1)]

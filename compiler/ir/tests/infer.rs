@@ -64,6 +64,7 @@ fn conv_infer_applies_pads_strides_and_dilations_per_axis() {
         clamp: None,
         residual: false,
         act: None,
+        in_scale: false,
     };
     let x = TensorType::f32([3, 4, 10, 11]);
     let w = TensorType::f32([6, 2, 3, 4]);

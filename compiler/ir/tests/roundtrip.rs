@@ -43,6 +43,7 @@ fn hand_built_block_round_trips() {
         clamp: None,
         residual: false,
         act: None,
+        in_scale: false,
     };
     let y = ok(g.add(Op::Conv(conv), &[x, w, b], Some("/dw/Conv".into())));
     let clip = Unary {

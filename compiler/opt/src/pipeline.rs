@@ -11,7 +11,9 @@
 //! `fuse_predictor` turns each coefficient predictor (pool, FC layers, sigmoid/softmax) into one
 //! `predict` op (after `fuse_clamp` and `fuse_act`: a hidden 1×1 conv's Relu or SiLU is then
 //! its epilogue). `concat_transpose` folds a transpose of a concat (ShuffleNet's channel
-//! shuffle) into the concat; it is no dynamic-conv pass, so `literal` runs it too. Last,
+//! shuffle) into the concat; it is no dynamic-conv pass, so `literal` runs it too, as it runs
+//! `se_fold` (a squeeze-excitation multiply folded into the conv that reads it, after the
+//! epilogue fusions, which append the residual before its scale operand). Last,
 //! with `Options::batch`, `retarget_batch` (after
 //! recognition, which removes the batch-as-groups reshapes that tie a graph to its batch).
 
@@ -26,6 +28,7 @@ use crate::passes::fuse_clamp::FuseClamp;
 use crate::passes::fuse_predictor::FusePredictor;
 use crate::passes::fuse_residual::FuseResidual;
 use crate::passes::retarget_batch::RetargetBatch;
+use crate::passes::se_fold::SeFold;
 use crate::passes::simplify_reshapes::SimplifyReshapes;
 use crate::passes::split_batch::{SplitBatch, DEFAULT_MIN_BYTES};
 use crate::passes::{dce::Dce, fold_bn::FoldBn, fold_constants::FoldConstants};
@@ -45,6 +48,7 @@ pub const PASS_NAMES: &[&str] = &[
     "fuse_act",
     "fuse_predictor",
     "concat_transpose",
+    "se_fold",
     "retarget_batch",
     "split_batch",
 ];
@@ -84,6 +88,7 @@ pub fn lookup(name: &str) -> Option<Box<dyn Pass>> {
         "fuse_act" => Box::new(FuseAct),
         "fuse_predictor" => Box::new(FusePredictor),
         "concat_transpose" => Box::new(ConcatTranspose),
+        "se_fold" => Box::new(SeFold),
         "split_batch" => Box::new(SplitBatch {
             min_bytes: DEFAULT_MIN_BYTES,
         }),

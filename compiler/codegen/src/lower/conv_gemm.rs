@@ -480,6 +480,10 @@ pub(crate) fn conv_phase_tasks(
     p: &Packing,
     phase: usize,
 ) -> usize {
+    if op.in_scale && phase == 0 {
+        let panels = p.groups.saturating_mul(p.mblocks());
+        return x.shape[0].saturating_mul(panels).max(1);
+    }
     if splits(op, x, p) && phase == 0 {
         let xs = &x.shape;
         let planes = xs[0].saturating_mul(xs[1]);
@@ -548,8 +552,9 @@ pub(crate) fn blocking(
     p: Packing,
 ) -> Packing {
     let g = Gemm::new(&x.shape, &y.shape, &w.shape, conv_attrs(op), &p, false);
-    // Tiles that may read X̂ in place run each panel's whole reduction in one call.
-    let (chunk, run) = if g.taps {
+    // Tiles that may read X̂ in place run each panel's whole reduction in one call; an
+    // input-scaled conv's phase 0 reads the plain layout.
+    let (chunk, run) = if g.taps || op.in_scale {
         (g.k, g.mblocks)
     } else {
         g.blocked()
@@ -589,8 +594,50 @@ fn dyn_layout(op: &DynConv, x: &[usize], y: &[usize], ws: &[usize], p: &Packing)
     }
 }
 
-/// A conv's kernel: with a split copy ([`splits`]) phase 0 makes it and phase 1 convolves,
-/// otherwise its one phase convolves.
+/// Scratch f32 elements of a conv with an input scale on the GEMM path: every image's scaled
+/// weights, in the plain packed layout.
+pub(crate) fn scale_scratch(x: &TensorType, p: &Packing) -> usize {
+    p.expert_elems()
+        .and_then(|e| e.checked_mul(*x.shape.first()?))
+        .unwrap_or(usize::MAX)
+}
+
+/// Phase 0 of a conv with an input scale (`in_scale`): one task per image and channel panel
+/// writes the panel's weights (packed plain) times the image's scale of each step's input
+/// channel into the scratch memory, image after image; phase 1 convolves each image with its
+/// own (the `se_fold` pass sees that these are fewer multiplies than the feature map's).
+fn scale_weights(k: &mut Kernel, g: &Gemm, p: &Packing, scale: BufId) -> LResult {
+    let panels = as_i64(p.groups * p.mblocks())?;
+    let taps = as_i64(g.kh * g.kw)?;
+    let per_image = as_i64(p.expert_elems().unwrap_or(usize::MAX))?;
+    k.for_tasks(|k, t| {
+        let n = k.b.ins().udiv_imm_u(t, panels);
+        let pnl = k.b.ins().urem_imm_u(t, panels);
+        let grp = k.b.ins().udiv_imm_u(pnl, as_i64(p.mblocks())?);
+        // Scale element of the group's first input channel of image n.
+        let s0 = k.b.ins().imul_imm_s(n, as_i64(g.c)?);
+        let s0 = k.mul_add(s0, grp, as_i64(g.cg)?);
+        let src0 = k.b.ins().imul_imm_s(pnl, as_i64(g.k * M0)?);
+        let dst0 = k.mul_add(src0, n, per_image);
+        k.loop_n(g.k, |k, step| {
+            let ci = k.b.ins().udiv_imm_u(step, taps);
+            let si = k.b.ins().iadd(s0, ci);
+            let sc = k.load_f32(scale, si, LANES, false);
+            let src = k.mul_add(src0, step, as_i64(M0)?);
+            let dst = k.mul_add(dst0, step, as_i64(M0)?);
+            for l in (0..M0).step_by(LANES) {
+                let v = k.load_off(BufId::In(1), types::F32X4, src, as_i64(l)?, false);
+                let v = k.b.ins().fmul(v, sc);
+                k.store_off(BufId::Scratch, dst, as_i64(l)?, v);
+            }
+            Ok(())
+        })
+    })
+}
+
+/// A conv's kernel: with a split copy ([`splits`]) phase 0 makes it and phase 1 convolves;
+/// with an input scale phase 0 scales its weights per image ([`scale_weights`]) and phase 1
+/// convolves with them; otherwise its one phase convolves.
 pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing, phase: usize) -> LResult {
     let (xs, ys, ws) = (
         k.shape(BufId::In(0)),
@@ -598,6 +645,33 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing, phase: usize) -
         k.shape(BufId::In(1)),
     );
     let split = splits(op, &k.buf(BufId::In(0)).ty, p);
+    if let Some(si) = op.scale_index(k.n_inputs()) {
+        let g = Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false);
+        if split || (p.chunk, p.run) != (g.k, g.mblocks) {
+            return Err(crate::error::CodegenError::cranelift(
+                &k.name,
+                format!(
+                    "an input-scaled conv needs stride 1 and its weight packed plain, not {p:?}"
+                ),
+            ));
+        }
+        if phase == 0 {
+            return scale_weights(k, &g, p, BufId::In(si));
+        }
+        let wts = Weights {
+            a: ASource::Packed {
+                buf: BufId::Scratch,
+                per_image: as_i64(p.expert_elems().unwrap_or(usize::MAX))?,
+                blocked: false,
+            },
+            bias: op.bias_index(k.n_inputs()).map(|i| (BufId::In(i), 0, 0)),
+            residual: op.residual_index(k.n_inputs()).map(BufId::In),
+            residual_in_place: k.residual_in_place,
+            clamp: op.clamp,
+            act: op.act,
+        };
+        return convolve(k, &g, &wts);
+    }
     let g = Gemm {
         split,
         ..Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false)

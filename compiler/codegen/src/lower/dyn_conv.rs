@@ -76,6 +76,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &DynConv) -> LResult {
         clamp: op.clamp,
         residual: op.residual,
         act: op.act,
+        in_scale: false,
     };
     let (ei, oi) = (as_i64(e)?, as_i64(o)?);
     let kernels = as_i64(batch * o * e)?;

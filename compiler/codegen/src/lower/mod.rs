@@ -57,6 +57,10 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef, phase: usize) -> LR
         )),
         Op::Conv(o) => match k.buf(BufId::In(1)).packed {
             Some(p) => conv_gemm::lower_conv(k, o, &p, phase),
+            None if o.in_scale => Err(CodegenError::lower(
+                node,
+                "scales its input (se_fold) but its weight is not packed for the GEMM path",
+            )),
             None if conv_fc::applies(o, &k.buf(BufId::In(0)).ty, &k.buf(BufId::In(1)).ty) => {
                 conv_fc::lower(k, o)
             }
@@ -107,6 +111,7 @@ pub(crate) fn scratch_elems(
     packed: Option<&Packing>,
 ) -> usize {
     match (op, operands.first(), operands.get(2), packed) {
+        (Op::Conv(o), Some(x), _, Some(p)) if o.in_scale => conv_gemm::scale_scratch(x, p),
         (Op::Conv(o), Some(x), _, Some(p)) if conv_gemm::splits(o, x, p) => {
             conv_gemm::split_scratch(x)
         }
@@ -250,6 +255,7 @@ pub(crate) fn uses_taps(
 /// types and the packing of its [`packed_operand`].
 pub(crate) fn phases(op: &Op, operands: &[&TensorType], packed: Option<&Packing>) -> usize {
     match (op, packed) {
+        (Op::Conv(o), Some(_)) if o.in_scale => 2,
         (Op::Conv(o), Some(p)) if operands.first().is_some_and(|x| conv_gemm::splits(o, x, p)) => 2,
         (Op::DynConv(_), Some(_)) => 2,
         (Op::Predict(o), _) => predict::phases(o, operands),

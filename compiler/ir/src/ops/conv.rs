@@ -9,6 +9,10 @@
 //! in that order, each step rounded to f32 as the unfused ops would: `residual=true` adds r
 //! (ResNet's identity), `clamp=[lo, hi]` is min(hi, max(lo, ·)) as ONNX Clip (Relu: [0, inf]),
 //! `act=silu` is x·sigmoid(x) and `act=hard_swish` is x·max(0, min(1, x/6 + 1/2)).
+//!
+//! `in_scale=true` (the `se_fold` pass) takes one more operand, last: s [N, C, 1, 1], and
+//! convolves x · s (each input channel of each image scaled, rounded to f32 as the unfused
+//! multiply would) instead of x. Rejects a scale of another type.
 
 use super::{fixed, want_f32, want_rank, Arity, OpDef};
 use crate::attrs::{AttrReader, AttrWriter};
@@ -28,17 +32,26 @@ pub struct Conv {
     pub residual: bool,
     /// Fused epilogue activation, applied after the clamp.
     pub act: Option<Act>,
+    /// A per-image, per-input-channel scale `s` [N, C, 1, 1] comes last (after the residual):
+    /// the conv convolves `x · s` (a squeeze-excitation gate folded in by the `se_fold` pass).
+    pub in_scale: bool,
 }
 
 impl Conv {
     /// Operand index of the bias among `n` operands, if any.
     pub fn bias_index(&self, n: usize) -> Option<usize> {
-        (n == 3 + self.residual as usize).then_some(2)
+        (n == 3 + self.residual as usize + self.in_scale as usize).then_some(2)
     }
 
     /// Operand index of the residual among `n` operands, if any.
     pub fn residual_index(&self, n: usize) -> Option<usize> {
-        self.residual.then(|| n.saturating_sub(1))
+        self.residual
+            .then(|| n.saturating_sub(1 + self.in_scale as usize))
+    }
+
+    /// Operand index of the input scale among `n` operands, if any.
+    pub fn scale_index(&self, n: usize) -> Option<usize> {
+        self.in_scale.then(|| n.saturating_sub(1))
     }
 }
 
@@ -204,12 +217,22 @@ pub(crate) fn read_window(r: &mut AttrReader) -> Result<Window, String> {
 impl OpDef for Conv {
     const NAME: &'static str = "conv";
     fn arity(&self) -> Arity {
-        let r = self.residual as usize;
+        let r = self.residual as usize + self.in_scale as usize;
         Arity::Range(2 + r, 3 + r)
     }
     fn infer(&self, inputs: &[&TensorType]) -> Result<TensorType, ShapeError> {
         let (x, w) = (inputs[0], inputs[1]);
         want_f32(x, "conv input")?;
+        if let Some(s) = self.scale_index(inputs.len()).map(|i| inputs[i]) {
+            let want = [x.shape.first(), x.shape.get(1)].map(|d| d.copied().unwrap_or(0));
+            if s.dtype != DType::F32 || s.shape != [want[0], want[1], 1, 1] {
+                bail_shape!(
+                    "input scale must be f32[{}, {}, 1, 1], got {s}",
+                    want[0],
+                    want[1]
+                );
+            }
+        }
         want_f32(w, "conv weight")?;
         want_rank(x, 4, "conv input")?;
         want_rank(w, 4, "conv weight")?;
@@ -240,11 +263,15 @@ impl OpDef for Conv {
         write_window(w, &self.strides, &self.pads, &self.dilations);
         w.usize("group", self.group);
         write_epilogue(w, &self.clamp, self.residual, self.act);
+        if self.in_scale {
+            w.bool("in_scale", true);
+        }
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
         let (strides, pads, dilations) = read_window(r)?;
         let group = r.usize("group")?;
         let (clamp, residual, act) = read_epilogue(r)?;
+        let in_scale = r.has("in_scale") && r.bool("in_scale")?;
         Ok(Conv {
             strides,
             pads,
@@ -253,6 +280,7 @@ impl OpDef for Conv {
             clamp,
             residual,
             act,
+            in_scale,
         })
     }
     fn macs(&self, inputs: &[&TensorType], out: &TensorType) -> u64 {

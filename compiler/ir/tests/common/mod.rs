@@ -138,6 +138,10 @@ fn random_op(
             if c.flip() {
                 ops.push(add_const(g, c, TensorType::f32([o])));
             }
+            let in_scale = c.flip();
+            if in_scale {
+                ops.push(add_const(g, c, TensorType::f32([s[0], ch, 1, 1])));
+            }
             let conv = Conv {
                 strides: [c.range(1, 2), c.range(1, 2)],
                 pads: [c.below(2), c.below(2), c.below(2), c.below(2)],
@@ -146,6 +150,7 @@ fn random_op(
                 clamp: None,
                 residual: false,
                 act: None,
+                in_scale,
             };
             (Op::Conv(conv), ops)
         }

@@ -111,6 +111,7 @@ pub fn import(cx: &mut Ctx, n: &NodeProto, ins: &Operands) -> Result<Vec<NodeId>
         clamp: None,
         residual: false,
         act: None,
+        in_scale: false,
     });
     Ok(vec![cx.add(op, &ins.present())?])
 }

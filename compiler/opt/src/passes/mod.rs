@@ -19,6 +19,7 @@ pub mod fuse_clamp;
 pub mod fuse_predictor;
 pub mod fuse_residual;
 pub mod retarget_batch;
+pub mod se_fold;
 pub mod simplify_reshapes;
 pub mod split_batch;
 

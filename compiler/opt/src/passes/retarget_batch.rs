@@ -401,6 +401,11 @@ impl Cx<'_> {
                         return Err("its residual carries the samples unlike its input".into());
                     }
                 }
+                if let Some(s) = c.scale_index(self.operands.len()) {
+                    if self.axis(s) != x {
+                        return Err("its input scale carries the samples unlike its input".into());
+                    }
+                }
                 match x {
                     None | Some(0) => Ok(Step::keep(self.x())),
                     Some(a) => Err(format!("it convolves across the sample axis {a}")),
