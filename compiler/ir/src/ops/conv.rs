@@ -11,8 +11,10 @@
 //! `act=silu` is x·sigmoid(x) and `act=hard_swish` is x·max(0, min(1, x/6 + 1/2)).
 //!
 //! `in_scale=true` (the `se_fold` pass) takes one more operand, last: s [N, C, 1, 1], and
-//! convolves x · s (each input channel of each image scaled, rounded to f32 as the unfused
-//! multiply would) instead of x. Rejects a scale of another type.
+//! convolves x · s (each input channel of each image scaled) instead of x. The interpreter
+//! scales the input; compiled code scales each image's weights, W[o, c] · s[n, c], which rounds
+//! differently, so the two agree to f32 rounding, not bit for bit. Rejects a scale of another
+//! type.
 
 use super::{fixed, want_f32, want_rank, Arity, OpDef};
 use crate::attrs::{AttrReader, AttrWriter};

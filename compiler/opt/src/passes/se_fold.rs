@@ -17,8 +17,8 @@
 //!
 //! The conv gets `in_scale=true` and s as its last operand (after a residual: run after
 //! `fuse_residual`, `fuse_clamp` and `fuse_act`, which append or set the epilogue), and the
-//! multiply is left dead for DCE. Exact: the conv multiplies each input element by its scale,
-//! rounded to f32, as the multiply did, before the same convolution.
+//! multiply is left dead for DCE. Not bit-exact: compiled code multiplies the weights by the
+//! scale instead of the feature map, so products round differently (to f32 rounding).
 
 use crate::error::PassError;
 use crate::manager::{Pass, PassCx};
