@@ -69,6 +69,7 @@ fn graph() -> (Graph, Vec<Tensor>) {
         clamp: None,
         residual: false,
         act: None,
+        in_scale: false,
     };
     let y = g
         .add(
@@ -88,6 +89,7 @@ fn graph() -> (Graph, Vec<Tensor>) {
         clamp: None,
         residual: false,
         act: None,
+        in_scale: false,
     };
     let z = g
         .add(Op::DynConv(d2), &[y, c2i, bank2], Some("dyn2".into()))

@@ -233,6 +233,7 @@ fn dyn_conv_op_matches_the_interpreter() {
             clamp: (i % 2 == 1).then_some(Clamp { lo: -0.5, hi: 1.0 }),
             residual: false,
             act: None,
+            in_scale: false,
         };
         let coeff = if per_channel {
             rand_f32(&mut r, &[n, o, e])

@@ -140,6 +140,7 @@ fn dyn_conv_depthwise_and_small_groups() {
             clamp,
             residual: false,
             act: None,
+            in_scale: false,
         };
         let args = vec![
             Arg::In(rand_f32(&mut r, &[n, c, h, w])),
@@ -210,6 +211,7 @@ fn depthwise_channel_blocks() {
                 clamp,
                 residual: false,
                 act,
+                in_scale: false,
             };
             let mut args = vec![
                 Arg::In(x.clone()),

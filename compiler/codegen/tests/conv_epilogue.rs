@@ -172,6 +172,66 @@ fn conv_input_scale_on_the_gemm_path() {
     }
 }
 
+/// A dyn_conv with an input scale on the GEMM path: each image's mixed kernels scaled by its
+/// gate, in the mixing phase (three images; 14×14, more tiles than one task covers) and in
+/// the chunks of the fused mixing (one image on 7×7: 1×1 in place, and 3×3 on the in-place
+/// tile with tasks of six channel panels, mixed four, then two per call).
+#[test]
+fn dyn_conv_input_scale_on_the_gemm_path() {
+    let mut r = rng(64);
+    // (n, c, h, w, o, experts, k, pad)
+    let cases = [
+        (3, 24, 14, 14, 20, 4, 1, 0),
+        (1, 16, 7, 7, 12, 3, 1, 0),
+        (1, 12, 7, 7, 330, 2, 3, 1),
+    ];
+    for (n, c, h, w, o, e, k, p) in cases {
+        for (i, (residual, clamp, act)) in epilogues().into_iter().enumerate() {
+            let op = DynConv {
+                strides: [1, 1],
+                pads: [p; 4],
+                dilations: [1, 1],
+                group: 1,
+                bias: i % 2 == 1,
+                bias_bank: i % 3 == 0,
+                clamp,
+                residual,
+                act,
+                in_scale: true,
+            };
+            let per_channel = i % 2 == 0;
+            let coefs = if per_channel {
+                vec![n, o, e]
+            } else {
+                vec![n, e]
+            };
+            let mut args = vec![
+                Arg::In(rand_f32(&mut r, &[n, c, h, w])),
+                Arg::In(rand_f32(&mut r, &coefs)),
+                Arg::Const(weights(&mut r, &[e, o, c, k, k])),
+            ];
+            if op.bias {
+                args.push(Arg::Const(rand_f32(&mut r, &[o])));
+            }
+            if op.bias_bank {
+                args.push(Arg::Const(rand_f32(&mut r, &[e, o])));
+            }
+            if residual {
+                args.push(Arg::In(rand_f32(&mut r, &[n, o, h, w])));
+            }
+            args.push(Arg::In(rand_f32(&mut r, &[n, c, 1, 1])));
+            check_op(
+                Op::DynConv(op),
+                args,
+                &format!(
+                    "in_scale dyn_conv n{n} c{c} {h}x{w} o{o} e{e} k{k} residual={residual} \
+                     {clamp:?} {act:?}"
+                ),
+            );
+        }
+    }
+}
+
 #[test]
 fn dyn_conv_epilogues_on_both_paths() {
     let mut r = rng(62);
@@ -215,6 +275,7 @@ fn dyn_conv_epilogues_on_both_paths() {
                 clamp,
                 residual,
                 act,
+                in_scale: false,
             };
             let mut args = vec![
                 Arg::In(rand_f32(&mut r, &[n, c, h, w])),

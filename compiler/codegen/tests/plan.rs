@@ -244,6 +244,7 @@ fn dyn_conv_scratch_is_planned_apart_from_live_buffers() {
         clamp: None,
         residual: false,
         act: None,
+        in_scale: false,
     };
     let bank1 = g.add_const(rand_f32(&mut r, &[3, 4, 4, 3, 3]), None);
     let y1 = g

@@ -1,7 +1,7 @@
 //! `dyn_conv`: per sample, mixes the kernel W̃[o] = Σᵢ c[o,i]·bank[i,o] (and the bias bank) with
 //! f64 accumulation rounded once to f32 — exactly what the exported graph computes with its
-//! MatMul/Einsum — then convolves that sample with `conv`, the summed bias and the sample's
-//! residual (the fused epilogue is `conv`'s).
+//! MatMul/Einsum — then convolves that sample (scaled per channel first, with `in_scale`)
+//! with `conv`, the summed bias and the sample's residual (the fused epilogue is `conv`'s).
 
 use crate::conv::conv;
 use crate::data::{alloc, dims, elems, tensor};
@@ -27,6 +27,10 @@ pub(crate) fn dyn_conv(
         .transpose()?;
     let residual = op
         .residual_index()
+        .map(|i| elems::<f32>(inputs[i], "dyn_conv"))
+        .transpose()?;
+    let scale = op
+        .scale_index()
         .map(|i| elems::<f32>(inputs[i], "dyn_conv"))
         .transpose()?;
     let [n, c, h, w] = dims(inputs[0].shape())?;
@@ -71,7 +75,13 @@ pub(crate) fn dyn_conv(
             });
             b[oc] = (mixed + bias.map_or(0.0, |v| f64::from(v[oc]))) as f32;
         }
-        let xs = tensor(&[1, c, h, w], x[s * c * h * w..][..c * h * w].to_vec())?;
+        let mut xv = x[s * c * h * w..][..c * h * w].to_vec();
+        if let Some(sc) = scale {
+            for (i, v) in xv.iter_mut().enumerate() {
+                *v *= sc[s * c + i / (h * w).max(1)];
+            }
+        }
+        let xs = tensor(&[1, c, h, w], xv)?;
         let ws = tensor(&[o, cg, kh, kw], kernel.clone())?;
         let bs = tensor(&[o], b.clone())?;
         let rs = residual
@@ -126,6 +136,7 @@ mod tests {
             clamp: None,
             residual: false,
             act: None,
+            in_scale: false,
         };
         let plain = run_op(Op::DynConv(base.clone()), &[&x, &coeff, &bank]);
         let add = Op::Binary(Binary {
@@ -179,6 +190,7 @@ mod tests {
             clamp: None,
             residual: false,
             act: None,
+            in_scale: false,
         };
         let got = run_op(
             Op::DynConv(op),

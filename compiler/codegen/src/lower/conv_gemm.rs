@@ -619,10 +619,9 @@ fn scale_weights(k: &mut Kernel, g: &Gemm, p: &Packing, scale: BufId) -> LResult
         let s0 = k.mul_add(s0, grp, as_i64(g.cg)?);
         let src0 = k.b.ins().imul_imm_s(pnl, as_i64(g.k * M0)?);
         let dst0 = k.mul_add(src0, n, per_image);
-        k.loop_n(g.k, |k, step| {
-            let ci = k.b.ins().udiv_imm_u(step, taps);
-            let si = k.b.ins().iadd(s0, ci);
-            let sc = k.load_f32(scale, si, LANES, false);
+        let zero = k.iconst(0);
+        let steps = k.iconst(as_i64(g.k)?);
+        scale_steps(k, scale, s0, (zero, steps), taps, &mut |k, step, sc| {
             let src = k.mul_add(src0, step, as_i64(M0)?);
             let dst = k.mul_add(dst0, step, as_i64(M0)?);
             for l in (0..M0).step_by(LANES) {
@@ -632,6 +631,26 @@ fn scale_weights(k: &mut Kernel, g: &Gemm, p: &Packing, scale: BufId) -> LResult
             }
             Ok(())
         })
+    })
+}
+
+/// Runs `row(s, scale)` for each step `s` of `s0 .. s0 + steps` with the input scale of its
+/// channel (`scale[base + s div taps]`, as a vector), for an input-scaled conv's or dyn_conv's
+/// weights.
+fn scale_steps(
+    k: &mut Kernel,
+    scale: BufId,
+    base: Value,
+    (s0, steps): (Value, Value),
+    taps: i64,
+    row: &mut dyn FnMut(&mut Kernel, Value, Value) -> LResult,
+) -> LResult {
+    let end = k.b.ins().iadd(s0, steps);
+    k.loop_dyn(s0, end, |k, step| {
+        let ci = k.b.ins().udiv_imm_u(step, taps);
+        let si = k.b.ins().iadd(base, ci);
+        let sc = k.load_f32(scale, si, LANES, false);
+        row(k, step, sc)
     })
 }
 
@@ -736,6 +755,7 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
         per_channel: k.shape(BufId::In(1)).len() == 3,
         experts: bank[0],
         kernels,
+        scale: op.scale_index().map(BufId::In),
     };
     if phase == 1 {
         let has_bias = op.bias || op.bias_bank;
@@ -1588,9 +1608,30 @@ struct Mix<'a> {
     experts: usize,
     /// Elements of all images' packed kernels.
     kernels: i64,
+    /// The input scale operand (`in_scale`), applied to each mixed step.
+    scale: Option<BufId>,
 }
 
 impl Mix<'_> {
+    /// Multiplies the mixed rows of steps `s0 .. s0 + steps` of group `grp`, image `n` (row
+    /// `s` of M0 floats at `row(s)`, see [`scale_steps`]) by the input scale, when the
+    /// dyn_conv has one.
+    fn scale_rows(
+        &self,
+        k: &mut Kernel,
+        (n, grp): (Value, Value),
+        (s0, steps): (Value, Value),
+        row: &mut dyn FnMut(&mut Kernel, Value, Value) -> LResult,
+    ) -> LResult {
+        let Some(scale) = self.scale else {
+            return Ok(());
+        };
+        let g = self.g;
+        let base = k.b.ins().imul_imm_s(n, as_i64(g.c)?);
+        let base = k.mul_add(base, grp, as_i64(g.cg)?);
+        scale_steps(k, scale, base, (s0, steps), as_i64(g.kh * g.kw)?, row)
+    }
+
     /// Mixes channel panel `mb` of group `grp` for every image: kernels into the packed
     /// layout (unless fused), biases into the bias rows. `coefs` holds [`IMAGES`] × experts ×
     /// M0 floats.
@@ -1635,7 +1676,23 @@ impl Mix<'_> {
                         Ok(())
                     })
                 };
-                k.ukernel_or(f, call, own)
+                k.ukernel_or(f, call, own)?;
+                for i in 0..imgs {
+                    let n = k.iconst(as_i64(first + i)?);
+                    let img = as_i64(i * g.image_elems())?;
+                    self.scale_rows(k, (n, grp), (s0, steps), &mut |k, step, sc| {
+                        let at = k.b.ins().isub(step, s0);
+                        let at = k.mul_add(dst0, at, as_i64(M0)?);
+                        for l in (0..M0).step_by(LANES) {
+                            let off = img + as_i64(l)?;
+                            let v = k.load_off(BufId::Scratch, types::F32X4, at, off, false);
+                            let v = k.b.ins().fmul(v, sc);
+                            k.store_off(BufId::Scratch, at, off, v);
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
             })?;
         }
         if self.op.bias || self.op.bias_bank {
@@ -1699,6 +1756,20 @@ impl Mix<'_> {
             })
         };
         k.ukernel_or(f, call, own)?;
+        let image0 = k.iconst(0);
+        self.scale_rows(k, (image0, grp), (s0, kc), &mut |k, step, sc| {
+            let at = k.b.ins().isub(step, s0);
+            let at = k.b.ins().imul_imm_s(at, as_i64(M0 * 4)?);
+            let at = k.b.ins().iadd(abuf, at);
+            let flags = MemFlagsData::new().with_notrap();
+            for l in (0..M0).step_by(LANES) {
+                let a = k.add_imm(at, as_i64(l * 4)?);
+                let v = k.b.ins().load(types::F32X4, flags, a, 0);
+                let v = k.b.ins().fmul(v, sc);
+                k.b.ins().store(flags, v, a, 0);
+            }
+            Ok(())
+        })?;
         Ok(next)
     }
 

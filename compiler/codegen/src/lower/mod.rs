@@ -68,6 +68,10 @@ pub(crate) fn lower(k: &mut Kernel, op: &Op, node: &NodeRef, phase: usize) -> LR
         },
         Op::DynConv(o) => match k.buf(BufId::In(2)).packed {
             Some(p) => conv_gemm::lower_dyn(k, o, &p, phase),
+            None if o.in_scale => Err(CodegenError::lower(
+                node,
+                "scales its input (se_fold) but its bank is not packed for the GEMM path",
+            )),
             None => dyn_conv::lower(k, o),
         },
         Op::Predict(o) => predict::lower(k, o, phase),

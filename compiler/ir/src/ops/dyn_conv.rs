@@ -5,7 +5,8 @@
 //! kernel: DyNet) or f32[N,g] (one per expert, shared by all output channels: CondConv, DY-CNN);
 //! bank f32[g,O,C/group,kh,kw]; then, when `bias`, a static bias f32[O]; then, when `bias_bank`,
 //! a bias bank f32[g,O] mixed with the same coefficients; then, when `residual`, r with the
-//! result's type.
+//! result's type; then, when `in_scale`, s f32[N,C,1,1], which scales the input as the `conv`
+//! op's `in_scale` does (see [`super::Conv`]).
 //!
 //!   W̃[n,o] = Σᵢ c[n,o,i]·bank[i,o]      (c[n,o,i] = coeff[n,i] for per-expert coefficients)
 //!   y[n]   = conv(x[n], W̃[n]) + bias[o] + Σᵢ c[n,o,i]·bias_bank[i,o]
@@ -37,6 +38,8 @@ pub struct DynConv {
     pub residual: bool,
     /// Fused epilogue activation, after the clamp (see [`super::Act`]).
     pub act: Option<super::Act>,
+    /// A per-image, per-input-channel scale of the input comes last (the `se_fold` pass).
+    pub in_scale: bool,
 }
 
 impl DynConv {
@@ -55,12 +58,23 @@ impl DynConv {
         self.residual
             .then_some(3 + self.bias as usize + self.bias_bank as usize)
     }
+
+    /// Operand index of the input scale, if any.
+    pub fn scale_index(&self) -> Option<usize> {
+        self.in_scale
+            .then_some(3 + self.bias as usize + self.bias_bank as usize + self.residual as usize)
+    }
 }
 
 impl OpDef for DynConv {
     const NAME: &'static str = "dyn_conv";
     fn arity(&self) -> Arity {
-        Arity::Exact(3 + self.bias as usize + self.bias_bank as usize + self.residual as usize)
+        Arity::Exact(
+            3 + self.bias as usize
+                + self.bias_bank as usize
+                + self.residual as usize
+                + self.in_scale as usize,
+        )
     }
     fn infer(&self, inputs: &[&TensorType]) -> Result<TensorType, ShapeError> {
         let (x, c, bank) = (inputs[0], inputs[1], inputs[2]);
@@ -101,6 +115,11 @@ impl OpDef for DynConv {
         if let Some(i) = self.residual_index() {
             super::conv::check_residual(inputs[i], &out)?;
         }
+        if let Some(s) = self.scale_index().map(|i| inputs[i]) {
+            if s.dtype != crate::DType::F32 || s.shape != [n, ch, 1, 1] {
+                bail_shape!("input scale must be f32[{n}, {ch}, 1, 1], got {s}");
+            }
+        }
         Ok(out)
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
@@ -109,11 +128,15 @@ impl OpDef for DynConv {
         w.bool("bias", self.bias);
         w.bool("bias_bank", self.bias_bank);
         super::conv::write_epilogue(w, &self.clamp, self.residual, self.act);
+        if self.in_scale {
+            w.bool("in_scale", true);
+        }
     }
     fn read_attrs(r: &mut AttrReader) -> Result<Self, String> {
         let (strides, pads, dilations) = read_window(r)?;
         let (group, bias, bias_bank) = (r.usize("group")?, r.bool("bias")?, r.bool("bias_bank")?);
         let (clamp, residual, act) = super::conv::read_epilogue(r)?;
+        let in_scale = r.has("in_scale") && r.bool("in_scale")?;
         Ok(DynConv {
             strides,
             pads,
@@ -124,6 +147,7 @@ impl OpDef for DynConv {
             clamp,
             residual,
             act,
+            in_scale,
         })
     }
     /// Convolution with the mixed kernel plus the mixing itself (g multiply-adds per kernel

@@ -473,6 +473,7 @@ fn random_op(
                 clamp: None,
                 residual: false,
                 act: None,
+                in_scale: false,
             };
             (Op::DynConv(op), ops)
         }

@@ -341,6 +341,7 @@ fn analyze(g: &Graph, conv: NodeId) -> Result<Plan, String> {
         clamp: None,
         residual: false,
         act: None,
+        in_scale: false,
     };
     let plan = Plan {
         x,

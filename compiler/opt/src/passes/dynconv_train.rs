@@ -274,6 +274,7 @@ fn analyze(g: &Graph, conv: NodeId, z: NodeId) -> Result<Plan, String> {
             clamp: None,
             residual: false,
             act: None,
+            in_scale: false,
         },
     })
 }

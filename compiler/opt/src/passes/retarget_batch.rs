@@ -418,7 +418,8 @@ impl Cx<'_> {
                 }
                 let c = self.axis(1);
                 let r = d.residual_index().and_then(|i| self.axis(i));
-                if let Some(a) = [x, r].into_iter().flatten().find(|&a| a != 0) {
+                let sc = d.scale_index().and_then(|i| self.axis(i));
+                if let Some(a) = [x, r, sc].into_iter().flatten().find(|&a| a != 0) {
                     return Err(format!("it convolves across the sample axis {a}"));
                 }
                 if let Some(a) = c.filter(|&a| a != 0) {
@@ -426,14 +427,20 @@ impl Cx<'_> {
                         "its coefficients carry the samples on axis {a}, not on the input's"
                     ));
                 }
-                let mut step = Step::keep(if x.is_some() || c.is_some() || r.is_some() {
-                    Samples::Axis(0)
-                } else {
-                    Samples::Shared
-                });
+                let mut step = Step::keep(
+                    if x.is_some() || c.is_some() || r.is_some() || sc.is_some() {
+                        Samples::Axis(0)
+                    } else {
+                        Samples::Shared
+                    },
+                );
                 // Shared input or coefficients still have one entry per sample.
                 if step.samples == Samples::Axis(0) {
-                    for p in [0, 1].into_iter().chain(d.residual_index()) {
+                    for p in [0, 1]
+                        .into_iter()
+                        .chain(d.residual_index())
+                        .chain(d.scale_index())
+                    {
                         if self.axis(p).is_none() {
                             step.retiles.push(self.tile_shared(p, 0));
                         }

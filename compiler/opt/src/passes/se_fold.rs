@@ -1,16 +1,17 @@
 //! `se_fold`: folds a squeeze-excitation gate — an elementwise multiply of a feature map by a
-//! per-image, per-channel scale — into the conv that reads the product, as that conv's input
-//! scale (`in_scale`): the conv then scales its weights per image, `W[o, c] · s[n, c]`, which
-//! costs O·C·kh·kw multiplies per image where the multiply made a pass over the feature map
-//! through memory (EfficientNet's and MobileNetV3's `se/Mul` before each projection conv).
+//! per-image, per-channel scale — into the conv or dyn_conv that reads the product, as its
+//! input scale (`in_scale`): the conv then scales its weights per image, `W[o, c] · s[n, c]`
+//! (a dyn_conv its mixed kernels), which costs O·C·kh·kw multiplies per image where the
+//! multiply made a pass over the feature map through memory (EfficientNet's and
+//! MobileNetV3's `se/Mul` before each projection conv).
 //!
 //! Matches `binary mul` of x [N, C, H, W] and s [N, C, 1, 1] (either order, both f32, more
-//! than one position) whose only use is operand 0 of one `conv`, which is not a graph output,
-//! when that conv:
+//! than one position) whose only use is operand 0 of one `conv` or `dyn_conv`, which is not
+//! a graph output, when that conv:
 //! - has no input scale yet, one group and stride 1 (no split-copy phase);
 //! - takes the GEMM path (codegen's packing criterion: at least [`MIN_OUT`] output
 //!   channels, a reduction of at least [`MIN_STEPS`] steps, at least [`MIN_POSITIONS`]
-//!   output positions) with a constant weight used by nothing else, so that its weight is
+//!   output positions) with a constant weight (bank) used by nothing else, so that it is
 //!   packed;
 //! - has no more weight elements than one image of x (scaling the weights per image costs
 //!   less than the pass it saves; MobileNet's and EfficientNet's 7×7 projections have more).
@@ -68,18 +69,22 @@ fn gate(g: &Graph, n: NodeId) -> Option<(NodeId, NodeId)> {
     })
 }
 
-/// Whether conv `conv` (reading the gated map as operand 0) takes the gate as its input scale.
+/// Whether `conv`, a conv or dyn_conv reading the gated map as operand 0, takes the gate as
+/// its input scale.
 fn takes(g: &Graph, conv: NodeId) -> bool {
-    let Op::Conv(c) = &g.node(conv).op else {
-        return false;
+    let (free, group, strides, w) = match &g.node(conv).op {
+        Op::Conv(c) => (!c.in_scale, c.group, c.strides, 1),
+        Op::DynConv(d) => (!d.in_scale, d.group, d.strides, 2),
+        _ => return false,
     };
     let ops = g.operands(conv);
-    let (Some(&x), Some(&w)) = (ops.first(), ops.get(1)) else {
+    let (Some(&x), Some(&w)) = (ops.first(), ops.get(w)) else {
         return false;
     };
     let (xt, wt, yt) = (g.ty(x), g.ty(w), g.ty(conv));
-    let ([_, ch, h, wd], [o, _, kh, kw], [_, _, oh, ow]) =
-        (&xt.shape[..], &wt.shape[..], &yt.shape[..])
+    // A dyn_conv's bank has the experts first.
+    let ws = &wt.shape[wt.shape.len().saturating_sub(4)..];
+    let ([_, ch, h, wd], [o, _, kh, kw], [_, _, oh, ow]) = (&xt.shape[..], ws, &yt.shape[..])
     else {
         return false;
     };
@@ -87,7 +92,7 @@ fn takes(g: &Graph, conv: NodeId) -> bool {
     let packed = *o >= MIN_OUT && steps >= MIN_STEPS && oh.saturating_mul(*ow) >= MIN_POSITIONS;
     let weight_alone = matches!(g.node(w).op, Op::Const(_)) && g.users(w).len() == 1;
     let cheaper = o.saturating_mul(steps) <= ch.saturating_mul(h.saturating_mul(*wd));
-    !c.in_scale && c.group == 1 && c.strides == [1, 1] && packed && weight_alone && cheaper
+    free && group == 1 && strides == [1, 1] && packed && weight_alone && cheaper
 }
 
 fn fold(g: &mut Graph, n: NodeId) -> bool {
@@ -103,8 +108,10 @@ fn fold(g: &mut Graph, n: NodeId) -> bool {
     }
     let x = g.operands(n).into_iter().find(|&o| o != s).unwrap_or(s);
     let port = g.operands(conv).len();
-    if let Op::Conv(c) = &mut g.node_mut(conv).op {
-        c.in_scale = true;
+    match &mut g.node_mut(conv).op {
+        Op::Conv(c) => c.in_scale = true,
+        Op::DynConv(d) => d.in_scale = true,
+        _ => return false,
     }
     g.set_operand(conv, 0, x);
     g.set_operand(conv, port, s);
