@@ -1727,15 +1727,7 @@ impl Mix<'_> {
     ) -> LResult<(Value, Value)> {
         let (_, oc0, _) = self.panel_start(k, grp, mb)?;
         self.coefficients(k, oc0, 0..1, coefs)?;
-        let at = block_at(
-            k,
-            self.g,
-            self.experts,
-            grp,
-            (panels.0, panels.1, mb),
-            (s0, kc),
-        )?;
-        let bank = self.block(k, at, kc)?;
+        let (at, bank) = self.chunk_block(k, (grp, mb, panels), (s0, kc))?;
         let next = (blocks_on(k, bank, 2), bank.1);
         let f = k.mix_fn();
         let call =
@@ -1784,17 +1776,28 @@ impl Mix<'_> {
     ) -> LResult<(Value, Value)> {
         let last = k.b.ins().iadd(mb, np);
         let last = k.add_imm(last, -1);
+        let (_, bank) = self.chunk_block(k, (grp, last, panels), (s0, kc))?;
+        let len = k.b.ins().imul(bank.1, np);
+        Ok((blocks_on(k, bank, 2), len))
+    }
+
+    /// The element index and the bank block (address, floats) of steps `s0 .. s0 + kc` of
+    /// channel panel `mb` of group `grp`, in the blocked bank of a task of `panels`.
+    fn chunk_block(
+        &self,
+        k: &mut Kernel,
+        (grp, mb, panels): (Value, Value, (Value, Value)),
+        (s0, kc): (Value, Value),
+    ) -> LResult<(Value, (Value, Value))> {
         let at = block_at(
             k,
             self.g,
             self.experts,
             grp,
-            (panels.0, panels.1, last),
+            (panels.0, panels.1, mb),
             (s0, kc),
         )?;
-        let bank = self.block(k, at, kc)?;
-        let len = k.b.ins().imul(bank.1, np);
-        Ok((blocks_on(k, bank, 2), len))
+        Ok((at, self.block(k, at, kc)?))
     }
 
     /// The bank block of `steps` steps at element `at`: its address and its length in floats.
