@@ -46,7 +46,7 @@ pub(crate) fn dyn_conv(
         clamp: op.clamp,
         residual: op.residual,
         act: op.act,
-        in_scale: false,
+        in_scale: op.in_scale,
     };
     let sample_out = TensorType::f32([1, o, oh, ow]);
     let mut y = alloc(n * o * oh * ow, 0f32)?;
@@ -75,13 +75,7 @@ pub(crate) fn dyn_conv(
             });
             b[oc] = (mixed + bias.map_or(0.0, |v| f64::from(v[oc]))) as f32;
         }
-        let mut xv = x[s * c * h * w..][..c * h * w].to_vec();
-        if let Some(sc) = scale {
-            for (i, v) in xv.iter_mut().enumerate() {
-                *v *= sc[s * c + i / (h * w).max(1)];
-            }
-        }
-        let xs = tensor(&[1, c, h, w], xv)?;
+        let xs = tensor(&[1, c, h, w], x[s * c * h * w..][..c * h * w].to_vec())?;
         let ws = tensor(&[o, cg, kh, kw], kernel.clone())?;
         let bs = tensor(&[o], b.clone())?;
         let rs = residual
@@ -92,8 +86,12 @@ pub(crate) fn dyn_conv(
                 )
             })
             .transpose()?;
+        let ss = scale
+            .map(|sc| tensor(&[1, c, 1, 1], sc[s * c..][..c].to_vec()))
+            .transpose()?;
         let mut operands = vec![&xs, &ws, &bs];
         operands.extend(rs.as_ref());
+        operands.extend(ss.as_ref());
         let ys = conv(&conv_op, &operands, &sample_out)?;
         let ys = elems::<f32>(&ys, "dyn_conv")?;
         y[s * ys.len()..][..ys.len()].copy_from_slice(ys);

@@ -664,8 +664,12 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing, phase: usize) -
         k.shape(BufId::In(1)),
     );
     let split = splits(op, &k.buf(BufId::In(0)).ty, p);
-    if let Some(si) = op.scale_index(k.n_inputs()) {
-        let g = Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false);
+    let g = Gemm {
+        split,
+        ..Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false)
+    };
+    let scale = op.scale_index(k.n_inputs());
+    if let Some(si) = scale {
         if split || (p.chunk, p.run) != (g.k, g.mblocks) {
             return Err(crate::error::CodegenError::cranelift(
                 &k.name,
@@ -677,24 +681,7 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing, phase: usize) -
         if phase == 0 {
             return scale_weights(k, &g, p, BufId::In(si));
         }
-        let wts = Weights {
-            a: ASource::Packed {
-                buf: BufId::Scratch,
-                per_image: as_i64(p.expert_elems().unwrap_or(usize::MAX))?,
-                blocked: false,
-            },
-            bias: op.bias_index(k.n_inputs()).map(|i| (BufId::In(i), 0, 0)),
-            residual: op.residual_index(k.n_inputs()).map(BufId::In),
-            residual_in_place: k.residual_in_place,
-            clamp: op.clamp,
-            act: op.act,
-        };
-        return convolve(k, &g, &wts);
     }
-    let g = Gemm {
-        split,
-        ..Gemm::new(&xs, &ys, &ws, conv_attrs(op), p, false)
-    };
     if split && phase == 0 {
         // Phase planes for the in-place tile when the context has it, else split rows.
         let taps = k.taps_fn().filter(|_| g.taps);
@@ -707,12 +694,21 @@ pub(crate) fn lower_conv(k: &mut Kernel, op: &Conv, p: &Packing, phase: usize) -
             format!("the weight's packing {p:?} is neither this conv's blocking nor plain"),
         ));
     }
-    let wts = Weights {
-        a: ASource::Packed {
+    let a = match scale {
+        // Each image's weights, scaled by phase 0.
+        Some(_) => ASource::Packed {
+            buf: BufId::Scratch,
+            per_image: as_i64(p.expert_elems().unwrap_or(usize::MAX))?,
+            blocked: false,
+        },
+        None => ASource::Packed {
             buf: BufId::In(1),
             per_image: 0,
             blocked,
         },
+    };
+    let wts = Weights {
+        a,
         bias: op.bias_index(k.n_inputs()).map(|i| (BufId::In(i), 0, 0)),
         residual: op.residual_index(k.n_inputs()).map(BufId::In),
         residual_in_place: k.residual_in_place,
@@ -1136,6 +1132,15 @@ impl Chunk {
         // X̂ rows. The GEMM tile takes one panel per call.
         let all_panels = matches!(callee, Callee::Taps { .. });
         let mixed = matches!(wts.a, ASource::Mixed { .. });
+        // The rows of panels `from .. to` that exist (the group's last panel may be partial).
+        let rows = |k: &mut Kernel, from: Value, to: Value| -> LResult<Value> {
+            let used = k.b.ins().imul_imm_s(from, as_i64(M0)?);
+            let rows = k.b.ins().isub(to, from);
+            let rows = k.b.ins().imul_imm_s(rows, as_i64(M0)?);
+            let left = k.iconst(as_i64(g.og)?);
+            let left = k.b.ins().isub(left, used);
+            Ok(k.b.ins().umin(rows, left))
+        };
         let panels =
             |k: &mut Kernel, body: &mut dyn FnMut(&mut Kernel, Value, Value) -> LResult| {
                 if all_panels && mixed {
@@ -1147,22 +1152,12 @@ impl Chunk {
                         let mb = k.mul_add(lo, q, as_i64(MIXED_PANELS)?);
                         let end = k.add_imm(mb, as_i64(MIXED_PANELS)?);
                         let end = k.b.ins().umin(end, hi);
-                        let used = k.b.ins().imul_imm_s(mb, as_i64(M0)?);
-                        let rows = k.b.ins().isub(end, mb);
-                        let rows = k.b.ins().imul_imm_s(rows, as_i64(M0)?);
-                        let left = k.iconst(as_i64(g.og)?);
-                        let left = k.b.ins().isub(left, used);
-                        let m = k.b.ins().umin(rows, left);
+                        let m = rows(k, mb, end)?;
                         body(k, mb, m)
                     });
                 }
                 if all_panels {
-                    let used = k.b.ins().imul_imm_s(lo, as_i64(M0)?);
-                    let rows = k.b.ins().isub(hi, lo);
-                    let rows = k.b.ins().imul_imm_s(rows, as_i64(M0)?);
-                    let left = k.iconst(as_i64(g.og)?);
-                    let left = k.b.ins().isub(left, used);
-                    let m = k.b.ins().umin(rows, left);
+                    let m = rows(k, lo, hi)?;
                     return body(k, lo, m);
                 }
                 k.loop_dyn(lo, hi, |k, mb| {

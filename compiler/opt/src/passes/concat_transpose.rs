@@ -43,8 +43,7 @@ impl Pass for ConcatTranspose {
 
 /// Whether `n` is read only by `user` (once) and is not a graph output.
 fn private_to(g: &Graph, n: NodeId, user: NodeId) -> bool {
-    matches!(g.users(n).as_slice(), [(u, _)] if *u == user)
-        && !g.outputs.iter().any(|(_, o)| *o == n)
+    matches!(g.users(n).as_slice(), [(u, _)] if *u == user) && !super::is_output(g, n)
 }
 
 /// The concat that `x` is (or that `x` reshapes with its axis split into (operands, extent)),

@@ -105,7 +105,7 @@ fn matches(g: &Graph, m: NodeId) -> Option<(NodeId, NodeId, DynConv)> {
     let Op::DynConv(op) = g.node(d).op.clone() else {
         return None;
     };
-    let single_use = g.users(d).len() == 1 && !g.outputs.iter().any(|(_, o)| *o == d);
+    let single_use = g.users(d).len() == 1 && !super::is_output(g, d);
     let ys = &g.ty(d).shape;
     let a = &g.ty(alpha).shape;
     let fits = a.len() <= 4 && {

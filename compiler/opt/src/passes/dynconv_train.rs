@@ -101,7 +101,7 @@ fn chain_end(g: &Graph, y: NodeId) -> Option<NodeId> {
     let (mut cur, mut found) = (y, None);
     let (mut weighted, mut summed) = (false, false);
     for _ in 0..MAX_CHAIN {
-        if g.outputs.iter().any(|(_, o)| *o == cur) {
+        if super::is_output(g, cur) {
             break;
         }
         let mut users: Vec<NodeId> = g.users(cur).into_iter().map(|(u, _)| u).collect();
@@ -351,7 +351,7 @@ fn check_chain(
         if n == z {
             continue;
         }
-        if g.outputs.iter().any(|(_, o)| *o == n) {
+        if super::is_output(g, n) {
             return Err(format!("%{} is also a graph output", n.index()));
         }
         if let Some((u, _)) = g.users(n).into_iter().find(|(u, _)| !dep.contains(u)) {

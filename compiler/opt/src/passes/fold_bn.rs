@@ -74,7 +74,7 @@ impl Pass for FoldBn {
             };
             let operands = g.operands(bn_id);
             let producer = operands[0];
-            if g.users(producer).len() != 1 || g.outputs.iter().any(|(_, o)| *o == producer) {
+            if g.users(producer).len() != 1 || super::is_output(g, producer) {
                 continue;
             }
             let Some((s, t)) = affine(g, &bn, &operands[1..]) else {

@@ -14,6 +14,7 @@
 //! after the activation cannot fold into an epilogue that already has one). Leaves the
 //! activation dead for DCE.
 
+use super::is_output;
 use crate::error::PassError;
 use crate::manager::{Pass, PassCx};
 use dync_ir::ops::{Act, BinaryKind, UnaryKind};
@@ -28,10 +29,6 @@ impl Pass for FuseAct {
     fn run(&self, g: &mut Graph, _cx: &mut PassCx) -> Result<bool, PassError> {
         super::fuse_in_order(g, "fuse_act", fuse)
     }
-}
-
-fn is_output(g: &Graph, x: NodeId) -> bool {
-    g.outputs.iter().any(|(_, o)| *o == x)
 }
 
 fn is_unary(g: &Graph, n: NodeId, kind: UnaryKind) -> bool {

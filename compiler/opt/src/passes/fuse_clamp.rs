@@ -46,7 +46,7 @@ fn fuse(g: &mut Graph, n: NodeId) -> bool {
         return false;
     };
     let x = g.operands(n)[0];
-    let private = g.users(x).len() == 1 && !g.outputs.iter().any(|(_, o)| *o == x);
+    let private = g.users(x).len() == 1 && !super::is_output(g, x);
     let (slot, act) = match &mut g.node_mut(x).op {
         Op::Conv(conv) => (&mut conv.clamp, conv.act),
         Op::DynConv(conv) => (&mut conv.clamp, conv.act),

@@ -89,7 +89,7 @@ struct Walk<'g> {
 impl Walk<'_> {
     fn private(&self, v: NodeId) -> Option<()> {
         let g = self.g;
-        (g.users(v).len() == 1 && !g.outputs.iter().any(|(_, o)| *o == v)).then_some(())
+        (g.users(v).len() == 1 && !super::is_output(g, v)).then_some(())
     }
 
     /// Steps onto `v`, then down through reshapes that keep the leading (sample) extent.

@@ -37,7 +37,7 @@ fn fusable(g: &Graph, x: NodeId) -> bool {
         Op::DynConv(c) => !c.residual && c.clamp.is_none() && c.act.is_none(),
         _ => false,
     };
-    bare && g.users(x).len() == 1 && !g.outputs.iter().any(|(_, o)| *o == x)
+    bare && g.users(x).len() == 1 && !super::is_output(g, x)
 }
 
 fn fuse(g: &mut Graph, n: NodeId) -> bool {

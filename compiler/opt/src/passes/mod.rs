@@ -23,6 +23,11 @@ pub mod se_fold;
 pub mod simplify_reshapes;
 pub mod split_batch;
 
+/// Whether `x` is one of `g`'s outputs.
+pub(crate) fn is_output(g: &Graph, x: NodeId) -> bool {
+    g.outputs.iter().any(|(_, o)| *o == x)
+}
+
 /// The nodes of `g` in dependency order, or the error of pass `pass` on a cyclic graph.
 pub(crate) fn topo_order(g: &Graph, pass: &'static str) -> Result<Vec<NodeId>, PassError> {
     g.topo_order().map_err(|n| PassError::Rewrite {

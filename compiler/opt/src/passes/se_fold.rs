@@ -21,6 +21,7 @@
 //! multiply is left dead for DCE. Not bit-exact: compiled code multiplies the weights by the
 //! scale instead of the feature map, so products round differently (to f32 rounding).
 
+use super::is_output;
 use crate::error::PassError;
 use crate::manager::{Pass, PassCx};
 use dync_ir::ops::BinaryKind;
@@ -41,10 +42,6 @@ impl Pass for SeFold {
     fn run(&self, g: &mut Graph, _cx: &mut PassCx) -> Result<bool, PassError> {
         super::fuse_in_order(g, "se_fold", fold)
     }
-}
-
-fn is_output(g: &Graph, x: NodeId) -> bool {
-    g.outputs.iter().any(|(_, o)| *o == x)
 }
 
 /// The feature map and the scale `n` multiplies, when it is a squeeze-excitation gate.

@@ -44,7 +44,7 @@ impl Pass for SimplifyReshapes {
 }
 
 fn is_used(g: &Graph, n: NodeId) -> bool {
-    !g.users(n).is_empty() || g.outputs.iter().any(|(_, o)| *o == n)
+    !g.users(n).is_empty() || super::is_output(g, n)
 }
 
 fn simplify(g: &mut Graph, n: NodeId) -> Result<bool, PassError> {
@@ -75,8 +75,7 @@ fn simplify(g: &mut Graph, n: NodeId) -> Result<bool, PassError> {
                 changed = true;
             }
             // An output that would name a graph input directly stays a reshape.
-            let input_as_output =
-                matches!(g.node(x).op, Op::Input(_)) && g.outputs.iter().any(|(_, o)| *o == n);
+            let input_as_output = matches!(g.node(x).op, Op::Input(_)) && super::is_output(g, n);
             if is_used(g, n) && !input_as_output && g.ty(x).shape == g.ty(n).shape {
                 g.replace_uses(n, x);
                 changed = true;
