@@ -5,7 +5,8 @@
 //! the FMA throughput the CPU gives right now (independent register FMAs, no loads), the
 //! ceiling to read the tiles against on a shared machine. `silu_f32`: elements per second of
 //! each SiLU variant over a 56×56 plane. `mix_f32`: bytes of bank per second each mixing
-//! variant streams. `dw_f32`: outputs per second of each depthwise variant over a 112×112
+//! variant streams; `mix_f32_images` the elements each mixes for 8 images from a block in L2.
+//! `dw_f32`: outputs per second of each depthwise variant over a 112×112
 //! and a 56×56 plane; `dwc_f32` of the channel-block variants over 16 channels of a 7×7 map
 //! (5×5, SiLU). `gemv_f32`: bytes of weights per second each matrix-vector variant streams.
 //! `taps_f32`: FLOP/s of the in-place stride-1 convolution tile against the GEMM tile on the
@@ -198,6 +199,46 @@ fn mix(c: &mut Criterion) {
                     };
                     black_box(&mut dst);
                 }
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Mixed elements (image × expert × lane) per second of each mixing variant at batch 8: one
+/// panel's block of 192 steps of 8 experts (48 KB, in L2) for 8 images, as a dyn_conv's
+/// mixing phase at batch 8 calls it (bound by instructions, not memory).
+fn mix_images(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mix_f32_images");
+    let (experts, steps, images) = (8, 192, 8);
+    let block = steps * experts * GEMM_F32_M0;
+    let bank = data(block, 5);
+    let coefs = data(images * experts * GEMM_F32_M0, 6);
+    let mut dst = vec![0f32; images * steps * GEMM_F32_M0];
+    g.throughput(Throughput::Elements((images * block) as u64));
+    for isa in Isa::ALL {
+        let Some(t) = table(isa) else {
+            continue;
+        };
+        g.bench_function(isa.name(), |bench| {
+            bench.iter(|| {
+                // SAFETY: the block's steps of every expert are inside `bank`; `dst` holds
+                // `images` rows of `steps` steps.
+                unsafe {
+                    (t.mix_f32)(
+                        steps,
+                        bank.as_ptr(),
+                        GEMM_F32_M0,
+                        experts * GEMM_F32_M0,
+                        experts,
+                        coefs.as_ptr(),
+                        images,
+                        dst.as_mut_ptr(),
+                        steps * GEMM_F32_M0,
+                        std::ptr::null(),
+                    )
+                };
+                black_box(&mut dst);
             })
         });
     }
@@ -442,5 +483,5 @@ fn taps(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tile, fma_peak, silu, mix, dw, dwc, gemv, taps);
+criterion_group!(benches, tile, fma_peak, silu, mix, mix_images, dw, dwc, gemv, taps);
 criterion_main!(benches);
