@@ -219,6 +219,11 @@ fn dyn_conv_op_matches_the_interpreter() {
         // Tasks of six channel panels, mixed four, then two (the last one partial) before
         // each in-place tile call.
         (1, 16, 330, 2, 3, 1, 1, 1, true, true, false, 7, 7),
+        // Several images of a 1×1 conv read in place in at most two tiles: the mixing fused,
+        // each task taking every image (3, and the most, 8); 9 images mix in phase 0.
+        (3, 24, 16, 3, 1, 1, 0, 1, true, true, true, 7, 8),
+        (8, 20, 12, 8, 1, 1, 0, 2, false, false, true, 7, 7),
+        (9, 16, 16, 2, 1, 1, 0, 1, true, true, false, 7, 7),
     ];
     for (i, (n, c, o, e, k, s, p, group, per_channel, bias, bias_bank, h, w)) in
         cases.into_iter().enumerate()

@@ -174,8 +174,9 @@ fn conv_input_scale_on_the_gemm_path() {
 
 /// A dyn_conv with an input scale on the GEMM path: each image's mixed kernels scaled by its
 /// gate, in the mixing phase (three images; 14×14, more tiles than one task covers) and in
-/// the chunks of the fused mixing (one image on 7×7: 1×1 in place, and 3×3 on the in-place
-/// tile with tasks of six channel panels, mixed four, then two per call).
+/// the chunks of the fused mixing (one image on 7×7: 1×1 in place, also for three images
+/// mixed together, and 3×3 on the in-place tile with tasks of six channel panels, mixed four,
+/// then two per call).
 #[test]
 fn dyn_conv_input_scale_on_the_gemm_path() {
     let mut r = rng(64);
@@ -183,6 +184,7 @@ fn dyn_conv_input_scale_on_the_gemm_path() {
     let cases = [
         (3, 24, 14, 14, 20, 4, 1, 0),
         (1, 16, 7, 7, 12, 3, 1, 0),
+        (3, 16, 7, 7, 12, 3, 1, 0),
         (1, 12, 7, 7, 330, 2, 3, 1),
     ];
     for (n, c, h, w, o, e, k, p) in cases {
