@@ -9,25 +9,27 @@
 //! the block after it (`next`), which the x86 kernel prefetches meanwhile: a read loop of that
 //! pattern streamed 48 GB/s from memory here, against 12 GB/s with each expert's steps in a
 //! block of its own (one 4 KB page per expert and block, too short for the prefetchers) and 34
-//! GB/s without the prefetch. The AVX2 kernel mixes one step's `M0 = 8` lanes per
-//! instruction, the AVX-512 one two steps (their rows loaded as halves of a vector) for up to
-//! four images from each load of the bank, which matters when several images are mixed
-//! (batch 8: the instructions, not memory, bound it; CondConv 8 experts' 7×7 dyn_convs at
-//! batch 8 took 23 % less time than with a load per image). Generated code mixes in 4-lane
-//! Cranelift code.
+//! GB/s without the prefetch. Each output sums its even experts and its odd ones in two
+//! chains, then adds them: the AVX-512 kernel then mixes a step's two adjacent experts (16
+//! floats, one load) per FMA, each bank vector for up to four images, half the instructions
+//! of one expert's 8 lanes per FMA, which bound the mixing at batch 8 (CondConv 8 experts'
+//! 7×7 dyn_convs at batch 8 took 23 % less time than with a load per image) and, at batch 1,
+//! held the tiles of a fused dyn_conv back from the next bank block. The AVX2 kernel mixes
+//! one expert's `M0 = 8` lanes per instruction. Generated code mixes in 4-lane Cranelift code.
 //!
 //! # Contract
 //! `mix_f32(steps, bank, expert_ld, step_ld, experts, coefs, images, dst, dst_ld, next)`
 //! ([`MixF32Fn`], a field of [`super::UkernelTable`]): for `i < images`, `s < steps`, `l < M0`,
 //!
 //! ```text
-//! acc = +0.0
-//! acc = fma(coefs[(i·experts + e)·M0 + l], bank[e·expert_ld + s·step_ld + l], acc)   for e = 0, 1, …
-//! dst[i·dst_ld + s·M0 + l] = acc
+//! even = +0.0, odd = +0.0
+//! even = fma(coefs[(i·experts + e)·M0 + l], bank[e·expert_ld + s·step_ld + l], even)   for e = 0, 2, 4, …
+//! odd  = fma(coefs[(i·experts + e)·M0 + l], bank[e·expert_ld + s·step_ld + l], odd)    for e = 1, 3, 5, …
+//! dst[i·dst_ld + s·M0 + l] = even + odd
 //! ```
 //!
-//! with `fma` the fused multiply-add (one rounding), experts in increasing order: every
-//! variant computes the same bits as each other and as the compiler's Cranelift mixing
+//! with `fma` the fused multiply-add (one rounding), each chain's experts in increasing order:
+//! every variant computes the same bits as each other and as the compiler's Cranelift mixing
 //! (`compiler/codegen/src/lower/conv_gemm.rs`, `Mix::step`), which performs the same
 //! operations. Nothing else is read or written; `steps == 0` or `images == 0` does nothing.
 //! `next` is a hint, never dereferenced: where the caller's next call's `bank` will be (null
@@ -75,16 +77,17 @@ pub unsafe extern "C" fn mix_generic(
     for i in 0..images {
         for s in 0..steps {
             for l in 0..M0 {
-                let mut acc = 0.0f32;
+                let mut acc = [0.0f32; 2];
                 for e in 0..experts {
                     // SAFETY: the elements the contract names.
                     unsafe {
                         let c = *coefs.add((i * experts + e) * M0 + l);
-                        acc = c.mul_add(*bank.add(e * expert_ld + s * step_ld + l), acc);
+                        let b = *bank.add(e * expert_ld + s * step_ld + l);
+                        acc[e % 2] = c.mul_add(b, acc[e % 2]);
                     }
                 }
                 // SAFETY: as above.
-                unsafe { *dst.add(i * dst_ld + s * M0 + l) = acc };
+                unsafe { *dst.add(i * dst_ld + s * M0 + l) = acc[0] + acc[1] };
             }
         }
     }
@@ -95,14 +98,16 @@ pub(super) mod x86 {
     use super::M0;
     use std::arch::x86_64::*;
 
-    /// Experts whose coefficient vectors the x86 kernel keeps in an array; more take the
+    /// Experts whose coefficient vectors the x86 kernels keep in arrays; more take the
     /// portable loop (no published dynamic conv has more than 8).
     const MAX_EXPERTS: usize = 16;
     /// Steps mixed at a time (independent accumulators).
     const U: usize = 4;
-    /// Images the AVX-512 kernel mixes from each load of the bank ([`group16`]: `GROUP · U`
-    /// accumulators and `U` bank vectors fit the 32 vector registers).
+    /// Images the AVX-512 kernel mixes from each load of the bank ([`group16`]: two chains
+    /// of `GROUP · V` accumulators and `V` bank vectors fit the 32 vector registers).
     const GROUP: usize = 4;
+    /// Vectors of two steps each [`group16`] mixes at a time.
+    const V: usize = 2;
 
     /// # Safety
     /// As [`super::MixF32Fn`], on a CPU with AVX2 and FMA.
@@ -153,53 +158,30 @@ pub(super) mod x86 {
         dst_ld: usize,
         next: *const f32,
     ) {
-        // SAFETY: the same contract; only reachable when the CPU has AVX-512F (which implies
-        // AVX2 and FMA). One image is bound by memory, and the 8-lane loop streams it faster
-        // (dy-resnet18 9.46 → 9.06 ms at one thread); several are bound by the FMAs. The
-        // 8-lane kernel mixes the remaining steps (and everything past `MAX_EXPERTS`).
-        unsafe {
-            let done = if images > 1 && experts <= MAX_EXPERTS {
-                let bank = (bank, expert_ld, step_ld, experts);
-                avx512(steps, bank, coefs, images, (dst, dst_ld), next)
-            } else {
-                0
+        if experts > MAX_EXPERTS {
+            // SAFETY: the same contract.
+            unsafe {
+                super::mix_generic(
+                    steps, bank, expert_ld, step_ld, experts, coefs, images, dst, dst_ld, next,
+                )
             };
-            mix_avx2(
-                steps - done,
-                bank.add(done * step_ld),
-                expert_ld,
-                step_ld,
-                experts,
-                coefs,
-                images,
-                dst.add(done * M0),
-                dst_ld,
-                next.wrapping_add(done * step_ld),
-            )
+            return;
         }
-    }
-
-    /// The first `steps − steps mod 2U` steps, two per 16-lane vector (each expert's rows of
-    /// the two steps loaded as halves), [`U`] vectors at a time, for groups of up to
-    /// [`GROUP`] images ([`group16`]); prefetching as [`avx2`] during the first group; returns
-    /// how many steps it mixed. At batch 8 the mixing is bound by its instructions, not by
-    /// memory.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn avx512(
-        steps: usize,
-        bank: (*const f32, usize, usize, usize),
-        coefs: *const f32,
-        images: usize,
-        (dst, dld): (*mut f32, usize),
-        next: *const f32,
-    ) -> usize {
-        let done = steps - steps % (2 * U);
-        let experts = bank.3;
+        let bank = (bank, expert_ld, step_ld, experts);
+        if images == 1 {
+            // SAFETY: the contract; the CPU has AVX-512F (which implies AVX2 and FMA).
+            unsafe { pairs(steps, bank, coefs, (dst, dst_ld), next) };
+            return;
+        }
+        // Two steps per vector: the steps past a multiple of 2U by the 8-lane kernel.
+        let done = steps - steps % (2 * V);
         for first in (0..images).step_by(GROUP) {
+            // The first group's pass prefetches; the others read its lines from L1 or L2.
             let next = if first == 0 { next } else { std::ptr::null() };
             let coefs = coefs.wrapping_add(first * experts * M0);
-            let dst = (dst.wrapping_add(first * dld), dld);
-            // SAFETY: images first.. of the caller's coefficients and destinations.
+            let dst = (dst.wrapping_add(first * dst_ld), dst_ld);
+            // SAFETY: images first.. of the caller's coefficients and destinations; the CPU
+            // has AVX-512F.
             unsafe {
                 match images - first {
                     1 => group16::<1>(done, bank, coefs, dst, next),
@@ -209,18 +191,35 @@ pub(super) mod x86 {
                 }
             }
         }
-        done
+        // SAFETY: the remaining steps of every image.
+        unsafe {
+            avx2(
+                steps - done,
+                (
+                    bank.0.wrapping_add(done * step_ld),
+                    expert_ld,
+                    step_ld,
+                    experts,
+                ),
+                coefs,
+                images,
+                (dst.wrapping_add(done * M0), dst_ld),
+                next.wrapping_add(done * step_ld),
+            )
+        }
     }
 
-    /// [`avx512`] for `N` images: each expert's two-step vectors are loaded once and feed
-    /// every image's accumulators (each still sums the experts in order, so the bits do not
-    /// change), whose coefficient vectors come from a table on the stack. Loading the bank
-    /// rows once per image instead (two loads and an insert per FMA) ran slower than the 8-lane
-    /// kernel at batch 8: 30 against 33 G mixed elements a second over a bank block in L2 at
-    /// 8 experts and 8 images.
+    /// Several images, two steps per 16-lane vector (each expert's rows of the two steps
+    /// loaded as halves), [`V`] vectors at a time, each bank vector feeding the even or odd
+    /// chain of `N` images, whose coefficient vectors come from a table on the stack; the
+    /// chains' sum is the two steps' rows. Loading the bank once per image instead (two loads
+    /// and an insert per FMA) ran slower than the 8-lane kernel at batch 8: 30 against 33 G
+    /// mixed elements a second over a bank block in L2 at 8 experts and 8 images; this runs
+    /// 76 G.
     ///
     /// # Safety
-    /// As [`avx512`], with `N` images at `coefs` and `dst`.
+    /// As [`super::MixF32Fn`] for `N` images, at most [`MAX_EXPERTS`] experts and `done`
+    /// steps, a multiple of `2V`; AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn group16<const N: usize>(
         done: usize,
@@ -240,18 +239,22 @@ pub(super) mod x86 {
                 };
             }
         }
-        // SAFETY: steps s..s + 2U < done are within the bank's steps and each image's
+        // SAFETY: steps s..s + 2V < done are within the bank's steps and each image's
         // destination; prefetches never fault.
-        for s in (0..done).step_by(2 * U) {
-            let mut acc = [[_mm512_setzero_ps(); U]; N];
-            for e in 0..experts {
-                let mut b = [_mm512_setzero_ps(); U];
+        for s in (0..done).step_by(2 * V) {
+            let (mut even, mut odd) =
+                ([[_mm512_setzero_ps(); V]; N], [[_mm512_setzero_ps(); V]; N]);
+            // Expert e into the chains `acc` (no run-time index picks one: they stay in
+            // registers).
+            let fma = |acc: &mut [[__m512; V]; N], e: usize| {
+                let mut b = [_mm512_setzero_ps(); V];
                 for (u, v) in b.iter_mut().enumerate() {
                     let at = e * eld + (s + 2 * u) * sld;
                     if prefetch {
                         _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
                         _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at + sld).cast());
                     }
+                    // SAFETY: expert e's rows of steps s + 2u and s + 2u + 1.
                     *v = unsafe { halves(bank.add(at), bank.add(at + sld)) };
                 }
                 for (ai, ci) in acc.iter_mut().zip(&c) {
@@ -259,12 +262,111 @@ pub(super) mod x86 {
                         *a = _mm512_fmadd_ps(ci[e], v, *a);
                     }
                 }
-            }
-            for (i, ai) in acc.into_iter().enumerate() {
-                for (u, a) in ai.into_iter().enumerate() {
-                    unsafe { _mm512_storeu_ps(dst.add(i * dld + (s + 2 * u) * M0), a) };
+            };
+            for e in (0..experts).step_by(2) {
+                fma(&mut even, e);
+                if e + 1 < experts {
+                    fma(&mut odd, e + 1);
                 }
             }
+            for (i, (ei, oi)) in even.into_iter().zip(odd).enumerate() {
+                for (u, (e, o)) in ei.into_iter().zip(oi).enumerate() {
+                    // SAFETY: image i's rows of steps s + 2u and s + 2u + 1.
+                    unsafe {
+                        _mm512_storeu_ps(dst.add(i * dld + (s + 2 * u) * M0), _mm512_add_ps(e, o))
+                    };
+                }
+            }
+        }
+    }
+
+    /// One image, a step per 16-lane vector: lanes `0..8` sum the even experts, lanes
+    /// `8..16` the odd ones, each pair of adjacent experts one FMA of one load (two halves
+    /// when the experts are not adjacent, `eld ≠ M0`); an odd last expert joins the even chain
+    /// in 8 lanes, and the halves' sum is the step's row. [`U`] steps at a time, then one by
+    /// one; prefetching `next` at the places read when it is not null. Half the loads and
+    /// FMAs of the 8-lane kernel: a 3.5 MB bank of 4 experts streamed at 73 against 57 GB/s.
+    ///
+    /// # Safety
+    /// As [`super::MixF32Fn`] for one image and at most [`MAX_EXPERTS`] experts; AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn pairs(
+        steps: usize,
+        (bank, eld, sld, experts): (*const f32, usize, usize, usize),
+        coefs: *const f32,
+        (dst, dld): (*mut f32, usize),
+        next: *const f32,
+    ) {
+        let row = |e: usize| coefs.wrapping_add(e * M0);
+        let mut c = [_mm512_setzero_ps(); MAX_EXPERTS / 2];
+        for (p, cp) in c.iter_mut().enumerate().take(experts / 2) {
+            // SAFETY: coefficient rows 2p and 2p + 1.
+            *cp = unsafe { halves(row(2 * p), row(2 * p + 1)) };
+        }
+        let last = if experts % 2 == 1 {
+            // SAFETY: the last expert's coefficient row.
+            unsafe { _mm256_loadu_ps(row(experts - 1)) }
+        } else {
+            _mm256_setzero_ps()
+        };
+        let full = steps - steps % U;
+        let args = (bank, eld, sld, experts);
+        // SAFETY: steps s..s + U (or s) are within the bank and the destination.
+        unsafe {
+            for s in (0..full).step_by(U) {
+                pair_steps::<U>(s, args, (&c, last), (dst, dld), next);
+            }
+            for s in full..steps {
+                pair_steps::<1>(s, args, (&c, last), (dst, dld), next);
+            }
+        }
+    }
+
+    /// Steps `s .. s + W` of [`pairs`].
+    ///
+    /// # Safety
+    /// The steps are within the bank and the destination; AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn pair_steps<const W: usize>(
+        s: usize,
+        (bank, eld, sld, experts): (*const f32, usize, usize, usize),
+        (c, last): (&[__m512; MAX_EXPERTS / 2], __m256),
+        (dst, _): (*mut f32, usize),
+        next: *const f32,
+    ) {
+        let mut acc = [_mm512_setzero_ps(); W];
+        for (p, &cp) in c.iter().enumerate().take(experts / 2) {
+            for (u, a) in acc.iter_mut().enumerate() {
+                let at = 2 * p * eld + (s + u) * sld;
+                if !next.is_null() {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at + eld + 7).cast());
+                }
+                // SAFETY: experts 2p and 2p + 1 of step s + u.
+                let v = unsafe {
+                    if eld == M0 {
+                        _mm512_loadu_ps(bank.add(at))
+                    } else {
+                        halves(bank.add(at), bank.add(at + eld))
+                    }
+                };
+                *a = _mm512_fmadd_ps(cp, v, *a);
+            }
+        }
+        for (u, a) in acc.into_iter().enumerate() {
+            let mut even = _mm512_castps512_ps256(a);
+            let odd = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+            if experts % 2 == 1 {
+                let at = (experts - 1) * eld + (s + u) * sld;
+                if !next.is_null() {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
+                }
+                // SAFETY: the last expert of step s + u.
+                even = _mm256_fmadd_ps(last, unsafe { _mm256_loadu_ps(bank.add(at)) }, even);
+            }
+            // SAFETY: the destination's row of step s + u.
+            unsafe { _mm256_storeu_ps(dst.add((s + u) * M0), _mm256_add_ps(even, odd)) };
         }
     }
 
@@ -275,7 +377,7 @@ pub(super) mod x86 {
     /// `lo` and `hi` are readable for 8 floats each.
     #[inline(always)]
     unsafe fn halves(lo: *const f32, hi: *const f32) -> __m512 {
-        // SAFETY: the caller's; reachable only from `avx512`, on a CPU with AVX-512F.
+        // SAFETY: the caller's; reachable only from `pairs`, on a CPU with AVX-512F.
         unsafe {
             let hi = _mm256_castps_pd(_mm256_loadu_ps(hi));
             let lo = _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(lo)));
@@ -333,8 +435,8 @@ pub(super) mod x86 {
     }
 
     /// Steps `s .. s + N` of one image into `d`: each expert's row of each step times its
-    /// coefficient vector, summed over the experts in order; prefetching `next`'s lines at the
-    /// same places when `prefetch`.
+    /// coefficient vector, the even and the odd experts summed in two chains in order, then
+    /// added; prefetching `next`'s lines at the same places when `prefetch`.
     ///
     /// # Safety
     /// The steps are within the bank and the image's destination.
@@ -346,20 +448,27 @@ pub(super) mod x86 {
         c: &[__m256; MAX_EXPERTS],
         (d, prefetch, next): (*mut f32, bool, *const f32),
     ) {
-        let mut acc = [_mm256_setzero_ps(); N];
-        for (e, &ce) in c.iter().enumerate().take(experts) {
+        let (mut even, mut odd) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
+        // Expert e into `acc` (the chains stay in registers: no run-time index picks one).
+        let fma = |acc: &mut [__m256; N], e: usize| {
             for (u, a) in acc.iter_mut().enumerate() {
                 let at = e * eld + (s + u) * sld;
                 if prefetch {
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
                 }
                 // SAFETY: the caller's.
-                *a = _mm256_fmadd_ps(ce, unsafe { _mm256_loadu_ps(bank.add(at)) }, *a);
+                *a = _mm256_fmadd_ps(c[e], unsafe { _mm256_loadu_ps(bank.add(at)) }, *a);
+            }
+        };
+        for e in (0..experts).step_by(2) {
+            fma(&mut even, e);
+            if e + 1 < experts {
+                fma(&mut odd, e + 1);
             }
         }
-        for (u, a) in acc.into_iter().enumerate() {
+        for (u, (even, odd)) in even.into_iter().zip(odd).enumerate() {
             // SAFETY: the caller's.
-            unsafe { _mm256_storeu_ps(d.add((s + u) * M0), a) };
+            unsafe { _mm256_storeu_ps(d.add((s + u) * M0), _mm256_add_ps(even, odd)) };
         }
     }
 }

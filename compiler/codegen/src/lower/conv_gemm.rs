@@ -1935,7 +1935,9 @@ impl Mix<'_> {
 
     /// One mixed step (M0 lanes as two vectors) for each of the first `imgs` images of the
     /// coefficient table `coefs`: Σᵢ coefs[img][i] · bank[at + i·M0 ..] (the step's experts
-    /// side by side), the bank's vectors loaded once for all images.
+    /// side by side), the bank's vectors loaded once for all images; the even and the odd
+    /// experts summed in two chains, then added, as the mixing micro-kernel's contract
+    /// (`dync_runtime::ukernel::mix`) orders them.
     fn step(
         &self,
         k: &mut Kernel,
@@ -1945,7 +1947,8 @@ impl Mix<'_> {
     ) -> LResult<Vec<[Value; 2]>> {
         let flags = MemFlagsData::new().with_notrap();
         let zero = k.fconst(LANES, 0.0);
-        let mut accs = vec![[zero; 2]; imgs];
+        // Per image, the even and the odd experts' chains, each row as two 4-lane halves.
+        let mut accs = vec![[[zero; 2]; 2]; imgs];
         for e in 0..self.experts {
             let eo = as_i64(e * M0)?;
             let b =
@@ -1954,11 +1957,14 @@ impl Mix<'_> {
                 for h in 0..2 {
                     let off = coef_offset(i, e, self.experts, h)?;
                     let c = k.b.ins().load(types::F32X4, flags, coefs, off);
-                    acc[h] = k.b.ins().fma(c, b[h], acc[h]);
+                    acc[e % 2][h] = k.b.ins().fma(c, b[h], acc[e % 2][h]);
                 }
             }
         }
-        Ok(accs)
+        Ok(accs
+            .into_iter()
+            .map(|[even, odd]| [0, 1].map(|h| k.b.ins().fadd(even[h], odd[h])))
+            .collect())
     }
 
     /// Fills `coefs[i][e][lane]` with c[first + i, oc0 + lane, e] (per channel, the channel
