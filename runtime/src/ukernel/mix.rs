@@ -57,6 +57,22 @@ pub type MixF32Fn = unsafe extern "C" fn(
     next: *const f32,
 );
 
+/// One output of the contract: experts `e` of coefficient `c[e·M0]` and bank element
+/// `b[e·eld]`, summed in the even and the odd chain, then added. (Out of line: the portable
+/// variant's loops, vectorised, cost the runtime kilobytes it must not grow by.)
+///
+/// # Safety
+/// The `experts` elements of each are readable.
+#[inline(never)]
+unsafe fn chains(c: *const f32, b: *const f32, eld: usize, experts: usize) -> f32 {
+    let mut acc = [0.0f32; 2];
+    for e in 0..experts {
+        // SAFETY: the caller's.
+        acc[e % 2] = unsafe { (*c.add(e * M0)).mul_add(*b.add(e * eld), acc[e % 2]) };
+    }
+    acc[0] + acc[1]
+}
+
 /// The portable variant (and the reference of the others).
 ///
 /// # Safety
@@ -77,17 +93,12 @@ pub unsafe extern "C" fn mix_generic(
     for i in 0..images {
         for s in 0..steps {
             for l in 0..M0 {
-                let mut acc = [0.0f32; 2];
-                for e in 0..experts {
-                    // SAFETY: the elements the contract names.
-                    unsafe {
-                        let c = *coefs.add((i * experts + e) * M0 + l);
-                        let b = *bank.add(e * expert_ld + s * step_ld + l);
-                        acc[e % 2] = c.mul_add(b, acc[e % 2]);
-                    }
-                }
-                // SAFETY: as above.
-                unsafe { *dst.add(i * dst_ld + s * M0 + l) = acc[0] + acc[1] };
+                let (c, b) = (
+                    coefs.wrapping_add(i * experts * M0 + l),
+                    bank.wrapping_add(s * step_ld + l),
+                );
+                // SAFETY: the elements the contract names.
+                unsafe { *dst.add(i * dst_ld + s * M0 + l) = chains(c, b, expert_ld, experts) };
             }
         }
     }
@@ -101,13 +112,15 @@ pub(super) mod x86 {
     /// Experts whose coefficient vectors the x86 kernels keep in arrays; more take the
     /// portable loop (no published dynamic conv has more than 8).
     const MAX_EXPERTS: usize = 16;
-    /// Steps mixed at a time (independent accumulators).
-    const U: usize = 4;
-    /// Images the AVX-512 kernel mixes from each load of the bank ([`group16`]: two chains
-    /// of `GROUP · V` accumulators and `V` bank vectors fit the 32 vector registers).
+    /// Steps [`pairs`] mixes at a time (independent accumulators).
+    const U: usize = 2;
+
+    /// Images the AVX-512 kernel mixes from each load of the bank ([`group16`]).
     const GROUP: usize = 4;
-    /// Vectors of two steps each [`group16`] mixes at a time.
-    const V: usize = 2;
+    /// Vectors of two steps each [`group16`] mixes at a time: its `2 · GROUP · V`
+    /// accumulators are enough independent chains at `V = 1` (72 against 64 G elements a
+    /// second at 2, and half the code).
+    const V: usize = 1;
 
     /// # Safety
     /// As [`super::MixF32Fn`], on a CPU with AVX2 and FMA.
@@ -168,30 +181,21 @@ pub(super) mod x86 {
             return;
         }
         let bank = (bank, expert_ld, step_ld, experts);
-        if images == 1 {
-            // SAFETY: the contract; the CPU has AVX-512F (which implies AVX2 and FMA).
-            unsafe { pairs(steps, bank, coefs, (dst, dst_ld), next) };
-            return;
-        }
-        // Two steps per vector: the steps past a multiple of 2U by the 8-lane kernel.
-        let done = steps - steps % (2 * V);
-        for first in (0..images).step_by(GROUP) {
+        // Groups of `GROUP` images two steps per vector, the steps past a multiple of `2V` by
+        // the 8-lane kernel; the other images (all of them below `GROUP`) one by one. (One
+        // instance of each: the runtime's code must stay small.)
+        let (done, full) = (steps - steps % (2 * V), images - images % GROUP);
+        for first in (0..full).step_by(GROUP) {
             // The first group's pass prefetches; the others read its lines from L1 or L2.
             let next = if first == 0 { next } else { std::ptr::null() };
             let coefs = coefs.wrapping_add(first * experts * M0);
             let dst = (dst.wrapping_add(first * dst_ld), dst_ld);
             // SAFETY: images first.. of the caller's coefficients and destinations; the CPU
             // has AVX-512F.
-            unsafe {
-                match images - first {
-                    1 => group16::<1>(done, bank, coefs, dst, next),
-                    2 => group16::<2>(done, bank, coefs, dst, next),
-                    3 => group16::<3>(done, bank, coefs, dst, next),
-                    _ => group16::<GROUP>(done, bank, coefs, dst, next),
-                }
-            }
+            unsafe { group16(done, bank, coefs, dst, next) };
         }
-        // SAFETY: the remaining steps of every image.
+        // SAFETY (both): the contract's steps and images; the CPU has AVX-512F (which implies
+        // AVX2 and FMA).
         unsafe {
             avx2(
                 steps - done,
@@ -202,26 +206,54 @@ pub(super) mod x86 {
                     experts,
                 ),
                 coefs,
-                images,
+                full,
                 (dst.wrapping_add(done * M0), dst_ld),
                 next.wrapping_add(done * step_ld),
-            )
+            );
+            for i in full..images {
+                let next = if i == 0 { next } else { std::ptr::null() };
+                let (coefs, dst) = (
+                    coefs.wrapping_add(i * experts * M0),
+                    dst.wrapping_add(i * dst_ld),
+                );
+                // Pairs of adjacent experts when they are (the compiler's layout), the last
+                // steps by the 8-lane kernel.
+                let paired = if expert_ld == M0 {
+                    steps - steps % U
+                } else {
+                    0
+                };
+                pairs(paired, bank, coefs, dst, next);
+                avx2(
+                    steps - paired,
+                    (
+                        bank.0.wrapping_add(paired * step_ld),
+                        expert_ld,
+                        step_ld,
+                        experts,
+                    ),
+                    coefs,
+                    1,
+                    (dst.wrapping_add(paired * M0), dst_ld),
+                    next.wrapping_add(paired * step_ld),
+                );
+            }
         }
     }
 
-    /// Several images, two steps per 16-lane vector (each expert's rows of the two steps
+    /// [`GROUP`] images, two steps per 16-lane vector (each expert's rows of the two steps
     /// loaded as halves), [`V`] vectors at a time, each bank vector feeding the even or odd
-    /// chain of `N` images, whose coefficient vectors come from a table on the stack; the
+    /// chain of every image, whose coefficient vectors come from a table on the stack; the
     /// chains' sum is the two steps' rows. Loading the bank once per image instead (two loads
     /// and an insert per FMA) ran slower than the 8-lane kernel at batch 8: 30 against 33 G
     /// mixed elements a second over a bank block in L2 at 8 experts and 8 images; this runs
-    /// 76 G.
+    /// 73 G (bench `mix_f32_images`).
     ///
     /// # Safety
-    /// As [`super::MixF32Fn`] for `N` images, at most [`MAX_EXPERTS`] experts and `done`
-    /// steps, a multiple of `2V`; AVX-512F.
+    /// As [`super::MixF32Fn`] for [`GROUP`] images, at most [`MAX_EXPERTS`] experts and
+    /// `done` steps, a multiple of `2V`; AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn group16<const N: usize>(
+    unsafe fn group16(
         done: usize,
         (bank, eld, sld, experts): (*const f32, usize, usize, usize),
         coefs: *const f32,
@@ -229,7 +261,7 @@ pub(super) mod x86 {
         next: *const f32,
     ) {
         let prefetch = !next.is_null();
-        let mut c = [[_mm512_setzero_ps(); MAX_EXPERTS]; N];
+        let mut c = [[_mm512_setzero_ps(); MAX_EXPERTS]; GROUP];
         for (i, ci) in c.iter_mut().enumerate() {
             for (e, ce) in ci.iter_mut().enumerate().take(experts) {
                 // SAFETY: coefs[(i·experts + e)·M0 ..][..M0], duplicated into both halves.
@@ -242,11 +274,13 @@ pub(super) mod x86 {
         // SAFETY: steps s..s + 2V < done are within the bank's steps and each image's
         // destination; prefetches never fault.
         for s in (0..done).step_by(2 * V) {
-            let (mut even, mut odd) =
-                ([[_mm512_setzero_ps(); V]; N], [[_mm512_setzero_ps(); V]; N]);
+            let (mut even, mut odd) = (
+                [[_mm512_setzero_ps(); V]; GROUP],
+                [[_mm512_setzero_ps(); V]; GROUP],
+            );
             // Expert e into the chains `acc` (no run-time index picks one: they stay in
             // registers).
-            let fma = |acc: &mut [[__m512; V]; N], e: usize| {
+            let fma = |acc: &mut [[__m512; V]; GROUP], e: usize| {
                 let mut b = [_mm512_setzero_ps(); V];
                 for (u, v) in b.iter_mut().enumerate() {
                     let at = e * eld + (s + 2 * u) * sld;
@@ -280,21 +314,22 @@ pub(super) mod x86 {
         }
     }
 
-    /// One image, a step per 16-lane vector: lanes `0..8` sum the even experts, lanes
-    /// `8..16` the odd ones, each pair of adjacent experts one FMA of one load (two halves
-    /// when the experts are not adjacent, `eld ≠ M0`); an odd last expert joins the even chain
-    /// in 8 lanes, and the halves' sum is the step's row. [`U`] steps at a time, then one by
-    /// one; prefetching `next` at the places read when it is not null. Half the loads and
-    /// FMAs of the 8-lane kernel: a 3.5 MB bank of 4 experts streamed at 73 against 57 GB/s.
+    /// One image, `steps` (a multiple of [`U`]) a step per 16-lane vector: lanes `0..8` sum
+    /// the even experts, lanes `8..16` the odd ones, each pair of adjacent experts (`eld =
+    /// M0`) one FMA of one load; an odd last expert joins the even chain in 8 lanes, and the
+    /// halves' sum is the step's row; prefetching `next` at the places read when it is not
+    /// null. Half the loads and FMAs of the 8-lane kernel: a 3.5 MB bank of 4 experts
+    /// streamed at 84 against 62 GiB/s (bench `mix_f32`, one thread).
     ///
     /// # Safety
-    /// As [`super::MixF32Fn`] for one image and at most [`MAX_EXPERTS`] experts; AVX-512F.
+    /// As [`super::MixF32Fn`] for one image, at most [`MAX_EXPERTS`] experts, adjacent;
+    /// AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn pairs(
         steps: usize,
-        (bank, eld, sld, experts): (*const f32, usize, usize, usize),
+        (bank, _, sld, experts): (*const f32, usize, usize, usize),
         coefs: *const f32,
-        (dst, dld): (*mut f32, usize),
+        dst: *mut f32,
         next: *const f32,
     ) {
         let row = |e: usize| coefs.wrapping_add(e * M0);
@@ -309,64 +344,35 @@ pub(super) mod x86 {
         } else {
             _mm256_setzero_ps()
         };
-        let full = steps - steps % U;
-        let args = (bank, eld, sld, experts);
-        // SAFETY: steps s..s + U (or s) are within the bank and the destination.
-        unsafe {
-            for s in (0..full).step_by(U) {
-                pair_steps::<U>(s, args, (&c, last), (dst, dld), next);
-            }
-            for s in full..steps {
-                pair_steps::<1>(s, args, (&c, last), (dst, dld), next);
-            }
-        }
-    }
-
-    /// Steps `s .. s + W` of [`pairs`].
-    ///
-    /// # Safety
-    /// The steps are within the bank and the destination; AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn pair_steps<const W: usize>(
-        s: usize,
-        (bank, eld, sld, experts): (*const f32, usize, usize, usize),
-        (c, last): (&[__m512; MAX_EXPERTS / 2], __m256),
-        (dst, _): (*mut f32, usize),
-        next: *const f32,
-    ) {
-        let mut acc = [_mm512_setzero_ps(); W];
-        for (p, &cp) in c.iter().enumerate().take(experts / 2) {
-            for (u, a) in acc.iter_mut().enumerate() {
-                let at = 2 * p * eld + (s + u) * sld;
-                if !next.is_null() {
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at + eld + 7).cast());
-                }
-                // SAFETY: experts 2p and 2p + 1 of step s + u.
-                let v = unsafe {
-                    if eld == M0 {
-                        _mm512_loadu_ps(bank.add(at))
-                    } else {
-                        halves(bank.add(at), bank.add(at + eld))
+        // SAFETY: steps s..s + U < steps are within the bank and the destination; prefetches
+        // never fault.
+        for s in (0..steps).step_by(U) {
+            let mut acc = [_mm512_setzero_ps(); U];
+            for (p, &cp) in c.iter().enumerate().take(experts / 2) {
+                for (u, a) in acc.iter_mut().enumerate() {
+                    let at = 2 * p * M0 + (s + u) * sld;
+                    if !next.is_null() {
+                        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
+                        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at + 2 * M0 - 1).cast());
                     }
-                };
-                *a = _mm512_fmadd_ps(cp, v, *a);
-            }
-        }
-        for (u, a) in acc.into_iter().enumerate() {
-            let mut even = _mm512_castps512_ps256(a);
-            let odd = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
-            if experts % 2 == 1 {
-                let at = (experts - 1) * eld + (s + u) * sld;
-                if !next.is_null() {
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
+                    // SAFETY: experts 2p and 2p + 1 of step s + u.
+                    *a = _mm512_fmadd_ps(cp, unsafe { _mm512_loadu_ps(bank.add(at)) }, *a);
                 }
-                // SAFETY: the last expert of step s + u.
-                even = _mm256_fmadd_ps(last, unsafe { _mm256_loadu_ps(bank.add(at)) }, even);
             }
-            // SAFETY: the destination's row of step s + u.
-            unsafe { _mm256_storeu_ps(dst.add((s + u) * M0), _mm256_add_ps(even, odd)) };
+            for (u, a) in acc.into_iter().enumerate() {
+                let mut even = _mm512_castps512_ps256(a);
+                let odd = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+                if experts % 2 == 1 {
+                    let at = (experts - 1) * M0 + (s + u) * sld;
+                    if !next.is_null() {
+                        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
+                    }
+                    // SAFETY: the last expert of step s + u.
+                    even = _mm256_fmadd_ps(last, unsafe { _mm256_loadu_ps(bank.add(at)) }, even);
+                }
+                // SAFETY: the destination's row of step s + u.
+                unsafe { _mm256_storeu_ps(dst.add((s + u) * M0), _mm256_add_ps(even, odd)) };
+            }
         }
     }
 
@@ -385,7 +391,7 @@ pub(super) mod x86 {
         }
     }
 
-    /// One step (8 floats) per vector, [`U`] steps at a time; the first image's pass
+    /// One step (8 floats) per vector, one step at a time; the first image's pass
     /// prefetches every line it reads at the same place from `next` (the others repeat this
     /// call's lines from L1).
     #[target_feature(enable = "avx2,fma")]
@@ -405,25 +411,13 @@ pub(super) mod x86 {
                 *ce = unsafe { _mm256_loadu_ps(coefs.add((i * experts + e) * M0)) };
             }
             let d = dst.wrapping_add(i * dld);
-            let full = steps - steps % U;
-            // SAFETY (all): steps s..s + n are within the bank's `steps` steps and the image's
-            // destination; prefetches never fault.
-            for s in (0..full).step_by(U) {
+            // SAFETY: step s is within the bank's `steps` steps and the image's destination;
+            // prefetches never fault. (One step at a time: this kernel mixes AVX2 machines'
+            // banks and the AVX-512 kernels' last steps, and the runtime's code must stay
+            // small.)
+            for s in 0..steps {
                 unsafe {
-                    group::<U>(
-                        s,
-                        (bank, eld, sld, experts),
-                        &c,
-                        (d, i == 0 && prefetch, next),
-                    )
-                };
-            }
-            // The last steps one by one (a run of them with a variable count, whose stores
-            // LLVM turns into a call of memcpy through the stack: 5 % of dy-resnet50 at one
-            // thread when every group went that way).
-            for s in full..steps {
-                unsafe {
-                    group::<1>(
+                    step(
                         s,
                         (bank, eld, sld, experts),
                         &c,
@@ -434,42 +428,38 @@ pub(super) mod x86 {
         }
     }
 
-    /// Steps `s .. s + N` of one image into `d`: each expert's row of each step times its
-    /// coefficient vector, the even and the odd experts summed in two chains in order, then
-    /// added; prefetching `next`'s lines at the same places when `prefetch`.
+    /// Step `s` of one image into `d`: each expert's row times its coefficient vector, the
+    /// even and the odd experts summed in two chains in order, then added; prefetching
+    /// `next`'s lines at the same places when `prefetch`.
     ///
     /// # Safety
-    /// The steps are within the bank and the image's destination.
+    /// The step is within the bank and the image's destination.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn group<const N: usize>(
+    unsafe fn step(
         s: usize,
         (bank, eld, sld, experts): (*const f32, usize, usize, usize),
         c: &[__m256; MAX_EXPERTS],
         (d, prefetch, next): (*mut f32, bool, *const f32),
     ) {
-        let (mut even, mut odd) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
-        // Expert e into `acc` (the chains stay in registers: no run-time index picks one).
-        let fma = |acc: &mut [__m256; N], e: usize| {
-            for (u, a) in acc.iter_mut().enumerate() {
-                let at = e * eld + (s + u) * sld;
-                if prefetch {
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
-                }
-                // SAFETY: the caller's.
-                *a = _mm256_fmadd_ps(c[e], unsafe { _mm256_loadu_ps(bank.add(at)) }, *a);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        // Expert e into chain `h` (a constant: the chains stay in registers).
+        let mut fma = |h: usize, e: usize| {
+            let at = e * eld + s * sld;
+            if prefetch {
+                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
             }
+            // SAFETY: the caller's.
+            acc[h] = _mm256_fmadd_ps(c[e], unsafe { _mm256_loadu_ps(bank.add(at)) }, acc[h]);
         };
         for e in (0..experts).step_by(2) {
-            fma(&mut even, e);
+            fma(0, e);
             if e + 1 < experts {
-                fma(&mut odd, e + 1);
+                fma(1, e + 1);
             }
         }
-        for (u, (even, odd)) in even.into_iter().zip(odd).enumerate() {
-            // SAFETY: the caller's.
-            unsafe { _mm256_storeu_ps(d.add((s + u) * M0), _mm256_add_ps(even, odd)) };
-        }
+        // SAFETY: the caller's.
+        unsafe { _mm256_storeu_ps(d.add(s * M0), _mm256_add_ps(acc[0], acc[1])) };
     }
 }
 
