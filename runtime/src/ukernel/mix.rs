@@ -113,7 +113,7 @@ pub(super) mod x86 {
     /// portable loop (no published dynamic conv has more than 8).
     const MAX_EXPERTS: usize = 16;
     /// Steps [`pairs`] mixes at a time (independent accumulators).
-    const U: usize = 2;
+    const U: usize = 4;
 
     /// Images the AVX-512 kernel mixes from each load of the bank ([`group16`]).
     const GROUP: usize = 4;
@@ -194,49 +194,34 @@ pub(super) mod x86 {
             // has AVX-512F.
             unsafe { group16(done, bank, coefs, dst, next) };
         }
-        // SAFETY (both): the contract's steps and images; the CPU has AVX-512F (which implies
-        // AVX2 and FMA).
+        // SAFETY (all): the contract's steps and images; the CPU has AVX-512F (which implies
+        // AVX2 and FMA). Calls with nothing to do are skipped: a fused dyn_conv calls this per
+        // panel and chunk, and at 4 experts such a call's set-up cost CondConv 2 %.
         unsafe {
-            avx2(
-                steps - done,
-                (
+            if full > 0 && steps > done {
+                let bank = (
                     bank.0.wrapping_add(done * step_ld),
                     expert_ld,
                     step_ld,
                     experts,
-                ),
-                coefs,
-                full,
-                (dst.wrapping_add(done * M0), dst_ld),
-                next.wrapping_add(done * step_ld),
-            );
+                );
+                let dst = (dst.wrapping_add(done * M0), dst_ld);
+                avx2(
+                    steps - done,
+                    bank,
+                    coefs,
+                    full,
+                    dst,
+                    next.wrapping_add(done * step_ld),
+                );
+            }
             for i in full..images {
                 let next = if i == 0 { next } else { std::ptr::null() };
                 let (coefs, dst) = (
                     coefs.wrapping_add(i * experts * M0),
                     dst.wrapping_add(i * dst_ld),
                 );
-                // Pairs of adjacent experts when they are (the compiler's layout), the last
-                // steps by the 8-lane kernel.
-                let paired = if expert_ld == M0 {
-                    steps - steps % U
-                } else {
-                    0
-                };
-                pairs(paired, bank, coefs, dst, next);
-                avx2(
-                    steps - paired,
-                    (
-                        bank.0.wrapping_add(paired * step_ld),
-                        expert_ld,
-                        step_ld,
-                        experts,
-                    ),
-                    coefs,
-                    1,
-                    (dst.wrapping_add(paired * M0), dst_ld),
-                    next.wrapping_add(paired * step_ld),
-                );
+                pairs(steps, bank, coefs, (dst, dst_ld), next);
             }
         }
     }
@@ -247,7 +232,7 @@ pub(super) mod x86 {
     /// chains' sum is the two steps' rows. Loading the bank once per image instead (two loads
     /// and an insert per FMA) ran slower than the 8-lane kernel at batch 8: 30 against 33 G
     /// mixed elements a second over a bank block in L2 at 8 experts and 8 images; this runs
-    /// 73 G (bench `mix_f32_images`).
+    /// 73–76 G (bench `mix_f32_images`).
     ///
     /// # Safety
     /// As [`super::MixF32Fn`] for [`GROUP`] images, at most [`MAX_EXPERTS`] experts and
@@ -314,22 +299,23 @@ pub(super) mod x86 {
         }
     }
 
-    /// One image, `steps` (a multiple of [`U`]) a step per 16-lane vector: lanes `0..8` sum
-    /// the even experts, lanes `8..16` the odd ones, each pair of adjacent experts (`eld =
-    /// M0`) one FMA of one load; an odd last expert joins the even chain in 8 lanes, and the
-    /// halves' sum is the step's row; prefetching `next` at the places read when it is not
-    /// null. Half the loads and FMAs of the 8-lane kernel: a 3.5 MB bank of 4 experts
-    /// streamed at 84 against 62 GiB/s (bench `mix_f32`, one thread).
+    /// One image, a step per 16-lane vector: lanes `0..8` sum the even experts, lanes
+    /// `8..16` the odd ones, each pair of adjacent experts one FMA of one load (two halves
+    /// when the experts are not adjacent, `eld ≠ M0`); an odd last expert joins the even chain
+    /// in 8 lanes, and the halves' sum is the step's row. [`U`] steps at a time, then one by
+    /// one; prefetching `next` at the places read when it is not null. Half the loads and
+    /// FMAs of the 8-lane kernel: a 3.5 MB bank of 4 experts streamed at 74 against 62 GiB/s
+    /// (bench `mix_f32`). (Four steps at a time: at two, CondConv 4 experts' 7×7 rows were
+    /// 3 % slower.)
     ///
     /// # Safety
-    /// As [`super::MixF32Fn`] for one image, at most [`MAX_EXPERTS`] experts, adjacent;
-    /// AVX-512F.
+    /// As [`super::MixF32Fn`] for one image and at most [`MAX_EXPERTS`] experts; AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn pairs(
         steps: usize,
-        (bank, _, sld, experts): (*const f32, usize, usize, usize),
+        (bank, eld, sld, experts): (*const f32, usize, usize, usize),
         coefs: *const f32,
-        dst: *mut f32,
+        (dst, dld): (*mut f32, usize),
         next: *const f32,
     ) {
         let row = |e: usize| coefs.wrapping_add(e * M0);
@@ -344,35 +330,64 @@ pub(super) mod x86 {
         } else {
             _mm256_setzero_ps()
         };
-        // SAFETY: steps s..s + U < steps are within the bank and the destination; prefetches
-        // never fault.
-        for s in (0..steps).step_by(U) {
-            let mut acc = [_mm512_setzero_ps(); U];
-            for (p, &cp) in c.iter().enumerate().take(experts / 2) {
-                for (u, a) in acc.iter_mut().enumerate() {
-                    let at = 2 * p * M0 + (s + u) * sld;
-                    if !next.is_null() {
-                        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
-                        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at + 2 * M0 - 1).cast());
-                    }
-                    // SAFETY: experts 2p and 2p + 1 of step s + u.
-                    *a = _mm512_fmadd_ps(cp, unsafe { _mm512_loadu_ps(bank.add(at)) }, *a);
-                }
+        let full = steps - steps % U;
+        let args = (bank, eld, sld, experts);
+        // SAFETY: steps s..s + U (or s) are within the bank and the destination.
+        unsafe {
+            for s in (0..full).step_by(U) {
+                pair_steps::<U>(s, args, (&c, last), (dst, dld), next);
             }
-            for (u, a) in acc.into_iter().enumerate() {
-                let mut even = _mm512_castps512_ps256(a);
-                let odd = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
-                if experts % 2 == 1 {
-                    let at = (experts - 1) * M0 + (s + u) * sld;
-                    if !next.is_null() {
-                        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
-                    }
-                    // SAFETY: the last expert of step s + u.
-                    even = _mm256_fmadd_ps(last, unsafe { _mm256_loadu_ps(bank.add(at)) }, even);
-                }
-                // SAFETY: the destination's row of step s + u.
-                unsafe { _mm256_storeu_ps(dst.add((s + u) * M0), _mm256_add_ps(even, odd)) };
+            for s in full..steps {
+                pair_steps::<1>(s, args, (&c, last), (dst, dld), next);
             }
+        }
+    }
+
+    /// Steps `s .. s + W` of [`pairs`].
+    ///
+    /// # Safety
+    /// The steps are within the bank and the destination; AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn pair_steps<const W: usize>(
+        s: usize,
+        (bank, eld, sld, experts): (*const f32, usize, usize, usize),
+        (c, last): (&[__m512; MAX_EXPERTS / 2], __m256),
+        (dst, _): (*mut f32, usize),
+        next: *const f32,
+    ) {
+        let mut acc = [_mm512_setzero_ps(); W];
+        for (p, &cp) in c.iter().enumerate().take(experts / 2) {
+            for (u, a) in acc.iter_mut().enumerate() {
+                let at = 2 * p * eld + (s + u) * sld;
+                if !next.is_null() {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at + eld + 7).cast());
+                }
+                // SAFETY: experts 2p and 2p + 1 of step s + u.
+                let v = unsafe {
+                    if eld == M0 {
+                        _mm512_loadu_ps(bank.add(at))
+                    } else {
+                        halves(bank.add(at), bank.add(at + eld))
+                    }
+                };
+                *a = _mm512_fmadd_ps(cp, v, *a);
+            }
+        }
+        for (u, a) in acc.into_iter().enumerate() {
+            let mut even = _mm512_castps512_ps256(a);
+            let odd = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+            if experts % 2 == 1 {
+                let at = (experts - 1) * eld + (s + u) * sld;
+                if !next.is_null() {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
+                }
+                // SAFETY: the last expert of step s + u.
+                even = _mm256_fmadd_ps(last, unsafe { _mm256_loadu_ps(bank.add(at)) }, even);
+            }
+            // SAFETY: the destination's row of step s + u.
+            unsafe { _mm256_storeu_ps(dst.add((s + u) * M0), _mm256_add_ps(even, odd)) };
         }
     }
 
