@@ -195,8 +195,8 @@ pub(super) mod x86 {
             unsafe { group16(done, bank, coefs, dst, next) };
         }
         // SAFETY (all): the contract's steps and images; the CPU has AVX-512F (which implies
-        // AVX2 and FMA). Calls with nothing to do are skipped: a fused dyn_conv calls this per
-        // panel and chunk, and at 4 experts such a call's set-up cost CondConv 2 %.
+        // AVX2 and FMA). An empty remainder calls nothing (a fused dyn_conv calls this kernel
+        // for every panel and chunk).
         unsafe {
             if full > 0 && steps > done {
                 let bank = (
