@@ -221,7 +221,7 @@ pub(super) mod x86 {
                     coefs.wrapping_add(i * experts * M0),
                     dst.wrapping_add(i * dst_ld),
                 );
-                pairs(steps, bank, coefs, (dst, dst_ld), next);
+                pairs(steps, bank, coefs, dst, next);
             }
         }
     }
@@ -315,7 +315,7 @@ pub(super) mod x86 {
         steps: usize,
         (bank, eld, sld, experts): (*const f32, usize, usize, usize),
         coefs: *const f32,
-        (dst, dld): (*mut f32, usize),
+        dst: *mut f32,
         next: *const f32,
     ) {
         let row = |e: usize| coefs.wrapping_add(e * M0);
@@ -335,10 +335,10 @@ pub(super) mod x86 {
         // SAFETY: steps s..s + U (or s) are within the bank and the destination.
         unsafe {
             for s in (0..full).step_by(U) {
-                pair_steps::<U>(s, args, (&c, last), (dst, dld), next);
+                pair_steps::<U>(s, args, (&c, last), dst, next);
             }
             for s in full..steps {
-                pair_steps::<1>(s, args, (&c, last), (dst, dld), next);
+                pair_steps::<1>(s, args, (&c, last), dst, next);
             }
         }
     }
@@ -353,7 +353,7 @@ pub(super) mod x86 {
         s: usize,
         (bank, eld, sld, experts): (*const f32, usize, usize, usize),
         (c, last): (&[__m512; MAX_EXPERTS / 2], __m256),
-        (dst, _): (*mut f32, usize),
+        dst: *mut f32,
         next: *const f32,
     ) {
         let mut acc = [_mm512_setzero_ps(); W];
