@@ -270,18 +270,23 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
     let mut buffers: Vec<ArenaBuffer> = Vec::new();
     let mut scratch = HashMap::new();
     let mut in_place = HashMap::new();
+    // The buffer (index into `buffers`) that holds each arena value: a result written in place
+    // is held by its residual's buffer, so a chain of residual blocks reuses one buffer.
+    let mut holder: HashMap<NodeId, usize> = HashMap::new();
     let mut arena_bytes = 0usize;
     for (s, &k) in kernels.iter().enumerate() {
         if let std::collections::hash_map::Entry::Vacant(slot) = storage.entry(k) {
             let end = last.get(&k).copied().unwrap_or(s);
             let reused = residual_in_place(g, k, &packed, &root)
                 .filter(|r| last.get(r) == Some(&s))
-                .and_then(|r| buffers.iter_mut().find(|b| b.root == r && !b.scratch))
-                .filter(|b| g.ty(k).bytes().ok() == Some(b.bytes));
+                .and_then(|r| Some((r, *holder.get(&r)?)))
+                .filter(|&(_, i)| g.ty(k).bytes().ok() == Some(buffers[i].bytes));
             let offset = match reused {
-                Some(b) => {
+                Some((r, i)) => {
+                    let b = &mut buffers[i];
                     b.last = b.last.max(end);
-                    in_place.insert(k, b.root);
+                    in_place.insert(k, r);
+                    holder.insert(k, i);
                     b.offset
                 }
                 None => {
@@ -289,7 +294,9 @@ pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
                         .ty(k)
                         .bytes()
                         .map_err(|e| CodegenError::Overflow(e.to_string()))?;
-                    place(&mut buffers, &mut arena_bytes, k, bytes, (s, end), false)?
+                    let offset = place(&mut buffers, &mut arena_bytes, k, bytes, (s, end), false)?;
+                    holder.insert(k, buffers.len() - 1);
+                    offset
                 }
             };
             slot.insert(Storage::Arena(offset));

@@ -290,7 +290,8 @@ fn dyn_conv_scratch_is_planned_apart_from_live_buffers() {
 /// A bottleneck's expansion: a 1×1 conv on the GEMM path whose fused residual is the block's
 /// input, computed by an earlier kernel and last used here, writes into the residual's buffer
 /// (and a 3×3 one likewise, the in-place convolution tile's path); a residual still read
-/// after the conv, or that is also the conv's input, keeps its own. Every variant runs like
+/// after the conv, or that is also the conv's input, keeps its own; the next block's expansion
+/// writes into the same buffer again. Every variant runs like
 /// the interpreter, bit for bit with and without the micro-kernels.
 #[test]
 fn a_residual_conv_writes_into_its_residual() {
@@ -321,8 +322,11 @@ fn a_residual_conv_writes_into_its_residual() {
             in_scale: false,
         });
         let input = if itself { block } else { h };
-        let y = g.add(conv, &[input, w, b, block], None).unwrap();
-        let z = g.add(relu.clone(), &[y], None).unwrap();
+        let y = g.add(conv.clone(), &[input, w, b, block], None).unwrap();
+        // The next block: its expansion's residual is `y`, itself written in place.
+        let h2 = g.add(relu.clone(), &[y], None).unwrap();
+        let y2 = g.add(conv, &[h2, w, b, y], None).unwrap();
+        let z = g.add(relu.clone(), &[y2], None).unwrap();
         g.set_output("z", z);
         if later {
             let again = g.add(relu.clone(), &[block], None).unwrap();
@@ -338,6 +342,8 @@ fn a_residual_conv_writes_into_its_residual() {
         if p.in_place.contains_key(&y) {
             assert_eq!(p.storage[&y], p.storage[&block], "{what}");
         }
+        assert_eq!(p.in_place.get(&y2), Some(&y), "{what}");
+        assert_eq!(p.storage[&y2], p.storage[&y], "{what}");
         check_plan(&g);
         let inputs = [rand_f32(&mut r, &[2, 16, 10, 10])];
         check_graph(&g, &inputs, &what);
