@@ -224,6 +224,14 @@ fn dyn_conv_op_matches_the_interpreter() {
         (3, 24, 16, 3, 1, 1, 0, 1, true, true, true, 7, 8),
         (8, 20, 12, 8, 1, 1, 0, 2, false, false, true, 7, 7),
         (9, 16, 16, 2, 1, 1, 0, 1, true, true, false, 7, 7),
+        // Up to eight tiles read in place (14×14: seven; 10×10: four): the mixing fused at
+        // batch 1, a task covering the image (3×3 on the in-place tile, 1×1); 3 images and
+        // 17×17 (ten tiles) mix in phase 0.
+        (1, 16, 20, 4, 3, 1, 1, 1, true, true, true, 14, 14),
+        (1, 12, 16, 3, 3, 1, 1, 1, false, false, true, 10, 10),
+        (1, 40, 24, 6, 1, 1, 0, 1, false, true, false, 14, 14),
+        (3, 24, 16, 3, 1, 1, 0, 1, true, false, true, 12, 13),
+        (1, 16, 16, 2, 1, 1, 0, 1, true, true, false, 17, 17),
     ];
     for (i, (n, c, o, e, k, s, p, group, per_channel, bias, bias_bank, h, w)) in
         cases.into_iter().enumerate()

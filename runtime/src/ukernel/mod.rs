@@ -41,8 +41,9 @@
 //! - `side`, `side_len`: a hint, never dereferenced, no effect on results — `side_len`
 //!   floats at `side` that the caller reads right after this call (a fused dyn_conv's next
 //!   bank block, which its mixing then finds in L2). The AVX-512 tile prefetches them into
-//!   L2 over its steps, [`SIDE_LINES_PER_STEP`] cache lines a step, so a memory-bound stream
-//!   runs while the tile's FMAs do; the other variants ignore it. Null or 0 for none.
+//!   L2 over its steps, one cache line a step ([`SIDE_LINES_PER_STEP`] with
+//!   [`GEMM_SIDE_FAST`]), so the stream runs while the tile's FMAs do; the other variants
+//!   ignore it. Null or 0 for none.
 //!
 //! Every variant uses the same `M0 × N0` tile, so panels packed at compile time (static
 //! weights) are valid whichever variant the running CPU selects. Results of different variants
@@ -110,10 +111,17 @@ pub const GEMM_HARDSWISH: u32 = 8;
 /// batch 1, two threads: 2.17 → 2.24 ms), so it is not the default. (The depthwise kernel
 /// reads its plane row by row, which the hardware prefetchers follow.)
 pub const GEMM_STREAM: u32 = 16;
+/// Hint for the AVX-512 tiles, no effect on results: prefetch the `side` stream at
+/// [`SIDE_LINES_PER_STEP`] lines a step instead of one (the compiler sets it when one line a
+/// step of a chunk's calls would not cover the next bank block: dy-resnet50's and CondConv's
+/// 7×7 dyn_convs, bound by that stream).
+pub const GEMM_SIDE_FAST: u32 = 32;
 
-/// Cache lines of the `side` stream the AVX-512 tiles prefetch per reduction step (64 B
-/// each): 128 B per step of 8 cycles is more than one core's share of memory bandwidth, so
-/// the stream is limited by memory, not by the hint.
+/// Cache lines of the `side` stream the AVX-512 tiles prefetch per reduction step with
+/// [`GEMM_SIDE_FAST`] (64 B each): 128 B per step of 8 cycles is more than one core's share of
+/// memory bandwidth, so the stream is limited by memory, not by the hint. Without the flag,
+/// one line a step: at two, a 14×14 dyn_conv's burst of prefetches slowed its own tiles
+/// (dy-resnet50's layer-3 1×1 dyn_convs 0.093 → 0.083 ms at one).
 pub const SIDE_LINES_PER_STEP: usize = 2;
 
 /// The f32 GEMM tile; see the module documentation for the exact contract.

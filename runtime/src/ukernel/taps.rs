@@ -346,7 +346,7 @@ pub(super) mod x86 {
         side_len: usize,
     ) {
         let n = n.min(N0);
-        let side = Side::new(side, side_len);
+        let side = Side::new(side, side_len, flags);
         // SAFETY: `geo` is readable.
         let g = unsafe { *geo };
         let Some(taps) = Taps::new(&g, pos0, n) else {

@@ -355,36 +355,33 @@ proptest! {
     }
 }
 
-/// The AVX-512 tiles' `side` hint: [`SIDE_LINES_PER_STEP`] lines a step from where the call's
-/// part starts until the stream ends, nothing for a null one.
+/// The AVX-512 tiles' `side` hint: one line a step ([`SIDE_LINES_PER_STEP`] with
+/// [`GEMM_SIDE_FAST`]) from where the call's part starts until the stream ends, nothing for a
+/// null one.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn the_side_hint_streams_its_part_in_order() {
     use super::x86::Side;
     let buf = [0f32; 4];
-    let line = 64 * SIDE_LINES_PER_STEP;
-    for (len, steps, index) in [
-        (0, 5, 0),
-        (16, 1, 0),
-        (1000, 7, 0),
-        (1000, 7, 1),
-        (1000, 7, 9),
-    ] {
-        let bytes = len * 4;
-        let mut side = Side::new(buf.as_ptr(), len).part(index, steps);
-        let start = (index * steps * line).min(bytes);
-        assert_eq!(
-            side.left(),
-            bytes - start,
-            "len {len} steps {steps} part {index}"
-        );
-        for s in 0..steps {
-            let before = side.left();
-            side.step();
-            let want = if before == 0 { 0 } else { line.min(before) };
-            assert!(before - side.left() <= line, "step {s}");
-            assert!(before - side.left() >= want.min(before), "step {s}");
+    for (flags, line) in [(0, 64), (GEMM_SIDE_FAST, 64 * SIDE_LINES_PER_STEP)] {
+        for (len, steps, index) in [
+            (0, 5, 0),
+            (16, 1, 0),
+            (1000, 7, 0),
+            (1000, 7, 1),
+            (1000, 7, 9),
+        ] {
+            let bytes = len * 4;
+            let mut side = Side::new(buf.as_ptr(), len, flags).part(index, steps);
+            let start = (index * steps * line).min(bytes);
+            let what = format!("flags {flags} len {len} steps {steps} part {index}");
+            assert_eq!(side.left(), bytes - start, "{what}");
+            for s in 0..steps {
+                let before = side.left();
+                side.step();
+                assert_eq!(before - side.left(), line.min(before), "{what} step {s}");
+            }
         }
+        assert_eq!(Side::new(std::ptr::null(), 1000, flags).left(), 0);
     }
-    assert_eq!(Side::new(std::ptr::null(), 1000).left(), 0);
 }

@@ -31,7 +31,7 @@
 use super::silu::x86::{silu16, silu8};
 use super::{
     Isa, UkernelTable, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0, GEMM_HARDSWISH,
-    GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
+    GEMM_SIDE_FAST, GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
 };
 use std::arch::x86_64::*;
 
@@ -86,47 +86,54 @@ fn prefetch_step(
     }
 }
 
-/// The rest of a tile call's `side` hint ([`super`]'s contract): the next line to prefetch
-/// and the end of the stream.
+/// The rest of a tile call's `side` hint ([`super`]'s contract): the next line to prefetch,
+/// the end of the stream, and the lines each step prefetches.
 #[derive(Clone, Copy)]
 pub(super) struct Side {
     at: *const u8,
     end: *const u8,
+    lines: usize,
 }
 
 impl Side {
-    /// `len` floats at `p` (none when null).
-    pub(super) fn new(p: *const f32, len: usize) -> Side {
+    /// `len` floats at `p` (none when null), one line a step, or [`SIDE_LINES_PER_STEP`] with
+    /// [`GEMM_SIDE_FAST`] in `flags`.
+    pub(super) fn new(p: *const f32, len: usize, flags: u32) -> Side {
         let at = p.cast::<u8>();
         let len = if p.is_null() { 0 } else { len * 4 };
         Side {
             at,
             end: at.wrapping_add(len),
+            lines: if flags & GEMM_SIDE_FAST != 0 {
+                SIDE_LINES_PER_STEP
+            } else {
+                1
+            },
         }
     }
 
     /// Part `index` of the stream cut into parts of `steps` reduction steps each (a call that
     /// runs several tiles gives each the part its steps prefetch).
     pub(super) fn part(self, index: usize, steps: usize) -> Side {
-        let skip = index
-            .saturating_mul(steps)
-            .saturating_mul(64 * SIDE_LINES_PER_STEP);
+        let skip = index.saturating_mul(steps).saturating_mul(64 * self.lines);
         let left = (self.end as usize).saturating_sub(self.at as usize);
         Side {
             at: self.at.wrapping_add(skip.min(left)),
-            end: self.end,
+            ..self
         }
     }
 
-    /// One reduction step's share: [`SIDE_LINES_PER_STEP`] lines into L2, while any are left.
+    /// One reduction step's share: its lines into L2, while any are left.
     #[inline(always)]
     pub(super) fn step(&mut self) {
         if self.at < self.end {
             for i in 0..SIDE_LINES_PER_STEP {
-                // SAFETY: prefetches never fault, whatever the address.
-                unsafe { _mm_prefetch::<_MM_HINT_T1>(self.at.wrapping_add(64 * i).cast()) };
+                if i < self.lines {
+                    // SAFETY: prefetches never fault, whatever the address.
+                    unsafe { _mm_prefetch::<_MM_HINT_T1>(self.at.wrapping_add(64 * i).cast()) };
+                }
             }
-            self.at = self.at.wrapping_add(64 * SIDE_LINES_PER_STEP);
+            self.at = self.at.wrapping_add(64 * self.lines);
         }
     }
 
@@ -191,7 +198,7 @@ unsafe extern "C" fn gemm_f32_avx512(
     side: *const f32,
     side_len: usize,
 ) {
-    let side = Side::new(side, side_len);
+    let side = Side::new(side, side_len, flags);
     // SAFETY: the same contract; the table holding this function exists only with AVX-512F.
     unsafe { avx512(k, a, b, ldb, c, ldc, m, n, bias, flags, lo, hi, side) }
 }

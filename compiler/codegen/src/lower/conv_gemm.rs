@@ -66,7 +66,7 @@ use dync_ir::TensorType;
 use dync_runtime::ukernel::taps::{TAPS_MAX, TAP_GEO_FIELDS};
 use dync_runtime::ukernel::{
     GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
-    GEMM_HARDSWISH, GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
+    GEMM_HARDSWISH, GEMM_SIDE_FAST, GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
 };
 
 /// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
@@ -92,6 +92,12 @@ const MIX_STEPS: usize = 64;
 /// at batch 8, two threads, alternating runs, against mixing in phase 0: 0.73 → 0.70 ms (the
 /// expansions) and 0.71 → 0.67 ms (the projections), the model 27.6 → 27.2 ms.
 const FUSED_IMAGES: usize = 8;
+/// Tiles of an image up to which a dyn_conv whose tiles read X̂ in place (1×1, or the in-place
+/// convolution tile) fuses its mixing ([`fused`]), its tasks covering every tile of the image
+/// (14×14 maps: seven), so that each mixed chunk serves them all. dy-resnet50's layer-3
+/// dyn_convs at two threads, alternating runs on a quiet host: 1×1 0.096 → 0.084–0.092 ms,
+/// 3×3 0.200–0.204 → 0.185–0.189 ms (with the tiles' prefetch paced: [`side_part`]).
+const FUSED_TILES: usize = 8;
 /// Channel panels of a fused dyn_conv's chunk mixed before one in-place tile call runs them
 /// all (their mixed chunks, 32 KB at most, stay in L1): a call per panel paid its offsets,
 /// masks and `B` rows for eight rows (dy-resnet50's 7×7 3×3 dyn_convs at two threads, in
@@ -122,6 +128,8 @@ struct Gemm {
     /// A dyn_conv mixing its kernels chunk by chunk inside the convolution ([`fused`]): the
     /// bank is read once, while tiles run, and no mixed kernels go through memory.
     fused: bool,
+    /// A task covers every tile of its image ([`Tiling::whole`], or fused).
+    whole: bool,
     /// X̂ is the input itself (1×1, stride 1, no padding).
     direct: bool,
     /// X̂ is packed from the column-split copy of the input in the scratch memory ([`splits`]).
@@ -154,9 +162,12 @@ impl Gemm {
         let taps = ws[2] * ws[3];
         let direct = is_direct(taps, strides, pads);
         let t = Tiling::new(oh, ow, direct);
-        // A whole-image task keeps every tile's X̂ panel and the A chunk in L1 together.
+        // A whole-image task of packed tiles keeps every tile's X̂ panel and the A chunk in L1
+        // together.
         let steps = if t.whole() { KC / t.tiles().max(1) } else { KC };
         let cc = (steps / taps).clamp(1, ws[1].max(1));
+        let in_place = reads_taps(x, y, ws, (strides, pads, dilations), p, !mixing);
+        let mixed_in_place = mixing && fused(x[0], &t, direct, in_place);
         Gemm {
             batch: x[0],
             c: x[1],
@@ -174,11 +185,12 @@ impl Gemm {
             k: p.k,
             mblocks: p.mblocks(),
             groups: p.groups,
-            fused: mixing && fused(x[0], &t, direct),
+            fused: mixed_in_place,
+            whole: mixed_in_place || t.whole(),
             t,
             direct,
             split: false,
-            taps: reads_taps(x, y, ws, (strides, pads, dilations), p, !mixing),
+            taps: in_place,
             hint: if direct && streams(x) { GEMM_STREAM } else { 0 },
             cc,
             chunks: ws[1].div_ceil(cc),
@@ -196,14 +208,18 @@ impl Gemm {
     /// The (chunk, run) a weight packed for this convolution is blocked in
     /// ([`Packing::offset`]): the steps of one reduction chunk and the panels of one task.
     fn blocked(&self) -> (usize, usize) {
-        let s = Schedule::new(
+        (self.cc * self.kh * self.kw, self.schedule().per)
+    }
+
+    /// The tasks of the convolution phase.
+    fn schedule(&self) -> Schedule {
+        Schedule::new(
             self.task_batch(),
             self.groups,
-            self.mblocks,
-            self.k,
+            (self.mblocks, self.k),
             &self.t,
-        );
-        (self.cc * self.kh * self.kw, s.per)
+            self.whole,
+        )
     }
 
     /// Images a task of the convolution phase covers ([`Schedule`] counts tasks of the other
@@ -431,7 +447,14 @@ struct Schedule {
 }
 
 impl Schedule {
-    fn new(batch: usize, groups: usize, mblocks: usize, k: usize, t: &Tiling) -> Schedule {
+    /// `whole`: one task takes every tile of its image ([`Gemm::whole`]).
+    fn new(
+        batch: usize,
+        groups: usize,
+        (mblocks, k): (usize, usize),
+        t: &Tiling,
+        whole: bool,
+    ) -> Schedule {
         let tiles = t.tiles().max(1);
         let with_run = |run: usize| {
             let runs = tiles.div_ceil(run);
@@ -443,7 +466,7 @@ impl Schedule {
                 runs,
             }
         };
-        if t.whole() {
+        if whole {
             return with_run(tiles);
         }
         let each = with_run(1);
@@ -457,12 +480,6 @@ impl Schedule {
     fn tasks(&self, batch: usize, groups: usize) -> usize {
         (batch * groups * self.blocks * self.runs).max(1)
     }
-}
-
-/// Tasks of the convolution phase ([`Schedule`]).
-fn conv_task_count(batch: usize, y: &[usize], p: &Packing, direct: bool) -> usize {
-    let t = Tiling::new(y[2], y[3], direct);
-    Schedule::new(batch, p.groups, p.mblocks(), p.k, &t).tasks(batch, p.groups)
 }
 
 /// Whether the convolution of `x` with packing `p` reads X̂ in place (see [`is_direct`]).
@@ -533,52 +550,59 @@ pub(crate) fn conv_phase_tasks(
 /// Tasks of a conv on the GEMM path.
 pub(crate) fn conv_tasks(op: &Conv, x: &TensorType, y: &TensorType, p: &Packing) -> usize {
     let direct = direct_for(x, p, op.strides, op.pads);
-    conv_task_count(x.shape[0], &y.shape, p, direct)
+    let (batch, t) = (x.shape[0], Tiling::new(y.shape[2], y.shape[3], direct));
+    Schedule::new(batch, p.groups, (p.mblocks(), p.k), &t, t.whole()).tasks(batch, p.groups)
 }
 
 /// Tasks of phase `phase` of a dyn_conv on the GEMM path: mixing (one task per group and
 /// channel panel, all images), then the convolution.
 pub(crate) fn dyn_tasks(
     op: &DynConv,
-    x: &TensorType,
+    (x, bank): (&TensorType, &TensorType),
     y: &TensorType,
     p: &Packing,
     phase: usize,
 ) -> usize {
-    match phase {
-        0 => (p.groups * p.mblocks()).max(1),
-        _ => {
-            let direct = direct_for(x, p, op.strides, op.pads);
-            let (batch, t) = (x.shape[0], Tiling::new(y.shape[2], y.shape[3], direct));
-            // A fused dyn_conv's tasks take every image ([`Gemm::task_batch`]).
-            let batch = if fused(batch, &t, direct) { 1 } else { batch };
-            conv_task_count(batch, &y.shape, p, direct)
-        }
+    match (phase, dyn_gemm(op, &x.shape, &y.shape, &bank.shape, p)) {
+        (0, _) | (_, None) => (p.groups * p.mblocks()).max(1),
+        (_, Some(g)) => g.schedule().tasks(g.task_batch(), g.groups),
     }
 }
 
-/// Whether a dyn_conv mixes inside its convolution phase ([`Gemm::fused`]): its tasks cover
-/// whole images, and it has one image or up to [`FUSED_IMAGES`] of a 1×1 conv read in place
-/// (`direct`), whose tasks then take every image ([`Gemm::task_batch`]): each chunk of the
-/// bank, read once, is mixed for all of them and runs their tiles, while those tiles prefetch
-/// the next chunk. Otherwise phase 0 mixes every image's kernels once, reading the bank once
-/// for all of them, before the convolution, and the bank streams from memory with no tile
-/// running.
-fn fused(batch: usize, t: &Tiling, direct: bool) -> bool {
-    t.whole() && (batch == 1 || (direct && batch <= FUSED_IMAGES))
+/// The geometry of a dyn_conv of `x` into `y` with the bank `bank` (None unless both maps
+/// have four axes and the bank five).
+fn dyn_gemm(op: &DynConv, x: &[usize], y: &[usize], bank: &[usize], p: &Packing) -> Option<Gemm> {
+    let ws = bank.get(1..).filter(|ws| ws.len() == 4)?;
+    let attrs = (op.strides, op.pads, op.dilations);
+    (x.len() == 4 && y.len() == 4).then(|| Gemm::new(x, y, ws, attrs, p, true))
+}
+
+/// Whether a dyn_conv mixes inside its convolution phase ([`Gemm::fused`]): its tasks can
+/// cover whole images (its tiles are [`Tiling::whole`], or, at batch 1, at most
+/// [`FUSED_TILES`] read X̂ in place: `direct`, or `taps` with the in-place convolution tile;
+/// CondConv's 14×14 1×1 dyn_convs at batch 8 ran 0.66 → 0.85 ms fused), and it has one image or up
+/// to [`FUSED_IMAGES`] of a 1×1 conv read in place, whose tasks then take every image
+/// ([`Gemm::task_batch`]): each chunk of the bank, read once, is mixed for all of them and
+/// runs their tiles, while those tiles prefetch the next chunk. Otherwise phase 0 mixes every
+/// image's kernels once, reading the bank once for all of them, before the convolution, and
+/// the bank streams from memory with no tile running.
+fn fused(batch: usize, t: &Tiling, direct: bool, taps: bool) -> bool {
+    let whole = t.whole() || (batch == 1 && (direct || taps) && t.tiles() <= FUSED_TILES);
+    whole && (batch == 1 || (direct && batch <= FUSED_IMAGES))
 }
 
 /// Scratch f32 elements of a dyn_conv on the GEMM path: every image's packed kernels (none
 /// when fused), then the mixed biases [N, O].
-pub(crate) fn dyn_scratch(op: &DynConv, x: &TensorType, y: &TensorType, p: &Packing) -> usize {
+pub(crate) fn dyn_scratch(
+    op: &DynConv,
+    (x, bank): (&TensorType, &TensorType),
+    y: &TensorType,
+    p: &Packing,
+) -> usize {
     let n = x.shape.first().copied().unwrap_or(0);
-    let (oh, ow) = (y.shape.get(2).copied(), y.shape.get(3).copied());
-    let direct = direct_for(x, p, op.strides, op.pads);
-    let t = Tiling::new(oh.unwrap_or(0), ow.unwrap_or(0), direct);
-    let kernels = if fused(n, &t, direct) {
-        Some(0)
-    } else {
-        p.expert_elems()
+    let kernels = match dyn_gemm(op, &x.shape, &y.shape, &bank.shape, p) {
+        Some(g) if g.fused => Some(0),
+        _ => p.expert_elems(),
     };
     kernels
         .and_then(|e| e.checked_add(p.groups.checked_mul(p.og)?))
@@ -616,26 +640,22 @@ pub(crate) fn dyn_blocking(
     bank: &TensorType,
     p: Packing,
 ) -> Packing {
-    let (chunk, run) = dyn_layout(
-        op,
-        &x.shape,
-        &y.shape,
-        bank.shape.get(1..).unwrap_or(&[]),
-        &p,
-    );
+    let (chunk, run) = dyn_layout(op, &x.shape, &y.shape, &bank.shape, &p);
     Packing { chunk, run, ..p }
 }
 
 /// The (chunk, run) of a dyn_conv's blocked bank; see [`dyn_blocking`].
-fn dyn_layout(op: &DynConv, x: &[usize], y: &[usize], ws: &[usize], p: &Packing) -> (usize, usize) {
-    if ws.len() != 4 {
-        return (p.chunk, p.run);
-    }
-    let g = Gemm::new(x, y, ws, (op.strides, op.pads, op.dilations), p, true);
-    if g.fused {
-        g.blocked()
-    } else {
-        (MIX_STEPS.min(g.k), 1)
+fn dyn_layout(
+    op: &DynConv,
+    x: &[usize],
+    y: &[usize],
+    bank: &[usize],
+    p: &Packing,
+) -> (usize, usize) {
+    match dyn_gemm(op, x, y, bank, p) {
+        None => (p.chunk, p.run),
+        Some(g) if g.fused => g.blocked(),
+        Some(g) => (MIX_STEPS.min(g.k), 1),
     }
 }
 
@@ -784,7 +804,7 @@ pub(crate) fn lower_dyn(k: &mut Kernel, op: &DynConv, p: &Packing, phase: usize)
     if !g.has_work() {
         return Ok(());
     }
-    if (p.chunk, p.run) != dyn_layout(op, &xs, &ys, &bank[1..], p) {
+    if (p.chunk, p.run) != dyn_layout(op, &xs, &ys, &bank, p) {
         return Err(crate::error::CodegenError::cranelift(
             &k.name,
             format!("the bank's packing {p:?} is not this dyn_conv's blocking"),
@@ -844,13 +864,13 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     if !g.has_work() {
         return Ok(());
     }
-    let s = Schedule::new(g.task_batch(), g.groups, g.mblocks, g.k, &g.t);
+    let s = g.schedule();
     let per_group = as_i64(s.blocks * s.runs)?;
     let per_image = as_i64(g.groups)? * per_group;
     let runs = as_i64(s.runs)?;
     let panels = match g.panel_bytes() {
         0 => None,
-        n => Some(k.stack_buffer(n * if g.t.whole() { g.t.tiles() } else { 1 })?),
+        n => Some(k.stack_buffer(n * if g.whole { g.t.tiles() } else { 1 })?),
     };
     let taps = match k.taps_fn() {
         Some(f) if g.taps => Some((f, tap_geo(k, g)?)),
@@ -864,7 +884,7 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     // full tiles and one of 4 columns, where the packing's two rows per tile leave 4 of 32
     // columns idle in all seven); there are at most as many, so the tasks' runs of the
     // packing's tiles (the schedule) are clipped to them.
-    let whole = g.t.whole();
+    let whole = g.whole;
     let (cc, chunks) = match wts.a {
         ASource::Packed { .. } => (g.cg, 1),
         ASource::Mixed { .. } => (g.cc, g.chunks),
@@ -1340,9 +1360,12 @@ impl Chunk {
                         })?;
                     }
                     let ldc = k.iconst(p);
-                    let (side, side_len) = match next {
-                        Some(next) => side_part(k, next, steps, i)?,
-                        None => (zero, zero),
+                    let (side, side_len, flags) = match next {
+                        Some(next) => {
+                            let paced = tiles.len() > WHOLE_TILES;
+                            side_part(k, next, (i, bs.len() * tiles.len(), paced), steps, flags)?
+                        }
+                        None => (zero, zero, flags),
                     };
                     match callee {
                         Callee::Tile(tile) => {
@@ -1383,21 +1406,41 @@ fn blocks_on(k: &mut Kernel, (bank, len): (Value, Value), n: i64) -> Value {
 }
 
 /// The part of the bank block `(next, len)` (address, floats; [`Mix::chunk`]'s, still to be
-/// mixed) that the `i`-th tile call of a mixed chunk of `kc` steps prefetches (the tile
-/// contract's `side` hint): calls before it cover `kc` steps' share each
-/// ([`SIDE_LINES_PER_STEP`] lines a step), so the chunk's calls together stream the block
-/// while their FMAs run, and its mixing then reads it from L2. (Layer 4 of dy-resnet50 and CondConv's 7×7 blocks are bound by these streams.)
+/// mixed) that the `i`-th of a chunk's `calls` tile calls of `steps` steps each prefetches
+/// (the tile contract's `side` hint), and the call's `flags` with `GEMM_SIDE_FAST` added when
+/// it takes two lines a step: the calls' parts in turn at one line a step; when that would
+/// not cover the block, two lines a step from the call's part to the block's end, so that
+/// the stream runs as fast as memory allows. The chunk's calls together stream the block
+/// while their FMAs run, and its mixing then reads it from L2. (Layer 4 of dy-resnet50 and
+/// CondConv's 7×7 blocks are bound by these streams; a 14×14 map's seven calls cover a block
+/// at one line a step, and two slowed their own tiles.)
 fn side_part(
     k: &mut Kernel,
     (next, len): (Value, Value),
-    kc: Value,
-    i: usize,
-) -> LResult<(Value, Value)> {
-    let per = as_i64(SIDE_LINES_PER_STEP * 16 * i)?;
-    let skip = k.b.ins().imul_imm_s(kc, per);
-    let skip = k.b.ins().umin(skip, len);
-    let bytes = k.b.ins().imul_imm_s(skip, 4);
-    Ok((k.b.ins().iadd(next, bytes), k.b.ins().isub(len, skip)))
+    (i, calls, paced): (usize, usize, bool),
+    steps: Value,
+    flags: Value,
+) -> LResult<(Value, Value, Value)> {
+    let one = k.b.ins().imul_imm_s(steps, 16);
+    let all = k.b.ins().imul_imm_s(one, as_i64(calls)?);
+    let short = match paced {
+        true => k.b.ins().icmp(IntCC::UnsignedGreaterThan, len, all),
+        false => k.b.ins().iconst(types::I8, 1),
+    };
+    let fast = k.b.ins().imul_imm_s(one, as_i64(SIDE_LINES_PER_STEP)?);
+    let share = k.b.ins().select(short, fast, one);
+    let start = k.b.ins().imul_imm_s(share, as_i64(i)?);
+    let start = k.b.ins().umin(start, len);
+    let left = k.b.ins().isub(len, start);
+    let part = k.b.ins().umin(left, share);
+    let part = k.b.ins().select(short, left, part);
+    let bytes = k.b.ins().imul_imm_s(start, 4);
+    let with = k.b.ins().bor_imm_u(flags, i64::from(GEMM_SIDE_FAST));
+    Ok((
+        k.b.ins().iadd(next, bytes),
+        part,
+        k.b.ins().select(short, with, flags),
+    ))
 }
 
 /// The function a chunk's tiles call: the GEMM tile, or the in-place convolution tile with the

@@ -119,7 +119,9 @@ pub(crate) fn scratch_elems(
         (Op::Conv(o), Some(x), _, Some(p)) if conv_gemm::splits(o, x, p) => {
             conv_gemm::split_scratch(x)
         }
-        (Op::DynConv(o), Some(x), _, Some(p)) => conv_gemm::dyn_scratch(o, x, result, p),
+        (Op::DynConv(o), Some(x), Some(bank), Some(p)) => {
+            conv_gemm::dyn_scratch(o, (x, bank), result, p)
+        }
         (Op::DynConv(_), Some(x), Some(bank), None) => dyn_conv::scratch_elems(x, bank),
         (Op::Predict(o), Some(_), _, _) => predict::scratch_elems(o, operands),
         _ => 0,
@@ -282,7 +284,10 @@ pub(crate) fn tasks(
             conv_fc::tasks(o, x, w)
         }
         (Op::Conv(o), Some(x), Some(w), None) => conv::tasks(o, x, w, result),
-        (Op::DynConv(o), Some(x), _, Some(p)) => conv_gemm::dyn_tasks(o, x, result, p, phase),
+        (Op::DynConv(o), Some(x), _, Some(p)) => match operands.get(2) {
+            Some(bank) => conv_gemm::dyn_tasks(o, (x, bank), result, p, phase),
+            None => 1,
+        },
         (Op::DynConv(o), Some(x), _, None) => match operands.get(2) {
             Some(bank) => dyn_conv::tasks(o, x, bank, result),
             None => 1,
