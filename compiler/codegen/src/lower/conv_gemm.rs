@@ -467,7 +467,22 @@ impl Schedule {
             }
         };
         if whole {
-            return with_run(tiles);
+            let s = with_run(tiles);
+            // A fused dyn_conv's task over more than `WHOLE_TILES` tiles (14×14 at batch 1)
+            // takes at least `MIXED_PANELS` panels: its first chunk is mixed with nothing
+            // prefetching it, and the in-place tile runs that many panels a call.
+            // dy-resnet50's layer-3 dyn_convs at two threads: 3×3 0.184 → 0.181 ms, 1×1
+            // 0.089 → 0.086 ms (eight panels: 0.175 and 0.083 ms, but two tasks for its 16
+            // panels, which more threads could not share).
+            if tiles > WHOLE_TILES && s.per < MIXED_PANELS {
+                let per = MIXED_PANELS.min(mblocks.max(1));
+                return Schedule {
+                    per,
+                    blocks: mblocks.div_ceil(per),
+                    ..s
+                };
+            }
+            return s;
         }
         let each = with_run(1);
         if each.per * k * M0 * 4 > A_L2_BYTES {
