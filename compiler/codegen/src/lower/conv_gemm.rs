@@ -595,12 +595,13 @@ fn dyn_gemm(op: &DynConv, x: &[usize], y: &[usize], bank: &[usize], p: &Packing)
 /// Whether a dyn_conv mixes inside its convolution phase ([`Gemm::fused`]): its tasks can
 /// cover whole images (its tiles are [`Tiling::whole`], or, at batch 1, at most
 /// [`FUSED_TILES`] read X̂ in place: `direct`, or `taps` with the in-place convolution tile;
-/// CondConv's 14×14 1×1 dyn_convs at batch 8 ran 0.66 → 0.85 ms fused), and it has one image or up
-/// to [`FUSED_IMAGES`] of a 1×1 conv read in place, whose tasks then take every image
+/// CondConv's 14×14 1×1 dyn_convs at batch 8 ran 0.66 → 0.85 ms fused), and it has one
+/// image or up to [`FUSED_IMAGES`] of a 1×1 conv read in place, whose tasks then take every
+/// image
 /// ([`Gemm::task_batch`]): each chunk of the bank, read once, is mixed for all of them and
-/// runs their tiles, while those tiles prefetch the next chunk. Otherwise phase 0 mixes every
-/// image's kernels once, reading the bank once for all of them, before the convolution, and
-/// the bank streams from memory with no tile running.
+/// runs their tiles, while those tiles prefetch the next chunk. Otherwise phase 0 mixes
+/// every image's kernels once, reading the bank once for all of them, before the
+/// convolution, and the bank streams from memory with no tile running.
 fn fused(batch: usize, t: &Tiling, direct: bool, taps: bool) -> bool {
     let whole = t.whole() || (batch == 1 && (direct || taps) && t.tiles() <= FUSED_TILES);
     whole && (batch == 1 || (direct && batch <= FUSED_IMAGES))
@@ -1423,12 +1424,13 @@ fn blocks_on(k: &mut Kernel, (bank, len): (Value, Value), n: i64) -> Value {
 /// The part of the bank block `(next, len)` (address, floats; [`Mix::chunk`]'s, still to be
 /// mixed) that the `i`-th of a chunk's `calls` tile calls of `steps` steps each prefetches
 /// (the tile contract's `side` hint), and the call's `flags` with `GEMM_SIDE_FAST` added when
-/// it takes two lines a step: the calls' parts in turn at one line a step; when that would
-/// not cover the block, two lines a step from the call's part to the block's end, so that
-/// the stream runs as fast as memory allows. The chunk's calls together stream the block
-/// while their FMAs run, and its mixing then reads it from L2. (Layer 4 of dy-resnet50 and
-/// CondConv's 7×7 blocks are bound by these streams; a 14×14 map's seven calls cover a block
-/// at one line a step, and two slowed their own tiles.)
+/// it takes two lines a step. `paced` (a chunk of more than [`WHOLE_TILES`] tiles): the
+/// calls' parts in turn at one line a step, unless that would not cover the block; else two
+/// lines a step from the call's part to the block's end, so that the stream runs as fast as
+/// memory allows. The chunk's calls together stream the block while their FMAs run, and its
+/// mixing then reads it from L2. (Layer 4 of dy-resnet50 and CondConv's 7×7 blocks are bound
+/// by these streams; a 14×14 map's seven calls cover a block at one line a step, and two
+/// slowed their own tiles.)
 fn side_part(
     k: &mut Kernel,
     (next, len): (Value, Value),
