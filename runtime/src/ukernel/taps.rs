@@ -317,9 +317,7 @@ unsafe fn generic_panel(
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
-    use super::super::x86::{
-        avx512_step, avx512_store, prefetch_next_tile, Epilogue, Side, A_AHEAD,
-    };
+    use super::super::x86::{avx512_store, prefetch_next_tile, Epilogue, Side, A_AHEAD};
     use super::{TapGeo, Taps, GEMM_ACCUMULATE, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0};
     use std::arch::x86_64::*;
 
@@ -363,39 +361,63 @@ pub(super) mod x86 {
             lo,
             hi,
         };
-        for (q, r0) in (0..m).step_by(M0).enumerate() {
-            let (cq, rows) = (c.wrapping_add(r0 * ldc), (m - r0).min(M0));
+        // Three full panels run as two tiles of 12 rows (24 FMAs a step instead of 16 for
+        // the step's fixed work: its tap's offset and masks, the `B` loads, the prefetches),
+        // the rest panel by panel. Each element's sums are the same chains of FMAs.
+        let full = m / M0;
+        let mut r0 = 0;
+        while r0 < m {
+            let q = r0 / M0;
+            // (A tile of 12 rows from a panel's start leaves the next one at its row 4.)
+            let (rows, split) = if r0 % M0 == 4 {
+                (12, 4)
+            } else if q + 3 <= full {
+                (12, 8)
+            } else {
+                (M0, M0)
+            };
+            let rows = rows.min(m - r0);
+            let cq = c.wrapping_add(r0 * ldc);
             // As the GEMM tile: the next tile along the positions is stored next.
-            prefetch_next_tile(cq, ldc, rows);
+            prefetch_next_tile(cq, ldc, rows.min(M0));
+            if rows > M0 {
+                prefetch_next_tile(cq.wrapping_add(M0 * ldc), ldc, rows - M0);
+            }
             let ep = ep.rows_from(r0);
             let res = super::offset_or_null(res, r0 * ldc);
-            let args = (
-                k,
-                chunk,
-                a.wrapping_add(q * lda),
-                x,
-                plane,
-                (cq, ldc, rows),
-                res,
-                side.part(q, k),
-            );
-            // SAFETY (both): the contract, for panel q's rows; the table holding this
+            // The tile's rows from its first panel (`split` of them, from row `8 − split`),
+            // then from the next one; the side stream's parts of the panels starting in it.
+            let a0 = a.wrapping_add(q * lda + (M0 - split));
+            let a1 = a.wrapping_add((q + 1) * lda);
+            let side = if split == M0 && rows == 12 {
+                side.part(q, k).times(2)
+            } else if split == 4 {
+                side.part(q + 1, k)
+            } else {
+                side.part(q, k)
+            };
+            let args = (k, chunk, (a0, a1), x, plane, (cq, ldc, rows), res, side);
+            // SAFETY (all): the contract, for the tile's rows; the table holding this
             // function exists only with AVX-512F.
             unsafe {
-                if n <= 16 {
-                    tile::<1>(args, &taps, ep)
-                } else {
-                    tile::<2>(args, &taps, ep)
+                match (n <= 16, rows > M0, split) {
+                    (true, false, _) => tile::<1, 8, 8>(args, &taps, ep),
+                    (false, false, _) => tile::<2, 8, 8>(args, &taps, ep),
+                    (true, true, 8) => tile::<1, 12, 8>(args, &taps, ep),
+                    (false, true, 8) => tile::<2, 12, 8>(args, &taps, ep),
+                    (true, true, _) => tile::<1, 12, 4>(args, &taps, ep),
+                    (false, true, _) => tile::<2, 12, 4>(args, &taps, ep),
                 }
             }
+            r0 += rows;
         }
     }
 
     /// A chunk's sums before the last: stored, or added to C's (`more`), as the GEMM tile's
     /// epilogue does without bias, clamp or activation (its code is not repeated here).
     #[target_feature(enable = "avx512f")]
-    unsafe fn partial_store<const V: usize>(
-        acc: &[[__m512; V]; M0],
+    unsafe fn partial_store<const V: usize, const ROWS: usize>(
+        acc: &[[__m512; V]; ROWS],
         (c, ldc, m): (*mut f32, usize, usize),
         mask: [__mmask16; V],
         more: bool,
@@ -422,11 +444,11 @@ pub(super) mod x86 {
     /// a chunk's.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
-    unsafe fn tile<const V: usize>(
-        (k, chunk, a, x, plane, out, res, mut side): (
+    unsafe fn tile<const V: usize, const ROWS: usize, const SPLIT: usize>(
+        (k, chunk, (a0, a1), x, plane, out, res, mut side): (
             usize,
             usize,
-            *const f32,
+            (*const f32, *const f32),
             *const f32,
             usize,
             (*mut f32, usize, usize),
@@ -444,7 +466,7 @@ pub(super) mod x86 {
             ((1u32 << valid) - 1) as __mmask16
         });
         let ahead = plane * (8 / taps.count).max(1);
-        let (mut ap, mut xp, mut t, mut done) = (a, x, 0, 0);
+        let (mut ap, mut bp, mut xp, mut t, mut done) = (a0, a1, x, 0, 0);
         let mut more = ep.flags & GEMM_ACCUMULATE;
         if !res.is_null() {
             // The residual, as the caller's copy into C would have put it.
@@ -462,7 +484,7 @@ pub(super) mod x86 {
             more = GEMM_ACCUMULATE;
         }
         loop {
-            let mut acc = [[_mm512_setzero_ps(); V]; M0];
+            let mut acc = [[_mm512_setzero_ps(); V]; ROWS];
             let steps = chunk.min(k - done);
             done += steps;
             for _ in 0..steps {
@@ -474,6 +496,9 @@ pub(super) mod x86 {
                 // has M0 readable floats; prefetches never fault.
                 unsafe {
                     _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(A_AHEAD).cast());
+                    if SPLIT < ROWS {
+                        _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(A_AHEAD).cast());
+                    }
                     // The same tap of a channel at least 8 steps on: the tile's first call
                     // for these positions brings the input from L2 or memory, and the
                     // hardware prefetchers do not follow a stride of a plane.
@@ -484,8 +509,9 @@ pub(super) mod x86 {
                     let bv = std::array::from_fn(|g| {
                         _mm512_maskz_loadu_ps(half(valid, g), p.wrapping_add(16 * g))
                     });
-                    avx512_step(&mut acc, ap, bv);
-                    ap = ap.add(M0);
+                    step::<V, ROWS, SPLIT>(&mut acc, (ap, bp), bv);
+                    ap = ap.wrapping_add(M0);
+                    bp = bp.wrapping_add(M0);
                 }
                 t += 1;
                 if t == taps.count {
@@ -501,10 +527,34 @@ pub(super) mod x86 {
                         flags: ep.flags | more,
                         ..ep
                     };
-                    return avx512_store::<V, 0>(&acc, &[], out, mask, last);
+                    return avx512_store::<V, 0, ROWS>(&acc, &[], out, mask, last);
                 }
             }
             more = GEMM_ACCUMULATE;
+        }
+    }
+
+    /// One reduction step of the `ROWS` × 16·V tile: `acc[i] += A[i] · b`, rows `i < SPLIT`
+    /// from `a0`'s row, the rest from `a1`'s (each `M0` floats, as the GEMM tile's step).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn step<const V: usize, const ROWS: usize, const SPLIT: usize>(
+        acc: &mut [[__m512; V]; ROWS],
+        (a0, a1): (*const f32, *const f32),
+        b: [__m512; V],
+    ) {
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: the caller's A rows hold the rows read.
+            let ai = unsafe {
+                _mm512_set1_ps(if i < SPLIT {
+                    *a0.add(i)
+                } else {
+                    *a1.add(i - SPLIT)
+                })
+            };
+            for (r, bv) in row.iter_mut().zip(b) {
+                *r = _mm512_fmadd_ps(ai, bv, *r);
+            }
         }
     }
 }
@@ -620,6 +670,10 @@ mod tests {
                         (chans * kh * kw, 7, GEMM_CLAMP, true),
                         (chans * kh * kw, 13, GEMM_CLAMP, true),
                         (kh * kw + 2, 16, 0, false),
+                        // Three full panels and more (the AVX-512 tile's 12-row tiles).
+                        (chans * kh * kw, 24, GEMM_CLAMP, true),
+                        (2 * kh * kw + 1, 27, GEMM_ACCUMULATE, false),
+                        (chans * kh * kw, 53, GEMM_SILU, true),
                     ] {
                         let (panels, lda) = (m.div_ceil(M0), k * M0 + 8);
                         let a: Vec<f32> = (0..panels * lda).map(|_| rng.normal()).collect();

@@ -123,11 +123,20 @@ impl Side {
         }
     }
 
+    /// The stream at `factor` times the lines a step (a tile of the rows of several parts'
+    /// tiles, at most two).
+    pub(super) fn times(self, factor: usize) -> Side {
+        Side {
+            lines: self.lines * factor,
+            ..self
+        }
+    }
+
     /// One reduction step's share: its lines into L2, while any are left.
     #[inline(always)]
     pub(super) fn step(&mut self) {
         if self.at < self.end {
-            for i in 0..SIDE_LINES_PER_STEP {
+            for i in 0..2 * SIDE_LINES_PER_STEP {
                 if i < self.lines {
                     // SAFETY: prefetches never fault, whatever the address.
                     unsafe { _mm_prefetch::<_MM_HINT_T1>(self.at.wrapping_add(64 * i).cast()) };
@@ -336,8 +345,8 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
 /// stride `ldc`); `ep.bias` null or readable for `m` floats.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(super) unsafe fn avx512_store<const V: usize, const R: usize>(
-    acc: &[[__m512; V]; M0],
+pub(super) unsafe fn avx512_store<const V: usize, const R: usize, const ROWS: usize>(
+    acc: &[[__m512; V]; ROWS],
     spare: &[__m512; R],
     (c, ldc, m): (*mut f32, usize, usize),
     mask: [__mmask16; V],
