@@ -20,8 +20,9 @@
 //! side_len)` ([`TapsF32Fn`],
 //! a field of [`super::UkernelTable`], null where an ISA has no variant) computes, for each
 //! panel of `M0` rows of the `m` (any number), the tile of [`super`]'s contract (the same
-//! `C`, `n`, `bias`, `flags`, `lo`, `hi`, and the `side` prefetch hint, which the panels'
-//! tiles share in order; panel `q` holds rows `q·M0 ..` and reads its packed
+//! `C`, `bias`, `flags`, `lo`, `hi`, and the `side` prefetch hint, which the panels' tiles
+//! share in order; `n` up to [`TAPS_COLUMNS`] rather than `N0`; panel `q` holds rows `q·M0 ..`
+//! and reads its packed
 //! `A` at `a + q·lda`: one call for all the channel panels of an output tile, which share
 //! the offsets, masks and `B` rows) with
 //!
@@ -49,10 +50,15 @@
 //! `geo.w == 0`, `geo.s == 0` or more than [`TAPS_MAX`] taps write nothing. Only the input
 //! elements above are read. Reentrant, no allocation, no global state.
 
-use super::{offset_or_null, GEMM_ACCUMULATE, GEMM_F32_M0, GEMM_F32_N0};
+use super::{offset_or_null, GEMM_ACCUMULATE, GEMM_F32_M0};
 
 /// The most taps (`kh · kw`) a call may have.
 pub const TAPS_MAX: usize = 64;
+
+/// The most columns (output positions) a call may have: three 16-lane vectors and four spare
+/// columns, so that a 7×7 map is one tile of 49 columns (two of the GEMM tile's `N0` would
+/// compute 64, of which 49 are used) and a 14×14 map four.
+pub const TAPS_COLUMNS: usize = 52;
 
 /// The geometry of the convolution a call belongs to (see the module documentation).
 #[repr(C)]
@@ -82,7 +88,8 @@ pub const TAP_GEO_FIELDS: usize = 10;
 /// The kernel's type; see the module documentation.
 ///
 /// # Safety
-/// As [`super::GemmF32Fn`] for `c`, `n`, `bias` and `flags`, with any `m` and `A`'s panel
+/// As [`super::GemmF32Fn`] for `c`, `n` (up to [`TAPS_COLUMNS`]), `bias` and `flags`, with
+/// any `m` and `A`'s panel
 /// `q` readable for `k·M0` floats at `a + q·lda`; `geo` readable; `x`
 /// readable at every input element of the steps `0..k` that a column `j < n` reads; `res`
 /// null or readable as `C`'s `m × n` elements.
@@ -107,13 +114,13 @@ pub type TapsF32Fn = unsafe extern "C" fn(
 );
 
 /// Each tap's offset from an output position to the input element it reads, and which of
-/// the tile's `N0` columns (bit `j`) read inside the input at that tap.
+/// the tile's columns (bit `j`, `j <` [`TAPS_COLUMNS`]) read inside the input at that tap.
 struct Taps {
     count: usize,
-    /// The tile's columns (`n`, at most `N0`).
+    /// The tile's columns (`n`, at most [`TAPS_COLUMNS`]).
     columns: usize,
     offset: [isize; TAPS_MAX],
-    valid: [u32; TAPS_MAX],
+    valid: [u64; TAPS_MAX],
 }
 
 impl Taps {
@@ -129,14 +136,14 @@ impl Taps {
         let (ph, pw) = (div_ceil(g.h, g.s), div_ceil(g.w, g.s));
         // Columns j whose input row at tap row ky is inside the plane, and whose input column
         // at tap column kx is, from the runs of columns on one output row.
-        let (mut rows, mut cols) = ([0u32; TAPS_MAX], [0u32; TAPS_MAX]);
-        let n = n.min(GEMM_F32_N0);
+        let (mut rows, mut cols) = ([0u64; TAPS_MAX], [0u64; TAPS_MAX]);
+        let n = n.min(TAPS_COLUMNS);
         // The call's one division.
         let (mut oy, mut ox) = (pos0 / pw, pos0 % pw);
         let mut j = 0;
         while j < n {
             let len = (pw - ox).min(n - j);
-            let run = (((1u64 << len) - 1) << j) as u32;
+            let run = ((1u64 << len) - 1) << j;
             for (ky, r) in rows.iter_mut().enumerate().take(g.kh) {
                 let iy = (oy * g.s + ky * g.dh).wrapping_sub(g.pt);
                 if iy < g.h {
@@ -150,7 +157,7 @@ impl Taps {
                 let lo = div_ceil(g.pl.saturating_sub(shift), g.s).max(ox);
                 let hi = div_ceil((g.w + g.pl).saturating_sub(shift), g.s).min(ox + len);
                 if lo < hi {
-                    *cm |= (((1u64 << (hi - lo)) - 1) << (j + lo - ox)) as u32;
+                    *cm |= ((1u64 << (hi - lo)) - 1) << (j + lo - ox);
                 }
             }
             j += len;
@@ -261,14 +268,14 @@ unsafe fn generic_panel(
     (bias, flags, lo, hi): (*const f32, u32, f32, f32),
 ) {
     const M0: usize = GEMM_F32_M0;
-    const N0: usize = GEMM_F32_N0;
+    const N: usize = TAPS_COLUMNS;
     if m == 0 || n == 0 {
         return;
     }
     let plane = Taps::channel(g);
-    let n = n.min(N0);
+    let n = n.min(N);
     let chunk = if g.chunk == 0 { k.max(1) } else { g.chunk };
-    let mut panel = [0f32; N0];
+    let mut panel = [0f32; N];
     let mut done = 0;
     let mut more = flags & GEMM_ACCUMULATE;
     if !res.is_null() {
@@ -282,7 +289,7 @@ unsafe fn generic_panel(
     loop {
         // One chunk as the portable tile sums it, one step's B row at a time.
         let steps = chunk.min(k - done);
-        let mut acc = [[0f32; N0]; M0];
+        let mut acc = [[0f32; N]; M0];
         for p in done..done + steps {
             let (ci, t) = (p / taps.count, p % taps.count);
             for (j, b) in panel.iter_mut().enumerate().take(n) {
@@ -318,7 +325,7 @@ unsafe fn generic_panel(
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use super::super::x86::{avx512_store, prefetch_next_tile, Epilogue, Side, A_AHEAD};
-    use super::{TapGeo, Taps, GEMM_ACCUMULATE, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0};
+    use super::{TapGeo, Taps, GEMM_ACCUMULATE, GEMM_F32_M0 as M0, TAPS_COLUMNS};
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -343,7 +350,7 @@ pub(super) mod x86 {
         side: *const f32,
         side_len: usize,
     ) {
-        let n = n.min(N0);
+        let n = n.min(TAPS_COLUMNS);
         let side = Side::new(side, side_len, flags);
         // SAFETY: `geo` is readable.
         let g = unsafe { *geo };
@@ -363,8 +370,10 @@ pub(super) mod x86 {
         };
         // Three full panels run as two tiles of 12 rows (24 FMAs a step instead of 16 for
         // the step's fixed work: its tap's offset and masks, the `B` loads, the prefetches),
-        // the rest panel by panel. Each element's sums are the same chains of FMAs.
-        let full = m / M0;
+        // the rest panel by panel; more than 32 columns (three vectors and up to four spare
+        // columns, 24 to 28 FMAs a step) panel by panel. Each element's sums are the same
+        // chains of FMAs.
+        let full = if n > 32 { 0 } else { m / M0 };
         let mut r0 = 0;
         while r0 < m {
             let q = r0 / M0;
@@ -400,13 +409,18 @@ pub(super) mod x86 {
             // SAFETY (all): the contract, for the tile's rows; the table holding this
             // function exists only with AVX-512F.
             unsafe {
-                match (n <= 16, rows > M0, split) {
-                    (true, false, _) => tile::<1, 8, 8>(args, &taps, ep),
-                    (false, false, _) => tile::<2, 8, 8>(args, &taps, ep),
-                    (true, true, 8) => tile::<1, 12, 8>(args, &taps, ep),
-                    (false, true, 8) => tile::<2, 12, 8>(args, &taps, ep),
-                    (true, true, _) => tile::<1, 12, 4>(args, &taps, ep),
-                    (false, true, _) => tile::<2, 12, 4>(args, &taps, ep),
+                match (n, rows > M0, split) {
+                    (49, ..) => tile::<3, 1, 8, 8>(args, &taps, ep),
+                    (50, ..) => tile::<3, 2, 8, 8>(args, &taps, ep),
+                    (51, ..) => tile::<3, 3, 8, 8>(args, &taps, ep),
+                    (52.., ..) => tile::<3, 4, 8, 8>(args, &taps, ep),
+                    (33.., ..) => tile::<3, 0, 8, 8>(args, &taps, ep),
+                    (..=16, false, _) => tile::<1, 0, 8, 8>(args, &taps, ep),
+                    (_, false, _) => tile::<2, 0, 8, 8>(args, &taps, ep),
+                    (..=16, true, 8) => tile::<1, 0, 12, 8>(args, &taps, ep),
+                    (_, true, 8) => tile::<2, 0, 12, 8>(args, &taps, ep),
+                    (..=16, true, _) => tile::<1, 0, 12, 4>(args, &taps, ep),
+                    (_, true, _) => tile::<2, 0, 12, 4>(args, &taps, ep),
                 }
             }
             r0 += rows;
@@ -416,12 +430,23 @@ pub(super) mod x86 {
     /// A chunk's sums before the last: stored, or added to C's (`more`), as the GEMM tile's
     /// epilogue does without bias, clamp or activation (its code is not repeated here).
     #[target_feature(enable = "avx512f")]
-    unsafe fn partial_store<const V: usize, const ROWS: usize>(
-        acc: &[[__m512; V]; ROWS],
+    unsafe fn partial_store<const V: usize, const R: usize, const ROWS: usize>(
+        (acc, spare): (&[[__m512; V]; ROWS], &[__m512; R]),
         (c, ldc, m): (*mut f32, usize, usize),
         mask: [__mmask16; V],
         more: bool,
     ) {
+        // The spare columns, lane i holding row i (R > 0 only with M0 rows).
+        for (j, &s) in spare.iter().enumerate() {
+            let mut t = [0f32; 16];
+            // SAFETY: a stack row of 16 floats.
+            unsafe { _mm512_storeu_ps(t.as_mut_ptr(), s) };
+            for (i, &v) in t.iter().enumerate().take(m.min(M0)) {
+                let at = c.wrapping_add(i * ldc + 16 * V + j);
+                // SAFETY: C's row i < m holds the tile's column 16·V + j.
+                unsafe { *at = if more { *at + v } else { v } };
+            }
+        }
         for (i, row) in acc.iter().enumerate().take(m) {
             for (g, &v) in row.iter().enumerate() {
                 let at = c.wrapping_add(i * ldc + 16 * g);
@@ -444,7 +469,7 @@ pub(super) mod x86 {
     /// a chunk's.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
-    unsafe fn tile<const V: usize, const ROWS: usize, const SPLIT: usize>(
+    unsafe fn tile<const V: usize, const R: usize, const ROWS: usize, const SPLIT: usize>(
         (k, chunk, (a0, a1), x, plane, out, res, mut side): (
             usize,
             usize,
@@ -459,7 +484,7 @@ pub(super) mod x86 {
         ep: Epilogue,
     ) {
         // Lanes j < n of the tile: the columns a step's valid mask already limits.
-        let half = |v: u32, g: usize| (v >> (16 * g)) as __mmask16;
+        let half = |v: u64, g: usize| (v >> (16 * g)) as __mmask16;
         let n = taps.columns;
         let mask = std::array::from_fn(|g| {
             let valid = n.saturating_sub(16 * g).min(16);
@@ -472,9 +497,10 @@ pub(super) mod x86 {
             // The residual, as the caller's copy into C would have put it.
             let (c, ldc, m) = out;
             for i in 0..m {
-                for (g, &lanes) in mask.iter().enumerate() {
+                for g in 0..n.div_ceil(16) {
+                    let lanes = ((1u32 << (n - 16 * g).min(16)) - 1) as __mmask16;
                     let at = i * ldc + 16 * g;
-                    // SAFETY: `res` and `C` hold rows i < m of the mask's columns.
+                    // SAFETY: `res` and `C` hold rows i < m of the tile's n columns.
                     unsafe {
                         let r = _mm512_maskz_loadu_ps(lanes, res.wrapping_add(at));
                         _mm512_mask_storeu_ps(c.wrapping_add(at), lanes, r);
@@ -485,6 +511,7 @@ pub(super) mod x86 {
         }
         loop {
             let mut acc = [[_mm512_setzero_ps(); V]; ROWS];
+            let mut spare = [_mm512_setzero_ps(); R];
             let steps = chunk.min(k - done);
             done += steps;
             for _ in 0..steps {
@@ -510,6 +537,16 @@ pub(super) mod x86 {
                         _mm512_maskz_loadu_ps(half(valid, g), p.wrapping_add(16 * g))
                     });
                     step::<V, ROWS, SPLIT>(&mut acc, (ap, bp), bv);
+                    if R > 0 {
+                        // Spare column j (lane i: row i), as the GEMM tile's: the A row
+                        // times the column's element (0 where the tap is outside).
+                        let arow = _mm512_maskz_loadu_ps(0xff, ap);
+                        for (j, s) in spare.iter_mut().enumerate() {
+                            let bit = (valid >> (16 * V + j)) as __mmask8 & 1;
+                            let e = _mm_maskz_load_ss(bit, p.wrapping_add(16 * V + j));
+                            *s = _mm512_fmadd_ps(arow, _mm512_broadcastss_ps(e), *s);
+                        }
+                    }
                     ap = ap.wrapping_add(M0);
                     bp = bp.wrapping_add(M0);
                 }
@@ -521,13 +558,13 @@ pub(super) mod x86 {
             // SAFETY: the contract's C rows and bias.
             unsafe {
                 if done < k {
-                    partial_store(&acc, out, mask, more != 0);
+                    partial_store((&acc, &spare), out, mask, more != 0);
                 } else {
                     let last = Epilogue {
                         flags: ep.flags | more,
                         ..ep
                     };
-                    return avx512_store::<V, 0, ROWS>(&acc, &[], out, mask, last);
+                    return avx512_store::<V, R, ROWS>(&acc, &spare, out, mask, last);
                 }
             }
             more = GEMM_ACCUMULATE;
@@ -561,7 +598,7 @@ pub(super) mod x86 {
 
 #[cfg(test)]
 mod tests {
-    use super::{TapGeo, TapsF32Fn, TAPS_MAX};
+    use super::{TapGeo, TapsF32Fn, TAPS_COLUMNS, TAPS_MAX};
     use crate::rt::SplitMix;
     use crate::ukernel::{
         table, Isa, GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0, GEMM_SILU,
@@ -610,6 +647,8 @@ mod tests {
     /// partial tiles, partial channel counts and the epilogue's flags.
     #[test]
     fn variants_match_their_tile_on_the_packed_panel() {
+        // C's row stride: the widest tile and a guard.
+        const LDC: usize = TAPS_COLUMNS + 8;
         let mut rng = SplitMix(41);
         // (h, w, s, kh, kw, dh, dw, pt, pl)
         let geos = [
@@ -660,6 +699,11 @@ mod tests {
                     (positions - 5, 5),
                     (ow + 2, 17),
                     (1, 16),
+                    // Wider than the GEMM tile: three vectors and 0 to 4 spare columns.
+                    (0, 49),
+                    (ow - 1, TAPS_COLUMNS),
+                    (2, 40),
+                    (1, 50),
                 ] {
                     let n = n.min(positions - pos0);
                     // Rows of several panels (13: a full one and 5), A panels `lda` apart.
@@ -678,20 +722,25 @@ mod tests {
                         let (panels, lda) = (m.div_ceil(M0), k * M0 + 8);
                         let a: Vec<f32> = (0..panels * lda).map(|_| rng.normal()).collect();
                         let bias: Vec<f32> = (0..m).map(|_| rng.normal()).collect();
-                        let c0: Vec<f32> = (0..m * 40).map(|_| rng.normal()).collect();
-                        let res: Vec<f32> = (0..m * 40).map(|_| rng.normal()).collect();
-                        let b = im2col(&x, &g, k, pos0, n);
+                        let c0: Vec<f32> = (0..m * LDC).map(|_| rng.normal()).collect();
+                        let res: Vec<f32> = (0..m * LDC).map(|_| rng.normal()).collect();
                         let mut want = c0.clone();
                         let mut got = c0.clone();
                         // The GEMM tile chunk by chunk, as generated code calls it, panel by
-                        // panel, onto the residual copied into C first.
+                        // panel and `N0` columns at a time, onto the residual copied into C
+                        // first.
                         if residual {
                             for i in 0..m {
-                                want[i * 40..i * 40 + n].copy_from_slice(&res[i * 40..i * 40 + n]);
+                                want[i * LDC..i * LDC + n]
+                                    .copy_from_slice(&res[i * LDC..i * LDC + n]);
                             }
                         }
                         let step = if chunk == 0 { k.max(1) } else { chunk };
-                        for q in 0..panels {
+                        for (q, j0) in
+                            (0..panels).flat_map(|q| (0..n).step_by(N0).map(move |j| (q, j)))
+                        {
+                            let nb = (n - j0).min(N0);
+                            let b = im2col(&x, &g, k, pos0 + j0, nb);
                             let mut done = 0;
                             let mut more = if residual {
                                 GEMM_ACCUMULATE
@@ -701,7 +750,7 @@ mod tests {
                             loop {
                                 let steps = step.min(k - done);
                                 let last = done + steps == k;
-                                // SAFETY: the chunk's rows of both panels, C (m rows of 40 ≥
+                                // SAFETY: the chunk's rows of both panels, C (m rows of LDC ≥
                                 // n), m biases.
                                 unsafe {
                                     (t.gemm_f32)(
@@ -709,10 +758,10 @@ mod tests {
                                         a[q * lda + done * M0..].as_ptr(),
                                         b[done * N0..].as_ptr(),
                                         N0,
-                                        want[q * M0 * 40..].as_mut_ptr(),
-                                        40,
+                                        want[q * M0 * LDC + j0..].as_mut_ptr(),
+                                        LDC,
                                         (m - q * M0).min(M0),
-                                        n,
+                                        nb,
                                         if last {
                                             bias[q * M0..].as_ptr()
                                         } else {
@@ -732,7 +781,7 @@ mod tests {
                                 }
                             }
                         }
-                        // SAFETY: C (m rows of 40 ≥ n) holds what the call writes; the input
+                        // SAFETY: C (m rows of LDC ≥ n) holds what the call writes; the input
                         // planes hold every valid tap's element; the A panels and biases.
                         unsafe {
                             (taps as TapsF32Fn)(
@@ -743,7 +792,7 @@ mod tests {
                                 &g,
                                 pos0,
                                 got.as_mut_ptr(),
-                                40,
+                                LDC,
                                 if residual {
                                     res.as_ptr()
                                 } else {
@@ -756,8 +805,8 @@ mod tests {
                                 -0.5,
                                 0.75,
                                 // A side hint (the GEMM tile's calls above have none).
-                                b.as_ptr(),
-                                b.len(),
+                                x.as_ptr(),
+                                x.len(),
                             );
                         }
                         let same = got

@@ -63,7 +63,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use dync_ir::ops::{Act, Clamp, Conv, DynConv};
 use dync_ir::TensorType;
-use dync_runtime::ukernel::taps::{TAPS_MAX, TAP_GEO_FIELDS};
+use dync_runtime::ukernel::taps::{TAPS_COLUMNS, TAPS_MAX, TAP_GEO_FIELDS};
 use dync_runtime::ukernel::{
     GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
     GEMM_HARDSWISH, GEMM_SIDE_FAST, GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
@@ -397,6 +397,35 @@ impl Tiling {
             .take_while(move |&(_, _, pos0)| pos0 < self.positions)
     }
 
+    /// The in-place convolution tile's tiling: runs of `span` consecutive positions, one tile
+    /// each, `span` the cheapest by [`taps_cost`] of `N0` and the wider tiles that tile takes
+    /// (up to `TAPS_COLUMNS`), a wider one only when at least a fifth cheaper: a 7×7 map is
+    /// one tile of 49 columns instead of 32 + 17 (64 computed; ResNet-18's 7×7 3×3 convs at
+    /// one thread 91 → 109 GFLOP/s); a 14×14 map keeps seven tiles of `N0` (four of 49, 9 %
+    /// cheaper by the estimate, ran 5 % slower), 28×28 and 56×56 maps too.
+    fn taps(oh: usize, ow: usize) -> Tiling {
+        let positions = oh * ow;
+        let cost = |span: usize| -> usize {
+            (0..positions)
+                .step_by(span)
+                .map(|p| taps_cost(span.min(positions - p)))
+                .sum()
+        };
+        let narrow = cost(N0);
+        let span = (N0 + 1..=TAPS_COLUMNS)
+            .map(|s| (cost(s), s))
+            .filter(|&(c, _)| 5 * c < 4 * narrow)
+            .min()
+            .map_or(N0, |(_, s)| s);
+        Tiling {
+            rows: 1,
+            span,
+            cols: vec![(0, span)],
+            row_blocks: positions.div_ceil(span),
+            positions,
+        }
+    }
+
     /// Tiles of the image that hold positions.
     fn tiles(&self) -> usize {
         self.starts().count()
@@ -411,6 +440,21 @@ impl Tiling {
     /// Whether the last tile is partial (its column count is computed at run time).
     fn clipped(&self) -> bool {
         self.row_blocks * self.span > self.positions
+    }
+}
+
+/// The in-place convolution tile's cost of a tile of `n` columns, per reduction step and 24
+/// rows, in instructions: its FMAs and the step's fixed work (the tap's offset and masks, the
+/// `B` loads and the prefetches, about 20), which bounds that tile on a core that issues
+/// about six instructions a cycle. Up to 32 columns it runs two tiles of 12 rows (one or two
+/// vectors), beyond three of 8 rows (three vectors and a FMA per spare column).
+fn taps_cost(n: usize) -> usize {
+    const STEP: usize = 20;
+    match n {
+        0 => 0,
+        1..=16 => 2 * (12 + STEP),
+        17..=32 => 2 * (24 + STEP),
+        _ => 3 * (8 * n.min(48).div_ceil(16) + n.saturating_sub(48) + STEP),
     }
 }
 
@@ -896,10 +940,10 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     // layout: [`blocking`]) run as one call per tile for all the task's panels, which sums in
     // `g`'s chunks ([`tap_geo`]); mixed ones keep the mixing's chunks. (Chunked calls for
     // tasks of several tiles, to keep each weight chunk in L2 across them, were slower.)
-    // Its tiles are runs of `N0` consecutive positions, however the rows fall (14×14: six
-    // full tiles and one of 4 columns, where the packing's two rows per tile leave 4 of 32
-    // columns idle in all seven); there are at most as many, so the tasks' runs of the
-    // packing's tiles (the schedule) are clipped to them.
+    // Its tiles are runs of consecutive positions, however the rows fall ([`Tiling::taps`]:
+    // 14×14 is four tiles of 49, where the packing's two rows per tile leave 4 of 32 columns
+    // idle in seven); there are at most as many, so the tasks' runs of the packing's tiles
+    // (the schedule) are clipped to them.
     let whole = g.whole;
     let (cc, chunks) = match wts.a {
         ASource::Packed { .. } => (g.cg, 1),
@@ -908,7 +952,7 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     let gt = &Gemm {
         cc,
         chunks,
-        t: Tiling::new(g.oh, g.ow, true),
+        t: Tiling::taps(g.oh, g.ow),
         ..*g
     };
     k.for_tasks(|k, t| {
