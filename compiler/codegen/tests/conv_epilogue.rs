@@ -55,7 +55,7 @@ fn conv_epilogues_on_both_paths() {
         (2, 3, 19, 22, 16, 7, 2, 3, 1),
         (1, 24, 14, 13, 32, 1, 2, 0, 1),
         // The in-place tile's wide tiles: a 7×7 map as one tile of 49 columns (stride 1 and,
-        // from 13×13, stride 2), 5×10 as one of 50.
+        // from 13×13, stride 2), and 5×10, which keeps tiles of 32 (49 + 1 is dearer).
         (1, 24, 7, 7, 40, 3, 1, 1, 1),
         (2, 16, 13, 13, 24, 3, 2, 1, 1),
         (1, 16, 5, 10, 20, 3, 1, 1, 1),

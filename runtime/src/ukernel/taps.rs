@@ -55,10 +55,11 @@ use super::{offset_or_null, GEMM_ACCUMULATE, GEMM_F32_M0};
 /// The most taps (`kh · kw`) a call may have.
 pub const TAPS_MAX: usize = 64;
 
-/// The most columns (output positions) a call may have: three 16-lane vectors and four spare
-/// columns, so that a 7×7 map is one tile of 49 columns (two of the GEMM tile's `N0` would
-/// compute 64, of which 49 are used) and a 14×14 map four.
-pub const TAPS_COLUMNS: usize = 52;
+/// The most columns (output positions) a call may have: three 16-lane vectors and a spare
+/// column, so that a 7×7 map is one tile of 49 columns (two of the GEMM tile's `N0` would
+/// compute 64, of which 49 are used). (More spare columns cost an instantiation of the
+/// tile each, and the runtime must add under 1 MB to an executable.)
+pub const TAPS_COLUMNS: usize = 49;
 
 /// The geometry of the convolution a call belongs to (see the module documentation).
 #[repr(C)]
@@ -370,10 +371,10 @@ pub(super) mod x86 {
         };
         // Three full panels run as two tiles of 12 rows (24 FMAs a step instead of 16 for
         // the step's fixed work: its tap's offset and masks, the `B` loads, the prefetches),
-        // the rest panel by panel; more than 32 columns (three vectors and up to four spare
-        // columns, 24 to 28 FMAs a step) panel by panel. Each element's sums are the same
-        // chains of FMAs.
-        let full = if n > 32 { 0 } else { m / M0 };
+        // the rest panel by panel; more than 32 columns (three vectors and a spare column, 24
+        // or 25 FMAs a step) or at most 16 (a map's last tile) panel by panel. Each
+        // element's sums are the same chains of FMAs.
+        let full = if n > 32 || n <= 16 { 0 } else { m / M0 };
         let mut r0 = 0;
         while r0 < m {
             let q = r0 / M0;
@@ -410,16 +411,11 @@ pub(super) mod x86 {
             // function exists only with AVX-512F.
             unsafe {
                 match (n, rows > M0, split) {
-                    (49, ..) => tile::<3, 1, 8, 8>(args, &taps, ep),
-                    (50, ..) => tile::<3, 2, 8, 8>(args, &taps, ep),
-                    (51, ..) => tile::<3, 3, 8, 8>(args, &taps, ep),
-                    (52.., ..) => tile::<3, 4, 8, 8>(args, &taps, ep),
+                    (49.., ..) => tile::<3, 1, 8, 8>(args, &taps, ep),
                     (33.., ..) => tile::<3, 0, 8, 8>(args, &taps, ep),
-                    (..=16, false, _) => tile::<1, 0, 8, 8>(args, &taps, ep),
+                    (..=16, ..) => tile::<1, 0, 8, 8>(args, &taps, ep),
                     (_, false, _) => tile::<2, 0, 8, 8>(args, &taps, ep),
-                    (..=16, true, 8) => tile::<1, 0, 12, 8>(args, &taps, ep),
                     (_, true, 8) => tile::<2, 0, 12, 8>(args, &taps, ep),
-                    (..=16, true, _) => tile::<1, 0, 12, 4>(args, &taps, ep),
                     (_, true, _) => tile::<2, 0, 12, 4>(args, &taps, ep),
                 }
             }
@@ -699,11 +695,11 @@ mod tests {
                     (positions - 5, 5),
                     (ow + 2, 17),
                     (1, 16),
-                    // Wider than the GEMM tile: three vectors and 0 to 4 spare columns.
+                    // Wider than the GEMM tile: three vectors and 0 or 1 spare column.
                     (0, 49),
                     (ow - 1, TAPS_COLUMNS),
                     (2, 40),
-                    (1, 50),
+                    (1, 48),
                 ] {
                     let n = n.min(positions - pos0);
                     // Rows of several panels (13: a full one and 5), A panels `lda` apart.
