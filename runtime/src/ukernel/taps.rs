@@ -325,7 +325,9 @@ unsafe fn generic_panel(
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
-    use super::super::x86::{avx512_store, prefetch_next_tile, Epilogue, Side, A_AHEAD};
+    use super::super::x86::{
+        avx512_step, avx512_store, prefetch_next_tile, Epilogue, Side, A_AHEAD,
+    };
     use super::{TapGeo, Taps, GEMM_ACCUMULATE, GEMM_F32_M0 as M0, TAPS_COLUMNS};
     use std::arch::x86_64::*;
 
@@ -532,7 +534,7 @@ pub(super) mod x86 {
                     let bv = std::array::from_fn(|g| {
                         _mm512_maskz_loadu_ps(half(valid, g), p.wrapping_add(16 * g))
                     });
-                    step::<V, ROWS, SPLIT>(&mut acc, (ap, bp), bv);
+                    avx512_step::<V, ROWS, SPLIT>(&mut acc, (ap, bp), bv);
                     if R > 0 {
                         // Spare column j (lane i: row i), as the GEMM tile's: the A row
                         // times the column's element (0 where the tap is outside).
@@ -564,30 +566,6 @@ pub(super) mod x86 {
                 }
             }
             more = GEMM_ACCUMULATE;
-        }
-    }
-
-    /// One reduction step of the `ROWS` × 16·V tile: `acc[i] += A[i] · b`, rows `i < SPLIT`
-    /// from `a0`'s row, the rest from `a1`'s (each `M0` floats, as the GEMM tile's step).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn step<const V: usize, const ROWS: usize, const SPLIT: usize>(
-        acc: &mut [[__m512; V]; ROWS],
-        (a0, a1): (*const f32, *const f32),
-        b: [__m512; V],
-    ) {
-        for (i, row) in acc.iter_mut().enumerate() {
-            // SAFETY: the caller's A rows hold the rows read.
-            let ai = unsafe {
-                _mm512_set1_ps(if i < SPLIT {
-                    *a0.add(i)
-                } else {
-                    *a1.add(i - SPLIT)
-                })
-            };
-            for (r, bv) in row.iter_mut().zip(b) {
-                *r = _mm512_fmadd_ps(ai, bv, *r);
-            }
         }
     }
 }

@@ -307,7 +307,7 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
                 prefetch_step(ap, bp, ldb, n, strided);
                 side.step();
                 let bv = std::array::from_fn(|g| _mm512_loadu_ps(bp.wrapping_add(16 * g)));
-                avx512_step(&mut acc, ap, bv);
+                avx512_step::<V, M0, M0>(&mut acc, (ap, ap), bv);
                 ap = ap.add(M0);
                 bp = bp.wrapping_add(ldb);
             }
@@ -320,7 +320,7 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
                 let bv = std::array::from_fn(|g| {
                     _mm512_maskz_loadu_ps(mask[g], bp.wrapping_add(16 * g))
                 });
-                avx512_step(&mut acc, ap, bv);
+                avx512_step::<V, M0, M0>(&mut acc, (ap, ap), bv);
                 if R > 0 {
                     let arow = _mm512_maskz_loadu_ps(0xff, ap);
                     for (j, s) in spare.iter_mut().enumerate() {
@@ -414,17 +414,25 @@ pub(super) unsafe fn avx512_store<const V: usize, const R: usize, const ROWS: us
     }
 }
 
-/// One reduction step of the 8 × 16·V tile: `acc[i] += a[i] · b`.
+/// One reduction step of the `ROWS` × 16·V tile: `acc[i] += A[i] · b`, rows `i < SPLIT` from
+/// `a0`'s row, the rest from `a1`'s (the GEMM tile: `M0` rows of one packed row; the in-place
+/// tile's 12-row tiles: rows of two panels).
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(super) unsafe fn avx512_step<const V: usize>(
-    acc: &mut [[__m512; V]; M0],
-    a: *const f32,
+pub(super) unsafe fn avx512_step<const V: usize, const ROWS: usize, const SPLIT: usize>(
+    acc: &mut [[__m512; V]; ROWS],
+    (a0, a1): (*const f32, *const f32),
     b: [__m512; V],
 ) {
     for (i, row) in acc.iter_mut().enumerate() {
-        // SAFETY: the caller's A row has M0 readable floats.
-        let ai = _mm512_set1_ps(unsafe { *a.add(i) });
+        // SAFETY: the caller's A rows hold the rows read.
+        let ai = unsafe {
+            _mm512_set1_ps(if i < SPLIT {
+                *a0.add(i)
+            } else {
+                *a1.add(i - SPLIT)
+            })
+        };
         for (r, bv) in row.iter_mut().zip(b) {
             *r = _mm512_fmadd_ps(ai, bv, *r);
         }

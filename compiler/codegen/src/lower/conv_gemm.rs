@@ -446,13 +446,13 @@ impl Tiling {
 /// The in-place convolution tile's cost of a tile of `n` columns, per reduction step and 24
 /// rows, in instructions: its FMAs and the step's fixed work (the tap's offset and masks, the
 /// `B` loads and the prefetches, about 20), which bounds that tile on a core that issues
-/// about six instructions a cycle. Up to 32 columns it runs two tiles of 12 rows (one or two
-/// vectors), beyond three of 8 rows (three vectors and a FMA per spare column).
+/// about six instructions a cycle. From 17 to 32 columns it runs two tiles of 12 rows (two
+/// vectors), otherwise three of 8 rows (one vector, or three and a FMA for the spare column).
 fn taps_cost(n: usize) -> usize {
     const STEP: usize = 20;
     match n {
         0 => 0,
-        1..=16 => 2 * (12 + STEP),
+        1..=16 => 3 * (8 + STEP),
         17..=32 => 2 * (24 + STEP),
         _ => 3 * (8 * n.min(48).div_ceil(16) + n.saturating_sub(48) + STEP),
     }
@@ -941,9 +941,9 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
     // `g`'s chunks ([`tap_geo`]); mixed ones keep the mixing's chunks. (Chunked calls for
     // tasks of several tiles, to keep each weight chunk in L2 across them, were slower.)
     // Its tiles are runs of consecutive positions, however the rows fall ([`Tiling::taps`]:
-    // 14×14 is four tiles of 49, where the packing's two rows per tile leave 4 of 32 columns
-    // idle in seven); there are at most as many, so the tasks' runs of the packing's tiles
-    // (the schedule) are clipped to them.
+    // 14×14 is six full tiles and one of 4 columns, where the packing's two rows per tile
+    // leave 4 of 32 columns idle in all seven; 7×7 one tile of 49); there are at most as
+    // many, so the tasks' runs of the packing's tiles (the schedule) are clipped to them.
     let whole = g.whole;
     let (cc, chunks) = match wts.a {
         ASource::Packed { .. } => (g.cg, 1),
