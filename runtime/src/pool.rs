@@ -10,7 +10,7 @@
 //! loops over the same positions on the same thread, whose L2 holds what the previous loop
 //! wrote there: with one counter for all, whichever thread claimed first took the first
 //! chunk, and a small layer read half its input from the other core's cache (MobileNetV2 at
-//! two threads 4.72 → 4.50 ms, dy-mobile 3.00 → 2.89 ms, on a Xeon whose cores share only
+//! two threads 4.72 → 4.31 ms, dy-mobile 3.15 → 2.90 ms, on a Xeon whose cores share only
 //! its L3). The caller participates;
 //! with one thread, or when another thread is already running a loop on this pool (a shared
 //! handle, a nested call), the whole range runs on the caller. Chunk boundaries never change results: generated tasks compute each output
@@ -351,12 +351,19 @@ mod tests {
         });
     }
 
-    /// args[0]: *const AtomicU64 bit set of the threads (by a per-thread index) that ran
+    /// The running thread's index: a worker's (1 ..), 63 for any other thread.
+    fn thread_index() -> u64 {
+        std::thread::current()
+            .name()
+            .and_then(|n| n.strip_prefix("dync-worker-"))
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(63)
+    }
+
+    /// args[0]: *const AtomicU64 bit set of the threads (by [`thread_index`]) that ran
     /// tasks; each task sleeps 200 µs, long enough for a woken worker to claim some.
     extern "C" fn note_thread(args: *const *mut u8, begin: u64, end: u64) -> i32 {
-        thread_local!(static ME: u64 = std::thread::current().name().map_or(0, |n| {
-            n.rsplit('-').next().and_then(|i| i.parse().ok()).unwrap_or(63)
-        }));
+        thread_local!(static ME: u64 = thread_index());
         // SAFETY: the test passes one AtomicU64.
         let seen = unsafe { &*(*args as *const AtomicU64) };
         for _ in begin..end {
@@ -366,14 +373,10 @@ mod tests {
         0
     }
 
-    /// args[0]: per task, an AtomicU64 set to the index of the thread that ran it (workers
-    /// 1 .., anything else 63); each task sleeps 1 ms.
+    /// args[0]: per task, an AtomicU64 set to the [`thread_index`] of the thread that ran
+    /// it; each task sleeps 1 ms.
     extern "C" fn note_runner(args: *const *mut u8, begin: u64, end: u64) -> i32 {
-        let me: u64 = std::thread::current().name().map_or(63, |n| {
-            n.strip_prefix("dync-worker-")
-                .and_then(|i| i.parse().ok())
-                .unwrap_or(63)
-        });
+        let me = thread_index();
         // SAFETY: the test passes one AtomicU64 per task.
         let ran = unsafe { *args as *const AtomicU64 };
         for i in begin..end {
