@@ -260,6 +260,56 @@ fn unavailable_baselines_are_skipped_by_default_and_errors_when_named() {
     );
 }
 
+/// A stand-in for the venv's Python: the onnxruntime bridge's `--serve` protocol (a ready line,
+/// then one block of runs), then a failure on the next block.
+const FAILING_BRIDGE: &str = r#"#!/bin/sh
+echo '{"ready": true, "threads": 1, "ort_version": "0.0-fake"}'
+read n
+times=""
+i=0
+while [ "$i" -lt "$n" ]; do times="$times${times:+,}1.5"; i=$((i + 1)); done
+echo "{\"times_ms\": [$times]}"
+read n
+echo "boom: the stand-in bridge fails on its second block" >&2
+exit 1
+"#;
+
+/// onnxruntime failing between the rounds: skipped with the bridge's exit status and stderr by
+/// default (the other engines' rounds go on), an error when `ort` is named.
+#[test]
+fn a_bridge_failing_mid_rounds_is_skipped_with_its_stderr() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempdir();
+    let m = export(d.path(), "dy-mobilenetv3-small");
+    let ms = m.to_str().unwrap_or("");
+    let venv = d.path().join("venv");
+    let python = venv.join("bin/python");
+    std::fs::create_dir_all(venv.join("bin")).unwrap_or_else(|e| panic!("venv: {e}"));
+    std::fs::write(&python, FAILING_BRIDGE).unwrap_or_else(|e| panic!("python: {e}"));
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let env = [("DYNC_VENV", venv.to_str().unwrap_or(""))];
+
+    let v = bench_json(&["bench", ms, "--json", "--iters", "5"], &env);
+    check_report(&v, &m, 5);
+    check_baseline(&v, "literal");
+    check_baseline(&v, "interp");
+    assert!(v["baselines"]["ort"].is_null(), "{v}");
+    let why = v["skipped"]["ort"].as_str().unwrap_or("");
+    assert!(
+        why.contains("onnxruntime failed on") && why.contains("boom"),
+        "{v}"
+    );
+
+    let o = dync(&["bench", ms, "--baseline", "ort", "--iters", "5"], &env);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("baseline ort") && stderr.contains("boom"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn usage_errors_exit_2() {
     for args in [

@@ -8,6 +8,11 @@
     ort_run.py MODEL --input NAME=FILE.npy ... --bench [--iters N] [--warmup W] [--json]
         times session.run; with --json prints one JSON line with median_ms, p90_ms, min_ms,
         threads, ort_version (and iters, warmup, model).
+    ort_run.py MODEL --input NAME=FILE.npy ... --serve [--warmup W]
+        after the warm-up runs prints one JSON line {"ready": true, "threads", "ort_version"},
+        then for every line N read from stdin (a run count >= 1) times N runs of session.run
+        and prints {"times_ms": [...]}; exits at the end of stdin. `dync bench` interleaves
+        these blocks with its own engines' runs.
 
 Every graph input must be given, and no unknown name. `--threads` defaults to the number of CPUs;
 `--threads 0` lets onnxruntime choose (reported as 0).
@@ -70,12 +75,15 @@ def main(argv: list[str]) -> int:
         "--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads (default: CPUs; 0: onnxruntime's choice)"
     )
     parser.add_argument("--bench", action="store_true")
+    parser.add_argument("--serve", action="store_true", help="time blocks of runs on request (stdin)")
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON line (outputs, or timings with --bench)")
     args = parser.parse_args(argv)
-    if not args.bench and args.output_dir is None:
-        parser.error("--output-dir is required unless --bench")
+    if args.serve and (args.bench or args.output_dir is not None):
+        parser.error("--serve takes neither --bench nor --output-dir")
+    if not (args.bench or args.serve) and args.output_dir is None:
+        parser.error("--output-dir is required unless --bench or --serve")
     if args.threads < 0 or args.iters < 1 or args.warmup < 0:
         parser.error("--threads and --warmup must be >= 0, --iters >= 1")
 
@@ -134,6 +142,28 @@ def main(argv: list[str]) -> int:
             written.append({"name": name, "file": str(path), "shape": list(arr.shape), "dtype": str(arr.dtype)})
         if args.json and not args.bench:
             print(json.dumps({"outputs": written, "ort_version": ort.__version__}), flush=True)
+
+    if args.serve:
+        for _ in range(args.warmup):
+            sess.run(names, feeds)
+        print(json.dumps({"ready": True, "threads": args.threads, "ort_version": ort.__version__}), flush=True)
+        for line in sys.stdin:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                count = int(line)
+            except ValueError:
+                count = 0
+            if count < 1:
+                fail(EXIT_USAGE, f"--serve: expected a run count >= 1 on stdin, got {line!r}")
+            times = []
+            for _ in range(count):
+                t0 = time.perf_counter()
+                sess.run(names, feeds)
+                times.append((time.perf_counter() - t0) * 1e3)
+            print(json.dumps({"times_ms": times}), flush=True)
+        return 0
 
     if args.bench:
         for _ in range(args.warmup):

@@ -2,7 +2,8 @@
 //! [--batch N] [--iters N] [--warmup N] [--seed S] [--json] [--profile [--profile-svg PATH]]`:
 //! latency of MODEL compiled by dync
 //! (import, the pass pipeline, the Cranelift JIT) — median, p90 and min over `--iters` timed runs
-//! after `--warmup` untimed ones — its GFLOP/s (2 FLOPs per MAC of the compiled graph,
+//! after `--warmup` untimed ones, taken in [`ROUNDS`] rounds in turn with every baseline's and
+//! `--vs`'s (see [`time_in_rounds`]) — its GFLOP/s (2 FLOPs per MAC of the compiled graph,
 //! `Graph::macs`, at the median), and the speed-up over each baseline (baseline median / dync
 //! median):
 //! - `literal`: the same file compiled without the dynamic-conv recognition passes
@@ -13,8 +14,9 @@
 //!   state between runs); with `--batch` on the literal pipeline's re-targeted graph, since the
 //!   imported graph keeps the file's batch;
 //! - `ort`: onnxruntime (CPUExecutionProvider, `--threads` intra-op threads) on the same file and
-//!   the same inputs, through the Python bridge `examples/pytorch/ort_run.py` (embedded in this
-//!   binary, run by `${DYNC_VENV:-$HOME/.cache/dync/venv}/bin/python`).
+//!   the same inputs, through the Python bridge `examples/pytorch/ort_run.py --serve` (embedded
+//!   in this binary, run by `${DYNC_VENV:-$HOME/.cache/dync/venv}/bin/python`), which stays up
+//!   for the rounds and times blocks of runs on request.
 //!
 //! `--baseline` may repeat; without it every baseline runs, and one that cannot (no venv,
 //! onnxruntime missing or failing on the file, the literal pipeline failing to re-target the
@@ -52,8 +54,9 @@ use dync_ir::{DType, Graph, Tensor};
 use dync_runtime::npy::{sanitize_name, write_npy, NpyArray, NpyDType};
 use dync_runtime::rt::{random_array, SplitMix, Stats};
 use serde_json::{json, Map, Value};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 /// The onnxruntime bridge, embedded so that the binary runs it from anywhere.
@@ -163,18 +166,95 @@ impl Timing {
     }
 }
 
-/// `warmup` untimed then `iters` timed calls of `f`.
-fn time_runs(warmup: usize, iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
-    for _ in 0..warmup {
-        f()?;
+/// The timed runs of every engine are taken in this many rounds, each engine running its share
+/// of `--iters` in turn (dync, the baselines, then `--vs`'s engines): a slow spell of a shared
+/// host then falls on all of them alike instead of on whichever ran at the time.
+const ROUNDS: usize = 5;
+
+/// A pause after each engine's block, so that its idle threads (onnxruntime's and dync's pools
+/// spin for a while after a run) are asleep before the next engine runs.
+const PAUSE: Duration = Duration::from_millis(20);
+
+/// Something timed in rounds: `run(n)` runs it `n` times and returns each run's time.
+struct Engine<'a> {
+    /// The baseline's name, or `None` for a dync model (whose failure is an error).
+    baseline: Option<&'static str>,
+    /// Untimed runs before the first round.
+    warmup: usize,
+    /// One untimed run before each round's timed ones: the engines between two rounds of one
+    /// push its weights and buffers out of the caches, and a first run that reloads them is
+    /// not the steady state that `--warmup` asks to time.
+    rewarm: bool,
+    run: Box<dyn FnMut(usize) -> Result<Vec<Duration>, String> + 'a>,
+    times: Vec<Duration>,
+    failed: Option<String>,
+}
+
+impl<'a> Engine<'a> {
+    fn new(
+        baseline: Option<&'static str>,
+        (warmup, rewarm): (usize, bool),
+        run: impl FnMut(usize) -> Result<Vec<Duration>, String> + 'a,
+    ) -> Engine<'a> {
+        Engine {
+            baseline,
+            warmup,
+            rewarm,
+            run: Box::new(run),
+            times: Vec::new(),
+            failed: None,
+        }
     }
-    let mut times = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let t = Instant::now();
-        f()?;
-        times.push(t.elapsed());
+
+    /// The timing of the runs taken, or why the engine stopped.
+    fn timing(&self) -> Result<Timing, String> {
+        match &self.failed {
+            Some(why) => Err(why.clone()),
+            None => Timing::of(&self.times).map_err(|e| format!("{e:#}")),
+        }
     }
-    Timing::of(&times)
+}
+
+/// Warms every engine up, then takes `iters` timed runs of each in [`ROUNDS`] rounds; an engine
+/// that fails stops there (its error kept).
+fn time_in_rounds(engines: &mut [Engine], iters: usize) {
+    for e in engines.iter_mut() {
+        if e.warmup > 0 {
+            if let Err(why) = (e.run)(e.warmup) {
+                e.failed = Some(why);
+            }
+            std::thread::sleep(PAUSE);
+        }
+    }
+    for r in 0..ROUNDS {
+        let n = iters * (r + 1) / ROUNDS - iters * r / ROUNDS;
+        if n == 0 {
+            continue;
+        }
+        for e in engines.iter_mut().filter(|e| e.failed.is_none()) {
+            let warm = if e.rewarm {
+                (e.run)(1).map(drop)
+            } else {
+                Ok(())
+            };
+            match warm.and_then(|()| (e.run)(n)) {
+                Ok(times) => e.times.extend(times),
+                Err(why) => e.failed = Some(why),
+            }
+            std::thread::sleep(PAUSE);
+        }
+    }
+}
+
+/// `n` timed calls of `f`.
+fn timed(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<Duration>, String> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f().map_err(|e| format!("{e:#}"))?;
+            Ok(t.elapsed())
+        })
+        .collect()
 }
 
 /// GFLOP/s of `macs` multiply-accumulates done in `ms` milliseconds.
@@ -273,12 +353,20 @@ fn threads(a: &Args) -> usize {
     })
 }
 
-fn time_jit(c: &Compiled, inputs: &Inputs, a: &Args) -> Result<Timing> {
-    time_runs(a.warmup, a.iters, || {
-        c.jit
-            .run(&inputs.tensors)
-            .with_context(|| format!("running {}", c.path.display()))?;
-        Ok(())
+/// An engine running the compiled model `c` on `inputs`.
+fn jit_engine<'a>(
+    baseline: Option<&'static str>,
+    c: &'a Compiled,
+    inputs: &'a Inputs,
+    a: &Args,
+) -> Engine<'a> {
+    Engine::new(baseline, (a.warmup, a.warmup > 0), move |n| {
+        timed(n, || {
+            c.jit
+                .run(&inputs.tensors)
+                .with_context(|| format!("running {}", c.path.display()))?;
+            Ok(())
+        })
     })
 }
 
@@ -317,12 +405,6 @@ struct Ort {
     threads: usize,
 }
 
-/// The onnxruntime timing of one model and the version that ran it.
-struct OrtTiming {
-    timing: Timing,
-    version: String,
-}
-
 impl Ort {
     /// The bridge, when the venv's Python exists (otherwise the reason it does not).
     fn new(threads: usize) -> Result<Ort, String> {
@@ -351,14 +433,15 @@ impl Ort {
         })
     }
 
-    /// Times `model` in onnxruntime on `inputs`; `tag` keeps the input files of two models apart.
-    fn time(
+    /// Starts onnxruntime on `model` and `inputs` (`ort_run.py --serve`: loaded, checked and
+    /// warmed up when this returns); `tag` keeps the files of two models apart.
+    fn serve(
         &self,
         model: &Path,
         inputs: &Inputs,
         tag: &str,
         a: &Args,
-    ) -> Result<OrtTiming, String> {
+    ) -> Result<OrtServer, String> {
         let mut cmd = Command::new(&self.python);
         cmd.arg(self.dir.0.join("ort_run.py")).arg(model);
         for (i, (name, arr)) in inputs.arrays.iter().enumerate() {
@@ -369,51 +452,109 @@ impl Ort {
             write_npy(&file, arr).map_err(|e| format!("writing {}: {e}", file.display()))?;
             cmd.arg("--input").arg(format!("{name}={}", file.display()));
         }
-        cmd.args(["--bench", "--json"])
-            .arg(format!("--iters={}", a.iters))
+        cmd.arg("--serve")
             .arg(format!("--warmup={}", a.warmup))
             .arg(format!("--threads={}", self.threads));
-        let out = cmd
-            .output()
+        // stderr into a file: a pipe nobody reads while the bridge runs could fill up.
+        let err_path = self.dir.0.join(format!("{tag}.stderr"));
+        let err = std::fs::File::create(&err_path)
+            .map_err(|e| format!("cannot create {}: {e}", err_path.display()))?;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.python.display()))?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let stderr = stderr.trim();
-        match out.status.code() {
-            Some(0) => {}
-            Some(ORT_RUN_NO_ORT) => return Err(format!("onnxruntime is not installed: {stderr}")),
-            _ => {
-                return Err(format!(
-                    "onnxruntime failed on {} ({}): {stderr}",
-                    model.display(),
-                    out.status
-                ))
-            }
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let report: Value = stdout
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .ok_or_else(|| format!("ort_run.py printed no JSON report: {stdout}"))?;
-        let num = |k: &str| {
-            report
-                .get(k)
-                .and_then(Value::as_f64)
-                .filter(|v| v.is_finite() && *v >= 0.0)
-                .ok_or_else(|| format!("ort_run.py's report lacks a number {k:?}: {report}"))
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("the onnxruntime bridge has no pipes".into());
         };
-        Ok(OrtTiming {
-            timing: Timing {
-                median_ms: num("median_ms")?,
-                p90_ms: num("p90_ms")?,
-                min_ms: num("min_ms")?,
-            },
-            version: report
-                .get("ort_version")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string(),
-        })
+        let mut server = OrtServer {
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+            err_path,
+            model: model.to_path_buf(),
+            version: String::new(),
+        };
+        let ready = server.reply()?;
+        server.version = ready
+            .get("ort_version")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        Ok(server)
+    }
+}
+
+/// A running `ort_run.py --serve` of one model: blocks of timed runs on request.
+struct OrtServer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    err_path: PathBuf,
+    model: PathBuf,
+    version: String,
+}
+
+impl OrtServer {
+    /// The next JSON line the bridge prints, or why there is none (its exit status and stderr).
+    fn reply(&mut self) -> Result<Value, String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(n) if n > 0 => serde_json::from_str(&line)
+                .map_err(|e| format!("ort_run.py printed {line:?}, not a JSON report: {e}")),
+            Ok(_) => Err(self.exited()),
+            Err(e) => Err(format!("reading from ort_run.py: {e}")),
+        }
+    }
+
+    /// Why the bridge stopped: waits for it and reads its stderr.
+    fn exited(&mut self) -> String {
+        drop(self.stdin.take());
+        let status = self.child.wait();
+        let stderr = std::fs::read_to_string(&self.err_path).unwrap_or_default();
+        let stderr = stderr.trim();
+        match status.map(|s| (s.code(), s)) {
+            Ok((Some(ORT_RUN_NO_ORT), _)) => format!("onnxruntime is not installed: {stderr}"),
+            Ok((_, status)) => format!(
+                "onnxruntime failed on {} ({status}): {stderr}",
+                self.model.display()
+            ),
+            Err(e) => format!("waiting for ort_run.py: {e}"),
+        }
+    }
+
+    /// Times `n` runs.
+    fn runs(&mut self, n: usize) -> Result<Vec<Duration>, String> {
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => writeln!(stdin, "{n}").and_then(|()| stdin.flush()).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(self.exited());
+        }
+        let reply = self.reply()?;
+        let times: Vec<Duration> = reply
+            .get("times_ms")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .filter(|ms| ms.is_finite() && *ms >= 0.0)
+            .map(|ms| Duration::from_secs_f64(ms / 1e3))
+            .collect();
+        if times.len() != n {
+            return Err(format!("ort_run.py reported {reply} for {n} runs"));
+        }
+        Ok(times)
+    }
+}
+
+impl Drop for OrtServer {
+    fn drop(&mut self) {
+        // The end of stdin ends the bridge.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
     }
 }
 
@@ -483,7 +624,152 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut model = compile(&a.model.model, &a, How::default(), None)?;
     let inputs = random_inputs(&model.graph, a.seed)?;
     let macs = model.graph.macs();
-    let main = time_jit(&model, &inputs, &a)?;
+
+    // Everything the engines run, built first: the baselines' models and onnxruntime bridges,
+    // `--vs`'s model and bridge.
+    let mut skipped = Skipped {
+        explicit,
+        list: Vec::new(),
+    };
+    let mut literal: Option<Compiled> = None;
+    let mut cranelift: Option<Compiled> = None;
+    let mut ort: Option<Ort> = None;
+    let mut ort_main: Option<OrtServer> = None;
+    let mut ready: Vec<Baseline> = Vec::new();
+    let failed = |e: anyhow::Error| format!("{e:#}");
+    for &b in &baselines {
+        let result = match b {
+            Baseline::Literal => literal_of(&mut literal, &model, &a)
+                .map(|_| ())
+                .map_err(failed),
+            Baseline::Cranelift => {
+                let how = How {
+                    no_ukernels: true,
+                    ..Default::default()
+                };
+                compile(&a.model.model, &a, how, Some(&model.imported))
+                    .map(|c| cranelift = Some(c))
+                    .map_err(failed)
+            }
+            // The imported graph keeps the file's batch; with --batch the literal pipeline
+            // re-targets it.
+            Baseline::Interp if a.batch.is_some() => literal_of(&mut literal, &model, &a)
+                .map(|_| ())
+                .map_err(failed),
+            Baseline::Interp => Ok(()),
+            Baseline::Ort => Ort::new(threads).and_then(|o| {
+                ort_main = Some(o.serve(&a.model.model, &inputs, "model", &a)?);
+                ort = Some(o);
+                Ok(())
+            }),
+        };
+        match result {
+            Ok(()) => ready.push(b),
+            Err(why) => skipped.add(b.name(), why)?,
+        }
+    }
+    let other = match &a.vs {
+        None => None,
+        Some(path) => {
+            let c = compile(path, &a, How::default(), None)?;
+            let i = random_inputs(&c.graph, a.seed)?;
+            Some((c, i))
+        }
+    };
+    let mut ort_other = None;
+    if let (Some(o), Some((_, other_inputs)), Some(path)) = (&ort, &other, &a.vs) {
+        match o.serve(path, other_inputs, "vs", &a) {
+            Ok(server) => ort_other = Some(server),
+            Err(why) => skipped.add("ort --vs", why)?,
+        }
+    }
+    let versions = ort_main.as_ref().map(|o| o.version.clone());
+
+    // The engines, timed in rounds: dync, each baseline ready to run, `--vs`'s dync and
+    // onnxruntime.
+    let mut engines = vec![jit_engine(None, &model, &inputs, &a)];
+    for &b in &ready {
+        engines.push(match b {
+            Baseline::Literal => match &literal {
+                Some(c) => jit_engine(Some(b.name()), c, &inputs, &a),
+                None => bail!("the literal model was not compiled"),
+            },
+            Baseline::Cranelift => match &cranelift {
+                Some(c) => jit_engine(Some(b.name()), c, &inputs, &a),
+                None => bail!("the pure-Cranelift model was not compiled"),
+            },
+            Baseline::Interp => {
+                let g = match (&literal, a.batch) {
+                    (Some(c), Some(_)) => &c.graph,
+                    _ => &model.imported,
+                };
+                let (inputs, path) = (&inputs, &a.model.model);
+                // No warm-up runs: the interpreter keeps no state between runs.
+                Engine::new(Some(b.name()), (0, false), move |n| {
+                    timed(n, || {
+                        dync_interp::run(g, &inputs.tensors)
+                            .with_context(|| format!("interpreting {}", path.display()))?;
+                        Ok(())
+                    })
+                })
+            }
+            Baseline::Ort => match ort_main.take() {
+                // The bridge ran the warm-up runs itself.
+                Some(mut server) => {
+                    Engine::new(Some(b.name()), (0, a.warmup > 0), move |n| server.runs(n))
+                }
+                None => bail!("the onnxruntime bridge was not started"),
+            },
+        });
+    }
+    if let Some((c, other_inputs)) = &other {
+        engines.push(jit_engine(None, c, other_inputs, &a));
+        if let Some(mut server) = ort_other.take() {
+            let warm = (0, a.warmup > 0);
+            engines.push(Engine::new(Some("ort --vs"), warm, move |n| server.runs(n)));
+        }
+    }
+    time_in_rounds(&mut engines, a.iters);
+
+    // The results: a dync model that failed is an error, a baseline that did is skipped.
+    let mut timings = Vec::with_capacity(engines.len());
+    for e in &engines {
+        match (e.timing(), e.baseline) {
+            (Ok(t), _) => timings.push(Some(t)),
+            (Err(why), None) => bail!("{why}"),
+            (Err(why), Some(name)) => {
+                skipped.add(name, why)?;
+                timings.push(None);
+            }
+        }
+    }
+    drop(engines);
+    let main = timings[0].context("dync's timing")?;
+    let rows: Vec<Row> = ready
+        .iter()
+        .zip(&timings[1..])
+        .filter_map(|(b, t)| {
+            t.map(|timing| Row {
+                name: b.name(),
+                timing,
+                version: (*b == Baseline::Ort).then(|| versions.clone()).flatten(),
+            })
+        })
+        .collect();
+    let vs = match (&a.vs, &other) {
+        (Some(path), Some((c, _))) => {
+            let at = 1 + ready.len();
+            Some(Vs {
+                path: path.clone(),
+                macs: c.graph.macs(),
+                timing: timings[at].context("--vs's timing")?,
+                ort: timings.get(at + 1).copied().flatten(),
+            })
+        }
+        _ => None,
+    };
+    drop((literal, cranelift, other));
+
     let profile = if a.profile {
         let kernels = profile_kernels(&mut model, &inputs, &a)?;
         let svg = match &a.profile_svg {
@@ -506,87 +792,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Some((kernels, svg))
     } else {
         None
-    };
-
-    let mut rows: Vec<Row> = Vec::new();
-    let mut skipped = Skipped {
-        explicit,
-        list: Vec::new(),
-    };
-    let mut literal: Option<Compiled> = None;
-    let mut ort: Option<Ort> = None;
-    let failed = |e: anyhow::Error| format!("{e:#}");
-    for &b in &baselines {
-        let result = match b {
-            Baseline::Literal => literal_of(&mut literal, &model, &a)
-                .and_then(|c| time_jit(c, &inputs, &a))
-                .map(|timing| (timing, None))
-                .map_err(failed),
-            Baseline::Cranelift => {
-                let how = How {
-                    no_ukernels: true,
-                    ..Default::default()
-                };
-                compile(&a.model.model, &a, how, Some(&model.imported))
-                    .and_then(|c| time_jit(&c, &inputs, &a))
-                    .map(|timing| (timing, None))
-                    .map_err(failed)
-            }
-            Baseline::Interp => {
-                // The imported graph keeps the file's batch; with --batch the literal pipeline
-                // re-targets it.
-                let g = if a.batch.is_some() {
-                    literal_of(&mut literal, &model, &a).map(|c| &c.graph)
-                } else {
-                    Ok(&model.imported)
-                };
-                g.and_then(|g| {
-                    time_runs(0, a.iters, || {
-                        dync_interp::run(g, &inputs.tensors)
-                            .with_context(|| format!("interpreting {}", a.model.model.display()))?;
-                        Ok(())
-                    })
-                })
-                .map(|timing| (timing, None))
-                .map_err(failed)
-            }
-            Baseline::Ort => Ort::new(threads).and_then(|o| {
-                let t = o.time(&a.model.model, &inputs, "model", &a)?;
-                ort = Some(o);
-                Ok((t.timing, Some(t.version)))
-            }),
-        };
-        match result {
-            Ok((timing, version)) => rows.push(Row {
-                name: b.name(),
-                timing,
-                version,
-            }),
-            Err(why) => skipped.add(b.name(), why)?,
-        }
-    }
-    drop(literal);
-
-    let vs = match &a.vs {
-        None => None,
-        Some(path) => {
-            let other = compile(path, &a, How::default(), None)?;
-            let other_inputs = random_inputs(&other.graph, a.seed)?;
-            let timing = time_jit(&other, &other_inputs, &a)?;
-            let mut ort_timing = None;
-            if let Some(o) = &ort {
-                match o.time(path, &other_inputs, "vs", &a) {
-                    Ok(t) => ort_timing = Some(t.timing),
-                    Err(why) => skipped.add("ort --vs", why)?,
-                }
-            }
-            Some(Vs {
-                path: path.clone(),
-                macs: other.graph.macs(),
-                timing,
-                ort: ort_timing,
-            })
-        }
     };
 
     let report = Report {
@@ -886,18 +1091,20 @@ fn profile_kernels(c: &mut Compiled, inputs: &Inputs, a: &Args) -> Result<Vec<Ke
         start: vec![None; n],
         times: vec![Vec::with_capacity(a.iters); n],
     };
+    // Warm-up runs first (other engines ran since this model's rounds), then the recorded ones.
+    let run = |c: &Compiled| -> Result<()> {
+        c.jit.run(&inputs.tensors)?;
+        Ok(())
+    };
+    timed(a.warmup, || run(c)).map_err(anyhow::Error::msg)?;
     let ctx = c.jit.ctx_mut();
     ctx.kernel_hook = Some(kernel_hook);
     ctx.hook_data = (&mut p as *mut Profiler).cast();
-    // No warm-up: the model ran just before, and every run here must be recorded.
-    let result = time_runs(0, a.iters, || {
-        c.jit.run(&inputs.tensors)?;
-        Ok(())
-    });
+    let result = timed(a.iters, || run(c));
     let ctx = c.jit.ctx_mut();
     ctx.kernel_hook = None;
     ctx.hook_data = std::ptr::null_mut();
-    result?;
+    result.map_err(anyhow::Error::msg)?;
     let emitted = c.jit.emitted();
     let mut kernels = Vec::with_capacity(n);
     for (i, (nref, times)) in emitted.kernels.iter().zip(&p.times).enumerate() {
