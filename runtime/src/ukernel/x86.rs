@@ -146,6 +146,11 @@ impl Side {
         }
     }
 
+    /// Whether nothing is left to prefetch.
+    pub(super) fn is_empty(&self) -> bool {
+        self.at >= self.end
+    }
+
     /// Bytes not yet prefetched.
     #[cfg(test)]
     pub(super) fn left(&self) -> usize {
