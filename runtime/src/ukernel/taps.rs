@@ -475,21 +475,21 @@ pub(super) mod x86 {
     }
 
     /// One tap of [`nine_taps`]: the tap's two masked `B` loads at `{p}` plus its column's
-    /// offset `$col` (masks `$ma`, `$mb`), the prefetch of A's rows [`A_AHEAD`] floats on,
-    /// then for each row a broadcast of its `A` element (step `t`: 32 bytes a step) and its
-    /// two FMAs.
+    /// offset `$col` (masks `$ma`, `$mb`), the prefetch of A's rows [`A_AHEAD`] floats on
+    /// (`$pf`: the second panel's, or an assembler comment), then for each row (`{$base}` + 4·`$i`
+    /// in step `t`'s 32 bytes of A, accumulators `$z0`, `$z1`) a broadcast and two FMAs.
     macro_rules! nine_step {
         ($t:literal, $col:literal, $ma:literal, $mb:literal, $pf:literal,
-         [$(($reg:literal, $i:literal, $z0:literal, $z1:literal)),*]) => {
+         [$(($base:literal, $i:literal, $z0:literal, $z1:literal, $k:tt)),*]) => {
             concat!(
                 "vmovups zmm24{{{", $ma, "}}}{{z}}, [{p}", $col, "]\n",
                 "vmovups zmm25{{{", $mb, "}}}{{z}}, [{p}", $col, " + 64]\n",
-                "prefetcht0 [{a0} + 4096 + 32*", $t, "]\n",
+                "prefetcht0 [{b0} + 4096 + 32*", $t, "]\n",
                 $pf, $t, "]\n",
                 $(
-                    "vbroadcastss zmm26, dword ptr [{", $reg, "} + 32*", $t, " + 4*", $i, "]\n",
-                    "vfmadd231ps zmm", $z0, ", zmm26, zmm24\n",
-                    "vfmadd231ps zmm", $z1, ", zmm26, zmm25\n",
+                    "vbroadcastss zmm26, dword ptr [{", $base, "} + 32*", $t, " + 4*", $i, "]\n",
+                    "vfmadd231ps ", $z0, ", zmm26, zmm24\n",
+                    "vfmadd231ps ", $z1, ", zmm26, zmm25\n",
                 )*
             )
         };
@@ -518,24 +518,26 @@ pub(super) mod x86 {
         };
     }
 
-    /// The channel loop of [`nine_taps`] for a list of rows (the register holding each row's `A`,
-    /// its index there, its two accumulators).
+    /// The channel loop of [`nine_taps`] over the rows `$rows` (each: the base register of its
+    /// `A`, its index there, its two accumulator registers, its index in `$acc`).
     macro_rules! nine_loop {
-        ($acc:ident, $xp:ident, $a:ident, $geo:ident, $masks:ident, $n:ident, $pf:literal,
-         $rows:tt, [$(($zr0:tt, $zr1:tt, $i:tt)),*]) => {
+        ($acc:ident, $xp:ident, $b:ident, $geo:ident, $masks:ident, $n:ident, $pf:literal,
+         [$(($base:literal, $i:literal, $z0:tt, $z1:tt, $k:tt)),*]) => {
             std::arch::asm!(
                 "2:",
-                nine_row!("r0", 0, 1, 2, $pf, $rows),
-                nine_row!("r1", 3, 4, 5, $pf, $rows),
-                nine_row!("r2", 6, 7, 8, $pf, $rows),
+                nine_row!("r0", 0, 1, 2, $pf, [$(($base, $i, $z0, $z1, $k)),*]),
+                nine_row!("r1", 3, 4, 5, $pf, [$(($base, $i, $z0, $z1, $k)),*]),
+                nine_row!("r2", 6, 7, 8, $pf, [$(($base, $i, $z0, $z1, $k)),*]),
                 "add {x}, {pl}",
-                "add {a0}, 288",
-                "add {a1}, 288",
+                "add {b0}, 288",
+                "add {b1}, 288",
+                "add {b2}, 288",
                 "dec {n}",
                 "jnz 2b",
                 x = inout(reg) $xp => _,
-                a0 = inout(reg) $a.0 => _,
-                a1 = inout(reg) $a.1 => _,
+                b0 = inout(reg) $b[0] => _,
+                b1 = inout(reg) $b[1] => _,
+                b2 = inout(reg) $b[2] => _,
                 n = inout(reg) $n => _,
                 p = out(reg) _,
                 r0 = in(reg) $geo.0[0],
@@ -550,7 +552,7 @@ pub(super) mod x86 {
                 m3 = in(kreg) $masks[1][1],
                 m4 = in(kreg) $masks[2][0],
                 m5 = in(kreg) $masks[2][1],
-                $(inout($zr0) $acc[$i][0], inout($zr1) $acc[$i][1],)*
+                $(inout($z0) $acc[$k][0], inout($z1) $acc[$k][1],)*
                 out("zmm24") _,
                 out("zmm25") _,
                 out("zmm26") _,
@@ -560,7 +562,8 @@ pub(super) mod x86 {
     }
 
     /// `channels` (at least one) whole channels of a 3×3 kernel on a tile of two column
-    /// vectors and `ROWS` rows (12, the first `SPLIT` from `a.0`'s rows; or 8), in the order
+    /// vectors and `ROWS` rows (12 or 8; `b`: the A rows of rows 0–3, 4–7 and 8–11, four
+    /// floats each; for 8 rows `b[2]` is the next panel's, which is not prefetched), in the order
     /// and with the FMAs of [`tile`]'s steps, when every tap's offset is its row's first tap's
     /// plus its column's shift (`geo.0[ky]`: the row's offset in bytes; `geo.1`: the shifts of
     /// columns 1 and 2, in bytes) and its masks are its column's (`masks[kx]`): no table read,
@@ -571,9 +574,9 @@ pub(super) mod x86 {
     /// `acc` points at `ROWS` rows of two vectors; the rows' `A` (`9·channels` steps of `M0`
     /// floats) and the masked input elements are readable; AVX-512F.
     #[target_feature(enable = "avx512f")]
-    unsafe fn nine_taps<const ROWS: usize, const SPLIT: usize>(
+    unsafe fn nine_taps<const ROWS: usize>(
         acc: *mut [__m512; 2],
-        a: (*const f32, *const f32),
+        b: [*const f32; 3],
         x: *const f32,
         geo: ([isize; 3], [isize; 2], usize),
         masks: [[__mmask16; 2]; 3],
@@ -582,120 +585,52 @@ pub(super) mod x86 {
         let n = channels;
         // SAFETY: the caller's contract (all three).
         unsafe {
-            match (ROWS, SPLIT) {
-                (12, 8) => {
-                    let acc = &mut *acc.cast::<[[__m512; 2]; 12]>();
-                    nine_loop!(
-                        acc,
-                        x,
-                        a,
-                        geo,
-                        masks,
-                        n,
-                        "prefetcht0 [{a1} + 4096 + 32*",
-                        [
-                            ("a0", 0, 0, 1),
-                            ("a0", 1, 2, 3),
-                            ("a0", 2, 4, 5),
-                            ("a0", 3, 6, 7),
-                            ("a0", 4, 8, 9),
-                            ("a0", 5, 10, 11),
-                            ("a0", 6, 12, 13),
-                            ("a0", 7, 14, 15),
-                            ("a1", 0, 16, 17),
-                            ("a1", 1, 18, 19),
-                            ("a1", 2, 20, 21),
-                            ("a1", 3, 22, 23)
-                        ],
-                        [
-                            ("zmm0", "zmm1", 0),
-                            ("zmm2", "zmm3", 1),
-                            ("zmm4", "zmm5", 2),
-                            ("zmm6", "zmm7", 3),
-                            ("zmm8", "zmm9", 4),
-                            ("zmm10", "zmm11", 5),
-                            ("zmm12", "zmm13", 6),
-                            ("zmm14", "zmm15", 7),
-                            ("zmm16", "zmm17", 8),
-                            ("zmm18", "zmm19", 9),
-                            ("zmm20", "zmm21", 10),
-                            ("zmm22", "zmm23", 11)
-                        ]
-                    )
-                }
-                (12, _) => {
-                    let acc = &mut *acc.cast::<[[__m512; 2]; 12]>();
-                    nine_loop!(
-                        acc,
-                        x,
-                        a,
-                        geo,
-                        masks,
-                        n,
-                        "prefetcht0 [{a1} + 4096 + 32*",
-                        [
-                            ("a0", 0, 0, 1),
-                            ("a0", 1, 2, 3),
-                            ("a0", 2, 4, 5),
-                            ("a0", 3, 6, 7),
-                            ("a1", 0, 8, 9),
-                            ("a1", 1, 10, 11),
-                            ("a1", 2, 12, 13),
-                            ("a1", 3, 14, 15),
-                            ("a1", 4, 16, 17),
-                            ("a1", 5, 18, 19),
-                            ("a1", 6, 20, 21),
-                            ("a1", 7, 22, 23)
-                        ],
-                        [
-                            ("zmm0", "zmm1", 0),
-                            ("zmm2", "zmm3", 1),
-                            ("zmm4", "zmm5", 2),
-                            ("zmm6", "zmm7", 3),
-                            ("zmm8", "zmm9", 4),
-                            ("zmm10", "zmm11", 5),
-                            ("zmm12", "zmm13", 6),
-                            ("zmm14", "zmm15", 7),
-                            ("zmm16", "zmm17", 8),
-                            ("zmm18", "zmm19", 9),
-                            ("zmm20", "zmm21", 10),
-                            ("zmm22", "zmm23", 11)
-                        ]
-                    )
-                }
-                _ => {
-                    let acc = &mut *acc.cast::<[[__m512; 2]; 8]>();
-                    // One panel: the second A row's prefetch is an assembler comment.
-                    nine_loop!(
-                        acc,
-                        x,
-                        a,
-                        geo,
-                        masks,
-                        n,
-                        "# one panel: ",
-                        [
-                            ("a0", 0, 0, 1),
-                            ("a0", 1, 2, 3),
-                            ("a0", 2, 4, 5),
-                            ("a0", 3, 6, 7),
-                            ("a0", 4, 8, 9),
-                            ("a0", 5, 10, 11),
-                            ("a0", 6, 12, 13),
-                            ("a0", 7, 14, 15)
-                        ],
-                        [
-                            ("zmm0", "zmm1", 0),
-                            ("zmm2", "zmm3", 1),
-                            ("zmm4", "zmm5", 2),
-                            ("zmm6", "zmm7", 3),
-                            ("zmm8", "zmm9", 4),
-                            ("zmm10", "zmm11", 5),
-                            ("zmm12", "zmm13", 6),
-                            ("zmm14", "zmm15", 7)
-                        ]
-                    )
-                }
+            if ROWS == 12 {
+                let acc = &mut *acc.cast::<[[__m512; 2]; 12]>();
+                nine_loop!(
+                    acc,
+                    x,
+                    b,
+                    geo,
+                    masks,
+                    n,
+                    "prefetcht0 [{b2} + 4096 + 32*",
+                    [
+                        ("b0", 0, "zmm0", "zmm1", 0),
+                        ("b0", 1, "zmm2", "zmm3", 1),
+                        ("b0", 2, "zmm4", "zmm5", 2),
+                        ("b0", 3, "zmm6", "zmm7", 3),
+                        ("b1", 0, "zmm8", "zmm9", 4),
+                        ("b1", 1, "zmm10", "zmm11", 5),
+                        ("b1", 2, "zmm12", "zmm13", 6),
+                        ("b1", 3, "zmm14", "zmm15", 7),
+                        ("b2", 0, "zmm16", "zmm17", 8),
+                        ("b2", 1, "zmm18", "zmm19", 9),
+                        ("b2", 2, "zmm20", "zmm21", 10),
+                        ("b2", 3, "zmm22", "zmm23", 11)
+                    ]
+                )
+            } else {
+                let acc = &mut *acc.cast::<[[__m512; 2]; 8]>();
+                nine_loop!(
+                    acc,
+                    x,
+                    b,
+                    geo,
+                    masks,
+                    n,
+                    "# one panel: ",
+                    [
+                        ("b0", 0, "zmm0", "zmm1", 0),
+                        ("b0", 1, "zmm2", "zmm3", 1),
+                        ("b0", 2, "zmm4", "zmm5", 2),
+                        ("b0", 3, "zmm6", "zmm7", 3),
+                        ("b1", 0, "zmm8", "zmm9", 4),
+                        ("b1", 1, "zmm10", "zmm11", 5),
+                        ("b1", 2, "zmm12", "zmm13", 6),
+                        ("b1", 3, "zmm14", "zmm15", 7)
+                    ]
+                )
             }
         }
     }
@@ -764,18 +699,14 @@ pub(super) mod x86 {
             done += steps;
             if nine && steps > 0 {
                 let geo = (rows_at, cols_at, plane * 4);
+                // Rows `i < SPLIT` read `ap`'s row, the rest `bp`'s.
+                let b = match SPLIT {
+                    4 => [ap, bp, bp.wrapping_add(4)],
+                    _ => [ap, ap.wrapping_add(4), bp],
+                };
                 // SAFETY: `acc` is ROWS rows of two vectors (V == 2); the steps' A rows and
                 // input elements are the contract's.
-                unsafe {
-                    nine_taps::<ROWS, SPLIT>(
-                        acc.as_mut_ptr().cast(),
-                        (ap, bp),
-                        xp,
-                        geo,
-                        cols,
-                        steps / 9,
-                    )
-                };
+                unsafe { nine_taps::<ROWS>(acc.as_mut_ptr().cast(), b, xp, geo, cols, steps / 9) };
                 xp = xp.wrapping_add(steps / 9 * plane);
                 ap = ap.wrapping_add(steps * M0);
                 bp = bp.wrapping_add(steps * M0);
