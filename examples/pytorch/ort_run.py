@@ -143,9 +143,19 @@ def main(argv: list[str]) -> int:
         if args.json and not args.bench:
             print(json.dumps({"outputs": written, "ort_version": ort.__version__}), flush=True)
 
-    if args.serve:
-        for _ in range(args.warmup):
+    def timed_runs(count: int) -> list[float]:
+        """The milliseconds of `count` runs of the session on the inputs."""
+        times = []
+        for _ in range(count):
+            t0 = time.perf_counter()
             sess.run(names, feeds)
+            times.append((time.perf_counter() - t0) * 1e3)
+        return times
+
+    if args.serve or args.bench:
+        timed_runs(args.warmup)
+
+    if args.serve:
         print(json.dumps({"ready": True, "threads": args.threads, "ort_version": ort.__version__}), flush=True)
         for line in sys.stdin:
             line = line.strip()
@@ -157,23 +167,11 @@ def main(argv: list[str]) -> int:
                 count = 0
             if count < 1:
                 fail(EXIT_USAGE, f"--serve: expected a run count >= 1 on stdin, got {line!r}")
-            times = []
-            for _ in range(count):
-                t0 = time.perf_counter()
-                sess.run(names, feeds)
-                times.append((time.perf_counter() - t0) * 1e3)
-            print(json.dumps({"times_ms": times}), flush=True)
+            print(json.dumps({"times_ms": timed_runs(count)}), flush=True)
         return 0
 
     if args.bench:
-        for _ in range(args.warmup):
-            sess.run(names, feeds)
-        times = []
-        for _ in range(args.iters):
-            t0 = time.perf_counter()
-            sess.run(names, feeds)
-            times.append((time.perf_counter() - t0) * 1e3)
-        times.sort()
+        times = sorted(timed_runs(args.iters))
         report = {
             "model": str(args.model),
             "median_ms": statistics.median(times),

@@ -683,7 +683,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             Err(why) => skipped.add("ort --vs", why)?,
         }
     }
-    let versions = ort_main.as_ref().map(|o| o.version.clone());
+    let ort_version = ort_main.as_ref().map(|o| o.version.clone());
 
     // The engines, timed in rounds: dync, each baseline ready to run, `--vs`'s dync and
     // onnxruntime.
@@ -752,7 +752,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             t.map(|timing| Row {
                 name: b.name(),
                 timing,
-                version: (*b == Baseline::Ort).then(|| versions.clone()).flatten(),
+                version: (*b == Baseline::Ort).then(|| ort_version.clone()).flatten(),
             })
         })
         .collect();
