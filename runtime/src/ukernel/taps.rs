@@ -122,6 +122,9 @@ struct Taps {
     columns: usize,
     offset: [isize; TAPS_MAX],
     valid: [u64; TAPS_MAX],
+    /// All ones where the tap's bit 48 (the spare column of a tile of three column vectors)
+    /// is valid, else none: the `asm!` steps' mask of that column's broadcast.
+    spare: [u16; TAPS_MAX],
 }
 
 impl Taps {
@@ -169,6 +172,7 @@ impl Taps {
             columns: n,
             offset: [0; TAPS_MAX],
             valid: [0; TAPS_MAX],
+            spare: [0; TAPS_MAX],
         };
         // The phase plane and shift of a tap's rows or columns: d = s·r + p, 0 <= p < s.
         let s = g.s as isize;
@@ -191,6 +195,7 @@ impl Taps {
             for (&cm, &at) in cols.iter().zip(&col_at).take(g.kw) {
                 taps.offset[t] = row_at + at;
                 taps.valid[t] = r & cm;
+                taps.spare[t] = if taps.valid[t] >> 48 & 1 != 0 { !0 } else { 0 };
                 t += 1;
             }
         }
@@ -635,13 +640,162 @@ pub(super) mod x86 {
         }
     }
 
+    /// One row of [`wide_steps`]: the broadcast of its `A` element (`$i`: its index in the
+    /// step's row of `A`) and its three FMAs onto its accumulators.
+    macro_rules! wide_row {
+        ($i:literal, $z0:literal, $z1:literal, $z2:literal) => {
+            concat!(
+                "vbroadcastss zmm27, dword ptr [{ap} + 4*",
+                $i,
+                "]\n",
+                "vfmadd231ps ",
+                $z0,
+                ", zmm27, zmm24\n",
+                "vfmadd231ps ",
+                $z1,
+                ", zmm27, zmm25\n",
+                "vfmadd231ps ",
+                $z2,
+                ", zmm27, zmm26\n",
+            )
+        };
+    }
+
+    /// The step loop of [`wide_steps`], with `$side` (the side stream's prefetches and
+    /// advance, or nothing) after the step's own prefetches.
+    macro_rules! wide_loop {
+        ($acc:ident, $spare:ident, $s:ident, $side:literal) => {
+            std::arch::asm!(
+                "2:",
+                "mov {p}, qword ptr [{tb} + 8*{t} + {offset}]",
+                "lea {p}, [{xp} + 4*{p}]",
+                "kmovw k1, word ptr [{tb} + 8*{t} + {valid}]",
+                "kmovw k2, word ptr [{tb} + 8*{t} + {valid} + 2]",
+                "kmovw k3, word ptr [{tb} + 8*{t} + {valid} + 4]",
+                "kmovw k4, word ptr [{tb} + 2*{t} + {spare}]",
+                "prefetcht0 [{ap} + {a_ahead}]",
+                "prefetcht0 [{p} + {ahead}]",
+                "prefetcht0 [{p} + {ahead} + 188]",
+                $side,
+                "vmovups zmm24{{k1}}{{z}}, [{p}]",
+                "vmovups zmm25{{k2}}{{z}}, [{p} + 64]",
+                "vmovups zmm26{{k3}}{{z}}, [{p} + 128]",
+                wide_row!(0, "zmm0", "zmm1", "zmm2"),
+                wide_row!(1, "zmm3", "zmm4", "zmm5"),
+                wide_row!(2, "zmm6", "zmm7", "zmm8"),
+                wide_row!(3, "zmm9", "zmm10", "zmm11"),
+                wide_row!(4, "zmm12", "zmm13", "zmm14"),
+                wide_row!(5, "zmm15", "zmm16", "zmm17"),
+                wide_row!(6, "zmm18", "zmm19", "zmm20"),
+                wide_row!(7, "zmm21", "zmm22", "zmm23"),
+                // The spare column: the step's A row (8 floats, the upper lanes zero) times
+                // its element, or zero where the tap is outside.
+                "vmovups ymm30, ymmword ptr [{ap}]",
+                "vbroadcastss zmm29{{k4}}{{z}}, dword ptr [{p} + 192]",
+                "vfmadd231ps zmm28, zmm30, zmm29",
+                "add {ap}, 32",
+                "inc {t}",
+                "cmp {t}, qword ptr [{tb} + {count}]",
+                "jne 3f",
+                "xor {t:e}, {t:e}",
+                "add {xp}, {plane}",
+                "3:",
+                "dec {n}",
+                "jnz 2b",
+                tb = in(reg) $s.taps,
+                t = inout(reg) *$s.t,
+                ap = inout(reg) *$s.ap,
+                xp = inout(reg) *$s.xp,
+                n = inout(reg) $s.steps => _,
+                p = out(reg) _,
+                plane = in(reg) $s.plane,
+                ahead = in(reg) $s.ahead,
+                sat = inout(reg) $s.side.0,
+                send = in(reg) $s.side.1,
+                sstep = in(reg) $s.side.2,
+                offset = const std::mem::offset_of!(Taps, offset),
+                valid = const std::mem::offset_of!(Taps, valid),
+                spare = const std::mem::offset_of!(Taps, spare),
+                count = const std::mem::offset_of!(Taps, count),
+                a_ahead = const 4 * A_AHEAD,
+                inout("zmm0") $acc[0][0], inout("zmm1") $acc[0][1], inout("zmm2") $acc[0][2],
+                inout("zmm3") $acc[1][0], inout("zmm4") $acc[1][1], inout("zmm5") $acc[1][2],
+                inout("zmm6") $acc[2][0], inout("zmm7") $acc[2][1], inout("zmm8") $acc[2][2],
+                inout("zmm9") $acc[3][0], inout("zmm10") $acc[3][1], inout("zmm11") $acc[3][2],
+                inout("zmm12") $acc[4][0], inout("zmm13") $acc[4][1], inout("zmm14") $acc[4][2],
+                inout("zmm15") $acc[5][0], inout("zmm16") $acc[5][1], inout("zmm17") $acc[5][2],
+                inout("zmm18") $acc[6][0], inout("zmm19") $acc[6][1], inout("zmm20") $acc[6][2],
+                inout("zmm21") $acc[7][0], inout("zmm22") $acc[7][1], inout("zmm23") $acc[7][2],
+                inout("zmm28") $spare[0],
+                out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _,
+                out("zmm29") _, out("zmm30") _,
+                out("k1") _, out("k2") _, out("k3") _, out("k4") _,
+                options(nostack, readonly),
+            )
+        };
+    }
+
+    /// Where the steps of [`wide_steps`] start and what they read: the table, the tap, the
+    /// `A` row, the input channel, the steps, the bytes between channels and to the
+    /// prefetched input, and the side stream's next line, end and bytes a step.
+    struct Wide<'a> {
+        taps: *const Taps,
+        t: &'a mut usize,
+        ap: &'a mut *const f32,
+        xp: &'a mut *const f32,
+        steps: usize,
+        plane: usize,
+        ahead: usize,
+        side: (*const u8, *const u8, usize),
+    }
+
+    /// `steps` (at least one) of [`tile`]'s steps on a tile of three column vectors and a
+    /// spare column over one panel's 8 rows (7×7 maps), with the same loads, prefetches and
+    /// FMAs in the same order, in `asm!`: the compiler's code kept the spare column's sum in
+    /// memory, a store and a load in every step's chain, and moved each mask through a
+    /// general register on the port the FMAs need. Returns where the side stream got to.
+    /// With `SIDE`, each step prefetches the side stream's lines, at most two (the first
+    /// and last of the step's), until its end; without, the stream is empty.
+    ///
+    /// # Safety
+    /// As [`tile`]'s steps: the table's taps, `A`'s `steps` rows and the input elements the
+    /// masks keep are readable; AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn wide_steps<const SIDE: bool>(
+        acc: &mut [[__m512; 3]; 8],
+        spare: &mut [__m512; 1],
+        s: Wide,
+    ) -> *const u8 {
+        let mut s = s;
+        // SAFETY: the caller's contract.
+        unsafe {
+            if SIDE {
+                wide_loop!(
+                    acc,
+                    spare,
+                    s,
+                    "prefetcht1 [{sat}]
+                     prefetcht1 [{sat} + {sstep} - 64]
+                     add {sat}, {sstep}
+                     cmp {sat}, {send}
+                     cmova {sat}, {send}"
+                )
+            } else {
+                wide_loop!(acc, spare, s, "# no side stream: {sat} {send} {sstep}")
+            }
+        }
+        s.side.0
+    }
+
     /// The tile over `V` column vectors, chunk by chunk: per input channel, per tap, a masked
     /// load of each vector at the tap's offset (masked-out lanes are neither read nor
     /// faulted), then the GEMM tile's step; each chunk's sums stored as the GEMM tile stores
     /// a chunk's. Two column vectors of a `whole3x3` call without a side stream run their
     /// chunks' channels in [`nine_taps`] instead (the same FMAs in the same order): ResNet's
     /// 3×3 convs outside their maps' first and last rows, 117 → 134 GFLOP/s in the `taps_f32`
-    /// bench, resnet18 15.2 → 14.3 ms.
+    /// bench, resnet18 15.2 → 14.3 ms. Three vectors and the spare column (7×7 maps) run
+    /// their steps in [`wide_steps`] (the same loads and FMAs in the same order): on a 7×7
+    /// map 123 → 133 GFLOP/s in that bench, resnet18 12.67 → 12.41 ms at two threads.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
     unsafe fn tile<const V: usize, const R: usize, const ROWS: usize, const SPLIT: usize>(
@@ -687,6 +841,8 @@ pub(super) mod x86 {
         // `whole3x3` (see `taps_avx512`) on two column vectors, without a side stream:
         // [`nine_taps`].
         let nine = whole3x3 && V == 2 && R == 0 && (ROWS == 12 || ROWS == 8) && side.is_empty();
+        // Three column vectors and the spare column over one panel: [`wide_steps`].
+        let wide = V == 3 && R == 1 && ROWS == 8 && SPLIT == 8;
         let offset = |t: usize| 4 * taps.offset[t];
         let rows_at = [0, 3, 6].map(offset);
         let cols_at = [1, 2].map(|kx| offset(kx) - offset(0));
@@ -711,7 +867,30 @@ pub(super) mod x86 {
                 ap = ap.wrapping_add(steps * M0);
                 bp = bp.wrapping_add(steps * M0);
             }
-            for _ in 0..if nine { 0 } else { steps } {
+            if wide && steps > 0 {
+                let (acc, spare) = (acc.as_mut_ptr().cast(), spare.as_mut_ptr().cast());
+                let ws = Wide {
+                    taps,
+                    t: &mut t,
+                    ap: &mut ap,
+                    xp: &mut xp,
+                    steps,
+                    plane: plane * 4,
+                    ahead: ahead * 4,
+                    side: side.raw(),
+                };
+                // SAFETY: `acc` and `spare` are 8 rows of three vectors and one vector (the
+                // tile's V, R and ROWS); the steps' taps, A rows and input elements are the
+                // contract's; a tile of 8 rows takes at most two lines a step of the stream.
+                let at = unsafe {
+                    match side.is_empty() {
+                        true => wide_steps::<false>(&mut *acc, &mut *spare, ws),
+                        false => wide_steps::<true>(&mut *acc, &mut *spare, ws),
+                    }
+                };
+                side = side.at(at);
+            }
+            for _ in 0..if nine || wide { 0 } else { steps } {
                 // SAFETY: t < count <= TAPS_MAX.
                 let (off, valid) =
                     unsafe { (*taps.offset.get_unchecked(t), *taps.valid.get_unchecked(t)) };

@@ -146,6 +146,21 @@ impl Side {
         }
     }
 
+    /// The next line, the stream's end and the bytes a step prefetches, for a loop that
+    /// streams it itself ([`Side::step`]'s lines) and then stores where it got to with
+    /// [`Side::at`].
+    pub(super) fn raw(&self) -> (*const u8, *const u8, usize) {
+        (self.at, self.end, 64 * self.lines)
+    }
+
+    /// The stream from `at` on (at most its end).
+    pub(super) fn at(self, at: *const u8) -> Side {
+        Side {
+            at: at.min(self.end),
+            ..self
+        }
+    }
+
     /// Whether nothing is left to prefetch.
     pub(super) fn is_empty(&self) -> bool {
         self.at >= self.end
