@@ -398,38 +398,43 @@ fn gemv(c: &mut Criterion) {
 }
 
 /// The in-place stride-1 convolution tile against the GEMM tile on the packed panel it
-/// replaces: 28 input channels of a 3×3 conv with padding 1 over a 56×56 map (K = 252, a
-/// chunk of ResNet's 64-channel layer 1), one 8 × 32 tile crossing a row end.
+/// replaces: 28 input channels of a 3×3 conv with padding 1 (K = 252, a chunk of ResNet's
+/// 64-channel layer 1) over a 56×56 map, one 8 × 32 tile crossing a row end
+/// (`in_place`); and over a 7×7 map, its one tile of 49 columns (`in_place_7x7`: ResNet's
+/// layer 4).
 fn taps(c: &mut Criterion) {
-    use dync_runtime::ukernel::taps::TapGeo;
+    use dync_runtime::ukernel::taps::{TapGeo, TAPS_COLUMNS};
     let mut g = c.benchmark_group("taps_f32");
-    let geo = TapGeo {
-        h: 56,
-        w: 56,
-        s: 1,
-        kh: 3,
-        kw: 3,
-        dh: 1,
-        dw: 1,
-        pt: 1,
-        pl: 1,
-        chunk: 0,
-    };
-    let (k, pos0) = (28 * 9, 56 * 10 + 40);
-    let x = data(28 * 56 * 56, 4);
+    let k = 28 * 9;
     let a = data(k * GEMM_F32_M0, 1);
     let b = data(k * GEMM_F32_N0, 2);
     let bias = data(GEMM_F32_M0, 3);
-    let mut out = vec![0f32; GEMM_F32_M0 * 56 * 56];
-    g.throughput(Throughput::Elements(
-        2 * (k * GEMM_F32_M0 * GEMM_F32_N0) as u64,
-    ));
-    for isa in Isa::ALL {
-        let Some(t) = table(isa) else { continue };
-        if let Some(f) = t.taps_f32 {
-            g.bench_function(BenchmarkId::new(isa.name(), "in_place"), |bench| {
+    for (label, side, pos0, n) in [
+        ("in_place", 56, 56 * 10 + 40, GEMM_F32_N0),
+        ("in_place_7x7", 7, 0, TAPS_COLUMNS),
+    ] {
+        let geo = TapGeo {
+            h: side,
+            w: side,
+            s: 1,
+            kh: 3,
+            kw: 3,
+            dh: 1,
+            dw: 1,
+            pt: 1,
+            pl: 1,
+            chunk: 0,
+        };
+        let x = data(28 * side * side, 4);
+        let mut out = vec![0f32; GEMM_F32_M0 * side * side];
+        g.throughput(Throughput::Elements(2 * (k * GEMM_F32_M0 * n) as u64));
+        for isa in Isa::ALL {
+            let Some(f) = table(isa).and_then(|t| t.taps_f32) else {
+                continue;
+            };
+            g.bench_function(BenchmarkId::new(isa.name(), label), |bench| {
                 bench.iter(|| {
-                    // SAFETY: the planes hold every tap the tile reads, C 8 rows of 56·56.
+                    // SAFETY: the planes hold every tap the tile reads, C 8 rows of the map.
                     unsafe {
                         f(
                             black_box(k),
@@ -439,10 +444,10 @@ fn taps(c: &mut Criterion) {
                             &geo,
                             pos0,
                             out.as_mut_ptr().add(pos0),
-                            56 * 56,
+                            side * side,
                             std::ptr::null(),
                             GEMM_F32_M0,
-                            GEMM_F32_N0,
+                            n,
                             bias.as_ptr(),
                             GEMM_CLAMP,
                             0.0,
@@ -455,6 +460,13 @@ fn taps(c: &mut Criterion) {
                 })
             });
         }
+    }
+    g.throughput(Throughput::Elements(
+        2 * (k * GEMM_F32_M0 * GEMM_F32_N0) as u64,
+    ));
+    let mut out = vec![0f32; GEMM_F32_M0 * 56 * 56];
+    for isa in Isa::ALL {
+        let Some(t) = table(isa) else { continue };
         g.bench_function(BenchmarkId::new(isa.name(), "packed"), |bench| {
             bench.iter(|| {
                 // SAFETY: as `tile`'s packed case.
@@ -464,7 +476,7 @@ fn taps(c: &mut Criterion) {
                         a.as_ptr(),
                         b.as_ptr(),
                         GEMM_F32_N0,
-                        out.as_mut_ptr().add(pos0),
+                        out.as_mut_ptr().add(56 * 10 + 40),
                         56 * 56,
                         GEMM_F32_M0,
                         GEMM_F32_N0,
