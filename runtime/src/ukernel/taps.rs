@@ -122,8 +122,8 @@ struct Taps {
     columns: usize,
     offset: [isize; TAPS_MAX],
     valid: [u64; TAPS_MAX],
-    /// All ones where the tap's bit 48 (the spare column of a tile of three column vectors)
-    /// is valid, else none: the `asm!` steps' mask of that column's broadcast.
+    /// All ones where the tap's last column (the spare one of a tile of three column
+    /// vectors) is valid, else none: the `asm!` steps' mask of that column's broadcast.
     spare: [u16; TAPS_MAX],
 }
 
@@ -195,7 +195,11 @@ impl Taps {
             for (&cm, &at) in cols.iter().zip(&col_at).take(g.kw) {
                 taps.offset[t] = row_at + at;
                 taps.valid[t] = r & cm;
-                taps.spare[t] = if taps.valid[t] >> 48 & 1 != 0 { !0 } else { 0 };
+                taps.spare[t] = if taps.valid[t] >> (TAPS_COLUMNS - 1) & 1 != 0 {
+                    !0
+                } else {
+                    0
+                };
                 t += 1;
             }
         }
@@ -489,7 +493,7 @@ pub(super) mod x86 {
             concat!(
                 "vmovups zmm24{{{", $ma, "}}}{{z}}, [{p}", $col, "]\n",
                 "vmovups zmm25{{{", $mb, "}}}{{z}}, [{p}", $col, " + 64]\n",
-                "prefetcht0 [{b0} + 4096 + 32*", $t, "]\n",
+                "prefetcht0 [{b0} + {a_ahead} + 32*", $t, "]\n",
                 $pf, $t, "]\n",
                 $(
                     "vbroadcastss zmm26, dword ptr [{", $base, "} + 32*", $t, " + 4*", $i, "]\n",
@@ -557,6 +561,7 @@ pub(super) mod x86 {
                 m3 = in(kreg) $masks[1][1],
                 m4 = in(kreg) $masks[2][0],
                 m5 = in(kreg) $masks[2][1],
+                a_ahead = const 4 * A_AHEAD,
                 $(inout($z0) $acc[$k][0], inout($z1) $acc[$k][1],)*
                 out("zmm24") _,
                 out("zmm25") _,
@@ -599,7 +604,7 @@ pub(super) mod x86 {
                     geo,
                     masks,
                     n,
-                    "prefetcht0 [{b2} + 4096 + 32*",
+                    "prefetcht0 [{b2} + {a_ahead} + 32*",
                     [
                         ("b0", 0, "zmm0", "zmm1", 0),
                         ("b0", 1, "zmm2", "zmm3", 1),
@@ -675,7 +680,7 @@ pub(super) mod x86 {
                 "kmovw k4, word ptr [{tb} + 2*{t} + {spare}]",
                 "prefetcht0 [{ap} + {a_ahead}]",
                 "prefetcht0 [{p} + {ahead}]",
-                "prefetcht0 [{p} + {ahead} + 188]",
+                "prefetcht0 [{p} + {ahead} + {last}]",
                 $side,
                 "vmovups zmm24{{k1}}{{z}}, [{p}]",
                 "vmovups zmm25{{k2}}{{z}}, [{p} + 64]",
@@ -691,7 +696,7 @@ pub(super) mod x86 {
                 // The spare column: the step's A row (8 floats, the upper lanes zero) times
                 // its element, or zero where the tap is outside.
                 "vmovups ymm30, ymmword ptr [{ap}]",
-                "vbroadcastss zmm29{{k4}}{{z}}, dword ptr [{p} + 192]",
+                "vbroadcastss zmm29{{k4}}{{z}}, dword ptr [{p} + {spare_at}]",
                 "vfmadd231ps zmm28, zmm30, zmm29",
                 "add {ap}, 32",
                 "inc {t}",
@@ -718,6 +723,9 @@ pub(super) mod x86 {
                 spare = const std::mem::offset_of!(Taps, spare),
                 count = const std::mem::offset_of!(Taps, count),
                 a_ahead = const 4 * A_AHEAD,
+                // The last of the three vectors' columns, and the spare column.
+                last = const 4 * (TAPS_COLUMNS - 2),
+                spare_at = const 4 * (TAPS_COLUMNS - 1),
                 inout("zmm0") $acc[0][0], inout("zmm1") $acc[0][1], inout("zmm2") $acc[0][2],
                 inout("zmm3") $acc[1][0], inout("zmm4") $acc[1][1], inout("zmm5") $acc[1][2],
                 inout("zmm6") $acc[2][0], inout("zmm7") $acc[2][1], inout("zmm8") $acc[2][2],
@@ -839,22 +847,25 @@ pub(super) mod x86 {
             more = GEMM_ACCUMULATE;
         }
         // `whole3x3` (see `taps_avx512`) on two column vectors, without a side stream:
-        // [`nine_taps`].
-        let nine = whole3x3 && V == 2 && R == 0 && (ROWS == 12 || ROWS == 8) && side.is_empty();
+        // [`nine_taps`], with its tap rows' and columns' offsets (bytes) and its columns'
+        // masks.
+        let nine = (whole3x3 && V == 2 && R == 0 && (ROWS == 12 || ROWS == 8) && side.is_empty())
+            .then(|| {
+                let offset = |t: usize| 4 * taps.offset[t];
+                let rows_at = [0, 3, 6].map(offset);
+                let cols_at = [1, 2].map(|kx| offset(kx) - offset(0));
+                let cols: [[__mmask16; 2]; 3] =
+                    std::array::from_fn(|kx| std::array::from_fn(|g| half(taps.valid[kx], g)));
+                ((rows_at, cols_at, plane * 4), cols)
+            });
         // Three column vectors and the spare column over one panel: [`wide_steps`].
         let wide = V == 3 && R == 1 && ROWS == 8 && SPLIT == 8;
-        let offset = |t: usize| 4 * taps.offset[t];
-        let rows_at = [0, 3, 6].map(offset);
-        let cols_at = [1, 2].map(|kx| offset(kx) - offset(0));
-        let cols: [[__mmask16; 2]; 3] =
-            std::array::from_fn(|kx| std::array::from_fn(|g| half(taps.valid[kx], g)));
         loop {
             let mut acc = [[_mm512_setzero_ps(); V]; ROWS];
             let mut spare = [_mm512_setzero_ps(); R];
             let steps = chunk.min(k - done);
             done += steps;
-            if nine && steps > 0 {
-                let geo = (rows_at, cols_at, plane * 4);
+            if let Some((geo, cols)) = nine.filter(|_| steps > 0) {
                 // Rows `i < SPLIT` read `ap`'s row, the rest `bp`'s.
                 let b = match SPLIT {
                     4 => [ap, bp, bp.wrapping_add(4)],
@@ -890,7 +901,7 @@ pub(super) mod x86 {
                 };
                 side = side.at(at);
             }
-            for _ in 0..if nine || wide { 0 } else { steps } {
+            for _ in 0..if nine.is_some() || wide { 0 } else { steps } {
                 // SAFETY: t < count <= TAPS_MAX.
                 let (off, valid) =
                     unsafe { (*taps.offset.get_unchecked(t), *taps.valid.get_unchecked(t)) };
