@@ -260,36 +260,50 @@ fn dw(c: &mut Criterion) {
                 let Some(f) = table(isa).and_then(|t| t.dw_f32) else {
                     continue;
                 };
-                g.bench_function(
-                    BenchmarkId::new(isa.name(), format!("3x3s{s}w{w}")),
-                    |bench| {
+                // The plane whole, then in two bands of rows as the compiler cuts it
+                // (each band a plane of the input rows its windows reach).
+                for bands in [1usize, 2] {
+                    let name = match bands {
+                        1 => format!("3x3s{s}w{w}"),
+                        _ => format!("3x3s{s}w{w}/{bands}bands"),
+                    };
+                    g.bench_function(BenchmarkId::new(isa.name(), name), |bench| {
                         bench.iter(|| {
-                            // SAFETY: an h×w plane, a 3×3 kernel, an oh×ow output.
-                            unsafe {
-                                f(
-                                    x.as_ptr(),
-                                    h,
-                                    w,
-                                    wts.as_ptr(),
-                                    3,
-                                    3,
-                                    s,
-                                    s,
-                                    1,
-                                    1,
-                                    y.as_mut_ptr(),
-                                    oh,
-                                    ow,
-                                    0.5,
-                                    GEMM_CLAMP,
-                                    0.0,
-                                    6.0,
-                                )
-                            };
+                            let per = oh / bands;
+                            for b in 0..bands {
+                                let (r0, r1) = (b * per, (b + 1) * per);
+                                let first = (r0 * s) as isize - 1;
+                                let lo = first.max(0) as usize;
+                                let hi = ((r1 - 1) * s + 2).min(h);
+                                let pt = (lo as isize - first) as usize;
+                                // SAFETY: rows lo..hi of the h×w plane, a 3×3 kernel, rows
+                                // r0..r1 of the oh×ow output.
+                                unsafe {
+                                    f(
+                                        x.as_ptr().add(lo * w),
+                                        hi - lo,
+                                        w,
+                                        wts.as_ptr(),
+                                        3,
+                                        3,
+                                        s,
+                                        s,
+                                        pt,
+                                        1,
+                                        y.as_mut_ptr().add(r0 * ow),
+                                        r1 - r0,
+                                        ow,
+                                        0.5,
+                                        GEMM_CLAMP,
+                                        0.0,
+                                        6.0,
+                                    )
+                                };
+                            }
                             black_box(&mut y);
                         })
-                    },
-                );
+                    });
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 //! reduction chunks, partial channel panels, column tiles and rows per tile with run-time
 //! widths, the in-place 1×1 path, tasks of several tiles when the A panels exceed L2) and the direct path (depthwise, odd widths whose edge
 //! vectors store partial lanes; the padded-plane depthwise path, whose last vector of a row
-//! overlaps the one before), and inputs large enough for the micro-kernels' streaming hint.
+//! overlaps the one before; depthwise maps in bands of rows), and inputs large enough for the micro-kernels' streaming hint.
 
 mod common;
 
@@ -85,6 +85,13 @@ fn conv_epilogues_on_both_paths() {
         (1, 2, 4, 57, 2, 5, 1, 2, 2),
         (1, 2, 6, 139, 2, 7, 2, 3, 2),
         (1, 2, 3, 150, 2, 3, 1, 1, 2),
+        // Depthwise maps cut into bands of rows, a task each: two bands of 16 rows
+        // (stride 1 and 2, 5×5 and 7×7), four of 16 over two images.
+        (1, 3, 32, 40, 3, 3, 1, 1, 3),
+        (1, 3, 64, 70, 3, 3, 2, 1, 3),
+        (1, 2, 63, 80, 2, 5, 2, 2, 2),
+        (1, 2, 32, 48, 2, 7, 1, 3, 2),
+        (2, 2, 64, 36, 2, 3, 1, 1, 2),
         // Inputs beyond 8 MiB: the GEMM tile gets the `GEMM_STREAM` prefetch hint (the
         // in-place 1×1 GEMM); a large depthwise conv at stride 2.
         (2, 32, 184, 184, 16, 1, 1, 0, 1),

@@ -164,8 +164,10 @@ pub unsafe extern "C" fn dw_generic(
 }
 
 /// Output rows the AVX-512 variant computes together: their vectors are independent FMA
-/// chains, and they share each input row's shifted blocks.
-const BAND: usize = 4;
+/// chains, and they share each input row's shifted blocks. A caller that cuts a plane into
+/// bands of rows (one call each) keeps them multiples of this: the rows left over run one by
+/// one, at up to twice the cost a row.
+pub const BAND: usize = 4;
 /// Most edge vectors (a store or a column group crossing a row's end) the AVX-512 variant holds
 /// masks for.
 const MAX_EDGES: usize = 8;

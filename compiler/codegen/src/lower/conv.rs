@@ -3,7 +3,8 @@
 //!
 //! Structure: one task per image, group and block of up to [`OC_BLOCK`] output channels (the
 //! kernel's parallel tasks, see [`crate::abi`]; a task's instructions do not depend on which
-//! other tasks run with it). Output rows split into runs with one static kernel-row range
+//! other tasks run with it); a depthwise conv on rows wider than 32 has one per image, band of
+//! output rows and channel instead ([`row_bands`]). Output rows split into runs with one static kernel-row range
 //! ([`super::window`]); each output row is cut into f32x4 vectors of 4 adjacent columns from
 //! column 0. Interior vectors (every tap of every lane inside the input) run in loops, in
 //! register tiles of the block's channels × [`vecs`] vectors; the other vectors (at most a few
@@ -41,6 +42,7 @@ use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, 
 use cranelift_frontend::Variable;
 use dync_ir::ops::{Act, Clamp, Conv, UnaryKind};
 use dync_ir::TensorType;
+use dync_runtime::ukernel::dw::BAND as DW_BAND;
 
 /// Output channels per register tile.
 pub(crate) const OC_BLOCK: usize = 4;
@@ -139,9 +141,9 @@ fn blocks(og: usize) -> usize {
 }
 
 /// The tasks of `op`'s convolution of `x` [N, C, H, W] into `y` [N, O, OH, OW] with weights
-/// `w` (one per image, group and block of output channels, or per image and block of channels
-/// of a depthwise conv in channel blocks, [`super::conv_dw::block_geo`]; 1 when there is
-/// nothing to compute).
+/// `w` (one per image, group, block of output channels and band of rows ([`row_bands`]), or
+/// per image and block of channels of a depthwise conv in channel blocks,
+/// [`super::conv_dw::block_geo`]; 1 when there is nothing to compute).
 pub(crate) fn tasks(op: &Conv, x: &TensorType, w: &TensorType, y: &TensorType) -> usize {
     let og = y.shape[1].checked_div(op.group).unwrap_or(0);
     let attrs = (op.strides, op.pads, op.dilations);
@@ -149,9 +151,56 @@ pub(crate) fn tasks(op: &Conv, x: &TensorType, w: &TensorType, y: &TensorType) -
         match super::conv_dw::block_geo(&x.shape, &y.shape, &w.shape, attrs, op.group, op.residual)
         {
             Some(_) => super::conv_dw::channel_blocks(op.group),
-            None => op.group * blocks(og),
+            None => op.group * blocks(og) * row_bands(op, &w.shape, &y.shape),
         };
     (x.shape[0] * per_image).max(1)
+}
+
+/// Output rows per band of a depthwise conv cut into row bands ([`row_bands`]) at least.
+const BAND_ROWS: usize = 16;
+/// The most row bands of a depthwise conv.
+const MAX_BANDS: usize = 8;
+
+/// The row bands each channel of a depthwise conv (weights `ws`, result `ys` [N, O, OH, OW])
+/// is cut into, one task each: the most, up to [`MAX_BANDS`] and a power of two, whose bands
+/// have the same rows, a multiple of the depthwise micro-kernel's band of rows
+/// (`dync_runtime::ukernel::dw::BAND`, whose leftover rows run one by one at up to twice the
+/// cost a row) and at least [`BAND_ROWS`]; 1 for other convs and for maps that
+/// [`super::conv_dw`] takes (rows of at most 32), whose planes it copies whole.
+///
+/// Why: the convs around a depthwise one (MobileNetV2's expansion and projection) split their
+/// tasks by positions, so under the pool's home ranges each thread writes and reads one band
+/// of rows of every channel; tasks of whole channels read half of each plane from the other
+/// core's cache, and the projection after them half of its input. Tasks are band-major
+/// (band, then channel), so that a thread's home range is the same rows of all channels.
+fn row_bands(op: &Conv, ws: &[usize], ys: &[usize]) -> usize {
+    let ([_, o, oh, ow], [_, 1, _, _]) = (ys, ws) else {
+        return 1;
+    };
+    if *o != op.group || op.dilations != [1, 1] || *ow <= super::conv_dw::MAX_WIDTH {
+        return 1;
+    }
+    let fits = |b: usize| oh % (b * DW_BAND) == 0 && oh / b >= BAND_ROWS;
+    (1..=MAX_BANDS.ilog2())
+        .rev()
+        .map(|e| 1 << e)
+        .find(|&b| fits(b))
+        .unwrap_or(1)
+}
+
+/// Output rows `r0 .. r1` of band `band` of `bands` ([`row_bands`], which divides `oh`).
+fn band_rows(k: &mut Kernel, g: &Geo, band: Value, bands: usize) -> LResult<Rows> {
+    let per = as_i64(g.oh / bands)?;
+    let r0 = k.b.ins().imul_imm_s(band, per);
+    let r1 = k.add_imm(r0, per);
+    Ok(Rows { r0, r1 })
+}
+
+/// A band of output rows `r0 .. r1` (I64 values) that a depthwise task computes.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows {
+    r0: Value,
+    r1: Value,
 }
 
 /// Blocks of output channels of all groups: the tasks of one image.
@@ -184,6 +233,19 @@ pub(crate) fn lower(k: &mut Kernel, op: &Conv) -> LResult {
             super::conv_dw::channels(k, &g, &geo, n, blk)
         });
     }
+    let bands = row_bands(op, &w, &y);
+    if bands > 1 {
+        // Depthwise: block r of an image is channel r mod O of band r div O.
+        let per_image = as_i64(bands * g.o)?;
+        return k.for_tasks(|k, t| {
+            let n = k.b.ins().udiv_imm_u(t, per_image);
+            let r = k.b.ins().urem_imm_u(t, per_image);
+            let band = k.b.ins().udiv_imm_u(r, as_i64(g.o)?);
+            let oc = k.b.ins().urem_imm_u(r, as_i64(g.o)?);
+            let rows = band_rows(k, &g, band, bands)?;
+            conv_channels(k, &g, n, (oc, oc), 1, Some(rows))
+        });
+    }
     let per_image = as_i64(blocks_per_image(&g))?;
     k.for_tasks(|k, t| {
         let n = k.b.ins().udiv_imm_u(t, per_image);
@@ -195,7 +257,7 @@ pub(crate) fn lower(k: &mut Kernel, op: &Conv) -> LResult {
 /// All outputs of block `r` (of [`blocks_per_image`], group-major) of image `n`.
 fn conv_block(k: &mut Kernel, g: &Geo, n: Value, r: Value) -> LResult {
     for_block(k, g, r, &mut |k, grp, oc0, nb| {
-        conv_channels(k, g, n, grp, oc0, nb)
+        conv_channels(k, g, n, (grp, oc0), nb, None)
     })
 }
 
@@ -236,28 +298,36 @@ pub(crate) fn for_block(
     }
 }
 
-/// All outputs of the `nb` channels from `oc0` (of group `grp`) of image `n`.
+/// The outputs of the `nb` channels from `oc0` (of group `grp`) of image `n`: all of them, or
+/// the rows `band` of a depthwise channel ([`row_bands`]; not a map that
+/// [`super::conv_dw`] takes).
 pub(crate) fn conv_channels(
     k: &mut Kernel,
     g: &Geo,
     n: Value,
-    grp: Value,
-    oc0: Value,
+    (grp, oc0): (Value, Value),
     nb: usize,
+    band: Option<Rows>,
 ) -> LResult {
     let own = |k: &mut Kernel| {
         if nb == 1 && super::conv_dw::applies(g) {
+            if band.is_some() {
+                return Err(crate::error::CodegenError::cranelift(
+                    &k.name,
+                    "a row band of a map the padded-plane path takes",
+                ));
+            }
             return super::conv_dw::channel(k, g, n, oc0);
         }
         let (rows, cols) = (g.ay.segments(), g.ax.segments());
-        block(k, g, &rows, &cols, n, grp, oc0, nb)
+        block(k, g, (&rows, band), &cols, n, grp, oc0, nb)
     };
     let f = if nb == 1 && dw_kernel_applies(g) {
         k.dw_fn()
     } else {
         None
     };
-    k.ukernel_or(f, |k, f| dw_kernel_call(k, g, n, oc0, f), own)
+    k.ukernel_or(f, |k, f| dw_kernel_call(k, g, n, (oc0, band), f), own)
 }
 
 /// Whether a depthwise block of one channel calls the depthwise micro-kernel
@@ -281,7 +351,17 @@ pub(crate) fn dw_kernel_applies(g: &Geo) -> bool {
 
 /// Channel `oc` of image `n` by the depthwise micro-kernel `f`: the plane with the bias, the
 /// clamp and SiLU in the call; HardSwish as a pass over the plane after it.
-fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LResult {
+///
+/// A band of output rows `r0 .. r1` ([`row_bands`]) is the kernel's plane of its own: the input
+/// rows its windows reach (`r0·sy − pt ..`, clipped to the plane) with the top padding that is
+/// left, so that each output sums the same taps in the same chains and gets the same bits.
+fn dw_kernel_call(
+    k: &mut Kernel,
+    g: &Geo,
+    n: Value,
+    (oc, band): (Value, Option<Rows>),
+    f: Value,
+) -> LResult {
     let (w, bias) = channel_params(k, g, n, oc)?;
     let taps = k.iconst(as_i64(g.kh * g.kw)?);
     let wp = k.span_addr(g.weights.0, w, taps);
@@ -291,37 +371,58 @@ fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LRe
         let at = k.b.ins().iadd(at, oc);
         Ok(k.b.ins().imul_imm_s(at, as_i64(size)?))
     };
+    let (sy, pt) = (as_i64(g.ay.stride)?, as_i64(g.ay.pad_begin)?);
+    // Input rows `lo .. hi`, the top padding left and output rows `r0 .. r1`.
+    let (lo, hi, pad, r0, r1) = match band {
+        None => {
+            let zero = k.iconst(0);
+            let h = k.iconst(as_i64(g.h)?);
+            let pad = k.iconst(pt);
+            let oh = k.iconst(as_i64(g.oh)?);
+            (zero, h, pad, zero, oh)
+        }
+        Some(Rows { r0, r1 }) => {
+            // First row read: r0·sy − pt (signed), at least 0; one past the last: (r1 − 1)·sy
+            // − pt + kh, at most h. Shape inference bounds both by the padded extent.
+            let first = k.b.ins().imul_imm_s(r0, sy);
+            let first = k.add_imm(first, -pt);
+            let zero = k.iconst(0);
+            let lo = k.b.ins().smax(first, zero);
+            let pad = k.b.ins().isub(lo, first);
+            let end = k.b.ins().imul_imm_s(r1, sy);
+            let end = k.add_imm(end, as_i64(g.kh)? - sy - pt);
+            let h = k.iconst(as_i64(g.h)?);
+            let hi = k.b.ins().smin(end, h);
+            (lo, hi, pad, r0, r1)
+        }
+    };
+    let h = k.b.ins().isub(hi, lo);
+    let oh = k.b.ins().isub(r1, r0);
     let xi = plane(k, g.c, g.h * g.w)?;
-    let len = k.iconst(as_i64(g.h * g.w)?);
+    let xi = k.mul_add(xi, lo, as_i64(g.w)?);
+    let len = k.b.ins().imul_imm_s(h, as_i64(g.w)?);
     let xp = k.span_addr(BufId::In(0), xi, len);
     let yi = plane(k, g.o, g.oh * g.ow)?;
-    let len = k.iconst(as_i64(g.oh * g.ow)?);
+    let yi = k.mul_add(yi, r0, as_i64(g.ow)?);
+    let len = k.b.ins().imul_imm_s(oh, as_i64(g.ow)?);
     let yp = k.span_addr(BufId::Out, yi, len);
     let ptr = k.b.func.dfg.value_type(xp);
     let sig =
         k.b.import_signature(crate::abi::dw_signature(k.call_conv(), ptr));
-    let mut args = vec![xp];
-    for d in [g.h, g.w] {
+    let width = k.iconst(as_i64(g.w)?);
+    let mut args = vec![xp, h, width, wp];
+    for d in [g.kh, g.kw, g.ay.stride, g.ax.stride] {
         args.push(k.iconst(as_i64(d)?));
     }
-    args.push(wp);
-    for d in [
-        g.kh,
-        g.kw,
-        g.ay.stride,
-        g.ax.stride,
-        g.ay.pad_begin,
-        g.ax.pad_begin,
-    ] {
-        args.push(k.iconst(as_i64(d)?));
-    }
+    args.push(pad);
+    args.push(k.iconst(as_i64(g.ax.pad_begin)?));
     args.push(yp);
-    dw_out_args(k, g, bias, &[Act::Silu], &mut args)?;
+    dw_out_args(k, g, oh, bias, &[Act::Silu], &mut args)?;
     k.b.ins().call_indirect(sig, f, &args);
     match g.act {
         Some(a @ Act::HardSwish) => {
-            let (rows, cols) = (k.iconst(1), k.iconst(as_i64(g.oh * g.ow)?));
-            act_region(k, a, (yi, rows, cols, g.oh * g.ow))
+            let rows = k.iconst(1);
+            act_region(k, a, (yi, rows, len, g.oh * g.ow))
         }
         Some(Act::Silu) | None => Ok(()),
     }
@@ -334,14 +435,14 @@ fn dw_kernel_call(k: &mut Kernel, g: &Geo, n: Value, oc: Value, f: Value) -> LRe
 pub(crate) fn dw_out_args(
     k: &mut Kernel,
     g: &Geo,
+    oh: Value,
     bias: Option<Value>,
     in_call: &[Act],
     args: &mut Vec<Value>,
 ) -> LResult {
     let mut flags = 0;
-    for d in [g.oh, g.ow] {
-        args.push(k.iconst(as_i64(d)?));
-    }
+    args.push(oh);
+    args.push(k.iconst(as_i64(g.ow)?));
     if g.clamp.is_some() {
         flags |= dync_runtime::ukernel::GEMM_CLAMP;
     }
@@ -384,12 +485,13 @@ pub(crate) fn weights_at(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResul
     Ok(k.add_imm(wb, g.weights.1))
 }
 
-/// All outputs of `nb` channels starting at `oc0` of image `n`, group `grp`.
+/// The outputs of `nb` channels starting at `oc0` of image `n`, group `grp`: all rows, or those
+/// of `band` (each row segment's loop clipped to it).
 #[allow(clippy::too_many_arguments)]
 fn block(
     k: &mut Kernel,
     g: &Geo,
-    rows: &[Segment],
+    (rows, band): (&[Segment], Option<Rows>),
     cols: &[Segment],
     n: Value,
     grp: Value,
@@ -431,7 +533,7 @@ fn block(
     };
     let wide_end = ja + (jb - ja) / vecs * vecs;
     for rs in rows {
-        k.loop_range(rs.start, rs.end, 1, |k, oy| {
+        let row = |k: &mut Kernel, oy: Value| {
             let t = TileAt {
                 xg,
                 yn,
@@ -453,11 +555,34 @@ fn block(
                 tile(k, g, rs, &t, Cols::Edge(j * LANES), nb, 1)?;
             }
             Ok(())
-        })?;
+        };
+        match band {
+            None => k.loop_range(rs.start, rs.end, 1, row)?,
+            Some(Rows { r0, r1 }) => {
+                let start = k.iconst(as_i64(rs.start)?);
+                let end = k.iconst(as_i64(rs.end)?);
+                let lo = k.b.ins().umax(r0, start);
+                let hi = k.b.ins().umin(r1, end);
+                k.loop_dyn(lo, hi, row)?;
+            }
+        }
     }
     let at = k.b.ins().imul_imm_s(oc0, as_i64(g.oh * g.ow)?);
     let at = k.b.ins().iadd(at, yn);
-    separate_act(k, g, at, nb)
+    match band {
+        None => separate_act(k, g, at, nb),
+        Some(Rows { r0, r1 }) => match g.act.filter(|&a| separate_pass(a)) {
+            // One channel (a band is depthwise): its rows r0 .. r1.
+            Some(a) => {
+                let at = k.mul_add(at, r0, as_i64(g.ow)?);
+                let rows = k.b.ins().isub(r1, r0);
+                let len = k.b.ins().imul_imm_s(rows, as_i64(g.ow)?);
+                let one = k.iconst(1);
+                act_region(k, a, (at, one, len, g.oh * g.ow))
+            }
+            None => Ok(()),
+        },
+    }
 }
 
 /// The activation's separate pass ([`separate_pass`]), if it has one, over the `nb` finished

@@ -49,7 +49,7 @@ use dync_runtime::ukernel::{GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
 
 /// Widest output rows that take this path: on wider ones the direct path has few edge vectors
 /// and no copy to make, and measured as fast or faster (56 and 112 wide).
-const MAX_WIDTH: usize = 32;
+pub(crate) const MAX_WIDTH: usize = 32;
 /// Largest padded plane (floats) held on the stack (32 KB, within L1).
 const MAX_PLANE: usize = 8 * 1024;
 /// Output vectors (independent FMA chains) per step: rows are taken together until a step has
@@ -348,7 +348,8 @@ fn kernel_call(
     } else {
         &[Act::HardSwish]
     };
-    dw_out_args(k, g, bias, in_call, &mut args)?;
+    let oh = k.iconst(as_i64(g.oh)?);
+    dw_out_args(k, g, oh, bias, in_call, &mut args)?;
     k.b.ins().call_indirect(sig, f, &args);
     Ok(())
 }

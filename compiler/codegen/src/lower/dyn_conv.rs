@@ -113,7 +113,9 @@ pub(crate) fn lower(k: &mut Kernel, op: &DynConv) -> LResult {
                 let oc = k.add_imm(oc0, as_i64(j)?);
                 mix.every_image(k, oc)?;
             }
-            k.loop_n(batch, |k, n| conv_channels(k, &geo, n, grp, oc0, nb))
+            k.loop_n(batch, |k, n| {
+                conv_channels(k, &geo, n, (grp, oc0), nb, None)
+            })
         })
     })
 }
