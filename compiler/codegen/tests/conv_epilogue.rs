@@ -4,7 +4,8 @@
 //! reduction chunks, partial channel panels, column tiles and rows per tile with run-time
 //! widths, the in-place 1×1 path, tasks of several tiles when the A panels exceed L2) and the direct path (depthwise, odd widths whose edge
 //! vectors store partial lanes; the padded-plane depthwise path, whose last vector of a row
-//! overlaps the one before; depthwise maps in bands of rows), and inputs large enough for the micro-kernels' streaming hint.
+//! overlaps the one before; depthwise maps in bands of rows), and inputs large enough for the
+//! micro-kernels' streaming hint.
 
 mod common;
 

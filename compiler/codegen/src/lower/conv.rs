@@ -2,17 +2,17 @@
 //! for any groups, strides, dilations and pads.
 //!
 //! Structure: one task per image, group and block of up to [`OC_BLOCK`] output channels (the
-//! kernel's parallel tasks, see [`crate::abi`]; a task's instructions do not depend on which
-//! other tasks run with it); a depthwise conv on rows wider than 32 has one per image, band of
-//! output rows and channel instead ([`row_bands`]). Output rows split into runs with one static kernel-row range
-//! ([`super::window`]); each output row is cut into f32x4 vectors of 4 adjacent columns from
-//! column 0. Interior vectors (every tap of every lane inside the input) run in loops, in
-//! register tiles of the block's channels × [`vecs`] vectors; the other vectors (at most a few
-//! per row: the padding and the row end) are edge vectors at static columns, whose input
-//! vectors come from in-bounds windows of the input row shuffled into place with zeros in the
-//! padding lanes (the zero padding itself, multiplied in: only an infinite or NaN weight makes
-//! that differ from skipping the tap), and which store only the lanes inside the row. So
-//! padding is never tested at run time and no access leaves its row.
+//! kernel's parallel tasks, see [`crate::abi`]; a task's instructions do not depend on which other
+//! tasks run with it); a depthwise conv on rows wider than 32 has one per image, band of output
+//! rows and channel instead ([`row_bands`]). Output rows split into runs with one static kernel-row
+//! range ([`super::window`]); each output row is cut into f32x4 vectors of 4 adjacent columns from
+//! column 0. Interior vectors (every tap of every lane inside the input) run in loops, in register
+//! tiles of the block's channels × [`vecs`] vectors; the other vectors (at most a few per row: the
+//! padding and the row end) are edge vectors at static columns, whose input vectors come from
+//! in-bounds windows of the input row shuffled into place with zeros in the padding lanes (the zero
+//! padding itself, multiplied in: only an infinite or NaN weight makes that differ from skipping
+//! the tap), and which store only the lanes inside the row. So padding is never tested at run time
+//! and no access leaves its row.
 //!
 //! Input vectors: one load for stride 1; for strides 2 and 3 two loads spanning exactly the
 //! first to the last element read and one shuffle; lane by lane beyond. Per tap each channel's
@@ -203,6 +203,19 @@ pub(crate) struct Rows {
     r1: Value,
 }
 
+impl Rows {
+    /// `band`, or every output row.
+    fn or_all(band: Option<Rows>, k: &mut Kernel, g: &Geo) -> LResult<Rows> {
+        match band {
+            Some(b) => Ok(b),
+            None => Ok(Rows {
+                r0: k.iconst(0),
+                r1: k.iconst(as_i64(g.oh)?),
+            }),
+        }
+    }
+}
+
 /// Blocks of output channels of all groups: the tasks of one image.
 pub(crate) fn blocks_per_image(g: &Geo) -> usize {
     g.group * blocks(g.og)
@@ -372,30 +385,19 @@ fn dw_kernel_call(
         Ok(k.b.ins().imul_imm_s(at, as_i64(size)?))
     };
     let (sy, pt) = (as_i64(g.ay.stride)?, as_i64(g.ay.pad_begin)?);
-    // Input rows `lo .. hi`, the top padding left and output rows `r0 .. r1`.
-    let (lo, hi, pad, r0, r1) = match band {
-        None => {
-            let zero = k.iconst(0);
-            let h = k.iconst(as_i64(g.h)?);
-            let pad = k.iconst(pt);
-            let oh = k.iconst(as_i64(g.oh)?);
-            (zero, h, pad, zero, oh)
-        }
-        Some(Rows { r0, r1 }) => {
-            // First row read: r0·sy − pt (signed), at least 0; one past the last: (r1 − 1)·sy
-            // − pt + kh, at most h. Shape inference bounds both by the padded extent.
-            let first = k.b.ins().imul_imm_s(r0, sy);
-            let first = k.add_imm(first, -pt);
-            let zero = k.iconst(0);
-            let lo = k.b.ins().smax(first, zero);
-            let pad = k.b.ins().isub(lo, first);
-            let end = k.b.ins().imul_imm_s(r1, sy);
-            let end = k.add_imm(end, as_i64(g.kh)? - sy - pt);
-            let h = k.iconst(as_i64(g.h)?);
-            let hi = k.b.ins().smin(end, h);
-            (lo, hi, pad, r0, r1)
-        }
-    };
+    let Rows { r0, r1 } = Rows::or_all(band, k, g)?;
+    // Input rows `lo .. hi` and the top padding left. First row read: r0·sy − pt (signed), at
+    // least 0; one past the last: (r1 − 1)·sy − pt + kh, at most h (the rows past it are
+    // never read). Shape inference bounds both by the padded extent.
+    let first = k.b.ins().imul_imm_s(r0, sy);
+    let first = k.add_imm(first, -pt);
+    let zero = k.iconst(0);
+    let lo = k.b.ins().smax(first, zero);
+    let pad = k.b.ins().isub(lo, first);
+    let end = k.b.ins().imul_imm_s(r1, sy);
+    let end = k.add_imm(end, as_i64(g.kh)? - sy - pt);
+    let h = k.iconst(as_i64(g.h)?);
+    let hi = k.b.ins().smin(end, h);
     let h = k.b.ins().isub(hi, lo);
     let oh = k.b.ins().isub(r1, r0);
     let xi = plane(k, g.c, g.h * g.w)?;
@@ -569,30 +571,28 @@ fn block(
     }
     let at = k.b.ins().imul_imm_s(oc0, as_i64(g.oh * g.ow)?);
     let at = k.b.ins().iadd(at, yn);
-    match band {
-        None => separate_act(k, g, at, nb),
-        Some(Rows { r0, r1 }) => match g.act.filter(|&a| separate_pass(a)) {
-            // One channel (a band is depthwise): its rows r0 .. r1.
-            Some(a) => {
-                let at = k.mul_add(at, r0, as_i64(g.ow)?);
-                let rows = k.b.ins().isub(r1, r0);
-                let len = k.b.ins().imul_imm_s(rows, as_i64(g.ow)?);
-                let one = k.iconst(1);
-                act_region(k, a, (at, one, len, g.oh * g.ow))
-            }
-            None => Ok(()),
-        },
-    }
+    separate_act(k, g, at, nb, band)
 }
 
 /// The activation's separate pass ([`separate_pass`]), if it has one, over the `nb` finished
-/// output planes from element `at`: one pass, in L1 or L2 (a pass per output row cost a
-/// micro-kernel call per row, on depthwise 56-wide rows most of the SiLU's time).
-pub(crate) fn separate_act(k: &mut Kernel, g: &Geo, at: Value, nb: usize) -> LResult {
+/// output planes from element `at` (their rows `band`, or all): one pass, in L1 or L2 (a pass
+/// per output row cost a micro-kernel call per row, on depthwise 56-wide rows most of the
+/// SiLU's time).
+pub(crate) fn separate_act(
+    k: &mut Kernel,
+    g: &Geo,
+    at: Value,
+    nb: usize,
+    band: Option<Rows>,
+) -> LResult {
     if let Some(a) = g.act.filter(|&a| separate_pass(a)) {
         let plane = g.oh * g.ow;
-        let (rows, cols) = (k.iconst(as_i64(nb)?), k.iconst(as_i64(plane)?));
-        act_region(k, a, (at, rows, cols, plane))?;
+        let Rows { r0, r1 } = Rows::or_all(band, k, g)?;
+        let at = k.mul_add(at, r0, as_i64(g.ow)?);
+        let rows = k.b.ins().isub(r1, r0);
+        let cols = k.b.ins().imul_imm_s(rows, as_i64(g.ow)?);
+        let planes = k.iconst(as_i64(nb)?);
+        act_region(k, a, (at, planes, cols, plane))?;
     }
     Ok(())
 }

@@ -288,7 +288,7 @@ pub(crate) fn channel(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult {
             let oy = k.iconst(as_i64(full)?);
             rows(k, g, &plane, (buf, w, bias), y_chan, oy, g.oh - full, &cols)?;
         }
-        separate_act(k, g, y_chan, 1)
+        separate_act(k, g, y_chan, 1, None)
     };
     // The micro-kernel's epilogue has no residual: a fused one keeps the own code.
     let f = if g.residual.is_none() && g.ow > 8 {
@@ -301,7 +301,7 @@ pub(crate) fn channel(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult {
         if in_call_silu(g) {
             Ok(())
         } else {
-            separate_act(k, g, y_chan, 1)
+            separate_act(k, g, y_chan, 1, None)
         }
     };
     k.ukernel_or(f, call, own)
