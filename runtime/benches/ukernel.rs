@@ -16,7 +16,7 @@
 //! --measurement-time 3`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dync_runtime::ukernel::{table, Isa, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0};
+use dync_runtime::ukernel::{table, Isa, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0, GEMM_SILU};
 use std::hint::black_box;
 
 /// Deterministic, non-trivial values in [-1, 1).
@@ -310,6 +310,60 @@ fn dw(c: &mut Criterion) {
     g.finish();
 }
 
+/// Output elements per second of each small-map depthwise variant, the plane's padding
+/// included: MobileNetV2's 3×3 depthwise convs on 28×28 and 14×14 maps (stride 1, and stride 2
+/// from twice the size) with ReLU6, and EfficientNet's 5×5 on 28×28 with SiLU.
+fn dwp(c: &mut Criterion) {
+    let mut g = c.benchmark_group("dwp_f32");
+    for (ow, k, s, flags) in [
+        (28usize, 3usize, 1usize, GEMM_CLAMP),
+        (28, 3, 2, GEMM_CLAMP),
+        (14, 3, 1, GEMM_CLAMP),
+        (14, 3, 2, GEMM_CLAMP),
+        (28, 5, 1, GEMM_SILU),
+    ] {
+        let w = ow * s;
+        let x = data(w * w, 11);
+        let wts = data(k * k, 12);
+        let mut y = vec![0f32; ow * ow];
+        g.throughput(Throughput::Elements((ow * ow) as u64));
+        for isa in Isa::ALL {
+            let Some(f) = table(isa).and_then(|t| t.dwp_f32) else {
+                continue;
+            };
+            let name = format!("{k}x{k}s{s}w{ow}");
+            g.bench_function(BenchmarkId::new(isa.name(), name), |bench| {
+                bench.iter(|| {
+                    // SAFETY: the w×w plane, a k×k kernel, the ow×ow output.
+                    unsafe {
+                        f(
+                            x.as_ptr(),
+                            w,
+                            w,
+                            wts.as_ptr(),
+                            k,
+                            k,
+                            s,
+                            s,
+                            k / 2,
+                            k / 2,
+                            y.as_mut_ptr(),
+                            ow,
+                            ow,
+                            0.5,
+                            flags,
+                            0.0,
+                            6.0,
+                        )
+                    };
+                    black_box(&mut y);
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 /// Outputs per second of each channel-block depthwise variant: 16 channels of a 7×7 map, a 5×5
 /// kernel with SiLU (EfficientNet's last stage).
 fn dwc(c: &mut Criterion) {
@@ -349,7 +403,7 @@ fn dwc(c: &mut Criterion) {
                         y.as_mut_ptr(),
                         49,
                         DWC_CHANNELS,
-                        dync_runtime::ukernel::GEMM_SILU,
+                        GEMM_SILU,
                         0.0,
                         0.0,
                     )
@@ -511,5 +565,5 @@ fn taps(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tile, fma_peak, silu, mix, mix_images, dw, dwc, gemv, taps);
+criterion_group!(benches, tile, fma_peak, silu, mix, mix_images, dw, dwp, dwc, gemv, taps);
 criterion_main!(benches);

@@ -169,18 +169,15 @@ pub fn mix_signature(call_conv: CallConv, ptr: Type) -> Signature {
     s
 }
 
-/// Signature of the depthwise kernel (`dync_runtime::ukernel::dw::DwF32Fn`): `x, h, w, wts,
-/// kh, kw, sy, sx, pt, pl, y, oh, ow` pointer-sized, then `bias: f32`, `flags: u32`, `lo: f32`,
-/// `hi: f32`, no result.
+/// Signature of the depthwise kernels (`dync_runtime::ukernel::dw::DwF32Fn`, and `dwp`'s, the
+/// same arguments): `x, h, w, wts, kh, kw, sy, sx, pt, pl, y, oh, ow` pointer-sized, then
+/// `bias: f32`, `flags: u32`, `lo: f32`, `hi: f32`, no result.
 pub fn dw_signature(call_conv: CallConv, ptr: Type) -> Signature {
-    depthwise_signature(call_conv, ptr, 13)
-}
-
-/// Signature of the small-map depthwise kernel (`dync_runtime::ukernel::dwp::DwpF32Fn`):
-/// `plane, len, phases, sy, wts, kh, kw, y, oh, ow` pointer-sized, then `bias: f32`,
-/// `flags: u32`, `lo: f32`, `hi: f32`, no result.
-pub fn dwp_signature(call_conv: CallConv, ptr: Type) -> Signature {
-    depthwise_signature(call_conv, ptr, 10)
+    let mut s = Signature::new(call_conv);
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 13));
+    s.params
+        .extend([types::F32, types::I32, types::F32, types::F32].map(AbiParam::new));
+    s
 }
 
 /// Signature of the channel-block depthwise kernel (`dync_runtime::ukernel::dwc::DwcF32Fn`):
@@ -191,17 +188,6 @@ pub fn dwc_signature(call_conv: CallConv, ptr: Type) -> Signature {
     s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 9));
     s.params
         .extend([types::I32, types::F32, types::F32].map(AbiParam::new));
-    s
-}
-
-/// `pointers` pointer-sized parameters, then the depthwise kernels' epilogue `bias: f32`,
-/// `flags: u32`, `lo: f32`, `hi: f32`, no result.
-fn depthwise_signature(call_conv: CallConv, ptr: Type, pointers: usize) -> Signature {
-    let mut s = Signature::new(call_conv);
-    s.params
-        .extend(std::iter::repeat_n(AbiParam::new(ptr), pointers));
-    s.params
-        .extend([types::F32, types::I32, types::F32, types::F32].map(AbiParam::new));
     s
 }
 

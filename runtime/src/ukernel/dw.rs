@@ -358,7 +358,7 @@ pub(super) mod x86 {
     }
 
     /// Bits `j` of a 16-lane mask for which `0 <= c + j < w`.
-    fn valid(c: isize, w: usize) -> __mmask16 {
+    pub(in crate::ukernel) fn valid(c: isize, w: usize) -> __mmask16 {
         let lo = (-c).clamp(0, 16);
         let hi = (w as isize - c).clamp(0, 16);
         if hi <= lo {

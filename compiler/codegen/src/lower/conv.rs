@@ -364,10 +364,6 @@ pub(crate) fn dw_kernel_applies(g: &Geo) -> bool {
 
 /// Channel `oc` of image `n` by the depthwise micro-kernel `f`: the plane with the bias, the
 /// clamp and SiLU in the call; HardSwish as a pass over the plane after it.
-///
-/// A band of output rows `r0 .. r1` ([`row_bands`]) is the kernel's plane of its own: the input
-/// rows its windows reach (`r0·sy − pt ..`, clipped to the plane) with the top padding that is
-/// left, so that each output sums the same taps in the same chains and gets the same bits.
 fn dw_kernel_call(
     k: &mut Kernel,
     g: &Geo,
@@ -375,6 +371,32 @@ fn dw_kernel_call(
     (oc, band): (Value, Option<Rows>),
     f: Value,
 ) -> LResult {
+    let (yi, len) = depthwise_call(k, g, n, (oc, band), f, &[Act::Silu])?;
+    match g.act {
+        Some(a @ Act::HardSwish) => {
+            let rows = k.iconst(1);
+            act_region(k, a, (yi, rows, len, g.oh * g.ow))
+        }
+        Some(Act::Silu) | None => Ok(()),
+    }
+}
+
+/// Channel `oc` of image `n` by a depthwise micro-kernel `f` with the arguments of
+/// [`crate::abi::dw_signature`] (`dync_runtime::ukernel::dw`'s or `dwp`'s), the bias, the clamp
+/// and the activations of `in_call` applied by the call; returns the first output element and
+/// the number written, for a pass over them.
+///
+/// A band of output rows `r0 .. r1` ([`row_bands`]) is the kernel's plane of its own: the input
+/// rows its windows reach (`r0·sy − pt ..`, clipped to the plane) with the top padding that is
+/// left, so that each output sums the same taps in the same chains and gets the same bits.
+pub(crate) fn depthwise_call(
+    k: &mut Kernel,
+    g: &Geo,
+    n: Value,
+    (oc, band): (Value, Option<Rows>),
+    f: Value,
+    in_call: &[Act],
+) -> LResult<(Value, Value)> {
     let (w, bias) = channel_params(k, g, n, oc)?;
     let taps = k.iconst(as_i64(g.kh * g.kw)?);
     let wp = k.span_addr(g.weights.0, w, taps);
@@ -419,22 +441,15 @@ fn dw_kernel_call(
     args.push(pad);
     args.push(k.iconst(as_i64(g.ax.pad_begin)?));
     args.push(yp);
-    dw_out_args(k, g, oh, bias, &[Act::Silu], &mut args)?;
+    dw_out_args(k, g, oh, bias, in_call, &mut args)?;
     k.b.ins().call_indirect(sig, f, &args);
-    match g.act {
-        Some(a @ Act::HardSwish) => {
-            let rows = k.iconst(1);
-            act_region(k, a, (yi, rows, len, g.oh * g.ow))
-        }
-        Some(Act::Silu) | None => Ok(()),
-    }
+    Ok((yi, len))
 }
 
-/// The last arguments of a depthwise micro-kernel call (`dync_runtime::ukernel::dw` and
-/// `dwp`), pushed onto `args`: `oh, ow`, the bias (0 without one), the flags (the clamp, and
+/// The last arguments of a depthwise micro-kernel call ([`depthwise_call`]), pushed onto `args`: `oh, ow`, the bias (0 without one), the flags (the clamp, and
 /// the conv's activation when it is one of `in_call`, those the kernel applies), the clamp's
 /// bounds.
-pub(crate) fn dw_out_args(
+fn dw_out_args(
     k: &mut Kernel,
     g: &Geo,
     oh: Value,

@@ -38,20 +38,21 @@
 //! depthwise dyn_convs at batch 8, two threads: see docs/benchmarks.md.
 
 use super::conv::{
-    channel_params, dw_out_args, epilogue, separate_act, shuffle_f32, weights_at, Geo,
+    channel_params, depthwise_call, epilogue, separate_act, shuffle_f32, weights_at, Geo,
 };
 use super::kernel::{as_i64, BufId, Kernel, LResult, LANES};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::Variable;
 use dync_ir::ops::Act;
 use dync_runtime::ukernel::dwc::{DwcGeo, DWC_CHANNELS, DWC_GEO_FIELDS};
+use dync_runtime::ukernel::dwp::DWP_MAX_PLANE;
 use dync_runtime::ukernel::{GEMM_CLAMP, GEMM_HARDSWISH, GEMM_SILU};
 
 /// Widest output rows that take this path: on wider ones the direct path has few edge vectors
 /// and no copy to make, and measured as fast or faster (56 and 112 wide).
 pub(crate) const MAX_WIDTH: usize = 32;
-/// Largest padded plane (floats) held on the stack (32 KB, within L1).
-const MAX_PLANE: usize = 8 * 1024;
+/// Largest padded plane (floats) held on the stack (32 KB, within L1), the micro-kernel's too.
+const MAX_PLANE: usize = DWP_MAX_PLANE;
 /// Output vectors (independent FMA chains) per step: rows are taken together until a step has
 /// this many, longer rows are cut.
 const CHAINS: usize = 8;
@@ -260,18 +261,18 @@ fn vector_cols(ow: usize) -> Vec<usize> {
 
 /// All outputs of channel `oc` (= its group) of image `n`.
 pub(crate) fn channel(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult {
-    let plane = Plane::new(g);
-    let buf = k.stack_buffer(plane.floats() * 4)?;
-    fill(k, g, &plane, buf, n, oc)?;
-    let (w, bias) = channel_params(k, g, n, oc)?;
-    let cols = vector_cols(g.ow);
-    let rows_per_step = (CHAINS / cols.len()).clamp(1, g.oh);
     let y_chan = k.b.ins().imul_imm_s(n, as_i64(g.o)?);
     let y_chan = k.b.ins().iadd(y_chan, oc);
     let y_chan = k.b.ins().imul_imm_s(y_chan, as_i64(g.oh * g.ow)?);
-    let full = g.oh / rows_per_step * rows_per_step;
     // SiLU is a pass over the finished plane here, in the micro-kernel's epilogue there.
     let own = |k: &mut Kernel| {
+        let plane = Plane::new(g);
+        let buf = k.stack_buffer(plane.floats() * 4)?;
+        fill(k, g, &plane, buf, n, oc)?;
+        let (w, bias) = channel_params(k, g, n, oc)?;
+        let cols = vector_cols(g.ow);
+        let rows_per_step = (CHAINS / cols.len()).clamp(1, g.oh);
+        let full = g.oh / rows_per_step * rows_per_step;
         k.loop_range(0, full, rows_per_step, |k, oy| {
             rows(
                 k,
@@ -296,8 +297,14 @@ pub(crate) fn channel(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult {
     } else {
         None
     };
+    // The micro-kernel (`dync_runtime::ukernel::dwp`) pads the plane itself.
     let call = |k: &mut Kernel, f: Value| {
-        kernel_call(k, g, &plane, (buf, w, bias), y_chan, f)?;
+        let in_call: &[Act] = if in_call_silu(g) {
+            &[Act::HardSwish, Act::Silu]
+        } else {
+            &[Act::HardSwish]
+        };
+        depthwise_call(k, g, n, (oc, None), f, in_call)?;
         if in_call_silu(g) {
             Ok(())
         } else {
@@ -313,45 +320,6 @@ pub(crate) fn channel(k: &mut Kernel, g: &Geo, n: Value, oc: Value) -> LResult {
 /// depthwise conv, one thread: 0.131 → 0.106 ms with the kernel's bands below).
 fn in_call_silu(g: &Geo) -> bool {
     g.ow > 8
-}
-
-/// The channel's outputs (from element `y_chan`) by the small-map depthwise micro-kernel `f`
-/// (`dync_runtime::ukernel::dwp`) on the filled plane: the bias, clamp and activation in the
-/// call.
-fn kernel_call(
-    k: &mut Kernel,
-    g: &Geo,
-    plane: &Plane,
-    (buf, w, bias): (Value, Value, Option<Value>),
-    y_chan: Value,
-    f: Value,
-) -> LResult {
-    let taps = k.iconst(as_i64(g.kh * g.kw)?);
-    let wp = k.span_addr(g.weights.0, w, taps);
-    let outs = g.oh * g.ow;
-    let len = k.iconst(as_i64(outs)?);
-    let yp = k.span_addr(BufId::Out, y_chan, len);
-    let ptr = k.b.func.dfg.value_type(yp);
-    let sig =
-        k.b.import_signature(crate::abi::dwp_signature(k.call_conv(), ptr));
-    let mut args = vec![buf];
-    for d in [plane.len, plane.phases, g.ay.stride] {
-        args.push(k.iconst(as_i64(d)?));
-    }
-    args.push(wp);
-    for d in [g.kh, g.kw] {
-        args.push(k.iconst(as_i64(d)?));
-    }
-    args.push(yp);
-    let in_call: &[Act] = if in_call_silu(g) {
-        &[Act::HardSwish, Act::Silu]
-    } else {
-        &[Act::HardSwish]
-    };
-    let oh = k.iconst(as_i64(g.oh)?);
-    dw_out_args(k, g, oh, bias, in_call, &mut args)?;
-    k.b.ins().call_indirect(sig, f, &args);
-    Ok(())
 }
 
 /// Output rows oy .. oy + nrows of the channel whose outputs start at element `y_chan`, at most

@@ -605,7 +605,7 @@ impl<'a> Kernel<'a> {
     }
 
     /// The small-map depthwise micro-kernel (`dync_runtime::ukernel::dwp`'s contract, see
-    /// [`crate::abi::dwp_signature`]) or null, for kernels started with `dwp`; `None` when the
+    /// [`crate::abi::dw_signature`]) or null, for kernels started with `dwp`; `None` when the
     /// kernel has no such slot.
     pub fn dwp_fn(&self) -> Option<Value> {
         self.dwp
