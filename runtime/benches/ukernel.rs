@@ -312,7 +312,8 @@ fn dw(c: &mut Criterion) {
 
 /// Output elements per second of each small-map depthwise variant, the plane's padding
 /// included: MobileNetV2's 3×3 depthwise convs on 28×28 and 14×14 maps (stride 1, and stride 2
-/// from twice the size) with ReLU6, and EfficientNet's 5×5 on 28×28 with SiLU.
+/// from twice the size) with ReLU6, EfficientNet's 5×5 on 28×28 with SiLU, and stride 2 from
+/// 14×14 to 7×7 with SiLU (against the channel-block kernel's `dwc_f32` cases: per output).
 fn dwp(c: &mut Criterion) {
     let mut g = c.benchmark_group("dwp_f32");
     for (ow, k, s, flags) in [
@@ -321,6 +322,8 @@ fn dwp(c: &mut Criterion) {
         (14, 3, 1, GEMM_CLAMP),
         (14, 3, 2, GEMM_CLAMP),
         (28, 5, 1, GEMM_SILU),
+        (7, 3, 2, GEMM_SILU),
+        (7, 5, 2, GEMM_SILU),
     ] {
         let w = ow * s;
         let x = data(w * w, 11);
@@ -364,53 +367,58 @@ fn dwp(c: &mut Criterion) {
     g.finish();
 }
 
-/// Outputs per second of each channel-block depthwise variant: 16 channels of a 7×7 map, a 5×5
-/// kernel with SiLU (EfficientNet's last stage).
+/// Outputs per second of each channel-block depthwise variant: 16 channels of a 7×7 map with
+/// SiLU, a 5×5 kernel (EfficientNet's last stage), and stride 2 from 14×14 with 3×3 and 5×5
+/// kernels (the stage entries).
 fn dwc(c: &mut Criterion) {
     use dync_runtime::ukernel::dwc::{DwcGeo, DWC_CHANNELS};
     let mut g = c.benchmark_group("dwc_f32");
-    let geo = DwcGeo {
-        h: 7,
-        w: 7,
-        oh: 7,
-        ow: 7,
-        kh: 5,
-        kw: 5,
-        s: 1,
-        pt: 2,
-        pl: 2,
-    };
-    let x = data(DWC_CHANNELS * 49, 9);
-    let wts = data(DWC_CHANNELS * 25, 10);
-    let bias = data(DWC_CHANNELS, 11);
-    let mut y = vec![0f32; DWC_CHANNELS * 49];
-    g.throughput(Throughput::Elements((DWC_CHANNELS * 49) as u64));
-    for isa in Isa::ALL {
-        let Some(f) = table(isa).and_then(|t| t.dwc_f32) else {
-            continue;
+    for (k, s) in [(5usize, 1usize), (3, 2), (5, 2)] {
+        let h = 7 * s;
+        let geo = DwcGeo {
+            h,
+            w: h,
+            oh: 7,
+            ow: 7,
+            kh: k,
+            kw: k,
+            s,
+            pt: k / 2,
+            pl: k / 2,
         };
-        g.bench_function(BenchmarkId::new(isa.name(), "5x5s1w7"), |bench| {
-            bench.iter(|| {
-                // SAFETY: 16 planes of 7×7, 16 kernels of 5×5, 16 biases and outputs.
-                unsafe {
-                    f(
-                        x.as_ptr(),
-                        49,
-                        &geo,
-                        wts.as_ptr(),
-                        25,
-                        bias.as_ptr(),
-                        y.as_mut_ptr(),
-                        49,
-                        DWC_CHANNELS,
-                        GEMM_SILU,
-                        0.0,
-                        0.0,
-                    )
-                };
-                black_box(&mut y);
-            })
-        });
+        let x = data(DWC_CHANNELS * h * h, 9);
+        let wts = data(DWC_CHANNELS * k * k, 10);
+        let bias = data(DWC_CHANNELS, 11);
+        let mut y = vec![0f32; DWC_CHANNELS * 49];
+        g.throughput(Throughput::Elements((DWC_CHANNELS * 49) as u64));
+        for isa in Isa::ALL {
+            let Some(f) = table(isa).and_then(|t| t.dwc_f32) else {
+                continue;
+            };
+            let name = format!("{k}x{k}s{s}w7");
+            g.bench_function(BenchmarkId::new(isa.name(), name), |bench| {
+                bench.iter(|| {
+                    // SAFETY: 16 planes of h×h, 16 kernels of k×k, 16 biases and outputs.
+                    unsafe {
+                        f(
+                            x.as_ptr(),
+                            h * h,
+                            &geo,
+                            wts.as_ptr(),
+                            k * k,
+                            bias.as_ptr(),
+                            y.as_mut_ptr(),
+                            49,
+                            DWC_CHANNELS,
+                            GEMM_SILU,
+                            0.0,
+                            0.0,
+                        )
+                    };
+                    black_box(&mut y);
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -318,22 +318,32 @@ pub(super) mod x86 {
         // SAFETY (all): ph·pw <= DWC_MAX_PLANE (`fits`); the loads read channel j < nc's
         // plane and kernel.
         unsafe {
-            for r in 0..ph {
-                let inside = (g.pt..g.pt + g.h).contains(&r);
-                for c in 0..pw {
-                    if !inside || !(g.pl..g.pl + g.w).contains(&c) {
-                        p.add(r * pw + c).write(zero);
-                    }
-                }
-            }
-            // Input rows past the plane are not read by any output.
+            // Input rows and columns past the plane are not read by any output.
             let (rows, cols) = (g.h.min(ph - g.pt), g.w.min(pw - g.pl));
+            let zeros = |r: usize, c: std::ops::Range<usize>| {
+                for c in c {
+                    p.add(r * pw + c).write(zero);
+                }
+            };
+            for r in (0..g.pt).chain(g.pt + rows..ph) {
+                zeros(r, 0..pw);
+            }
+            for r in g.pt..g.pt + rows {
+                zeros(r, 0..g.pl);
+                zeros(r, g.pl + cols..pw);
+            }
+            // Element (iy, ix) of the flat run of input rows, kept by counting (a division
+            // per element cost as much as the convolution).
+            let (mut iy, mut ix) = (0, 0);
             for at in (0..rows * g.w).step_by(16) {
                 let count = (rows * g.w - at).min(16);
-                gather_block((x, x_ld, nc), (at, count), |i, v| {
-                    let (iy, ix) = ((at + i) / g.w, (at + i) % g.w);
+                gather_block((x, x_ld, nc), (at, count), |_, v| {
                     if ix < cols {
                         p.add((iy + g.pt) * pw + ix + g.pl).write(v);
+                    }
+                    ix += 1;
+                    if ix == g.w {
+                        (iy, ix) = (iy + 1, 0);
                     }
                 });
             }
