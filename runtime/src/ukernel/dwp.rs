@@ -8,11 +8,12 @@
 //! four overlapping vectors; here one masked vector covers it, and eight rows run as eight
 //! independent FMA chains sharing one mask, one broadcast weight and one tap offset per tap.
 //! Each output is still the same FMA chain, so the compiler calls this kernel instead of its
-//! own code (which then neither fills a plane nor computes) and gets the same bits. For 3×3 and 5×5 kernels at vertical stride 1 and 5×5 at
-//! stride 2 the rows run as bands that load each input row's tap vector once for every
-//! output row that reads it (a load per tap and output row made the kernel load-bound):
-//! EfficientNet-B0's 28×28 5×5 depthwise conv at one thread 0.131 → 0.106 ms with SiLU in
-//! the call, its 14×14 3×3 one 0.056 → 0.049 ms. (3×3 at stride 2 measured slower in bands.)
+//! own code (which then neither fills a plane nor computes) and gets the same bits. For 3×3
+//! and 5×5 kernels at vertical stride 1 and 5×5 at stride 2 the rows run as bands that load
+//! each input row's tap vector once for every output row that reads it (a load per tap and
+//! output row made the kernel load-bound): EfficientNet-B0's 28×28 5×5 depthwise conv at one
+//! thread 0.131 → 0.106 ms with SiLU in the call, its 14×14 3×3 one 0.056 → 0.049 ms. (3×3
+//! at stride 2 measured slower in bands.)
 //!
 //! # Contract
 //! `dwp_f32(x, h, w, wts, kh, kw, sy, sx, pt, pl, y, oh, ow, bias, flags, lo, hi)`
@@ -74,8 +75,8 @@ pub fn plane_floats(
 ) -> Option<usize> {
     let rows = oh.checked_sub(1)?.checked_mul(sy)?.checked_add(kh)?;
     let cols = ow.checked_sub(1)?.checked_mul(sx)?.checked_add(kw)?;
-    rows.checked_mul(cols.checked_div(sx)? + usize::from(cols % sx != 0))?
-        .checked_mul(sx)
+    let len = (sx != 0).then(|| cols.div_ceil(sx))?;
+    rows.checked_mul(len)?.checked_mul(sx)
 }
 
 /// Whether a call computes anything (see the contract).

@@ -446,9 +446,9 @@ pub(crate) fn depthwise_call(
     Ok((yi, len))
 }
 
-/// The last arguments of a depthwise micro-kernel call ([`depthwise_call`]), pushed onto `args`: `oh, ow`, the bias (0 without one), the flags (the clamp, and
-/// the conv's activation when it is one of `in_call`, those the kernel applies), the clamp's
-/// bounds.
+/// The last arguments of a depthwise micro-kernel call ([`depthwise_call`]), pushed onto
+/// `args`: `oh, ow`, the bias (0 without one), the flags (the clamp, and the conv's activation
+/// when it is one of `in_call`, those the kernel applies), the clamp's bounds.
 fn dw_out_args(
     k: &mut Kernel,
     g: &Geo,

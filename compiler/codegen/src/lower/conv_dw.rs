@@ -19,9 +19,10 @@
 //! per row cost more than the convolution.
 //!
 //! Rows of 9 to 32 outputs without a fused residual call the runtime's small-map depthwise
-//! micro-kernel on the filled plane when the context has one (`dync_runtime::ukernel::dwp`:
-//! one masked 16-lane vector per row of up to 16 outputs, the bias, clamp and activation in
-//! the call, the same FMA chains, so the same bits). MobileNetV3-small at two threads 0.639 →
+//! micro-kernel instead when the context has one (`dync_runtime::ukernel::dwp`: it pads its
+//! own plane from the input, with AVX-512 permutes for stride 2; one masked 16-lane vector per
+//! row of up to 16 outputs, the bias, clamp and activation in the call, the same FMA chains, so
+//! the same bits). MobileNetV3-small at two threads 0.639 →
 //! 0.577 ms, CondConv 4e 4.52 → 4.27 ms (interleaved runs). Rows of up to 8 keep the own code:
 //! the micro-kernel (a 16-lane vector per 7-wide row, SiLU per row vector) ran EfficientNet's
 //! 3×3 depthwise conv on 7×7 maps at 0.088 ms against 0.068 here, its 5×5 ones no faster.
