@@ -194,7 +194,6 @@ fn mix(c: &mut Criterion) {
                             1,
                             dst.as_mut_ptr(),
                             0,
-                            bank.as_ptr().wrapping_add((p + 1) * block),
                         )
                     };
                     black_box(&mut dst);
@@ -235,7 +234,6 @@ fn mix_images(c: &mut Criterion) {
                         images,
                         dst.as_mut_ptr(),
                         steps * GEMM_F32_M0,
-                        std::ptr::null(),
                     )
                 };
                 black_box(&mut dst);

@@ -36,10 +36,11 @@ pub const MODEL_MAGIC: u32 = u32::from_le_bytes(*b"DYNC");
 /// `m`, `ldy`); 5: the table gained the in-place stride-1 convolution tile; 6: the GEMM and
 /// in-place tiles take the `side` prefetch hint, and the table gained the channel-block
 /// depthwise kernel; 7: the small-map depthwise kernel takes the input plane and its padding
-/// (the depthwise kernel's arguments) instead of a padded copy. An executable linked with a
+/// (the depthwise kernel's arguments) instead of a padded copy; 8: the mixing kernel takes no
+/// prefetch hint. An executable linked with a
 /// runtime library of another version (a stale `libdync_runtime.a`) then stops with
 /// [`ModelError::Version`] instead of calling through fields its table does not have.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 /// `run` was given a null handle, or null inputs or outputs for a model that has some.
 pub const STATUS_NULL: i32 = -1;
 /// `run` could not allocate a second arena for a concurrent call on a busy handle.

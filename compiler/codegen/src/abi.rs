@@ -162,10 +162,10 @@ pub fn silu_signature(call_conv: CallConv, ptr: Type) -> Signature {
 }
 
 /// Signature of the mixing kernel (`dync_runtime::ukernel::mix::MixF32Fn`): `steps, bank,
-/// expert_ld, step_ld, experts, coefs, images, dst, dst_ld, next`, pointer-sized, no result.
+/// expert_ld, step_ld, experts, coefs, images, dst, dst_ld`, pointer-sized, no result.
 pub fn mix_signature(call_conv: CallConv, ptr: Type) -> Signature {
     let mut s = Signature::new(call_conv);
-    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 10));
+    s.params.extend(std::iter::repeat_n(AbiParam::new(ptr), 9));
     s
 }
 

@@ -6,10 +6,13 @@
 //! 3×3 256-channel dyn_convs 14 MB. The compiler stores banks in the order the mixing reads
 //! them, each step's experts side by side (`compiler/codegen/src/pack.rs`: `expert_ld = M0`,
 //! `step_ld = experts·M0`), so one call reads one contiguous block, and the caller's next call
-//! the block after it (`next`), which the x86 kernel prefetches meanwhile: a read loop of that
-//! pattern streamed 48 GB/s from memory here, against 12 GB/s with each expert's steps in a
-//! block of its own (one 4 KB page per expert and block, too short for the prefetchers) and 34
-//! GB/s without the prefetch. Each output sums its even experts and its odd ones in two
+//! the block after it, which the hardware prefetchers follow: a read loop of that pattern
+//! streamed 48 GB/s from memory on an earlier machine, against 12 GB/s with each expert's
+//! steps in a block of its own (one 4 KB page per expert and block, too short for the
+//! prefetchers). (The kernels used to prefetch the caller's next block into L1 as they read
+//! this one, a hint argument: on this Sapphire Rapids VM that made every batch-1 dynamic
+//! network 1–6 % slower, CondConv 4 experts 6.52 → 6.20 ms without it, in alternating runs.)
+//! Each output sums its even experts and its odd ones in two
 //! chains, then adds them: the AVX-512 kernel then mixes a step's two adjacent experts (16
 //! floats, one load) per FMA, each bank vector for up to four images, half the instructions
 //! of one expert's 8 lanes per FMA, which bound the mixing at batch 8 (CondConv 8 experts'
@@ -18,7 +21,7 @@
 //! one expert's `M0 = 8` lanes per instruction. Generated code mixes in 4-lane Cranelift code.
 //!
 //! # Contract
-//! `mix_f32(steps, bank, expert_ld, step_ld, experts, coefs, images, dst, dst_ld, next)`
+//! `mix_f32(steps, bank, expert_ld, step_ld, experts, coefs, images, dst, dst_ld)`
 //! ([`MixF32Fn`], a field of [`super::UkernelTable`]): for `i < images`, `s < steps`, `l < M0`,
 //!
 //! ```text
@@ -32,8 +35,6 @@
 //! every variant computes the same bits as each other and as the compiler's Cranelift mixing
 //! (`compiler/codegen/src/lower/conv_gemm.rs`, `Mix::step`), which performs the same
 //! operations. Nothing else is read or written; `steps == 0` or `images == 0` does nothing.
-//! `next` is a hint, never dereferenced: where the caller's next call's `bank` will be (null
-//! for none); variants may prefetch the elements this call reads, offset to it.
 //! Reentrant, no allocation, no global state; no alignment needed beyond `f32`'s.
 
 use super::GEMM_F32_M0 as M0;
@@ -54,7 +55,6 @@ pub type MixF32Fn = unsafe extern "C" fn(
     images: usize,
     dst: *mut f32,
     dst_ld: usize,
-    next: *const f32,
 );
 
 /// One output of the contract: experts `e` of coefficient `c[e·M0]` and bank element
@@ -88,7 +88,6 @@ pub unsafe extern "C" fn mix_generic(
     images: usize,
     dst: *mut f32,
     dst_ld: usize,
-    _next: *const f32,
 ) {
     for i in 0..images {
         for s in 0..steps {
@@ -135,13 +134,12 @@ pub(super) mod x86 {
         images: usize,
         dst: *mut f32,
         dst_ld: usize,
-        next: *const f32,
     ) {
         // SAFETY: the same contract; only reachable when the CPU has AVX2 and FMA.
         unsafe {
             if experts > MAX_EXPERTS {
                 super::mix_generic(
-                    steps, bank, expert_ld, step_ld, experts, coefs, images, dst, dst_ld, next,
+                    steps, bank, expert_ld, step_ld, experts, coefs, images, dst, dst_ld,
                 )
             } else {
                 avx2(
@@ -150,7 +148,6 @@ pub(super) mod x86 {
                     coefs,
                     images,
                     (dst, dst_ld),
-                    next,
                 )
             }
         }
@@ -169,13 +166,12 @@ pub(super) mod x86 {
         images: usize,
         dst: *mut f32,
         dst_ld: usize,
-        next: *const f32,
     ) {
         if experts > MAX_EXPERTS {
             // SAFETY: the same contract.
             unsafe {
                 super::mix_generic(
-                    steps, bank, expert_ld, step_ld, experts, coefs, images, dst, dst_ld, next,
+                    steps, bank, expert_ld, step_ld, experts, coefs, images, dst, dst_ld,
                 )
             };
             return;
@@ -186,13 +182,11 @@ pub(super) mod x86 {
         // instance of each: the runtime's code must stay small.)
         let (done, full) = (steps - steps % (2 * V), images - images % GROUP);
         for first in (0..full).step_by(GROUP) {
-            // The first group's pass prefetches; the others read its lines from L1 or L2.
-            let next = if first == 0 { next } else { std::ptr::null() };
             let coefs = coefs.wrapping_add(first * experts * M0);
             let dst = (dst.wrapping_add(first * dst_ld), dst_ld);
             // SAFETY: images first.. of the caller's coefficients and destinations; the CPU
             // has AVX-512F.
-            unsafe { group16(done, bank, coefs, dst, next) };
+            unsafe { group16(done, bank, coefs, dst) };
         }
         // SAFETY (all): the contract's steps and images; the CPU has AVX-512F (which implies
         // AVX2 and FMA). An empty remainder calls nothing (a fused dyn_conv calls this kernel
@@ -206,22 +200,14 @@ pub(super) mod x86 {
                     experts,
                 );
                 let dst = (dst.wrapping_add(done * M0), dst_ld);
-                avx2(
-                    steps - done,
-                    bank,
-                    coefs,
-                    full,
-                    dst,
-                    next.wrapping_add(done * step_ld),
-                );
+                avx2(steps - done, bank, coefs, full, dst);
             }
             for i in full..images {
-                let next = if i == 0 { next } else { std::ptr::null() };
                 let (coefs, dst) = (
                     coefs.wrapping_add(i * experts * M0),
                     dst.wrapping_add(i * dst_ld),
                 );
-                pairs(steps, bank, coefs, dst, next);
+                pairs(steps, bank, coefs, dst);
             }
         }
     }
@@ -243,9 +229,7 @@ pub(super) mod x86 {
         (bank, eld, sld, experts): (*const f32, usize, usize, usize),
         coefs: *const f32,
         (dst, dld): (*mut f32, usize),
-        next: *const f32,
     ) {
-        let prefetch = !next.is_null();
         let mut c = [[_mm512_setzero_ps(); MAX_EXPERTS]; GROUP];
         for (i, ci) in c.iter_mut().enumerate() {
             for (e, ce) in ci.iter_mut().enumerate().take(experts) {
@@ -257,7 +241,7 @@ pub(super) mod x86 {
             }
         }
         // SAFETY: steps s..s + 2V < done are within the bank's steps and each image's
-        // destination; prefetches never fault.
+        // destination.
         for s in (0..done).step_by(2 * V) {
             let (mut even, mut odd) = (
                 [[_mm512_setzero_ps(); V]; GROUP],
@@ -269,10 +253,6 @@ pub(super) mod x86 {
                 let mut b = [_mm512_setzero_ps(); V];
                 for (u, v) in b.iter_mut().enumerate() {
                     let at = e * eld + (s + 2 * u) * sld;
-                    if prefetch {
-                        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
-                        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at + sld).cast());
-                    }
                     // SAFETY: expert e's rows of steps s + 2u and s + 2u + 1.
                     *v = unsafe { halves(bank.add(at), bank.add(at + sld)) };
                 }
@@ -303,7 +283,7 @@ pub(super) mod x86 {
     /// `8..16` the odd ones, each pair of adjacent experts one FMA of one load (two halves
     /// when the experts are not adjacent, `eld ≠ M0`); an odd last expert joins the even chain
     /// in 8 lanes, and the halves' sum is the step's row. [`U`] steps at a time, then one by
-    /// one; prefetching `next` at the places read when it is not null. Half the loads and
+    /// one. Half the loads and
     /// FMAs of the 8-lane kernel: a 3.5 MB bank of 4 experts streamed at 74 against 62 GiB/s
     /// (bench `mix_f32`). (Four steps at a time: at two, CondConv 4 experts' 7×7 rows were
     /// 3 % slower.)
@@ -316,7 +296,6 @@ pub(super) mod x86 {
         (bank, eld, sld, experts): (*const f32, usize, usize, usize),
         coefs: *const f32,
         dst: *mut f32,
-        next: *const f32,
     ) {
         let row = |e: usize| coefs.wrapping_add(e * M0);
         let mut c = [_mm512_setzero_ps(); MAX_EXPERTS / 2];
@@ -335,10 +314,10 @@ pub(super) mod x86 {
         // SAFETY: steps s..s + U (or s) are within the bank and the destination.
         unsafe {
             for s in (0..full).step_by(U) {
-                pair_steps::<U>(s, args, (&c, last), dst, next);
+                pair_steps::<U>(s, args, (&c, last), dst);
             }
             for s in full..steps {
-                pair_steps::<1>(s, args, (&c, last), dst, next);
+                pair_steps::<1>(s, args, (&c, last), dst);
             }
         }
     }
@@ -354,16 +333,11 @@ pub(super) mod x86 {
         (bank, eld, sld, experts): (*const f32, usize, usize, usize),
         (c, last): (&[__m512; MAX_EXPERTS / 2], __m256),
         dst: *mut f32,
-        next: *const f32,
     ) {
         let mut acc = [_mm512_setzero_ps(); W];
         for (p, &cp) in c.iter().enumerate().take(experts / 2) {
             for (u, a) in acc.iter_mut().enumerate() {
                 let at = 2 * p * eld + (s + u) * sld;
-                if !next.is_null() {
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at + eld + 7).cast());
-                }
                 // SAFETY: experts 2p and 2p + 1 of step s + u.
                 let v = unsafe {
                     if eld == M0 {
@@ -380,9 +354,6 @@ pub(super) mod x86 {
             let odd = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
             if experts % 2 == 1 {
                 let at = (experts - 1) * eld + (s + u) * sld;
-                if !next.is_null() {
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
-                }
                 // SAFETY: the last expert of step s + u.
                 even = _mm256_fmadd_ps(last, unsafe { _mm256_loadu_ps(bank.add(at)) }, even);
             }
@@ -406,9 +377,7 @@ pub(super) mod x86 {
         }
     }
 
-    /// One step (8 floats) per vector, one step at a time; the first image's pass
-    /// prefetches every line it reads at the same place from `next` (the others repeat this
-    /// call's lines from L1).
+    /// One step (8 floats) per vector, one step at a time.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2(
         steps: usize,
@@ -416,9 +385,7 @@ pub(super) mod x86 {
         coefs: *const f32,
         images: usize,
         (dst, dld): (*mut f32, usize),
-        next: *const f32,
     ) {
-        let prefetch = !next.is_null();
         for i in 0..images {
             let mut c = [_mm256_setzero_ps(); MAX_EXPERTS];
             for (e, ce) in c.iter_mut().enumerate().take(experts) {
@@ -426,26 +393,18 @@ pub(super) mod x86 {
                 *ce = unsafe { _mm256_loadu_ps(coefs.add((i * experts + e) * M0)) };
             }
             let d = dst.wrapping_add(i * dld);
-            // SAFETY: step s is within the bank's `steps` steps and the image's destination;
-            // prefetches never fault. (One step at a time: this kernel mixes AVX2 machines'
+            // SAFETY: step s is within the bank's `steps` steps and the image's destination.
+            // (One step at a time: this kernel mixes AVX2 machines'
             // banks and the AVX-512 kernels' last steps, and the runtime's code must stay
             // small.)
             for s in 0..steps {
-                unsafe {
-                    step(
-                        s,
-                        (bank, eld, sld, experts),
-                        &c,
-                        (d, i == 0 && prefetch, next),
-                    )
-                };
+                unsafe { step(s, (bank, eld, sld, experts), &c, d) };
             }
         }
     }
 
     /// Step `s` of one image into `d`: each expert's row times its coefficient vector, the
-    /// even and the odd experts summed in two chains in order, then added; prefetching
-    /// `next`'s lines at the same places when `prefetch`.
+    /// even and the odd experts summed in two chains in order, then added.
     ///
     /// # Safety
     /// The step is within the bank and the image's destination.
@@ -455,15 +414,12 @@ pub(super) mod x86 {
         s: usize,
         (bank, eld, sld, experts): (*const f32, usize, usize, usize),
         c: &[__m256; MAX_EXPERTS],
-        (d, prefetch, next): (*mut f32, bool, *const f32),
+        d: *mut f32,
     ) {
         let mut acc = [_mm256_setzero_ps(); 2];
         // Expert e into chain `h` (a constant: the chains stay in registers).
         let mut fma = |h: usize, e: usize| {
             let at = e * eld + s * sld;
-            if prefetch {
-                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(at).cast());
-            }
             // SAFETY: the caller's.
             acc[h] = _mm256_fmadd_ps(c[e], unsafe { _mm256_loadu_ps(bank.add(at)) }, acc[h]);
         };
@@ -512,8 +468,7 @@ mod tests {
                 }
                 let coefs: Vec<f32> = (0..images * experts * M0).map(|_| rng.normal()).collect();
                 let dld = steps * M0 + 3;
-                // A hint past the bank's end (prefetched, never read) and none.
-                let run = |f: MixF32Fn, next: *const f32| {
+                let run = |f: MixF32Fn| {
                     let mut dst = vec![-7.25e30f32; images * dld + 3];
                     // SAFETY: the buffers are as large as the contract requires.
                     unsafe {
@@ -527,13 +482,11 @@ mod tests {
                             images,
                             dst.as_mut_ptr(),
                             dld,
-                            next,
                         )
                     };
                     dst
                 };
-                let past = bank.as_ptr().wrapping_add(bank.len());
-                let want = run(super::mix_generic, std::ptr::null());
+                let want = run(super::mix_generic);
                 for (j, x) in want.iter().enumerate() {
                     let written = j < images * dld && j % dld < steps * M0;
                     assert!(written || *x == -7.25e30, "element {j} was written");
@@ -551,11 +504,8 @@ mod tests {
                         }
                     }
                 }
-                for ((name, f), next) in kernels
-                    .iter()
-                    .flat_map(|k| [(k, std::ptr::null()), (k, past)])
-                {
-                    let got = run(*f, next);
+                for (name, f) in &kernels {
+                    let got = run(*f);
                     let same = same_bits(&got, &want);
                     assert!(
                         same,
