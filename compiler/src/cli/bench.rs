@@ -173,9 +173,9 @@ const ROUNDS: usize = 5;
 
 /// A pause after each engine's block, so that its idle threads are asleep before the next
 /// engine runs: onnxruntime's intra-op workers spin 40–50 ms after a run (measured on a 2-core
-/// AMD EPYC VM: one core busy that long), and with a 20 ms pause they took a core from the
+/// AMD EPYC VM: one core busy that long), and a shorter pause lets them take a core from the
 /// first runs of dync's next block (dy-mobile at two threads: median 2.9–3.1 ms timed alone,
-/// 3.3–5.6 ms with p90 7.7–8.9 ms timed in rounds with onnxruntime).
+/// 3.3–5.6 ms with p90 7.7–8.9 ms in rounds with onnxruntime and a 20 ms pause).
 const PAUSE: Duration = Duration::from_millis(100);
 
 /// Something timed in rounds: `run(n)` runs it `n` times and returns each run's time.
