@@ -499,7 +499,6 @@ fn taps(c: &mut Criterion) {
             dw: 1,
             pt: 1,
             pl: 1,
-            chunk: 0,
         };
         let x = data(28 * side * side, 4);
         let mut out = vec![0f32; GEMM_F32_M0 * side * side];

@@ -1,6 +1,7 @@
 //! The portable GEMM tile: the contract of [`super`] in plain Rust for any tile size, the
 //! fallback on CPUs without a SIMD variant and the reference the SIMD variants are tested
-//! against (besides an f64 reference). Sums without FMA, in increasing `p` like the others.
+//! against (besides an f64 reference). Sums without FMA, in increasing `p` like the others,
+//! each from `C`'s element with `GEMM_ACCUMULATE`.
 
 use super::{GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0, GEMM_F32_N0, GEMM_HARDSWISH, GEMM_SILU};
 
@@ -43,7 +44,8 @@ pub unsafe fn gemm_f32_generic<const M0: usize, const N0: usize>(
     if m == 0 || n == 0 {
         return;
     }
-    let mut acc = [[0f32; N0]; M0];
+    // SAFETY: the same contract.
+    let mut acc = unsafe { start::<M0, N0>(c, ldc, m, n, flags) };
     for p in 0..k {
         // SAFETY: row `p` of the packed A panel and `n` floats of B's row `p` are readable.
         let (ap, bp) = unsafe {
@@ -62,8 +64,31 @@ pub unsafe fn gemm_f32_generic<const M0: usize, const N0: usize>(
     unsafe { store(&acc, c, ldc, m, n, bias, flags, lo, hi) }
 }
 
+/// The sums' starting values for the portable variants: `C`'s rows `0..m`, columns `0..n`
+/// with [`GEMM_ACCUMULATE`], else `+0.0` (as every other element).
+///
+/// # Safety
+/// With [`GEMM_ACCUMULATE`], `C`'s rows `i < m` have `n` readable floats at stride `ldc`.
+pub(super) unsafe fn start<const M0: usize, const N0: usize>(
+    c: *const f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    flags: u32,
+) -> [[f32; N0]; M0] {
+    let mut acc = [[0f32; N0]; M0];
+    if flags & GEMM_ACCUMULATE != 0 {
+        for (i, row) in acc.iter_mut().enumerate().take(m) {
+            // SAFETY: `C`'s row `i` has `n` readable floats.
+            let crow = unsafe { std::slice::from_raw_parts(c.add(i * ldc), n.min(N0)) };
+            row[..crow.len()].copy_from_slice(crow);
+        }
+    }
+    acc
+}
+
 /// The tile's epilogue: rows `0..m`, columns `0..n` of the sums `acc` into `C` as the contract
-/// says (accumulate, bias, clamp, activation), for the portable variants.
+/// says (bias, clamp, activation), for the portable variants.
 ///
 /// # Safety
 /// `C`'s rows `i < m` have `n` readable/writable floats at stride `ldc`; `bias` null or
@@ -91,9 +116,6 @@ pub(super) unsafe fn store<const N0: usize>(
         };
         for (out, &sum) in crow.iter_mut().zip(row) {
             let mut s = sum;
-            if flags & GEMM_ACCUMULATE != 0 {
-                s += *out;
-            }
             if let Some(bi) = bi {
                 s += bi;
             }

@@ -6,8 +6,8 @@
 //! [`GEMM_F32_N0`]):
 //!
 //! ```text
-//! s      = Σ_{p < k} A[p·M0 + i] · B[p·ldb + j]        (p in increasing order)
-//! s      = s + C[i·ldc + j]                             if flags & GEMM_ACCUMULATE
+//! s      = C[i·ldc + j] if flags & GEMM_ACCUMULATE, else +0.0
+//! s      = s + A[p·M0 + i] · B[p·ldb + j]               for p = 0, 1, …, k − 1
 //! s      = s + bias[i]                                  if bias is not null
 //! s      = min(hi, max(lo, s))                          if flags & GEMM_CLAMP
 //! s      = s · σ(s)   ([`silu::silu`], the same bits)    if flags & GEMM_SILU
@@ -27,7 +27,10 @@
 //! - The epilogue covers conv + bias + residual (pre-fill C, accumulate) + ReLU (`lo = 0`,
 //!   `hi = +inf`), ReLU6 / Clip (`lo`, `hi`). When a reduction is split into several calls
 //!   (blocking over K), the first uses overwrite, later ones accumulate, and only the last
-//!   passes the bias and the clamp.
+//!   passes the bias and the clamp. An accumulating call continues the sums stored by the
+//!   call before (an f32 store and load are exact), so a reduction gives the same bits
+//!   however it is split: the split ([`GEMM_F32_KC`], or the compiler's smaller one for
+//!   its Cranelift tile) is a choice of cache blocking only.
 //! - `GEMM_SILU` applies SiLU to the accumulators before the store: a conv's SiLU epilogue
 //!   then costs no pass that reloads the tile right after its stores (which, while the output
 //!   lines are still being fetched for ownership, waits for memory). The compiler's Cranelift
@@ -91,12 +94,13 @@ pub const GEMM_F32_M0: usize = 8;
 /// positions per tile.
 pub const GEMM_F32_N0: usize = 32;
 
-/// The longest reduction worth one call: a packed `B` panel of `KC × N0` floats (32 KiB) and
-/// its `A` panel (8 KiB) stay in a 48 KiB L1 across calls that share them. Longer reductions
-/// are split into calls of at most `KC` steps chained with [`GEMM_ACCUMULATE`].
+/// The longest reduction worth one call of the runtime's tiles: a packed `B` panel of
+/// `KC × N0` floats (32 KiB) and its `A` panel (8 KiB) stay in a 48 KiB L1 across calls that
+/// share them. Longer reductions are split into calls of at most `KC` steps chained with
+/// [`GEMM_ACCUMULATE`] (which gives the bits of one call).
 pub const GEMM_F32_KC: usize = 256;
 
-/// Flag: add the sum to the existing `C` instead of overwriting it.
+/// Flag: start the sums from the existing `C` instead of `+0.0`.
 pub const GEMM_ACCUMULATE: u32 = 1;
 /// Flag: clamp the result to `[lo, hi]` after the bias.
 pub const GEMM_CLAMP: u32 = 2;

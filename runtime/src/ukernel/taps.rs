@@ -39,14 +39,12 @@
 //! (`x` holds the call's input channels one after the other, each as `s × s` phase planes of
 //! `ph × pw` floats, phase `(py, px)` holding the input's element `(s·r + py, s·c + px)` at
 //! `r·pw + c` — for `s = 1` the plane itself; `pos0` is the tile's first output position in an
-//! output plane of row width `pw`.) The reduction runs in chunks of
-//! `geo.chunk` steps as successive calls of the GEMM tile would (the first as the call's
-//! flags say, later ones with `GEMM_ACCUMULATE`, only the last with the bias, the clamp and
-//! the activation): each element gets the bits of the same ISA's GEMM tile called chunk by
-//! chunk on that `B`, packed — what generated code does without this kernel, so one call
-//! replaces a call per chunk without changing any result. `res` (null: none) is a residual
-//! laid out as `C`: the first chunk accumulates onto it instead of onto `C` (as onto a `C`
-//! the caller had filled with it), so a residual costs no copy.
+//! output plane of row width `pw`.) Each element gets the bits of the same ISA's GEMM tile
+//! called on that `B`, packed, in one call or chained calls of any reduction chunks (the
+//! contract's sums continue across them) — what generated code does without this kernel, so
+//! one call replaces a call per chunk without changing any result. `res` (null: none) is a
+//! residual laid out as `C`: the sums start from it instead of from `C` (as from a `C` the
+//! caller had filled with it), so a residual costs no copy.
 //! `geo.w == 0`, `geo.s == 0` or more than [`TAPS_MAX`] taps write nothing. Only the input
 //! elements above are read. Reentrant, no allocation, no global state.
 
@@ -79,12 +77,10 @@ pub struct TapGeo {
     /// Padding before the first row and column.
     pub pt: usize,
     pub pl: usize,
-    /// Steps per reduction chunk (0: one chunk), see the module documentation.
-    pub chunk: usize,
 }
 
 /// Fields of [`TapGeo`], each pointer-sized, in order: what generated code stores.
-pub const TAP_GEO_FIELDS: usize = 10;
+pub const TAP_GEO_FIELDS: usize = 9;
 
 /// The kernel's type; see the module documentation.
 ///
@@ -129,8 +125,8 @@ struct Taps {
 
 impl Taps {
     /// The taps of a tile of `n` columns from `pos0`, or `None` when `g` has no taps or too
-    /// many, or no row width. (One division per call and none per tap: calls run a chunk of
-    /// a few hundred steps, and this runs for each.)
+    /// many, or no row width. (One division per call and none per tap: calls run hundreds of
+    /// steps, and this runs for each.)
     #[inline(always)]
     fn new(g: &TapGeo, pos0: usize, n: usize) -> Option<Taps> {
         let count = g.kh.checked_mul(g.kw)?;
@@ -284,58 +280,42 @@ unsafe fn generic_panel(
     }
     let plane = Taps::channel(g);
     let n = n.min(N);
-    let chunk = if g.chunk == 0 { k.max(1) } else { g.chunk };
     let mut panel = [0f32; N];
-    let mut done = 0;
-    let mut more = flags & GEMM_ACCUMULATE;
-    if !res.is_null() {
-        // The residual, as the caller's copy into C would have put it.
-        for i in 0..m.min(M0) {
-            // SAFETY: `res` and `C` hold rows i < m of n floats at stride ldc.
-            unsafe { std::ptr::copy(res.add(i * ldc), c.add(i * ldc), n) };
-        }
-        more = GEMM_ACCUMULATE;
-    }
-    loop {
-        // One chunk as the portable tile sums it, one step's B row at a time.
-        let steps = chunk.min(k - done);
-        let mut acc = [[0f32; N]; M0];
-        for p in done..done + steps {
-            let (ci, t) = (p / taps.count, p % taps.count);
-            for (j, b) in panel.iter_mut().enumerate().take(n) {
-                *b = if taps.valid[t] & (1 << j) != 0 {
-                    let at = (ci * plane + pos0 + j) as isize + taps.offset[t];
-                    // SAFETY: the contract makes every valid column's element readable.
-                    unsafe { *x.offset(at) }
-                } else {
-                    0.0
-                };
-            }
-            // SAFETY: row `p` of the packed A panel is readable.
-            let ap = unsafe { std::slice::from_raw_parts(a.add(p * M0), m.min(M0)) };
-            for (row, &ai) in acc.iter_mut().zip(ap) {
-                for (s, &bj) in row.iter_mut().zip(&panel[..n]) {
-                    *s += ai * bj;
-                }
-            }
-        }
-        done += steps;
-        // SAFETY: as the contract.
-        unsafe {
-            if done < k {
-                super::generic::store(&acc, c, ldc, m, n, std::ptr::null(), more, lo, hi);
+    // The sums start from the residual, as from a C the caller had filled with it.
+    let (from, flags) = if res.is_null() {
+        (c.cast_const(), flags)
+    } else {
+        (res, flags | GEMM_ACCUMULATE)
+    };
+    // SAFETY: with GEMM_ACCUMULATE, `from` holds rows i < m of n floats at stride ldc.
+    let mut acc = unsafe { super::generic::start::<M0, N>(from, ldc, m, n, flags) };
+    for p in 0..k {
+        let (ci, t) = (p / taps.count, p % taps.count);
+        for (j, b) in panel.iter_mut().enumerate().take(n) {
+            *b = if taps.valid[t] & (1 << j) != 0 {
+                let at = (ci * plane + pos0 + j) as isize + taps.offset[t];
+                // SAFETY: the contract makes every valid column's element readable.
+                unsafe { *x.offset(at) }
             } else {
-                return super::generic::store(&acc, c, ldc, m, n, bias, flags | more, lo, hi);
+                0.0
+            };
+        }
+        // SAFETY: row `p` of the packed A panel is readable.
+        let ap = unsafe { std::slice::from_raw_parts(a.add(p * M0), m.min(M0)) };
+        for (row, &ai) in acc.iter_mut().zip(ap) {
+            for (s, &bj) in row.iter_mut().zip(&panel[..n]) {
+                *s += ai * bj;
             }
         }
-        more = GEMM_ACCUMULATE;
     }
+    // SAFETY: as the contract.
+    unsafe { super::generic::store(&acc, c, ldc, m, n, bias, flags, lo, hi) }
 }
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use super::super::x86::{
-        avx512_step, avx512_store, prefetch_next_tile, Epilogue, Side, A_AHEAD,
+        avx512_start, avx512_step, avx512_store, prefetch_next_tile, Epilogue, Side, A_AHEAD,
     };
     use super::{TapGeo, Taps, GEMM_ACCUMULATE, GEMM_F32_M0 as M0, TAPS_COLUMNS};
     use std::arch::x86_64::*;
@@ -372,7 +352,6 @@ pub(super) mod x86 {
         if n == 0 {
             return;
         }
-        let chunk = if g.chunk == 0 { k.max(1) } else { g.chunk };
         let (x, plane) = (x.wrapping_add(pos0), Taps::channel(&g));
         let ep = Epilogue {
             bias,
@@ -393,7 +372,6 @@ pub(super) mod x86 {
         let whole3x3 = g.kh == 3
             && g.kw == 3
             && k.is_multiple_of(9)
-            && chunk.is_multiple_of(9)
             && (0..9).all(|t| {
                 let (ky, kx) = (t / 3, t % 3);
                 taps.valid[t] == taps.valid[kx]
@@ -430,7 +408,7 @@ pub(super) mod x86 {
             } else {
                 side.part(q, k)
             };
-            let args = (k, chunk, (a0, a1), x, plane, (cq, ldc, rows), res, side);
+            let args = (k, (a0, a1), x, plane, (cq, ldc, rows), res, side);
             // SAFETY (all): the contract, for the tile's rows; the table holding this
             // function exists only with AVX-512F.
             unsafe {
@@ -444,42 +422,6 @@ pub(super) mod x86 {
                 }
             }
             r0 += rows;
-        }
-    }
-
-    /// A chunk's sums before the last: stored, or added to C's (`more`), as the GEMM tile's
-    /// epilogue does without bias, clamp or activation (its code is not repeated here).
-    #[target_feature(enable = "avx512f")]
-    unsafe fn partial_store<const V: usize, const R: usize, const ROWS: usize>(
-        (acc, spare): (&[[__m512; V]; ROWS], &[__m512; R]),
-        (c, ldc, m): (*mut f32, usize, usize),
-        mask: [__mmask16; V],
-        more: bool,
-    ) {
-        // The spare columns, lane i holding row i (R > 0 only with M0 rows).
-        for (j, &s) in spare.iter().enumerate() {
-            let mut t = [0f32; 16];
-            // SAFETY: a stack row of 16 floats.
-            unsafe { _mm512_storeu_ps(t.as_mut_ptr(), s) };
-            for (i, &v) in t.iter().enumerate().take(m.min(M0)) {
-                let at = c.wrapping_add(i * ldc + 16 * V + j);
-                // SAFETY: C's row i < m holds the tile's column 16·V + j.
-                unsafe { *at = if more { *at + v } else { v } };
-            }
-        }
-        for (i, row) in acc.iter().enumerate().take(m) {
-            for (g, &v) in row.iter().enumerate() {
-                let at = c.wrapping_add(i * ldc + 16 * g);
-                // SAFETY: C's row i < m holds the mask's columns.
-                unsafe {
-                    let s = if more {
-                        _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[g], at))
-                    } else {
-                        v
-                    };
-                    _mm512_mask_storeu_ps(at, mask[g], s);
-                }
-            }
         }
     }
 
@@ -708,14 +650,14 @@ pub(super) mod x86 {
                 "dec {n}",
                 "jnz 2b",
                 tb = in(reg) $s.taps,
-                t = inout(reg) *$s.t,
-                ap = inout(reg) *$s.ap,
-                xp = inout(reg) *$s.xp,
+                t = inout(reg) $s.t => _,
+                ap = inout(reg) $s.ap => _,
+                xp = inout(reg) $s.xp => _,
                 n = inout(reg) $s.steps => _,
                 p = out(reg) _,
                 plane = in(reg) $s.plane,
                 ahead = in(reg) $s.ahead,
-                sat = inout(reg) $s.side.0,
+                sat = inout(reg) $s.side.0 => _,
                 send = in(reg) $s.side.1,
                 sstep = in(reg) $s.side.2,
                 offset = const std::mem::offset_of!(Taps, offset),
@@ -746,11 +688,11 @@ pub(super) mod x86 {
     /// Where the steps of [`wide_steps`] start and what they read: the table, the tap, the
     /// `A` row, the input channel, the steps, the bytes between channels and to the
     /// prefetched input, and the side stream's next line, end and bytes a step.
-    struct Wide<'a> {
+    struct Wide {
         taps: *const Taps,
-        t: &'a mut usize,
-        ap: &'a mut *const f32,
-        xp: &'a mut *const f32,
+        t: usize,
+        ap: *const f32,
+        xp: *const f32,
         steps: usize,
         plane: usize,
         ahead: usize,
@@ -761,8 +703,7 @@ pub(super) mod x86 {
     /// spare column over one panel's 8 rows (7×7 maps), with the same loads, prefetches and
     /// FMAs in the same order, in `asm!`: the compiler's code kept the spare column's sum in
     /// memory, a store and a load in every step's chain, and moved each mask through a
-    /// general register on the port the FMAs need. Returns where the side stream got to.
-    /// With `SIDE`, each step prefetches the side stream's lines, at most two (the first
+    /// general register on the port the FMAs need. With `SIDE`, each step prefetches the side stream's lines, at most two (the first
     /// and last of the step's), until its end; without, the stream is empty.
     ///
     /// # Safety
@@ -773,8 +714,7 @@ pub(super) mod x86 {
         acc: &mut [[__m512; 3]; 8],
         spare: &mut [__m512; 1],
         s: Wide,
-    ) -> *const u8 {
-        let mut s = s;
+    ) {
         // SAFETY: the caller's contract.
         unsafe {
             if SIDE {
@@ -792,14 +732,13 @@ pub(super) mod x86 {
                 wide_loop!(acc, spare, s, "# no side stream: {sat} {send} {sstep}")
             }
         }
-        s.side.0
     }
 
-    /// The tile over `V` column vectors, chunk by chunk: per input channel, per tap, a masked
-    /// load of each vector at the tap's offset (masked-out lanes are neither read nor
-    /// faulted), then the GEMM tile's step; each chunk's sums stored as the GEMM tile stores
-    /// a chunk's. Two column vectors of a `whole3x3` call without a side stream run their
-    /// chunks' channels in [`nine_taps`] instead (the same FMAs in the same order): ResNet's
+    /// The tile over `V` column vectors: the sums started as the GEMM tile starts them, then
+    /// per input channel, per tap, a masked load of each vector at the tap's offset
+    /// (masked-out lanes are neither read nor faulted) and the GEMM tile's step, then its
+    /// epilogue and store. Two column vectors of a `whole3x3` call without a side stream run
+    /// their channels in [`nine_taps`] instead (the same FMAs in the same order): ResNet's
     /// 3×3 convs outside their maps' first and last rows, 117 → 134 GFLOP/s in the `taps_f32`
     /// bench, resnet18 15.2 → 14.3 ms. Three vectors and the spare column (7×7 maps) run
     /// their steps in [`wide_steps`] (the same loads and FMAs in the same order): on a 7×7
@@ -807,8 +746,7 @@ pub(super) mod x86 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::type_complexity)] // the contract's operands, passed on unchanged
     unsafe fn tile<const V: usize, const R: usize, const ROWS: usize, const SPLIT: usize>(
-        (k, chunk, (a0, a1), x, plane, out, res, mut side): (
-            usize,
+        (k, (a0, a1), x, plane, out, res, mut side): (
             usize,
             (*const f32, *const f32),
             *const f32,
@@ -828,24 +766,18 @@ pub(super) mod x86 {
             ((1u32 << valid) - 1) as __mmask16
         });
         let ahead = plane * (8 / taps.count).max(1);
-        let (mut ap, mut bp, mut xp, mut t, mut done) = (a0, a1, x, 0, 0);
-        let mut more = ep.flags & GEMM_ACCUMULATE;
-        if !res.is_null() {
-            // The residual, as the caller's copy into C would have put it.
-            let (c, ldc, m) = out;
-            for i in 0..m {
-                for g in 0..n.div_ceil(16) {
-                    let lanes = ((1u32 << (n - 16 * g).min(16)) - 1) as __mmask16;
-                    let at = i * ldc + 16 * g;
-                    // SAFETY: `res` and `C` hold rows i < m of the tile's n columns.
-                    unsafe {
-                        let r = _mm512_maskz_loadu_ps(lanes, res.wrapping_add(at));
-                        _mm512_mask_storeu_ps(c.wrapping_add(at), lanes, r);
-                    }
-                }
-            }
-            more = GEMM_ACCUMULATE;
-        }
+        let (mut ap, mut bp, mut xp, mut t) = (a0, a1, x, 0);
+        // The sums start from C, or from the residual as from a C the caller had filled
+        // with it.
+        let (c, ldc, m) = out;
+        let (from, flags) = if res.is_null() {
+            (c.cast_const(), ep.flags)
+        } else {
+            (res, ep.flags | GEMM_ACCUMULATE)
+        };
+        // SAFETY: with GEMM_ACCUMULATE, `from` holds the contract's C rows.
+        let (mut acc, mut spare) =
+            unsafe { avx512_start::<V, R, ROWS>((from, ldc, m), mask, flags) };
         // `whole3x3` (see `taps_avx512`) on two column vectors, without a side stream:
         // [`nine_taps`], with its tap rows' and columns' offsets (bytes) and its columns'
         // masks.
@@ -860,48 +792,38 @@ pub(super) mod x86 {
             });
         // Three column vectors and the spare column over one panel: [`wide_steps`].
         let wide = V == 3 && R == 1 && ROWS == 8 && SPLIT == 8;
-        loop {
-            let mut acc = [[_mm512_setzero_ps(); V]; ROWS];
-            let mut spare = [_mm512_setzero_ps(); R];
-            let steps = chunk.min(k - done);
-            done += steps;
-            if let Some((geo, cols)) = nine.filter(|_| steps > 0) {
-                // Rows `i < SPLIT` read `ap`'s row, the rest `bp`'s.
-                let b = match SPLIT {
-                    4 => [ap, bp, bp.wrapping_add(4)],
-                    _ => [ap, ap.wrapping_add(4), bp],
-                };
-                // SAFETY: `acc` is ROWS rows of two vectors (V == 2); the steps' A rows and
-                // input elements are the contract's.
-                unsafe { nine_taps::<ROWS>(acc.as_mut_ptr().cast(), b, xp, geo, cols, steps / 9) };
-                xp = xp.wrapping_add(steps / 9 * plane);
-                ap = ap.wrapping_add(steps * M0);
-                bp = bp.wrapping_add(steps * M0);
-            }
-            if wide && steps > 0 {
-                let (acc, spare) = (acc.as_mut_ptr().cast(), spare.as_mut_ptr().cast());
-                let ws = Wide {
-                    taps,
-                    t: &mut t,
-                    ap: &mut ap,
-                    xp: &mut xp,
-                    steps,
-                    plane: plane * 4,
-                    ahead: ahead * 4,
-                    side: side.raw(),
-                };
-                // SAFETY: `acc` and `spare` are 8 rows of three vectors and one vector (the
-                // tile's V, R and ROWS); the steps' taps, A rows and input elements are the
-                // contract's; a tile of 8 rows takes at most two lines a step of the stream.
-                let at = unsafe {
-                    match side.is_empty() {
-                        true => wide_steps::<false>(&mut *acc, &mut *spare, ws),
-                        false => wide_steps::<true>(&mut *acc, &mut *spare, ws),
-                    }
-                };
-                side = side.at(at);
-            }
-            for _ in 0..if nine.is_some() || wide { 0 } else { steps } {
+        if let Some((geo, cols)) = nine {
+            // Rows `i < SPLIT` read `ap`'s row, the rest `bp`'s.
+            let b = match SPLIT {
+                4 => [ap, bp, bp.wrapping_add(4)],
+                _ => [ap, ap.wrapping_add(4), bp],
+            };
+            // SAFETY: `acc` is ROWS rows of two vectors (V == 2); the steps' A rows and input
+            // elements are the contract's.
+            unsafe { nine_taps::<ROWS>(acc.as_mut_ptr().cast(), b, xp, geo, cols, k / 9) };
+        } else if wide {
+            let (acc, spare) = (acc.as_mut_ptr().cast(), spare.as_mut_ptr().cast());
+            let ws = Wide {
+                taps,
+                t,
+                ap,
+                xp,
+                steps: k,
+                plane: plane * 4,
+                ahead: ahead * 4,
+                side: side.raw(),
+            };
+            // SAFETY: `acc` and `spare` are 8 rows of three vectors and one vector (the tile's
+            // V, R and ROWS); the steps' taps, A rows and input elements are the contract's;
+            // a tile of 8 rows takes at most two lines a step of the stream.
+            unsafe {
+                match side.is_empty() {
+                    true => wide_steps::<false>(&mut *acc, &mut *spare, ws),
+                    false => wide_steps::<true>(&mut *acc, &mut *spare, ws),
+                }
+            };
+        } else {
+            for _ in 0..k {
                 // SAFETY: t < count <= TAPS_MAX.
                 let (off, valid) =
                     unsafe { (*taps.offset.get_unchecked(t), *taps.valid.get_unchecked(t)) };
@@ -942,20 +864,9 @@ pub(super) mod x86 {
                     (t, xp) = (0, xp.wrapping_add(plane));
                 }
             }
-            // SAFETY: the contract's C rows and bias.
-            unsafe {
-                if done < k {
-                    partial_store((&acc, &spare), out, mask, more != 0);
-                } else {
-                    let last = Epilogue {
-                        flags: ep.flags | more,
-                        ..ep
-                    };
-                    return avx512_store::<V, R, ROWS>(&acc, &spare, out, mask, last);
-                }
-            }
-            more = GEMM_ACCUMULATE;
         }
+        // SAFETY: the contract's C rows and bias.
+        unsafe { avx512_store::<V, R, ROWS>(&acc, &spare, out, mask, ep) }
     }
 }
 
@@ -1036,7 +947,8 @@ mod tests {
         for t in Isa::ALL.into_iter().filter_map(table) {
             let Some(taps) = t.taps_f32 else { continue };
             for (i, (h, w, s, kh, kw, dh, dw, pt, pl)) in geos.into_iter().enumerate() {
-                // One chunk, chunks of whole channels, chunks cutting channels.
+                // The reference's calls of the GEMM tile: one chunk, chunks of whole channels,
+                // chunks cutting channels (the sums continue across them: the same bits).
                 let chunk = [0, 2 * kh * kw, 7][i % 3];
                 let g = TapGeo {
                     h,
@@ -1048,7 +960,6 @@ mod tests {
                     dw,
                     pt,
                     pl,
-                    chunk,
                 };
                 assert!(kh * kw <= TAPS_MAX);
                 let chans = 3;

@@ -147,18 +147,9 @@ impl Side {
     }
 
     /// The next line, the stream's end and the bytes a step prefetches, for a loop that
-    /// streams it itself ([`Side::step`]'s lines) and then stores where it got to with
-    /// [`Side::at`].
+    /// streams it itself ([`Side::step`]'s lines).
     pub(super) fn raw(&self) -> (*const u8, *const u8, usize) {
         (self.at, self.end, 64 * self.lines)
-    }
-
-    /// The stream from `at` on (at most its end).
-    pub(super) fn at(self, at: *const u8) -> Side {
-        Side {
-            at: at.min(self.end),
-            ..self
-        }
     }
 
     /// Whether nothing is left to prefetch.
@@ -314,8 +305,8 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
             (1u16 << valid) - 1
         }
     });
-    let mut acc = [[_mm512_setzero_ps(); V]; M0];
-    let mut spare = [_mm512_setzero_ps(); R];
+    // SAFETY: the contract's C rows.
+    let (mut acc, mut spare) = unsafe { avx512_start::<V, R, M0>((c, ldc, m), mask, ep.flags) };
     let (mut ap, mut bp) = (a, b);
     let strided = (ldb != N0, STREAM && ldb != N0);
     // SAFETY (both loops): masked-out lanes are not accessed; the rest is B's row and A's
@@ -355,6 +346,42 @@ unsafe fn avx512_tile<const V: usize, const R: usize, const STREAM: bool>(
     }
     // SAFETY: the same contract.
     unsafe { avx512_store(&acc, &spare, (c, ldc, m), mask, ep) }
+}
+
+/// The AVX-512 tile's starting sums: `C`'s rows `0..m` (`V` column vectors masked by `mask`,
+/// then `R` spare columns each held over the rows, lane i: row i) with [`GEMM_ACCUMULATE`],
+/// else zeros (as every row `>= m`).
+///
+/// # Safety
+/// With [`GEMM_ACCUMULATE`], `C`'s rows `i < m` hold the masks' columns and the spare ones
+/// (readable at stride `ldc`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn avx512_start<const V: usize, const R: usize, const ROWS: usize>(
+    (c, ldc, m): (*const f32, usize, usize),
+    mask: [__mmask16; V],
+    flags: u32,
+) -> ([[__m512; V]; ROWS], [__m512; R]) {
+    let mut acc = [[_mm512_setzero_ps(); V]; ROWS];
+    let mut spare = [_mm512_setzero_ps(); R];
+    if flags & GEMM_ACCUMULATE != 0 {
+        for (i, row) in acc.iter_mut().enumerate().take(m) {
+            for (g, v) in row.iter_mut().enumerate() {
+                // SAFETY: C's row i has the mask's columns.
+                *v = unsafe { _mm512_maskz_loadu_ps(mask[g], c.wrapping_add(i * ldc + 16 * g)) };
+            }
+        }
+        for (j, s) in spare.iter_mut().enumerate() {
+            let mut t = [0f32; 16];
+            for (i, x) in t.iter_mut().enumerate().take(m) {
+                // SAFETY: rows i < m of column 16·V + j are C's elements.
+                *x = unsafe { *c.add(i * ldc + 16 * V + j) };
+            }
+            // SAFETY: a stack row of 16 floats.
+            *s = unsafe { _mm512_loadu_ps(t.as_ptr()) };
+        }
+    }
+    (acc, spare)
 }
 
 /// The AVX-512 tile's epilogue: the sums of rows `0..m` (`acc`: `V` column vectors masked by
@@ -399,15 +426,8 @@ pub(super) unsafe fn avx512_store<const V: usize, const R: usize, const ROWS: us
         // readable when bias is not null.
         unsafe {
             let crow = c.add(i * ldc);
-            let mut s = *row;
-            if ep.flags & GEMM_ACCUMULATE != 0 {
-                for (g, v) in s.iter_mut().enumerate() {
-                    let old = _mm512_maskz_loadu_ps(mask[g], crow.wrapping_add(16 * g));
-                    *v = _mm512_add_ps(*v, old);
-                }
-            }
             let bi = (!ep.bias.is_null()).then(|| _mm512_set1_ps(*ep.bias.add(i)));
-            for (g, v) in s.into_iter().enumerate() {
+            for (g, &v) in row.iter().enumerate() {
                 _mm512_mask_storeu_ps(crow.wrapping_add(16 * g), mask[g], epilogue(v, bi));
             }
         }
@@ -416,15 +436,8 @@ pub(super) unsafe fn avx512_store<const V: usize, const R: usize, const ROWS: us
     for (j, &s) in spare.iter().enumerate() {
         let col = c.wrapping_add(16 * V + j);
         let mut t = [0f32; 16];
-        let mut s = s;
         // SAFETY: rows i < m of column 16·V + j are C's elements; bias has m readable floats.
         unsafe {
-            if ep.flags & GEMM_ACCUMULATE != 0 {
-                for (i, x) in t.iter_mut().enumerate().take(m) {
-                    *x = *col.add(i * ldc);
-                }
-                s = _mm512_add_ps(s, _mm512_loadu_ps(t.as_ptr()));
-            }
             let bi = (!ep.bias.is_null()).then(|| _mm512_maskz_loadu_ps(rows, ep.bias));
             _mm512_storeu_ps(t.as_mut_ptr(), epilogue(s, bi));
             for (i, x) in t.iter().enumerate().take(m) {
@@ -551,6 +564,18 @@ unsafe fn avx2_4x16(
         _mm256_cmpgt_epi32(_mm256_set1_epi32(n32 - 8), lane),
     ];
     let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    if ep.flags & GEMM_ACCUMULATE != 0 {
+        for (i, row) in acc.iter_mut().enumerate().take(m) {
+            // SAFETY: C's row i has n valid elements (only those lanes are accessed).
+            unsafe {
+                let crow = c.add(i * ldc);
+                *row = [
+                    _mm256_maskload_ps(crow, mask[0]),
+                    _mm256_maskload_ps(crow.wrapping_add(8), mask[1]),
+                ];
+            }
+        }
+    }
     let (mut ap, mut bp) = (a, b);
     // The GEMM_STREAM hint is the AVX-512 tile's only: a test of it in the step loop would
     // cost every call (see `avx512_tile`'s `STREAM`).
@@ -595,10 +620,6 @@ unsafe fn avx2_4x16(
         unsafe {
             let crow = c.add(i * ldc);
             let mut s = *row;
-            if ep.flags & GEMM_ACCUMULATE != 0 {
-                s[0] = _mm256_add_ps(s[0], _mm256_maskload_ps(crow, mask[0]));
-                s[1] = _mm256_add_ps(s[1], _mm256_maskload_ps(crow.wrapping_add(8), mask[1]));
-            }
             if !ep.bias.is_null() {
                 let bi = _mm256_set1_ps(*ep.bias.add(i));
                 s = s.map(|v| _mm256_add_ps(v, bi));

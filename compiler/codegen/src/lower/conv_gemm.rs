@@ -11,8 +11,10 @@
 //! positions (whole rows) are cut into full tiles of `N0` whose row segments are static (a
 //! 28-wide map: 8 rows, 7 tiles, where one tile per row would leave 4 of 32 columns idle);
 //! otherwise a tile is whole rows when they fit in `N0`, else a run of one row. The
-//! reduction runs in chunks of whole input channels of at most `KC` steps (`KC / tiles` for a
-//! whole-image task, whose tiles' panels share L1). For each tile and
+//! reduction runs in chunks of whole input channels of at most `kc` steps (`kc / tiles` for a
+//! whole-image task, whose tiles' panels share L1), `kc` the packing's: the micro-kernels'
+//! `GEMM_F32_KC` or the Cranelift tile's [`crate::tile::KC`]. Chunks only block for the
+//! caches: the tile's sums continue across chained calls, so results do not depend on them. For each tile and
 //! chunk, X̂'s panel is packed into a stack buffer (im2col: `[chunk steps][N0]`, zeros where
 //! a tap falls in the padding; row validity tested once per row, column ranges static; a conv
 //! of stride 2 along the rows packs from a copy of its input split into even and odd columns,
@@ -29,7 +31,8 @@
 //! (`dync_runtime::ukernel::taps`): that tile reads each step's row from the input (the
 //! phase planes of the split copy at stride 2) at the tap's offset, masked at the borders,
 //! and runs a tile for all the task's channel panels and (packed weights) its whole
-//! reduction in one call, summed chunk by chunk as the chained calls would (the same bits);
+//! reduction in one call (the bits of chained calls: the tile contract's sums continue
+//! across calls);
 //! the weights are packed plain, which the packing path reads too. ResNet-18's 56×56 and
 //! 28×28 3×3 convs at one thread 1.11 → 0.95 ms and 1.06 → 0.94 ms. A fused residual is
 //! copied into the output tile before the first chunk, which then accumulates too (the tile
@@ -65,8 +68,8 @@ use dync_ir::ops::{Act, Clamp, Conv, DynConv};
 use dync_ir::TensorType;
 use dync_runtime::ukernel::taps::{TAPS_COLUMNS, TAPS_MAX, TAP_GEO_FIELDS};
 use dync_runtime::ukernel::{
-    GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
-    GEMM_HARDSWISH, GEMM_SIDE_FAST, GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
+    GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0, GEMM_HARDSWISH,
+    GEMM_SIDE_FAST, GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
 };
 
 /// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
@@ -87,8 +90,8 @@ const RUN_TILES: usize = 4;
 const IMAGES: usize = 4;
 /// Steps of the bank mixed for all images before moving on (its panels stay in L1).
 const MIX_STEPS: usize = 64;
-/// Most images of a fused dyn_conv ([`fused`]): their mixed chunks (a `KC`-step chunk of one
-/// panel each, 8 KB) are on the stack together. CondConv 8 experts' 7×7 pointwise dyn_convs
+/// Most images of a fused dyn_conv ([`fused`]): their mixed chunks (at most `GEMM_F32_KC`
+/// steps of one panel each, 8 KB) are on the stack together. CondConv 8 experts' 7×7 pointwise dyn_convs
 /// at batch 8, two threads, alternating runs, against mixing in phase 0: 0.73 → 0.70 ms (the
 /// expansions) and 0.71 → 0.67 ms (the projections), the model 27.6 → 27.2 ms.
 const FUSED_IMAGES: usize = 8;
@@ -140,6 +143,8 @@ struct Gemm {
     /// The tile's flags for every call: `GEMM_STREAM` when X̂ is read in place from an input
     /// larger than the caches hold ([`super::conv::streams`]), else none.
     hint: u32,
+    /// The packing's most steps per tile call ([`Packing::kc`]).
+    kc: usize,
     /// Input channels per reduction chunk, and chunks.
     cc: usize,
     chunks: usize,
@@ -164,7 +169,11 @@ impl Gemm {
         let t = Tiling::new(oh, ow, direct);
         // A whole-image task of packed tiles keeps every tile's X̂ panel and the A chunk in L1
         // together.
-        let steps = if t.whole() { KC / t.tiles().max(1) } else { KC };
+        let steps = if t.whole() {
+            p.kc / t.tiles().max(1)
+        } else {
+            p.kc
+        };
         let cc = (steps / taps).clamp(1, ws[1].max(1));
         let in_place = reads_taps(x, y, ws, (strides, pads, dilations), p, !mixing);
         let mixed_in_place = mixing && fused(x[0], &t, direct, in_place);
@@ -192,6 +201,7 @@ impl Gemm {
             split: false,
             taps: in_place,
             hint: if direct && streams(x) { GEMM_STREAM } else { 0 },
+            kc: p.kc,
             cc,
             chunks: ws[1].div_ceil(cc),
         }
@@ -243,10 +253,10 @@ impl Gemm {
     }
 
     /// Floats between consecutive mixed chunks in a fused dyn_conv's stack buffer (a chunk
-    /// of at most `KC` steps, or one tap's whole reduction): the images' chunks of one panel,
+    /// of at most `kc` steps, or one tap's whole reduction): the images' chunks of one panel,
     /// or the in-place tile's panels.
     fn mixed_ld(&self) -> usize {
-        KC.max(self.kh * self.kw) * M0
+        self.kc.max(self.kh * self.kw) * M0
     }
 
     /// Bytes of the packed X̂ panel (0 when X̂ is read in place).
@@ -937,8 +947,9 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
         _ => None,
     };
     // The in-place tile needs no packed panel in L1, so packed weights (in their plain
-    // layout: [`blocking`]) run as one call per tile for all the task's panels, which sums in
-    // `g`'s chunks ([`tap_geo`]); mixed ones keep the mixing's chunks. (Chunked calls for
+    // layout: [`blocking`]) run as one call per tile for all the task's panels and their
+    // whole reduction (the bits of chained calls: the tile contract's sums continue across
+    // calls); mixed ones keep the mixing's chunks. (Chunked calls for
     // tasks of several tiles, to keep each weight chunk in L2 across them, were slower.)
     // Its tiles are runs of consecutive positions, however the rows fall ([`Tiling::taps`]:
     // 14×14 is six full tiles and one of 4 columns, where the packing's two rows per tile
@@ -998,9 +1009,7 @@ fn convolve(k: &mut Kernel, g: &Gemm, wts: &Weights) -> LResult {
 }
 
 /// The read-only table of the in-place convolution tile's geometry
-/// (`dync_runtime::ukernel::taps::TapGeo`: `h, w, s, kh, kw, dh, dw, pt, pl`, then the steps of
-/// `g`'s reduction chunks, pointer-sized): one call then sums as the chunks' calls of the
-/// GEMM tile would.
+/// (`dync_runtime::ukernel::taps::TapGeo`: `h, w, s, kh, kw, dh, dw, pt, pl`, pointer-sized).
 fn tap_geo(k: &mut Kernel, g: &Gemm) -> LResult<Value> {
     let fields: [usize; TAP_GEO_FIELDS] = [
         g.h,
@@ -1012,7 +1021,6 @@ fn tap_geo(k: &mut Kernel, g: &Gemm) -> LResult<Value> {
         g.ax.dilation,
         g.ay.pad_begin,
         g.ax.pad_begin,
-        g.cc * g.kh * g.kw,
     ];
     k.usize_table(&fields)
 }

@@ -62,15 +62,26 @@ pub fn one_node(op: Op, args: Vec<Arg>) -> (Graph, Vec<Tensor>) {
     (g, inputs)
 }
 
-/// |got − want| <= 1e-5 + 1e-4·|want| for f32 (NaNs and infinities must match), exact for
+/// The absolute part of [`assert_close`]'s f32 tolerance for outputs that sum at most about a
+/// thousand products.
+pub const ATOL: f32 = 1e-5;
+
+/// The absolute tolerance for outputs that each sum `k` products of values of magnitude
+/// about 1: the rounding error of an f32 running sum grows as √k (a random walk of roundings
+/// of at most half an ulp of the running sum), so [`ATOL`] is scaled by √(k / 1024).
+pub fn atol_for_sums_of(k: usize) -> f32 {
+    ATOL * (k as f32 / 1024.0).sqrt().max(1.0)
+}
+
+/// |got − want| <= atol + 1e-4·|want| for f32 (NaNs and infinities must match), exact for
 /// integers and bools.
-pub fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
+pub fn assert_close(got: &Tensor, want: &Tensor, atol: f32, what: &str) {
     assert_eq!(got.ty(), want.ty(), "{what}: types differ");
     match (got.data(), want.data()) {
         (TensorData::F32(a), TensorData::F32(b)) => {
             for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
                 let ok =
-                    (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= 1e-5 + 1e-4 * y.abs();
+                    (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= atol + 1e-4 * y.abs();
                 assert!(
                     ok,
                     "{what}: element {i}: jit {x}, interp {y} (shape {:?})",
@@ -89,6 +100,11 @@ pub fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
 /// results with and without the runtime); on a CPU with AVX2, also with the AVX2 table (the
 /// best table of a CPU without AVX-512, which lacks some kernels). Returns the JIT outputs.
 pub fn check_graph(g: &Graph, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
+    check_graph_within(g, inputs, ATOL, what)
+}
+
+/// [`check_graph`] with the absolute tolerance `atol` (see [`atol_for_sums_of`]).
+pub fn check_graph_within(g: &Graph, inputs: &[Tensor], atol: f32, what: &str) -> Vec<Tensor> {
     let want = dync_interp::run(g, inputs).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
     let mut last: Vec<Tensor> = Vec::new();
     for (checked, no_ukernels) in [(false, false), (false, true), (true, false)] {
@@ -105,7 +121,7 @@ pub fn check_graph(g: &Graph, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
             .unwrap_or_else(|e| panic!("{what}: run ({how}): {e}"));
         assert_eq!(got.len(), want.len());
         for (gt, wt) in got.iter().zip(&want) {
-            assert_close(gt, wt, &format!("{what} ({how})"));
+            assert_close(gt, wt, atol, &format!("{what} ({how})"));
         }
         if no_ukernels {
             for (pure, micro) in got.iter().zip(&last) {
@@ -132,7 +148,7 @@ pub fn check_graph(g: &Graph, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
             .run(inputs)
             .unwrap_or_else(|e| panic!("{what}: run (AVX2 table): {e}"));
         for (gt, wt) in got.iter().zip(&want) {
-            assert_close(gt, wt, &format!("{what} (AVX2 table)"));
+            assert_close(gt, wt, atol, &format!("{what} (AVX2 table)"));
         }
     }
     last
@@ -140,8 +156,13 @@ pub fn check_graph(g: &Graph, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
 
 /// [`check_graph`] of a one-node graph.
 pub fn check_op(op: Op, args: Vec<Arg>, what: &str) {
+    check_op_within(op, args, ATOL, what);
+}
+
+/// [`check_op`] with the absolute tolerance `atol` (see [`atol_for_sums_of`]).
+pub fn check_op_within(op: Op, args: Vec<Arg>, atol: f32, what: &str) {
     let (g, inputs) = one_node(op, args);
-    check_graph(&g, &inputs, what);
+    check_graph_within(&g, &inputs, atol, what);
 }
 
 /// The type of `t`, for building graphs.
