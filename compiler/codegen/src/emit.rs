@@ -44,7 +44,7 @@ use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataId, FuncId, Linkage, Module, ModuleReloc};
 use dync_ir::{Graph, Numbering, Op, TensorData, TensorType};
-use dync_runtime::ukernel::{Isa, GEMM_F32_KC, GEMM_F32_M0, GEMM_F32_N0};
+use dync_runtime::ukernel::{Isa, GEMM_F32_M0, GEMM_F32_N0};
 use std::collections::HashMap;
 use std::sync::{mpsc, Mutex};
 
@@ -94,16 +94,7 @@ pub fn emit_model_with_progress<M: Module>(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EmittedModel, CodegenError> {
     dync_ir::verify(g).map_err(CodegenError::Verify)?;
-    // Whether generated code may call the context's micro-kernels (x86-64 only: aarch64's hot
-    // path is Cranelift's); the GEMM path blocks its reductions for the tile that runs.
-    let ukernels = !opts.no_ukernels
-        && module.isa().triple().architecture == target_lexicon::Architecture::X86_64;
-    let kc = if ukernels {
-        GEMM_F32_KC
-    } else {
-        crate::tile::KC
-    };
-    let plan = plan::plan(g, kc)?;
+    let plan = plan::plan(g)?;
     if plan.kernels.len() > MAX_KERNELS {
         return Err(CodegenError::Overflow(format!(
             "the kernel count {}",
@@ -131,6 +122,10 @@ pub fn emit_model_with_progress<M: Module>(
         )
     };
 
+    // Whether generated code may call the context's micro-kernels (x86-64 only: aarch64's hot
+    // path is Cranelift's).
+    let ukernels = !opts.no_ukernels
+        && module.isa().triple().architecture == target_lexicon::Architecture::X86_64;
     let mut fctx = FunctionBuilderContext::new();
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Mutex::new(rx);

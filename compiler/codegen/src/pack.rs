@@ -46,24 +46,13 @@ pub struct Packing {
     pub chunk: usize,
     /// Panels per run (the last run of a group may be shorter); `mblocks` for one run.
     pub run: usize,
-    /// The most reduction steps per call of the GEMM tile that runs the convolution (the
-    /// runtime's `GEMM_F32_KC`, or the Cranelift tile's [`crate::tile::KC`]): a choice of
-    /// cache blocking, which the lowering's chunks follow; results do not depend on it.
-    pub kc: usize,
 }
 
 impl Packing {
     /// The packing of the weight `w` ([O, C/G, kh, kw]) or bank ([E, O, C/G, kh, kw]) of a
     /// convolution of `x` into `y` with `group` groups, when it takes the GEMM path, in one
-    /// chunk and one run (the lowering's blocking refines them), for tile calls of at most
-    /// `kc` steps.
-    pub fn for_conv(
-        x: &TensorType,
-        w: &TensorType,
-        y: &TensorType,
-        group: usize,
-        kc: usize,
-    ) -> Option<Self> {
+    /// chunk and one run (the lowering's blocking refines them).
+    pub fn for_conv(x: &TensorType, w: &TensorType, y: &TensorType, group: usize) -> Option<Self> {
         let (experts, ws) = match w.shape.len() {
             4 => (1, &w.shape[..]),
             5 => (w.shape[0], &w.shape[1..]),
@@ -81,7 +70,6 @@ impl Packing {
             k,
             chunk: k,
             run: og.div_ceil(M0),
-            kc,
         })
     }
 
@@ -152,7 +140,6 @@ impl Packing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dync_runtime::ukernel::GEMM_F32_KC;
 
     #[test]
     fn packs_channel_panels_with_zero_padding() {
@@ -165,7 +152,6 @@ mod tests {
             k: 2,
             chunk: 2,
             run: 2,
-            kc: GEMM_F32_KC,
         };
         let src: Vec<f32> = (0..36).map(|v| v as f32).collect();
         let mut bytes = vec![0u8; p.elems().unwrap() * 4];
@@ -193,7 +179,6 @@ mod tests {
             k: 5,
             chunk: 2,
             run: 2,
-            kc: GEMM_F32_KC,
         };
         // Run 0 (panels 0, 1): chunk 0 holds panel 0's steps 0–1, then panel 1's, each
         // step's two experts side by side.
@@ -225,13 +210,10 @@ mod tests {
         let x = TensorType::f32([1, 32, 8, 8]);
         let y = TensorType::f32([1, 32, 8, 8]);
         let dw = TensorType::f32([32, 1, 3, 3]);
-        assert_eq!(Packing::for_conv(&x, &dw, &y, 32, GEMM_F32_KC), None);
+        assert_eq!(Packing::for_conv(&x, &dw, &y, 32), None);
         let w = TensorType::f32([32, 32, 3, 3]);
-        assert_eq!(
-            Packing::for_conv(&x, &w, &y, 1, GEMM_F32_KC).map(|p| p.k),
-            Some(288)
-        );
+        assert_eq!(Packing::for_conv(&x, &w, &y, 1).map(|p| p.k), Some(288));
         let y1 = TensorType::f32([1, 32, 1, 1]);
-        assert_eq!(Packing::for_conv(&x, &w, &y1, 1, GEMM_F32_KC), None);
+        assert_eq!(Packing::for_conv(&x, &w, &y1, 1), None);
     }
 }

@@ -199,16 +199,15 @@ fn live_nodes(g: &Graph) -> HashSet<NodeId> {
     live
 }
 
-/// Plans the storage of the verified graph `g`, packing weights for GEMM tile calls of at
-/// most `kc` reduction steps ([`Packing::kc`]).
-pub fn plan(g: &Graph, kc: usize) -> Result<MemoryPlan, CodegenError> {
+/// Plans the storage of the verified graph `g`.
+pub fn plan(g: &Graph) -> Result<MemoryPlan, CodegenError> {
     let order = g
         .topo_order()
         .map_err(|n| CodegenError::Overflow(format!("the cycle through node {}", n.index())))?;
     let live = live_nodes(g);
     let order: Vec<NodeId> = order.into_iter().filter(|n| live.contains(n)).collect();
 
-    let packed = packings(g, &order, kc);
+    let packed = packings(g, &order);
     let views = find_views(g, &order)?;
     let root = |id| view_root(&views, id);
     let mut storage: HashMap<NodeId, Storage> = HashMap::new();
@@ -377,7 +376,7 @@ fn residual_in_place(
 /// The constants to store packed: those whose every use (among `order`, the live nodes) is
 /// the weight of a conv (operand 1) or the bank of a dyn_conv (operand 2) taking the GEMM
 /// path, all with the same packing, and that are not graph outputs.
-fn packings(g: &Graph, order: &[NodeId], kc: usize) -> HashMap<NodeId, Packing> {
+fn packings(g: &Graph, order: &[NodeId]) -> HashMap<NodeId, Packing> {
     let mut uses: HashMap<NodeId, Option<Packing>> = HashMap::new();
     let outputs: HashSet<NodeId> = g
         .outputs
@@ -399,7 +398,7 @@ fn packings(g: &Graph, order: &[NodeId], kc: usize) -> HashMap<NodeId, Packing> 
             let p = match wanted {
                 Some(w) if w == j => {
                     let (x, y) = (g.ty(ops[0]), g.ty(id));
-                    let p = Packing::for_conv(x, g.ty(o), y, group, kc);
+                    let p = Packing::for_conv(x, g.ty(o), y, group);
                     match &g.node(id).op {
                         Op::Conv(c) => p.map(|p| crate::lower::blocking(c, x, y, g.ty(o), p)),
                         Op::DynConv(c) => {

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! s = C[i·ldc + j] if flags & GEMM_ACCUMULATE, else +0.0
-//! s = s + A[p·M0 + i] · B[p·ldb + j]   for p = 0, 1, …, k − 1 (FMA when the ISA has it natively)
+//! s = s + A[p·M0 + i] · B[p·ldb + j]   for p = 0, 1, …, k − 1 (FMA when the ISA has it)
 //! s = s + bias[i]        if bias is not null
 //! s = min(hi, max(lo, s)) if flags & GEMM_CLAMP, as x86 maxps/minps: NaN s stays NaN, lo > hi
 //!                        gives hi (written `lo > s ? lo : s`, then `hi < y ? hi : y`)
@@ -27,10 +27,10 @@
 //! with lane-broadcast shuffles was slower, and so were separate multiply and add.
 //!
 //! The reduction loop is unrolled `UNROLL = 2` times, a second loop runs the remaining step;
-//! both run zero times when their count is 0, so `k == 0` keeps the starting sums. Not more: A and B
-//! loads are pure (`readonly`, `can_move`) and Cranelift places pure values depth-first from
-//! the loop's jump, so every accumulator's chain is emitted over all unrolled steps at once;
-//! with 4 steps the B vectors of all steps are live together and spill (measured slower than
+//! both run zero times when their count is 0, so `k == 0` keeps the starting sums. Not more:
+//! A and B loads are pure (`readonly`, `can_move`) and Cranelift places pure values
+//! depth-first from the loop's jump, so every accumulator's chain is emitted over all unrolled
+//! steps at once; with 4 steps the B vectors of all steps are live together and spill (measured slower than
 //! 1 step, while 2 fit in 16 registers and are the fastest). Passes run column groups outer,
 //! row halves inner (the second half re-reads the group's B columns from L1); the row half
 //! `4..8` is skipped when `m <= 4`.
@@ -67,13 +67,6 @@ const NR: usize = 8;
 const LANES: usize = 4;
 /// Reduction steps per iteration of the main loop.
 const UNROLL: usize = 2;
-/// The longest reduction the GEMM path gives one call of this tile (longer ones are chained
-/// calls with `GEMM_ACCUMULATE`, which give the same bits as one): a `KC × N0` panel of B
-/// (16 KiB) and the `KC × M0` panel of A (4 KiB) stay in a 32 KiB L1 while each pass re-reads
-/// them. At the runtime's `GEMM_F32_KC` (256: 40 KiB) this tile ran at 27.5–32.5 GFLOP/s on a
-/// Zen 4 core, at 128 at 46–47 (82 % of its 128-bit FMA peak; the `tile_gflops` test);
-/// ResNet-18 on this path, two threads, 15–20 % faster in three of four alternating rounds.
-pub const KC: usize = 128;
 const _: () = assert!(
     GEMM_F32_M0.is_multiple_of(MR)
         && GEMM_F32_N0.is_multiple_of(NR)

@@ -12,7 +12,6 @@ use dync_codegen::abi::ALIGN;
 use dync_codegen::plan::{plan, Storage};
 use dync_ir::ops::*;
 use dync_ir::{Graph, NodeId, Op, Tensor};
-use dync_runtime::ukernel::GEMM_F32_KC;
 use proptest::prelude::*;
 use rand::Rng;
 use std::collections::HashMap;
@@ -105,7 +104,7 @@ fn random_graph(seed: u64) -> (Graph, Vec<Tensor>) {
 }
 
 fn check_plan(g: &Graph) {
-    let p = plan(g, GEMM_F32_KC).expect("plan");
+    let p = plan(g).expect("plan");
     let step: HashMap<NodeId, usize> = p.kernels.iter().enumerate().map(|(s, &n)| (n, s)).collect();
     // Live interval of every kernel-defined root, recomputed from the graph.
     let mut live: HashMap<NodeId, (usize, usize)> = p
@@ -220,7 +219,7 @@ fn buffers_are_reused_along_a_chain() {
             .unwrap();
     }
     g.set_output("y", v);
-    let p = plan(&g, GEMM_F32_KC).unwrap();
+    let p = plan(&g).unwrap();
     // Ten kernels, the last writes the output: the other nine alternate between two buffers.
     assert_eq!(p.kernels.len(), 10);
     assert_eq!(p.arena_bytes, 2 * 64 * 64 * 4);
@@ -281,7 +280,7 @@ fn dyn_conv_scratch_is_planned_apart_from_live_buffers() {
         )
         .unwrap();
     g.set_output("z", z);
-    let p = plan(&g, GEMM_F32_KC).unwrap();
+    let p = plan(&g).unwrap();
     assert_eq!(p.scratch.len(), 2);
     check_plan(&g);
     let inputs = [rand_f32(&mut r, &[2, 4, 6, 6]), rand_f32(&mut r, &[2, 3])];
@@ -333,7 +332,7 @@ fn a_residual_conv_writes_into_its_residual() {
             let again = g.add(relu.clone(), &[block], None).unwrap();
             g.set_output("again", again);
         }
-        let p = plan(&g, GEMM_F32_KC).unwrap();
+        let p = plan(&g).unwrap();
         let what = format!("k{k} later={later} itself={itself}");
         assert_eq!(
             p.in_place.get(&y),

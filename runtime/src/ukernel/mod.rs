@@ -29,8 +29,7 @@
 //!   (blocking over K), the first uses overwrite, later ones accumulate, and only the last
 //!   passes the bias and the clamp. An accumulating call continues the sums stored by the
 //!   call before (an f32 store and load are exact), so a reduction gives the same bits
-//!   however it is split: the split ([`GEMM_F32_KC`], or the compiler's smaller one for
-//!   its Cranelift tile) is a choice of cache blocking only.
+//!   however it is split: the split ([`GEMM_F32_KC`]) is a choice of cache blocking only.
 //! - `GEMM_SILU` applies SiLU to the accumulators before the store: a conv's SiLU epilogue
 //!   then costs no pass that reloads the tile right after its stores (which, while the output
 //!   lines are still being fetched for ownership, waits for memory). The compiler's Cranelift
@@ -94,9 +93,8 @@ pub const GEMM_F32_M0: usize = 8;
 /// positions per tile.
 pub const GEMM_F32_N0: usize = 32;
 
-/// The longest reduction worth one call of the runtime's tiles: a packed `B` panel of
-/// `KC × N0` floats (32 KiB) and its `A` panel (8 KiB) stay in a 48 KiB L1 across calls that
-/// share them. Longer reductions are split into calls of at most `KC` steps chained with
+/// The longest reduction worth one call: a packed `B` panel of `KC × N0` floats (32 KiB) and
+/// its `A` panel (8 KiB) stay in a 48 KiB L1 across calls that share them. Longer reductions are split into calls of at most `KC` steps chained with
 /// [`GEMM_ACCUMULATE`] (which gives the bits of one call).
 pub const GEMM_F32_KC: usize = 256;
 

@@ -866,7 +866,7 @@ pub(super) mod x86 {
             }
         }
         // SAFETY: the contract's C rows and bias.
-        unsafe { avx512_store::<V, R, ROWS>(&acc, &spare, out, mask, ep) }
+        unsafe { avx512_store::<V, R, ROWS>(acc, spare, out, mask, ep) }
     }
 }
 

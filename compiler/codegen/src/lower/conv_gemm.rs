@@ -11,12 +11,11 @@
 //! positions (whole rows) are cut into full tiles of `N0` whose row segments are static (a
 //! 28-wide map: 8 rows, 7 tiles, where one tile per row would leave 4 of 32 columns idle);
 //! otherwise a tile is whole rows when they fit in `N0`, else a run of one row. The
-//! reduction runs in chunks of whole input channels of at most `kc` steps (`kc / tiles` for a
-//! whole-image task, whose tiles' panels share L1), `kc` the packing's: the micro-kernels'
-//! `GEMM_F32_KC` or the Cranelift tile's [`crate::tile::KC`]. Chunks only block for the
-//! caches: the tile's sums continue across chained calls, so results do not depend on them. For each tile and
-//! chunk, X̂'s panel is packed into a stack buffer (im2col: `[chunk steps][N0]`, zeros where
-//! a tap falls in the padding; row validity tested once per row, column ranges static; a conv
+//! reduction runs in chunks of whole input channels of at most `KC` steps (`KC / tiles` for a
+//! whole-image task, whose tiles' panels share L1); chunks only block for the caches (the
+//! tile's sums continue across chained calls, so results do not depend on them). For each
+//! tile and chunk, X̂'s panel is packed into a stack buffer (im2col: `[chunk steps][N0]`,
+//! zeros where a tap falls in the padding; row validity tested once per row, column ranges static; a conv
 //! of stride 2 along the rows packs from a copy of its input split into even and odd columns,
 //! made by the kernel's phase 0 in the scratch memory: [`splits`]), or —
 //! for 1×1 convs of stride 1 without padding — read in place (`ldb` = H·W; from an input
@@ -68,8 +67,8 @@ use dync_ir::ops::{Act, Clamp, Conv, DynConv};
 use dync_ir::TensorType;
 use dync_runtime::ukernel::taps::{TAPS_COLUMNS, TAPS_MAX, TAP_GEO_FIELDS};
 use dync_runtime::ukernel::{
-    GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0, GEMM_HARDSWISH,
-    GEMM_SIDE_FAST, GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
+    GEMM_ACCUMULATE, GEMM_CLAMP, GEMM_F32_KC as KC, GEMM_F32_M0 as M0, GEMM_F32_N0 as N0,
+    GEMM_HARDSWISH, GEMM_SIDE_FAST, GEMM_SILU, GEMM_STREAM, SIDE_LINES_PER_STEP,
 };
 
 /// Tasks the convolution phase is split into at least, when it has the work for them (for 2–8
@@ -90,8 +89,8 @@ const RUN_TILES: usize = 4;
 const IMAGES: usize = 4;
 /// Steps of the bank mixed for all images before moving on (its panels stay in L1).
 const MIX_STEPS: usize = 64;
-/// Most images of a fused dyn_conv ([`fused`]): their mixed chunks (at most `GEMM_F32_KC`
-/// steps of one panel each, 8 KB) are on the stack together. CondConv 8 experts' 7×7 pointwise dyn_convs
+/// Most images of a fused dyn_conv ([`fused`]): their mixed chunks (a `KC`-step chunk of one
+/// panel each, 8 KB) are on the stack together. CondConv 8 experts' 7×7 pointwise dyn_convs
 /// at batch 8, two threads, alternating runs, against mixing in phase 0: 0.73 → 0.70 ms (the
 /// expansions) and 0.71 → 0.67 ms (the projections), the model 27.6 → 27.2 ms.
 const FUSED_IMAGES: usize = 8;
@@ -143,8 +142,6 @@ struct Gemm {
     /// The tile's flags for every call: `GEMM_STREAM` when X̂ is read in place from an input
     /// larger than the caches hold ([`super::conv::streams`]), else none.
     hint: u32,
-    /// The packing's most steps per tile call ([`Packing::kc`]).
-    kc: usize,
     /// Input channels per reduction chunk, and chunks.
     cc: usize,
     chunks: usize,
@@ -169,11 +166,7 @@ impl Gemm {
         let t = Tiling::new(oh, ow, direct);
         // A whole-image task of packed tiles keeps every tile's X̂ panel and the A chunk in L1
         // together.
-        let steps = if t.whole() {
-            p.kc / t.tiles().max(1)
-        } else {
-            p.kc
-        };
+        let steps = if t.whole() { KC / t.tiles().max(1) } else { KC };
         let cc = (steps / taps).clamp(1, ws[1].max(1));
         let in_place = reads_taps(x, y, ws, (strides, pads, dilations), p, !mixing);
         let mixed_in_place = mixing && fused(x[0], &t, direct, in_place);
@@ -201,7 +194,6 @@ impl Gemm {
             split: false,
             taps: in_place,
             hint: if direct && streams(x) { GEMM_STREAM } else { 0 },
-            kc: p.kc,
             cc,
             chunks: ws[1].div_ceil(cc),
         }
@@ -253,10 +245,10 @@ impl Gemm {
     }
 
     /// Floats between consecutive mixed chunks in a fused dyn_conv's stack buffer (a chunk
-    /// of at most `kc` steps, or one tap's whole reduction): the images' chunks of one panel,
+    /// of at most `KC` steps, or one tap's whole reduction): the images' chunks of one panel,
     /// or the in-place tile's panels.
     fn mixed_ld(&self) -> usize {
-        self.kc.max(self.kh * self.kw) * M0
+        KC.max(self.kh * self.kw) * M0
     }
 
     /// Bytes of the packed X̂ panel (0 when X̂ is read in place).
