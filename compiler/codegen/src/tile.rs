@@ -407,13 +407,7 @@ fn emit_pass(b: &mut FunctionBuilder, sh: &Shared, pass: Pass, cols: usize, next
     let mut crow = pass.c;
     for (i, row_acc) in acc.chunks(widths.len()).enumerate() {
         if i > 0 {
-            let row = b.create_block();
-            let valid = b
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedGreaterThan, pass.rows, i as i64);
-            b.ins().brif(valid, row, &[], next, &[]);
-            b.switch_to_block(row);
-            crow = b.ins().iadd(crow, sh.ldc4);
+            crow = next_row(b, sh, &pass, (i, crow), next);
         }
         let bias = b.ins().load(types::F32, flags, pass.bias, (4 * i) as i32);
         let bias = b.ins().splat(types::F32X4, bias);
@@ -444,13 +438,7 @@ fn start_sums(b: &mut FunctionBuilder, sh: &Shared, pass: &Pass, widths: &[usize
     let mut crow = pass.c;
     for (i, row) in sums.chunks(widths.len()).enumerate() {
         if i > 0 {
-            let next = b.create_block();
-            let valid = b
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedGreaterThan, pass.rows, i as i64);
-            b.ins().brif(valid, next, &[], start, &[]);
-            b.switch_to_block(next);
-            crow = b.ins().iadd(crow, sh.ldc4);
+            crow = next_row(b, sh, pass, (i, crow), start);
         }
         for (g, (&v, &w)) in row.iter().zip(widths).enumerate() {
             let cv = load_group(b, data_flags(), crow, (16 * g) as i32, w);
@@ -460,6 +448,24 @@ fn start_sums(b: &mut FunctionBuilder, sh: &Shared, pass: &Pass, widths: &[usize
     b.ins().jump(start, &[]);
     b.switch_to_block(start);
     sums.iter().map(|&v| b.use_var(v)).collect()
+}
+
+/// Row `i > 0` of the pass's `C` after row `i − 1` at `crow`: branches to `done` when the
+/// pass has at most `i` rows, else continues in a new block and returns the row's address.
+fn next_row(
+    b: &mut FunctionBuilder,
+    sh: &Shared,
+    pass: &Pass,
+    (i, crow): (usize, Value),
+    done: Block,
+) -> Value {
+    let row = b.create_block();
+    let valid = b
+        .ins()
+        .icmp_imm_s(IntCC::UnsignedGreaterThan, pass.rows, i as i64);
+    b.ins().brif(valid, row, &[], done, &[]);
+    b.switch_to_block(row);
+    b.ins().iadd(crow, sh.ldc4)
 }
 
 /// One reduction step on the accumulators `acc` (row-major, `widths.len()` per row): returns
