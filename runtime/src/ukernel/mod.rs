@@ -94,8 +94,9 @@ pub const GEMM_F32_M0: usize = 8;
 pub const GEMM_F32_N0: usize = 32;
 
 /// The longest reduction worth one call: a packed `B` panel of `KC × N0` floats (32 KiB) and
-/// its `A` panel (8 KiB) stay in a 48 KiB L1 across calls that share them. Longer reductions are split into calls of at most `KC` steps chained with
-/// [`GEMM_ACCUMULATE`] (which gives the bits of one call).
+/// its `A` panel (8 KiB) stay in a 48 KiB L1 across calls that share them. Longer reductions
+/// are split into calls of at most `KC` steps chained with [`GEMM_ACCUMULATE`] (which gives
+/// the bits of one call).
 pub const GEMM_F32_KC: usize = 256;
 
 /// Flag: start the sums from the existing `C` instead of `+0.0`.
