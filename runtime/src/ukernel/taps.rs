@@ -703,8 +703,9 @@ pub(super) mod x86 {
     /// spare column over one panel's 8 rows (7×7 maps), with the same loads, prefetches and
     /// FMAs in the same order, in `asm!`: the compiler's code kept the spare column's sum in
     /// memory, a store and a load in every step's chain, and moved each mask through a
-    /// general register on the port the FMAs need. With `SIDE`, each step prefetches the side stream's lines, at most two (the first
-    /// and last of the step's), until its end; without, the stream is empty.
+    /// general register on the port the FMAs need. With `SIDE`, each step prefetches the side
+    /// stream's lines, at most two (the first and last of the step's), until its end;
+    /// without, the stream is empty.
     ///
     /// # Safety
     /// As [`tile`]'s steps: the table's taps, `A`'s `steps` rows and the input elements the
@@ -792,7 +793,8 @@ pub(super) mod x86 {
             });
         // Three column vectors and the spare column over one panel: [`wide_steps`].
         let wide = V == 3 && R == 1 && ROWS == 8 && SPLIT == 8;
-        if let Some((geo, cols)) = nine {
+        // (Both asm loops run at least one step.)
+        if let Some((geo, cols)) = nine.filter(|_| k > 0) {
             // Rows `i < SPLIT` read `ap`'s row, the rest `bp`'s.
             let b = match SPLIT {
                 4 => [ap, bp, bp.wrapping_add(4)],
@@ -801,7 +803,7 @@ pub(super) mod x86 {
             // SAFETY: `acc` is ROWS rows of two vectors (V == 2); the steps' A rows and input
             // elements are the contract's.
             unsafe { nine_taps::<ROWS>(acc.as_mut_ptr().cast(), b, xp, geo, cols, k / 9) };
-        } else if wide {
+        } else if wide && k > 0 {
             let (acc, spare) = (acc.as_mut_ptr().cast(), spare.as_mut_ptr().cast());
             let ws = Wide {
                 taps,
@@ -993,6 +995,9 @@ mod tests {
                         (chans * kh * kw, 24, GEMM_CLAMP, true),
                         (2 * kh * kw + 1, 27, GEMM_ACCUMULATE, false),
                         (chans * kh * kw, 53, GEMM_SILU, true),
+                        // No step: the starting sums through the epilogue.
+                        (0, 8, GEMM_ACCUMULATE | GEMM_CLAMP, false),
+                        (0, 8, GEMM_CLAMP, true),
                     ]
                     .into_iter()
                     .enumerate()
