@@ -262,6 +262,17 @@ pub unsafe extern "C" fn taps_generic(
     }
 }
 
+/// Where a call's sums start, and its flags: from the residual `res` when there is one (as
+/// from a `C` the caller had filled with it, so with [`GEMM_ACCUMULATE`]), else from `c` as
+/// `flags` say.
+fn sums_from(c: *mut f32, res: *const f32, flags: u32) -> (*const f32, u32) {
+    if res.is_null() {
+        (c.cast_const(), flags)
+    } else {
+        (res, flags | GEMM_ACCUMULATE)
+    }
+}
+
 /// One panel of [`taps_generic`].
 ///
 /// # Safety
@@ -281,12 +292,7 @@ unsafe fn generic_panel(
     let plane = Taps::channel(g);
     let n = n.min(N);
     let mut panel = [0f32; N];
-    // The sums start from the residual, as from a C the caller had filled with it.
-    let (from, flags) = if res.is_null() {
-        (c.cast_const(), flags)
-    } else {
-        (res, flags | GEMM_ACCUMULATE)
-    };
+    let (from, flags) = sums_from(c, res, flags);
     // SAFETY: with GEMM_ACCUMULATE, `from` holds rows i < m of n floats at stride ldc.
     let mut acc = unsafe { super::generic::start::<M0, N>(from, ldc, m, n, flags) };
     for p in 0..k {
@@ -317,7 +323,7 @@ pub(super) mod x86 {
     use super::super::x86::{
         avx512_start, avx512_step, avx512_store, prefetch_next_tile, Epilogue, Side, A_AHEAD,
     };
-    use super::{TapGeo, Taps, GEMM_ACCUMULATE, GEMM_F32_M0 as M0, TAPS_COLUMNS};
+    use super::{TapGeo, Taps, GEMM_F32_M0 as M0, TAPS_COLUMNS};
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -768,14 +774,8 @@ pub(super) mod x86 {
         });
         let ahead = plane * (8 / taps.count).max(1);
         let (mut ap, mut bp, mut xp, mut t) = (a0, a1, x, 0);
-        // The sums start from C, or from the residual as from a C the caller had filled
-        // with it.
         let (c, ldc, m) = out;
-        let (from, flags) = if res.is_null() {
-            (c.cast_const(), ep.flags)
-        } else {
-            (res, ep.flags | GEMM_ACCUMULATE)
-        };
+        let (from, flags) = super::sums_from(c, res, ep.flags);
         // SAFETY: with GEMM_ACCUMULATE, `from` holds the contract's C rows.
         let (mut acc, mut spare) =
             unsafe { avx512_start::<V, R, ROWS>((from, ldc, m), mask, flags) };
